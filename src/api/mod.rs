@@ -1,0 +1,1 @@
+//! The API: GraphQL over HTTP (GraphQL-over-HTTP spec) and WebSocket.

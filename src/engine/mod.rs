@@ -1,0 +1,1 @@
+//! The engine: pure, synchronous flow stepping. No I/O.

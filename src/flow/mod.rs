@@ -1,0 +1,5 @@
+//! Flows: the file format ([`model`]), reading files ([`load`]), finding
+//! every problem in them ([`validate`]) and turning a valid flow into the
+//! immutable structure the engine walks ([`compile`]).
+
+pub mod model;

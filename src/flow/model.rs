@@ -1,0 +1,501 @@
+//! The flow file format: what a product manager writes in `flows/*.yaml`.
+//!
+//! These types are the single source of `schema/flow.schema.json` (via
+//! `schemars`), so every field carries a doc comment that editors show as
+//! a hint. Parsing is strict (`deny_unknown_fields`): a typo in a flow file
+//! is an error with a JSON path, never a silently ignored key.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A flow: a directed graph of nodes that a user walks through.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlowDef {
+    /// Stable identifier used by `startFlow(flowId:)`. Lowercase letters,
+    /// digits, `_` and `-`.
+    pub id: String,
+    /// Human-readable name shown in tooling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Free-form description for the people who maintain the flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Id of the node a new session starts at.
+    pub start: String,
+    /// Every node of the flow. Ids are unique within the flow.
+    pub nodes: Vec<NodeDef>,
+}
+
+/// One node of the graph; `kind` selects which.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NodeDef {
+    /// UI sent to the client; waits for one of its actions.
+    Screen(ScreenNode),
+    /// Pure branching, evaluated inline without a round trip.
+    Decision(DecisionNode),
+    /// Terminal node with an outcome.
+    End(EndNode),
+}
+
+impl NodeDef {
+    pub fn id(&self) -> &str {
+        match self {
+            NodeDef::Screen(n) => &n.id,
+            NodeDef::Decision(n) => &n.id,
+            NodeDef::End(n) => &n.id,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            NodeDef::Screen(_) => "screen",
+            NodeDef::Decision(_) => "decision",
+            NodeDef::End(_) => "end",
+        }
+    }
+}
+
+/// A screen: components to render and the actions that leave it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScreenNode {
+    pub id: String,
+    /// Screen title (template, localizable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Text>,
+    /// The component tree, top to bottom.
+    #[serde(default)]
+    pub components: Vec<ComponentDef>,
+    /// Every action this screen accepts. Each names its outgoing edges.
+    #[serde(default)]
+    pub actions: Vec<ActionDef>,
+    /// Lowest client app version (semver) that can render `components`.
+    /// Older clients get `fallback`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_app_version: Option<String>,
+    /// What a client gets when it lacks a component kind this screen uses
+    /// or is older than `min_app_version`. Must use core components only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<FallbackDef>,
+}
+
+/// The alternative component tree for clients that cannot render a screen.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FallbackDef {
+    /// Replaces the screen's `title` when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Text>,
+    pub components: Vec<ComponentDef>,
+}
+
+/// An action a screen accepts, and where it leads.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActionDef {
+    /// Action name sent as `submit(action:)`.
+    pub id: String,
+    /// Label for clients that render actions themselves (template, localizable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Text>,
+    /// Whether submitting with this action validates and stores the
+    /// screen's inputs. `false` for actions such as "skip" or "cancel".
+    #[serde(default = "yes")]
+    pub validate: bool,
+    /// Outgoing edges; the first whose rule matches wins.
+    pub next: Edges,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A decision: branches on rules without showing anything.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionNode {
+    pub id: String,
+    /// Outgoing edges; the first whose rule matches wins.
+    pub next: Edges,
+}
+
+/// A terminal node. It may carry a last screen (a receipt, a thank-you)
+/// that the client shows with no actions.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndNode {
+    pub id: String,
+    /// How the session ended.
+    #[serde(default)]
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Text>,
+    #[serde(default)]
+    pub components: Vec<ComponentDef>,
+}
+
+/// The result an `end` node records on the session.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    #[default]
+    Completed,
+    Abandoned,
+    Failed,
+}
+
+/// Outgoing edges: either a single target node id, or an ordered list of
+/// guarded edges where the first match wins.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Edges {
+    /// Always go to this node.
+    To(String),
+    /// Ordered edges; an edge without `when` always matches (the default).
+    List(Vec<EdgeDef>),
+}
+
+impl Edges {
+    /// The edges as a list, with the shorthand expanded.
+    pub fn to_list(&self) -> Vec<EdgeDef> {
+        match self {
+            Edges::To(to) => vec![EdgeDef { when: None, to: to.clone() }],
+            Edges::List(list) => list.clone(),
+        }
+    }
+}
+
+/// One guarded edge.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeDef {
+    /// JsonLogic rule over the session context; omitted means "always".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Value>,
+    /// Target node id.
+    pub to: String,
+}
+
+/// A user-facing string: a template over the session context, either one
+/// string or one per locale (`{en: "Hello", de: "Hallo"}`). Locale
+/// resolution: exact `client.locale`, then its language, then `en`, then
+/// the first entry.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Text {
+    Plain(String),
+    Localized(BTreeMap<String, String>),
+}
+
+impl Text {
+    /// Every template source in this text, with its locale (`None` for plain).
+    pub fn sources(&self) -> Vec<(Option<&str>, &str)> {
+        match self {
+            Text::Plain(s) => vec![(None, s.as_str())],
+            Text::Localized(m) => m.iter().map(|(k, v)| (Some(k.as_str()), v.as_str())).collect(),
+        }
+    }
+}
+
+/// An option of a `select`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SelectOption {
+    /// Value stored in `input.<screen>.<field>` when chosen.
+    pub value: String,
+    /// What the user sees (template, localizable).
+    pub label: Text,
+}
+
+/// One UI component. Input components (`text_input`, `number_input`,
+/// `email_input`, `select`, `checkbox`, `date`) require an `id`: it is the
+/// key of the submitted value. Validation declared here is enforced by the
+/// server on `submit`, whatever the client did.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ComponentDef {
+    /// A paragraph of plain text.
+    Text {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        text: Text,
+    },
+    /// A heading; `level` 1 (largest) to 6.
+    Heading {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        text: Text,
+        #[serde(default = "one")]
+        level: u8,
+    },
+    /// An image by URL.
+    Image {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        url: Text,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        alt: Option<Text>,
+    },
+    /// Single-line text entry.
+    TextInput {
+        id: String,
+        label: Text,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placeholder: Option<Text>,
+        #[serde(default)]
+        required: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_length: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_length: Option<u32>,
+        /// Regular expression (Rust `regex` syntax) the whole value must match.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pattern: Option<String>,
+        /// Message shown when `pattern` does not match (template, localizable).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pattern_message: Option<Text>,
+    },
+    /// Numeric entry.
+    NumberInput {
+        id: String,
+        label: Text,
+        #[serde(default)]
+        required: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<f64>,
+        /// Only whole numbers are accepted.
+        #[serde(default)]
+        integer: bool,
+    },
+    /// E-mail address entry.
+    EmailInput {
+        id: String,
+        label: Text,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placeholder: Option<Text>,
+        #[serde(default)]
+        required: bool,
+    },
+    /// Choice among fixed options.
+    Select {
+        id: String,
+        label: Text,
+        options: Vec<SelectOption>,
+        #[serde(default)]
+        required: bool,
+    },
+    /// A yes/no box; `required` means it must be checked (e.g. terms).
+    Checkbox {
+        id: String,
+        label: Text,
+        #[serde(default)]
+        required: bool,
+    },
+    /// A calendar date, `YYYY-MM-DD`.
+    Date {
+        id: String,
+        label: Text,
+        #[serde(default)]
+        required: bool,
+        /// Earliest allowed date, `YYYY-MM-DD`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min: Option<String>,
+        /// Latest allowed date, `YYYY-MM-DD`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max: Option<String>,
+    },
+    /// Triggers one of the screen's actions.
+    Button {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        label: Text,
+        /// Id of an action declared in the screen's `actions`.
+        action: String,
+        #[serde(default)]
+        style: ButtonStyle,
+    },
+    /// A vertical list of items.
+    List {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default)]
+        ordered: bool,
+        children: Vec<ComponentDef>,
+    },
+    /// A visually grouped box with an optional title.
+    Card {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<Text>,
+        children: Vec<ComponentDef>,
+    },
+    /// Lays children out in a row or a column.
+    Stack {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default)]
+        direction: StackDirection,
+        children: Vec<ComponentDef>,
+    },
+    /// Rich text in CommonMark (template, localizable).
+    Markdown {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        text: Text,
+    },
+    /// Escape hatch: a component kind only some clients know. Clients list
+    /// the names they render as `custom:<name>` in their capabilities; a
+    /// screen using one must declare a `fallback`.
+    Custom {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// The custom kind's name, e.g. `map_picker`.
+        name: String,
+        /// Free-form props passed to the client as they are. String values
+        /// are not rendered as templates.
+        #[serde(default)]
+        props: Value,
+    },
+}
+
+fn one() -> u8 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ButtonStyle {
+    #[default]
+    Primary,
+    Secondary,
+    Link,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StackDirection {
+    #[default]
+    Vertical,
+    Horizontal,
+}
+
+/// Component kinds every client is assumed to render. Anything else
+/// (`custom:<name>`) needs a capability and a fallback.
+pub const CORE_KINDS: &[&str] = &[
+    "text",
+    "heading",
+    "image",
+    "text_input",
+    "number_input",
+    "email_input",
+    "select",
+    "checkbox",
+    "date",
+    "button",
+    "list",
+    "card",
+    "stack",
+    "markdown",
+];
+
+impl ComponentDef {
+    /// The kind as clients name it in their capabilities: a core kind, or
+    /// `custom:<name>`.
+    pub fn capability(&self) -> String {
+        match self {
+            ComponentDef::Custom { name, .. } => format!("custom:{name}"),
+            other => other.kind().to_string(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ComponentDef::Text { .. } => "text",
+            ComponentDef::Heading { .. } => "heading",
+            ComponentDef::Image { .. } => "image",
+            ComponentDef::TextInput { .. } => "text_input",
+            ComponentDef::NumberInput { .. } => "number_input",
+            ComponentDef::EmailInput { .. } => "email_input",
+            ComponentDef::Select { .. } => "select",
+            ComponentDef::Checkbox { .. } => "checkbox",
+            ComponentDef::Date { .. } => "date",
+            ComponentDef::Button { .. } => "button",
+            ComponentDef::List { .. } => "list",
+            ComponentDef::Card { .. } => "card",
+            ComponentDef::Stack { .. } => "stack",
+            ComponentDef::Markdown { .. } => "markdown",
+            ComponentDef::Custom { .. } => "custom",
+        }
+    }
+
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            ComponentDef::TextInput { id, .. }
+            | ComponentDef::NumberInput { id, .. }
+            | ComponentDef::EmailInput { id, .. }
+            | ComponentDef::Select { id, .. }
+            | ComponentDef::Checkbox { id, .. }
+            | ComponentDef::Date { id, .. } => Some(id),
+            ComponentDef::Text { id, .. }
+            | ComponentDef::Heading { id, .. }
+            | ComponentDef::Image { id, .. }
+            | ComponentDef::Button { id, .. }
+            | ComponentDef::List { id, .. }
+            | ComponentDef::Card { id, .. }
+            | ComponentDef::Stack { id, .. }
+            | ComponentDef::Markdown { id, .. }
+            | ComponentDef::Custom { id, .. } => id.as_deref(),
+        }
+    }
+
+    /// Whether this component collects a value on submit.
+    pub fn is_input(&self) -> bool {
+        matches!(
+            self,
+            ComponentDef::TextInput { .. }
+                | ComponentDef::NumberInput { .. }
+                | ComponentDef::EmailInput { .. }
+                | ComponentDef::Select { .. }
+                | ComponentDef::Checkbox { .. }
+                | ComponentDef::Date { .. }
+        )
+    }
+
+    pub fn children(&self) -> &[ComponentDef] {
+        match self {
+            ComponentDef::List { children, .. }
+            | ComponentDef::Card { children, .. }
+            | ComponentDef::Stack { children, .. } => children,
+            _ => &[],
+        }
+    }
+
+    /// Visits this component and all descendants, depth first, with the
+    /// JSON path suffix of each relative to this one.
+    pub fn walk<'a>(&'a self, path: &str, f: &mut dyn FnMut(&'a ComponentDef, &str)) {
+        f(self, path);
+        for (i, child) in self.children().iter().enumerate() {
+            child.walk(&format!("{path}.children[{i}]"), f);
+        }
+    }
+}
+
+/// Walks a component list, calling `f` with each component and its JSON
+/// path (`{base}[i].children[j]…`).
+pub fn walk_components<'a>(
+    components: &'a [ComponentDef],
+    base: &str,
+    f: &mut dyn FnMut(&'a ComponentDef, &str),
+) {
+    for (i, c) in components.iter().enumerate() {
+        c.walk(&format!("{base}[{i}]"), f);
+    }
+}

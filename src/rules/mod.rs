@@ -1,0 +1,1 @@
+//! Rules: JsonLogic with jsonlogic.com semantics plus flagd's operators.

@@ -1,0 +1,1 @@
+//! The store: sessions, their append-only event log and flow versions.

@@ -1,0 +1,1 @@
+//! One integration-test binary (links once); a module per capability.
