@@ -5,10 +5,17 @@
 //! - [`rules`]: JsonLogic (+ flagd operators) compiled once, evaluated often.
 //! - [`engine`]: the pure state machine: context + action in, next node out.
 //! - [`store`]: sessions, their event log and flow versions (SQLite / PostgreSQL).
+//! - [`service`]: flow versions, tokens, idempotency: what the API calls.
 //! - [`api`]: GraphQL over HTTP and WebSocket.
+//!
+//! [`app`] builds the whole server from a [`config::ServeConfig`].
 
 pub mod api;
+pub mod app;
+pub mod artifacts;
+pub mod config;
 pub mod engine;
 pub mod flow;
 pub mod rules;
+pub mod service;
 pub mod store;

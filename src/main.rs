@@ -1,1 +1,151 @@
-fn main() {}
+//! The `baton` binary: parses the command line and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use baton::config::{LogFormat, ServeConfig};
+
+#[derive(Parser)]
+#[command(name = "baton", version, about = "Server-driven UI flows: flows in, next screen out.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeConfig,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default when no command is given).
+    Serve,
+    /// Check flow files and report every problem at once; exit 1 on any error.
+    Validate {
+        /// Flow files or directories.
+        #[arg(default_value = "flows")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Work with rules.
+    Rule {
+        #[command(subcommand)]
+        command: RuleCommand,
+    },
+    /// Write the generated artifacts (GraphQL SDL, flow JSON Schema) to `schema/`.
+    Schema {
+        #[arg(long, default_value = "schema")]
+        out: PathBuf,
+        /// Do not write; exit 1 when a file on disk differs from the generated one.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum RuleCommand {
+    /// Read JSON lines `{"rule": …, "data": …}` on stdin; print one result per line.
+    Eval,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cli.serve),
+        Command::Validate { paths, format } => {
+            let issues = baton::flow::validate::validate_paths(&paths);
+            match format {
+                Format::Human => print!("{}", baton::flow::validate::format_human(&issues)),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&issues).expect("issues serialize")),
+            }
+            if issues.iter().any(|i| i.severity == baton::flow::validate::Severity::Error) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Rule { command: RuleCommand::Eval } => {
+            let stdin = std::io::stdin().lock();
+            let stdout = std::io::stdout().lock();
+            match baton::rules::eval_lines(stdin, stdout) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("baton rule eval: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Schema { out, check } => match baton::artifacts::write_or_check(&out, check) {
+            Ok(stale) if stale.is_empty() => ExitCode::SUCCESS,
+            Ok(stale) => {
+                for f in stale {
+                    eprintln!("{} is stale: run `baton schema` and commit it", f.display());
+                }
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("baton schema: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn serve(config: ServeConfig) -> ExitCode {
+    init_tracing(config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("baton: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let app = baton::app::Application::build(config).await?;
+        app.run_until(shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("baton: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -2,4 +2,7 @@
 //! every problem in them ([`validate`]) and turning a valid flow into the
 //! immutable structure the engine walks ([`compile`]).
 
+pub mod compile;
+pub mod error;
 pub mod model;
+pub mod template;

@@ -1,1 +1,8 @@
 //! One integration-test binary (links once); a module per capability.
+
+mod cli;
+mod curl_example;
+mod flows_api;
+mod limits;
+mod subscription;
+mod testapp;

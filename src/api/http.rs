@@ -1,0 +1,2 @@
+//! stand-in until the http branch lands
+pub struct BearerToken(pub Option<String>);

@@ -1,0 +1,182 @@
+//! The app-facing GraphQL schema: `startFlow`, `submit`, `back`, `session`
+//! and `sessionUpdated`, exactly as named in the design brief.
+
+use async_graphql::{Context, ErrorExtensions, ID, InputObject, Json, Object, Schema, SchemaBuilder, Subscription};
+use futures_util::{Stream, StreamExt, stream};
+use tokio::sync::broadcast::error::RecvError;
+use serde_json::{Map, Value};
+
+use super::http::BearerToken;
+use super::types::FlowSession;
+use crate::engine::ClientInfo;
+use crate::service::{Baton, ServiceError, StartRequest, SubmitRequest};
+
+pub type BatonSchema = Schema<Query, Mutation, Subscription>;
+
+/// The schema with its resolvers' state; limits are applied by the caller.
+pub fn builder(baton: Baton) -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query, Mutation, Subscription).data(baton)
+}
+
+#[derive(InputObject)]
+pub struct StartFlowInput {
+    pub flow_id: ID,
+    pub user: UserInput,
+    pub client: Option<ClientInput>,
+}
+
+#[derive(InputObject)]
+pub struct UserInput {
+    pub id: ID,
+    /// Free-form attributes rules and templates read as `user.attributes.*`.
+    pub attributes: Option<Json<Value>>,
+}
+
+#[derive(InputObject, Default)]
+pub struct ClientInput {
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+    pub locale: Option<String>,
+    /// Component kinds the client renders (`text`, …, `custom:<name>`);
+    /// omitted means every core kind.
+    pub capabilities: Option<Vec<String>>,
+}
+
+#[derive(InputObject)]
+pub struct SubmitInput {
+    pub session_id: ID,
+    /// The screen the user acted on; a stale one is not applied.
+    pub screen_id: ID,
+    pub action: String,
+    /// Input values by component id.
+    pub values: Option<Json<Value>>,
+    /// Replays with the same key return the first result and never advance twice.
+    pub idempotency_key: Option<String>,
+}
+
+/// Maps a service error to a GraphQL error with `extensions.code` (and
+/// `hint`); internal details are logged, never sent.
+pub fn to_gql(err: ServiceError) -> async_graphql::Error {
+    let message = if err.is_internal() {
+        tracing::error!(error = %err, code = err.code(), "request failed");
+        "internal error".to_string()
+    } else {
+        err.to_string()
+    };
+    let code = err.code();
+    let hint = err.hint();
+    async_graphql::Error::new(message).extend_with(|_, ext| {
+        ext.set("code", code);
+        if let Some(hint) = hint {
+            ext.set("hint", hint);
+        }
+    })
+}
+
+fn token<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
+    ctx.data_opt::<BearerToken>().and_then(|t| t.0.as_deref())
+}
+
+pub struct Query;
+
+#[Object]
+impl Query {
+    /// A session as it is now; needs the session's token.
+    async fn session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<FlowSession>> {
+        let baton = ctx.data_unchecked::<Baton>();
+        match baton.session(&id, token(ctx)).await {
+            Ok(v) => Ok(Some(FlowSession::from_view(v, None))),
+            Err(ServiceError::SessionNotFound { .. }) => Ok(None),
+            Err(e) => Err(to_gql(e)),
+        }
+    }
+}
+
+pub struct Mutation;
+
+#[Object]
+impl Mutation {
+    /// Starts a session on the flow's latest version and returns its first screen and token.
+    async fn start_flow(&self, ctx: &Context<'_>, input: StartFlowInput) -> async_graphql::Result<FlowSession> {
+        let baton = ctx.data_unchecked::<Baton>();
+        let client = input.client.unwrap_or_default();
+        let req = StartRequest {
+            flow_id: input.flow_id.0,
+            user_id: input.user.id.0,
+            user_attributes: input.user.attributes.map(|j| j.0).unwrap_or(Value::Null),
+            client: ClientInfo {
+                platform: client.platform,
+                app_version: client.app_version,
+                locale: client.locale,
+                capabilities: client.capabilities,
+            },
+        };
+        let (view, token) = baton.start_flow(req).await.map_err(to_gql)?;
+        Ok(FlowSession::from_view(view, Some(token)))
+    }
+
+    /// Submits the current screen with one of its actions.
+    async fn submit(&self, ctx: &Context<'_>, input: SubmitInput) -> async_graphql::Result<FlowSession> {
+        let baton = ctx.data_unchecked::<Baton>();
+        let values = match input.values.map(|j| j.0) {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(m)) => m,
+            Some(_) => {
+                return Err(to_gql(ServiceError::InvalidInput {
+                    field: "values".into(),
+                    message: "must be a JSON object keyed by component id".into(),
+                }));
+            }
+        };
+        let req = SubmitRequest {
+            session_id: input.session_id.0,
+            screen_id: input.screen_id.0,
+            action: input.action,
+            values,
+            idempotency_key: input.idempotency_key,
+        };
+        let view = baton.submit(req, token(ctx)).await.map_err(to_gql)?;
+        Ok(FlowSession::from_view(view, None))
+    }
+
+    /// Returns to the previous screen, with the values entered there.
+    async fn back(&self, ctx: &Context<'_>, session_id: ID) -> async_graphql::Result<FlowSession> {
+        let baton = ctx.data_unchecked::<Baton>();
+        let view = baton.back(&session_id, token(ctx)).await.map_err(to_gql)?;
+        Ok(FlowSession::from_view(view, None))
+    }
+}
+
+pub struct Subscription;
+
+#[Subscription]
+impl Subscription {
+    /// The session now, then after every change, until it ends.
+    async fn session_updated(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = FlowSession> + use<>> {
+        let baton = ctx.data_unchecked::<Baton>();
+        let (first, rx) = baton.watch(&session_id, token(ctx)).await.map_err(to_gql)?;
+        let ended = first.status.is_terminal();
+        let head = stream::once(async move { FlowSession::from_view(first, None) });
+        let tail = stream::unfold((rx, ended), |(mut rx, ended)| async move {
+            if ended {
+                return None;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(v) => {
+                        let ended = v.status.is_terminal();
+                        return Some((FlowSession::from_view(v, None), (rx, ended)));
+                    }
+                    // A slow subscriber skips to the newest state.
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        });
+        Ok(head.chain(tail))
+    }
+}

@@ -1,0 +1,131 @@
+//! Startup: builds the whole application from a [`ServeConfig`] the same
+//! way for `baton serve` and for the integration tests (which bind port 0).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::api;
+use crate::config::ServeConfig;
+use crate::engine::Limits;
+use crate::flow::validate::Severity;
+use crate::service::Baton;
+use crate::service::registry::{Registry, Reload};
+use crate::store::{Store, StoreOptions};
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    baton: Baton,
+    config: ServeConfig,
+}
+
+impl Application {
+    pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
+        let store = Store::connect(
+            &config.database_url,
+            StoreOptions { max_connections: config.db_connections, ..StoreOptions::default() },
+        )
+        .await
+        .with_context(|| format!("opening the store at {}", redact(&config.database_url)))?;
+        let registry = Registry::new(store.clone());
+        let reload = registry
+            .load_dir(&config.flows)
+            .await
+            .with_context(|| format!("loading flows from {}", config.flows.display()))?;
+        log_reload(&reload);
+        let limits = Limits {
+            max_steps_per_advance: config.max_steps_per_advance,
+            max_context_bytes: config.max_context_bytes,
+            ..Limits::default()
+        };
+        let baton = Baton::new(store, registry, limits);
+        let http_limits = api::http::Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_depth: config.max_query_depth,
+            max_complexity: config.max_query_complexity,
+        };
+        let schema = http_limits.apply(api::schema::builder(baton.clone())).finish();
+        let router = api::http::router(schema, &http_limits, readiness(baton.clone()));
+        let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+        Ok(Application { listener, router, baton, config })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn baton(&self) -> &Baton {
+        &self.baton
+    }
+
+    /// Serves until ctrl-c / SIGTERM, or forever when `shutdown` never resolves.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        if self.config.watch {
+            spawn_watcher(self.baton.clone(), self.config.flows.clone())?;
+        }
+        tracing::info!(addr = %self.local_addr(), "baton listening; GraphiQL at /graphql");
+        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
+        Ok(())
+    }
+}
+
+fn readiness(baton: Baton) -> api::http::Readiness {
+    api::http::Readiness::new(move || {
+        let baton = baton.clone();
+        async move { baton.store().ping().await.is_ok() }
+    })
+}
+
+fn log_reload(reload: &Reload) {
+    for issue in &reload.issues {
+        match issue.severity {
+            Severity::Error => tracing::error!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message),
+            Severity::Warning => tracing::warn!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message),
+        }
+    }
+    for (flow, version) in &reload.published {
+        tracing::info!(flow = %flow, version, "flow version serving new sessions");
+    }
+}
+
+/// Watches the flow directory; a burst of file events becomes one reload.
+fn spawn_watcher(baton: Baton, dir: PathBuf) -> anyhow::Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        let _watcher = watcher; // dropped with the task
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while rx.try_recv().is_ok() {}
+            match baton.registry().load_dir(&dir).await {
+                Ok(reload) => log_reload(&reload),
+                Err(e) => tracing::error!(error = %e, "reloading flows failed; last good versions keep serving"),
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

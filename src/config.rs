@@ -1,0 +1,70 @@
+//! Server configuration: typed defaults < `BATON_*` environment variables
+//! < command-line flags (clap reads both).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "BATON_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// `sqlite://path` (created if missing) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://baton.db")]
+    pub database_url: String,
+    /// Directory of flow files (`*.yaml`, `*.yml`, `*.json`).
+    #[arg(long, env = "BATON_FLOWS", default_value = "flows")]
+    pub flows: PathBuf,
+    /// Reload flow files when they change: new sessions get the new
+    /// version, running sessions keep theirs.
+    #[arg(long, env = "BATON_WATCH")]
+    pub watch: bool,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+    /// Deepest accepted GraphQL query.
+    #[arg(long, env = "BATON_MAX_QUERY_DEPTH", default_value_t = 16)]
+    pub max_query_depth: usize,
+    /// Highest accepted GraphQL query complexity.
+    #[arg(long, env = "BATON_MAX_QUERY_COMPLEXITY", default_value_t = 1000)]
+    pub max_query_complexity: usize,
+    /// Nodes one submit may pass before it is stopped (loops without a screen).
+    #[arg(long, env = "BATON_MAX_STEPS_PER_ADVANCE", default_value_t = 64)]
+    pub max_steps_per_advance: u32,
+    /// Largest session context, in bytes of JSON.
+    #[arg(long, env = "BATON_MAX_CONTEXT_BYTES", default_value_t = 256 * 1024)]
+    pub max_context_bytes: usize,
+    /// Database connections in the pool.
+    #[arg(long, env = "BATON_DB_CONNECTIONS", default_value_t = 16)]
+    pub db_connections: u32,
+    /// Log line format.
+    #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl ServeConfig {
+    /// Defaults for tests and embedding: every flag at its default.
+    pub fn for_database(database_url: impl Into<String>, flows: impl Into<PathBuf>) -> ServeConfig {
+        ServeConfig {
+            addr: "127.0.0.1:0".parse().expect("static address"),
+            database_url: database_url.into(),
+            flows: flows.into(),
+            watch: false,
+            max_body_bytes: 64 * 1024,
+            max_query_depth: 16,
+            max_query_complexity: 1000,
+            max_steps_per_advance: 64,
+            max_context_bytes: 256 * 1024,
+            db_connections: 16,
+            log_format: LogFormat::Text,
+        }
+    }
+}

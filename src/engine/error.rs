@@ -1,0 +1,79 @@
+//! Engine errors: what can go wrong stepping a flow. Each has a stable code
+//! that the API surfaces as `extensions.code`.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error("screen `{submitted}` is not the current screen (`{current}`)")]
+    StaleScreen { submitted: String, current: String },
+    #[error("screen `{screen}` has no action `{action}`")]
+    UnknownAction { screen: String, action: String },
+    #[error("the session has ended ({status})")]
+    SessionEnded { status: String },
+    #[error("there is no previous screen to go back to")]
+    NoPreviousScreen,
+    #[error("node `{node}`: no edge matched and there is no default edge")]
+    NoMatchingEdge { node: String },
+    #[error("more than {limit} nodes were passed in one advance (last: `{node}`)")]
+    StepLimit { limit: u32, node: String },
+    #[error("node `{node}`: rule failed: {message}")]
+    Rule { node: String, message: String },
+    #[error("template failed: {message}")]
+    Template { message: String },
+    #[error("the session context would be {size} bytes, over the limit of {limit}")]
+    ContextTooLarge { size: usize, limit: usize },
+    #[error("the session refers to node `{node}`, which flow version {version} does not have")]
+    UnknownNode { node: String, version: i32 },
+}
+
+impl EngineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::StaleScreen { .. } => "STALE_SCREEN",
+            EngineError::UnknownAction { .. } => "UNKNOWN_ACTION",
+            EngineError::SessionEnded { .. } => "SESSION_ENDED",
+            EngineError::NoPreviousScreen => "NO_PREVIOUS_SCREEN",
+            EngineError::NoMatchingEdge { .. } => "NO_MATCHING_EDGE",
+            EngineError::StepLimit { .. } => "STEP_LIMIT_EXCEEDED",
+            EngineError::Rule { .. } => "RULE_FAILED",
+            EngineError::Template { .. } => "TEMPLATE_FAILED",
+            EngineError::ContextTooLarge { .. } => "CONTEXT_TOO_LARGE",
+            EngineError::UnknownNode { .. } => "UNKNOWN_NODE",
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            EngineError::StaleScreen { current, .. } => {
+                format!("render the current screen `{current}` that came with this answer")
+            }
+            EngineError::UnknownAction { .. } => "send one of the screen's `actions`".into(),
+            EngineError::SessionEnded { .. } => "start a new session with `startFlow`".into(),
+            EngineError::NoPreviousScreen => "this is the first screen of the session".into(),
+            EngineError::NoMatchingEdge { .. } => {
+                "add an edge without `when` as the last edge of this node (the flow author's fix)".into()
+            }
+            EngineError::StepLimit { .. } => {
+                "the flow loops through decisions without reaching a screen; `baton validate` finds such cycles".into()
+            }
+            EngineError::Rule { .. } | EngineError::Template { .. } | EngineError::UnknownNode { .. } => {
+                return None;
+            }
+            EngineError::ContextTooLarge { .. } => "submit fewer or shorter values".into(),
+        })
+    }
+
+    /// Whether the problem lies with the flow definition rather than the
+    /// caller: such errors are logged as a flow defect.
+    pub fn is_flow_defect(&self) -> bool {
+        matches!(
+            self,
+            EngineError::NoMatchingEdge { .. }
+                | EngineError::StepLimit { .. }
+                | EngineError::Rule { .. }
+                | EngineError::Template { .. }
+                | EngineError::UnknownNode { .. }
+        )
+    }
+}

@@ -1,0 +1,244 @@
+//! Server-side input validation: whatever the client checked, a submit is
+//! checked again here against the components the client was shown.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Number, Value};
+
+use crate::flow::compile::CompiledFlow;
+use crate::flow::model::ComponentDef;
+
+/// A problem with one submitted field (or, with `field: None`, with the
+/// submit as a whole).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: Option<String>,
+    pub code: String,
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+        FieldError { field: Some(field.to_string()), code: code.to_string(), message: message.into() }
+    }
+}
+
+// The WHATWG HTML "valid e-mail address" production: what browsers accept
+// in <input type=email>, so server and web client agree.
+static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$",
+    )
+    .expect("static regex")
+});
+
+/// Validates `values` against every input in `components`. On success
+/// returns the cleaned values (known inputs only, normalized types); on
+/// failure the errors and the draft (what was typed, known inputs only).
+pub fn validate(
+    flow: &CompiledFlow,
+    components: &[ComponentDef],
+    values: &Map<String, Value>,
+    context: &Value,
+) -> Result<Map<String, Value>, (Vec<FieldError>, Map<String, Value>)> {
+    let mut clean = Map::new();
+    let mut draft = Map::new();
+    let mut errors = Vec::new();
+    let mut visit = |c: &ComponentDef| {
+        let Some(id) = c.id().filter(|_| c.is_input()) else { return };
+        let raw = values.get(id).unwrap_or(&Value::Null);
+        if !raw.is_null() {
+            draft.insert(id.to_string(), raw.clone());
+        }
+        match check(flow, c, id, raw, context) {
+            Ok(Some(v)) => {
+                clean.insert(id.to_string(), v);
+            }
+            Ok(None) => {}
+            Err(e) => errors.push(e),
+        }
+    };
+    for c in components {
+        walk(c, &mut visit);
+    }
+    if errors.is_empty() { Ok(clean) } else { Err((errors, draft)) }
+}
+
+fn walk(c: &ComponentDef, f: &mut dyn FnMut(&ComponentDef)) {
+    f(c);
+    for child in c.children() {
+        walk(child, f);
+    }
+}
+
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+fn required_error(id: &str) -> FieldError {
+    FieldError::new(id, "REQUIRED", "This field is required.")
+}
+
+/// Ok(None): empty and optional, nothing to store.
+fn check(flow: &CompiledFlow, c: &ComponentDef, id: &str, raw: &Value, context: &Value) -> Result<Option<Value>, FieldError> {
+    match c {
+        ComponentDef::TextInput { required, min_length, max_length, pattern, pattern_message, .. } => {
+            if is_blank(raw) {
+                return if *required { Err(required_error(id)) } else { Ok(None) };
+            }
+            let Value::String(s) = raw else {
+                return Err(FieldError::new(id, "INVALID_TYPE", "Expected text."));
+            };
+            let len = s.chars().count() as u32;
+            if let Some(min) = min_length
+                && len < *min
+            {
+                return Err(FieldError::new(id, "TOO_SHORT", format!("Enter at least {min} characters.")));
+            }
+            if let Some(max) = max_length
+                && len > *max
+            {
+                return Err(FieldError::new(id, "TOO_LONG", format!("Enter at most {max} characters.")));
+            }
+            if let Some(p) = pattern {
+                let re = flow.pattern(p).expect("patterns are compiled with the flow");
+                if !re.is_match(s) {
+                    let message = pattern_message
+                        .as_ref()
+                        .and_then(|t| super::view::text_for_message(flow, t, context))
+                        .unwrap_or_else(|| "The value has the wrong format.".to_string());
+                    return Err(FieldError::new(id, "PATTERN_MISMATCH", message));
+                }
+            }
+            Ok(Some(Value::String(s.clone())))
+        }
+        ComponentDef::EmailInput { required, .. } => {
+            if is_blank(raw) {
+                return if *required { Err(required_error(id)) } else { Ok(None) };
+            }
+            match raw {
+                Value::String(s) if s.len() <= 254 && EMAIL.is_match(s.trim()) => Ok(Some(Value::String(s.trim().to_string()))),
+                _ => Err(FieldError::new(id, "INVALID_EMAIL", "Enter a valid e-mail address.")),
+            }
+        }
+        ComponentDef::NumberInput { required, min, max, integer, .. } => {
+            if is_blank(raw) {
+                return if *required { Err(required_error(id)) } else { Ok(None) };
+            }
+            let n = match raw {
+                Value::Number(n) => n.as_f64(),
+                Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
+                _ => None,
+            };
+            let Some(n) = n else {
+                return Err(FieldError::new(id, "INVALID_NUMBER", "Enter a number."));
+            };
+            if *integer && n.fract() != 0.0 {
+                return Err(FieldError::new(id, "NOT_INTEGER", "Enter a whole number."));
+            }
+            if let Some(min) = min
+                && n < *min
+            {
+                return Err(FieldError::new(id, "TOO_SMALL", format!("Enter {min} or more.")));
+            }
+            if let Some(max) = max
+                && n > *max
+            {
+                return Err(FieldError::new(id, "TOO_LARGE", format!("Enter {max} or less.")));
+            }
+            let num = if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                Number::from(n as i64)
+            } else {
+                Number::from_f64(n).expect("finite")
+            };
+            Ok(Some(Value::Number(num)))
+        }
+        ComponentDef::Select { required, options, .. } => {
+            if is_blank(raw) {
+                return if *required { Err(required_error(id)) } else { Ok(None) };
+            }
+            match raw {
+                Value::String(s) if options.iter().any(|o| &o.value == s) => Ok(Some(raw.clone())),
+                _ => Err(FieldError::new(id, "INVALID_OPTION", "Choose one of the options.")),
+            }
+        }
+        ComponentDef::Checkbox { required, .. } => {
+            let checked = match raw {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                _ => return Err(FieldError::new(id, "INVALID_TYPE", "Expected true or false.")),
+            };
+            if *required && !checked {
+                return Err(FieldError::new(id, "REQUIRED", "This box must be checked."));
+            }
+            Ok(Some(Value::Bool(checked)))
+        }
+        ComponentDef::Date { required, min, max, .. } => {
+            if is_blank(raw) {
+                return if *required { Err(required_error(id)) } else { Ok(None) };
+            }
+            let Some(s) = raw.as_str().map(str::trim).filter(|s| is_calendar_date(s)) else {
+                return Err(FieldError::new(id, "INVALID_DATE", "Enter a date as YYYY-MM-DD."));
+            };
+            // Same fixed-width format on both sides: string order is date order.
+            if let Some(min) = min
+                && s < min.as_str()
+            {
+                return Err(FieldError::new(id, "TOO_EARLY", format!("Enter {min} or later.")));
+            }
+            if let Some(max) = max
+                && s > max.as_str()
+            {
+                return Err(FieldError::new(id, "TOO_LATE", format!("Enter {max} or earlier.")));
+            }
+            Ok(Some(Value::String(s.to_string())))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `YYYY-MM-DD` naming a real day of the proleptic Gregorian calendar.
+pub fn is_calendar_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return false;
+    }
+    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().ok();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    if !(digits(0..4) && digits(5..7) && digits(8..10)) {
+        return false;
+    }
+    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else { return false };
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    (1..=days).contains(&d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_calendar_date;
+
+    #[test]
+    fn calendar_dates() {
+        assert!(is_calendar_date("2024-02-29"));
+        assert!(!is_calendar_date("2023-02-29"));
+        assert!(!is_calendar_date("2023-13-01"));
+        assert!(!is_calendar_date("2023-1-01"));
+        assert!(!is_calendar_date("2023-01-32"));
+        assert!(!is_calendar_date("20230101"));
+        assert!(is_calendar_date("2000-02-29"));
+        assert!(!is_calendar_date("1900-02-29"));
+    }
+}

@@ -1,0 +1,90 @@
+//! The registry of compiled flow versions. Files are loaded, validated and
+//! recorded in the store as immutable versions; sessions look their pinned
+//! version up here (compiled once, shared behind an `Arc`). A file that
+//! fails validation never replaces the last good version.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::ServiceError;
+use crate::flow::compile::CompiledFlow;
+use crate::flow::load;
+use crate::flow::model::FlowDef;
+use crate::flow::validate::{self, Issue, Severity};
+use crate::store::Store;
+
+pub struct Registry {
+    store: Store,
+    latest: DashMap<String, Arc<CompiledFlow>>,
+    versions: DashMap<(String, i32), Arc<CompiledFlow>>,
+}
+
+/// What a (re)load did.
+#[derive(Debug, Default)]
+pub struct Reload {
+    /// (flow id, version) now served for new sessions, for flows that changed.
+    pub published: Vec<(String, i32)>,
+    pub issues: Vec<Issue>,
+}
+
+impl Registry {
+    pub fn new(store: Store) -> Registry {
+        Registry { store, latest: DashMap::new(), versions: DashMap::new() }
+    }
+
+    /// Loads every flow file in `dir`. Valid flows whose content changed
+    /// become new versions; invalid ones are reported and skipped.
+    pub async fn load_dir(&self, dir: &Path) -> Result<Reload, ServiceError> {
+        let report = load::load_dir(dir);
+        let mut out = Reload { issues: report.issues, ..Reload::default() };
+        for loaded in report.flows {
+            let file = loaded.path.display().to_string();
+            let issues = validate::validate(&loaded.def, &file);
+            let bad = issues.iter().any(|i| i.severity == Severity::Error);
+            out.issues.extend(issues);
+            if bad {
+                continue;
+            }
+            let unchanged = self.latest.get(&loaded.def.id).is_some_and(|f| f.hash == loaded.hash);
+            if unchanged {
+                continue;
+            }
+            let definition = serde_json::to_value(&loaded.def).map_err(ServiceError::internal)?;
+            let rec = self.store.ensure_flow_version(&loaded.def.id, &loaded.hash, &definition).await?;
+            let flow = Arc::new(CompiledFlow::compile(loaded.def, rec.version, rec.content_hash)?);
+            self.versions.insert((flow.id.clone(), flow.version), flow.clone());
+            out.published.push((flow.id.clone(), flow.version));
+            self.latest.insert(flow.id.clone(), flow);
+        }
+        Ok(out)
+    }
+
+    pub fn latest(&self, flow_id: &str) -> Option<Arc<CompiledFlow>> {
+        self.latest.get(flow_id).map(|f| f.clone())
+    }
+
+    pub fn flow_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.latest.iter().map(|e| e.key().clone()).collect();
+        ids.sort();
+        ids
+    }
+
+    /// A pinned version: from memory, or from the store after a restart or
+    /// on another replica.
+    pub async fn version(&self, flow_id: &str, version: i32) -> Result<Arc<CompiledFlow>, ServiceError> {
+        let key = (flow_id.to_string(), version);
+        if let Some(f) = self.versions.get(&key) {
+            return Ok(f.clone());
+        }
+        let rec = self
+            .store
+            .flow_version(flow_id, version)
+            .await?
+            .ok_or_else(|| ServiceError::FlowVersionNotFound { flow_id: flow_id.to_string(), version })?;
+        let def: FlowDef = serde_json::from_value(rec.definition).map_err(ServiceError::internal)?;
+        let flow = Arc::new(CompiledFlow::compile(def, rec.version, rec.content_hash)?);
+        Ok(self.versions.entry(key).or_insert(flow).clone())
+    }
+}

@@ -1,0 +1,202 @@
+//! `TestApp`: the real server, built by `Application::build` exactly like
+//! `baton serve`, on port 0 against a fresh SQLite file or a fresh
+//! PostgreSQL schema, driven over real HTTP.
+
+use std::path::{Path, PathBuf};
+
+use baton::app::Application;
+use baton::config::ServeConfig;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub const SESSION_FIELDS: &str = r#"
+fragment S on FlowSession {
+  id token flowId flowVersion status
+  screen {
+    id title fallback terminal values
+    actions { id label validates }
+    errors { field code message }
+    components { ...C
+      ... on ListComponent { children { ...C } }
+      ... on CardComponent { title children { ...C } }
+      ... on StackComponent { children { ...C } }
+    }
+  }
+}
+fragment C on Component {
+  __typename id kind
+  ... on TextComponent { text }
+  ... on HeadingComponent { text level }
+  ... on MarkdownComponent { text }
+  ... on ImageComponent { url alt }
+  ... on TextInputComponent { label required minLength maxLength pattern value }
+  ... on NumberInputComponent { label required min max numberValue }
+  ... on EmailInputComponent { label required value }
+  ... on SelectComponent { label required value options { value label } }
+  ... on CheckboxComponent { label required checked }
+  ... on DateComponent { label required minDate maxDate value }
+  ... on ButtonComponent { label action style }
+  ... on CustomComponent { name props }
+}
+"#;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub database_url: String,
+    pub flows: PathBuf,
+    _dir: TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The repository's `flows/` directory.
+pub fn repo_flows() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("flows")
+}
+
+/// A database URL for a fresh, isolated store, or `None` (with a loud
+/// notice) when PostgreSQL is not configured.
+pub async fn fresh_database_url(backend: Backend, dir: &Path) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(format!("sqlite://{}", dir.join("baton.db").display())),
+        Backend::Postgres => {
+            let Ok(base) = std::env::var("BATON_TEST_POSTGRES_URL") else {
+                eprintln!("SKIPPED (BATON_TEST_POSTGRES_URL not set): PostgreSQL variant not run");
+                return None;
+            };
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let pool = sqlx::PgPool::connect(&base).await.expect("connect to BATON_TEST_POSTGRES_URL");
+            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.expect("create schema");
+            pool.close().await;
+            let sep = if base.contains('?') { '&' } else { '?' };
+            Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
+        }
+    }
+}
+
+impl TestApp {
+    /// Starts the server with the repository's flows; `None` when the
+    /// backend is not available here.
+    pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let flows = dir.path().join("flows");
+        std::fs::create_dir(&flows).expect("flows dir");
+        for entry in std::fs::read_dir(repo_flows()).expect("flows/") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                std::fs::copy(&path, flows.join(path.file_name().expect("name"))).expect("copy flow");
+            }
+        }
+        let url = fresh_database_url(backend, dir.path()).await?;
+        Some(Self::spawn_with(ServeConfig::for_database(url, flows), dir).await)
+    }
+
+    /// Starts a server on an existing database and flow directory (a restart).
+    pub async fn restart(&self) -> TestApp {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn_with(ServeConfig::for_database(self.database_url.clone(), self.flows.clone()), dir).await
+    }
+
+    pub async fn spawn_with(config: ServeConfig, dir: TempDir) -> TestApp {
+        let database_url = config.database_url.clone();
+        let flows = config.flows.clone();
+        let app = Application::build(config).await.expect("application builds");
+        let base = format!("http://{}", app.local_addr());
+        let task = tokio::spawn(async move {
+            app.run_until(std::future::pending()).await.expect("server runs");
+        });
+        TestApp { base, client: reqwest::Client::new(), database_url, flows, _dir: dir, task }
+    }
+
+    /// POSTs a GraphQL request and returns the whole JSON response.
+    pub async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.expect("request sent");
+        resp.json().await.expect("JSON response")
+    }
+
+    /// `startFlow`; returns the FlowSession and its token.
+    pub async fn start(&self, flow: &str, user: Value, client: Value) -> (Value, String) {
+        let q = format!("mutation($i: StartFlowInput!) {{ startFlow(input: $i) {{ ...S }} }} {SESSION_FIELDS}");
+        let r = self.gql(&q, json!({ "i": { "flowId": flow, "user": user, "client": client } }), None).await;
+        let s = r["data"]["startFlow"].clone();
+        assert!(s.is_object(), "startFlow failed: {r}");
+        let token = s["token"].as_str().expect("token").to_string();
+        (s, token)
+    }
+
+    /// `submit`; returns the whole response (data or errors).
+    pub async fn submit_raw(&self, token: &str, session: &str, screen: &str, action: &str, values: Value, key: Option<&str>) -> Value {
+        let q = format!("mutation($i: SubmitInput!) {{ submit(input: $i) {{ ...S }} }} {SESSION_FIELDS}");
+        let input = json!({ "sessionId": session, "screenId": screen, "action": action, "values": values, "idempotencyKey": key });
+        self.gql(&q, json!({ "i": input }), Some(token)).await
+    }
+
+    /// `submit` that must succeed; returns the FlowSession.
+    pub async fn submit(&self, token: &str, session: &str, screen: &str, action: &str, values: Value) -> Value {
+        let r = self.submit_raw(token, session, screen, action, values, None).await;
+        assert!(r["data"]["submit"].is_object(), "submit failed: {r}");
+        r["data"]["submit"].clone()
+    }
+
+    pub async fn back(&self, token: &str, session: &str) -> Value {
+        let q = format!("mutation($s: ID!) {{ back(sessionId: $s) {{ ...S }} }} {SESSION_FIELDS}");
+        self.gql(&q, json!({ "s": session }), Some(token)).await
+    }
+
+    pub async fn session(&self, token: Option<&str>, session: &str) -> Value {
+        let q = format!("query($s: ID!) {{ session(id: $s) {{ ...S }} }} {SESSION_FIELDS}");
+        self.gql(&q, json!({ "s": session }), token).await
+    }
+}
+
+/// The error code of the first GraphQL error.
+pub fn error_code(resp: &Value) -> &str {
+    resp["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {resp}"))
+}
+
+/// Component of the screen by id.
+pub fn component<'a>(session: &'a Value, id: &str) -> &'a Value {
+    session["screen"]["components"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["id"] == id))
+        .unwrap_or_else(|| panic!("no component `{id}` in {session}"))
+}
+
+/// Runs an async test body once per backend.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident => $body:path;)*) => {
+        mod sqlite {
+            $( #[tokio::test] async fn $name() {
+                let app = $crate::testapp::TestApp::spawn($crate::testapp::Backend::Sqlite).await.expect("sqlite app");
+                $body(app).await;
+            } )*
+        }
+        mod postgres {
+            $( #[tokio::test] async fn $name() {
+                let Some(app) = $crate::testapp::TestApp::spawn($crate::testapp::Backend::Postgres).await else { return };
+                $body(app).await;
+            } )*
+        }
+    };
+}
