@@ -3,3 +3,4 @@
 //! immutable structure the engine walks ([`compile`]).
 
 pub mod model;
+pub mod template;
