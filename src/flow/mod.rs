@@ -2,5 +2,8 @@
 //! every problem in them ([`validate`]) and turning a valid flow into the
 //! immutable structure the engine walks ([`compile`]).
 
+pub mod error;
+pub mod load;
 pub mod model;
 pub mod template;
+pub mod validate;
