@@ -3,7 +3,7 @@
 //! content hash that identifies a version.
 //!
 //! Parsing only: whether a parsed flow makes sense is
-//! [`validate`](super::validate::validate)'s job ([`check_dir`] does both).
+//! [`validate`]'s job ([`check_dir`] does both).
 
 use std::collections::HashMap;
 use std::fs;
