@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.serve),
         Command::Validate { paths, format } => {
-            let issues = baton::flow::validate::validate_paths(&paths);
+            let issues = baton::flow::load::check_paths(&paths);
             match format {
                 Format::Human => print!("{}", baton::flow::validate::format_human(&issues)),
                 Format::Json => println!("{}", serde_json::to_string_pretty(&issues).expect("issues serialize")),

@@ -9,6 +9,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::flow::compile::CompiledFlow;
 use crate::flow::model::ComponentDef;
+use crate::flow::validate;
 
 /// A problem with one submitted field (or, with `field: None`, with the
 /// submit as a whole).
@@ -183,7 +184,7 @@ fn check(flow: &CompiledFlow, c: &ComponentDef, id: &str, raw: &Value, context: 
             if is_blank(raw) {
                 return if *required { Err(required_error(id)) } else { Ok(None) };
             }
-            let Some(s) = raw.as_str().map(str::trim).filter(|s| is_calendar_date(s)) else {
+            let Some(s) = raw.as_str().map(str::trim).filter(|s| validate::parse_date(s).is_some()) else {
                 return Err(FieldError::new(id, "INVALID_DATE", "Enter a date as YYYY-MM-DD."));
             };
             // Same fixed-width format on both sides: string order is date order.
@@ -200,45 +201,5 @@ fn check(flow: &CompiledFlow, c: &ComponentDef, id: &str, raw: &Value, context: 
             Ok(Some(Value::String(s.to_string())))
         }
         _ => Ok(None),
-    }
-}
-
-/// `YYYY-MM-DD` naming a real day of the proleptic Gregorian calendar.
-pub fn is_calendar_date(s: &str) -> bool {
-    let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-        return false;
-    }
-    let num = |r: std::ops::Range<usize>| s[r].parse::<u32>().ok();
-    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
-    if !(digits(0..4) && digits(5..7) && digits(8..10)) {
-        return false;
-    }
-    let (Some(y), Some(m), Some(d)) = (num(0..4), num(5..7), num(8..10)) else { return false };
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let days = match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return false,
-    };
-    (1..=days).contains(&d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_calendar_date;
-
-    #[test]
-    fn calendar_dates() {
-        assert!(is_calendar_date("2024-02-29"));
-        assert!(!is_calendar_date("2023-02-29"));
-        assert!(!is_calendar_date("2023-13-01"));
-        assert!(!is_calendar_date("2023-1-01"));
-        assert!(!is_calendar_date("2023-01-32"));
-        assert!(!is_calendar_date("20230101"));
-        assert!(is_calendar_date("2000-02-29"));
-        assert!(!is_calendar_date("1900-02-29"));
     }
 }

@@ -10,6 +10,7 @@ use regex::Regex;
 use super::error::FlowError;
 use super::model::{ComponentDef, FlowDef, NodeDef, Outcome, Text};
 use super::template::Template;
+use super::validate;
 use crate::rules::Rule;
 
 pub type NodeIdx = usize;
@@ -149,7 +150,7 @@ impl CompiledFlow {
         }
         let mut patterns = HashMap::new();
         for src in pattern_sources {
-            let re = Regex::new(&format!("^(?:{src})$")).map_err(|err| FlowError::Compile {
+            let re = validate::compile_input_pattern(src).map_err(|err| FlowError::Compile {
                 flow: def.id.clone(),
                 message: format!("pattern `{src}` does not compile: {err}"),
             })?;
@@ -227,27 +228,16 @@ fn collect_texts<'a>(c: &'a ComponentDef, texts: &mut Vec<&'a Text>, patterns: &
     }
 }
 
-/// Parses app versions the way apps write them: `5`, `5.2`, `v5.2.1`,
-/// `5.2.1-beta.1`; missing minor/patch count as 0. Trailing build noise
-/// such as `5.2.1 (1234)` is ignored.
+/// Parses app versions the way apps report them: what
+/// [`validate::parse_app_version`] accepts, plus a `v` prefix and trailing
+/// build noise such as `5.2.1 (1234)`.
 pub fn lenient_semver(raw: &str) -> Option<semver::Version> {
     let s = raw.trim().trim_start_matches(['v', 'V']);
     let s = s.split_whitespace().next()?;
-    if let Ok(v) = semver::Version::parse(s) {
-        return Some(v);
-    }
-    let (core, rest) = match s.find(['-', '+']) {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, ""),
-    };
-    let mut parts: Vec<&str> = core.split('.').collect();
-    if parts.is_empty() || parts.len() > 3 || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if s.split(['-', '+']).next()?.split('.').any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
         return None;
     }
-    while parts.len() < 3 {
-        parts.push("0");
-    }
-    semver::Version::parse(&format!("{}{rest}", parts.join("."))).ok()
+    validate::parse_app_version(s)
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! Flows: the file format ([`model`]), reading files ([`load`]), finding
-//! every problem in them ([`validate`]) and turning a valid flow into the
-//! immutable structure the engine walks ([`compile`]).
+//! every problem in them ([`validate`]), the templates their strings are
+//! ([`template`]) and turning a valid flow into the immutable structure
+//! the engine walks ([`compile`]).
 
 pub mod compile;
 pub mod error;
+pub mod load;
 pub mod model;
 pub mod template;
+pub mod validate;

@@ -37,10 +37,10 @@ impl Registry {
     /// Loads every flow file in `dir`. Valid flows whose content changed
     /// become new versions; invalid ones are reported and skipped.
     pub async fn load_dir(&self, dir: &Path) -> Result<Reload, ServiceError> {
-        let report = load::load_dir(dir);
+        let report = load::load_dir(dir)?;
         let mut out = Reload { issues: report.issues, ..Reload::default() };
         for loaded in report.flows {
-            let file = loaded.path.display().to_string();
+            let file = loaded.file.display().to_string();
             let issues = validate::validate(&loaded.def, &file);
             let bad = issues.iter().any(|i| i.severity == Severity::Error);
             out.issues.extend(issues);

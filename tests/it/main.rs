@@ -6,3 +6,4 @@ mod flows_api;
 mod limits;
 mod subscription;
 mod testapp;
+mod validate;

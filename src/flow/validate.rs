@@ -1,0 +1,1296 @@
+//! Finding every problem in a parsed flow at once, each as an [`Issue`]
+//! with a stable code, the node it is in and a JSON path to the value.
+//!
+//! Errors make a flow unpublishable; warnings point at something that is
+//! probably a mistake but cannot break a session. The checks:
+//!
+//! | code | severity | what |
+//! |---|---|---|
+//! | `INVALID_FLOW_ID` | error | flow id is not `^[a-z0-9][a-z0-9_-]*$` |
+//! | `INVALID_ID` | error | node, action or component id empty or not `[A-Za-z0-9_-]` |
+//! | `UNKNOWN_START` | error | `start` names no node |
+//! | `UNKNOWN_TARGET` | error | an edge goes to a node that does not exist |
+//! | `NO_EDGES` | error | `next: []` |
+//! | `DUPLICATE_NODE_ID` | error | two nodes share an id |
+//! | `DUPLICATE_ACTION_ID` | error | two actions of a screen share an id |
+//! | `DUPLICATE_COMPONENT_ID` | error | two components of one tree share an id |
+//! | `DEAD_END_SCREEN` | error | a screen without actions |
+//! | `INVALID_RULE` | error | a `when` rule does not compile |
+//! | `INVALID_TEMPLATE` | error | a string does not compile as a template |
+//! | `EMPTY_TEXT` | error | a localized text with no locales |
+//! | `UNKNOWN_CONTEXT_ROOT` | error | a template or rule reads a root that is not in the context |
+//! | `UNKNOWN_INPUT_SCREEN` | error | `input.<screen>` names no screen |
+//! | `UNKNOWN_INPUT_FIELD` | error | `input.<screen>.<field>` names no input of that screen |
+//! | `INPUT_WITHOUT_SUBMIT` | error | inputs but no action with `validate: true` |
+//! | `UNKNOWN_BUTTON_ACTION` | error | a button triggers an action the screen does not declare |
+//! | `DECISION_CYCLE` | error | decisions that can loop without showing a screen |
+//! | `INVALID_PATTERN` | error | `pattern` is not a valid regex |
+//! | `INVALID_LENGTH_RANGE` | error | `min_length > max_length` |
+//! | `INVALID_NUMBER_RANGE` | error | `min > max` |
+//! | `INVALID_DATE` | error | a date bound is not a real `YYYY-MM-DD` date |
+//! | `INVALID_DATE_RANGE` | error | date `min` after `max` |
+//! | `INVALID_HEADING_LEVEL` | error | heading level outside 1..=6 |
+//! | `EMPTY_SELECT` | error | a select without options |
+//! | `DUPLICATE_OPTION_VALUE` | error | two options of a select share a value |
+//! | `MISSING_FALLBACK` | error | custom component or `min_app_version` without `fallback` |
+//! | `FALLBACK_NOT_CORE` | error | a fallback uses a custom component |
+//! | `INVALID_APP_VERSION` | error | `min_app_version` is not a version |
+//! | `UNREACHABLE_NODE` | warning | no path from `start` reaches the node |
+//! | `NO_PATH_TO_END` | warning | from this node no `end` can be reached |
+//! | `NO_DEFAULT_EDGE` | warning | every edge has a `when`; nothing matches → the session is stuck |
+//! | `UNREACHABLE_EDGE` | warning | an edge after an edge without `when` |
+//! | `UNUSED_FALLBACK` | warning | a fallback no client will ever get |
+//! | `FALLBACK_INPUT_MISMATCH` | warning | a fallback input has another kind than the screen's input of the same id |
+//! | `FALLBACK_MISSING_INPUT` | warning | a required input of the screen is missing from its fallback |
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::model::{ActionDef, ComponentDef, Edges, FlowDef, NodeDef, Text, walk_components};
+use super::template::{CONTEXT_ROOTS, Template};
+use crate::rules::Rule;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+    }
+}
+
+/// One problem in a flow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Issue {
+    pub severity: Severity,
+    /// Stable UPPER_SNAKE code (see the module docs).
+    pub code: &'static str,
+    /// The flow file, as given to [`validate`].
+    pub file: String,
+    /// Id of the node the problem is in, if any.
+    pub node: Option<String>,
+    /// JSON path of the offending value, e.g. `$.nodes[3].actions[0].next[1].to`.
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Every problem in `flow`, in file order, flow-wide graph problems last.
+/// Never panics, whatever the flow holds.
+pub fn validate(flow: &FlowDef, file: &str) -> Vec<Issue> {
+    let mut v = Validator::new(flow, file);
+    v.run();
+    v.issues
+}
+
+/// One line per issue plus a summary line:
+/// ``flows/a.yaml: error[UNKNOWN_TARGET] node `welcome` at $.nodes[0].actions[0].next: … (hint: …)``
+pub fn format_human(issues: &[Issue]) -> String {
+    let mut out = String::new();
+    for i in issues {
+        let _ = write!(out, "{}: {}[{}]", i.file, i.severity.as_str(), i.code);
+        if let Some(node) = &i.node {
+            let _ = write!(out, " node `{node}`");
+        }
+        let _ = write!(out, " at {}: {}", i.path, i.message);
+        if let Some(hint) = &i.hint {
+            let _ = write!(out, " (hint: {hint})");
+        }
+        out.push('\n');
+    }
+    let errors = issues
+        .iter()
+        .filter(|i| i.severity == Severity::Error)
+        .count();
+    let warnings = issues.len() - errors;
+    if issues.is_empty() {
+        out.push_str("no issues\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{errors} error{}, {warnings} warning{}",
+            plural(errors),
+            plural(warnings)
+        );
+    }
+    out
+}
+
+/// The issues as a JSON array (pretty-printed), for tooling.
+pub fn format_json(issues: &[Issue]) -> String {
+    serde_json::to_string_pretty(issues).expect("issues always serialize")
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Parses a client app version or a `min_app_version`. Semver, with one
+/// convenience: a version with fewer than three parts is padded with
+/// zeros (`5.2` is `5.2.0`, `5` is `5.0.0`), since app stores show
+/// versions that way.
+pub fn parse_app_version(s: &str) -> Option<semver::Version> {
+    if let Ok(v) = semver::Version::parse(s) {
+        return Some(v);
+    }
+    let core_end = s.find(['-', '+']).unwrap_or(s.len());
+    let (core, rest) = s.split_at(core_end);
+    let padded = match core.split('.').count() {
+        1 => format!("{core}.0.0{rest}"),
+        2 => format!("{core}.0{rest}"),
+        _ => return None,
+    };
+    semver::Version::parse(&padded).ok()
+}
+
+/// Parses a `YYYY-MM-DD` calendar date into (year, month, day), checking
+/// that the day exists (no 2023-02-29).
+pub fn parse_date(s: &str) -> Option<(u16, u8, u8)> {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = s.get(r)?;
+        if !part.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let (y, m, d) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    (1..=days)
+        .contains(&d)
+        .then_some((y as u16, m as u8, d as u8))
+}
+
+/// Largest compiled size of an input `pattern`, so a flow cannot make the
+/// server build a huge automaton.
+pub const MAX_PATTERN_BYTES: usize = 1 << 20;
+
+/// Compiles an input's `pattern` the way the server enforces it: the whole
+/// value must match.
+pub fn compile_input_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    // Compile the pattern alone first: wrapped, an unbalanced `)` could
+    // close the wrapper's group and change the meaning instead of failing.
+    regex::RegexBuilder::new(pattern)
+        .size_limit(MAX_PATTERN_BYTES)
+        .build()?;
+    regex::RegexBuilder::new(&format!(r"\A(?:{pattern})\z"))
+        .size_limit(MAX_PATTERN_BYTES)
+        .build()
+}
+
+fn valid_flow_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Node, action and component ids end up in `input.<screen>.<field>`
+/// paths and in `submit(action:)`, so dots, spaces and the like are out.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Where a template or rule sits, for messages.
+#[derive(Clone, Copy)]
+enum Source {
+    Template,
+    Rule,
+}
+
+impl Source {
+    fn name(self) -> &'static str {
+        match self {
+            Source::Template => "template",
+            Source::Rule => "rule",
+        }
+    }
+}
+
+struct Validator<'a> {
+    flow: &'a FlowDef,
+    file: &'a str,
+    issues: Vec<Issue>,
+    /// First index of each node id.
+    index: HashMap<&'a str, usize>,
+    /// Indices of nodes whose id repeats an earlier node's.
+    duplicates: HashSet<usize>,
+    /// Field ids each screen can submit (its inputs, its fallback's
+    /// inputs, and its custom components, which may submit a value under
+    /// their id).
+    fields: HashMap<&'a str, Vec<&'a str>>,
+    /// Live outgoing edges (known target, not after a default edge).
+    adjacency: Vec<Vec<usize>>,
+    /// Nodes that already have an error making them a dead end; the
+    /// no-path-to-end check treats them as ends so one mistake is not
+    /// reported again on every node before it.
+    broken_ends: HashSet<usize>,
+}
+
+impl<'a> Validator<'a> {
+    fn new(flow: &'a FlowDef, file: &'a str) -> Self {
+        let mut index = HashMap::new();
+        let mut duplicates = HashSet::new();
+        let mut fields: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (i, node) in flow.nodes.iter().enumerate() {
+            if index.contains_key(node.id()) {
+                duplicates.insert(i);
+                continue;
+            }
+            index.insert(node.id(), i);
+            if let NodeDef::Screen(s) = node {
+                let mut ids = Vec::new();
+                let fallback = s.fallback.iter().flat_map(|f| f.components.iter());
+                for c in s.components.iter().chain(fallback) {
+                    c.walk("", &mut |c, _| {
+                        if (c.is_input() || matches!(c, ComponentDef::Custom { .. }))
+                            && let Some(id) = c.id()
+                        {
+                            ids.push(id);
+                        }
+                    });
+                }
+                fields.insert(&s.id, ids);
+            }
+        }
+        Validator {
+            flow,
+            file,
+            issues: Vec::new(),
+            index,
+            duplicates,
+            fields,
+            adjacency: vec![Vec::new(); flow.nodes.len()],
+            broken_ends: HashSet::new(),
+        }
+    }
+
+    fn push(
+        &mut self,
+        severity: Severity,
+        code: &'static str,
+        node: Option<&str>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.issues.push(Issue {
+            severity,
+            code,
+            file: self.file.to_string(),
+            node: node.map(str::to_string),
+            path: path.into(),
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn error(
+        &mut self,
+        code: &'static str,
+        node: Option<&str>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.push(Severity::Error, code, node, path, message, hint);
+    }
+
+    fn warning(
+        &mut self,
+        code: &'static str,
+        node: Option<&str>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) {
+        self.push(Severity::Warning, code, node, path, message, hint);
+    }
+
+    fn run(&mut self) {
+        let flow = self.flow;
+        if !valid_flow_id(&flow.id) {
+            self.error(
+                "INVALID_FLOW_ID",
+                None,
+                "$.id",
+                format!("flow id `{}` is not a valid flow id", flow.id),
+                Some(
+                    "use lowercase letters, digits, `_` and `-`, starting with a letter or digit"
+                        .into(),
+                ),
+            );
+        }
+        if !self.index.contains_key(flow.start.as_str()) {
+            let hint = self.suggest(&flow.start);
+            self.error(
+                "UNKNOWN_START",
+                None,
+                "$.start",
+                format!("`start` is `{}`, but no node has that id", flow.start),
+                hint,
+            );
+        }
+        for (i, node) in flow.nodes.iter().enumerate() {
+            self.check_node(i, node);
+        }
+        self.check_graph();
+    }
+
+    /// A "did you mean" hint listing the closest existing node id.
+    fn suggest(&self, missing: &str) -> Option<String> {
+        let best = self
+            .flow
+            .nodes
+            .iter()
+            .map(|n| n.id())
+            .min_by_key(|id| edit_distance(missing, id))?;
+        if edit_distance(missing, best) <= missing.len().max(best.len()) / 3 + 1 {
+            Some(format!("did you mean `{best}`?"))
+        } else {
+            let mut ids: Vec<&str> = self.flow.nodes.iter().map(|n| n.id()).collect();
+            ids.truncate(10);
+            Some(format!("existing nodes: {}", ids.join(", ")))
+        }
+    }
+
+    fn check_node(&mut self, i: usize, node: &'a NodeDef) {
+        let base = format!("$.nodes[{i}]");
+        let id = node.id();
+        if !valid_id(id) {
+            self.error(
+                "INVALID_ID",
+                Some(id),
+                format!("{base}.id"),
+                format!("node id `{id}` is empty or has characters other than letters, digits, `_` and `-`"),
+                Some("node ids appear in `input.<screen>.<field>` paths; keep them simple, e.g. `profile_form`".into()),
+            );
+        }
+        if self.duplicates.contains(&i) {
+            let first = self.index.get(id).copied().unwrap_or(0);
+            self.error(
+                "DUPLICATE_NODE_ID",
+                Some(id),
+                format!("{base}.id"),
+                format!("node id `{id}` is already used by $.nodes[{first}]"),
+                Some("node ids must be unique within a flow; rename one of them".into()),
+            );
+        }
+        match node {
+            NodeDef::Screen(screen) => {
+                if let Some(title) = &screen.title {
+                    self.check_text(title, &format!("{base}.title"), id);
+                }
+                self.check_actions(i, &screen.actions, &base);
+                let actions = Some(screen.actions.as_slice());
+                let main = self.check_tree(
+                    &screen.components,
+                    &format!("{base}.components"),
+                    id,
+                    actions,
+                );
+                if screen.actions.is_empty() {
+                    self.broken_ends.insert(i);
+                    self.error(
+                        "DEAD_END_SCREEN",
+                        Some(id),
+                        format!("{base}.actions"),
+                        format!("screen `{id}` has no actions, so the user can never leave it"),
+                        Some("add an action with a `next`, or make it an `end` node (end nodes can show components too)".into()),
+                    );
+                }
+                self.check_capabilities(screen, &base, &main);
+                let has_inputs = !main.inputs.is_empty()
+                    || screen.fallback.as_ref().is_some_and(|f| {
+                        let mut any = false;
+                        walk_components(&f.components, "", &mut |c, _| any |= c.is_input());
+                        any
+                    });
+                if has_inputs
+                    && !screen.actions.is_empty()
+                    && !screen.actions.iter().any(|a| a.validate)
+                {
+                    self.error(
+                        "INPUT_WITHOUT_SUBMIT",
+                        Some(id),
+                        format!("{base}.actions"),
+                        format!("screen `{id}` has inputs, but no action submits them (every action has `validate: false`)"),
+                        Some("give the action that continues `validate: true` (the default)".into()),
+                    );
+                }
+            }
+            NodeDef::Decision(decision) => {
+                let targets = self.check_edges(&decision.next, &format!("{base}.next"), id);
+                self.adjacency[i].extend(targets);
+            }
+            NodeDef::End(end) => {
+                if let Some(title) = &end.title {
+                    self.check_text(title, &format!("{base}.title"), id);
+                }
+                let tree =
+                    self.check_tree(&end.components, &format!("{base}.components"), id, None);
+                if let Some((path, _)) = tree.inputs.first() {
+                    self.error(
+                        "INPUT_WITHOUT_SUBMIT",
+                        Some(id),
+                        path.clone(),
+                        format!("end node `{id}` has an input, but end nodes have no actions to submit it"),
+                        Some("move the input to a screen before the end".into()),
+                    );
+                }
+                if let Some(path) = tree.customs.first() {
+                    self.error(
+                        "MISSING_FALLBACK",
+                        Some(id),
+                        path.clone(),
+                        format!("end node `{id}` uses a custom component, but end nodes cannot declare a fallback"),
+                        Some("use core components on end nodes, or show the custom component on a screen".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_actions(&mut self, i: usize, actions: &'a [ActionDef], base: &str) {
+        let id = self.flow.nodes[i].id();
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (j, action) in actions.iter().enumerate() {
+            let path = format!("{base}.actions[{j}]");
+            if !valid_id(&action.id) {
+                self.error(
+                    "INVALID_ID",
+                    Some(id),
+                    format!("{path}.id"),
+                    format!("action id `{}` is empty or has characters other than letters, digits, `_` and `-`", action.id),
+                    Some("action ids are sent as `submit(action:)`; use e.g. `continue`".into()),
+                );
+            }
+            if let Some(first) = seen.get(action.id.as_str()) {
+                self.error(
+                    "DUPLICATE_ACTION_ID",
+                    Some(id),
+                    format!("{path}.id"),
+                    format!(
+                        "action id `{}` is already used by {base}.actions[{first}]",
+                        action.id
+                    ),
+                    Some("action ids must be unique within a screen".into()),
+                );
+            } else {
+                seen.insert(&action.id, j);
+            }
+            if let Some(label) = &action.label {
+                self.check_text(label, &format!("{path}.label"), id);
+            }
+            let targets = self.check_edges(&action.next, &format!("{path}.next"), id);
+            self.adjacency[i].extend(targets);
+        }
+    }
+
+    /// Checks one `next`; returns the indices of the nodes its live edges
+    /// lead to.
+    fn check_edges(&mut self, edges: &'a Edges, path: &str, node: &str) -> Vec<usize> {
+        let mut live = Vec::new();
+        match edges {
+            Edges::To(to) => {
+                if let Some(t) = self.check_target(to, path, node) {
+                    live.push(t);
+                }
+            }
+            Edges::List(list) => {
+                if list.is_empty() {
+                    self.error(
+                        "NO_EDGES",
+                        Some(node),
+                        path,
+                        "`next` is an empty list, so there is nowhere to go",
+                        Some("add an edge `{to: <node id>}`".into()),
+                    );
+                    return live;
+                }
+                let mut default_at: Option<usize> = None;
+                for (k, edge) in list.iter().enumerate() {
+                    let edge_path = format!("{path}[{k}]");
+                    if let Some(when) = &edge.when {
+                        self.check_rule(when, &format!("{edge_path}.when"), node);
+                    }
+                    let target = self.check_target(&edge.to, &format!("{edge_path}.to"), node);
+                    if let Some(d) = default_at {
+                        self.warning(
+                            "UNREACHABLE_EDGE",
+                            Some(node),
+                            edge_path,
+                            format!("this edge is never taken: {path}[{d}] has no `when`, so it always matches first"),
+                            Some("move the edge without `when` to the end of the list".into()),
+                        );
+                        continue;
+                    }
+                    live.extend(target);
+                    if is_unguarded(edge.when.as_ref()) {
+                        default_at = Some(k);
+                    }
+                }
+                if default_at.is_none() {
+                    self.warning(
+                        "NO_DEFAULT_EDGE",
+                        Some(node),
+                        path,
+                        "every edge has a `when`; if none matches, the session cannot move on",
+                        Some("add a last edge without `when` as the default".into()),
+                    );
+                }
+            }
+        }
+        live
+    }
+
+    fn check_target(&mut self, to: &str, path: &str, node: &str) -> Option<usize> {
+        match self.index.get(to) {
+            Some(&t) => Some(t),
+            None => {
+                let hint = self.suggest(to);
+                self.error(
+                    "UNKNOWN_TARGET",
+                    Some(node),
+                    path,
+                    format!("edge goes to `{to}`, but no node has that id"),
+                    hint,
+                );
+                // Already an error: not also a missing way to the end.
+                if let Some(&i) = self.index.get(node) {
+                    self.broken_ends.insert(i);
+                }
+                None
+            }
+        }
+    }
+
+    fn check_rule(&mut self, logic: &Value, path: &str, node: &str) {
+        match Rule::compile(logic) {
+            Ok(rule) => {
+                for var in rule.var_paths() {
+                    self.check_ref(&var, path, node, Source::Rule);
+                }
+            }
+            Err(e) => self.error(
+                "INVALID_RULE",
+                Some(node),
+                path,
+                format!("rule does not compile ({}): {e}", e.code()),
+                Some("rules are JsonLogic, e.g. {\"==\": [{\"var\": \"user.attributes.country\"}, \"DE\"]}".into()),
+            ),
+        }
+    }
+
+    fn check_text(&mut self, text: &Text, path: &str, node: &str) {
+        if let Text::Localized(map) = text
+            && map.is_empty()
+        {
+            self.error(
+                "EMPTY_TEXT",
+                Some(node),
+                path,
+                "localized text has no locales",
+                Some("give at least one locale, e.g. {en: \"Continue\"}".into()),
+            );
+        }
+        for (locale, source) in text.sources() {
+            let path = match locale {
+                Some(l) => format!("{path}.{l}"),
+                None => path.to_string(),
+            };
+            match Template::compile(source) {
+                Ok(t) => {
+                    for var in t.variables() {
+                        self.check_ref(&var, &path, node, Source::Template);
+                    }
+                }
+                Err(e) => self.error(
+                    "INVALID_TEMPLATE",
+                    Some(node),
+                    path,
+                    e.to_string(),
+                    e.hint(),
+                ),
+            }
+        }
+    }
+
+    /// A context path read by a template or rule must start at a context
+    /// root, and `input.<screen>.<field>` must name a real screen input.
+    fn check_ref(&mut self, var: &str, path: &str, node: &str, source: Source) {
+        if var.is_empty() {
+            // `{"var": ""}` is the whole context.
+            return;
+        }
+        let mut segs = var.split('.');
+        let root = segs.next().unwrap_or_default();
+        if !CONTEXT_ROOTS.contains(&root) {
+            let hint = if self.fields.contains_key(root) {
+                format!("`{root}` is a screen; its values are at `input.{var}`")
+            } else {
+                format!("paths start with one of: {}", CONTEXT_ROOTS.join(", "))
+            };
+            self.error(
+                "UNKNOWN_CONTEXT_ROOT",
+                Some(node),
+                path,
+                format!(
+                    "{} reads `{var}`, but `{root}` is not part of the session context",
+                    source.name()
+                ),
+                Some(hint),
+            );
+            return;
+        }
+        if root != "input" {
+            return;
+        }
+        let Some(screen) = segs.next() else { return };
+        let Some(fields) = self.fields.get(screen) else {
+            let message = match self.index.get(screen) {
+                Some(&i) => format!(
+                    "{} reads `{var}`, but `{screen}` is a {} node; only screens collect input",
+                    source.name(),
+                    self.flow.nodes[i].kind()
+                ),
+                None => format!(
+                    "{} reads `{var}`, but there is no screen `{screen}`",
+                    source.name()
+                ),
+            };
+            let hint = self.suggest(screen);
+            self.error("UNKNOWN_INPUT_SCREEN", Some(node), path, message, hint);
+            return;
+        };
+        let Some(field) = segs.next() else { return };
+        if !fields.contains(&field) {
+            let hint = if fields.is_empty() {
+                format!("screen `{screen}` has no inputs")
+            } else {
+                format!("inputs of `{screen}`: {}", fields.join(", "))
+            };
+            self.error(
+                "UNKNOWN_INPUT_FIELD",
+                Some(node),
+                path,
+                format!(
+                    "{} reads `{var}`, but screen `{screen}` has no input `{field}`",
+                    source.name()
+                ),
+                Some(hint),
+            );
+        }
+    }
+
+    /// Checks a component tree (a screen's, a fallback's or an end node's).
+    fn check_tree(
+        &mut self,
+        components: &'a [ComponentDef],
+        base: &str,
+        node: &str,
+        actions: Option<&[ActionDef]>,
+    ) -> Tree<'a> {
+        let mut all: Vec<(&'a ComponentDef, String)> = Vec::new();
+        walk_components(components, base, &mut |c, p| all.push((c, p.to_string())));
+        let mut tree = Tree::default();
+        let mut seen: HashMap<&str, String> = HashMap::new();
+        for (c, path) in all {
+            if let Some(cid) = c.id() {
+                if !valid_id(cid) {
+                    self.error(
+                        "INVALID_ID",
+                        Some(node),
+                        format!("{path}.id"),
+                        format!("component id `{cid}` is empty or has characters other than letters, digits, `_` and `-`"),
+                        Some("input ids appear in `input.<screen>.<field>` paths; use e.g. `first_name`".into()),
+                    );
+                }
+                if let Some(first) = seen.get(cid) {
+                    self.error(
+                        "DUPLICATE_COMPONENT_ID",
+                        Some(node),
+                        format!("{path}.id"),
+                        format!("component id `{cid}` is already used by {first}"),
+                        Some("component ids must be unique within a screen (and within its fallback)".into()),
+                    );
+                } else {
+                    seen.insert(cid, path.clone());
+                }
+            }
+            if c.is_input() {
+                tree.inputs.push((path.clone(), c));
+            }
+            if matches!(c, ComponentDef::Custom { .. }) {
+                tree.customs.push(path.clone());
+            }
+            self.check_component(c, &path, node, actions);
+        }
+        tree
+    }
+
+    fn check_component(
+        &mut self,
+        c: &ComponentDef,
+        path: &str,
+        node: &str,
+        actions: Option<&[ActionDef]>,
+    ) {
+        let mut texts: Vec<(&str, &Text)> = Vec::new();
+        match c {
+            ComponentDef::Text { text, .. } | ComponentDef::Markdown { text, .. } => {
+                texts.push(("text", text))
+            }
+            ComponentDef::Heading { text, level, .. } => {
+                texts.push(("text", text));
+                if !(1..=6).contains(level) {
+                    self.error(
+                        "INVALID_HEADING_LEVEL",
+                        Some(node),
+                        format!("{path}.level"),
+                        format!("heading level is {level}, but levels go from 1 to 6"),
+                        Some("use 1 for the largest heading, 6 for the smallest".into()),
+                    );
+                }
+            }
+            ComponentDef::Image { url, alt, .. } => {
+                texts.push(("url", url));
+                if let Some(alt) = alt {
+                    texts.push(("alt", alt));
+                }
+            }
+            ComponentDef::TextInput {
+                label,
+                placeholder,
+                min_length,
+                max_length,
+                pattern,
+                pattern_message,
+                ..
+            } => {
+                texts.push(("label", label));
+                if let Some(p) = placeholder {
+                    texts.push(("placeholder", p));
+                }
+                if let Some(m) = pattern_message {
+                    texts.push(("pattern_message", m));
+                }
+                if let (Some(min), Some(max)) = (min_length, max_length)
+                    && min > max
+                {
+                    self.error(
+                        "INVALID_LENGTH_RANGE",
+                        Some(node),
+                        format!("{path}.min_length"),
+                        format!("min_length {min} is greater than max_length {max}; no value can be valid"),
+                        Some("swap the two, or raise max_length".into()),
+                    );
+                }
+                if let Some(pattern) = pattern
+                    && let Err(e) = compile_input_pattern(pattern)
+                {
+                    self.error(
+                        "INVALID_PATTERN",
+                        Some(node),
+                        format!("{path}.pattern"),
+                        format!("pattern is not a valid regular expression: {}", one_line(&e.to_string())),
+                        Some("patterns use Rust regex syntax (https://docs.rs/regex); the whole value must match".into()),
+                    );
+                }
+            }
+            ComponentDef::NumberInput {
+                label, min, max, ..
+            } => {
+                texts.push(("label", label));
+                if let (Some(min), Some(max)) = (min, max)
+                    && min > max
+                {
+                    self.error(
+                        "INVALID_NUMBER_RANGE",
+                        Some(node),
+                        format!("{path}.min"),
+                        format!("min {min} is greater than max {max}; no value can be valid"),
+                        Some("swap the two".into()),
+                    );
+                }
+            }
+            ComponentDef::EmailInput {
+                label, placeholder, ..
+            } => {
+                texts.push(("label", label));
+                if let Some(p) = placeholder {
+                    texts.push(("placeholder", p));
+                }
+            }
+            ComponentDef::Select { label, options, .. } => {
+                texts.push(("label", label));
+                if options.is_empty() {
+                    self.error(
+                        "EMPTY_SELECT",
+                        Some(node),
+                        format!("{path}.options"),
+                        "select has no options, so nothing can be chosen",
+                        Some("add at least one `{value, label}` option".into()),
+                    );
+                }
+                let mut seen: HashMap<&str, usize> = HashMap::new();
+                for (k, opt) in options.iter().enumerate() {
+                    if let Some(first) = seen.get(opt.value.as_str()) {
+                        self.error(
+                            "DUPLICATE_OPTION_VALUE",
+                            Some(node),
+                            format!("{path}.options[{k}].value"),
+                            format!(
+                                "option value `{}` is already used by {path}.options[{first}]",
+                                opt.value
+                            ),
+                            Some("each option needs its own value; the label can repeat".into()),
+                        );
+                    } else {
+                        seen.insert(&opt.value, k);
+                    }
+                }
+                for (k, opt) in options.iter().enumerate() {
+                    self.check_text(&opt.label, &format!("{path}.options[{k}].label"), node);
+                }
+            }
+            ComponentDef::Checkbox { label, .. } => texts.push(("label", label)),
+            ComponentDef::Date {
+                label, min, max, ..
+            } => {
+                texts.push(("label", label));
+                let mut parsed = [None, None];
+                for (slot, (name, bound)) in [("min", min), ("max", max)].into_iter().enumerate() {
+                    let Some(bound) = bound else { continue };
+                    parsed[slot] = parse_date(bound);
+                    if parsed[slot].is_none() {
+                        self.error(
+                            "INVALID_DATE",
+                            Some(node),
+                            format!("{path}.{name}"),
+                            format!(
+                                "date {name} `{bound}` is not a calendar date in YYYY-MM-DD form"
+                            ),
+                            Some("write dates like 2024-01-31".into()),
+                        );
+                    }
+                }
+                if let [Some(lo), Some(hi)] = parsed
+                    && lo > hi
+                {
+                    self.error(
+                        "INVALID_DATE_RANGE",
+                        Some(node),
+                        format!("{path}.min"),
+                        "date min is after max; no date can be valid",
+                        Some("swap the two".into()),
+                    );
+                }
+            }
+            ComponentDef::Button { label, action, .. } => {
+                texts.push(("label", label));
+                let declared = actions.unwrap_or_default();
+                if !declared.iter().any(|a| &a.id == action) {
+                    let hint = match actions {
+                        None => "end nodes have no actions; remove the button".to_string(),
+                        Some([]) => "declare the action in the screen's `actions`".to_string(),
+                        Some(list) => format!(
+                            "declared actions: {}",
+                            list.iter()
+                                .map(|a| a.id.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
+                    self.error(
+                        "UNKNOWN_BUTTON_ACTION",
+                        Some(node),
+                        format!("{path}.action"),
+                        format!(
+                            "button triggers action `{action}`, which this screen does not declare"
+                        ),
+                        Some(hint),
+                    );
+                }
+            }
+            ComponentDef::Card { title, .. } => {
+                if let Some(t) = title {
+                    texts.push(("title", t));
+                }
+            }
+            ComponentDef::List { .. }
+            | ComponentDef::Stack { .. }
+            | ComponentDef::Custom { .. } => {}
+        }
+        for (field, text) in texts {
+            self.check_text(text, &format!("{path}.{field}"), node);
+        }
+    }
+
+    fn check_capabilities(
+        &mut self,
+        screen: &'a super::model::ScreenNode,
+        base: &str,
+        main: &Tree<'a>,
+    ) {
+        let id = screen.id.as_str();
+        if let Some(v) = &screen.min_app_version
+            && parse_app_version(v).is_none()
+        {
+            self.error(
+                "INVALID_APP_VERSION",
+                Some(id),
+                format!("{base}.min_app_version"),
+                format!("min_app_version `{v}` is not a version"),
+                Some("use semver such as 5.2.0 (5.2 and 5 are read as 5.2.0 and 5.0.0)".into()),
+            );
+        }
+        let needs = main.customs.first().cloned().or_else(|| {
+            screen
+                .min_app_version
+                .as_ref()
+                .map(|_| format!("{base}.min_app_version"))
+        });
+        let Some(fallback) = &screen.fallback else {
+            if let Some(path) = needs {
+                let why = if main.customs.is_empty() {
+                    "declares `min_app_version`"
+                } else {
+                    "uses a custom component"
+                };
+                self.error(
+                    "MISSING_FALLBACK",
+                    Some(id),
+                    path,
+                    format!("screen `{id}` {why}, so older or other clients need a `fallback`, and it has none"),
+                    Some("add `fallback: {components: [...]}` built from core components".into()),
+                );
+            }
+            return;
+        };
+        if needs.is_none() {
+            self.warning(
+                "UNUSED_FALLBACK",
+                Some(id),
+                format!("{base}.fallback"),
+                format!("screen `{id}` uses only core components and no `min_app_version`, so no client ever gets its fallback"),
+                Some("remove the fallback, or set `min_app_version`".into()),
+            );
+        }
+        if let Some(title) = &fallback.title {
+            self.check_text(title, &format!("{base}.fallback.title"), id);
+        }
+        let fb = self.check_tree(
+            &fallback.components,
+            &format!("{base}.fallback.components"),
+            id,
+            Some(&screen.actions),
+        );
+        for path in &fb.customs {
+            self.error(
+                "FALLBACK_NOT_CORE",
+                Some(id),
+                path.clone(),
+                "a fallback must use core components only, but this one is custom",
+                Some(format!(
+                    "core components: {}",
+                    super::model::CORE_KINDS.join(", ")
+                )),
+            );
+        }
+        let main_kinds: BTreeMap<&str, &ComponentDef> = main
+            .inputs
+            .iter()
+            .filter_map(|(_, c)| Some((c.id()?, *c)))
+            .collect();
+        let fb_ids: HashSet<&str> = fb.inputs.iter().filter_map(|(_, c)| c.id()).collect();
+        for (path, c) in &fb.inputs {
+            if let Some(main_c) = c.id().and_then(|cid| main_kinds.get(cid))
+                && main_c.kind() != c.kind()
+            {
+                self.warning(
+                    "FALLBACK_INPUT_MISMATCH",
+                    Some(id),
+                    format!("{path}.kind"),
+                    format!(
+                        "fallback input `{}` is a {}, but the screen's input of that id is a {}",
+                        c.id().unwrap_or_default(),
+                        c.kind(),
+                        main_c.kind()
+                    ),
+                    Some("use the same kind so the submitted value has the same type".into()),
+                );
+            }
+        }
+        for (path, c) in &main.inputs {
+            if is_required(c)
+                && let Some(cid) = c.id()
+                && !fb_ids.contains(cid)
+            {
+                self.warning(
+                    "FALLBACK_MISSING_INPUT",
+                    Some(id),
+                    path.clone(),
+                    format!("required input `{cid}` is missing from the fallback, so clients on the fallback never submit it"),
+                    Some(format!("add an input with id `{cid}` to the fallback")),
+                );
+            }
+        }
+    }
+
+    fn check_graph(&mut self) {
+        let n = self.flow.nodes.len();
+        let Some(&start) = self.index.get(self.flow.start.as_str()) else {
+            // Without a start everything is unreachable; UNKNOWN_START says it.
+            self.check_decision_cycles();
+            return;
+        };
+
+        let mut reached = vec![false; n];
+        let mut queue = VecDeque::from([start]);
+        reached[start] = true;
+        while let Some(i) = queue.pop_front() {
+            for &t in &self.adjacency[i] {
+                if !reached[t] {
+                    reached[t] = true;
+                    queue.push_back(t);
+                }
+            }
+        }
+        for (i, node) in self.flow.nodes.iter().enumerate() {
+            if !reached[i] && !self.duplicates.contains(&i) {
+                self.warning(
+                    "UNREACHABLE_NODE",
+                    Some(node.id()),
+                    format!("$.nodes[{i}]"),
+                    format!(
+                        "no path from `start` leads to {} `{}`",
+                        node.kind(),
+                        node.id()
+                    ),
+                    Some("add an edge to it, or remove it".into()),
+                );
+            }
+        }
+
+        self.check_decision_cycles();
+
+        // Backwards from the ends: which nodes can still finish?
+        let mut reverse = vec![Vec::new(); n];
+        for (i, targets) in self.adjacency.iter().enumerate() {
+            for &t in targets {
+                reverse[t].push(i);
+            }
+        }
+        let mut can_finish = vec![false; n];
+        let mut queue: VecDeque<usize> = (0..n)
+            .filter(|&i| {
+                matches!(self.flow.nodes[i], NodeDef::End(_)) || self.broken_ends.contains(&i)
+            })
+            .collect();
+        for &i in &queue {
+            can_finish[i] = true;
+        }
+        while let Some(i) = queue.pop_front() {
+            for &p in &reverse[i] {
+                if !can_finish[p] {
+                    can_finish[p] = true;
+                    queue.push_back(p);
+                }
+            }
+        }
+        for (i, node) in self.flow.nodes.iter().enumerate() {
+            if reached[i] && !can_finish[i] {
+                self.warning(
+                    "NO_PATH_TO_END",
+                    Some(node.id()),
+                    format!("$.nodes[{i}]"),
+                    format!("from {} `{}` no path leads to an `end` node; sessions that get here never finish", node.kind(), node.id()),
+                    Some("add an edge towards an end node".into()),
+                );
+            }
+        }
+    }
+
+    /// Strongly connected components of the decision-only graph: any with
+    /// more than one node, or a decision pointing at itself, can loop
+    /// forever without a screen in between.
+    fn check_decision_cycles(&mut self) {
+        let nodes = &self.flow.nodes;
+        let is_decision = |i: usize| matches!(nodes[i], NodeDef::Decision(_));
+        let graph: Vec<Vec<usize>> = (0..nodes.len())
+            .map(|i| {
+                if is_decision(i) {
+                    self.adjacency[i]
+                        .iter()
+                        .copied()
+                        .filter(|&t| is_decision(t))
+                        .collect()
+                } else {
+                    Vec::new()
+                }
+            })
+            .collect();
+        let mut cycles: Vec<Vec<usize>> = tarjan(&graph)
+            .into_iter()
+            .filter(|scc| scc.len() > 1 || graph[scc[0]].contains(&scc[0]))
+            .map(|mut scc| {
+                scc.sort_unstable();
+                scc
+            })
+            .collect();
+        cycles.sort_unstable();
+        for scc in cycles {
+            let first = scc[0];
+            let ids: Vec<String> = scc
+                .iter()
+                .map(|&i| format!("`{}`", nodes[i].id()))
+                .collect();
+            let message = if scc.len() == 1 {
+                format!(
+                    "decision `{}` can go to itself and loop forever without showing a screen",
+                    nodes[first].id()
+                )
+            } else {
+                format!(
+                    "decisions {} form a cycle that can loop forever without showing a screen",
+                    ids.join(", ")
+                )
+            };
+            self.error(
+                "DECISION_CYCLE",
+                Some(nodes[first].id()),
+                format!("$.nodes[{first}]"),
+                message,
+                Some("route one of the edges through a screen, or guard it so the cycle cannot close".into()),
+            );
+        }
+    }
+}
+
+/// What a component tree contains, for the screen-level checks.
+#[derive(Default)]
+struct Tree<'a> {
+    inputs: Vec<(String, &'a ComponentDef)>,
+    customs: Vec<String>,
+}
+
+fn is_required(c: &ComponentDef) -> bool {
+    matches!(
+        c,
+        ComponentDef::TextInput { required: true, .. }
+            | ComponentDef::NumberInput { required: true, .. }
+            | ComponentDef::EmailInput { required: true, .. }
+            | ComponentDef::Select { required: true, .. }
+            | ComponentDef::Checkbox { required: true, .. }
+            | ComponentDef::Date { required: true, .. }
+    )
+}
+
+/// An edge without `when` (or with `when: true`) always matches.
+fn is_unguarded(when: Option<&Value>) -> bool {
+    matches!(when, None | Some(Value::Bool(true)))
+}
+
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Levenshtein distance, for "did you mean" hints (ids are short).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Tarjan's strongly connected components, iterative (a flow may have a
+/// thousand nodes; no deep recursion).
+fn tarjan(graph: &[Vec<usize>]) -> Vec<Vec<usize>> {
+    let n = graph.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    let mut next = 0;
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        // (node, position in its edge list)
+        let mut work = vec![(root, 0usize)];
+        index[root] = next;
+        low[root] = next;
+        next += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (v, ref mut pos)) = work.last_mut() {
+            if let Some(&w) = graph[v].get(*pos) {
+                *pos += 1;
+                if index[w] == usize::MAX {
+                    index[w] = next;
+                    low[w] = next;
+                    next += 1;
+                    stack.push(w);
+                    on_stack[w] = true;
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+            } else {
+                work.pop();
+                if let Some(&(parent, _)) = work.last() {
+                    low[parent] = low[parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut scc = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        scc.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    out.push(scc);
+                }
+            }
+        }
+    }
+    out
+}
