@@ -1,2 +1,0 @@
-//! stand-in until the http branch lands
-pub struct BearerToken(pub Option<String>);
