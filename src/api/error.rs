@@ -234,7 +234,12 @@ impl ApiError {
     /// detail of an internal error, which the client never sees.
     fn log(&self) {
         if let Self::Internal(source) = self {
-            tracing::error!(error = format!("{source:#}"), "internal error");
+            let request_id = super::http::current_request_id();
+            tracing::error!(
+                request_id = request_id.as_deref().unwrap_or("-"),
+                error = format!("{source:#}"),
+                "internal error"
+            );
         }
     }
 

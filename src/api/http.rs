@@ -23,6 +23,10 @@
 //! it was, so a response with null `data` whose errors all lack a `path` is a
 //! request error (resolver errors always carry the field path). Such a
 //! response is written without a `data` entry, as the GraphQL spec asks.
+//!
+//! Every response carries `x-request-id` (the client's, or a new one). The
+//! request span is at DEBUG to keep the hot path cheap; internal errors log
+//! the request id at ERROR on their own.
 
 use std::{
     collections::BTreeMap,
@@ -242,18 +246,45 @@ fn build<E: Executor>(
         .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
 }
 
+/// The per-request span is at DEBUG: an enabled span with fields costs the fmt
+/// subscriber microseconds per request (measured ~3 µs), a real share of a
+/// small query. Internal errors log their request id at ERROR regardless,
+/// through [`REQUEST_ID`].
 fn make_span(request: &axum::http::Request<Body>) -> tracing::Span {
     let id = request
         .headers()
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::info_span!(
+    tracing::debug_span!(
         "http",
         http.request.method = %request.method(),
         url.path = %request.uri().path(),
         request_id = %id,
     )
+}
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+tokio::task_local! {
+    /// The id of the request being served, for log lines that must carry it
+    /// even when the request span is disabled.
+    static REQUEST_ID: HeaderValue;
+}
+
+/// The id of the request this task is serving, if any.
+pub(crate) fn current_request_id() -> Option<String> {
+    REQUEST_ID
+        .try_with(|id| String::from_utf8_lossy(id.as_bytes()).into_owned())
+        .ok()
+}
+
+/// Runs `fut` with the request's id available to [`current_request_id`].
+async fn with_request_id<F: Future>(headers: &HeaderMap, fut: F) -> F::Output {
+    match headers.get(X_REQUEST_ID) {
+        Some(id) => REQUEST_ID.scope(id.clone(), fut).await,
+        None => fut.await,
+    }
 }
 
 /// Request ids for requests that come without one: a random per-process
@@ -306,7 +337,7 @@ async fn graphql_post<E: Executor>(State(shared): AppState<E>, request: Request)
         Err(err) => return error_response(&err, media),
     };
     gql.data.insert(BearerToken::from_headers(&parts.headers));
-    let response = shared.executor.execute(gql).await;
+    let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
     graphql_response(response, media, &shared.limits)
 }
 
@@ -350,7 +381,7 @@ async fn graphql_get<E: Executor>(State(shared): AppState<E>, request: Request) 
         return error_response(&err, media);
     }
     gql.data.insert(BearerToken::from_headers(&parts.headers));
-    let response = shared.executor.execute(gql).await;
+    let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
     graphql_response(response, media, &shared.limits)
 }
 
@@ -650,6 +681,7 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
     };
     let mut data = Data::default();
     data.insert(BearerToken::from_headers(&parts.headers));
+    let request_id = parts.headers.get(X_REQUEST_ID).cloned();
     // The connection outlives this request; keep it in the request's span so
     // its logs carry the request id.
     let span = tracing::Span::current();
@@ -657,8 +689,8 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
         .max_message_size(limits.max_body_bytes)
         .max_frame_size(limits.max_body_bytes)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, executor, protocol)
+        .on_upgrade(move |socket| async move {
+            let serve = GraphQLWebSocket::new(socket, executor, protocol)
                 .with_data(data)
                 .on_connection_init(|payload| async move {
                     let mut data = Data::default();
@@ -668,7 +700,11 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
                     Ok(data)
                 })
                 .serve()
-                .instrument(span)
+                .instrument(span);
+            match request_id {
+                Some(id) => REQUEST_ID.scope(id, serve).await,
+                None => serve.await,
+            }
         })
 }
 
@@ -772,6 +808,40 @@ mod tests {
         );
         assert!(BearerToken::from_init_payload(&serde_json::json!({})).is_none());
         assert!(!format!("{:?}", BearerToken::parse("Bearer secret")).contains("secret"));
+    }
+
+    #[test]
+    fn internal_errors_are_logged_with_detail_and_request_id() {
+        #[derive(Clone, Default)]
+        struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let capture = Capture::default();
+        let writer = capture.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .finish();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = tracing::subscriber::with_default(subscriber, || {
+            runtime.block_on(REQUEST_ID.scope(HeaderValue::from_static("req-77"), async {
+                ApiError::internal(anyhow::anyhow!("disk full on /var/lib/baton")).into_graphql()
+            }))
+        });
+        assert_eq!(err.message, "internal error");
+        let log = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("req-77"), "{log}");
+        assert!(log.contains("disk full on /var/lib/baton"), "{log}");
     }
 
     #[test]

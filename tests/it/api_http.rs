@@ -489,6 +489,7 @@ async fn graphql_response_json_uses_400_for_request_errors() {
         json!({"query": "query A { hello } query B { hello }"}),   // no operation selected
         json!({"query": "{ hello }", "operationName": "Missing"}), // unknown operation
         json!({"query": "query($n: Int!) { double(n: $n) }", "variables": {"n": "x"}}), // coercion
+        json!({"query": "subscription { countTo(n: 1) }"}),        // not over HTTP
     ];
     // Not here: a missing non-null variable. async-graphql reports it as a
     // field error during execution (with a path), so it is answered like
