@@ -43,13 +43,13 @@ impl Application {
             ..Limits::default()
         };
         let baton = Baton::new(store, registry, limits);
-        let http_limits = api::http::Limits {
+        let http_limits = api::Limits {
             max_body_bytes: config.max_body_bytes,
             max_depth: config.max_query_depth,
             max_complexity: config.max_query_complexity,
         };
         let schema = http_limits.apply(api::schema::builder(baton.clone())).finish();
-        let router = api::http::router(schema, &http_limits, readiness(baton.clone()));
+        let router = api::router_with_readiness(schema, &http_limits, readiness(baton.clone()));
         let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
         Ok(Application { listener, router, baton, config })
     }
@@ -73,11 +73,11 @@ impl Application {
     }
 }
 
-fn readiness(baton: Baton) -> api::http::Readiness {
-    api::http::Readiness::new(move || {
+fn readiness(baton: Baton) -> impl api::Readiness {
+    move || {
         let baton = baton.clone();
-        async move { baton.store().ping().await.is_ok() }
-    })
+        async move { baton.store().ping().await.map_err(|e| e.to_string()) }
+    }
 }
 
 fn log_reload(reload: &Reload) {

@@ -1,5 +1,16 @@
 //! The API: GraphQL over HTTP (GraphQL-over-HTTP spec) and WebSocket.
+//!
+//! - [`http`]: the transport, generic over any async-graphql executor, so the
+//!   Baton schema plugs in without the transport knowing it.
+//! - [`error`]: [`ApiError`], the transport's error codes.
+//! - [`schema`]: the app-facing schema (`startFlow`, `submit`, …) and
+//!   [`types`], its screen and component types.
 
+pub mod error;
 pub mod http;
+mod negotiate;
 pub mod schema;
 pub mod types;
+
+pub use error::ApiError;
+pub use http::{BearerToken, Limits, Readiness, router, router_with_readiness};

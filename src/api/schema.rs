@@ -74,7 +74,7 @@ pub fn to_gql(err: ServiceError) -> async_graphql::Error {
 }
 
 fn token<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
-    ctx.data_opt::<BearerToken>().and_then(|t| t.0.as_deref())
+    BearerToken::of(ctx)
 }
 
 pub struct Query;

@@ -1,5 +1,6 @@
 //! One integration-test binary (links once); a module per capability.
 
+mod api_http;
 mod cli;
 mod curl_example;
 mod flows_api;

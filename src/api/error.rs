@@ -1,0 +1,332 @@
+//! `ApiError`: every error the API layer shows to a client, with its stable
+//! code, hint and HTTP status, in one place.
+//!
+//! Two kinds of variants live here:
+//! - transport errors, raised by [`crate::api::http`] before or around
+//!   GraphQL execution (malformed request, body too large, wrong media type,
+//!   query over the depth/complexity limits, unknown route, not ready);
+//! - resolver errors, raised by the schema's resolvers and turned into a
+//!   GraphQL error with `extensions.code` and `extensions.hint` through
+//!   [`ApiError::into_graphql`] or the [`ErrorExtensions`] impl (so
+//!   `result.extend()?` works in a resolver).
+//!
+//! | code | status | meaning |
+//! |------|--------|---------|
+//! | `BAD_REQUEST` | 400 | not a well-formed GraphQL-over-HTTP request |
+//! | `BATCH_NOT_SUPPORTED` | 400 | the body is a JSON array of operations |
+//! | `BODY_TOO_LARGE` | 413 | the body is over `Limits::max_body_bytes` |
+//! | `UNSUPPORTED_MEDIA_TYPE` | 415 | POST without `Content-Type: application/json` |
+//! | `NOT_ACCEPTABLE` | 406 | `Accept` allows no JSON response type |
+//! | `METHOD_NOT_ALLOWED` | 405 | a mutation over GET, or a method `/graphql` does not serve |
+//! | `QUERY_TOO_DEEP` | 400 | the operation nests deeper than `Limits::max_depth` |
+//! | `QUERY_TOO_COMPLEX` | 400 | the operation is over `Limits::max_complexity` |
+//! | `ROUTE_NOT_FOUND` | 404 | no such HTTP route |
+//! | `NOT_READY` | 503 | the readiness check failed |
+//! | `UNAUTHENTICATED` | 401 | no valid bearer token |
+//! | `FORBIDDEN` | 403 | the token is valid but not allowed to do this |
+//! | `NOT_FOUND` | 404 | the addressed object does not exist |
+//! | `BAD_USER_INPUT` | 400 | an argument value is invalid |
+//! | `CONFLICT` | 409 | the request conflicts with the current state |
+//! | `RATE_LIMITED` | 429 | too many requests; retry later |
+//! | `UNAVAILABLE` | 503 | a dependency is down; retry later |
+//! | `INTERNAL` | 500 | a bug or an unexpected failure; details only in the log |
+//!
+//! The status is what a transport error answers with. A resolver error is a
+//! GraphQL field error: its HTTP status stays 200 (the GraphQL-over-HTTP
+//! spec's "execution began"), the status column only documents intent.
+
+use async_graphql::{ErrorExtensionValues, ErrorExtensions, ServerError};
+use axum::http::StatusCode;
+
+/// An error shown to an API client. See the module docs for the code table.
+///
+/// `Display` is the client-facing message. For [`ApiError::Internal`] it is a
+/// fixed generic text, so even a plain `?` (which async-graphql turns into an
+/// error without extensions) cannot leak internals; use
+/// [`ApiError::into_graphql`] / `.extend()` to get the code and hint too.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    // ---- transport ----
+    /// Not a well-formed GraphQL-over-HTTP request.
+    #[error("{message}")]
+    BadRequest { message: String, hint: &'static str },
+    /// A JSON array body (batched operations).
+    #[error("batched requests (a JSON array of operations) are not supported")]
+    BatchNotSupported,
+    /// The request body is over the configured limit.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    /// POST body media type other than `application/json` (UTF-8).
+    #[error("unsupported request media type {}", content_type.as_deref().unwrap_or("(none)"))]
+    UnsupportedMediaType { content_type: Option<String> },
+    /// The `Accept` header allows neither JSON response media type.
+    #[error("none of the media types in the Accept header can be served")]
+    NotAcceptable,
+    /// The HTTP method is not allowed for this request; `allow` goes into the
+    /// `Allow` header.
+    #[error("{message}")]
+    MethodNotAllowed {
+        message: String,
+        allow: &'static str,
+    },
+    /// The operation nests deeper than the configured limit.
+    #[error("query is nested deeper than the limit of {limit}")]
+    QueryTooDeep { limit: usize },
+    /// The operation's complexity is over the configured limit.
+    #[error("query complexity is over the limit of {limit}")]
+    QueryTooComplex { limit: usize },
+    /// No HTTP route matches.
+    #[error("no route for {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    /// The readiness check failed; the reason is logged, not returned.
+    #[error("not ready to serve traffic")]
+    NotReady,
+
+    // ---- resolvers ----
+    /// No (valid) bearer token.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller is known but not allowed to do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The addressed object does not exist (or is not visible to the caller).
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    /// An argument value is invalid.
+    #[error("{message}")]
+    BadUserInput {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The request conflicts with the current state (e.g. a stale screen).
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        hint: Option<String>,
+    },
+    /// Too many requests.
+    #[error("too many requests")]
+    RateLimited { retry_after_secs: u64 },
+    /// A dependency is temporarily unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Anything unexpected. The source is logged when the error is turned
+    /// into a response and never shown to the client.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    /// Wraps an unexpected failure; its detail is logged, never returned.
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    /// A malformed-request error with a hint on how to form it.
+    pub fn bad_request(message: impl Into<String>, hint: &'static str) -> Self {
+        Self::BadRequest {
+            message: message.into(),
+            hint,
+        }
+    }
+
+    /// The stable, public, UPPER_SNAKE code (`extensions.code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "BAD_REQUEST",
+            Self::BatchNotSupported => "BATCH_NOT_SUPPORTED",
+            Self::BodyTooLarge { .. } => "BODY_TOO_LARGE",
+            Self::UnsupportedMediaType { .. } => "UNSUPPORTED_MEDIA_TYPE",
+            Self::NotAcceptable => "NOT_ACCEPTABLE",
+            Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            Self::QueryTooDeep { .. } => "QUERY_TOO_DEEP",
+            Self::QueryTooComplex { .. } => "QUERY_TOO_COMPLEX",
+            Self::RouteNotFound { .. } => "ROUTE_NOT_FOUND",
+            Self::NotReady => "NOT_READY",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::NotFound { .. } => "NOT_FOUND",
+            Self::BadUserInput { .. } => "BAD_USER_INPUT",
+            Self::Conflict { .. } => "CONFLICT",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::Unavailable(_) => "UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL",
+        }
+    }
+
+    /// What the client can do about it (`extensions.hint`).
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            Self::BadRequest { hint, .. } => (*hint).to_owned(),
+            Self::BatchNotSupported => "send one operation per request".to_owned(),
+            Self::BodyTooLarge { limit } => {
+                format!("keep the request body under {limit} bytes")
+            }
+            Self::UnsupportedMediaType { .. } => {
+                "send the body as JSON with `Content-Type: application/json`".to_owned()
+            }
+            Self::NotAcceptable => "accept `application/graphql-response+json` \
+                                    or `application/json`"
+                .to_owned(),
+            Self::MethodNotAllowed { allow, .. } => format!("use {allow}"),
+            Self::QueryTooDeep { limit } => {
+                format!("nest selections at most {limit} levels deep")
+            }
+            Self::QueryTooComplex { .. } => {
+                "select fewer fields, or split the query into several requests".to_owned()
+            }
+            Self::RouteNotFound { .. } => {
+                "GraphQL is served at /graphql; probes at /healthz and /readyz".to_owned()
+            }
+            Self::NotReady => {
+                "retry later; the server is starting or a dependency is down".to_owned()
+            }
+            Self::Unauthenticated(_) => "send `Authorization: Bearer <token>` (HTTP) or \
+                                         `{\"Authorization\": \"Bearer <token>\"}` as the \
+                                         connection_init payload (WebSocket)"
+                .to_owned(),
+            Self::Forbidden(_) => "the token is valid but lacks the permission for this".to_owned(),
+            Self::NotFound { .. } => "check the id; it may have expired or been deleted".to_owned(),
+            Self::BadUserInput { hint, .. } | Self::Conflict { hint, .. } => return hint.clone(),
+            Self::RateLimited { retry_after_secs } => {
+                format!("retry after {retry_after_secs} s")
+            }
+            Self::Unavailable(_) => "retry with backoff".to_owned(),
+            Self::Internal(_) => "retry later; report the x-request-id if it persists".to_owned(),
+        })
+    }
+
+    /// The HTTP status a transport error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. }
+            | Self::BatchNotSupported
+            | Self::QueryTooDeep { .. }
+            | Self::QueryTooComplex { .. }
+            | Self::BadUserInput { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RouteNotFound { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::NotReady | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn extension_values(&self) -> ErrorExtensionValues {
+        let mut ext = ErrorExtensionValues::default();
+        ext.set("code", self.code());
+        if let Some(hint) = self.hint() {
+            ext.set("hint", hint);
+        }
+        if let Self::RateLimited { retry_after_secs } = self {
+            ext.set("retryAfterSeconds", *retry_after_secs);
+        }
+        ext
+    }
+
+    /// Logs what must be logged before the error leaves the process: the
+    /// detail of an internal error, which the client never sees.
+    fn log(&self) {
+        if let Self::Internal(source) = self {
+            let request_id = super::http::current_request_id();
+            tracing::error!(
+                request_id = request_id.as_deref().unwrap_or("-"),
+                error = format!("{source:#}"),
+                "internal error"
+            );
+        }
+    }
+
+    /// A GraphQL error with `extensions.code` and `extensions.hint`.
+    /// Internal errors are logged here and come out with a generic message.
+    pub fn into_graphql(self) -> async_graphql::Error {
+        self.extend()
+    }
+
+    /// The GraphQL error object of a transport-level error response.
+    pub(crate) fn to_server_error(&self) -> ServerError {
+        self.log();
+        let mut err = ServerError::new(self.to_string(), None);
+        err.extensions = Some(self.extension_values());
+        err
+    }
+}
+
+impl ErrorExtensions for ApiError {
+    fn extend(&self) -> async_graphql::Error {
+        self.log();
+        let mut err = async_graphql::Error::new(self.to_string());
+        err.extensions = Some(self.extension_values());
+        err
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_error_hides_its_detail() {
+        let err = ApiError::internal(anyhow::anyhow!("password=hunter2 at db.internal:5432"));
+        let gql = err.into_graphql();
+        assert_eq!(gql.message, "internal error");
+        let ext = serde_json::to_string(&gql.extensions).unwrap();
+        assert!(!ext.contains("hunter2"), "{ext}");
+        assert!(ext.contains("\"code\":\"INTERNAL\""), "{ext}");
+    }
+
+    #[test]
+    fn every_variant_has_an_upper_snake_code_and_a_hint() {
+        let all = [
+            ApiError::bad_request("x", "y"),
+            ApiError::BatchNotSupported,
+            ApiError::BodyTooLarge { limit: 1 },
+            ApiError::UnsupportedMediaType { content_type: None },
+            ApiError::NotAcceptable,
+            ApiError::MethodNotAllowed {
+                message: "x".into(),
+                allow: "POST",
+            },
+            ApiError::QueryTooDeep { limit: 1 },
+            ApiError::QueryTooComplex { limit: 1 },
+            ApiError::RouteNotFound {
+                method: "GET".into(),
+                path: "/".into(),
+            },
+            ApiError::NotReady,
+            ApiError::Unauthenticated("x".into()),
+            ApiError::Forbidden("x".into()),
+            ApiError::NotFound {
+                what: "session",
+                id: "1".into(),
+            },
+            ApiError::BadUserInput {
+                message: "x".into(),
+                hint: Some("y".into()),
+            },
+            ApiError::Conflict {
+                message: "x".into(),
+                hint: Some("y".into()),
+            },
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Unavailable("x".into()),
+            ApiError::internal(anyhow::anyhow!("x")),
+        ];
+        for err in &all {
+            let code = err.code();
+            assert!(
+                code.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{code}"
+            );
+            assert!(err.hint().is_some_and(|h| !h.is_empty()), "{code}");
+        }
+    }
+}
