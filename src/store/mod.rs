@@ -8,8 +8,11 @@
 //! checks and bumps in the same transaction that appends the events.
 //!
 //! One SQL text serves both backends wherever the dialects agree (sqlx's
-//! SQLite driver understands `$1` placeholders); the only backend-specific
-//! statement is PostgreSQL's single-round-trip `commit`.
+//! SQLite driver understands `$1` placeholders). The exception is `commit`,
+//! the hot path, which is a single statement on each backend so it costs one
+//! round trip and no explicit transaction: a data-modifying CTE on
+//! PostgreSQL, an insert into a view whose trigger does the work on SQLite
+//! (see `migrations/sqlite`).
 
 mod error;
 mod records;
@@ -183,10 +186,12 @@ const SELECT_SESSION_SEQ: &str = "SELECT seq FROM sessions WHERE id = $1";
 const INSERT_SESSION: &str = "INSERT INTO sessions (id, flow_id, flow_version, user_id, \
      token_hash, status, seq, state, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
-const UPDATE_SESSION: &str = "UPDATE sessions SET status = $3, state = $4, seq = $5, \
-     updated_at = $6 WHERE id = $1 AND seq = $2";
-const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency \
-     (session_id, key, request_hash, response, created_at) VALUES ($1, $2, $3, $4, $5)";
+/// SQLite `commit`: one INSERT into the `session_commits` view, whose trigger
+/// (see the migration) checks the seq and the idempotency key, updates the
+/// session and appends the events and the key, atomically as one statement.
+const SQLITE_COMMIT: &str = "INSERT INTO session_commits (session_id, expected_seq, status, \
+     state, at, events, idem_key, idem_request_hash, idem_response) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 const SELECT_IDEMPOTENCY: &str = "SELECT session_id, key, request_hash, response, created_at \
      FROM idempotency WHERE session_id = $1 AND key = $2";
 const SELECT_EVENTS: &str = "SELECT seq, kind, payload, created_at FROM session_events \
@@ -379,6 +384,28 @@ fn to_json(what: &str, value: &Value) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::InvalidInput {
         reason: format!("{what} cannot be serialized as JSON: {e}"),
     })
+}
+
+/// Events for the SQLite commit trigger: `[[kind, payload], …]` with each
+/// payload as a JSON string holding the payload's JSON text, so the trigger
+/// stores exactly the bytes serde_json wrote.
+fn sqlite_events_json(events: &[NewEvent], payloads: &[String]) -> Result<String, StoreError> {
+    let pairs: Vec<(&str, &str)> = events
+        .iter()
+        .zip(payloads)
+        .map(|(e, p)| (e.kind.as_str(), p.as_str()))
+        .collect();
+    serde_json::to_string(&pairs).map_err(|e| StoreError::InvalidInput {
+        reason: format!("events cannot be serialized as JSON: {e}"),
+    })
+}
+
+/// The message of a `RAISE(ABORT, …)` in one of our SQLite triggers.
+fn raise_message(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) if db.message().starts_with("baton:") => Some(db.message()),
+        _ => None,
+    }
 }
 
 fn now_ms() -> i64 {
@@ -768,54 +795,27 @@ impl Store {
 
         match &self.inner {
             Inner::Sqlite { write, .. } => {
-                let mut tx = write.begin_write().await?;
-                // The guarded UPDATE goes first: it decides the race.
-                let updated = sqlx::query(UPDATE_SESSION)
+                let events_json = sqlite_events_json(events, &payloads)?;
+                let result = sqlx::query(SQLITE_COMMIT)
                     .bind(session_id)
                     .bind(expected_seq)
                     .bind(status)
                     .bind(state.as_str())
-                    .bind(new_seq)
                     .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if updated == 0 {
-                    tx.rollback().await?;
-                    return Err(self.why_not_at(session_id, expected_seq).await);
+                    .bind(events_json.as_str())
+                    .bind(idempotency.map(|i| i.key.as_str()))
+                    .bind(idempotency.map(|i| i.request_hash.as_str()))
+                    .bind(response.as_deref())
+                    .execute(write)
+                    .await;
+                if let Err(e) = result {
+                    return Err(match raise_message(&e) {
+                        Some("baton:stale_seq") => self.why_not_at(session_id, expected_seq).await,
+                        Some("baton:idempotency_key_taken") => key_taken(),
+                        _ if is_unique_violation(&e) => log_out_of_step(),
+                        _ => e.into(),
+                    });
                 }
-                let events_sql = insert_events_sql(events.len());
-                let mut q = sqlx::query(&events_sql).bind(session_id).bind(now);
-                for (i, (e, payload)) in events.iter().zip(&payloads).enumerate() {
-                    q = q
-                        .bind(seq_after(expected_seq + 1, i))
-                        .bind(&e.kind)
-                        .bind(payload.as_str());
-                }
-                match q.execute(&mut *tx).await {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => return Err(log_out_of_step()),
-                    Err(e) => return Err(e.into()),
-                }
-                if let (Some(idem), Some(response)) = (idempotency, &response) {
-                    let inserted = sqlx::query(INSERT_IDEMPOTENCY)
-                        .bind(session_id)
-                        .bind(&idem.key)
-                        .bind(&idem.request_hash)
-                        .bind(response.as_str())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await;
-                    match inserted {
-                        Ok(_) => {}
-                        Err(e) if is_unique_violation(&e) => {
-                            tx.rollback().await?;
-                            return Err(key_taken());
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                tx.commit().await?;
             }
             Inner::Postgres(pool) => {
                 let sql = pg_commit_sql(events.len(), idempotency.is_some());

@@ -566,7 +566,7 @@ async fn events_come_back_in_order_and_paged(db: TestDb) {
     );
 }
 
-async fn data_survives_a_restart(db: TestDb) {
+async fn data_survives_a_restart(mut db: TestDb) {
     let definition = json!({ "id": "signup", "nodes": [], "zeta": 1, "alpha": 2 });
     let version = db
         .store
@@ -595,9 +595,8 @@ async fn data_survives_a_restart(db: TestDb) {
         .await
         .unwrap();
     let before = db.store.session(&id).await.unwrap().unwrap();
-    db.store.close().await;
-
-    let store = db.reconnect().await;
+    db.restart().await;
+    let store = &db.store;
     assert_eq!(store.session(&id).await.unwrap().unwrap(), before);
     let pinned = store
         .flow_version("signup", version.version)
@@ -630,14 +629,17 @@ async fn data_survives_a_restart(db: TestDb) {
 async fn concurrent_commits_on_distinct_sessions_all_succeed(db: TestDb) {
     const SESSIONS: usize = 24;
     const COMMITS: i64 = 15;
+    // Two independent stores on the same data, like two processes on one
+    // SQLite file: their write connections really contend for the lock.
+    let stores = [db.store.clone(), db.reconnect().await];
     let mut ids = Vec::new();
-    for _ in 0..SESSIONS {
-        ids.push(seed(&db.store).await.id);
+    for i in 0..SESSIONS {
+        ids.push(seed(&stores[i % 2]).await.id);
     }
     let barrier = Arc::new(Barrier::new(SESSIONS));
     let mut tasks = Vec::new();
-    for id in ids.clone() {
-        let store = db.store.clone();
+    for (i, id) in ids.iter().cloned().enumerate() {
+        let store = stores[i % 2].clone();
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;

@@ -81,6 +81,15 @@ impl TestDb {
         })
     }
 
+    /// Drops the store without closing it first, as a crash would, and
+    /// connects a new one to the same data.
+    pub async fn restart(&mut self) {
+        let url = self.url.clone();
+        self.store = Store::connect(&url, StoreOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("reconnect after restart: {e}"));
+    }
+
     /// A second, independent `Store` on the same data (like a restart, or
     /// another replica).
     pub async fn reconnect(&self) -> Store {
