@@ -267,6 +267,28 @@ async fn commit_advances_and_checks_the_expected_seq(db: TestDb) {
         .map(|e| e.seq)
         .collect();
     assert_eq!(seqs, (4..=13).collect::<Vec<_>>());
+
+    // Any JSON value is a payload, and comes back as it went in.
+    let odd = [
+        NewEvent::new("null", Value::Null),
+        NewEvent::new("string", json!("5")),
+        NewEvent::new("array", json!([1, "two", { "b": 3, "a": 4 }])),
+        NewEvent::new("quotes", json!({ "s": "it's \"quoted\" \\ and ünïcode" })),
+    ];
+    store
+        .commit(&s.id, 13, "ACTIVE", &Value::Null, &odd, None)
+        .await
+        .unwrap();
+    let back = store.events(&s.id, 13, 100).await.unwrap();
+    let back: Vec<_> = back
+        .into_iter()
+        .map(|e| NewEvent::new(e.kind, e.payload))
+        .collect();
+    assert_eq!(back, odd);
+    assert_eq!(
+        store.session(&s.id).await.unwrap().unwrap().state,
+        Value::Null
+    );
 }
 
 async fn racing_commits_exactly_one_wins(db: TestDb) {
