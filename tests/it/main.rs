@@ -2,9 +2,11 @@
 
 mod api_http;
 mod cli;
+mod common;
 mod curl_example;
 mod flows_api;
 mod limits;
+mod store;
 mod subscription;
 mod testapp;
 mod validate;

@@ -1,0 +1,884 @@
+//! The store against real databases. Every behaviour is written once, as an
+//! `async fn(TestDb)`, and run on SQLite and on PostgreSQL by
+//! `on_both_backends!`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton::store::{
+    Backend, NewEvent, NewIdempotency, NewSession, RawPools, SessionRecord, Store, StoreError,
+    StoreOptions,
+};
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+use uuid::Uuid;
+
+use crate::common::{TestDb, fresh_postgres_url, pg_url};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = crate::common::TestDb::sqlite().await;
+                    assert_eq!(db.store.backend(), baton::store::Backend::Sqlite);
+                    super::$name(db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = crate::common::TestDb::postgres().await else { return };
+                    assert_eq!(db.store.backend(), baton::store::Backend::Postgres);
+                    super::$name(db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    create_and_load_round_trip,
+    create_session_rejects_duplicates_and_unknown_flow_versions,
+    commit_advances_and_checks_the_expected_seq,
+    racing_commits_exactly_one_wins,
+    taken_idempotency_key_rolls_back_everything,
+    ensure_flow_version_is_idempotent_and_increments_on_change,
+    concurrent_publishers_agree_on_versions,
+    events_come_back_in_order_and_paged,
+    data_survives_a_restart,
+    concurrent_commits_on_distinct_sessions_all_succeed,
+    corrupt_json_is_reported_not_panicked,
+    the_log_and_published_versions_refuse_updates,
+    ping_reports_a_closed_store,
+);
+
+fn flow_definition(title: &str) -> Value {
+    json!({
+        "id": "signup",
+        "title": title,
+        "start": "welcome",
+        "nodes": [{ "kind": "end", "id": "welcome" }],
+    })
+}
+
+fn new_session(id: &str, version: i32) -> NewSession {
+    NewSession {
+        id: id.to_owned(),
+        flow_id: "signup".to_owned(),
+        flow_version: version,
+        user_id: "user-1".to_owned(),
+        token_hash: "token-hash".to_owned(),
+        status: "ACTIVE".to_owned(),
+        state: json!({ "node": "welcome", "context": { "z": 1, "a": 2 }, "back": [] }),
+    }
+}
+
+fn event(kind: &str, n: i64) -> NewEvent {
+    NewEvent::new(kind, json!({ "n": n }))
+}
+
+fn code<T: std::fmt::Debug>(result: Result<T, StoreError>) -> &'static str {
+    match result {
+        Ok(v) => panic!("expected an error, got Ok({v:?})"),
+        Err(e) => {
+            // Every error documents itself; internal ones are the only hint-less ones.
+            if e.code() != "STORE_INTERNAL" {
+                assert!(e.hint().is_some_and(|h| !h.is_empty()), "{e:?} has no hint");
+            }
+            e.code()
+        }
+    }
+}
+
+/// A published flow version and a session on it with two events (seq 2).
+async fn seed(store: &Store) -> SessionRecord {
+    let version = store
+        .ensure_flow_version("signup", "hash-1", &flow_definition("v1"))
+        .await
+        .unwrap();
+    let id = Uuid::now_v7().to_string();
+    store
+        .create_session(
+            &new_session(&id, version.version),
+            &[event("started", 1), event("entered", 2)],
+        )
+        .await
+        .unwrap();
+    store.session(&id).await.unwrap().expect("seeded session")
+}
+
+async fn create_and_load_round_trip(db: TestDb) {
+    let store = &db.store;
+    let version = store
+        .ensure_flow_version("signup", "hash-1", &flow_definition("v1"))
+        .await
+        .unwrap();
+    let id = Uuid::now_v7().to_string();
+    let new = new_session(&id, version.version);
+    store
+        .create_session(&new, &[event("started", 1), event("entered", 2)])
+        .await
+        .unwrap();
+
+    let got = store.session(&id).await.unwrap().expect("session exists");
+    assert_eq!(got.id, new.id);
+    assert_eq!(got.flow_id, new.flow_id);
+    assert_eq!(got.flow_version, version.version);
+    assert_eq!(got.user_id, new.user_id);
+    assert_eq!(got.token_hash, new.token_hash);
+    assert_eq!(got.status, "ACTIVE");
+    assert_eq!(got.seq, 2);
+    assert_eq!(got.state, new.state);
+    assert!(
+        got.created_at > 1_600_000_000_000,
+        "epoch millis: {}",
+        got.created_at
+    );
+    assert_eq!(got.created_at, got.updated_at);
+    // JSON comes back byte for byte, key order included, on both backends.
+    assert_eq!(
+        serde_json::to_string(&got.state).unwrap(),
+        serde_json::to_string(&new.state).unwrap()
+    );
+    assert_eq!(
+        serde_json::to_string(&got.state["context"]).unwrap(),
+        r#"{"z":1,"a":2}"#
+    );
+
+    let events = store.events(&id, 0, 100).await.unwrap();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| (e.seq, e.kind.as_str(), e.payload.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, "started", json!({ "n": 1 })),
+            (2, "entered", json!({ "n": 2 })),
+        ]
+    );
+    assert!(events.iter().all(|e| e.created_at == got.created_at));
+
+    // A session with no initial events starts at seq 0.
+    let empty = Uuid::now_v7().to_string();
+    store
+        .create_session(&new_session(&empty, version.version), &[])
+        .await
+        .unwrap();
+    assert_eq!(store.session(&empty).await.unwrap().unwrap().seq, 0);
+    assert!(store.events(&empty, 0, 10).await.unwrap().is_empty());
+
+    assert_eq!(store.session("no-such-session").await.unwrap(), None);
+}
+
+async fn create_session_rejects_duplicates_and_unknown_flow_versions(db: TestDb) {
+    let store = &db.store;
+    let existing = seed(store).await;
+
+    let again = store
+        .create_session(&new_session(&existing.id, 1), &[event("started", 9)])
+        .await;
+    assert_eq!(code(again), "SESSION_EXISTS");
+    // The failed create left the first session and its log alone.
+    assert_eq!(
+        store.session(&existing.id).await.unwrap().unwrap(),
+        existing
+    );
+    assert_eq!(store.events(&existing.id, 0, 100).await.unwrap().len(), 2);
+
+    let id = Uuid::now_v7().to_string();
+    let unknown = store
+        .create_session(&new_session(&id, 42), &[event("started", 1)])
+        .await;
+    assert_eq!(code(unknown), "STORE_NOT_FOUND");
+    assert_eq!(store.session(&id).await.unwrap(), None);
+    assert!(store.events(&id, 0, 100).await.unwrap().is_empty());
+}
+
+async fn commit_advances_and_checks_the_expected_seq(db: TestDb) {
+    let store = &db.store;
+    let s = seed(store).await;
+    let state = json!({ "node": "profile", "context": { "name": "Ada" } });
+
+    let seq = store
+        .commit(&s.id, 2, "WAITING", &state, &[event("submitted", 3)], None)
+        .await
+        .unwrap();
+    assert_eq!(seq, 3);
+    let got = store.session(&s.id).await.unwrap().unwrap();
+    assert_eq!((got.seq, got.status.as_str()), (3, "WAITING"));
+    assert_eq!(got.state, state);
+    assert_eq!(got.created_at, s.created_at);
+    assert!(got.updated_at >= s.updated_at);
+
+    let stale = store
+        .commit(&s.id, 2, "ACTIVE", &json!({}), &[event("late", 0)], None)
+        .await;
+    match stale {
+        Err(StoreError::Conflict {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (2, 3)),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let ahead = store
+        .commit(&s.id, 7, "ACTIVE", &json!({}), &[event("early", 0)], None)
+        .await;
+    assert_eq!(code(ahead), "STORE_CONFLICT");
+    // Neither rejected commit wrote anything.
+    assert_eq!(store.session(&s.id).await.unwrap().unwrap(), got);
+    assert_eq!(store.events(&s.id, 0, 100).await.unwrap().len(), 3);
+
+    let missing = store
+        .commit(
+            "no-such-session",
+            0,
+            "ACTIVE",
+            &json!({}),
+            &[event("x", 0)],
+            None,
+        )
+        .await;
+    assert_eq!(code(missing), "STORE_NOT_FOUND");
+    let no_events = store
+        .commit(&s.id, 3, "ACTIVE", &json!({}), &[], None)
+        .await;
+    assert_eq!(code(no_events), "STORE_INVALID_INPUT");
+    let negative = store
+        .commit(&s.id, -1, "ACTIVE", &json!({}), &[event("x", 0)], None)
+        .await;
+    assert_eq!(code(negative), "STORE_INVALID_INPUT");
+
+    // Several events in one commit get consecutive seqs.
+    let many: Vec<_> = (4..=13).map(|n| event("step", n)).collect();
+    let seq = store
+        .commit(&s.id, 3, "ACTIVE", &json!({ "node": "done" }), &many, None)
+        .await
+        .unwrap();
+    assert_eq!(seq, 13);
+    let seqs: Vec<i64> = store
+        .events(&s.id, 3, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (4..=13).collect::<Vec<_>>());
+
+    // Any JSON value is a payload, and comes back as it went in.
+    let odd = [
+        NewEvent::new("null", Value::Null),
+        NewEvent::new("string", json!("5")),
+        NewEvent::new("array", json!([1, "two", { "b": 3, "a": 4 }])),
+        NewEvent::new("quotes", json!({ "s": "it's \"quoted\" \\ and ünïcode" })),
+    ];
+    store
+        .commit(&s.id, 13, "ACTIVE", &Value::Null, &odd, None)
+        .await
+        .unwrap();
+    let back = store.events(&s.id, 13, 100).await.unwrap();
+    let back: Vec<_> = back
+        .into_iter()
+        .map(|e| NewEvent::new(e.kind, e.payload))
+        .collect();
+    assert_eq!(back, odd);
+    assert_eq!(
+        store.session(&s.id).await.unwrap().unwrap().state,
+        Value::Null
+    );
+}
+
+async fn racing_commits_exactly_one_wins(db: TestDb) {
+    const RACERS: usize = 8;
+    let s = seed(&db.store).await;
+    // Half the racers use a second, independent Store: another replica.
+    let other = db.reconnect().await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = if i % 2 == 0 {
+            db.store.clone()
+        } else {
+            other.clone()
+        };
+        let barrier = barrier.clone();
+        let id = s.id.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let state = json!({ "winner": i });
+            let result = store
+                .commit(&id, 2, "ACTIVE", &state, &[event("racer", i as i64)], None)
+                .await;
+            (i, result)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        match result {
+            Ok(seq) => {
+                assert_eq!(seq, 3);
+                winners.push(i);
+            }
+            Err(e) => assert_eq!(e.code(), "STORE_CONFLICT", "racer {i}: {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let winner = winners[0];
+
+    let got = db.store.session(&s.id).await.unwrap().unwrap();
+    assert_eq!(got.seq, 3);
+    assert_eq!(got.state, json!({ "winner": winner }));
+    let events = db.store.events(&s.id, 0, 100).await.unwrap();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[2].kind, "racer");
+    assert_eq!(events[2].payload, json!({ "n": winner as i64 }));
+}
+
+async fn taken_idempotency_key_rolls_back_everything(db: TestDb) {
+    let store = &db.store;
+    let s = seed(store).await;
+    let first = NewIdempotency {
+        key: "key-1".to_owned(),
+        request_hash: "req-hash-1".to_owned(),
+        response: json!({ "screen": "profile", "order": { "b": 1, "a": 2 } }),
+    };
+    let seq = store
+        .commit(
+            &s.id,
+            2,
+            "ACTIVE",
+            &json!({ "node": "profile" }),
+            &[event("submitted", 3)],
+            Some(&first),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seq, 3);
+
+    let saved = store
+        .idempotent_response(&s.id, "key-1")
+        .await
+        .unwrap()
+        .expect("recorded");
+    assert_eq!(saved.session_id, s.id);
+    assert_eq!(saved.key, "key-1");
+    assert_eq!(saved.request_hash, "req-hash-1");
+    assert_eq!(saved.response, first.response);
+    assert_eq!(
+        serde_json::to_string(&saved.response["order"]).unwrap(),
+        r#"{"b":1,"a":2}"#
+    );
+    assert!(saved.created_at > 0);
+    assert_eq!(
+        store.idempotent_response(&s.id, "key-2").await.unwrap(),
+        None
+    );
+
+    let before = store.session(&s.id).await.unwrap().unwrap();
+    let reuse = NewIdempotency {
+        key: "key-1".to_owned(),
+        request_hash: "req-hash-2".to_owned(),
+        response: json!({ "screen": "other" }),
+    };
+    let taken = store
+        .commit(
+            &s.id,
+            3,
+            "COMPLETED",
+            &json!({ "node": "other" }),
+            &[event("submitted", 4), event("completed", 5)],
+            Some(&reuse),
+        )
+        .await;
+    match &taken {
+        Err(StoreError::IdempotencyKeyTaken { session_id, key }) => {
+            assert_eq!(
+                (session_id.as_str(), key.as_str()),
+                (s.id.as_str(), "key-1")
+            );
+        }
+        other => panic!("expected IDEMPOTENCY_KEY_TAKEN, got {other:?}"),
+    }
+    assert_eq!(code(taken), "IDEMPOTENCY_KEY_TAKEN");
+    // Rolled back: same snapshot, same log, the first response kept.
+    assert_eq!(store.session(&s.id).await.unwrap().unwrap(), before);
+    assert_eq!(store.events(&s.id, 0, 100).await.unwrap().len(), 3);
+    assert_eq!(
+        store
+            .idempotent_response(&s.id, "key-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .request_hash,
+        "req-hash-1"
+    );
+
+    // Keys are per session: another session may use the same one.
+    let t = seed(store).await;
+    store
+        .commit(
+            &t.id,
+            2,
+            "ACTIVE",
+            &json!({}),
+            &[event("x", 3)],
+            Some(&first),
+        )
+        .await
+        .unwrap();
+    // And the first session can still move on with a fresh key.
+    let fresh = NewIdempotency {
+        key: "key-2".to_owned(),
+        ..reuse
+    };
+    let seq = store
+        .commit(
+            &s.id,
+            3,
+            "ACTIVE",
+            &json!({}),
+            &[event("x", 4)],
+            Some(&fresh),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seq, 4);
+}
+
+async fn ensure_flow_version_is_idempotent_and_increments_on_change(db: TestDb) {
+    let store = &db.store;
+    let v1_def = flow_definition("v1");
+    let v1 = store
+        .ensure_flow_version("signup", "hash-1", &v1_def)
+        .await
+        .unwrap();
+    assert_eq!((v1.flow_id.as_str(), v1.version), ("signup", 1));
+    assert_eq!(v1.content_hash, "hash-1");
+    assert_eq!(v1.definition, v1_def);
+
+    let again = store
+        .ensure_flow_version("signup", "hash-1", &v1_def)
+        .await
+        .unwrap();
+    assert_eq!(again, v1, "same content, same version, same row");
+
+    let v2_def = flow_definition("v2");
+    let v2 = store
+        .ensure_flow_version("signup", "hash-2", &v2_def)
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(
+        store.latest_flow_version("signup").await.unwrap().unwrap(),
+        v2
+    );
+
+    // Going back to the old content is a new publish, and v1 is untouched.
+    let v3 = store
+        .ensure_flow_version("signup", "hash-1", &v1_def)
+        .await
+        .unwrap();
+    assert_eq!(v3.version, 3);
+    assert_eq!(store.flow_version("signup", 1).await.unwrap().unwrap(), v1);
+    assert_eq!(store.flow_version("signup", 2).await.unwrap().unwrap(), v2);
+
+    // Versions count per flow.
+    let other = store
+        .ensure_flow_version("checkout", "hash-1", &json!({ "id": "checkout" }))
+        .await
+        .unwrap();
+    assert_eq!(other.version, 1);
+
+    assert_eq!(store.flow_version("signup", 4).await.unwrap(), None);
+    assert_eq!(store.flow_version("nope", 1).await.unwrap(), None);
+    assert_eq!(store.latest_flow_version("nope").await.unwrap(), None);
+}
+
+async fn concurrent_publishers_agree_on_versions(db: TestDb) {
+    const REPLICAS: usize = 6;
+    let other = db.reconnect().await;
+    let stores = [db.store.clone(), other];
+
+    // Every replica publishes the same content at once: one version.
+    let barrier = Arc::new(Barrier::new(REPLICAS));
+    let mut tasks = Vec::new();
+    for i in 0..REPLICAS {
+        let store = stores[i % 2].clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .ensure_flow_version("same", "hash-a", &json!({ "v": "a" }))
+                .await
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap().version, 1);
+    }
+
+    // Different contents at once: each gets its own version, none is lost.
+    let barrier = Arc::new(Barrier::new(REPLICAS));
+    let mut tasks = Vec::new();
+    for i in 0..REPLICAS {
+        let store = stores[i % 2].clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            store
+                .ensure_flow_version("diff", &format!("hash-{i}"), &json!({ "v": i }))
+                .await
+        }));
+    }
+    let mut versions = Vec::new();
+    for task in tasks {
+        let record = task.await.unwrap().unwrap();
+        let stored = db
+            .store
+            .flow_version("diff", record.version)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, record);
+        versions.push(record.version);
+    }
+    versions.sort();
+    assert_eq!(versions, (1..=REPLICAS as i32).collect::<Vec<_>>());
+}
+
+async fn events_come_back_in_order_and_paged(db: TestDb) {
+    let store = &db.store;
+    let s = seed(store).await;
+    let mut seq = s.seq;
+    for batch in [1, 3, 5] {
+        let events: Vec<_> = (0..batch).map(|i| event("step", seq + 1 + i)).collect();
+        seq = store
+            .commit(&s.id, seq, "ACTIVE", &json!({ "seq": seq }), &events, None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(seq, 11);
+    // Another session's events never show up.
+    let t = seed(store).await;
+
+    let all = store.events(&s.id, 0, 1000).await.unwrap();
+    let seqs: Vec<i64> = all.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
+    for e in &all[2..] {
+        assert_eq!(e.payload, json!({ "n": e.seq }));
+    }
+
+    let page: Vec<i64> = store
+        .events(&s.id, 4, 3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(page, vec![5, 6, 7]);
+    assert!(store.events(&s.id, 11, 10).await.unwrap().is_empty());
+    assert!(store.events(&s.id, 0, 0).await.unwrap().is_empty());
+    assert_eq!(store.events(&t.id, 0, 100).await.unwrap().len(), 2);
+    assert_eq!(
+        code(store.events(&s.id, 0, -1).await),
+        "STORE_INVALID_INPUT"
+    );
+}
+
+async fn data_survives_a_restart(mut db: TestDb) {
+    let definition = json!({ "id": "signup", "nodes": [], "zeta": 1, "alpha": 2 });
+    let version = db
+        .store
+        .ensure_flow_version("signup", "hash-r", &definition)
+        .await
+        .unwrap();
+    let id = Uuid::now_v7().to_string();
+    db.store
+        .create_session(&new_session(&id, version.version), &[event("started", 1)])
+        .await
+        .unwrap();
+    let key = NewIdempotency {
+        key: "k".to_owned(),
+        request_hash: "h".to_owned(),
+        response: json!({ "ok": true }),
+    };
+    db.store
+        .commit(
+            &id,
+            1,
+            "WAITING",
+            &json!({ "node": "wait" }),
+            &[event("submitted", 2)],
+            Some(&key),
+        )
+        .await
+        .unwrap();
+    let before = db.store.session(&id).await.unwrap().unwrap();
+    db.restart().await;
+    let store = &db.store;
+    assert_eq!(store.session(&id).await.unwrap().unwrap(), before);
+    let pinned = store
+        .flow_version("signup", version.version)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(pinned, version);
+    assert_eq!(
+        serde_json::to_string(&pinned.definition).unwrap(),
+        serde_json::to_string(&definition).unwrap()
+    );
+    assert_eq!(store.events(&id, 0, 10).await.unwrap().len(), 2);
+    assert!(store.idempotent_response(&id, "k").await.unwrap().is_some());
+    // Migrations are not re-applied destructively, and work goes on.
+    assert_eq!(
+        store
+            .ensure_flow_version("signup", "hash-r", &definition)
+            .await
+            .unwrap()
+            .version,
+        version.version
+    );
+    let seq = store
+        .commit(&id, 2, "ACTIVE", &json!({}), &[event("resumed", 3)], None)
+        .await
+        .unwrap();
+    assert_eq!(seq, 3);
+}
+
+async fn concurrent_commits_on_distinct_sessions_all_succeed(db: TestDb) {
+    const SESSIONS: usize = 24;
+    const COMMITS: i64 = 15;
+    // Two independent stores on the same data, like two processes on one
+    // SQLite file: their write connections really contend for the lock.
+    let stores = [db.store.clone(), db.reconnect().await];
+    let mut ids = Vec::new();
+    for i in 0..SESSIONS {
+        ids.push(seed(&stores[i % 2]).await.id);
+    }
+    let barrier = Arc::new(Barrier::new(SESSIONS));
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().cloned().enumerate() {
+        let store = stores[i % 2].clone();
+        let barrier = barrier.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let mut seq = 2;
+            for n in 0..COMMITS {
+                // A submit: read the session, then commit on its seq.
+                let current = store.session(&id).await?.expect("session exists");
+                assert_eq!(current.seq, seq);
+                let key = NewIdempotency {
+                    key: format!("k{n}"),
+                    request_hash: "h".to_owned(),
+                    response: json!({ "n": n }),
+                };
+                seq = store
+                    .commit(
+                        &id,
+                        current.seq,
+                        "ACTIVE",
+                        &json!({ "n": n }),
+                        &[event("step", n), event("entered", n)],
+                        Some(&key),
+                    )
+                    .await?;
+            }
+            Ok::<_, StoreError>(seq)
+        }));
+    }
+    for task in tasks {
+        let seq = task.await.unwrap().unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(seq, 2 + 2 * COMMITS);
+    }
+    for id in &ids {
+        assert_eq!(
+            db.store.events(id, 0, 1000).await.unwrap().len() as i64,
+            2 + 2 * COMMITS
+        );
+    }
+}
+
+/// Writes through the raw pool: what a broken migration or a hand edit could do.
+async fn raw_execute(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
+    match store.raw_pools() {
+        RawPools::Sqlite { write, .. } => sqlx::query(sql)
+            .execute(write)
+            .await
+            .map(|r| r.rows_affected()),
+        RawPools::Postgres(pool) => sqlx::query(sql)
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected()),
+    }
+}
+
+async fn corrupt_json_is_reported_not_panicked(db: TestDb) {
+    let store = &db.store;
+    let s = seed(store).await;
+    let updated = raw_execute(
+        store,
+        &format!(
+            "UPDATE sessions SET state = '{{not json' WHERE id = '{}'",
+            s.id
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(updated, 1);
+    let err = store.session(&s.id).await.unwrap_err();
+    assert_eq!(err.code(), "STORE_CORRUPT");
+    assert!(err.to_string().contains("state"), "{err}");
+}
+
+async fn the_log_and_published_versions_refuse_updates(db: TestDb) {
+    let store = &db.store;
+    let s = seed(store).await;
+    let rewrite_log = raw_execute(
+        store,
+        &format!(
+            "UPDATE session_events SET kind = 'forged' WHERE session_id = '{}'",
+            s.id
+        ),
+    )
+    .await;
+    assert!(rewrite_log.is_err(), "{rewrite_log:?}");
+    let rewrite_flow = raw_execute(store, "UPDATE flow_versions SET definition = '{}'").await;
+    assert!(rewrite_flow.is_err(), "{rewrite_flow:?}");
+    assert_eq!(store.events(&s.id, 0, 10).await.unwrap()[0].kind, "started");
+    assert_eq!(
+        store
+            .flow_version("signup", 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .definition,
+        flow_definition("v1")
+    );
+}
+
+async fn ping_reports_a_closed_store(db: TestDb) {
+    db.store.ping().await.unwrap();
+    let clone = db.store.clone();
+    db.store.close().await;
+    assert_eq!(code(clone.ping().await), "STORE_UNAVAILABLE");
+    assert_eq!(code(clone.session("x").await), "STORE_UNAVAILABLE");
+}
+
+fn quick() -> StoreOptions {
+    StoreOptions {
+        acquire_timeout: Duration::from_secs(2),
+        ..StoreOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn bad_urls_get_clear_errors() {
+    for url in [
+        "",
+        "   ",
+        "baton.db",
+        "mysql://root@localhost/baton",
+        "sqlite://",
+        "sqlite:",
+        "sqlite://baton.db?frobnicate=1",
+        "postgres://user@host:notaport/db",
+    ] {
+        let result = Store::connect(url, quick()).await;
+        assert_eq!(code(result), "STORE_BAD_URL", "url {url:?}");
+    }
+
+    // A password never ends up in the error or its hint.
+    let err = Store::connect("mysql://admin:s3cret@db/baton", quick())
+        .await
+        .unwrap_err();
+    assert!(!format!("{err} {err:?} {:?}", err.hint()).contains("s3cret"));
+    let err = Store::connect("admin:s3cret@db/baton", quick())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "STORE_BAD_URL");
+    assert!(!format!("{err} {:?}", err.hint()).contains("s3cret"));
+}
+
+#[tokio::test]
+async fn unreachable_databases_are_unavailable_not_hung() {
+    let started = std::time::Instant::now();
+    let err = Store::connect("postgres://baton:s3cret@127.0.0.1:1/baton", quick())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "STORE_UNAVAILABLE", "{err}");
+    assert!(!format!("{err} {:?}", err.hint()).contains("s3cret"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let result = Store::connect("sqlite:///proc/baton-cannot-write-here/baton.db", quick()).await;
+    assert_eq!(code(result), "STORE_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn missing_postgres_database_is_unavailable() {
+    let Some(base) = pg_url() else { return };
+    // Edit the URL as text so credentials and parameters stay as given.
+    let (server, rest) = base.rsplit_once('/').expect("a database in the URL");
+    let query = rest
+        .split_once('?')
+        .map(|(_, q)| format!("?{q}"))
+        .unwrap_or_default();
+    let result = Store::connect(&format!("{server}/baton_no_such_db{query}"), quick()).await;
+    assert_eq!(code(result), "STORE_UNAVAILABLE");
+}
+
+#[tokio::test]
+async fn sqlite_creates_missing_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nested/deeper/baton.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()), quick())
+        .await
+        .unwrap();
+    store.ping().await.unwrap();
+    assert!(path.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_memory_is_one_database_for_the_whole_pool() {
+    let store = Store::connect("sqlite::memory:", StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(store.backend(), Backend::Sqlite);
+    let s = seed(&store).await;
+    // Many concurrent readers and a writer: all see the same data.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let id = s.id.clone();
+        tasks.push(tokio::spawn(async move {
+            store.session(&id).await.unwrap().expect("visible").seq
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 2);
+    }
+    let seq = store
+        .commit(&s.id, 2, "ACTIVE", &json!({}), &[event("x", 3)], None)
+        .await
+        .unwrap();
+    assert_eq!(seq, 3);
+    // A second in-memory store is a different database.
+    let other = Store::connect("sqlite::memory:", StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(other.session(&s.id).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn postgres_schemas_isolate_tests() {
+    let (Some(a), Some(b)) = (fresh_postgres_url().await, fresh_postgres_url().await) else {
+        return;
+    };
+    let a = Store::connect(&a, quick()).await.unwrap();
+    let b = Store::connect(&b, quick()).await.unwrap();
+    let s = seed(&a).await;
+    assert_eq!(b.session(&s.id).await.unwrap(), None);
+    assert_eq!(b.latest_flow_version("signup").await.unwrap(), None);
+}
