@@ -16,7 +16,8 @@ fn main() {
 }
 
 fn checkout() -> CompiledFlow {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/checkout.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/checkout.yaml"))
+        .unwrap();
     let def: FlowDef = serde_saphyr::from_str(&text).unwrap();
     CompiledFlow::compile(def, 1, "bench".into()).unwrap()
 }
@@ -42,9 +43,21 @@ fn values(v: Value) -> Map<String, Value> {
 
 /// A session resting on `shipping`, with `history` earlier screens.
 fn at_shipping(flow: &CompiledFlow, history: usize) -> SessionState {
-    let limits = Limits { max_back_stack: history.max(1), ..Limits::default() };
+    let limits = Limits {
+        max_back_stack: history.max(1),
+        ..Limits::default()
+    };
     let started = engine::start(flow, start_input(), &limits).unwrap().state;
-    let mut s = engine::submit(flow, &started, "cart", "next", &values(json!({"quantity": 2})), &limits).unwrap().state;
+    let mut s = engine::submit(
+        flow,
+        &started,
+        "cart",
+        "next",
+        &values(json!({"quantity": 2})),
+        &limits,
+    )
+    .unwrap()
+    .state;
     // Simulate a long walk: a full back stack and many answered screens.
     for i in 0..history {
         s.back.push(format!("screen_{i}"));
@@ -56,7 +69,8 @@ fn at_shipping(flow: &CompiledFlow, history: usize) -> SessionState {
 
 #[divan::bench]
 fn compile_checkout(b: divan::Bencher) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/checkout.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/flows/checkout.yaml"))
+        .unwrap();
     let def: FlowDef = serde_saphyr::from_str(&text).unwrap();
     b.bench(|| CompiledFlow::compile(black_box(def.clone()), 1, "bench".into()).unwrap());
 }
@@ -83,7 +97,9 @@ fn submit_shipping_with_decision(b: divan::Bencher, history: usize) {
     let flow = checkout();
     let limits = Limits::default();
     let state = at_shipping(&flow, history);
-    let v = values(json!({"address": "Main St 1", "postcode": "12345", "speed": "standard", "deliver_after": "2030-01-02"}));
+    let v = values(
+        json!({"address": "Main St 1", "postcode": "12345", "speed": "standard", "deliver_after": "2030-01-02"}),
+    );
     b.bench(|| {
         let a = engine::submit(&flow, black_box(&state), "shipping", "next", &v, &limits).unwrap();
         debug_assert_eq!(a.state.node, "payment");

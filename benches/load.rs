@@ -16,15 +16,29 @@ use serde_json::{Value, json};
 const CONCURRENCY: usize = 16;
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(run());
 }
 
 async fn run() {
-    let secs: u64 = std::env::var("LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let secs: u64 = std::env::var("LOAD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
     let dur = Duration::from_secs(secs);
-    println!("{CONCURRENCY} connections, {secs} s per measurement, {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
-    println!("{:<10} {:<22} {:>10} {:>9} {:>9}", "store", "server", "req/s", "p50 ms", "p99 ms");
+    println!(
+        "{CONCURRENCY} connections, {secs} s per measurement, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "{:<10} {:<22} {:>10} {:>9} {:>9}",
+        "store", "server", "req/s", "p50 ms", "p99 ms"
+    );
     let mut backends = vec![("sqlite", None)];
     if let Ok(pg) = std::env::var("BATON_TEST_POSTGRES_URL") {
         backends.push(("postgres", Some(pg)));
@@ -33,14 +47,15 @@ async fn run() {
     }
     for (name, pg) in backends {
         let dir = tempfile::tempdir().unwrap();
-        let url = |tag: &str| async {
-            match &pg {
-                None => format!("sqlite://{}", dir.path().join(format!("{tag}.db")).display()),
-                Some(base) => fresh_pg_schema(base).await,
-            }
+        let url = async |tag: &str| match &pg {
+            None => format!(
+                "sqlite://{}",
+                dir.path().join(format!("{tag}.db")).display()
+            ),
+            Some(base) => fresh_pg_schema(base).await,
         };
         let baseline = spawn_baseline(&url("baseline").await).await;
-        let r = measure(dur, |i, n| {
+        let r = measure(dur, move |i, n| {
             let base = baseline.clone();
             async move { (base, json!({ "query": "mutation($id: String!) { insert(id: $id) }", "variables": { "id": format!("{i}-{n}") } }), None) }
         })
@@ -73,7 +88,11 @@ struct Measured {
 fn report(store: &str, server: &str, m: &Measured) {
     let mut l = m.latencies.clone();
     l.sort();
-    let pct = |p: f64| l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1))).map(|d| d.as_secs_f64() * 1e3).unwrap_or(0.0);
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
     println!(
         "{:<10} {:<22} {:>10.0} {:>9.2} {:>9.2}{}",
         store,
@@ -81,7 +100,11 @@ fn report(store: &str, server: &str, m: &Measured) {
         m.count as f64 / m.elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.99),
-        if m.errors > 0 { format!("  ({} errors)", m.errors) } else { String::new() }
+        if m.errors > 0 {
+            format!("  ({} errors)", m.errors)
+        } else {
+            String::new()
+        }
     );
 }
 
@@ -91,7 +114,10 @@ where
     F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = (String, Value, Option<String>)> + Send,
 {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONCURRENCY).build().unwrap();
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONCURRENCY)
+        .build()
+        .unwrap();
     let deadline = Instant::now() + dur;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -105,12 +131,19 @@ where
             while Instant::now() < deadline {
                 let (base, body, token) = make(i, n).await;
                 let t = Instant::now();
-                let mut req = client.post(format!("{base}/graphql")).header("accept", "application/json").json(&body);
+                let mut req = client
+                    .post(format!("{base}/graphql"))
+                    .header("accept", "application/json")
+                    .json(&body);
                 if let Some(tok) = token {
                     req = req.bearer_auth(tok);
                 }
                 let ok = match req.send().await {
-                    Ok(r) => r.json::<Value>().await.map(|v| v.get("errors").is_none()).unwrap_or(false),
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .map(|v| v.get("errors").is_none())
+                        .unwrap_or(false),
                     Err(_) => false,
                 };
                 lat.push(t.elapsed());
@@ -122,7 +155,12 @@ where
             (lat, errors)
         }));
     }
-    let mut m = Measured { count: 0, errors: 0, elapsed: Duration::ZERO, latencies: Vec::new() };
+    let mut m = Measured {
+        count: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
     for t in tasks {
         let (lat, errors) = t.await.unwrap();
         m.count += lat.len();
@@ -149,9 +187,20 @@ async fn start_sessions(base: &str) -> Vec<(String, String)> {
     for i in 0..CONCURRENCY {
         let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { id token } }";
         let v = json!({ "i": { "flowId": "tap", "user": { "id": format!("load-{i}") } } });
-        let r: Value = client.post(format!("{base}/graphql")).json(&json!({ "query": q, "variables": v })).send().await.unwrap().json().await.unwrap();
+        let r: Value = client
+            .post(format!("{base}/graphql"))
+            .json(&json!({ "query": q, "variables": v }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let s = &r["data"]["startFlow"];
-        out.push((s["id"].as_str().unwrap().to_string(), s["token"].as_str().unwrap().to_string()));
+        out.push((
+            s["id"].as_str().unwrap().to_string(),
+            s["token"].as_str().unwrap().to_string(),
+        ));
     }
     out
 }
@@ -159,7 +208,10 @@ async fn start_sessions(base: &str) -> Vec<(String, String)> {
 async fn fresh_pg_schema(base: &str) -> String {
     let schema = format!("load_{}", uuid::Uuid::new_v4().simple());
     let pool = sqlx::PgPool::connect(base).await.unwrap();
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}options=-c%20search_path%3D{schema}")
@@ -176,7 +228,11 @@ struct BaselineMutation;
 
 #[Object]
 impl BaselineMutation {
-    async fn insert(&self, ctx: &async_graphql::Context<'_>, id: String) -> async_graphql::Result<bool> {
+    async fn insert(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: String,
+    ) -> async_graphql::Result<bool> {
         let sql = "INSERT INTO baseline (id, payload) VALUES ($1, $2)";
         let payload = r#"{"kind":"submitted"}"#;
         match ctx.data_unchecked::<Pool>() {
@@ -210,20 +266,38 @@ async fn spawn_baseline(url: &str) -> String {
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
-        let p = sqlx::sqlite::SqlitePoolOptions::new().max_connections(CONCURRENCY as u32).connect_with(opts).await.unwrap();
-        sqlx::query("CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)").execute(&p).await.unwrap();
+        let p = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(CONCURRENCY as u32)
+            .connect_with(opts)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
+            .execute(&p)
+            .await
+            .unwrap();
         Pool::Sqlite(p)
     } else {
-        let p = sqlx::postgres::PgPoolOptions::new().max_connections(CONCURRENCY as u32).connect(url).await.unwrap();
-        sqlx::query("CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)").execute(&p).await.unwrap();
+        let p = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(CONCURRENCY as u32)
+            .connect(url)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
+            .execute(&p)
+            .await
+            .unwrap();
         Pool::Postgres(p)
     };
-    let schema = Schema::build(BaselineQuery, BaselineMutation, EmptySubscription).data(pool).finish();
+    let schema = Schema::build(BaselineQuery, BaselineMutation, EmptySubscription)
+        .data(pool)
+        .finish();
     let app = axum::Router::new().route(
         "/graphql",
         axum::routing::post(move |req: async_graphql_axum::GraphQLRequest| {
             let schema = schema.clone();
-            async move { async_graphql_axum::GraphQLResponse::from(schema.execute(req.into_inner()).await) }
+            async move {
+                async_graphql_axum::GraphQLResponse::from(schema.execute(req.into_inner()).await)
+            }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

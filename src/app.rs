@@ -27,7 +27,10 @@ impl Application {
     pub async fn build(config: ServeConfig) -> anyhow::Result<Application> {
         let store = Store::connect(
             &config.database_url,
-            StoreOptions { max_connections: config.db_connections, ..StoreOptions::default() },
+            StoreOptions {
+                max_connections: config.db_connections,
+                ..StoreOptions::default()
+            },
         )
         .await
         .with_context(|| format!("opening the store at {}", redact(&config.database_url)))?;
@@ -48,14 +51,25 @@ impl Application {
             max_depth: config.max_query_depth,
             max_complexity: config.max_query_complexity,
         };
-        let schema = http_limits.apply(api::schema::builder(baton.clone())).finish();
+        let schema = http_limits
+            .apply(api::schema::builder(baton.clone()))
+            .finish();
         let router = api::router_with_readiness(schema, &http_limits, readiness(baton.clone()));
-        let listener = TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-        Ok(Application { listener, router, baton, config })
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        Ok(Application {
+            listener,
+            router,
+            baton,
+            config,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub fn baton(&self) -> &Baton {
@@ -63,12 +77,17 @@ impl Application {
     }
 
     /// Serves until ctrl-c / SIGTERM, or forever when `shutdown` never resolves.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         if self.config.watch {
             spawn_watcher(self.baton.clone(), self.config.flows.clone())?;
         }
         tracing::info!(addr = %self.local_addr(), "baton listening; GraphiQL at /graphql");
-        axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         Ok(())
     }
 }
@@ -83,8 +102,12 @@ fn readiness(baton: Baton) -> impl api::Readiness {
 fn log_reload(reload: &Reload) {
     for issue in &reload.issues {
         match issue.severity {
-            Severity::Error => tracing::error!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message),
-            Severity::Warning => tracing::warn!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message),
+            Severity::Error => {
+                tracing::error!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message)
+            }
+            Severity::Warning => {
+                tracing::warn!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message)
+            }
         }
     }
     for (flow, version) in &reload.published {
@@ -109,7 +132,9 @@ fn spawn_watcher(baton: Baton, dir: PathBuf) -> anyhow::Result<()> {
             while rx.try_recv().is_ok() {}
             match baton.registry().load_dir(&dir).await {
                 Ok(reload) => log_reload(&reload),
-                Err(e) => tracing::error!(error = %e, "reloading flows failed; last good versions keep serving"),
+                Err(e) => {
+                    tracing::error!(error = %e, "reloading flows failed; last good versions keep serving")
+                }
             }
         }
     });
@@ -122,7 +147,12 @@ pub fn redact(url: &str) -> String {
         (Some(scheme), Some(at)) if at > scheme => {
             let creds = &url[scheme + 3..at];
             match creds.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme + 3], &creds[..colon], &url[at..]),
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
                 None => url.to_string(),
             }
         }

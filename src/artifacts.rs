@@ -33,7 +33,10 @@ pub fn flow_json_schema() -> String {
 /// the files that were stale.
 pub fn write_or_check(dir: &Path, check: bool) -> std::io::Result<Vec<PathBuf>> {
     let mut stale = Vec::new();
-    for (name, content) in [(GRAPHQL_FILE, graphql_sdl()), (FLOW_SCHEMA_FILE, flow_json_schema())] {
+    for (name, content) in [
+        (GRAPHQL_FILE, graphql_sdl()),
+        (FLOW_SCHEMA_FILE, flow_json_schema()),
+    ] {
         let path = dir.join(name);
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current != content {

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use baton::config::{LogFormat, ServeConfig};
 
 #[derive(Parser)]
-#[command(name = "baton", version, about = "Server-driven UI flows: flows in, next screen out.")]
+#[command(
+    name = "baton",
+    version,
+    about = "Server-driven UI flows: flows in, next screen out."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -63,15 +67,23 @@ fn main() -> ExitCode {
             let issues = baton::flow::load::check_paths(&paths);
             match format {
                 Format::Human => print!("{}", baton::flow::validate::format_human(&issues)),
-                Format::Json => println!("{}", serde_json::to_string_pretty(&issues).expect("issues serialize")),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&issues).expect("issues serialize")
+                ),
             }
-            if issues.iter().any(|i| i.severity == baton::flow::validate::Severity::Error) {
+            if issues
+                .iter()
+                .any(|i| i.severity == baton::flow::validate::Severity::Error)
+            {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS
             }
         }
-        Command::Rule { command: RuleCommand::Eval } => {
+        Command::Rule {
+            command: RuleCommand::Eval,
+        } => {
             let stdin = std::io::stdin().lock();
             let stdout = std::io::stdout().lock();
             match baton::rules::eval_lines(stdin, stdout) {
@@ -100,7 +112,10 @@ fn main() -> ExitCode {
 
 fn serve(config: ServeConfig) -> ExitCode {
     init_tracing(config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("baton: cannot start the runtime: {e}");
@@ -137,7 +152,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -1,10 +1,12 @@
 //! The app-facing GraphQL schema: `startFlow`, `submit`, `back`, `session`
 //! and `sessionUpdated`, exactly as named in the design brief.
 
-use async_graphql::{Context, ErrorExtensions, ID, InputObject, Json, Object, Schema, SchemaBuilder, Subscription};
+use async_graphql::{
+    Context, ErrorExtensions, ID, InputObject, Json, Object, Schema, SchemaBuilder, Subscription,
+};
 use futures_util::{Stream, StreamExt, stream};
-use tokio::sync::broadcast::error::RecvError;
 use serde_json::{Map, Value};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::http::BearerToken;
 use super::types::FlowSession;
@@ -82,7 +84,11 @@ pub struct Query;
 #[Object]
 impl Query {
     /// A session as it is now; needs the session's token.
-    async fn session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<FlowSession>> {
+    async fn session(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<FlowSession>> {
         let baton = ctx.data_unchecked::<Baton>();
         match baton.session(&id, token(ctx)).await {
             Ok(v) => Ok(Some(FlowSession::from_view(v, None))),
@@ -97,7 +103,11 @@ pub struct Mutation;
 #[Object]
 impl Mutation {
     /// Starts a session on the flow's latest version and returns its first screen and token.
-    async fn start_flow(&self, ctx: &Context<'_>, input: StartFlowInput) -> async_graphql::Result<FlowSession> {
+    async fn start_flow(
+        &self,
+        ctx: &Context<'_>,
+        input: StartFlowInput,
+    ) -> async_graphql::Result<FlowSession> {
         let baton = ctx.data_unchecked::<Baton>();
         let client = input.client.unwrap_or_default();
         let req = StartRequest {
@@ -116,7 +126,11 @@ impl Mutation {
     }
 
     /// Submits the current screen with one of its actions.
-    async fn submit(&self, ctx: &Context<'_>, input: SubmitInput) -> async_graphql::Result<FlowSession> {
+    async fn submit(
+        &self,
+        ctx: &Context<'_>,
+        input: SubmitInput,
+    ) -> async_graphql::Result<FlowSession> {
         let baton = ctx.data_unchecked::<Baton>();
         let values = match input.values.map(|j| j.0) {
             None | Some(Value::Null) => Map::new(),

@@ -6,7 +6,9 @@ use async_graphql::{Enum, ID, Interface, Json, SimpleObject};
 use serde_json::{Map, Value};
 
 use crate::engine::{self, ScreenView};
-use crate::flow::model::{ButtonStyle as ModelButtonStyle, ComponentDef, StackDirection as ModelStackDirection, Text};
+use crate::flow::model::{
+    ButtonStyle as ModelButtonStyle, ComponentDef, StackDirection as ModelStackDirection, Text,
+};
 use crate::service::SessionView;
 
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -75,7 +77,11 @@ pub struct Screen {
 
 impl Screen {
     fn from_view(v: ScreenView) -> Screen {
-        let components = v.components.iter().map(|c| Component::from_def(c, &v.values)).collect();
+        let components = v
+            .components
+            .iter()
+            .map(|c| Component::from_def(c, &v.values))
+            .collect();
         Screen {
             id: ID(v.id),
             title: v.title,
@@ -83,12 +89,20 @@ impl Screen {
             actions: v
                 .actions
                 .into_iter()
-                .map(|a| ScreenAction { id: ID(a.id), label: a.label, validates: a.validates })
+                .map(|a| ScreenAction {
+                    id: ID(a.id),
+                    label: a.label,
+                    validates: a.validates,
+                })
                 .collect(),
             errors: v
                 .errors
                 .into_iter()
-                .map(|e| FieldError { field: e.field.map(ID), code: e.code, message: e.message })
+                .map(|e| FieldError {
+                    field: e.field.map(ID),
+                    code: e.code,
+                    message: e.message,
+                })
                 .collect(),
             values: Json(v.values),
             fallback: v.fallback,
@@ -134,7 +148,10 @@ pub enum StackDirection {
 
 /// A UI component. `kind` names the concrete type in snake_case.
 #[derive(Interface, Clone, Debug)]
-#[graphql(field(name = "id", ty = "&Option<ID>"), field(name = "kind", ty = "&String"))]
+#[graphql(
+    field(name = "id", ty = "&Option<ID>"),
+    field(name = "kind", ty = "&String")
+)]
 pub enum Component {
     Text(TextComponent),
     Heading(HeadingComponent),
@@ -317,16 +334,39 @@ impl Component {
         let kind = c.kind().to_string();
         let value = |id: &str| values.get(id);
         let text_value = |i: &str| value(i).and_then(Value::as_str).map(str::to_string);
-        let children = |list: &[ComponentDef]| list.iter().map(|c| Component::from_def(c, values)).collect();
+        let children = |list: &[ComponentDef]| {
+            list.iter()
+                .map(|c| Component::from_def(c, values))
+                .collect()
+        };
         use ComponentDef as C;
         match c {
-            C::Text { text, .. } => Component::Text(TextComponent { id, kind, text: s(text) }),
-            C::Heading { text, level, .. } => {
-                Component::Heading(HeadingComponent { id, kind, text: s(text), level: i32::from(*level) })
-            }
-            C::Image { url, alt, .. } => Component::Image(ImageComponent { id, kind, url: s(url), alt: os(alt) }),
+            C::Text { text, .. } => Component::Text(TextComponent {
+                id,
+                kind,
+                text: s(text),
+            }),
+            C::Heading { text, level, .. } => Component::Heading(HeadingComponent {
+                id,
+                kind,
+                text: s(text),
+                level: i32::from(*level),
+            }),
+            C::Image { url, alt, .. } => Component::Image(ImageComponent {
+                id,
+                kind,
+                url: s(url),
+                alt: os(alt),
+            }),
             C::TextInput {
-                id: key, label, placeholder, required, min_length, max_length, pattern, pattern_message,
+                id: key,
+                label,
+                placeholder,
+                required,
+                min_length,
+                max_length,
+                pattern,
+                pattern_message,
             } => Component::TextInput(TextInputComponent {
                 id,
                 kind,
@@ -339,19 +379,30 @@ impl Component {
                 pattern_message: os(pattern_message),
                 value: text_value(key),
             }),
-            C::NumberInput { id: key, label, required, min, max, integer } => {
-                Component::NumberInput(NumberInputComponent {
-                    id,
-                    kind,
-                    label: s(label),
-                    required: *required,
-                    min: *min,
-                    max: *max,
-                    integer: *integer,
-                    number_value: value(key).and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())),
-                })
-            }
-            C::EmailInput { id: key, label, placeholder, required } => Component::EmailInput(EmailInputComponent {
+            C::NumberInput {
+                id: key,
+                label,
+                required,
+                min,
+                max,
+                integer,
+            } => Component::NumberInput(NumberInputComponent {
+                id,
+                kind,
+                label: s(label),
+                required: *required,
+                min: *min,
+                max: *max,
+                integer: *integer,
+                number_value: value(key)
+                    .and_then(|v| v.as_f64().or_else(|| v.as_str()?.trim().parse().ok())),
+            }),
+            C::EmailInput {
+                id: key,
+                label,
+                placeholder,
+                required,
+            } => Component::EmailInput(EmailInputComponent {
                 id,
                 kind,
                 label: s(label),
@@ -359,22 +410,43 @@ impl Component {
                 required: *required,
                 value: text_value(key),
             }),
-            C::Select { id: key, label, options, required } => Component::Select(SelectComponent {
+            C::Select {
+                id: key,
+                label,
+                options,
+                required,
+            } => Component::Select(SelectComponent {
                 id,
                 kind,
                 label: s(label),
-                options: options.iter().map(|o| SelectOption { value: o.value.clone(), label: s(&o.label) }).collect(),
+                options: options
+                    .iter()
+                    .map(|o| SelectOption {
+                        value: o.value.clone(),
+                        label: s(&o.label),
+                    })
+                    .collect(),
                 required: *required,
                 value: text_value(key),
             }),
-            C::Checkbox { id: key, label, required } => Component::Checkbox(CheckboxComponent {
+            C::Checkbox {
+                id: key,
+                label,
+                required,
+            } => Component::Checkbox(CheckboxComponent {
                 id,
                 kind,
                 label: s(label),
                 required: *required,
                 checked: value(key).and_then(Value::as_bool),
             }),
-            C::Date { id: key, label, required, min, max } => Component::Date(DateComponent {
+            C::Date {
+                id: key,
+                label,
+                required,
+                min,
+                max,
+            } => Component::Date(DateComponent {
                 id,
                 kind,
                 label: s(label),
@@ -383,7 +455,12 @@ impl Component {
                 max_date: max.clone(),
                 value: text_value(key),
             }),
-            C::Button { label, action, style, .. } => Component::Button(ButtonComponent {
+            C::Button {
+                label,
+                action,
+                style,
+                ..
+            } => Component::Button(ButtonComponent {
                 id,
                 kind,
                 label: s(label),
@@ -394,13 +471,31 @@ impl Component {
                     ModelButtonStyle::Link => ButtonStyle::Link,
                 },
             }),
-            C::List { ordered, children: ch, .. } => {
-                Component::List(ListComponent { id, kind, ordered: *ordered, children: children(ch) })
-            }
-            C::Card { title, children: ch, .. } => {
-                Component::Card(CardComponent { id, kind, title: os(title), children: children(ch) })
-            }
-            C::Stack { direction, children: ch, .. } => Component::Stack(StackComponent {
+            C::List {
+                ordered,
+                children: ch,
+                ..
+            } => Component::List(ListComponent {
+                id,
+                kind,
+                ordered: *ordered,
+                children: children(ch),
+            }),
+            C::Card {
+                title,
+                children: ch,
+                ..
+            } => Component::Card(CardComponent {
+                id,
+                kind,
+                title: os(title),
+                children: children(ch),
+            }),
+            C::Stack {
+                direction,
+                children: ch,
+                ..
+            } => Component::Stack(StackComponent {
                 id,
                 kind,
                 direction: match direction {
@@ -409,10 +504,17 @@ impl Component {
                 },
                 children: children(ch),
             }),
-            C::Markdown { text, .. } => Component::Markdown(MarkdownComponent { id, kind, text: s(text) }),
-            C::Custom { name, props, .. } => {
-                Component::Custom(CustomComponent { id, kind, name: name.clone(), props: Json(props.clone()) })
-            }
+            C::Markdown { text, .. } => Component::Markdown(MarkdownComponent {
+                id,
+                kind,
+                text: s(text),
+            }),
+            C::Custom { name, props, .. } => Component::Custom(CustomComponent {
+                id,
+                kind,
+                name: name.clone(),
+                props: Json(props.clone()),
+            }),
         }
     }
 }

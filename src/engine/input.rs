@@ -22,7 +22,11 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
-        FieldError { field: Some(field.to_string()), code: code.to_string(), message: message.into() }
+        FieldError {
+            field: Some(field.to_string()),
+            code: code.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -48,7 +52,9 @@ pub fn validate(
     let mut draft = Map::new();
     let mut errors = Vec::new();
     let mut visit = |c: &ComponentDef| {
-        let Some(id) = c.id().filter(|_| c.is_input()) else { return };
+        let Some(id) = c.id().filter(|_| c.is_input()) else {
+            return;
+        };
         let raw = values.get(id).unwrap_or(&Value::Null);
         if !raw.is_null() {
             draft.insert(id.to_string(), raw.clone());
@@ -64,7 +70,11 @@ pub fn validate(
     for c in components {
         walk(c, &mut visit);
     }
-    if errors.is_empty() { Ok(clean) } else { Err((errors, draft)) }
+    if errors.is_empty() {
+        Ok(clean)
+    } else {
+        Err((errors, draft))
+    }
 }
 
 fn walk(c: &ComponentDef, f: &mut dyn FnMut(&ComponentDef)) {
@@ -87,11 +97,28 @@ fn required_error(id: &str) -> FieldError {
 }
 
 /// Ok(None): empty and optional, nothing to store.
-fn check(flow: &CompiledFlow, c: &ComponentDef, id: &str, raw: &Value, context: &Value) -> Result<Option<Value>, FieldError> {
+fn check(
+    flow: &CompiledFlow,
+    c: &ComponentDef,
+    id: &str,
+    raw: &Value,
+    context: &Value,
+) -> Result<Option<Value>, FieldError> {
     match c {
-        ComponentDef::TextInput { required, min_length, max_length, pattern, pattern_message, .. } => {
+        ComponentDef::TextInput {
+            required,
+            min_length,
+            max_length,
+            pattern,
+            pattern_message,
+            ..
+        } => {
             if is_blank(raw) {
-                return if *required { Err(required_error(id)) } else { Ok(None) };
+                return if *required {
+                    Err(required_error(id))
+                } else {
+                    Ok(None)
+                };
             }
             let Value::String(s) = raw else {
                 return Err(FieldError::new(id, "INVALID_TYPE", "Expected text."));
@@ -100,15 +127,25 @@ fn check(flow: &CompiledFlow, c: &ComponentDef, id: &str, raw: &Value, context: 
             if let Some(min) = min_length
                 && len < *min
             {
-                return Err(FieldError::new(id, "TOO_SHORT", format!("Enter at least {min} characters.")));
+                return Err(FieldError::new(
+                    id,
+                    "TOO_SHORT",
+                    format!("Enter at least {min} characters."),
+                ));
             }
             if let Some(max) = max_length
                 && len > *max
             {
-                return Err(FieldError::new(id, "TOO_LONG", format!("Enter at most {max} characters.")));
+                return Err(FieldError::new(
+                    id,
+                    "TOO_LONG",
+                    format!("Enter at most {max} characters."),
+                ));
             }
             if let Some(p) = pattern {
-                let re = flow.pattern(p).expect("patterns are compiled with the flow");
+                let re = flow
+                    .pattern(p)
+                    .expect("patterns are compiled with the flow");
                 if !re.is_match(s) {
                     let message = pattern_message
                         .as_ref()
@@ -121,16 +158,36 @@ fn check(flow: &CompiledFlow, c: &ComponentDef, id: &str, raw: &Value, context: 
         }
         ComponentDef::EmailInput { required, .. } => {
             if is_blank(raw) {
-                return if *required { Err(required_error(id)) } else { Ok(None) };
+                return if *required {
+                    Err(required_error(id))
+                } else {
+                    Ok(None)
+                };
             }
             match raw {
-                Value::String(s) if s.len() <= 254 && EMAIL.is_match(s.trim()) => Ok(Some(Value::String(s.trim().to_string()))),
-                _ => Err(FieldError::new(id, "INVALID_EMAIL", "Enter a valid e-mail address.")),
+                Value::String(s) if s.len() <= 254 && EMAIL.is_match(s.trim()) => {
+                    Ok(Some(Value::String(s.trim().to_string())))
+                }
+                _ => Err(FieldError::new(
+                    id,
+                    "INVALID_EMAIL",
+                    "Enter a valid e-mail address.",
+                )),
             }
         }
-        ComponentDef::NumberInput { required, min, max, integer, .. } => {
+        ComponentDef::NumberInput {
+            required,
+            min,
+            max,
+            integer,
+            ..
+        } => {
             if is_blank(raw) {
-                return if *required { Err(required_error(id)) } else { Ok(None) };
+                return if *required {
+                    Err(required_error(id))
+                } else {
+                    Ok(None)
+                };
             }
             let n = match raw {
                 Value::Number(n) => n.as_f64(),
@@ -146,12 +203,20 @@ fn check(flow: &CompiledFlow, c: &ComponentDef, id: &str, raw: &Value, context: 
             if let Some(min) = min
                 && n < *min
             {
-                return Err(FieldError::new(id, "TOO_SMALL", format!("Enter {min} or more.")));
+                return Err(FieldError::new(
+                    id,
+                    "TOO_SMALL",
+                    format!("Enter {min} or more."),
+                ));
             }
             if let Some(max) = max
                 && n > *max
             {
-                return Err(FieldError::new(id, "TOO_LARGE", format!("Enter {max} or less.")));
+                return Err(FieldError::new(
+                    id,
+                    "TOO_LARGE",
+                    format!("Enter {max} or less."),
+                ));
             }
             let num = if n.fract() == 0.0 && n.abs() < 9.0e15 {
                 Number::from(n as i64)
@@ -160,43 +225,81 @@ fn check(flow: &CompiledFlow, c: &ComponentDef, id: &str, raw: &Value, context: 
             };
             Ok(Some(Value::Number(num)))
         }
-        ComponentDef::Select { required, options, .. } => {
+        ComponentDef::Select {
+            required, options, ..
+        } => {
             if is_blank(raw) {
-                return if *required { Err(required_error(id)) } else { Ok(None) };
+                return if *required {
+                    Err(required_error(id))
+                } else {
+                    Ok(None)
+                };
             }
             match raw {
                 Value::String(s) if options.iter().any(|o| &o.value == s) => Ok(Some(raw.clone())),
-                _ => Err(FieldError::new(id, "INVALID_OPTION", "Choose one of the options.")),
+                _ => Err(FieldError::new(
+                    id,
+                    "INVALID_OPTION",
+                    "Choose one of the options.",
+                )),
             }
         }
         ComponentDef::Checkbox { required, .. } => {
             let checked = match raw {
                 Value::Null => false,
                 Value::Bool(b) => *b,
-                _ => return Err(FieldError::new(id, "INVALID_TYPE", "Expected true or false.")),
+                _ => {
+                    return Err(FieldError::new(
+                        id,
+                        "INVALID_TYPE",
+                        "Expected true or false.",
+                    ));
+                }
             };
             if *required && !checked {
                 return Err(FieldError::new(id, "REQUIRED", "This box must be checked."));
             }
             Ok(Some(Value::Bool(checked)))
         }
-        ComponentDef::Date { required, min, max, .. } => {
+        ComponentDef::Date {
+            required, min, max, ..
+        } => {
             if is_blank(raw) {
-                return if *required { Err(required_error(id)) } else { Ok(None) };
+                return if *required {
+                    Err(required_error(id))
+                } else {
+                    Ok(None)
+                };
             }
-            let Some(s) = raw.as_str().map(str::trim).filter(|s| validate::parse_date(s).is_some()) else {
-                return Err(FieldError::new(id, "INVALID_DATE", "Enter a date as YYYY-MM-DD."));
+            let Some(s) = raw
+                .as_str()
+                .map(str::trim)
+                .filter(|s| validate::parse_date(s).is_some())
+            else {
+                return Err(FieldError::new(
+                    id,
+                    "INVALID_DATE",
+                    "Enter a date as YYYY-MM-DD.",
+                ));
             };
             // Same fixed-width format on both sides: string order is date order.
             if let Some(min) = min
                 && s < min.as_str()
             {
-                return Err(FieldError::new(id, "TOO_EARLY", format!("Enter {min} or later.")));
+                return Err(FieldError::new(
+                    id,
+                    "TOO_EARLY",
+                    format!("Enter {min} or later."),
+                ));
             }
             if let Some(max) = max
                 && s > max.as_str()
             {
-                return Err(FieldError::new(id, "TOO_LATE", format!("Enter {max} or earlier.")));
+                return Err(FieldError::new(
+                    id,
+                    "TOO_LATE",
+                    format!("Enter {max} or earlier."),
+                ));
             }
             Ok(Some(Value::String(s.to_string())))
         }

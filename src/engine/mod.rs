@@ -34,7 +34,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_steps_per_advance: 64, max_context_bytes: 256 * 1024, max_back_stack: 50 }
+        Limits {
+            max_steps_per_advance: 64,
+            max_context_bytes: 256 * 1024,
+            max_back_stack: 50,
+        }
     }
 }
 
@@ -92,12 +96,32 @@ pub struct SessionState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    Started { flow_id: String, flow_version: i32 },
-    Submitted { screen: String, action: String, values: Map<String, Value> },
-    Rejected { screen: String, action: String, errors: Vec<FieldError> },
-    Entered { node: String, node_kind: String },
-    WentBack { from: String, to: String },
-    Ended { node: String, outcome: Outcome },
+    Started {
+        flow_id: String,
+        flow_version: i32,
+    },
+    Submitted {
+        screen: String,
+        action: String,
+        values: Map<String, Value>,
+    },
+    Rejected {
+        screen: String,
+        action: String,
+        errors: Vec<FieldError>,
+    },
+    Entered {
+        node: String,
+        node_kind: String,
+    },
+    WentBack {
+        from: String,
+        to: String,
+    },
+    Ended {
+        node: String,
+        outcome: Outcome,
+    },
 }
 
 impl Event {
@@ -132,7 +156,11 @@ pub struct StartInput {
 
 /// Builds the initial context and walks from the start node to the first
 /// screen (or end).
-pub fn start(flow: &CompiledFlow, input: StartInput, limits: &Limits) -> Result<Advance, EngineError> {
+pub fn start(
+    flow: &CompiledFlow,
+    input: StartInput,
+    limits: &Limits,
+) -> Result<Advance, EngineError> {
     let attributes = match input.user_attributes {
         Value::Null => Value::Object(Map::new()),
         other => other,
@@ -161,7 +189,10 @@ pub fn start(flow: &CompiledFlow, input: StartInput, limits: &Limits) -> Result<
         errors: Vec::new(),
         draft: None,
     };
-    let mut events = vec![Event::Started { flow_id: flow.id.clone(), flow_version: flow.version }];
+    let mut events = vec![Event::Started {
+        flow_id: flow.id.clone(),
+        flow_version: flow.version,
+    }];
     walk(flow, &mut state, flow.start, &mut events, limits)?;
     Ok(Advance { state, events })
 }
@@ -178,16 +209,27 @@ pub fn submit(
 ) -> Result<Advance, EngineError> {
     ensure_active(state)?;
     if state.node != screen_id {
-        return Err(EngineError::StaleScreen { submitted: screen_id.to_string(), current: state.node.clone() });
+        return Err(EngineError::StaleScreen {
+            submitted: screen_id.to_string(),
+            current: state.node.clone(),
+        });
     }
     let idx = current_index(flow, state)?;
     let CompiledKind::Screen { actions, .. } = &flow.nodes[idx].kind else {
-        return Err(EngineError::StaleScreen { submitted: screen_id.to_string(), current: state.node.clone() });
+        return Err(EngineError::StaleScreen {
+            submitted: screen_id.to_string(),
+            current: state.node.clone(),
+        });
     };
     let Some(action) = actions.iter().find(|a| a.id == action_id) else {
-        return Err(EngineError::UnknownAction { screen: screen_id.to_string(), action: action_id.to_string() });
+        return Err(EngineError::UnknownAction {
+            screen: screen_id.to_string(),
+            action: action_id.to_string(),
+        });
     };
-    let NodeDef::Screen(screen) = flow.node_def(idx) else { unreachable!("kind checked above") };
+    let NodeDef::Screen(screen) = flow.node_def(idx) else {
+        unreachable!("kind checked above")
+    };
 
     let mut next = state.clone();
     next.errors.clear();
@@ -216,7 +258,10 @@ pub fn submit(
                 });
                 next.errors = errors;
                 next.draft = Some(draft);
-                return Ok(Advance { state: next, events });
+                return Ok(Advance {
+                    state: next,
+                    events,
+                });
             }
         }
     } else {
@@ -234,7 +279,10 @@ pub fn submit(
         next.back.drain(..excess);
     }
     walk(flow, &mut next, to, &mut events, limits)?;
-    Ok(Advance { state: next, events })
+    Ok(Advance {
+        state: next,
+        events,
+    })
 }
 
 /// Returns to the previous screen, with the values entered there before.
@@ -245,24 +293,35 @@ pub fn back(flow: &CompiledFlow, state: &SessionState) -> Result<Advance, Engine
         return Err(EngineError::NoPreviousScreen);
     };
     if flow.node_index(&prev).is_none() {
-        return Err(EngineError::UnknownNode { node: prev, version: flow.version });
+        return Err(EngineError::UnknownNode {
+            node: prev,
+            version: flow.version,
+        });
     }
     let from = std::mem::replace(&mut next.node, prev.clone());
     next.errors.clear();
     next.draft = None;
-    Ok(Advance { state: next, events: vec![Event::WentBack { from, to: prev }] })
+    Ok(Advance {
+        state: next,
+        events: vec![Event::WentBack { from, to: prev }],
+    })
 }
 
 fn ensure_active(state: &SessionState) -> Result<(), EngineError> {
     if state.status.is_terminal() {
-        return Err(EngineError::SessionEnded { status: state.status.as_str().to_string() });
+        return Err(EngineError::SessionEnded {
+            status: state.status.as_str().to_string(),
+        });
     }
     Ok(())
 }
 
 fn current_index(flow: &CompiledFlow, state: &SessionState) -> Result<NodeIdx, EngineError> {
     flow.node_index(&state.node)
-        .ok_or_else(|| EngineError::UnknownNode { node: state.node.clone(), version: flow.version })
+        .ok_or_else(|| EngineError::UnknownNode {
+            node: state.node.clone(),
+            version: flow.version,
+        })
 }
 
 /// Follows nodes from `from` until one that waits for the user (a screen)
@@ -282,7 +341,10 @@ fn walk(
             CompiledKind::Decision { .. } => "decision",
             CompiledKind::End { .. } => "end",
         };
-        events.push(Event::Entered { node: node.id.clone(), node_kind: kind.to_string() });
+        events.push(Event::Entered {
+            node: node.id.clone(),
+            node_kind: kind.to_string(),
+        });
         match &node.kind {
             CompiledKind::Screen { .. } => {
                 state.node = node.id.clone();
@@ -299,12 +361,18 @@ fn walk(
                     Outcome::Completed | Outcome::Abandoned => Status::Completed,
                 };
                 state.outcome = Some(*outcome);
-                events.push(Event::Ended { node: node.id.clone(), outcome: *outcome });
+                events.push(Event::Ended {
+                    node: node.id.clone(),
+                    outcome: *outcome,
+                });
                 return Ok(());
             }
         }
     }
-    Err(EngineError::StepLimit { limit: limits.max_steps_per_advance, node: flow.nodes[cur].id.clone() })
+    Err(EngineError::StepLimit {
+        limit: limits.max_steps_per_advance,
+        node: flow.nodes[cur].id.clone(),
+    })
 }
 
 /// First edge whose rule matches; an edge without a rule always matches.
@@ -313,16 +381,19 @@ fn pick_edge(edges: &[CompiledEdge], context: &Value, node: &str) -> Result<Node
         match &edge.when {
             None => return Ok(edge.to),
             Some(rule) => {
-                let hit = rule
-                    .matches(context)
-                    .map_err(|err| EngineError::Rule { node: node.to_string(), message: err.to_string() })?;
+                let hit = rule.matches(context).map_err(|err| EngineError::Rule {
+                    node: node.to_string(),
+                    message: err.to_string(),
+                })?;
                 if hit {
                     return Ok(edge.to);
                 }
             }
         }
     }
-    Err(EngineError::NoMatchingEdge { node: node.to_string() })
+    Err(EngineError::NoMatchingEdge {
+        node: node.to_string(),
+    })
 }
 
 fn check_context_size(context: &Value, limits: &Limits) -> Result<(), EngineError> {
@@ -340,7 +411,10 @@ fn check_context_size(context: &Value, limits: &Limits) -> Result<(), EngineErro
     let mut counter = Counter(0);
     serde_json::to_writer(&mut counter, context).expect("a JSON value always serializes");
     if counter.0 > limits.max_context_bytes {
-        return Err(EngineError::ContextTooLarge { size: counter.0, limit: limits.max_context_bytes });
+        return Err(EngineError::ContextTooLarge {
+            size: counter.0,
+            limit: limits.max_context_bytes,
+        });
     }
     Ok(())
 }

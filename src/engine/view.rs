@@ -40,9 +40,15 @@ impl ClientInfo {
             platform: s("platform"),
             app_version: s("app_version"),
             locale: s("locale"),
-            capabilities: client.get("capabilities").and_then(Value::as_array).map(|a| {
-                a.iter().filter_map(Value::as_str).map(str::to_string).collect()
-            }),
+            capabilities: client
+                .get("capabilities")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                }),
         }
     }
 
@@ -86,8 +92,10 @@ fn needs_fallback(flow: &CompiledFlow, screen: &ScreenNode, client: &ClientInfo)
     if let Some(min) = &screen.min_app_version {
         // An app that does not say its version is assumed current: web
         // clients often have none.
-        if let (Some(min), Some(have)) = (lenient_semver(min), client.app_version.as_deref().and_then(lenient_semver))
-            && have < min
+        if let (Some(min), Some(have)) = (
+            lenient_semver(min),
+            client.app_version.as_deref().and_then(lenient_semver),
+        ) && have < min
         {
             return true;
         }
@@ -112,7 +120,11 @@ fn walk(c: &ComponentDef, f: &mut dyn FnMut(&ComponentDef)) {
 }
 
 /// The components the client in `context` is shown for `screen`.
-pub fn effective_components<'a>(flow: &CompiledFlow, screen: &'a ScreenNode, context: &Value) -> &'a [ComponentDef] {
+pub fn effective_components<'a>(
+    flow: &CompiledFlow,
+    screen: &'a ScreenNode,
+    context: &Value,
+) -> &'a [ComponentDef] {
     let client = ClientInfo::from_context(context);
     match &screen.fallback {
         Some(fb) if needs_fallback(flow, screen, &client) => &fb.components,
@@ -122,12 +134,22 @@ pub fn effective_components<'a>(flow: &CompiledFlow, screen: &'a ScreenNode, con
 
 /// Renders the screen the session rests on, or `None` for an end node
 /// without a last screen.
-pub fn render(flow: &CompiledFlow, state: &SessionState) -> Result<Option<ScreenView>, EngineError> {
+pub fn render(
+    flow: &CompiledFlow,
+    state: &SessionState,
+) -> Result<Option<ScreenView>, EngineError> {
     let idx = flow
         .node_index(&state.node)
-        .ok_or_else(|| EngineError::UnknownNode { node: state.node.clone(), version: flow.version })?;
+        .ok_or_else(|| EngineError::UnknownNode {
+            node: state.node.clone(),
+            version: flow.version,
+        })?;
     let ctx = &state.context;
-    let r = Renderer { flow, rctx: RenderContext::new(ctx), locale: ctx["client"]["locale"].as_str() };
+    let r = Renderer {
+        flow,
+        rctx: RenderContext::new(ctx),
+        locale: ctx["client"]["locale"].as_str(),
+    };
     match flow.node_def(idx) {
         NodeDef::Screen(screen) => {
             let client = ClientInfo::from_context(ctx);
@@ -138,7 +160,11 @@ pub fn render(flow: &CompiledFlow, state: &SessionState) -> Result<Option<Screen
             };
             let values = match &state.draft {
                 Some(draft) => draft.clone(),
-                None => ctx["input"].get(&screen.id).and_then(Value::as_object).cloned().unwrap_or_default(),
+                None => ctx["input"]
+                    .get(&screen.id)
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
             };
             let actions = screen
                 .actions
@@ -162,30 +188,47 @@ pub fn render(flow: &CompiledFlow, state: &SessionState) -> Result<Option<Screen
                 terminal: false,
             }))
         }
-        NodeDef::End(end) if !end.components.is_empty() || end.title.is_some() => Ok(Some(ScreenView {
-            id: end.id.clone(),
-            title: end.title.as_ref().map(|t| r.text(t)).transpose()?,
-            components: r.components(&end.components)?,
-            actions: Vec::new(),
-            errors: Vec::new(),
-            values: Map::new(),
-            fallback: false,
-            terminal: true,
-        })),
+        NodeDef::End(end) if !end.components.is_empty() || end.title.is_some() => {
+            Ok(Some(ScreenView {
+                id: end.id.clone(),
+                title: end.title.as_ref().map(|t| r.text(t)).transpose()?,
+                components: r.components(&end.components)?,
+                actions: Vec::new(),
+                errors: Vec::new(),
+                values: Map::new(),
+                fallback: false,
+                terminal: true,
+            }))
+        }
         NodeDef::End(_) => Ok(None),
         NodeDef::Decision(d) => {
             // A session never rests on a decision; a snapshot that does is
             // corrupt, not a client mistake.
-            debug_assert!(state.status != Status::Active, "session rests on decision `{}`", d.id);
-            Err(EngineError::UnknownNode { node: d.id.clone(), version: flow.version })
+            debug_assert!(
+                state.status != Status::Active,
+                "session rests on decision `{}`",
+                d.id
+            );
+            Err(EngineError::UnknownNode {
+                node: d.id.clone(),
+                version: flow.version,
+            })
         }
     }
 }
 
 /// Renders a message text (e.g. `pattern_message`) for the context's
 /// locale; `None` when it fails, so the caller uses its default message.
-pub(super) fn text_for_message(flow: &CompiledFlow, text: &Text, context: &Value) -> Option<String> {
-    let r = Renderer { flow, rctx: RenderContext::new(context), locale: context["client"]["locale"].as_str() };
+pub(super) fn text_for_message(
+    flow: &CompiledFlow,
+    text: &Text,
+    context: &Value,
+) -> Option<String> {
+    let r = Renderer {
+        flow,
+        rctx: RenderContext::new(context),
+        locale: context["client"]["locale"].as_str(),
+    };
     r.text(text).ok()
 }
 
@@ -204,8 +247,15 @@ impl Renderer<'_> {
             Text::Localized(map) => {
                 let by = |k: &str| map.get(k).map(String::as_str);
                 let exact = self.locale.and_then(by);
-                let lang = self.locale.and_then(|l| l.split(['-', '_']).next()).and_then(by);
-                exact.or(lang).or_else(|| by("en")).or_else(|| map.values().next().map(String::as_str)).unwrap_or("")
+                let lang = self
+                    .locale
+                    .and_then(|l| l.split(['-', '_']).next())
+                    .and_then(by);
+                exact
+                    .or(lang)
+                    .or_else(|| by("en"))
+                    .or_else(|| map.values().next().map(String::as_str))
+                    .unwrap_or("")
             }
         }
     }
@@ -213,7 +263,9 @@ impl Renderer<'_> {
     fn text(&self, text: &Text) -> Result<String, EngineError> {
         let src = self.pick(text);
         match self.flow.template(src) {
-            Some(t) => t.render(&self.rctx).map_err(|e| EngineError::Template { message: e.to_string() }),
+            Some(t) => t.render(&self.rctx).map_err(|e| EngineError::Template {
+                message: e.to_string(),
+            }),
             // Every text is compiled with the flow; an unknown one is a
             // compiler gap, so show the source rather than fail the user.
             None => Ok(src.to_string()),
@@ -221,7 +273,9 @@ impl Renderer<'_> {
     }
 
     fn opt(&self, text: &Option<Text>) -> Result<Option<Text>, EngineError> {
-        text.as_ref().map(|t| self.text(t).map(Text::Plain)).transpose()
+        text.as_ref()
+            .map(|t| self.text(t).map(Text::Plain))
+            .transpose()
     }
 
     fn plain(&self, text: &Text) -> Result<Text, EngineError> {
@@ -235,22 +289,47 @@ impl Renderer<'_> {
     fn component(&self, c: &ComponentDef) -> Result<ComponentDef, EngineError> {
         use ComponentDef as C;
         Ok(match c {
-            C::Text { id, text } => C::Text { id: id.clone(), text: self.plain(text)? },
-            C::Heading { id, text, level } => C::Heading { id: id.clone(), text: self.plain(text)?, level: *level },
-            C::Image { id, url, alt } => C::Image { id: id.clone(), url: self.plain(url)?, alt: self.opt(alt)? },
-            C::TextInput { id, label, placeholder, required, min_length, max_length, pattern, pattern_message } => {
-                C::TextInput {
-                    id: id.clone(),
-                    label: self.plain(label)?,
-                    placeholder: self.opt(placeholder)?,
-                    required: *required,
-                    min_length: *min_length,
-                    max_length: *max_length,
-                    pattern: pattern.clone(),
-                    pattern_message: self.opt(pattern_message)?,
-                }
-            }
-            C::NumberInput { id, label, required, min, max, integer } => C::NumberInput {
+            C::Text { id, text } => C::Text {
+                id: id.clone(),
+                text: self.plain(text)?,
+            },
+            C::Heading { id, text, level } => C::Heading {
+                id: id.clone(),
+                text: self.plain(text)?,
+                level: *level,
+            },
+            C::Image { id, url, alt } => C::Image {
+                id: id.clone(),
+                url: self.plain(url)?,
+                alt: self.opt(alt)?,
+            },
+            C::TextInput {
+                id,
+                label,
+                placeholder,
+                required,
+                min_length,
+                max_length,
+                pattern,
+                pattern_message,
+            } => C::TextInput {
+                id: id.clone(),
+                label: self.plain(label)?,
+                placeholder: self.opt(placeholder)?,
+                required: *required,
+                min_length: *min_length,
+                max_length: *max_length,
+                pattern: pattern.clone(),
+                pattern_message: self.opt(pattern_message)?,
+            },
+            C::NumberInput {
+                id,
+                label,
+                required,
+                min,
+                max,
+                integer,
+            } => C::NumberInput {
                 id: id.clone(),
                 label: self.plain(label)?,
                 required: *required,
@@ -258,44 +337,100 @@ impl Renderer<'_> {
                 max: *max,
                 integer: *integer,
             },
-            C::EmailInput { id, label, placeholder, required } => C::EmailInput {
+            C::EmailInput {
+                id,
+                label,
+                placeholder,
+                required,
+            } => C::EmailInput {
                 id: id.clone(),
                 label: self.plain(label)?,
                 placeholder: self.opt(placeholder)?,
                 required: *required,
             },
-            C::Select { id, label, options, required } => C::Select {
+            C::Select {
+                id,
+                label,
+                options,
+                required,
+            } => C::Select {
                 id: id.clone(),
                 label: self.plain(label)?,
                 options: options
                     .iter()
-                    .map(|o| Ok(SelectOption { value: o.value.clone(), label: self.plain(&o.label)? }))
+                    .map(|o| {
+                        Ok(SelectOption {
+                            value: o.value.clone(),
+                            label: self.plain(&o.label)?,
+                        })
+                    })
                     .collect::<Result<_, EngineError>>()?,
                 required: *required,
             },
-            C::Checkbox { id, label, required } => {
-                C::Checkbox { id: id.clone(), label: self.plain(label)?, required: *required }
-            }
-            C::Date { id, label, required, min, max } => C::Date {
+            C::Checkbox {
+                id,
+                label,
+                required,
+            } => C::Checkbox {
+                id: id.clone(),
+                label: self.plain(label)?,
+                required: *required,
+            },
+            C::Date {
+                id,
+                label,
+                required,
+                min,
+                max,
+            } => C::Date {
                 id: id.clone(),
                 label: self.plain(label)?,
                 required: *required,
                 min: min.clone(),
                 max: max.clone(),
             },
-            C::Button { id, label, action, style } => {
-                C::Button { id: id.clone(), label: self.plain(label)?, action: action.clone(), style: *style }
-            }
-            C::List { id, ordered, children } => {
-                C::List { id: id.clone(), ordered: *ordered, children: self.components(children)? }
-            }
-            C::Card { id, title, children } => {
-                C::Card { id: id.clone(), title: self.opt(title)?, children: self.components(children)? }
-            }
-            C::Stack { id, direction, children } => {
-                C::Stack { id: id.clone(), direction: *direction, children: self.components(children)? }
-            }
-            C::Markdown { id, text } => C::Markdown { id: id.clone(), text: self.plain(text)? },
+            C::Button {
+                id,
+                label,
+                action,
+                style,
+            } => C::Button {
+                id: id.clone(),
+                label: self.plain(label)?,
+                action: action.clone(),
+                style: *style,
+            },
+            C::List {
+                id,
+                ordered,
+                children,
+            } => C::List {
+                id: id.clone(),
+                ordered: *ordered,
+                children: self.components(children)?,
+            },
+            C::Card {
+                id,
+                title,
+                children,
+            } => C::Card {
+                id: id.clone(),
+                title: self.opt(title)?,
+                children: self.components(children)?,
+            },
+            C::Stack {
+                id,
+                direction,
+                children,
+            } => C::Stack {
+                id: id.clone(),
+                direction: *direction,
+                children: self.components(children)?,
+            },
+            C::Markdown { id, text } => C::Markdown {
+                id: id.clone(),
+                text: self.plain(text)?,
+            },
             C::Custom { .. } => c.clone(),
         })
     }

@@ -70,30 +70,40 @@ impl CompiledFlow {
     /// have caught still fails cleanly here (a flow loaded from the store
     /// was validated by an older build, and must not panic this one).
     pub fn compile(def: FlowDef, version: i32, hash: String) -> Result<CompiledFlow, FlowError> {
-        let index: HashMap<String, NodeIdx> =
-            def.nodes.iter().enumerate().map(|(i, n)| (n.id().to_string(), i)).collect();
+        let index: HashMap<String, NodeIdx> = def
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id().to_string(), i))
+            .collect();
         let resolve = |to: &str, node: &str| -> Result<NodeIdx, FlowError> {
             index.get(to).copied().ok_or_else(|| FlowError::Compile {
                 flow: def.id.clone(),
                 message: format!("node `{node}` has an edge to unknown node `{to}`"),
             })
         };
-        let compile_edges = |edges: &super::model::Edges, node: &str| -> Result<Vec<CompiledEdge>, FlowError> {
-            edges
-                .to_list()
-                .iter()
-                .map(|e| {
-                    let when = match &e.when {
-                        Some(rule) => Some(Rule::compile(rule).map_err(|err| FlowError::Compile {
-                            flow: def.id.clone(),
-                            message: format!("node `{node}`: rule does not compile: {err}"),
-                        })?),
-                        None => None,
-                    };
-                    Ok(CompiledEdge { when, to: resolve(&e.to, node)? })
-                })
-                .collect()
-        };
+        let compile_edges =
+            |edges: &super::model::Edges, node: &str| -> Result<Vec<CompiledEdge>, FlowError> {
+                edges
+                    .to_list()
+                    .iter()
+                    .map(|e| {
+                        let when = match &e.when {
+                            Some(rule) => {
+                                Some(Rule::compile(rule).map_err(|err| FlowError::Compile {
+                                    flow: def.id.clone(),
+                                    message: format!("node `{node}`: rule does not compile: {err}"),
+                                })?)
+                            }
+                            None => None,
+                        };
+                        Ok(CompiledEdge {
+                            when,
+                            to: resolve(&e.to, node)?,
+                        })
+                    })
+                    .collect()
+            };
 
         let mut nodes = Vec::with_capacity(def.nodes.len());
         let mut texts: Vec<&Text> = Vec::new();
@@ -119,20 +129,31 @@ impl CompiledFlow {
                     let min_app_version = match &s.min_app_version {
                         Some(v) => Some(lenient_semver(v).ok_or_else(|| FlowError::Compile {
                             flow: def.id.clone(),
-                            message: format!("screen `{}`: min_app_version `{v}` is not a version", s.id),
+                            message: format!(
+                                "screen `{}`: min_app_version `{v}` is not a version",
+                                s.id
+                            ),
                         })?),
                         None => None,
                     };
-                    CompiledKind::Screen { actions, min_app_version }
+                    CompiledKind::Screen {
+                        actions,
+                        min_app_version,
+                    }
                 }
-                NodeDef::Decision(d) => CompiledKind::Decision { edges: compile_edges(&d.next, &d.id)? },
+                NodeDef::Decision(d) => CompiledKind::Decision {
+                    edges: compile_edges(&d.next, &d.id)?,
+                },
                 NodeDef::End(e) => {
                     texts.extend(e.title.iter());
                     collect_all(&e.components, &mut texts, &mut pattern_sources);
                     CompiledKind::End { outcome: e.outcome }
                 }
             };
-            nodes.push(CompiledNode { id: node.id().to_string(), kind });
+            nodes.push(CompiledNode {
+                id: node.id().to_string(),
+                kind,
+            });
         }
 
         let mut templates = HashMap::new();
@@ -189,7 +210,11 @@ impl CompiledFlow {
     }
 }
 
-fn collect_all<'a>(components: &'a [ComponentDef], texts: &mut Vec<&'a Text>, patterns: &mut Vec<&'a str>) {
+fn collect_all<'a>(
+    components: &'a [ComponentDef],
+    texts: &mut Vec<&'a Text>,
+    patterns: &mut Vec<&'a str>,
+) {
     for c in components {
         collect_texts(c, texts, patterns);
         collect_all(c.children(), texts, patterns);
@@ -198,20 +223,28 @@ fn collect_all<'a>(components: &'a [ComponentDef], texts: &mut Vec<&'a Text>, pa
 
 fn collect_texts<'a>(c: &'a ComponentDef, texts: &mut Vec<&'a Text>, patterns: &mut Vec<&'a str>) {
     match c {
-        ComponentDef::Text { text, .. } | ComponentDef::Heading { text, .. } | ComponentDef::Markdown { text, .. } => {
-            texts.push(text)
-        }
+        ComponentDef::Text { text, .. }
+        | ComponentDef::Heading { text, .. }
+        | ComponentDef::Markdown { text, .. } => texts.push(text),
         ComponentDef::Image { url, alt, .. } => {
             texts.push(url);
             texts.extend(alt.iter());
         }
-        ComponentDef::TextInput { label, placeholder, pattern, pattern_message, .. } => {
+        ComponentDef::TextInput {
+            label,
+            placeholder,
+            pattern,
+            pattern_message,
+            ..
+        } => {
             texts.push(label);
             texts.extend(placeholder.iter());
             texts.extend(pattern_message.iter());
             patterns.extend(pattern.as_deref());
         }
-        ComponentDef::EmailInput { label, placeholder, .. } => {
+        ComponentDef::EmailInput {
+            label, placeholder, ..
+        } => {
             texts.push(label);
             texts.extend(placeholder.iter());
         }
@@ -234,7 +267,11 @@ fn collect_texts<'a>(c: &'a ComponentDef, texts: &mut Vec<&'a Text>, patterns: &
 pub fn lenient_semver(raw: &str) -> Option<semver::Version> {
     let s = raw.trim().trim_start_matches(['v', 'V']);
     let s = s.split_whitespace().next()?;
-    if s.split(['-', '+']).next()?.split('.').any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+    if s.split(['-', '+'])
+        .next()?
+        .split('.')
+        .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return None;
     }
     validate::parse_app_version(s)
@@ -249,7 +286,10 @@ mod tests {
         assert_eq!(lenient_semver("5.2").unwrap().to_string(), "5.2.0");
         assert_eq!(lenient_semver("v5").unwrap().to_string(), "5.0.0");
         assert_eq!(lenient_semver("5.2.1 (1234)").unwrap().to_string(), "5.2.1");
-        assert_eq!(lenient_semver("5.2-beta.1").unwrap().to_string(), "5.2.0-beta.1");
+        assert_eq!(
+            lenient_semver("5.2-beta.1").unwrap().to_string(),
+            "5.2.0-beta.1"
+        );
         assert!(lenient_semver("five").is_none());
         assert!(lenient_semver("").is_none());
         assert!(lenient_semver("1.2.3.4").is_none());

@@ -59,6 +59,10 @@ pub enum FlowError {
     },
     #[error("flow `{flow_id}` has {} validation error(s)", errors(issues))]
     Invalid { flow_id: String, issues: Vec<Issue> },
+    /// A flow that passed validation (possibly by an older build, when
+    /// loaded back from the store) still does not compile.
+    #[error("flow `{flow}` does not compile: {message}")]
+    Compile { flow: String, message: String },
 }
 
 fn errors(issues: &[Issue]) -> usize {
@@ -80,6 +84,7 @@ impl FlowError {
             FlowError::TooManyNodes { .. } => "FLOW_TOO_MANY_NODES",
             FlowError::DuplicateFlowId { .. } => "FLOW_DUPLICATE_ID",
             FlowError::Invalid { .. } => "FLOW_INVALID",
+            FlowError::Compile { .. } => "FLOW_COMPILE_FAILED",
         }
     }
 
@@ -107,6 +112,9 @@ impl FlowError {
             FlowError::Invalid { .. } => {
                 Some("run `baton validate` for the full list of issues and fix every error".into())
             }
+            FlowError::Compile { .. } => {
+                Some("run `baton validate` on the flow; this is a Baton defect if it passes".into())
+            }
         }
     }
 
@@ -130,6 +138,7 @@ impl FlowError {
                 }
                 (PathBuf::new(), "$".to_string(), None)
             }
+            FlowError::Compile { .. } => (PathBuf::new(), "$".to_string(), None),
         };
         let message = match self {
             // The file is already in the issue's `file` field.

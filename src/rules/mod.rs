@@ -9,7 +9,7 @@ use std::fmt;
 use serde_json::Value;
 
 /// A compiled rule.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Rule {
     logic: Value,
 }

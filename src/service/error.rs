@@ -58,13 +58,21 @@ impl ServiceError {
 
     pub fn hint(&self) -> Option<String> {
         match self {
-            ServiceError::FlowNotFound { .. } => Some("check `flowId`; `baton validate flows/` lists the flows that load".into()),
-            ServiceError::SessionNotFound { .. } => Some("sessions are created by `startFlow`".into()),
-            ServiceError::Unauthenticated => {
-                Some("send `Authorization: Bearer <token>` with the token `startFlow` returned".into())
+            ServiceError::FlowNotFound { .. } => {
+                Some("check `flowId`; `baton validate flows/` lists the flows that load".into())
             }
-            ServiceError::Forbidden => Some("use the token `startFlow` returned for this session".into()),
-            ServiceError::IdempotencyKeyReused { .. } => Some("use a new key for each distinct submit".into()),
+            ServiceError::SessionNotFound { .. } => {
+                Some("sessions are created by `startFlow`".into())
+            }
+            ServiceError::Unauthenticated => Some(
+                "send `Authorization: Bearer <token>` with the token `startFlow` returned".into(),
+            ),
+            ServiceError::Forbidden => {
+                Some("use the token `startFlow` returned for this session".into())
+            }
+            ServiceError::IdempotencyKeyReused { .. } => {
+                Some("use a new key for each distinct submit".into())
+            }
             ServiceError::Busy => Some("retry the request with the same idempotency key".into()),
             ServiceError::Engine(e) => e.hint(),
             ServiceError::Store(e) => e.hint(),

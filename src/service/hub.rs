@@ -28,7 +28,8 @@ impl Hub {
             gone = tx.send(view.clone()).is_err();
         }
         if gone {
-            self.channels.remove_if(&view.id, |_, tx| tx.receiver_count() == 0);
+            self.channels
+                .remove_if(&view.id, |_, tx| tx.receiver_count() == 0);
         }
     }
 }

@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 
 pub use error::ServiceError;
 
-use crate::engine::{self, Advance, ClientInfo, EngineError, FieldError, Limits, ScreenView, SessionState, Status};
+use crate::engine::{
+    self, Advance, ClientInfo, EngineError, FieldError, Limits, ScreenView, SessionState, Status,
+};
 use crate::flow::compile::CompiledFlow;
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
 use hub::Hub;
@@ -72,7 +74,14 @@ struct Inner {
 
 impl Baton {
     pub fn new(store: Store, registry: Registry, limits: Limits) -> Baton {
-        Baton { inner: Arc::new(Inner { store, registry, limits, hub: Hub::default() }) }
+        Baton {
+            inner: Arc::new(Inner {
+                store,
+                registry,
+                limits,
+                hub: Hub::default(),
+            }),
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -89,7 +98,10 @@ impl Baton {
 
     /// Starts a session on the latest version of the flow. Returns the
     /// session and its bearer token (shown once; only its hash is stored).
-    pub async fn start_flow(&self, req: StartRequest) -> Result<(SessionView, String), ServiceError> {
+    pub async fn start_flow(
+        &self,
+        req: StartRequest,
+    ) -> Result<(SessionView, String), ServiceError> {
         if req.user_id.is_empty() || req.user_id.len() > MAX_KEY_LEN {
             return Err(ServiceError::InvalidInput {
                 field: "user.id".into(),
@@ -102,11 +114,13 @@ impl Baton {
                 message: "must be a JSON object".into(),
             });
         }
-        let flow = self
-            .inner
-            .registry
-            .latest(&req.flow_id)
-            .ok_or_else(|| ServiceError::FlowNotFound { flow_id: req.flow_id.clone() })?;
+        let flow =
+            self.inner
+                .registry
+                .latest(&req.flow_id)
+                .ok_or_else(|| ServiceError::FlowNotFound {
+                    flow_id: req.flow_id.clone(),
+                })?;
         let session_id = uuid::Uuid::now_v7().to_string();
         let advance = engine::start(
             &flow,
@@ -130,17 +144,28 @@ impl Baton {
             status: advance.state.status.as_str().to_string(),
             state: serde_json::to_value(&advance.state).map_err(ServiceError::internal)?,
         };
-        self.inner.store.create_session(&record, &to_new_events(&advance)?).await?;
+        self.inner
+            .store
+            .create_session(&record, &to_new_events(&advance)?)
+            .await?;
         Ok((view, token))
     }
 
     /// The session as it is now.
-    pub async fn session(&self, session_id: &str, token: Option<&str>) -> Result<SessionView, ServiceError> {
+    pub async fn session(
+        &self,
+        session_id: &str,
+        token: Option<&str>,
+    ) -> Result<SessionView, ServiceError> {
         let (record, flow, state) = self.load(session_id, token).await?;
         view_of(&flow, &record.id, &state)
     }
 
-    pub async fn submit(&self, req: SubmitRequest, token: Option<&str>) -> Result<SessionView, ServiceError> {
+    pub async fn submit(
+        &self,
+        req: SubmitRequest,
+        token: Option<&str>,
+    ) -> Result<SessionView, ServiceError> {
         if let Some(key) = &req.idempotency_key
             && (key.is_empty() || key.len() > MAX_KEY_LEN)
         {
@@ -149,7 +174,10 @@ impl Baton {
                 message: format!("must be 1 to {MAX_KEY_LEN} bytes"),
             });
         }
-        let request_hash = req.idempotency_key.as_ref().map(|_| request_fingerprint(&req));
+        let request_hash = req
+            .idempotency_key
+            .as_ref()
+            .map(|_| request_fingerprint(&req));
         for _ in 0..MAX_CONFLICT_RETRIES {
             let (record, flow, state) = self.load(&req.session_id, token).await?;
             if let (Some(key), Some(hash)) = (&req.idempotency_key, &request_hash)
@@ -157,8 +185,14 @@ impl Baton {
             {
                 return Ok(done);
             }
-            let advance = match engine::submit(&flow, &state, &req.screen_id, &req.action, &req.values, &self.inner.limits)
-            {
+            let advance = match engine::submit(
+                &flow,
+                &state,
+                &req.screen_id,
+                &req.action,
+                &req.values,
+                &self.inner.limits,
+            ) {
                 Ok(a) => a,
                 Err(EngineError::StaleScreen { submitted, current }) => {
                     // Not applied: the client gets the screen it should show.
@@ -167,7 +201,9 @@ impl Baton {
                         screen.errors = vec![FieldError {
                             field: None,
                             code: "STALE_SCREEN".into(),
-                            message: format!("`{submitted}` is no longer the current screen; this is `{current}`."),
+                            message: format!(
+                                "`{submitted}` is no longer the current screen; this is `{current}`."
+                            ),
                         }];
                     }
                     return Ok(view);
@@ -190,14 +226,20 @@ impl Baton {
                 }
                 // Someone else advanced the session (or used the key) first:
                 // start over from what they stored.
-                Err(ServiceError::Store(StoreError::Conflict { .. } | StoreError::IdempotencyKeyTaken { .. })) => continue,
+                Err(ServiceError::Store(
+                    StoreError::Conflict { .. } | StoreError::IdempotencyKeyTaken { .. },
+                )) => continue,
                 Err(e) => return Err(e),
             }
         }
         Err(ServiceError::Busy)
     }
 
-    pub async fn back(&self, session_id: &str, token: Option<&str>) -> Result<SessionView, ServiceError> {
+    pub async fn back(
+        &self,
+        session_id: &str,
+        token: Option<&str>,
+    ) -> Result<SessionView, ServiceError> {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let (record, flow, state) = self.load(session_id, token).await?;
             let advance = engine::back(&flow, &state)?;
@@ -226,12 +268,24 @@ impl Baton {
         Ok((view, rx))
     }
 
-    async fn replay(&self, session_id: &str, key: &str, hash: &str) -> Result<Option<SessionView>, ServiceError> {
-        let Some(done) = self.inner.store.idempotent_response(session_id, key).await? else {
+    async fn replay(
+        &self,
+        session_id: &str,
+        key: &str,
+        hash: &str,
+    ) -> Result<Option<SessionView>, ServiceError> {
+        let Some(done) = self
+            .inner
+            .store
+            .idempotent_response(session_id, key)
+            .await?
+        else {
             return Ok(None);
         };
         if done.request_hash != hash {
-            return Err(ServiceError::IdempotencyKeyReused { key: key.to_string() });
+            return Err(ServiceError::IdempotencyKeyReused {
+                key: key.to_string(),
+            });
         }
         let view = serde_json::from_value(done.response).map_err(ServiceError::internal)?;
         Ok(Some(view))
@@ -246,7 +300,14 @@ impl Baton {
         let state = serde_json::to_value(&advance.state).map_err(ServiceError::internal)?;
         self.inner
             .store
-            .commit(&record.id, record.seq, advance.state.status.as_str(), &state, &to_new_events(advance)?, idem)
+            .commit(
+                &record.id,
+                record.seq,
+                advance.state.status.as_str(),
+                &state,
+                &to_new_events(advance)?,
+                idem,
+            )
             .await?;
         Ok(())
     }
@@ -256,25 +317,33 @@ impl Baton {
         session_id: &str,
         token: Option<&str>,
     ) -> Result<(SessionRecord, Arc<CompiledFlow>, SessionState), ServiceError> {
-        let record = self
-            .inner
-            .store
-            .session(session_id)
-            .await?
-            .ok_or_else(|| ServiceError::SessionNotFound { session_id: session_id.to_string() })?;
+        let record = self.inner.store.session(session_id).await?.ok_or_else(|| {
+            ServiceError::SessionNotFound {
+                session_id: session_id.to_string(),
+            }
+        })?;
         let Some(token) = token else {
             return Err(ServiceError::Unauthenticated);
         };
         if hash_token(token) != record.token_hash {
             return Err(ServiceError::Forbidden);
         }
-        let flow = self.inner.registry.version(&record.flow_id, record.flow_version).await?;
-        let state: SessionState = serde_json::from_value(record.state.clone()).map_err(ServiceError::internal)?;
+        let flow = self
+            .inner
+            .registry
+            .version(&record.flow_id, record.flow_version)
+            .await?;
+        let state: SessionState =
+            serde_json::from_value(record.state.clone()).map_err(ServiceError::internal)?;
         Ok((record, flow, state))
     }
 }
 
-fn view_of(flow: &CompiledFlow, session_id: &str, state: &SessionState) -> Result<SessionView, ServiceError> {
+fn view_of(
+    flow: &CompiledFlow,
+    session_id: &str,
+    state: &SessionState,
+) -> Result<SessionView, ServiceError> {
     Ok(SessionView {
         id: session_id.to_string(),
         flow_id: flow.id.clone(),
@@ -289,13 +358,19 @@ fn to_new_events(advance: &Advance) -> Result<Vec<NewEvent>, ServiceError> {
         .events
         .iter()
         .map(|e| {
-            Ok(NewEvent { kind: e.kind().to_string(), payload: serde_json::to_value(e).map_err(ServiceError::internal)? })
+            Ok(NewEvent {
+                kind: e.kind().to_string(),
+                payload: serde_json::to_value(e).map_err(ServiceError::internal)?,
+            })
         })
         .collect()
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn new_token() -> String {

@@ -31,14 +31,21 @@ pub struct Reload {
 
 impl Registry {
     pub fn new(store: Store) -> Registry {
-        Registry { store, latest: DashMap::new(), versions: DashMap::new() }
+        Registry {
+            store,
+            latest: DashMap::new(),
+            versions: DashMap::new(),
+        }
     }
 
     /// Loads every flow file in `dir`. Valid flows whose content changed
     /// become new versions; invalid ones are reported and skipped.
     pub async fn load_dir(&self, dir: &Path) -> Result<Reload, ServiceError> {
         let report = load::load_dir(dir)?;
-        let mut out = Reload { issues: report.issues, ..Reload::default() };
+        let mut out = Reload {
+            issues: report.issues,
+            ..Reload::default()
+        };
         for loaded in report.flows {
             let file = loaded.file.display().to_string();
             let issues = validate::validate(&loaded.def, &file);
@@ -47,14 +54,25 @@ impl Registry {
             if bad {
                 continue;
             }
-            let unchanged = self.latest.get(&loaded.def.id).is_some_and(|f| f.hash == loaded.hash);
+            let unchanged = self
+                .latest
+                .get(&loaded.def.id)
+                .is_some_and(|f| f.hash == loaded.hash);
             if unchanged {
                 continue;
             }
             let definition = serde_json::to_value(&loaded.def).map_err(ServiceError::internal)?;
-            let rec = self.store.ensure_flow_version(&loaded.def.id, &loaded.hash, &definition).await?;
-            let flow = Arc::new(CompiledFlow::compile(loaded.def, rec.version, rec.content_hash)?);
-            self.versions.insert((flow.id.clone(), flow.version), flow.clone());
+            let rec = self
+                .store
+                .ensure_flow_version(&loaded.def.id, &loaded.hash, &definition)
+                .await?;
+            let flow = Arc::new(CompiledFlow::compile(
+                loaded.def,
+                rec.version,
+                rec.content_hash,
+            )?);
+            self.versions
+                .insert((flow.id.clone(), flow.version), flow.clone());
             out.published.push((flow.id.clone(), flow.version));
             self.latest.insert(flow.id.clone(), flow);
         }
@@ -73,7 +91,11 @@ impl Registry {
 
     /// A pinned version: from memory, or from the store after a restart or
     /// on another replica.
-    pub async fn version(&self, flow_id: &str, version: i32) -> Result<Arc<CompiledFlow>, ServiceError> {
+    pub async fn version(
+        &self,
+        flow_id: &str,
+        version: i32,
+    ) -> Result<Arc<CompiledFlow>, ServiceError> {
         let key = (flow_id.to_string(), version);
         if let Some(f) = self.versions.get(&key) {
             return Ok(f.clone());
@@ -82,8 +104,12 @@ impl Registry {
             .store
             .flow_version(flow_id, version)
             .await?
-            .ok_or_else(|| ServiceError::FlowVersionNotFound { flow_id: flow_id.to_string(), version })?;
-        let def: FlowDef = serde_json::from_value(rec.definition).map_err(ServiceError::internal)?;
+            .ok_or_else(|| ServiceError::FlowVersionNotFound {
+                flow_id: flow_id.to_string(),
+                version,
+            })?;
+        let def: FlowDef =
+            serde_json::from_value(rec.definition).map_err(ServiceError::internal)?;
         let flow = Arc::new(CompiledFlow::compile(def, rec.version, rec.content_hash)?);
         Ok(self.versions.entry(key).or_insert(flow).clone())
     }

@@ -11,9 +11,16 @@ fn repo(path: &str) -> String {
 
 #[test]
 fn validate_accepts_the_example_flows() {
-    let out = Command::new(BIN).args(["validate", &repo("flows")]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", &repo("flows")])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -36,13 +43,26 @@ nodes:
 "#,
     )
     .unwrap();
-    let out = Command::new(BIN).args(["validate", "--format", "json", dir.path().to_str().unwrap()]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--format", "json", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let issues: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let codes: Vec<&str> = issues.as_array().unwrap().iter().map(|i| i["code"].as_str().unwrap()).collect();
+    let codes: Vec<&str> = issues
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
     assert!(codes.contains(&"UNKNOWN_TARGET"), "{issues}");
     assert!(codes.contains(&"UNREACHABLE_NODE"), "{issues}");
-    let target = issues.as_array().unwrap().iter().find(|i| i["code"] == "UNKNOWN_TARGET").unwrap();
+    let target = issues
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["code"] == "UNKNOWN_TARGET")
+        .unwrap();
     assert_eq!(target["node"], "a");
     assert_eq!(target["path"], "$.nodes[0].actions[0].next");
 }
@@ -69,8 +89,11 @@ not json
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[0], serde_json::json!(true));
     assert_eq!(lines[1], serde_json::json!(7));
@@ -80,7 +103,10 @@ not json
 
 #[test]
 fn schema_check_passes_on_committed_artifacts() {
-    let out = Command::new(BIN).args(["schema", "--check", "--out", &repo("schema")]).output().unwrap();
+    let out = Command::new(BIN)
+        .args(["schema", "--check", "--out", &repo("schema")])
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "schema/ is stale; run `cargo run -- schema` and commit:\n{}",
@@ -91,13 +117,22 @@ fn schema_check_passes_on_committed_artifacts() {
 #[test]
 fn schema_check_fails_on_a_stale_file() {
     let dir = tempfile::tempdir().unwrap();
-    let write = Command::new(BIN).args(["schema", "--out", dir.path().to_str().unwrap()]).output().unwrap();
+    let write = Command::new(BIN)
+        .args(["schema", "--out", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(write.status.success());
     let sdl = dir.path().join("baton.graphql");
     let text = std::fs::read_to_string(&sdl).unwrap();
-    assert!(text.contains("startFlow(input: StartFlowInput!): FlowSession!"), "{text}");
+    assert!(
+        text.contains("startFlow(input: StartFlowInput!): FlowSession!"),
+        "{text}"
+    );
     std::fs::write(&sdl, text.replace("startFlow", "beginFlow")).unwrap();
-    let check = Command::new(BIN).args(["schema", "--check", "--out", dir.path().to_str().unwrap()]).output().unwrap();
+    let check = Command::new(BIN)
+        .args(["schema", "--check", "--out", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(check.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&check.stderr).contains("baton.graphql is stale"));
 }

@@ -10,7 +10,12 @@ fn codes(session: &Value) -> Vec<(String, String)> {
         .as_array()
         .expect("errors")
         .iter()
-        .map(|e| (e["field"].as_str().unwrap_or("").to_string(), e["code"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap_or("").to_string(),
+                e["code"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -26,16 +31,41 @@ async fn onboarding_ios_pro_german(app: TestApp) {
     assert_eq!(s["status"], "ACTIVE");
     assert_eq!(s["flowVersion"], 1);
     assert_eq!(s["screen"]["id"], "welcome");
-    assert_eq!(s["screen"]["title"], "Willkommen, Ada!", "localized and templated: {s}");
-    assert_eq!(s["screen"]["actions"], json!([{ "id": "next", "label": null, "validates": false }]));
+    assert_eq!(
+        s["screen"]["title"], "Willkommen, Ada!",
+        "localized and templated: {s}"
+    );
+    assert_eq!(
+        s["screen"]["actions"],
+        json!([{ "id": "next", "label": null, "validates": false }])
+    );
 
     let s = app.submit(&token, id, "welcome", "next", json!({})).await;
-    assert_eq!(s["screen"]["id"], "ios_notifications", "platform branch: {s}");
-    let s = app.submit(&token, id, "ios_notifications", "next", json!({ "notifications": true })).await;
+    assert_eq!(
+        s["screen"]["id"], "ios_notifications",
+        "platform branch: {s}"
+    );
+    let s = app
+        .submit(
+            &token,
+            id,
+            "ios_notifications",
+            "next",
+            json!({ "notifications": true }),
+        )
+        .await;
     assert_eq!(s["screen"]["id"], "profile");
 
     // Everything wrong at once: each field reports, and what was typed stays.
-    let s = app.submit(&token, id, "profile", "submit", json!({ "name": "A", "email": "not-an-email" })).await;
+    let s = app
+        .submit(
+            &token,
+            id,
+            "profile",
+            "submit",
+            json!({ "name": "A", "email": "not-an-email" }),
+        )
+        .await;
     assert_eq!(s["screen"]["id"], "profile");
     assert_eq!(
         codes(&s),
@@ -50,67 +80,148 @@ async fn onboarding_ios_pro_german(app: TestApp) {
     assert_eq!(component(&s, "email")["value"], "not-an-email");
 
     let s = app
-        .submit(&token, id, "profile", "submit", json!({ "name": "Ada", "email": "ada@example.com", "goal": "invest", "terms": true }))
+        .submit(
+            &token,
+            id,
+            "profile",
+            "submit",
+            json!({ "name": "Ada", "email": "ada@example.com", "goal": "invest", "terms": true }),
+        )
         .await;
     assert_eq!(s["screen"]["id"], "pro_tips", "attribute branch: {s}");
     assert_eq!(s["screen"]["errors"], json!([]));
-    assert!(s["screen"]["components"][0]["text"].as_str().unwrap().starts_with("**Ada**"));
+    assert!(
+        s["screen"]["components"][0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("**Ada**")
+    );
 
-    let s = app.submit(&token, id, "pro_tips", "finish", json!({})).await;
+    let s = app
+        .submit(&token, id, "pro_tips", "finish", json!({}))
+        .await;
     assert_eq!(s["status"], "COMPLETED");
     assert_eq!(s["screen"]["terminal"], true);
-    assert_eq!(s["screen"]["components"][0]["text"], "Thanks, Ada! Your account is ready.");
+    assert_eq!(
+        s["screen"]["components"][0]["text"],
+        "Thanks, Ada! Your account is ready."
+    );
 
-    let r = app.submit_raw(&token, id, "done", "next", json!({}), None).await;
+    let r = app
+        .submit_raw(&token, id, "done", "next", json!({}), None)
+        .await;
     assert_eq!(error_code(&r), "SESSION_ENDED");
 }
 
 async fn onboarding_android_capabilities(app: TestApp) {
     let user = json!({ "id": "u-2" });
     // An old app gets the declared fallback.
-    let (s, token) = app.start("onboarding", user.clone(), json!({ "platform": "android", "appVersion": "5.1.9" })).await;
-    let s = app.submit(&token, s["id"].as_str().unwrap(), "welcome", "next", json!({})).await;
+    let (s, token) = app
+        .start(
+            "onboarding",
+            user.clone(),
+            json!({ "platform": "android", "appVersion": "5.1.9" }),
+        )
+        .await;
+    let s = app
+        .submit(
+            &token,
+            s["id"].as_str().unwrap(),
+            "welcome",
+            "next",
+            json!({}),
+        )
+        .await;
     assert_eq!(s["screen"]["id"], "android_permissions");
     assert_eq!(s["screen"]["fallback"], true);
     assert_eq!(s["screen"]["components"][0]["kind"], "text");
 
     // A new app that lacks the custom component also gets the fallback.
     let (s, token) = app.start("onboarding", user.clone(), json!({ "platform": "android", "appVersion": "5.2.0", "capabilities": ["text", "button"] })).await;
-    let s = app.submit(&token, s["id"].as_str().unwrap(), "welcome", "next", json!({})).await;
+    let s = app
+        .submit(
+            &token,
+            s["id"].as_str().unwrap(),
+            "welcome",
+            "next",
+            json!({}),
+        )
+        .await;
     assert_eq!(s["screen"]["fallback"], true);
 
     // A new app that has it gets the real screen.
     let caps = json!(["text", "heading", "button", "custom:permission_carousel"]);
-    let (s, token) = app.start("onboarding", user, json!({ "platform": "android", "appVersion": "5.2.1 (4411)", "capabilities": caps })).await;
-    let s = app.submit(&token, s["id"].as_str().unwrap(), "welcome", "next", json!({})).await;
+    let (s, token) = app
+        .start(
+            "onboarding",
+            user,
+            json!({ "platform": "android", "appVersion": "5.2.1 (4411)", "capabilities": caps }),
+        )
+        .await;
+    let s = app
+        .submit(
+            &token,
+            s["id"].as_str().unwrap(),
+            "welcome",
+            "next",
+            json!({}),
+        )
+        .await;
     assert_eq!(s["screen"]["fallback"], false);
     let custom = &s["screen"]["components"][0];
     assert_eq!(custom["__typename"], "CustomComponent");
     assert_eq!(custom["name"], "permission_carousel");
-    assert_eq!(custom["props"], json!({ "pages": ["notifications", "contacts"] }));
+    assert_eq!(
+        custom["props"],
+        json!({ "pages": ["notifications", "contacts"] })
+    );
 }
 
 async fn onboarding_web_skip(app: TestApp) {
-    let (s, token) = app.start("onboarding", json!({ "id": "u-3" }), json!({ "platform": "web" })).await;
-    assert_eq!(s["screen"]["title"], "Welcome!", "English by default, no name: {s}");
+    let (s, token) = app
+        .start(
+            "onboarding",
+            json!({ "id": "u-3" }),
+            json!({ "platform": "web" }),
+        )
+        .await;
+    assert_eq!(
+        s["screen"]["title"], "Welcome!",
+        "English by default, no name: {s}"
+    );
     let id = s["id"].as_str().unwrap();
     let s = app.submit(&token, id, "welcome", "next", json!({})).await;
     assert_eq!(s["screen"]["id"], "profile");
     // `skip` does not validate.
     let s = app.submit(&token, id, "profile", "skip", json!({})).await;
     assert_eq!(s["status"], "COMPLETED");
-    assert_eq!(s["screen"]["components"][0]["text"], "Thanks! Your account is ready.");
+    assert_eq!(
+        s["screen"]["components"][0]["text"],
+        "Thanks! Your account is ready."
+    );
 }
 
 async fn checkout_validation_back_and_decision(app: TestApp) {
-    let (s, token) = app.start("checkout", json!({ "id": "c-1", "attributes": { "product": "Lamp", "unit_price": 30 } }), json!({})).await;
+    let (s, token) = app
+        .start(
+            "checkout",
+            json!({ "id": "c-1", "attributes": { "product": "Lamp", "unit_price": 30 } }),
+            json!({}),
+        )
+        .await;
     let id = s["id"].as_str().unwrap();
     assert_eq!(s["screen"]["components"][0]["title"], "Lamp");
-    let s = app.submit(&token, id, "cart", "next", json!({ "quantity": 11 })).await;
+    let s = app
+        .submit(&token, id, "cart", "next", json!({ "quantity": 11 }))
+        .await;
     assert_eq!(codes(&s), vec![("quantity".into(), "TOO_LARGE".into())]);
-    let s = app.submit(&token, id, "cart", "next", json!({ "quantity": 2.5 })).await;
+    let s = app
+        .submit(&token, id, "cart", "next", json!({ "quantity": 2.5 }))
+        .await;
     assert_eq!(codes(&s), vec![("quantity".into(), "NOT_INTEGER".into())]);
-    let s = app.submit(&token, id, "cart", "next", json!({ "quantity": "2" })).await;
+    let s = app
+        .submit(&token, id, "cart", "next", json!({ "quantity": "2" }))
+        .await;
     assert_eq!(s["screen"]["id"], "shipping");
 
     let s = app
@@ -135,114 +246,234 @@ async fn checkout_validation_back_and_decision(app: TestApp) {
     let r = app.back(&token, id).await;
     assert_eq!(error_code(&r), "NO_PREVIOUS_SCREEN");
 
-    let s = app.submit(&token, id, "cart", "next", json!({ "quantity": 2 })).await;
+    let s = app
+        .submit(&token, id, "cart", "next", json!({ "quantity": 2 }))
+        .await;
     assert_eq!(s["screen"]["id"], "shipping");
     // 2 × 30 = 60 ≤ 100 with standard delivery: straight to payment.
     let s = app
-        .submit(&token, id, "shipping", "next", json!({ "address": "Main St 1", "postcode": "12345", "speed": "standard" }))
+        .submit(
+            &token,
+            id,
+            "shipping",
+            "next",
+            json!({ "address": "Main St 1", "postcode": "12345", "speed": "standard" }),
+        )
         .await;
     assert_eq!(s["screen"]["id"], "payment", "{s}");
     // Back, choose express: the decision now routes through review.
     let s = app.back(&token, id).await["data"]["back"].clone();
     assert_eq!(component(&s, "postcode")["value"], "12345");
     let s = app
-        .submit(&token, id, "shipping", "next", json!({ "address": "Main St 1", "postcode": "12345", "speed": "express" }))
+        .submit(
+            &token,
+            id,
+            "shipping",
+            "next",
+            json!({ "address": "Main St 1", "postcode": "12345", "speed": "express" }),
+        )
         .await;
     assert_eq!(s["screen"]["id"], "review");
-    assert_eq!(s["screen"]["components"][0]["text"], "2 item(s) to Main St 1, 12345 (express).");
+    assert_eq!(
+        s["screen"]["components"][0]["text"],
+        "2 item(s) to Main St 1, 12345 (express)."
+    );
     let s = app.submit(&token, id, "review", "confirm", json!({})).await;
-    let s = app.submit(&token, id, "payment", "place_order", json!({ "method": "card", "terms": true })).await;
+    assert_eq!(s["screen"]["id"], "payment");
+    let s = app
+        .submit(
+            &token,
+            id,
+            "payment",
+            "place_order",
+            json!({ "method": "card", "terms": true }),
+        )
+        .await;
     assert_eq!(s["status"], "COMPLETED");
     assert_eq!(s["screen"]["title"], "Order placed");
 }
 
 async fn loan_received_and_declined(app: TestApp) {
-    for (status, income, expect) in [("employed", 3000, "received"), ("unemployed", 0, "declined"), ("employed", 100, "declined")] {
-        let (s, token) = app.start("loan", json!({ "id": "l-1" }), json!({ "platform": "web", "locale": "en" })).await;
+    for (status, income, expect) in [
+        ("employed", 3000, "received"),
+        ("unemployed", 0, "declined"),
+        ("employed", 100, "declined"),
+    ] {
+        let (s, token) = app
+            .start(
+                "loan",
+                json!({ "id": "l-1" }),
+                json!({ "platform": "web", "locale": "en" }),
+            )
+            .await;
         let id = s["id"].as_str().unwrap();
         app.submit(&token, id, "intro", "start", json!({})).await;
         app.submit(&token, id, "personal", "next", json!({ "full_name": "Grace Hopper", "birth_date": "1990-12-09", "email": "grace@example.com" })).await;
-        app.submit(&token, id, "amount", "next", json!({ "amount": 10000, "term": "36" })).await;
-        let s = app.submit(&token, id, "employment", "submit", json!({ "status": status, "income": income, "consent": true })).await;
+        app.submit(
+            &token,
+            id,
+            "amount",
+            "next",
+            json!({ "amount": 10000, "term": "36" }),
+        )
+        .await;
+        let s = app
+            .submit(
+                &token,
+                id,
+                "employment",
+                "submit",
+                json!({ "status": status, "income": income, "consent": true }),
+            )
+            .await;
         assert_eq!(s["status"], "COMPLETED");
         assert_eq!(s["screen"]["id"], expect, "{status} {income}: {s}");
     }
 }
 
 async fn idempotency_and_stale_screens(app: TestApp) {
-    let (s, token) = app.start("checkout", json!({ "id": "i-1" }), json!({})).await;
+    let (s, token) = app
+        .start("checkout", json!({ "id": "i-1" }), json!({}))
+        .await;
     let id = s["id"].as_str().unwrap();
-    let first = app.submit_raw(&token, id, "cart", "next", json!({ "quantity": 1 }), Some("k-1")).await;
+    let first = app
+        .submit_raw(
+            &token,
+            id,
+            "cart",
+            "next",
+            json!({ "quantity": 1 }),
+            Some("k-1"),
+        )
+        .await;
     assert_eq!(first["data"]["submit"]["screen"]["id"], "shipping");
     // The same request again: the same answer, and the session did not move twice.
-    let again = app.submit_raw(&token, id, "cart", "next", json!({ "quantity": 1 }), Some("k-1")).await;
+    let again = app
+        .submit_raw(
+            &token,
+            id,
+            "cart",
+            "next",
+            json!({ "quantity": 1 }),
+            Some("k-1"),
+        )
+        .await;
     assert_eq!(again, first);
     let now = app.session(Some(&token), id).await;
     assert_eq!(now["data"]["session"]["screen"]["id"], "shipping");
     // The same key for a different submit is refused.
-    let other = app.submit_raw(&token, id, "cart", "next", json!({ "quantity": 2 }), Some("k-1")).await;
+    let other = app
+        .submit_raw(
+            &token,
+            id,
+            "cart",
+            "next",
+            json!({ "quantity": 2 }),
+            Some("k-1"),
+        )
+        .await;
     assert_eq!(error_code(&other), "IDEMPOTENCY_KEY_REUSED");
     // A stale screen is not applied: the current screen comes back.
-    let stale = app.submit_raw(&token, id, "cart", "next", json!({ "quantity": 3 }), None).await;
+    let stale = app
+        .submit_raw(&token, id, "cart", "next", json!({ "quantity": 3 }), None)
+        .await;
     let s = &stale["data"]["submit"];
     assert_eq!(s["screen"]["id"], "shipping");
     assert_eq!(s["screen"]["errors"][0]["code"], "STALE_SCREEN");
     assert_eq!(s["screen"]["errors"][0]["field"], Value::Null);
     // An unknown action is an error with a code.
-    let r = app.submit_raw(&token, id, "shipping", "fly", json!({}), None).await;
+    let r = app
+        .submit_raw(&token, id, "shipping", "fly", json!({}), None)
+        .await;
     assert_eq!(error_code(&r), "UNKNOWN_ACTION");
     // Values must be an object.
-    let r = app.submit_raw(&token, id, "shipping", "next", json!([1, 2]), None).await;
+    let r = app
+        .submit_raw(&token, id, "shipping", "next", json!([1, 2]), None)
+        .await;
     assert_eq!(error_code(&r), "BAD_USER_INPUT");
 }
 
 async fn tokens_and_unknowns(app: TestApp) {
-    let (s, token) = app.start("checkout", json!({ "id": "t-1" }), json!({})).await;
+    let (s, token) = app
+        .start("checkout", json!({ "id": "t-1" }), json!({}))
+        .await;
     let id = s["id"].as_str().unwrap();
     assert!(token.len() >= 40, "a long random token");
     let r = app.session(None, id).await;
     assert_eq!(error_code(&r), "UNAUTHENTICATED");
     let r = app.session(Some("not-the-token"), id).await;
     assert_eq!(error_code(&r), "FORBIDDEN");
-    let r = app.submit_raw("not-the-token", id, "cart", "next", json!({ "quantity": 1 }), None).await;
+    let r = app
+        .submit_raw(
+            "not-the-token",
+            id,
+            "cart",
+            "next",
+            json!({ "quantity": 1 }),
+            None,
+        )
+        .await;
     assert_eq!(error_code(&r), "FORBIDDEN");
     let r = app.session(Some(&token), "no-such-session").await;
     assert_eq!(r["data"]["session"], Value::Null);
     assert!(r.get("errors").is_none(), "{r}");
-    let q = format!("mutation {{ startFlow(input: {{flowId: \"nope\", user: {{id: \"x\"}}}}) {{ ...S }} }} {}", crate::testapp::SESSION_FIELDS);
+    let q = format!(
+        "mutation {{ startFlow(input: {{flowId: \"nope\", user: {{id: \"x\"}}}}) {{ ...S }} }} {}",
+        crate::testapp::SESSION_FIELDS
+    );
     let r = app.gql(&q, json!({}), None).await;
     assert_eq!(error_code(&r), "FLOW_NOT_FOUND");
     assert!(r["errors"][0]["extensions"]["hint"].is_string());
-    let q = format!("mutation {{ startFlow(input: {{flowId: \"checkout\", user: {{id: \"\"}}}}) {{ ...S }} }} {}", crate::testapp::SESSION_FIELDS);
-    assert_eq!(error_code(&app.gql(&q, json!({}), None).await), "BAD_USER_INPUT");
+    let q = format!(
+        "mutation {{ startFlow(input: {{flowId: \"checkout\", user: {{id: \"\"}}}}) {{ ...S }} }} {}",
+        crate::testapp::SESSION_FIELDS
+    );
+    assert_eq!(
+        error_code(&app.gql(&q, json!({}), None).await),
+        "BAD_USER_INPUT"
+    );
 }
 
 async fn restart_loses_nothing(app: TestApp) {
-    let (s, token) = app.start("checkout", json!({ "id": "r-1" }), json!({})).await;
+    let (s, token) = app
+        .start("checkout", json!({ "id": "r-1" }), json!({}))
+        .await;
     let id = s["id"].as_str().unwrap().to_string();
-    app.submit(&token, &id, "cart", "next", json!({ "quantity": 4 })).await;
+    app.submit(&token, &id, "cart", "next", json!({ "quantity": 4 }))
+        .await;
     let url = app.database_url.clone();
     let restarted = app.restart().await;
     drop(app);
     let s = restarted.session(Some(&token), &id).await;
     assert_eq!(s["data"]["session"]["screen"]["id"], "shipping", "{s}");
     let b = restarted.back(&token, &id).await;
-    assert_eq!(component(&b["data"]["back"], "quantity")["numberValue"], 4.0);
+    assert_eq!(
+        component(&b["data"]["back"], "quantity")["numberValue"],
+        4.0
+    );
     assert!(!url.is_empty());
 }
 
 async fn sessions_keep_their_flow_version(app: TestApp) {
-    let (old, old_token) = app.start("checkout", json!({ "id": "v-1" }), json!({})).await;
+    let (old, old_token) = app
+        .start("checkout", json!({ "id": "v-1" }), json!({}))
+        .await;
     assert_eq!(old["flowVersion"], 1);
     // Publish a changed checkout: the cart title changes.
     let path = app.flows.join("checkout.yaml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("title: Your cart", "title: Your basket");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("title: Your cart", "title: Your basket");
     std::fs::write(&path, text).unwrap();
     let restarted = app.restart().await;
-    let (new, _) = restarted.start("checkout", json!({ "id": "v-2" }), json!({})).await;
+    let (new, _) = restarted
+        .start("checkout", json!({ "id": "v-2" }), json!({}))
+        .await;
     assert_eq!(new["flowVersion"], 2);
     assert_eq!(new["screen"]["title"], "Your basket");
-    let s = restarted.session(Some(&old_token), old["id"].as_str().unwrap()).await;
+    let s = restarted
+        .session(Some(&old_token), old["id"].as_str().unwrap())
+        .await;
     assert_eq!(s["data"]["session"]["flowVersion"], 1);
     assert_eq!(s["data"]["session"]["screen"]["title"], "Your cart");
 }

@@ -77,8 +77,13 @@ pub async fn fresh_database_url(backend: Backend, dir: &Path) -> Option<String> 
                 return None;
             };
             let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let pool = sqlx::PgPool::connect(&base).await.expect("connect to BATON_TEST_POSTGRES_URL");
-            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&pool).await.expect("create schema");
+            let pool = sqlx::PgPool::connect(&base)
+                .await
+                .expect("connect to BATON_TEST_POSTGRES_URL");
+            sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                .execute(&pool)
+                .await
+                .expect("create schema");
             pool.close().await;
             let sep = if base.contains('?') { '&' } else { '?' };
             Some(format!("{base}{sep}options=-c%20search_path%3D{schema}"))
@@ -96,7 +101,8 @@ impl TestApp {
         for entry in std::fs::read_dir(repo_flows()).expect("flows/") {
             let path = entry.expect("entry").path();
             if path.is_file() {
-                std::fs::copy(&path, flows.join(path.file_name().expect("name"))).expect("copy flow");
+                std::fs::copy(&path, flows.join(path.file_name().expect("name")))
+                    .expect("copy flow");
             }
         }
         let url = fresh_database_url(backend, dir.path()).await?;
@@ -106,18 +112,33 @@ impl TestApp {
     /// Starts a server on an existing database and flow directory (a restart).
     pub async fn restart(&self) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::spawn_with(ServeConfig::for_database(self.database_url.clone(), self.flows.clone()), dir).await
+        Self::spawn_with(
+            ServeConfig::for_database(self.database_url.clone(), self.flows.clone()),
+            dir,
+        )
+        .await
     }
 
     pub async fn spawn_with(config: ServeConfig, dir: TempDir) -> TestApp {
         let database_url = config.database_url.clone();
         let flows = config.flows.clone();
-        let app = Application::build(config).await.expect("application builds");
+        let app = Application::build(config)
+            .await
+            .expect("application builds");
         let base = format!("http://{}", app.local_addr());
         let task = tokio::spawn(async move {
-            app.run_until(std::future::pending()).await.expect("server runs");
+            app.run_until(std::future::pending())
+                .await
+                .expect("server runs");
         });
-        TestApp { base, client: reqwest::Client::new(), database_url, flows, _dir: dir, task }
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            database_url,
+            flows,
+            _dir: dir,
+            task,
+        }
     }
 
     /// POSTs a GraphQL request and returns the whole JSON response.
@@ -136,8 +157,16 @@ impl TestApp {
 
     /// `startFlow`; returns the FlowSession and its token.
     pub async fn start(&self, flow: &str, user: Value, client: Value) -> (Value, String) {
-        let q = format!("mutation($i: StartFlowInput!) {{ startFlow(input: $i) {{ ...S }} }} {SESSION_FIELDS}");
-        let r = self.gql(&q, json!({ "i": { "flowId": flow, "user": user, "client": client } }), None).await;
+        let q = format!(
+            "mutation($i: StartFlowInput!) {{ startFlow(input: $i) {{ ...S }} }} {SESSION_FIELDS}"
+        );
+        let r = self
+            .gql(
+                &q,
+                json!({ "i": { "flowId": flow, "user": user, "client": client } }),
+                None,
+            )
+            .await;
         let s = r["data"]["startFlow"].clone();
         assert!(s.is_object(), "startFlow failed: {r}");
         let token = s["token"].as_str().expect("token").to_string();
@@ -145,15 +174,34 @@ impl TestApp {
     }
 
     /// `submit`; returns the whole response (data or errors).
-    pub async fn submit_raw(&self, token: &str, session: &str, screen: &str, action: &str, values: Value, key: Option<&str>) -> Value {
-        let q = format!("mutation($i: SubmitInput!) {{ submit(input: $i) {{ ...S }} }} {SESSION_FIELDS}");
+    pub async fn submit_raw(
+        &self,
+        token: &str,
+        session: &str,
+        screen: &str,
+        action: &str,
+        values: Value,
+        key: Option<&str>,
+    ) -> Value {
+        let q = format!(
+            "mutation($i: SubmitInput!) {{ submit(input: $i) {{ ...S }} }} {SESSION_FIELDS}"
+        );
         let input = json!({ "sessionId": session, "screenId": screen, "action": action, "values": values, "idempotencyKey": key });
         self.gql(&q, json!({ "i": input }), Some(token)).await
     }
 
     /// `submit` that must succeed; returns the FlowSession.
-    pub async fn submit(&self, token: &str, session: &str, screen: &str, action: &str, values: Value) -> Value {
-        let r = self.submit_raw(token, session, screen, action, values, None).await;
+    pub async fn submit(
+        &self,
+        token: &str,
+        session: &str,
+        screen: &str,
+        action: &str,
+        values: Value,
+    ) -> Value {
+        let r = self
+            .submit_raw(token, session, screen, action, values, None)
+            .await;
         assert!(r["data"]["submit"].is_object(), "submit failed: {r}");
         r["data"]["submit"].clone()
     }
@@ -171,7 +219,9 @@ impl TestApp {
 
 /// The error code of the first GraphQL error.
 pub fn error_code(resp: &Value) -> &str {
-    resp["errors"][0]["extensions"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {resp}"))
+    resp["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {resp}"))
 }
 
 /// Component of the screen by id.
@@ -185,17 +235,17 @@ pub fn component<'a>(session: &'a Value, id: &str) -> &'a Value {
 /// Runs an async test body once per backend.
 #[macro_export]
 macro_rules! both_backends {
-    ($($name:ident => $body:path;)*) => {
+    ($($name:ident => $body:ident;)*) => {
         mod sqlite {
             $( #[tokio::test] async fn $name() {
                 let app = $crate::testapp::TestApp::spawn($crate::testapp::Backend::Sqlite).await.expect("sqlite app");
-                $body(app).await;
+                super::$body(app).await;
             } )*
         }
         mod postgres {
             $( #[tokio::test] async fn $name() {
                 let Some(app) = $crate::testapp::TestApp::spawn($crate::testapp::Backend::Postgres).await else { return };
-                $body(app).await;
+                super::$body(app).await;
             } )*
         }
     };
