@@ -6,6 +6,7 @@
 mod error;
 pub mod hub;
 pub mod registry;
+mod snapshots;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,6 +26,7 @@ use crate::flow::compile::CompiledFlow;
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
 use hub::Hub;
 use registry::Registry;
+use snapshots::{Snapshot, Snapshots};
 
 /// A session as the client sees it: the `FlowSession` of the API. Stored
 /// as the response of an idempotent submit, so it (de)serializes.
@@ -70,7 +72,11 @@ struct Inner {
     registry: Registry,
     limits: Limits,
     hub: Hub,
+    snapshots: Snapshots,
 }
+
+/// Sessions whose last snapshot is kept for optimistic submits.
+const SNAPSHOT_CAPACITY: usize = 10_000;
 
 impl Baton {
     pub fn new(store: Store, registry: Registry, limits: Limits) -> Baton {
@@ -80,6 +86,7 @@ impl Baton {
                 registry,
                 limits,
                 hub: Hub::default(),
+                snapshots: Snapshots::new(SNAPSHOT_CAPACITY),
             }),
         }
     }
@@ -144,28 +151,26 @@ impl Baton {
             status: advance.state.status.as_str().to_string(),
             state: serde_json::to_value(&advance.state).map_err(ServiceError::internal)?,
         };
-        self.inner
-            .store
-            .create_session(&record, &to_new_events(&advance)?)
-            .await?;
+        let events = to_new_events(&advance)?;
+        self.inner.store.create_session(&record, &events).await?;
+        self.inner.snapshots.put(Arc::new(Snapshot {
+            id: record.id,
+            seq: events.len() as i64,
+            token_hash: record.token_hash,
+            flow_id: record.flow_id,
+            flow_version: record.flow_version,
+            state: advance.state,
+        }));
         Ok((view, token))
     }
 
-    /// The session as it is now.
-    pub async fn session(
-        &self,
-        session_id: &str,
-        token: Option<&str>,
-    ) -> Result<SessionView, ServiceError> {
-        let (record, flow, state) = self.load(session_id, token).await?;
-        view_of(&flow, &record.id, &state)
+    /// The session as it is now (always read from the store).
+    pub async fn session(&self, session_id: &str, token: Option<&str>) -> Result<SessionView, ServiceError> {
+        let (snap, flow) = self.load(session_id, token, Read::Fresh).await?;
+        view_of(&flow, &snap.id, &snap.state)
     }
 
-    pub async fn submit(
-        &self,
-        req: SubmitRequest,
-        token: Option<&str>,
-    ) -> Result<SessionView, ServiceError> {
+    pub async fn submit(&self, req: SubmitRequest, token: Option<&str>) -> Result<SessionView, ServiceError> {
         if let Some(key) = &req.idempotency_key
             && (key.is_empty() || key.len() > MAX_KEY_LEN)
         {
@@ -174,77 +179,84 @@ impl Baton {
                 message: format!("must be 1 to {MAX_KEY_LEN} bytes"),
             });
         }
-        let request_hash = req
-            .idempotency_key
-            .as_ref()
-            .map(|_| request_fingerprint(&req));
+        let key = req.idempotency_key.as_deref();
+        let request_hash = request_fingerprint(&req);
+        let mut read = Read::Cached;
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let (record, flow, state) = self.load(&req.session_id, token).await?;
-            if let (Some(key), Some(hash)) = (&req.idempotency_key, &request_hash)
-                && let Some(done) = self.replay(&req.session_id, key, hash).await?
+            let (snap, flow) = self.load(&req.session_id, token, read).await?;
+            let cached = read == Read::Cached;
+            read = Read::Fresh;
+            let advance = match engine::submit(&flow, &snap.state, &req.screen_id, &req.action, &req.values, &self.inner.limits)
             {
-                return Ok(done);
-            }
-            let advance = match engine::submit(
-                &flow,
-                &state,
-                &req.screen_id,
-                &req.action,
-                &req.values,
-                &self.inner.limits,
-            ) {
                 Ok(a) => a,
+                // Only a commit may rest on a cached snapshot: decide anything
+                // else again on what the store says now.
+                Err(_) if cached => continue,
                 Err(EngineError::StaleScreen { submitted, current }) => {
+                    // A retry of a submit that was applied: answer as the first time.
+                    if let Some(key) = key
+                        && let Some(done) = self.replay(&req.session_id, key, &request_hash).await?
+                    {
+                        return Ok(done);
+                    }
                     // Not applied: the client gets the screen it should show.
-                    let mut view = view_of(&flow, &record.id, &state)?;
+                    let mut view = view_of(&flow, &snap.id, &snap.state)?;
                     if let Some(screen) = view.screen.as_mut() {
                         screen.errors = vec![FieldError {
                             field: None,
                             code: "STALE_SCREEN".into(),
-                            message: format!(
-                                "`{submitted}` is no longer the current screen; this is `{current}`."
-                            ),
+                            message: format!("`{submitted}` is no longer the current screen; this is `{current}`."),
                         }];
                     }
                     return Ok(view);
                 }
                 Err(e) => return Err(e.into()),
             };
-            let view = view_of(&flow, &record.id, &advance.state)?;
-            let idem = match (&req.idempotency_key, &request_hash) {
-                (Some(key), Some(hash)) => Some(NewIdempotency {
-                    key: key.clone(),
-                    request_hash: hash.clone(),
+            let view = view_of(&flow, &snap.id, &advance.state)?;
+            let idem = match key {
+                Some(key) => Some(NewIdempotency {
+                    key: key.to_string(),
+                    request_hash: request_hash.clone(),
                     response: serde_json::to_value(&view).map_err(ServiceError::internal)?,
                 }),
-                _ => None,
+                None => None,
             };
-            match self.commit(&record, &advance, idem.as_ref()).await {
+            match self.commit(&snap, advance, idem.as_ref()).await {
                 Ok(()) => {
                     self.inner.hub.publish(&view);
                     return Ok(view);
                 }
-                // Someone else advanced the session (or used the key) first:
-                // start over from what they stored.
-                Err(ServiceError::Store(
-                    StoreError::Conflict { .. } | StoreError::IdempotencyKeyTaken { .. },
-                )) => continue,
+                // Someone else advanced the session first: start over from
+                // what they stored.
+                Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
+                // The key was applied before (the session may have come back
+                // to the same screen since): answer as the first time.
+                Err(ServiceError::Store(StoreError::IdempotencyKeyTaken { .. })) => {
+                    let key = key.expect("a key was sent");
+                    return match self.replay(&req.session_id, key, &request_hash).await? {
+                        Some(done) => Ok(done),
+                        None => Err(ServiceError::Busy),
+                    };
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(ServiceError::Busy)
     }
 
-    pub async fn back(
-        &self,
-        session_id: &str,
-        token: Option<&str>,
-    ) -> Result<SessionView, ServiceError> {
+    pub async fn back(&self, session_id: &str, token: Option<&str>) -> Result<SessionView, ServiceError> {
+        let mut read = Read::Cached;
         for _ in 0..MAX_CONFLICT_RETRIES {
-            let (record, flow, state) = self.load(session_id, token).await?;
-            let advance = engine::back(&flow, &state)?;
-            let view = view_of(&flow, &record.id, &advance.state)?;
-            match self.commit(&record, &advance, None).await {
+            let (snap, flow) = self.load(session_id, token, read).await?;
+            let cached = read == Read::Cached;
+            read = Read::Fresh;
+            let advance = match engine::back(&flow, &snap.state) {
+                Ok(a) => a,
+                Err(_) if cached => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let view = view_of(&flow, &snap.id, &advance.state)?;
+            match self.commit(&snap, advance, None).await {
                 Ok(()) => {
                     self.inner.hub.publish(&view);
                     return Ok(view);
@@ -268,75 +280,99 @@ impl Baton {
         Ok((view, rx))
     }
 
-    async fn replay(
-        &self,
-        session_id: &str,
-        key: &str,
-        hash: &str,
-    ) -> Result<Option<SessionView>, ServiceError> {
-        let Some(done) = self
-            .inner
-            .store
-            .idempotent_response(session_id, key)
-            .await?
-        else {
+    async fn replay(&self, session_id: &str, key: &str, hash: &str) -> Result<Option<SessionView>, ServiceError> {
+        let Some(done) = self.inner.store.idempotent_response(session_id, key).await? else {
             return Ok(None);
         };
         if done.request_hash != hash {
-            return Err(ServiceError::IdempotencyKeyReused {
-                key: key.to_string(),
-            });
+            return Err(ServiceError::IdempotencyKeyReused { key: key.to_string() });
         }
         let view = serde_json::from_value(done.response).map_err(ServiceError::internal)?;
         Ok(Some(view))
     }
 
-    async fn commit(
-        &self,
-        record: &SessionRecord,
-        advance: &Advance,
-        idem: Option<&NewIdempotency>,
-    ) -> Result<(), ServiceError> {
+    /// Appends the advance's events and its snapshot, expecting the session
+    /// to be where `snap` says; remembers the new snapshot on success.
+    async fn commit(&self, snap: &Snapshot, advance: Advance, idem: Option<&NewIdempotency>) -> Result<(), ServiceError> {
         let state = serde_json::to_value(&advance.state).map_err(ServiceError::internal)?;
-        self.inner
+        let result = self
+            .inner
             .store
-            .commit(
-                &record.id,
-                record.seq,
-                advance.state.status.as_str(),
-                &state,
-                &to_new_events(advance)?,
-                idem,
-            )
-            .await?;
-        Ok(())
+            .commit(&snap.id, snap.seq, advance.state.status.as_str(), &state, &to_new_events(&advance)?, idem)
+            .await;
+        match result {
+            Ok(seq) => {
+                self.inner.snapshots.put(Arc::new(Snapshot {
+                    id: snap.id.clone(),
+                    seq,
+                    token_hash: snap.token_hash.clone(),
+                    flow_id: snap.flow_id.clone(),
+                    flow_version: snap.flow_version,
+                    state: advance.state,
+                }));
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.snapshots.forget(&snap.id);
+                Err(e.into())
+            }
+        }
     }
 
+    /// The session's snapshot (checked against `token`) and its flow version.
     async fn load(
         &self,
         session_id: &str,
         token: Option<&str>,
-    ) -> Result<(SessionRecord, Arc<CompiledFlow>, SessionState), ServiceError> {
-        let record = self.inner.store.session(session_id).await?.ok_or_else(|| {
-            ServiceError::SessionNotFound {
-                session_id: session_id.to_string(),
+        read: Read,
+    ) -> Result<(Arc<Snapshot>, Arc<CompiledFlow>), ServiceError> {
+        let cached = match read {
+            Read::Cached => self.inner.snapshots.get(session_id),
+            Read::Fresh => None,
+        };
+        let snap = match cached {
+            Some(s) => s,
+            None => {
+                let record = self
+                    .inner
+                    .store
+                    .session(session_id)
+                    .await?
+                    .ok_or_else(|| ServiceError::SessionNotFound { session_id: session_id.to_string() })?;
+                let snap = Arc::new(snapshot_of(record)?);
+                self.inner.snapshots.put(snap.clone());
+                snap
             }
-        })?;
+        };
         let Some(token) = token else {
             return Err(ServiceError::Unauthenticated);
         };
-        if hash_token(token) != record.token_hash {
+        if hash_token(token) != snap.token_hash {
             return Err(ServiceError::Forbidden);
         }
-        let flow = self
-            .inner
-            .registry
-            .version(&record.flow_id, record.flow_version)
-            .await?;
-        let state: SessionState =
-            serde_json::from_value(record.state.clone()).map_err(ServiceError::internal)?;
-        Ok((record, flow, state))
+        let flow = self.inner.registry.version(&snap.flow_id, snap.flow_version).await?;
+        Ok((snap, flow))
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    /// The remembered snapshot if there is one: only for optimistic commits.
+    Cached,
+    /// What the store has now.
+    Fresh,
+}
+
+fn snapshot_of(record: SessionRecord) -> Result<Snapshot, ServiceError> {
+    let state: SessionState = serde_json::from_value(record.state).map_err(ServiceError::internal)?;
+    Ok(Snapshot {
+        id: record.id,
+        seq: record.seq,
+        token_hash: record.token_hash,
+        flow_id: record.flow_id,
+        flow_version: record.flow_version,
+        state,
+    })
 }
 
 fn view_of(
