@@ -164,7 +164,10 @@ impl Edges {
     /// The edges as a list, with the shorthand expanded.
     pub fn to_list(&self) -> Vec<EdgeDef> {
         match self {
-            Edges::To(to) => vec![EdgeDef { when: None, to: to.clone() }],
+            Edges::To(to) => vec![EdgeDef {
+                when: None,
+                to: to.clone(),
+            }],
             Edges::List(list) => list.clone(),
         }
     }
@@ -197,7 +200,10 @@ impl Text {
     pub fn sources(&self) -> Vec<(Option<&str>, &str)> {
         match self {
             Text::Plain(s) => vec![(None, s.as_str())],
-            Text::Localized(m) => m.iter().map(|(k, v)| (Some(k.as_str()), v.as_str())).collect(),
+            Text::Localized(m) => m
+                .iter()
+                .map(|(k, v)| (Some(k.as_str()), v.as_str()))
+                .collect(),
         }
     }
 }
