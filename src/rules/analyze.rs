@@ -5,7 +5,9 @@
 use serde_json::{Map, Value};
 
 use super::RuleError;
-use super::ops::{FRACTIONAL_OP, LITERAL_OP};
+use super::ops::{
+    FRACTIONAL_OP, LITERAL_OP, LOOSE_EQ_OP, LOOSE_NE_OP, MISSING_OP, MISSING_SOME_OP,
+};
 
 /// Every operator a Baton rule may use: jsonlogic.com's set (json-logic-js
 /// 2.x, including `?:` and `log`) plus flagd's custom operators. Anything
@@ -283,12 +285,28 @@ impl Walker {
         };
         self.pointer.pop();
 
-        // datalogic's built-in `fractional` predates flagd's v2 semantics
-        // (non-string variants, empty targetingKey); route it to ours.
-        let name = if op == "fractional" {
-            FRACTIONAL_OP
-        } else {
-            op
+        // Where datalogic's built-in differs from jsonlogic.com / flagd v2,
+        // route to Baton's operator (see `ops.rs` for each one's reason).
+        let (name, walked_args) = match op {
+            "fractional" => (FRACTIONAL_OP, walked_args),
+            "==" => (LOOSE_EQ_OP, walked_args),
+            "!=" => (LOOSE_NE_OP, walked_args),
+            "missing" | "missing_some" => {
+                // Custom operators only see the root data; `{"var": ""}`
+                // hands them the current scope (the item inside `map` etc.).
+                let mut items = vec![serde_json::json!({"var": ""})];
+                match walked_args {
+                    Value::Array(list) => items.extend(list),
+                    single => items.push(single),
+                }
+                let name = if op == "missing" {
+                    MISSING_OP
+                } else {
+                    MISSING_SOME_OP
+                };
+                (name, Value::Array(items))
+            }
+            _ => (op, walked_args),
         };
         let mut m = Map::new();
         m.insert(name.to_string(), walked_args);

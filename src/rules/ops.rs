@@ -19,6 +19,15 @@ pub(crate) const FRACTIONAL_OP: &str = "baton:fractional";
 /// Internal operator that returns its JSON-string argument parsed, used for
 /// multi-key objects, which jsonlogic.com treats as data.
 pub(crate) const LITERAL_OP: &str = "baton:literal";
+/// JavaScript `==` / `!=` (datalogic's loose equality differs, e.g. it says
+/// `null == 0`).
+pub(crate) const LOOSE_EQ_OP: &str = "baton:==";
+pub(crate) const LOOSE_NE_OP: &str = "baton:!=";
+/// json-logic-js `missing` / `missing_some` (datalogic counts `null` and `""`
+/// values as present). `analyze` passes the current scope data (`{"var": ""}`)
+/// as the first argument, since a custom operator only sees the root.
+pub(crate) const MISSING_OP: &str = "baton:missing";
+pub(crate) const MISSING_SOME_OP: &str = "baton:missing_some";
 
 pub(crate) static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
     Engine::builder()
@@ -28,6 +37,10 @@ pub(crate) static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
         .add_operator("ends_with", StringAffix { prefix: false })
         .add_operator("log", Log)
         .add_operator(LITERAL_OP, Literal)
+        .add_operator(LOOSE_EQ_OP, LooseEq { negate: false })
+        .add_operator(LOOSE_NE_OP, LooseEq { negate: true })
+        .add_operator(MISSING_OP, Missing)
+        .add_operator(MISSING_SOME_OP, MissingSome)
         .build()
 });
 
@@ -267,6 +280,252 @@ impl CustomOperator for Literal {
     }
 }
 
+/// JavaScript's abstract equality (`==`), the comparison json-logic-js uses.
+struct LooseEq {
+    negate: bool,
+}
+
+impl CustomOperator for LooseEq {
+    fn evaluate<'a>(
+        &self,
+        args: &[&'a DataValue<'a>],
+        _ctx: &mut EvalContext<'_, 'a>,
+        arena: &'a Bump,
+    ) -> datalogic_rs::Result<&'a DataValue<'a>> {
+        // A missing argument is JavaScript's `undefined`, which only equals
+        // `null`/`undefined`.
+        let eq = match (args.first(), args.get(1)) {
+            (Some(a), Some(b)) => js_loose_eq(a, b),
+            (Some(v), None) | (None, Some(v)) => v.is_null(),
+            (None, None) => true,
+        };
+        Ok(arena.bool(eq != self.negate))
+    }
+}
+
+pub(crate) fn js_loose_eq(a: &DataValue<'_>, b: &DataValue<'_>) -> bool {
+    use DataValue as V;
+    match (a, b) {
+        (V::Null, V::Null) => true,
+        (V::Null, _) | (_, V::Null) => false,
+        (V::Number(x), V::Number(y)) => match (x, y) {
+            (NumberValue::Integer(x), NumberValue::Integer(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (V::String(x), V::String(y)) => x == y,
+        (V::Bool(x), V::Bool(y)) => x == y,
+        // Objects compare by identity in JavaScript: two reads of the same
+        // data node are equal, two equal-looking literals are not.
+        (V::Array(x), V::Array(y)) => std::ptr::eq(*x, *y),
+        (V::Object(x), V::Object(y)) => std::ptr::eq(*x, *y),
+        (V::Array(_) | V::Object(_), V::Array(_) | V::Object(_)) => false,
+        (V::Bool(x), _) => js_loose_eq(&DataValue::from_i64(i64::from(*x)), b),
+        (_, V::Bool(y)) => js_loose_eq(a, &DataValue::from_i64(i64::from(*y))),
+        (V::Number(x), V::String(s)) | (V::String(s), V::Number(x)) => {
+            js_string_to_number(s) == x.as_f64()
+        }
+        // Array/object against a primitive: ToPrimitive gives its string form.
+        (V::Array(_) | V::Object(_), _) => primitive_eq(&js_to_string(a), b),
+        (_, V::Array(_) | V::Object(_)) => primitive_eq(&js_to_string(b), a),
+    }
+}
+
+fn primitive_eq(s: &str, other: &DataValue<'_>) -> bool {
+    match other {
+        DataValue::String(o) => s == *o,
+        DataValue::Number(n) => js_string_to_number(s) == n.as_f64(),
+        _ => false,
+    }
+}
+
+/// JavaScript `Number(string)`: trimmed, empty → 0, `0x`/`0o`/`0b`
+/// prefixes, `Infinity`, decimal literals; anything else NaN.
+pub(crate) fn js_string_to_number(s: &str) -> f64 {
+    let t = s.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
+    if t.is_empty() {
+        return 0.0;
+    }
+    for (prefix, radix) in [
+        ("0x", 16),
+        ("0X", 16),
+        ("0o", 8),
+        ("0O", 8),
+        ("0b", 2),
+        ("0B", 2),
+    ] {
+        if let Some(digits) = t.strip_prefix(prefix) {
+            return u64::from_str_radix(digits, radix).map_or(f64::NAN, |v| v as f64);
+        }
+    }
+    match t {
+        "Infinity" | "+Infinity" => return f64::INFINITY,
+        "-Infinity" => return f64::NEG_INFINITY,
+        _ => {}
+    }
+    // Rust also accepts "inf"/"nan"; JavaScript's grammar has no letters
+    // besides the exponent marker.
+    if t.bytes()
+        .all(|c| c.is_ascii_digit() || matches!(c, b'+' | b'-' | b'.' | b'e' | b'E'))
+    {
+        t.parse().unwrap_or(f64::NAN)
+    } else {
+        f64::NAN
+    }
+}
+
+/// JavaScript `String(value)` for JSON values (arrays join with `,`,
+/// objects are `[object Object]`, `null` inside an array is empty).
+fn js_to_string(v: &DataValue<'_>) -> String {
+    match v {
+        DataValue::Null => "null".to_string(),
+        DataValue::Bool(b) => b.to_string(),
+        DataValue::Number(n) => js_number_to_string(n),
+        DataValue::String(s) => (*s).to_string(),
+        DataValue::Array(items) => items
+            .iter()
+            .map(|i| {
+                if i.is_null() {
+                    String::new()
+                } else {
+                    js_to_string(i)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        DataValue::Object(_) => "[object Object]".to_string(),
+    }
+}
+
+fn js_number_to_string(n: &NumberValue) -> String {
+    match n {
+        NumberValue::Integer(i) => i.to_string(),
+        NumberValue::Float(f) if f.is_nan() => "NaN".to_string(),
+        NumberValue::Float(f) if f.is_infinite() => {
+            if *f > 0.0 { "Infinity" } else { "-Infinity" }.to_string()
+        }
+        NumberValue::Float(f) => f.to_string(),
+    }
+}
+
+/// json-logic-js `missing`: args are `[scope data, keys...]`, or
+/// `[scope data, [keys]]`. A key is missing when `var` would give `null`
+/// (absent or null) or `""`.
+struct Missing;
+
+impl CustomOperator for Missing {
+    fn evaluate<'a>(
+        &self,
+        args: &[&'a DataValue<'a>],
+        _ctx: &mut EvalContext<'_, 'a>,
+        arena: &'a Bump,
+    ) -> datalogic_rs::Result<&'a DataValue<'a>> {
+        let Some((data, keys)) = args.split_first() else {
+            return Ok(arena.array(&[]));
+        };
+        let missing = missing_keys(data, keys);
+        Ok(arena.array(&missing))
+    }
+}
+
+fn missing_keys<'a>(data: &DataValue<'a>, args: &[&'a DataValue<'a>]) -> Vec<DataValue<'a>> {
+    let keys: Vec<&DataValue<'a>> = match args.first() {
+        Some(DataValue::Array(list)) => list.iter().collect(),
+        _ => args.to_vec(),
+    };
+    keys.into_iter()
+        .filter(|key| is_missing(data, key))
+        .map(|key| *key)
+        .collect()
+}
+
+fn is_missing(data: &DataValue<'_>, key: &DataValue<'_>) -> bool {
+    let path = match key {
+        // `var` with a null or empty key is the data itself.
+        DataValue::Null => return matches!(data, DataValue::Null) || data.as_str() == Some(""),
+        DataValue::String(s) => (*s).to_string(),
+        other => js_to_string(other),
+    };
+    if path.is_empty() {
+        return matches!(data, DataValue::Null) || data.as_str() == Some("");
+    }
+    let mut current = data;
+    for segment in path.split('.') {
+        let next = match current {
+            DataValue::Object(_) => current.get(segment),
+            DataValue::Array(items) => match canonical_index(segment) {
+                Some(i) => items.get(i),
+                // `length` is a number: present.
+                None if segment == "length" => return false,
+                None => None,
+            },
+            DataValue::String(s) => {
+                if segment == "length" {
+                    return false;
+                }
+                match canonical_index(segment) {
+                    Some(i) if i < s.encode_utf16().count() => return false,
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match next {
+            Some(v) => current = v,
+            None => return true,
+        }
+    }
+    matches!(current, DataValue::Null) || current.as_str() == Some("")
+}
+
+/// JavaScript array index: digits without a leading zero (except "0").
+fn canonical_index(segment: &str) -> Option<usize> {
+    if segment.is_empty() || (segment.len() > 1 && segment.starts_with('0')) {
+        return None;
+    }
+    if !segment.bytes().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    segment.parse().ok()
+}
+
+/// json-logic-js `missing_some`: args are `[scope data, need, options]`.
+/// Returns `[]` when at least `need` of `options` are present, else the
+/// missing ones.
+struct MissingSome;
+
+impl CustomOperator for MissingSome {
+    fn evaluate<'a>(
+        &self,
+        args: &[&'a DataValue<'a>],
+        _ctx: &mut EvalContext<'_, 'a>,
+        arena: &'a Bump,
+    ) -> datalogic_rs::Result<&'a DataValue<'a>> {
+        let data = args.first().copied().unwrap_or_else(|| arena.null());
+        let need = args.get(1).copied().unwrap_or_else(|| arena.null());
+        let options = args.get(2).copied().unwrap_or_else(|| arena.null());
+        let missing = missing_keys(data, std::slice::from_ref(&options));
+        let enough = match options {
+            DataValue::Array(list) => {
+                let need = match need {
+                    DataValue::Number(n) => n.as_f64(),
+                    DataValue::String(s) => js_string_to_number(s),
+                    DataValue::Bool(b) => f64::from(u8::from(*b)),
+                    DataValue::Null => 0.0,
+                    _ => f64::NAN,
+                };
+                (list.len() - missing.len()) as f64 >= need
+            }
+            // `options.length` is undefined: the comparison is false.
+            _ => false,
+        };
+        Ok(if enough {
+            arena.array(&[])
+        } else {
+            arena.array(&missing)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +544,24 @@ mod tests {
         assert_eq!(murmur3_x86_32(b"SI7p-"), 2_147_483_647);
         assert_eq!(murmur3_x86_32(b"6LvT0"), 2_147_483_648);
         assert_eq!(murmur3_x86_32(b"ceQdGm"), u32::MAX);
+    }
+
+    #[test]
+    fn js_string_to_number_follows_ecmascript() {
+        for (s, n) in [
+            ("", 0.0),
+            ("  12 ", 12.0),
+            ("0x1A", 26.0),
+            ("1e3", 1000.0),
+            (".5", 0.5),
+            ("5.", 5.0),
+            ("-Infinity", f64::NEG_INFINITY),
+        ] {
+            assert_eq!(js_string_to_number(s), n, "{s:?}");
+        }
+        for s in ["abc", "1abc", "inf", "NaN", "1,000"] {
+            assert!(js_string_to_number(s).is_nan(), "{s:?}");
+        }
     }
 
     #[test]
