@@ -1,1 +1,2 @@
 //! One integration-test binary (links once); a module per capability.
+mod rules;
