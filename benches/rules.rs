@@ -24,7 +24,12 @@ fn context() -> Value {
 fn big_context() -> Value {
     let mut ctx = context();
     let steps: serde_json::Map<String, Value> = (0..40)
-        .map(|i| (format!("step{i}"), json!({"status": "ok", "items": [1, 2, 3], "note": "x".repeat(40)})))
+        .map(|i| {
+            (
+                format!("step{i}"),
+                json!({"status": "ok", "items": [1, 2, 3], "note": "x".repeat(40)}),
+            )
+        })
         .collect();
     ctx["steps"] = Value::Object(steps);
     ctx
@@ -87,20 +92,33 @@ fn condition_and_fractional_matches_prepared(b: Bencher) {
 #[divan::bench(args = ["small", "big"])]
 fn evaluate_converting_data_each_call(b: Bencher, size: &str) {
     let rule = and_of_four();
-    let data = if size == "big" { big_context() } else { context() };
+    let data = if size == "big" {
+        big_context()
+    } else {
+        context()
+    };
     b.bench_local(|| rule.evaluate(black_box(&data)).unwrap());
 }
 
 #[divan::bench(args = ["small", "big"])]
 fn evaluate_prepared_data(b: Bencher, size: &str) {
     let rule = and_of_four();
-    let data = PreparedData::new(&if size == "big" { big_context() } else { context() }).unwrap();
+    let data = PreparedData::new(&if size == "big" {
+        big_context()
+    } else {
+        context()
+    })
+    .unwrap();
     b.bench_local(|| rule.evaluate_prepared(black_box(&data)).unwrap());
 }
 
 #[divan::bench(args = ["small", "big"])]
 fn prepare_data(b: Bencher, size: &str) {
-    let data = if size == "big" { big_context() } else { context() };
+    let data = if size == "big" {
+        big_context()
+    } else {
+        context()
+    };
     b.bench_local(|| PreparedData::new(black_box(&data)).unwrap());
 }
 

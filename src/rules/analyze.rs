@@ -315,10 +315,10 @@ impl Walker {
 
     fn push_paths(&mut self, keys: &[Value], scope: VarScope) {
         for key in keys {
-            if let Some(path) = literal_path(key) {
-                if !path.is_empty() {
-                    self.refs.push(VarRef { path, scope });
-                }
+            if let Some(path) = literal_path(key)
+                && !path.is_empty()
+            {
+                self.refs.push(VarRef { path, scope });
             }
         }
     }

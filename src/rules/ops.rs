@@ -434,7 +434,7 @@ fn missing_keys<'a>(data: &DataValue<'a>, args: &[&'a DataValue<'a>]) -> Vec<Dat
     };
     keys.into_iter()
         .filter(|key| is_missing(data, key))
-        .map(|key| *key)
+        .copied()
         .collect()
 }
 
