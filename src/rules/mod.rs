@@ -1,160 +1,214 @@
 //! Rules: JsonLogic with jsonlogic.com semantics plus flagd's operators.
 //!
-//! STAND-IN for the `validate` branch only: the real module is written in
-//! parallel and replaces this file at merge. It exposes exactly the API the
-//! flow validator codes against, implemented crudely.
+//! This module owns turning rule JSON into a compiled [`Rule`] (once) and
+//! evaluating it against a data document (often), on top of `datalogic-rs`.
+//! Baton adds around datalogic:
+//!
+//! * compile-time limits (nesting depth, serialized size) and an operator
+//!   allow-list (jsonlogic.com's operators + flagd's `fractional`,
+//!   `sem_ver`, `starts_with`, `ends_with`), so bad rules fail at publish;
+//! * an engine configured to jsonlogic.com's semantics where datalogic's
+//!   defaults differ (truthiness of `{}`, non-throwing `==` and arithmetic,
+//!   multi-key objects as data) — see `ops.rs`;
+//! * flagd v2 `fractional` and null-on-error `starts_with`/`ends_with` as
+//!   datalogic custom operators (datalogic's `sem_ver` is used as is);
+//! * [`Rule::var_paths`] for the flow validator, [`PreparedData`] for
+//!   evaluating many rules against one context, and [`eval_lines`] for
+//!   `baton rule eval`.
+//!
+//! Known differences from json-logic-js that configuration cannot remove
+//! are listed in `tests/fixtures/jsonlogic/README.md` and pinned by tests.
 
-use std::fmt;
+mod analyze;
+mod error;
+mod lines;
+mod ops;
+mod prepared;
 
+use std::sync::Arc;
+
+use datalogic_rs::Logic;
 use serde_json::Value;
 
-/// A compiled rule.
-#[derive(Clone, Debug)]
-pub struct Rule {
-    logic: Value,
+pub use analyze::{KNOWN_OPERATORS, RuleLimits, VarRef, VarScope};
+pub use error::RuleError;
+pub use lines::{EvalSummary, eval_lines};
+pub use prepared::PreparedData;
+
+use ops::ENGINE;
+use prepared::with_arena;
+
+/// A compiled rule. Cheap to clone (one `Arc`), `Send + Sync`.
+#[derive(Clone)]
+pub struct Rule(Arc<Inner>);
+
+struct Inner {
+    source: Value,
+    logic: Logic,
+    refs: Vec<VarRef>,
 }
 
-/// Why a rule did not compile.
-#[derive(Debug)]
-pub struct RuleError {
-    message: String,
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Rule").field(&self.0.source).finish()
+    }
 }
 
 impl Rule {
+    /// Compile `logic` with the default [`RuleLimits`] (depth 64, 64 KiB).
     pub fn compile(logic: &Value) -> Result<Rule, RuleError> {
-        if let Some(op) = unknown_operator(logic) {
-            return Err(RuleError {
-                message: format!("unknown operator `{op}`"),
-            });
-        }
-        datalogic_rs::compile(logic).map_err(|e| RuleError {
-            message: e.to_string(),
-        })?;
-        Ok(Rule {
-            logic: logic.clone(),
+        Self::compile_with_limits(logic, &RuleLimits::default())
+    }
+
+    /// Compile `logic`, rejecting it if it breaks `limits`.
+    pub fn compile_with_limits(logic: &Value, limits: &RuleLimits) -> Result<Rule, RuleError> {
+        let analysis = analyze::analyze(logic, limits)?;
+        let logic_compiled =
+            ENGINE
+                .compile(&analysis.rewritten)
+                .map_err(|e| RuleError::Invalid {
+                    message: e.to_string(),
+                })?;
+        Ok(Rule(Arc::new(Inner {
+            source: logic.clone(),
+            logic: logic_compiled,
+            refs: analysis.refs,
+        })))
+    }
+
+    /// Evaluate against `data`. The data is converted into datalogic's
+    /// representation on every call (cost grows with the size of `data`);
+    /// use [`PreparedData`] to evaluate several rules against one context.
+    pub fn evaluate(&self, data: &Value) -> Result<Value, RuleError> {
+        with_arena(|arena| {
+            ENGINE
+                .evaluate(&self.0.logic, data, arena)
+                .map(|v| v.to_serde_value())
+                .map_err(RuleError::eval)
         })
     }
 
-    /// Context paths read through `var`, outside iteration bodies (where
-    /// `var` reads the current item instead of the context).
-    pub fn var_paths(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        collect(&self.logic, &mut out);
-        out
+    /// [`Rule::evaluate`] against prepared data.
+    pub fn evaluate_prepared(&self, data: &PreparedData) -> Result<Value, RuleError> {
+        with_arena(|arena| {
+            ENGINE
+                .evaluate(&self.0.logic, data.parsed(), arena)
+                .map(|v| v.to_serde_value())
+                .map_err(RuleError::eval)
+        })
     }
-}
 
-fn collect(v: &Value, out: &mut Vec<String>) {
-    match v {
-        Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
-        Value::Object(map) if map.len() == 1 => {
-            let (op, args) = map.iter().next().expect("one entry");
-            match op.as_str() {
-                "var" => {
-                    let path = match args {
-                        Value::String(s) => Some(s.as_str()),
-                        Value::Array(a) => a.first().and_then(Value::as_str),
-                        _ => None,
-                    };
-                    if let Some(p) = path.filter(|p| !p.is_empty()) {
-                        out.push(p.to_string());
-                    }
-                }
-                "map" | "filter" | "reduce" | "all" | "some" | "none" => {
-                    if let Some(first) = args.as_array().and_then(|a| a.first()) {
-                        collect(first, out);
-                    }
-                }
-                _ => collect(args, out),
-            }
-        }
-        _ => {}
+    /// JsonLogic truthiness of the result, exactly as jsonlogic.com defines
+    /// it: `[]`, `""`, `0`, `null`, `false` (and NaN) are false; `"0"`, `{}`
+    /// and everything else are true.
+    pub fn matches(&self, data: &Value) -> Result<bool, RuleError> {
+        with_arena(|arena| {
+            ENGINE
+                .evaluate(&self.0.logic, data, arena)
+                .map(ops::truthy_arena)
+                .map_err(RuleError::eval)
+        })
     }
-}
 
-const OPERATORS: &[&str] = &[
-    "var",
-    "missing",
-    "missing_some",
-    "if",
-    "?:",
-    "==",
-    "===",
-    "!=",
-    "!==",
-    "!",
-    "!!",
-    "or",
-    "and",
-    ">",
-    ">=",
-    "<",
-    "<=",
-    "max",
-    "min",
-    "+",
-    "-",
-    "*",
-    "/",
-    "%",
-    "map",
-    "filter",
-    "reduce",
-    "all",
-    "some",
-    "none",
-    "merge",
-    "in",
-    "cat",
-    "substr",
-    "log",
-    "sem_ver",
-    "starts_with",
-    "ends_with",
-    "fractional",
-];
-
-fn unknown_operator(v: &Value) -> Option<String> {
-    match v {
-        Value::Array(items) => items.iter().find_map(unknown_operator),
-        Value::Object(map) if map.len() == 1 => {
-            let (op, args) = map.iter().next().expect("one entry");
-            if OPERATORS.contains(&op.as_str()) {
-                unknown_operator(args)
-            } else {
-                Some(op.clone())
-            }
-        }
-        _ => None,
+    /// [`Rule::matches`] against prepared data: no conversion, no result copy.
+    pub fn matches_prepared(&self, data: &PreparedData) -> Result<bool, RuleError> {
+        with_arena(|arena| {
+            ENGINE
+                .evaluate(&self.0.logic, data.parsed(), arena)
+                .map(ops::truthy_arena)
+                .map_err(RuleError::eval)
+        })
     }
-}
 
-impl RuleError {
-    pub fn code(&self) -> &'static str {
-        "RULE_INVALID"
-    }
-}
-
-impl fmt::Display for RuleError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-// --- temporary, until the rules branch lands ---
-impl Rule {
-    pub fn matches(&self, _data: &Value) -> Result<bool, RuleError> {
-        Ok(true)
-    }
+    /// The rule JSON as given to [`Rule::compile`].
     pub fn source(&self) -> &Value {
-        &self.logic
+        &self.0.source
+    }
+
+    /// Literal data paths read from the root data by `var` (first argument
+    /// when it is a string or number), `missing` and `missing_some`, in
+    /// order of appearance, without duplicates, e.g.
+    /// `["user.attributes.age", "client.platform"]`. Paths read inside a
+    /// `map`/`filter`/`reduce`/`all`/`some`/`none` body refer to the item and
+    /// are left out (see [`Rule::var_refs`]); `""` (the whole document) is
+    /// not a path. A `fractional` without an explicit bucketing key adds
+    /// `$flagd.flagKey` and `targetingKey`, which flagd reads implicitly.
+    pub fn var_paths(&self) -> Vec<String> {
+        self.0
+            .refs
+            .iter()
+            .filter(|r| r.scope == VarScope::Root)
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    /// Every literal path with its scope, including item-relative ones.
+    pub fn var_refs(&self) -> &[VarRef] {
+        &self.0.refs
     }
 }
-impl RuleError {
-    pub fn hint(&self) -> Option<String> {
-        None
+
+/// JsonLogic truthiness as jsonlogic.com defines it (json-logic-js
+/// `truthy`: `!!value`, except that an empty array is false). So `[]`,
+/// `""`, `0`, `null` and `false` are false; `"0"`, `{}`, `[0]` are true.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(_) => true,
     }
 }
-pub fn eval_lines(_i: impl std::io::BufRead, _o: impl std::io::Write) -> std::io::Result<()> {
-    Ok(())
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rule_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<Rule>();
+    }
+
+    #[test]
+    fn truthy_follows_jsonlogic_com() {
+        assert!(!truthy(&json!([])));
+        assert!(truthy(&json!("0")));
+        assert!(truthy(&json!({})));
+        assert!(truthy(&json!([0])));
+        assert!(!truthy(&json!(0.0)));
+        assert!(!truthy(&json!("")));
+        assert!(!truthy(&json!(null)));
+    }
+
+    #[test]
+    fn matches_agrees_with_truthy_on_results() {
+        for v in [
+            json!({}),
+            json!([]),
+            json!("0"),
+            json!(""),
+            json!(0),
+            json!(2.5),
+            json!(null),
+        ] {
+            let rule = Rule::compile(&json!({"var": "x"})).unwrap();
+            let data = json!({ "x": v });
+            assert_eq!(rule.matches(&data).unwrap(), truthy(&v), "{v}");
+            let prepared = PreparedData::new(&data).unwrap();
+            assert_eq!(rule.matches_prepared(&prepared).unwrap(), truthy(&v), "{v}");
+        }
+    }
+
+    #[test]
+    fn prepared_and_plain_evaluation_agree() {
+        let rule = Rule::compile(&json!({"cat": [{"var": "a.b"}, "-", {"var": "c"}]})).unwrap();
+        let data = json!({"a": {"b": "x"}, "c": 2});
+        let prepared = PreparedData::new(&data).unwrap();
+        assert_eq!(rule.evaluate(&data).unwrap(), json!("x-2"));
+        assert_eq!(rule.evaluate_prepared(&prepared).unwrap(), json!("x-2"));
+    }
 }

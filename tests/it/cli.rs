@@ -95,10 +95,10 @@ not json
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 4);
-    assert_eq!(lines[0], serde_json::json!(true));
-    assert_eq!(lines[1], serde_json::json!(7));
-    assert!(lines[2]["error"]["code"].is_string(), "{:?}", lines[2]);
-    assert_eq!(lines[3], serde_json::json!(true));
+    assert_eq!(lines[0], serde_json::json!({ "result": true }));
+    assert_eq!(lines[1], serde_json::json!({ "result": 7 }));
+    assert_eq!(lines[2]["error"]["code"], "RULE_LINE_NOT_JSON", "{:?}", lines[2]);
+    assert_eq!(lines[3], serde_json::json!({ "result": true }));
 }
 
 #[test]

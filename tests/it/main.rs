@@ -6,6 +6,7 @@ mod common;
 mod curl_example;
 mod flows_api;
 mod limits;
+mod rules;
 mod store;
 mod subscription;
 mod testapp;

@@ -1,0 +1,84 @@
+//! Evaluation plumbing: the per-thread scratch arena every evaluation uses,
+//! and [`PreparedData`], a context converted once for many evaluations.
+
+use std::cell::RefCell;
+
+use datalogic_rs::ParsedData;
+use datalogic_rs::bumpalo::Bump;
+
+use super::RuleError;
+
+/// An arena that grew past this is dropped after use instead of reset, so
+/// one huge evaluation does not pin its memory to the thread forever.
+const ARENA_KEEP_BYTES: usize = 256 * 1024;
+
+thread_local! {
+    static ARENA: RefCell<Bump> = RefCell::new(Bump::with_capacity(4096));
+}
+
+/// Run `f` with this thread's scratch arena, reset afterwards. `f` must copy
+/// out whatever it needs: nothing allocated in the arena outlives the call.
+pub(crate) fn with_arena<R>(f: impl FnOnce(&Bump) -> R) -> R {
+    ARENA.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut arena) => {
+            let out = f(&arena);
+            if arena.allocated_bytes() > ARENA_KEEP_BYTES {
+                *arena = Bump::with_capacity(4096);
+            } else {
+                arena.reset();
+            }
+            out
+        }
+        // Re-entered (an evaluation inside an evaluation): use a fresh one.
+        Err(_) => f(&Bump::new()),
+    })
+}
+
+/// A data document converted once into datalogic's representation, so
+/// several rules (or one rule many times) can be evaluated against it
+/// without converting the `serde_json::Value` on every call.
+///
+/// Cost: one serialization of the value to JSON text plus one parse into an
+/// arena owned by this handle (the tree holds the text, so memory is about
+/// twice the JSON size). Evaluating against it then costs no conversion at
+/// all. It is `Send` but not `Sync` (the arena is not); build one per
+/// request/task.
+pub struct PreparedData {
+    parsed: ParsedData,
+}
+
+impl PreparedData {
+    /// Convert `data` for repeated evaluation.
+    pub fn new(data: &serde_json::Value) -> Result<Self, RuleError> {
+        let text = serde_json::to_string(data).map_err(|e| RuleError::Data {
+            message: e.to_string(),
+        })?;
+        Self::from_json(&text)
+    }
+
+    /// Parse JSON text directly, skipping the `serde_json::Value` step.
+    pub fn from_json(text: &str) -> Result<Self, RuleError> {
+        ParsedData::from_json(text)
+            .map(|parsed| PreparedData { parsed })
+            .map_err(|e| RuleError::Data {
+                message: e.to_string(),
+            })
+    }
+
+    pub(crate) fn parsed(&self) -> &ParsedData {
+        &self.parsed
+    }
+
+    /// Bytes held by the handle (JSON text + tree).
+    pub fn allocated_bytes(&self) -> usize {
+        self.parsed.allocated_bytes()
+    }
+}
+
+impl std::fmt::Debug for PreparedData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedData")
+            .field("allocated_bytes", &self.allocated_bytes())
+            .finish_non_exhaustive()
+    }
+}
