@@ -489,7 +489,11 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(opts.sqlite_busy_timeout)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // The commit trigger runs several statements and needs a
+            // statement journal; in memory it costs no temp-file
+            // open/write/close per commit.
+            .pragma("temp_store", "memory");
 
         let write = SqlitePoolOptions::new()
             .max_connections(1)
