@@ -1450,3 +1450,46 @@ fn the_text_model_keeps_localized_maps() {
         matches!(&f.def.nodes[0], NodeDef::Screen(s) if matches!(s.title, Some(Text::Localized(_))))
     );
 }
+
+#[test]
+fn a_long_valid_input_never_makes_the_next_screen_unrenderable() {
+    // A text input without `max_length`, shown again on the next screen (as
+    // `flows/checkout.yaml` shows the address on `review`).
+    let f = flow(
+        r#"
+id: echo
+start: a
+nodes:
+  - id: a
+    kind: screen
+    components: [{ kind: text_input, id: address, label: Address, required: true }]
+    actions: [{ id: next, next: b }]
+  - id: b
+    kind: screen
+    title: "Ship to {{ input.a.address }}?"
+"#,
+    );
+    let long = "x".repeat(70 * 1024);
+    let adv = submit(
+        &f,
+        &started(&f),
+        "a",
+        "next",
+        &obj(json!({ "address": long })),
+        &Limits::default(),
+    );
+    match adv {
+        // Refusing the value is fine…
+        Err(e) => assert_eq!(e.code(), "CONTEXT_TOO_LARGE", "{e}"),
+        Ok(adv) if !adv.state.errors.is_empty() => assert_eq!(adv.state.errors[0].code, "TOO_LONG"),
+        // …accepting it and then failing to show the next screen is not.
+        Ok(adv) => {
+            let shown = render(&f, &adv.state);
+            assert!(
+                shown.is_ok(),
+                "accepted, then unrenderable: {:?}",
+                shown.err().map(|e| e.to_string())
+            );
+        }
+    }
+}
