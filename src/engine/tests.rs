@@ -805,6 +805,31 @@ fn text_length_counts_characters() {
 }
 
 #[test]
+fn text_without_max_length_has_a_default_cap() {
+    let f = form("{ kind: text_input, id: f, label: F }");
+    let max = input::DEFAULT_MAX_TEXT_CHARS as usize;
+    assert_eq!(
+        accepted(&f, json!({ "f": "é".repeat(max) }))["f"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count(),
+        max
+    );
+    let e = one_error(&f, json!({ "f": "x".repeat(max + 1) }));
+    assert_eq!(
+        (e.code.as_str(), e.message),
+        ("TOO_LONG", format!("Enter at most {max} characters."))
+    );
+    // An explicit `max_length` is the author's choice, above the default too.
+    let f = form(&format!(
+        "{{ kind: text_input, id: f, label: F, max_length: {} }}",
+        max * 2
+    ));
+    accepted(&f, json!({ "f": "x".repeat(max * 2) }));
+}
+
+#[test]
 fn patterns_match_the_whole_value() {
     let f = form("{ kind: text_input, id: f, label: F, pattern: '[0-9]{5}' }");
     for bad in ["1234", "123456", "a12345", "12345\n"] {
