@@ -229,7 +229,7 @@ fn plausible(c: &ComponentDef, n: usize) -> Value {
 /// A value the input accepts (for the example flows' constraints), or
 /// now and then a huge one, or any plausible one.
 fn fitting(c: &ComponentDef, seed: usize) -> Value {
-    if seed % 4 == 0 {
+    if seed.is_multiple_of(4) {
         return plausible(c, seed / 4);
     }
     match c {
