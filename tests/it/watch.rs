@@ -226,3 +226,36 @@ async fn without_watch_edits_are_not_loaded() {
         "new files are not loaded either"
     );
 }
+
+/// Kubernetes mounts a ConfigMap as symlinks into a hidden `..data`
+/// directory and publishes an update by swapping that link atomically;
+/// no flow file itself is written.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_configmap_style_symlink_swap_is_picked_up() {
+    use std::os::unix::fs::symlink;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(flows.join("..v1")).expect("v1 dir");
+    std::fs::write(flows.join("..v1/greet.yaml"), greet("Hello v1", false)).expect("write v1");
+    symlink("..v1", flows.join("..data")).expect("..data link");
+    symlink("..data/greet.yaml", flows.join("greet.yaml")).expect("file link");
+    let url = fresh_database_url(Backend::Sqlite, dir.path())
+        .await
+        .expect("sqlite");
+    let mut config = ServeConfig::for_database(url, &flows);
+    config.watch = true;
+    let app = TestApp::spawn_with(config, dir).await;
+    assert_eq!(version(&try_start(&app, "greet").await.expect("starts")), 1);
+
+    std::fs::create_dir(flows.join("..v2")).expect("v2 dir");
+    std::fs::write(flows.join("..v2/greet.yaml"), greet("Hello v2", true)).expect("write v2");
+    symlink("..v2", flows.join("..data_tmp")).expect("tmp link");
+    std::fs::rename(flows.join("..data_tmp"), flows.join("..data")).expect("swap");
+    let s = wait_for(&app, "greet", "on version 2", |s| version(s) >= 2).await;
+    assert_eq!(
+        (version(&s), &s["screen"]["title"]),
+        (2, &json!("Hello v2"))
+    );
+}
