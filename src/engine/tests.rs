@@ -7,7 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use super::*;
-use crate::flow::model::{FlowDef, Text};
+use crate::flow::model::FlowDef;
 
 // ---- helpers ---------------------------------------------------------------
 
@@ -1463,17 +1463,6 @@ fn a_session_state_survives_a_json_round_trip() {
             serde_json::from_value(serde_json::to_value(&state).unwrap()).unwrap();
         assert_eq!(back, state);
     }
-}
-
-#[test]
-fn the_text_model_keeps_localized_maps() {
-    // Guards the helper `plain`: localized titles are rendered, not passed on.
-    let f = flow(LOCALIZED);
-    let v = view(&f, &started(&f));
-    assert!(serde_json::to_value(&v.components).unwrap()[0]["text"].is_string());
-    assert!(
-        matches!(&f.def.nodes[0], NodeDef::Screen(s) if matches!(s.title, Some(Text::Localized(_))))
-    );
 }
 
 #[test]
