@@ -39,6 +39,13 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// Longest text a `text_input` without `max_length` accepts. Submitted
+/// text is shown again by templates, whose output is capped
+/// ([`MAX_OUTPUT_BYTES`](crate::flow::template::MAX_OUTPUT_BYTES)): an
+/// unbounded field would let one valid submit make a later screen fail to
+/// render. 4096 characters are at most 16 KiB of UTF-8.
+pub const DEFAULT_MAX_TEXT_CHARS: u32 = 4096;
+
 /// Validates `values` against every input in `components`. On success
 /// returns the cleaned values (known inputs only, normalized types); on
 /// failure the errors and the draft (what was typed, known inputs only).
@@ -133,9 +140,8 @@ fn check(
                     format!("Enter at least {min} characters."),
                 ));
             }
-            if let Some(max) = max_length
-                && len > *max
-            {
+            let max = max_length.unwrap_or(DEFAULT_MAX_TEXT_CHARS);
+            if len > max {
                 return Err(FieldError::new(
                     id,
                     "TOO_LONG",

@@ -11,6 +11,9 @@ pub mod input;
 pub use view::render;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
