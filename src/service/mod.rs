@@ -165,12 +165,20 @@ impl Baton {
     }
 
     /// The session as it is now (always read from the store).
-    pub async fn session(&self, session_id: &str, token: Option<&str>) -> Result<SessionView, ServiceError> {
+    pub async fn session(
+        &self,
+        session_id: &str,
+        token: Option<&str>,
+    ) -> Result<SessionView, ServiceError> {
         let (snap, flow) = self.load(session_id, token, Read::Fresh).await?;
         view_of(&flow, &snap.id, &snap.state)
     }
 
-    pub async fn submit(&self, req: SubmitRequest, token: Option<&str>) -> Result<SessionView, ServiceError> {
+    pub async fn submit(
+        &self,
+        req: SubmitRequest,
+        token: Option<&str>,
+    ) -> Result<SessionView, ServiceError> {
         if let Some(key) = &req.idempotency_key
             && (key.is_empty() || key.len() > MAX_KEY_LEN)
         {
@@ -186,8 +194,14 @@ impl Baton {
             let (snap, flow) = self.load(&req.session_id, token, read).await?;
             let cached = read == Read::Cached;
             read = Read::Fresh;
-            let advance = match engine::submit(&flow, &snap.state, &req.screen_id, &req.action, &req.values, &self.inner.limits)
-            {
+            let advance = match engine::submit(
+                &flow,
+                &snap.state,
+                &req.screen_id,
+                &req.action,
+                &req.values,
+                &self.inner.limits,
+            ) {
                 Ok(a) => a,
                 // Only a commit may rest on a cached snapshot: decide anything
                 // else again on what the store says now.
@@ -205,7 +219,9 @@ impl Baton {
                         screen.errors = vec![FieldError {
                             field: None,
                             code: "STALE_SCREEN".into(),
-                            message: format!("`{submitted}` is no longer the current screen; this is `{current}`."),
+                            message: format!(
+                                "`{submitted}` is no longer the current screen; this is `{current}`."
+                            ),
                         }];
                     }
                     return Ok(view);
@@ -244,7 +260,11 @@ impl Baton {
         Err(ServiceError::Busy)
     }
 
-    pub async fn back(&self, session_id: &str, token: Option<&str>) -> Result<SessionView, ServiceError> {
+    pub async fn back(
+        &self,
+        session_id: &str,
+        token: Option<&str>,
+    ) -> Result<SessionView, ServiceError> {
         let mut read = Read::Cached;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let (snap, flow) = self.load(session_id, token, read).await?;
@@ -280,12 +300,24 @@ impl Baton {
         Ok((view, rx))
     }
 
-    async fn replay(&self, session_id: &str, key: &str, hash: &str) -> Result<Option<SessionView>, ServiceError> {
-        let Some(done) = self.inner.store.idempotent_response(session_id, key).await? else {
+    async fn replay(
+        &self,
+        session_id: &str,
+        key: &str,
+        hash: &str,
+    ) -> Result<Option<SessionView>, ServiceError> {
+        let Some(done) = self
+            .inner
+            .store
+            .idempotent_response(session_id, key)
+            .await?
+        else {
             return Ok(None);
         };
         if done.request_hash != hash {
-            return Err(ServiceError::IdempotencyKeyReused { key: key.to_string() });
+            return Err(ServiceError::IdempotencyKeyReused {
+                key: key.to_string(),
+            });
         }
         let view = serde_json::from_value(done.response).map_err(ServiceError::internal)?;
         Ok(Some(view))
@@ -293,12 +325,24 @@ impl Baton {
 
     /// Appends the advance's events and its snapshot, expecting the session
     /// to be where `snap` says; remembers the new snapshot on success.
-    async fn commit(&self, snap: &Snapshot, advance: Advance, idem: Option<&NewIdempotency>) -> Result<(), ServiceError> {
+    async fn commit(
+        &self,
+        snap: &Snapshot,
+        advance: Advance,
+        idem: Option<&NewIdempotency>,
+    ) -> Result<(), ServiceError> {
         let state = serde_json::to_value(&advance.state).map_err(ServiceError::internal)?;
         let result = self
             .inner
             .store
-            .commit(&snap.id, snap.seq, advance.state.status.as_str(), &state, &to_new_events(&advance)?, idem)
+            .commit(
+                &snap.id,
+                snap.seq,
+                advance.state.status.as_str(),
+                &state,
+                &to_new_events(&advance)?,
+                idem,
+            )
             .await;
         match result {
             Ok(seq) => {
@@ -333,12 +377,11 @@ impl Baton {
         let snap = match cached {
             Some(s) => s,
             None => {
-                let record = self
-                    .inner
-                    .store
-                    .session(session_id)
-                    .await?
-                    .ok_or_else(|| ServiceError::SessionNotFound { session_id: session_id.to_string() })?;
+                let record = self.inner.store.session(session_id).await?.ok_or_else(|| {
+                    ServiceError::SessionNotFound {
+                        session_id: session_id.to_string(),
+                    }
+                })?;
                 let snap = Arc::new(snapshot_of(record)?);
                 self.inner.snapshots.put(snap.clone());
                 snap
@@ -350,7 +393,11 @@ impl Baton {
         if hash_token(token) != snap.token_hash {
             return Err(ServiceError::Forbidden);
         }
-        let flow = self.inner.registry.version(&snap.flow_id, snap.flow_version).await?;
+        let flow = self
+            .inner
+            .registry
+            .version(&snap.flow_id, snap.flow_version)
+            .await?;
         Ok((snap, flow))
     }
 }
@@ -364,7 +411,8 @@ enum Read {
 }
 
 fn snapshot_of(record: SessionRecord) -> Result<Snapshot, ServiceError> {
-    let state: SessionState = serde_json::from_value(record.state).map_err(ServiceError::internal)?;
+    let state: SessionState =
+        serde_json::from_value(record.state).map_err(ServiceError::internal)?;
     Ok(Snapshot {
         id: record.id,
         seq: record.seq,

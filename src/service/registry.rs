@@ -62,15 +62,25 @@ impl Registry {
                 continue;
             }
             let definition = serde_json::to_value(&loaded.def).map_err(ServiceError::internal)?;
+            // Compile before recording a version, so a flow the compiler
+            // refuses never becomes a version, and the other files still load.
+            let mut flow = match CompiledFlow::compile(loaded.def, 0, loaded.hash.clone()) {
+                Ok(f) => f,
+                Err(e) => {
+                    out.issues.push(Issue {
+                        file: file.clone(),
+                        ..e.to_issue()
+                    });
+                    continue;
+                }
+            };
             let rec = self
                 .store
-                .ensure_flow_version(&loaded.def.id, &loaded.hash, &definition)
+                .ensure_flow_version(&flow.id, &loaded.hash, &definition)
                 .await?;
-            let flow = Arc::new(CompiledFlow::compile(
-                loaded.def,
-                rec.version,
-                rec.content_hash,
-            )?);
+            flow.version = rec.version;
+            flow.hash = rec.content_hash;
+            let flow = Arc::new(flow);
             self.versions
                 .insert((flow.id.clone(), flow.version), flow.clone());
             out.published.push((flow.id.clone(), flow.version));

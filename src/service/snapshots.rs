@@ -30,7 +30,10 @@ pub struct Snapshots {
 
 impl Snapshots {
     pub fn new(capacity: usize) -> Snapshots {
-        Snapshots { map: DashMap::new(), capacity }
+        Snapshots {
+            map: DashMap::new(),
+            capacity,
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Snapshot>> {
@@ -43,8 +46,12 @@ impl Snapshots {
         }
         if self.map.len() >= self.capacity {
             // Arbitrary eviction is fine: a miss costs one read.
-            let drop: Vec<String> =
-                self.map.iter().take(self.capacity / 10 + 1).map(|e| e.key().clone()).collect();
+            let drop: Vec<String> = self
+                .map
+                .iter()
+                .take(self.capacity / 10 + 1)
+                .map(|e| e.key().clone())
+                .collect();
             for k in drop {
                 self.map.remove(&k);
             }

@@ -97,7 +97,11 @@ not json
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[0], serde_json::json!({ "result": true }));
     assert_eq!(lines[1], serde_json::json!({ "result": 7 }));
-    assert_eq!(lines[2]["error"]["code"], "RULE_LINE_NOT_JSON", "{:?}", lines[2]);
+    assert_eq!(
+        lines[2]["error"]["code"], "RULE_LINE_NOT_JSON",
+        "{:?}",
+        lines[2]
+    );
     assert_eq!(lines[3], serde_json::json!({ "result": true }));
 }
 
