@@ -99,6 +99,18 @@ fn is_blank(v: &Value) -> bool {
     }
 }
 
+fn is_required(c: &ComponentDef) -> bool {
+    match c {
+        ComponentDef::TextInput { required, .. }
+        | ComponentDef::NumberInput { required, .. }
+        | ComponentDef::EmailInput { required, .. }
+        | ComponentDef::Select { required, .. }
+        | ComponentDef::Checkbox { required, .. }
+        | ComponentDef::Date { required, .. } => *required,
+        _ => false,
+    }
+}
+
 fn required_error(id: &str) -> FieldError {
     FieldError::new(id, "REQUIRED", "This field is required.")
 }
@@ -111,22 +123,23 @@ fn check(
     raw: &Value,
     context: &Value,
 ) -> Result<Option<Value>, FieldError> {
+    // An empty value is the same for every input but a checkbox (whose
+    // "empty" is `false`): required → REQUIRED, optional → nothing stored.
+    if !matches!(c, ComponentDef::Checkbox { .. }) && is_blank(raw) {
+        return if is_required(c) {
+            Err(required_error(id))
+        } else {
+            Ok(None)
+        };
+    }
     match c {
         ComponentDef::TextInput {
-            required,
             min_length,
             max_length,
             pattern,
             pattern_message,
             ..
         } => {
-            if is_blank(raw) {
-                return if *required {
-                    Err(required_error(id))
-                } else {
-                    Ok(None)
-                };
-            }
             let Value::String(s) = raw else {
                 return Err(FieldError::new(id, "INVALID_TYPE", "Expected text."));
             };
@@ -162,39 +175,19 @@ fn check(
             }
             Ok(Some(Value::String(s.clone())))
         }
-        ComponentDef::EmailInput { required, .. } => {
-            if is_blank(raw) {
-                return if *required {
-                    Err(required_error(id))
-                } else {
-                    Ok(None)
-                };
+        ComponentDef::EmailInput { .. } => match raw {
+            Value::String(s) if s.len() <= 254 && EMAIL.is_match(s.trim()) => {
+                Ok(Some(Value::String(s.trim().to_string())))
             }
-            match raw {
-                Value::String(s) if s.len() <= 254 && EMAIL.is_match(s.trim()) => {
-                    Ok(Some(Value::String(s.trim().to_string())))
-                }
-                _ => Err(FieldError::new(
-                    id,
-                    "INVALID_EMAIL",
-                    "Enter a valid e-mail address.",
-                )),
-            }
-        }
+            _ => Err(FieldError::new(
+                id,
+                "INVALID_EMAIL",
+                "Enter a valid e-mail address.",
+            )),
+        },
         ComponentDef::NumberInput {
-            required,
-            min,
-            max,
-            integer,
-            ..
+            min, max, integer, ..
         } => {
-            if is_blank(raw) {
-                return if *required {
-                    Err(required_error(id))
-                } else {
-                    Ok(None)
-                };
-            }
             let n = match raw {
                 Value::Number(n) => n.as_f64(),
                 Value::String(s) => s.trim().parse::<f64>().ok().filter(|f| f.is_finite()),
@@ -231,25 +224,14 @@ fn check(
             };
             Ok(Some(Value::Number(num)))
         }
-        ComponentDef::Select {
-            required, options, ..
-        } => {
-            if is_blank(raw) {
-                return if *required {
-                    Err(required_error(id))
-                } else {
-                    Ok(None)
-                };
-            }
-            match raw {
-                Value::String(s) if options.iter().any(|o| &o.value == s) => Ok(Some(raw.clone())),
-                _ => Err(FieldError::new(
-                    id,
-                    "INVALID_OPTION",
-                    "Choose one of the options.",
-                )),
-            }
-        }
+        ComponentDef::Select { options, .. } => match raw {
+            Value::String(s) if options.iter().any(|o| &o.value == s) => Ok(Some(raw.clone())),
+            _ => Err(FieldError::new(
+                id,
+                "INVALID_OPTION",
+                "Choose one of the options.",
+            )),
+        },
         ComponentDef::Checkbox { required, .. } => {
             let checked = match raw {
                 Value::Null => false,
@@ -267,16 +249,7 @@ fn check(
             }
             Ok(Some(Value::Bool(checked)))
         }
-        ComponentDef::Date {
-            required, min, max, ..
-        } => {
-            if is_blank(raw) {
-                return if *required {
-                    Err(required_error(id))
-                } else {
-                    Ok(None)
-                };
-            }
+        ComponentDef::Date { min, max, .. } => {
             let Some(s) = raw
                 .as_str()
                 .map(str::trim)
