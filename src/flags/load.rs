@@ -219,14 +219,16 @@ fn parse_text(path: &Path, text: &str) -> Result<Value, FlagError> {
 // ---------------------------------------------------------------------------
 // Paths.
 
-/// `base` + `.name` (identifier-like names) or `["name"]`.
+/// `base` + `.name` (identifier-like names, `$` included, so `.$ref`) or
+/// `["name"]`.
 fn member(base: &str, name: &str) -> String {
-    let plain = !name.is_empty()
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
         && name
             .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
     if plain {
         format!("{base}.{name}")
     } else {
@@ -356,7 +358,7 @@ impl Builder {
             Some(_) => {
                 self.report(FlagError::FileInvalid {
                     file: file.to_path_buf(),
-                    path: "$[\"$evaluators\"]".into(),
+                    path: member("$", "$evaluators"),
                     message: "`$evaluators` must be an object of named JsonLogic rules".into(),
                 });
                 return out;
@@ -370,7 +372,7 @@ impl Builder {
                 other => self.report(FlagError::EvaluatorInvalid {
                     file: file.to_path_buf(),
                     name: name.clone(),
-                    path: member("$[\"$evaluators\"]", name),
+                    path: member(&member("$", "$evaluators"), name),
                     message: format!(
                         "is {}; an evaluator is a non-empty JsonLogic object",
                         match other {
@@ -596,8 +598,11 @@ fn build_flag(
                                 }
                             }
                         }
+                        // A `fractional` whose bucketing expression gives
+                        // no string falls back to `targetingKey` too.
                         let reads_targeting_key =
-                            rule.var_paths().iter().any(|p| p == "targetingKey");
+                            rule.var_paths().iter().any(|p| p == "targetingKey")
+                                || uses_operator(&resolved, "fractional");
                         flag.targeting = Some(Targeting {
                             rule,
                             reads_targeting_key,
@@ -722,13 +727,23 @@ impl RefResolver<'_> {
             });
         }
         self.stack.push(name.to_owned());
-        let resolved = self.resolve(body, &member("$[\"$evaluators\"]", name));
+        let resolved = self.resolve(body, &member(&member("$", "$evaluators"), name));
         self.stack.pop();
         match resolved? {
             Value::Object(map) => Ok(map),
             // Evaluators are checked to be objects.
             _ => Ok(Map::new()),
         }
+    }
+}
+
+fn uses_operator(v: &Value, op: &str) -> bool {
+    match v {
+        Value::Array(items) => items.iter().any(|i| uses_operator(i, op)),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| (map.len() == 1 && k == op) || uses_operator(v, op)),
+        _ => false,
     }
 }
 
@@ -783,5 +798,6 @@ mod tests {
             "$.t.if[0].sem_ver[1]"
         );
         assert_eq!(pointer_path("$.t", "/and/1/~1x"), "$.t.and[1][\"/x\"]");
+        assert_eq!(member("$", "$evaluators"), "$.$evaluators");
     }
 }
