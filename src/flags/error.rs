@@ -66,18 +66,14 @@ pub enum FlagError {
         path: String,
         message: String,
     },
-    #[error(
-        "flag `{key}`: variant `{other}` is {other_kind} but `{first}` is {first_kind}; \
-         all variants of a flag have one type"
-    )]
+    #[error("flag `{key}`: {detail}; all variants of a flag have one type")]
     VariantTypesMixed {
         file: PathBuf,
         key: String,
         path: String,
-        first: String,
-        first_kind: &'static str,
-        other: String,
-        other_kind: &'static str,
+        /// Which variant differs from which, e.g. "variant `b` is a string
+        /// but `a` is a boolean".
+        detail: String,
     },
     #[error("flag `{key}`: defaultVariant {found} is not one of its variants ({})", variants.join(", "))]
     DefaultVariantUnknown {
@@ -122,7 +118,7 @@ pub enum FlagError {
         key: String,
         path: String,
         #[source]
-        source: RuleError,
+        source: Box<RuleError>,
     },
     #[error("flag `{key}` is already defined in {}", first.display())]
     KeyDuplicate {

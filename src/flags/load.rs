@@ -497,10 +497,9 @@ fn build_flag(
                             file: file.to_path_buf(),
                             key: key.to_owned(),
                             path: member(&variants_path, name),
-                            first: first_name.to_owned(),
-                            first_kind,
-                            other: name.clone(),
-                            other_kind: kind,
+                            detail: format!(
+                                "variant `{name}` is {kind} but `{first_name}` is {first_kind}"
+                            ),
                         });
                         ok = false;
                     }
@@ -575,7 +574,7 @@ fn build_flag(
                             file: file.to_path_buf(),
                             key: key.to_owned(),
                             path,
-                            source,
+                            source: Box::new(source),
                         });
                     }
                     Ok(rule) => {

@@ -29,7 +29,7 @@ pub use lines::{EvalSummary, eval_lines};
 pub use load::{FlagLoad, load_dir, load_str};
 pub use set::{FlagSet, FlagStore};
 
-use crate::flow::validate::{Issue, Severity};
+use crate::flow::validate::Issue;
 
 /// What [`reload`] did.
 #[derive(Debug, Default)]
@@ -70,9 +70,4 @@ pub fn load_or_empty(dir: &Path) -> Result<FlagLoad, FlagError> {
         return Ok(FlagLoad::default());
     }
     load_dir(dir)
-}
-
-/// Error issues only.
-pub fn errors(issues: &[Issue]) -> impl Iterator<Item = &Issue> {
-    issues.iter().filter(|i| i.severity == Severity::Error)
 }

@@ -1387,9 +1387,11 @@ fn validate_checks_flag_files_next_to_flows() {
 
     // One directory holding a flow and two flag files, one of them broken.
     let dir = tempfile::tempdir().unwrap();
-    for name in ["onboarding.yaml"] {
-        std::fs::copy(repo(&format!("flows/{name}")), dir.path().join(name)).unwrap();
-    }
+    std::fs::copy(
+        repo("flows/onboarding.yaml"),
+        dir.path().join("onboarding.yaml"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("good.flagd.json"), flag_file().to_string()).unwrap();
     std::fs::write(
         dir.path().join("bad.yaml"),
