@@ -306,7 +306,7 @@ impl FlagSet {
     /// Evaluate flag `key` for `context`, exactly as flagd does (see the
     /// module docs), with `$flagd.timestamp` = now.
     pub fn evaluate<'a>(&'a self, key: &'a str, context: &EvaluationContext) -> Resolution<'a> {
-        self.evaluate_at(key, context, unix_now())
+        self.evaluate_with(key, context, unix_now)
     }
 
     /// [`FlagSet::evaluate`], then OpenFeature's type check: a resolved
@@ -351,6 +351,16 @@ impl FlagSet {
         context: &EvaluationContext,
         timestamp: i64,
     ) -> Resolution<'a> {
+        self.evaluate_with(key, context, || timestamp)
+    }
+
+    /// The clock is read only for flags that have targeting.
+    fn evaluate_with<'a>(
+        &'a self,
+        key: &'a str,
+        context: &EvaluationContext,
+        timestamp: impl FnOnce() -> i64,
+    ) -> Resolution<'a> {
         let Some(flag) = self.flags.get(key) else {
             return Resolution::error(
                 key,
@@ -384,7 +394,7 @@ impl FlagSet {
         };
         let enrichment = Enrichment {
             flag_key: key,
-            timestamp,
+            timestamp: timestamp(),
             targeting_key_if_missing: None,
         };
         let selected = targeting

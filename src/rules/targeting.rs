@@ -54,10 +54,7 @@ impl Rule {
                 _ => &[],
             };
             let flagd: &[(&str, DataValue<'_>)] = arena.alloc_slice_copy(&[
-                (
-                    "flagKey",
-                    DataValue::String(arena.alloc_str(enrichment.flag_key)),
-                ),
+                ("flagKey", DataValue::String(enrichment.flag_key)),
                 ("timestamp", DataValue::from_i64(enrichment.timestamp)),
             ]);
             // Copies only the top-level (key, value) handles; the values
@@ -81,7 +78,7 @@ impl Rule {
             if let Some(key) = enrichment.targeting_key_if_missing
                 && !has_string_key
             {
-                root.push(("targetingKey", DataValue::String(arena.alloc_str(key))));
+                root.push(("targetingKey", DataValue::String(key)));
             }
             let root: &DataValue<'_> = arena.alloc(DataValue::Object(root.into_bump_slice()));
             let result = ENGINE
