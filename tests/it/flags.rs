@@ -1424,3 +1424,73 @@ fn validate_checks_flag_files_next_to_flows() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+// ------------------------------------------- the real OpenFeature web SDK
+
+/// `client-examples/ofrep-node`: `@openfeature/web-sdk` with
+/// `@openfeature/ofrep-web-provider` against a running Baton serving the
+/// repository's example flags, compared with Baton's own evaluation.
+#[tokio::test]
+async fn the_openfeature_web_sdk_evaluates_baton_flags_over_ofrep() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("client-examples/ofrep-node");
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("SKIPPED (node not found): the OpenFeature web SDK test did not run");
+        return;
+    }
+    if !example.join("node_modules/@openfeature/web-sdk").is_dir() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "client-examples/ofrep-node has no node_modules: .ci/run must `npm ci` there"
+        );
+        eprintln!(
+            "SKIPPED (run `npm ci` in client-examples/ofrep-node): the OpenFeature web SDK test did not run"
+        );
+        return;
+    }
+    let repo_flags = Path::new(env!("CARGO_MANIFEST_DIR")).join("flags/onboarding.flagd.json");
+    let definitions: Value =
+        serde_json::from_str(&std::fs::read_to_string(&repo_flags).unwrap()).unwrap();
+    let (app, flag_dir) = ofrep_app(&definitions, &[KEY], false).await;
+    let context = json!({"targetingKey": "user-17", "client": {"platform": "android", "app_version": "5.3.0", "locale": "en-GB"}});
+    let out = tokio::process::Command::new("node")
+        .arg("index.mjs")
+        .current_dir(&example)
+        .env("BATON_URL", &app.base)
+        .env("OFREP_KEY", KEY)
+        .env("OFREP_CONTEXT", context.to_string())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("node finished")
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+
+    // What the SDK resolved is what Baton resolves in process.
+    let set = load_dir(&flag_dir).unwrap().set;
+    let ctx = ctx(context);
+    for key in ["new-signup-screen", "signup-headline", "max-signup-steps"] {
+        let r = set.evaluate(key, &ctx);
+        assert_eq!(got[key]["value"], *r.value.unwrap(), "{key}: {got}");
+        assert_eq!(got[key]["variant"], r.variant.unwrap(), "{key}");
+        assert_eq!(got[key]["reason"], r.reason.as_str(), "{key}");
+        assert_eq!(got[key]["flagMetadata"], json!(r.metadata), "{key}");
+    }
+    let expected = flagd_bucket("new-signup-screenuser-17", &[("on", 20), ("off", 80)]);
+    assert_eq!(got["new-signup-screen"]["variant"], expected);
+    // Disabled: the SDK's default value with reason DISABLED.
+    assert_eq!(got["legacy-welcome-tour"]["value"], true);
+    assert_eq!(got["legacy-welcome-tour"]["reason"], "DISABLED");
+    assert_eq!(got["legacy-welcome-tour"]["errorCode"], Value::Null);
+    assert_eq!(got["no-such-flag"]["errorCode"], "FLAG_NOT_FOUND");
+    assert_eq!(got["no-such-flag"]["value"], true);
+    assert_eq!(got["wrong-type"]["errorCode"], "TYPE_MISMATCH");
+    assert_eq!(got["wrong-type"]["value"], "code default");
+    // A key Baton does not accept (403) is fatal for the provider.
+    assert_eq!(got["badKey"], "PROVIDER_FATAL");
+}
