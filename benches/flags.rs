@@ -94,7 +94,7 @@ fn attributes(i: usize) -> Map<String, Value> {
 /// 256 users, so consecutive evaluations hash different keys.
 fn contexts() -> Vec<EvaluationContext> {
     (0..256)
-        .map(|i| EvaluationContext::from_map(&attributes(i)))
+        .map(|i| EvaluationContext::from_map(&attributes(i)).unwrap())
         .collect()
 }
 
@@ -142,7 +142,7 @@ fn all_20_flags(b: Bencher) {
 #[divan::bench]
 fn prepare_context(b: Bencher) {
     let attrs = attributes(7);
-    b.bench_local(|| EvaluationContext::from_map(black_box(&attrs)));
+    b.bench_local(|| EvaluationContext::from_map(black_box(&attrs)).unwrap());
 }
 
 struct Server {

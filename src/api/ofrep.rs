@@ -308,8 +308,7 @@ fn context_from_body(bytes: &Bytes) -> Result<EvaluationContext, OfrepError> {
         return Err(invalid("the request body must be a JSON object".into()));
     };
     let context = doc.remove("context").unwrap_or(Value::Null);
-    EvaluationContext::from_value(&context)
-        .map_err(|_| invalid("`context` must be a JSON object".into()))
+    EvaluationContext::from_value(&context).map_err(|e| invalid(format!("`context`: {e}")))
 }
 
 fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {

@@ -146,9 +146,10 @@ pub enum FlagError {
         name: String,
         variants: Vec<String>,
     },
-    /// An evaluation context that is not a JSON object.
-    #[error("the evaluation context must be a JSON object, not {found}")]
-    ContextInvalid { found: &'static str },
+    /// An evaluation context that is not a JSON object, or that the rule
+    /// engine cannot take in.
+    #[error("invalid evaluation context: {message}")]
+    ContextInvalid { message: String },
     /// `baton flag eval`: a line is not JSON.
     #[error("line is not valid JSON: {message}")]
     LineNotJson { message: String },

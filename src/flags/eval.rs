@@ -154,20 +154,26 @@ pub struct EvaluationContext {
 impl EvaluationContext {
     /// `{}`.
     pub fn empty() -> EvaluationContext {
-        Self::from_map(&Map::new())
+        EvaluationContext {
+            prepared: PreparedData::from_json("{}").expect("`{}` is valid JSON"),
+            targeting_key: None,
+        }
     }
 
     /// The context `attributes` as given (`targetingKey` is read from it).
-    pub fn from_map(attributes: &Map<String, Value>) -> EvaluationContext {
-        let text = serde_json::to_string(attributes).expect("a JSON map serializes");
-        let prepared = PreparedData::from_json(&text).expect("serde_json output is valid JSON");
-        EvaluationContext {
+    /// Fails only for a document the rule engine cannot take in (e.g.
+    /// nested deeper than its parser allows).
+    pub fn from_map(attributes: &Map<String, Value>) -> Result<EvaluationContext, FlagError> {
+        let invalid = |message: String| FlagError::ContextInvalid { message };
+        let text = serde_json::to_string(attributes).map_err(|e| invalid(e.to_string()))?;
+        let prepared = PreparedData::from_json(&text).map_err(|e| invalid(e.to_string()))?;
+        Ok(EvaluationContext {
             prepared,
             targeting_key: attributes
                 .get("targetingKey")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-        }
+        })
     }
 
     /// `attributes` with `targetingKey` set to `targeting_key` (how a flow
@@ -175,7 +181,7 @@ impl EvaluationContext {
     pub fn with_targeting_key(
         targeting_key: &str,
         mut attributes: Map<String, Value>,
-    ) -> EvaluationContext {
+    ) -> Result<EvaluationContext, FlagError> {
         attributes.insert(
             "targetingKey".to_owned(),
             Value::String(targeting_key.to_owned()),
@@ -187,10 +193,10 @@ impl EvaluationContext {
     /// [`FlagError::ContextInvalid`].
     pub fn from_value(value: &Value) -> Result<EvaluationContext, FlagError> {
         match value {
-            Value::Object(map) => Ok(Self::from_map(map)),
+            Value::Object(map) => Self::from_map(map),
             Value::Null => Ok(Self::empty()),
             other => Err(FlagError::ContextInvalid {
-                found: json_type(other),
+                message: format!("it must be a JSON object, not {}", json_type(other)),
             }),
         }
     }

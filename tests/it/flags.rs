@@ -435,7 +435,7 @@ fn context_must_be_an_object() {
         assert!(e.hint().is_some());
     }
     assert!(EvaluationContext::from_value(&Value::Null).is_ok());
-    let c = EvaluationContext::with_targeting_key("u-7", serde_json::Map::new());
+    let c = EvaluationContext::with_targeting_key("u-7", serde_json::Map::new()).unwrap();
     assert_eq!(c.targeting_key(), Some("u-7"));
 }
 
