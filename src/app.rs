@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::config::ServeConfig;
 use crate::engine::Limits;
+use crate::flags::{self, FlagStore};
 use crate::flow::validate::Severity;
 use crate::service::Baton;
 use crate::service::registry::{Registry, Reload};
@@ -20,6 +21,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     baton: Baton,
+    flags: FlagStore,
     config: ServeConfig,
 }
 
@@ -54,7 +56,17 @@ impl Application {
         let schema = http_limits
             .apply(api::schema::builder(baton.clone()))
             .finish();
-        let router = api::router_with_readiness(schema, &http_limits, readiness(baton.clone()));
+        let flags = load_flags(&config)?;
+        let ofrep_keys = api::ofrep::ClientKeys::new(&config.ofrep_keys);
+        if ofrep_keys.is_open() {
+            tracing::warn!(
+                "OFREP (/ofrep/v1) answers without a client key: set --ofrep-keys / BATON_OFREP_KEYS"
+            );
+        }
+        let router =
+            api::router_with_readiness(schema, &http_limits, readiness(baton.clone())).merge(
+                api::ofrep::router(flags.clone(), ofrep_keys, config.max_body_bytes),
+            );
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;
@@ -62,6 +74,7 @@ impl Application {
             listener,
             router,
             baton,
+            flags,
             config,
         })
     }
@@ -76,6 +89,11 @@ impl Application {
         &self.baton
     }
 
+    /// The flags in use (swapped on reload with `--watch`).
+    pub fn flags(&self) -> &FlagStore {
+        &self.flags
+    }
+
     /// Serves until ctrl-c / SIGTERM, or forever when `shutdown` never resolves.
     pub async fn run_until(
         self,
@@ -83,6 +101,7 @@ impl Application {
     ) -> anyhow::Result<()> {
         if self.config.watch {
             spawn_watcher(self.baton.clone(), self.config.flows.clone())?;
+            spawn_flag_watcher(self.flags.clone(), self.config.flags.clone())?;
         }
         tracing::info!(addr = %self.local_addr(), "baton listening; GraphiQL at /graphql");
         axum::serve(self.listener, self.router)
@@ -135,6 +154,77 @@ fn spawn_watcher(baton: Baton, dir: PathBuf) -> anyhow::Result<()> {
                 Err(e) => {
                     tracing::error!(error = %e, "reloading flows failed; last good versions keep serving")
                 }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The flag directory's flags. Problems are logged; a flag with an error
+/// is served as `PARSE_ERROR` (there is no earlier set to fall back on).
+fn load_flags(config: &ServeConfig) -> anyhow::Result<FlagStore> {
+    let dir = &config.flags;
+    if !dir.exists() {
+        tracing::info!(dir = %dir.display(), "no flag directory; serving no flags");
+        return Ok(FlagStore::new(flags::FlagSet::empty()));
+    }
+    let load =
+        flags::load_dir(dir).with_context(|| format!("loading flags from {}", dir.display()))?;
+    log_issues(&load.issues);
+    tracing::info!(dir = %dir.display(), flags = load.set.len(), "flags loaded");
+    Ok(FlagStore::new(load.set))
+}
+
+fn log_issues(issues: &[crate::flow::validate::Issue]) {
+    for issue in issues {
+        match issue.severity {
+            Severity::Error => {
+                tracing::error!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message)
+            }
+            Severity::Warning => {
+                tracing::warn!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message)
+            }
+        }
+    }
+}
+
+/// Watches the flag directory (when there is one); a burst of events is one
+/// reload, and a load with errors leaves the last good set serving.
+fn spawn_flag_watcher(store: FlagStore, dir: PathBuf) -> anyhow::Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    if !dir.is_dir() {
+        tracing::info!(dir = %dir.display(), "no flag directory to watch");
+        return Ok(());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        let _watcher = watcher; // dropped with the task
+        while rx.recv().await.is_some() {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            while rx.try_recv().is_ok() {}
+            let reloaded = {
+                let (store, dir) = (store.clone(), dir.clone());
+                tokio::task::spawn_blocking(move || flags::reload(&store, &dir)).await
+            };
+            match reloaded {
+                Ok(Ok(reload)) => {
+                    log_issues(&reload.issues);
+                    if reload.swapped {
+                        tracing::info!(flags = reload.flags, "flags reloaded");
+                    } else {
+                        tracing::error!("flag files have errors; the last good flags keep serving");
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "reloading flags failed; the last good flags keep serving")
+                }
+                Err(e) => tracing::error!(error = %e, "flag reload task failed"),
             }
         }
     });

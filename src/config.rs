@@ -17,8 +17,17 @@ pub struct ServeConfig {
     /// Directory of flow files (`*.yaml`, `*.yml`, `*.json`).
     #[arg(long, env = "BATON_FLOWS", default_value = "flows")]
     pub flows: PathBuf,
-    /// Reload flow files when they change: new sessions get the new
-    /// version, running sessions keep theirs.
+    /// Directory of flag files in flagd's format (`*.json`, `*.yaml`,
+    /// `*.yml`); a missing directory means no flags.
+    #[arg(long, env = "BATON_FLAGS", default_value = "flags")]
+    pub flags: PathBuf,
+    /// Client keys accepted by the OFREP endpoints (`/ofrep/v1/...`),
+    /// comma separated; sent as `Authorization: Bearer <key>` or
+    /// `X-API-Key: <key>`. Without any, OFREP answers everyone.
+    #[arg(long, env = "BATON_OFREP_KEYS", value_delimiter = ',')]
+    pub ofrep_keys: Vec<ClientKey>,
+    /// Reload flow and flag files when they change: new sessions get the
+    /// new flow version, running sessions keep theirs.
     #[arg(long, env = "BATON_WATCH")]
     pub watch: bool,
     /// Largest accepted request body, in bytes.
@@ -52,11 +61,19 @@ pub enum LogFormat {
 
 impl ServeConfig {
     /// Defaults for tests and embedding: every flag at its default.
+    /// The flag directory is `flags` next to the flow directory, usually
+    /// absent (no flags).
     pub fn for_database(database_url: impl Into<String>, flows: impl Into<PathBuf>) -> ServeConfig {
+        let flows: PathBuf = flows.into();
+        let flags = flows
+            .parent()
+            .map_or_else(|| PathBuf::from("flags"), |p| p.join("flags"));
         ServeConfig {
             addr: "127.0.0.1:0".parse().expect("static address"),
             database_url: database_url.into(),
-            flows: flows.into(),
+            flows,
+            flags,
+            ofrep_keys: Vec::new(),
             watch: false,
             max_body_bytes: 64 * 1024,
             max_query_depth: 16,
@@ -66,5 +83,37 @@ impl ServeConfig {
             db_connections: 16,
             log_format: LogFormat::Text,
         }
+    }
+}
+
+/// A client key for the OFREP endpoints. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey(String);
+
+impl ClientKey {
+    pub fn new(key: impl Into<String>) -> ClientKey {
+        ClientKey(key.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ClientKey {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let key = s.trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            return Err("a client key is non-empty and has no whitespace".into());
+        }
+        Ok(ClientKey(key.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientKey(<redacted>)")
     }
 }

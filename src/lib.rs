@@ -3,6 +3,7 @@
 //! Layers, each in its own module and each with its own error enum:
 //! - [`flow`]: the flow file format, loading, validation and compilation.
 //! - [`rules`]: JsonLogic (+ flagd operators) compiled once, evaluated often.
+//! - [`flags`]: feature flags in flagd's format, evaluated like flagd.
 //! - [`engine`]: the pure state machine: context + action in, next node out.
 //! - [`store`]: sessions, their event log and flow versions (SQLite / PostgreSQL).
 //! - [`service`]: flow versions, tokens, idempotency: what the API calls.
@@ -15,6 +16,7 @@ pub mod app;
 pub mod artifacts;
 pub mod config;
 pub mod engine;
+pub mod flags;
 pub mod flow;
 pub mod rules;
 pub mod service;

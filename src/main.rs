@@ -24,9 +24,9 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no command is given).
     Serve,
-    /// Check flow files and report every problem at once; exit 1 on any error.
+    /// Check flow and flag files and report every problem at once; exit 1 on any error.
     Validate {
-        /// Flow files or directories.
+        /// Flow or flag files, or directories of them (flag files have a top-level `flags`).
         #[arg(default_value = "flows")]
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
@@ -36,6 +36,11 @@ enum Command {
     Rule {
         #[command(subcommand)]
         command: RuleCommand,
+    },
+    /// Work with feature flags.
+    Flag {
+        #[command(subcommand)]
+        command: FlagCommand,
     },
     /// Write the generated artifacts (GraphQL SDL, flow JSON Schema) to `schema/`.
     Schema {
@@ -51,6 +56,17 @@ enum Command {
 enum RuleCommand {
     /// Read JSON lines `{"rule": …, "data": …}` on stdin; print one result per line.
     Eval,
+}
+
+#[derive(Subcommand)]
+enum FlagCommand {
+    /// Read JSON lines `{"flag": …, "context": {…}, "type"?: "boolean"|"string"|"integer"|"float"|"object"}`
+    /// on stdin; print one resolution per line.
+    Eval {
+        /// Directory of flag files (flagd's format).
+        #[arg(long, env = "BATON_FLAGS", default_value = "flags")]
+        flags: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -94,6 +110,9 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Flag {
+            command: FlagCommand::Eval { flags },
+        } => flag_eval(&flags),
         Command::Schema { out, check } => match baton::artifacts::write_or_check(&out, check) {
             Ok(stale) if stale.is_empty() => ExitCode::SUCCESS,
             Ok(stale) => {
@@ -107,6 +126,33 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Problems in the flag files go to stderr (flags with errors answer
+/// `PARSE_ERROR`); only an unreadable directory or I/O stops it.
+fn flag_eval(dir: &std::path::Path) -> ExitCode {
+    let load = match baton::flags::load_dir(dir) {
+        Ok(load) => load,
+        Err(e) => {
+            eprintln!("baton flag eval: [{}] {e}", e.code());
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if !load.issues.is_empty() {
+        eprint!("{}", baton::flow::validate::format_human(&load.issues));
+    }
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    match baton::flags::eval_lines(&load.set, stdin, stdout) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("baton flag eval: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

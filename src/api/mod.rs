@@ -5,10 +5,13 @@
 //! - [`error`]: [`ApiError`], the transport's error codes.
 //! - [`schema`]: the app-facing schema (`startFlow`, `submit`, …) and
 //!   [`types`], its screen and component types.
+//! - [`ofrep`]: flag evaluation over the OpenFeature Remote Evaluation
+//!   Protocol, merged into the same router.
 
 pub mod error;
 pub mod http;
 mod negotiate;
+pub mod ofrep;
 pub mod schema;
 pub mod types;
 

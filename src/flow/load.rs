@@ -77,8 +77,9 @@ fn format_of(path: &Path) -> Option<Format> {
 
 /// Reads every flow file directly in `dir` (not in subdirectories), in
 /// file-name order. Other files and dotfiles (editor backups, lock files)
-/// are skipped. A flow id seen twice is an issue on the later file, whose
-/// flow is left out. Only an unreadable directory is an `Err`.
+/// are skipped, and so are flag files (top-level `flags`). A flow id seen
+/// twice is an issue on the later file, whose flow is left out. Only an
+/// unreadable directory is an `Err`.
 pub fn load_dir(dir: &Path) -> Result<LoadReport, FlowError> {
     let unreadable = |source| FlowError::DirUnreadable {
         dir: dir.to_path_buf(),
@@ -118,6 +119,9 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, FlowError> {
                 let hash = content_hash(&def);
                 report.flows.push(LoadedFlow { file, def, hash });
             }
+            // Flag definitions may live next to the flows; they are
+            // `crate::flags`' to check.
+            Err(_) if crate::flags::load::is_flag_file(&file) => {}
             Err(issues) => report.issues.extend(issues),
         }
     }
@@ -551,7 +555,9 @@ fn json_path(base: &str, path: &serde_path_to_error::Path) -> String {
 }
 
 /// `baton validate PATH…`: every problem in the given files and
-/// directories, parse and validation issues alike.
+/// directories, parse and validation issues alike. Files whose top level
+/// has a `flags` member are flag definitions and are checked by
+/// [`crate::flags::load`] instead.
 pub fn check_paths(paths: &[std::path::PathBuf]) -> Vec<Issue> {
     let mut issues = Vec::new();
     for path in paths {
@@ -560,6 +566,12 @@ pub fn check_paths(paths: &[std::path::PathBuf]) -> Vec<Issue> {
                 Ok(report) => issues.extend(report.issues),
                 Err(e) => issues.push(e.to_issue()),
             }
+            // The directory opened for the flow check, so this one will too.
+            if let Ok(found) = crate::flags::load::check_dir(path) {
+                issues.extend(found);
+            }
+        } else if crate::flags::load::is_flag_file(path) {
+            issues.extend(crate::flags::load::check_file(path));
         } else {
             match load_file(path) {
                 Ok(def) => issues.extend(validate(&def, &path.display().to_string())),

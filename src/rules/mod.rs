@@ -14,7 +14,9 @@
 //!   datalogic custom operators (datalogic's `sem_ver` is used as is);
 //! * [`Rule::var_paths`] for the flow validator, [`PreparedData`] for
 //!   evaluating many rules against one context, and [`eval_lines`] for
-//!   `baton rule eval`.
+//!   `baton rule eval`;
+//! * [`Rule::evaluate_targeting`]: a flagd targeting rule run against a
+//!   context enriched with `$flagd`, as the flag layer needs it.
 //!
 //! Known differences from json-logic-js that configuration cannot remove
 //! are listed in `tests/fixtures/jsonlogic/README.md` and pinned by tests.
@@ -24,6 +26,7 @@ mod error;
 mod lines;
 mod ops;
 mod prepared;
+mod targeting;
 
 use std::sync::Arc;
 
@@ -34,6 +37,7 @@ pub use analyze::{KNOWN_OPERATORS, RuleLimits, VarRef, VarScope};
 pub use error::RuleError;
 pub use lines::{EvalSummary, eval_lines};
 pub use prepared::PreparedData;
+pub use targeting::{Enrichment, TargetingResult};
 
 use ops::ENGINE;
 use prepared::with_arena;

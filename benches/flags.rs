@@ -1,0 +1,217 @@
+//! Flag evaluation throughput, in process and over OFREP.
+//!
+//! In process: a flag whose targeting is a condition plus `fractional` (the
+//! shape the issue states its goal for), one whose targeting is an `and` of
+//! four comparisons, a static flag, all 20 flags of a set at once, and the
+//! per-request cost of converting a context. Over OFREP: one flag and the
+//! bulk endpoint for 20 flags, round trips to a real Baton on loopback
+//! (client time included).
+//!
+//! `cargo bench --bench flags`
+
+use std::hint::black_box;
+use std::path::Path;
+
+use baton::flags::{EvaluationContext, FlagSet, load_str};
+use divan::Bencher;
+use serde_json::{Map, Value, json};
+
+fn main() {
+    divan::main();
+}
+
+/// 20 flags: the two measured ones, a static one and 17 mixed others.
+fn definitions() -> Value {
+    let mut flags = Map::new();
+    flags.insert(
+        "new-signup-screen".into(),
+        json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+        "targeting": {"if": [
+            {"==": [{"var": "platform"}, "android"]},
+            {"fractional": [["on", 20], ["off", 80]]},
+            null
+        ]}}),
+    );
+    flags.insert(
+        "pro-banner".into(),
+        json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+               "targeting": {"if": [{"and": [
+                   {">=": [{"var": "age"}, 18]},
+                   {"==": [{"var": "platform"}, "android"]},
+                   {"in": [{"var": "tier"}, ["gold", "platinum"]]},
+                   {"<": [{"var": "age"}, 65]}
+               ]}, "on", "off"]}}),
+    );
+    flags.insert(
+        "max-steps".into(),
+        json!({"state": "ENABLED", "variants": {"three": 3, "five": 5}, "defaultVariant": "five"}),
+    );
+    for i in 0..17 {
+        let def = match i % 4 {
+            0 => {
+                json!({"state": "ENABLED", "variants": {"a": "A", "b": "B"}, "defaultVariant": "a",
+                        "targeting": {"fractional": [["a", 50], ["b", 50]]}})
+            }
+            1 => {
+                json!({"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off",
+                        "targeting": {"if": [{"sem_ver": [{"var": "app_version"}, ">=", "5.2.0"]}, "on", null]}})
+            }
+            2 => {
+                json!({"state": "DISABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"})
+            }
+            _ => {
+                json!({"state": "ENABLED", "variants": {"x": {"limit": 10}, "y": {"limit": 20}}, "defaultVariant": "x",
+                        "targeting": {"if": [{"starts_with": [{"var": "locale"}, "de"]}, "y", "x"]}})
+            }
+        };
+        flags.insert(format!("flag-{i:02}"), def);
+    }
+    json!({ "flags": flags, "metadata": {"flagSetId": "bench"} })
+}
+
+fn flag_set() -> FlagSet {
+    let load = load_str(Path::new("bench.flagd.json"), &definitions().to_string());
+    assert!(load.issues.is_empty(), "{:?}", load.issues);
+    assert_eq!(load.set.len(), 20);
+    load.set
+}
+
+fn attributes(i: usize) -> Map<String, Value> {
+    json!({
+        "targetingKey": format!("user-{i}"),
+        "platform": "android",
+        "app_version": "5.3.1",
+        "locale": "de-DE",
+        "age": 34,
+        "tier": "gold",
+        "email": format!("user-{i}@example.com"),
+    })
+    .as_object()
+    .unwrap()
+    .clone()
+}
+
+/// 256 users, so consecutive evaluations hash different keys.
+fn contexts() -> Vec<EvaluationContext> {
+    (0..256)
+        .map(|i| EvaluationContext::from_map(&attributes(i)).unwrap())
+        .collect()
+}
+
+fn bench_flag(b: Bencher, key: &str) {
+    let set = flag_set();
+    let ctxs = contexts();
+    assert!(!set.evaluate(key, &ctxs[0]).is_error());
+    let mut i = 0usize;
+    b.bench_local(|| {
+        i = i.wrapping_add(1);
+        set.evaluate(black_box(key), &ctxs[i & 255]).reason
+    });
+}
+
+/// The issue's goal shape: `if` + condition + `fractional`.
+#[divan::bench]
+fn condition_plus_fractional(b: Bencher) {
+    bench_flag(b, "new-signup-screen");
+}
+
+/// The `and` of four comparisons (the JS JsonLogic comparison rule).
+#[divan::bench]
+fn and_of_four_comparisons(b: Bencher) {
+    bench_flag(b, "pro-banner");
+}
+
+#[divan::bench]
+fn static_flag(b: Bencher) {
+    bench_flag(b, "max-steps");
+}
+
+/// All 20 flags for one context (what a bulk OFREP request evaluates).
+#[divan::bench]
+fn all_20_flags(b: Bencher) {
+    let set = flag_set();
+    let ctxs = contexts();
+    let mut i = 0usize;
+    b.bench_local(|| {
+        i = i.wrapping_add(1);
+        set.evaluate_all(&ctxs[i & 255]).len()
+    });
+}
+
+/// Converting a 7-attribute context, once per request.
+#[divan::bench]
+fn prepare_context(b: Bencher) {
+    let attrs = attributes(7);
+    b.bench_local(|| EvaluationContext::from_map(black_box(&attrs)).unwrap());
+}
+
+struct Server {
+    rt: tokio::runtime::Runtime,
+    base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+fn server() -> Server {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    let flags = dir.path().join("flags");
+    std::fs::create_dir(&flags).unwrap();
+    std::fs::write(flags.join("bench.flagd.json"), definitions().to_string()).unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let mut config = baton::config::ServeConfig::for_database(url, flows);
+    config.ofrep_keys = vec![baton::config::ClientKey::new("bench-key")];
+    let base = rt.block_on(async {
+        let app = baton::app::Application::build(config).await.unwrap();
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run_until(std::future::pending()));
+        base
+    });
+    Server {
+        rt,
+        base,
+        client: reqwest::Client::new(),
+        _dir: dir,
+    }
+}
+
+fn ofrep(b: Bencher, path: &str) {
+    let s = server();
+    let url = format!("{}{path}", s.base);
+    let body = json!({ "context": attributes(3) }).to_string();
+    let call = || {
+        s.rt.block_on(async {
+            let resp = s
+                .client
+                .post(&url)
+                .bearer_auth("bench-key")
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.bytes().await.unwrap().len()
+        })
+    };
+    call();
+    b.bench_local(call);
+}
+
+/// One flag over OFREP: a full HTTP round trip on loopback.
+#[divan::bench(sample_count = 200)]
+fn ofrep_single_flag_http(b: Bencher) {
+    ofrep(b, "/ofrep/v1/evaluate/flags/new-signup-screen");
+}
+
+/// Bulk OFREP for 20 flags (ETag computed, no `If-None-Match`).
+#[divan::bench(sample_count = 200)]
+fn ofrep_bulk_20_flags_http(b: Bencher) {
+    ofrep(b, "/ofrep/v1/evaluate/flags");
+}

@@ -1,0 +1,481 @@
+//! Evaluating a flag the way flagd does: [`EvaluationContext`] in,
+//! [`Resolution`] (OpenFeature's value, variant, reason, error code,
+//! metadata) out.
+//!
+//! flagd's rules, in order (flagd `core/pkg/evaluator/json.go` and the
+//! flagd-testbed evaluator suite):
+//!
+//! 1. unknown key → `ERROR` / `FLAG_NOT_FOUND`;
+//! 2. `state: DISABLED` → `DISABLED`, no value and no variant (the caller's
+//!    code default applies), metadata kept;
+//! 3. no targeting (or `{}`) → `STATIC` with the default variant; with no
+//!    default variant (`null` or absent) → `DEFAULT` with no value;
+//! 4. targeting runs against the context plus `$flagd.flagKey` and
+//!    `$flagd.timestamp` (Unix seconds, replacing any caller `$flagd`):
+//!    an evaluation error → `ERROR` / `PARSE_ERROR`; `null` → `DEFAULT` with
+//!    the default variant (or no value); a result naming a variant (strings
+//!    by value, other results by their JSON text, so `true` names variant
+//!    `"true"`) → `TARGETING_MATCH`; any other result → `ERROR` / `GENERAL`.
+//!
+//! Baton's additions, both errors where flagd has no answer:
+//! * a flag that failed validation → `ERROR` / `PARSE_ERROR` (flagd would
+//!   refuse the whole file, or fail the same way at evaluation);
+//! * `TARGETING_KEY_MISSING`: the context has no string `targetingKey`, the
+//!   targeting reads it, returned `null`, and would have selected a
+//!   variant had a targeting key been there (typically a `fractional`
+//!   without a bucketing expression). flagd answers `DEFAULT` here, which
+//!   silently gives every caller that forgot the key the default variant.
+//!
+//! Typed evaluation ([`FlagSet::evaluate_as`]) adds OpenFeature's
+//! `TYPE_MISMATCH` when a resolved value is not of the requested type; an
+//! integer request accepts whole numbers only (no silent truncation).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value};
+
+use super::error::FlagError;
+use super::set::{EMPTY_METADATA, Flag, FlagSet};
+use crate::rules::{Enrichment, PreparedData, TargetingResult};
+
+/// OpenFeature resolution reasons produced by flag evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No targeting: the default variant.
+    Static,
+    /// Targeting selected a variant.
+    TargetingMatch,
+    /// Targeting returned `null` (or the flag has no default variant): the
+    /// default variant, or the caller's code default when there is none.
+    Default,
+    /// The flag is disabled: the caller's code default.
+    Disabled,
+    /// See the error code.
+    Error,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Static => "STATIC",
+            Reason::TargetingMatch => "TARGETING_MATCH",
+            Reason::Default => "DEFAULT",
+            Reason::Disabled => "DISABLED",
+            Reason::Error => "ERROR",
+        }
+    }
+}
+
+/// OpenFeature error codes produced by flag evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    FlagNotFound,
+    TypeMismatch,
+    ParseError,
+    TargetingKeyMissing,
+    General,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
+            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
+            ErrorCode::ParseError => "PARSE_ERROR",
+            ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
+            ErrorCode::General => "GENERAL",
+        }
+    }
+}
+
+/// The type a caller expects a flag's value to have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FlagType {
+    Boolean,
+    String,
+    /// A whole number (`3`, `3.0`); `3.5` is a mismatch.
+    Integer,
+    /// Any number.
+    Float,
+    Object,
+}
+
+impl FlagType {
+    /// `boolean`, `string`, `integer`, `float` (or `number`), `object`.
+    pub fn parse(s: &str) -> Option<FlagType> {
+        Some(match s {
+            "boolean" => FlagType::Boolean,
+            "string" => FlagType::String,
+            "integer" => FlagType::Integer,
+            "float" | "number" => FlagType::Float,
+            "object" => FlagType::Object,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlagType::Boolean => "boolean",
+            FlagType::String => "string",
+            FlagType::Integer => "integer",
+            FlagType::Float => "float",
+            FlagType::Object => "object",
+        }
+    }
+
+    fn accepts(self, v: &Value) -> bool {
+        match self {
+            FlagType::Boolean => v.is_boolean(),
+            FlagType::String => v.is_string(),
+            FlagType::Integer => {
+                v.is_i64()
+                    || v.is_u64()
+                    || v.as_f64()
+                        .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+            }
+            FlagType::Float => v.is_number(),
+            FlagType::Object => v.is_object(),
+        }
+    }
+}
+
+/// The context a flag is evaluated against: a JSON object (OpenFeature's
+/// evaluation context, `targetingKey` included), converted once so many
+/// flags can be evaluated against it without converting it again.
+///
+/// `Send` but not `Sync`: build one per request.
+#[derive(Debug)]
+pub struct EvaluationContext {
+    prepared: PreparedData,
+    targeting_key: Option<String>,
+}
+
+impl EvaluationContext {
+    /// `{}`.
+    pub fn empty() -> EvaluationContext {
+        EvaluationContext {
+            prepared: PreparedData::from_json("{}").expect("`{}` is valid JSON"),
+            targeting_key: None,
+        }
+    }
+
+    /// The context `attributes` as given (`targetingKey` is read from it).
+    /// Fails only for a document the rule engine cannot take in (e.g.
+    /// nested deeper than its parser allows).
+    pub fn from_map(attributes: &Map<String, Value>) -> Result<EvaluationContext, FlagError> {
+        let invalid = |message: String| FlagError::ContextInvalid { message };
+        let text = serde_json::to_string(attributes).map_err(|e| invalid(e.to_string()))?;
+        let prepared = PreparedData::from_json(&text).map_err(|e| invalid(e.to_string()))?;
+        Ok(EvaluationContext {
+            prepared,
+            targeting_key: attributes
+                .get("targetingKey")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        })
+    }
+
+    /// `attributes` with `targetingKey` set to `targeting_key` (how a flow
+    /// evaluates a flag for its user).
+    pub fn with_targeting_key(
+        targeting_key: &str,
+        mut attributes: Map<String, Value>,
+    ) -> Result<EvaluationContext, FlagError> {
+        attributes.insert(
+            "targetingKey".to_owned(),
+            Value::String(targeting_key.to_owned()),
+        );
+        Self::from_map(&attributes)
+    }
+
+    /// An object, or `null` for `{}`; anything else is
+    /// [`FlagError::ContextInvalid`].
+    pub fn from_value(value: &Value) -> Result<EvaluationContext, FlagError> {
+        match value {
+            Value::Object(map) => Self::from_map(map),
+            Value::Null => Ok(Self::empty()),
+            other => Err(FlagError::ContextInvalid {
+                message: format!("it must be a JSON object, not {}", json_type(other)),
+            }),
+        }
+    }
+
+    /// The string `targetingKey`, if the context has one.
+    pub fn targeting_key(&self) -> Option<&str> {
+        self.targeting_key.as_deref()
+    }
+}
+
+pub(crate) fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The outcome of evaluating one flag, borrowed from the [`FlagSet`] (and
+/// the key) so that evaluating allocates nothing on success.
+///
+/// `value` and `variant` are `None` when the caller's code default applies:
+/// on errors, for disabled flags, and for a `DEFAULT` with no default
+/// variant. Serializes as OpenFeature/OFREP field names (`key`, `value`,
+/// `variant`, `reason`, `errorCode`, `errorMessage`, `metadata`), leaving
+/// out absent ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution<'a> {
+    pub key: &'a str,
+    pub value: Option<&'a Value>,
+    pub variant: Option<&'a str>,
+    pub reason: Reason,
+    pub error_code: Option<ErrorCode>,
+    pub error_message: Option<String>,
+    /// The file's `metadata` merged under the flag's own.
+    pub metadata: &'a Map<String, Value>,
+}
+
+impl<'a> Resolution<'a> {
+    fn ok(
+        key: &'a str,
+        flag: &'a Flag,
+        reason: Reason,
+        variant: Option<(&'a String, &'a Value)>,
+    ) -> Self {
+        Resolution {
+            key,
+            value: variant.map(|(_, v)| v),
+            variant: variant.map(|(k, _)| k.as_str()),
+            reason,
+            error_code: None,
+            error_message: None,
+            metadata: &flag.metadata,
+        }
+    }
+
+    fn error(
+        key: &'a str,
+        metadata: &'a Map<String, Value>,
+        code: ErrorCode,
+        message: String,
+    ) -> Self {
+        Resolution {
+            key,
+            value: None,
+            variant: None,
+            reason: Reason::Error,
+            error_code: Some(code),
+            error_message: Some(message),
+            metadata,
+        }
+    }
+
+    /// Whether the evaluation failed (reason `ERROR`).
+    pub fn is_error(&self) -> bool {
+        self.error_code.is_some()
+    }
+}
+
+impl Serialize for Resolution<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("key", self.key)?;
+        if let Some(value) = self.value {
+            map.serialize_entry("value", value)?;
+        }
+        if let Some(variant) = self.variant {
+            map.serialize_entry("variant", variant)?;
+        }
+        map.serialize_entry("reason", self.reason.as_str())?;
+        if let Some(code) = self.error_code {
+            map.serialize_entry("errorCode", code.as_str())?;
+        }
+        if let Some(message) = &self.error_message {
+            map.serialize_entry("errorMessage", message)?;
+        }
+        map.serialize_entry("metadata", self.metadata)?;
+        map.end()
+    }
+}
+
+/// What the targeting selected, before it becomes a resolution.
+enum Selected<'a> {
+    Null,
+    Variant(&'a String, &'a Value),
+    Unknown(String),
+}
+
+impl FlagSet {
+    /// Evaluate flag `key` for `context`, exactly as flagd does (see the
+    /// module docs), with `$flagd.timestamp` = now.
+    pub fn evaluate<'a>(&'a self, key: &'a str, context: &EvaluationContext) -> Resolution<'a> {
+        self.evaluate_with(key, context, unix_now)
+    }
+
+    /// [`FlagSet::evaluate`], then OpenFeature's type check: a resolved
+    /// value that is not a `ty` becomes `ERROR` / `TYPE_MISMATCH` (the
+    /// variant is kept, the value dropped).
+    pub fn evaluate_as<'a>(
+        &'a self,
+        key: &'a str,
+        context: &EvaluationContext,
+        ty: FlagType,
+    ) -> Resolution<'a> {
+        let mut resolution = self.evaluate(key, context);
+        if let Some(value) = resolution.value
+            && !ty.accepts(value)
+        {
+            resolution.error_message = Some(format!(
+                "flag `{key}` resolved to {}, not {} {}",
+                json_type(value),
+                if ty == FlagType::Integer { "an" } else { "a" },
+                ty.as_str()
+            ));
+            resolution.value = None;
+            resolution.reason = Reason::Error;
+            resolution.error_code = Some(ErrorCode::TypeMismatch);
+        }
+        resolution
+    }
+
+    /// Every flag, in key order, against one context and one timestamp.
+    pub fn evaluate_all<'a>(&'a self, context: &EvaluationContext) -> Vec<Resolution<'a>> {
+        let now = unix_now();
+        self.keys
+            .iter()
+            .map(|key| self.evaluate_at(key, context, now))
+            .collect()
+    }
+
+    /// [`FlagSet::evaluate`] with a given `$flagd.timestamp` (Unix seconds).
+    pub fn evaluate_at<'a>(
+        &'a self,
+        key: &'a str,
+        context: &EvaluationContext,
+        timestamp: i64,
+    ) -> Resolution<'a> {
+        self.evaluate_with(key, context, || timestamp)
+    }
+
+    /// The clock is read only for flags that have targeting.
+    fn evaluate_with<'a>(
+        &'a self,
+        key: &'a str,
+        context: &EvaluationContext,
+        timestamp: impl FnOnce() -> i64,
+    ) -> Resolution<'a> {
+        let Some(flag) = self.flags.get(key) else {
+            return Resolution::error(
+                key,
+                &EMPTY_METADATA,
+                ErrorCode::FlagNotFound,
+                format!("flag `{key}` not found"),
+            );
+        };
+        if let Some(why) = &flag.broken {
+            return Resolution::error(
+                key,
+                &flag.metadata,
+                ErrorCode::ParseError,
+                format!("flag `{key}` failed validation: {why}"),
+            );
+        }
+        if !flag.enabled {
+            return Resolution::ok(key, flag, Reason::Disabled, None);
+        }
+        let default = flag
+            .default_variant
+            .as_deref()
+            .and_then(|d| flag.variants.get_key_value(d));
+        let Some(targeting) = &flag.targeting else {
+            let reason = if default.is_some() {
+                Reason::Static
+            } else {
+                Reason::Default
+            };
+            return Resolution::ok(key, flag, reason, default);
+        };
+        let enrichment = Enrichment {
+            flag_key: key,
+            timestamp: timestamp(),
+            targeting_key_if_missing: None,
+        };
+        let selected = targeting
+            .rule
+            .evaluate_targeting(&context.prepared, &enrichment, |r| select(flag, r));
+        match selected {
+            Err(e) => Resolution::error(
+                key,
+                &flag.metadata,
+                ErrorCode::ParseError,
+                format!("targeting of flag `{key}` failed: {e}"),
+            ),
+            Ok(Selected::Variant(name, value)) => {
+                Resolution::ok(key, flag, Reason::TargetingMatch, Some((name, value)))
+            }
+            Ok(Selected::Unknown(name)) => Resolution::error(
+                key,
+                &flag.metadata,
+                ErrorCode::General,
+                format!(
+                    "targeting of flag `{key}` returned {name}, which is not one of its variants"
+                ),
+            ),
+            Ok(Selected::Null) => {
+                if targeting.reads_targeting_key
+                    && context.targeting_key.is_none()
+                    && needed_targeting_key(flag, &context.prepared, &enrichment)
+                {
+                    return Resolution::error(
+                        key,
+                        &flag.metadata,
+                        ErrorCode::TargetingKeyMissing,
+                        format!("flag `{key}` buckets on `targetingKey`, and the context has none"),
+                    );
+                }
+                Resolution::ok(key, flag, Reason::Default, default)
+            }
+        }
+    }
+}
+
+fn select<'a>(flag: &'a Flag, result: TargetingResult<'_>) -> Selected<'a> {
+    let name: &str = match &result {
+        TargetingResult::Null => return Selected::Null,
+        TargetingResult::Text(s) => s,
+        TargetingResult::Json(s) => s,
+    };
+    match flag.variants.get_key_value(name) {
+        Some((k, v)) => Selected::Variant(k, v),
+        None => Selected::Unknown(match result {
+            TargetingResult::Json(s) => s,
+            _ => Value::String(name.to_owned()).to_string(),
+        }),
+    }
+}
+
+/// Whether a `null` targeting result is down to the missing targeting key:
+/// the same rule with `targetingKey: ""` selects something.
+fn needed_targeting_key(flag: &Flag, context: &PreparedData, enrichment: &Enrichment<'_>) -> bool {
+    let Some(targeting) = &flag.targeting else {
+        return false;
+    };
+    let probe = Enrichment {
+        targeting_key_if_missing: Some(""),
+        ..*enrichment
+    };
+    targeting
+        .rule
+        .evaluate_targeting(context, &probe, |r| r != TargetingResult::Null)
+        .unwrap_or(false)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
