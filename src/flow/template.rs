@@ -41,6 +41,18 @@ pub const CONTEXT_ROOTS: &[&str] = &[
     "session",
 ];
 
+/// The fixed members of the context roots whose shape Baton owns (the
+/// engine builds them at `startFlow`); `user.attributes`, `input`, `steps`,
+/// `flags` and `experiments` are open-ended.
+pub const CONTEXT_FIELDS: &[(&str, &[&str])] = &[
+    ("user", &["id", "attributes"]),
+    (
+        "client",
+        &["platform", "app_version", "locale", "capabilities"],
+    ),
+    ("session", &["id", "flow_id", "flow_version", "started_at"]),
+];
+
 /// The name each compiled template has inside its own environment. It has
 /// no file extension, so minijinja applies no auto-escaping: clients get
 /// text, not HTML.

@@ -19,6 +19,7 @@
 //! | `INVALID_TEMPLATE` | error | a string does not compile as a template |
 //! | `EMPTY_TEXT` | error | a localized text with no locales |
 //! | `UNKNOWN_CONTEXT_ROOT` | error | a template or rule reads a root that is not in the context |
+//! | `UNKNOWN_CONTEXT_FIELD` | error | it reads a member `user`, `client` or `session` does not have (`user.atributes`) |
 //! | `UNKNOWN_INPUT_SCREEN` | error | `input.<screen>` names no screen |
 //! | `UNKNOWN_INPUT_FIELD` | error | `input.<screen>.<field>` names no input of that screen |
 //! | `INPUT_WITHOUT_SUBMIT` | error | inputs but no action with `validate: true` |
@@ -50,7 +51,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::model::{ActionDef, ComponentDef, Edges, FlowDef, NodeDef, Text, walk_components};
-use super::template::{CONTEXT_ROOTS, Template};
+use super::template::{CONTEXT_FIELDS, CONTEXT_ROOTS, Template};
 use crate::rules::Rule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -665,6 +666,23 @@ impl<'a> Validator<'a> {
                 ),
                 Some(hint),
             );
+            return;
+        }
+        if let Some((_, known)) = CONTEXT_FIELDS.iter().find(|(r, _)| *r == root) {
+            if let Some(field) = segs.next()
+                && !known.contains(&field)
+            {
+                self.error(
+                    "UNKNOWN_CONTEXT_FIELD",
+                    Some(node),
+                    path,
+                    format!(
+                        "{} reads `{var}`, but `{root}` has no `{field}`",
+                        source.name()
+                    ),
+                    Some(format!("`{root}` has: {}", known.join(", "))),
+                );
+            }
             return;
         }
         if root != "input" {

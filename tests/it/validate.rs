@@ -310,6 +310,41 @@ nodes:
 }
 
 #[test]
+fn references_to_members_the_context_does_not_have() {
+    assert_issues(
+        r#"
+id: t
+start: a
+nodes:
+  - kind: screen
+    id: a
+    title: "Hi {{ user.atributes.name }} on {{ client.platform }} ({{ session.flow_version }})"
+    components:
+      - {kind: text, text: "{{ client.os }} {{ user.attributes.anything.goes }}"}
+    actions:
+      - id: go
+        next:
+          - {when: {"==": [{"var": "session.user"}, "x"]}, to: b}
+          - {to: b}
+  - {kind: end, id: b}
+"#,
+        &[
+            ("UNKNOWN_CONTEXT_FIELD", Some("a"), "$.nodes[0].title"),
+            (
+                "UNKNOWN_CONTEXT_FIELD",
+                Some("a"),
+                "$.nodes[0].actions[0].next[0].when",
+            ),
+            (
+                "UNKNOWN_CONTEXT_FIELD",
+                Some("a"),
+                "$.nodes[0].components[0].text",
+            ),
+        ],
+    );
+}
+
+#[test]
 fn references_to_nothing() {
     let issues = assert_issues(
         r#"
