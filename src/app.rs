@@ -47,7 +47,8 @@ impl Application {
             max_context_bytes: config.max_context_bytes,
             ..Limits::default()
         };
-        let baton = Baton::new(store, registry, limits);
+        let flags = load_flags(&config)?;
+        let baton = Baton::new(store, registry, limits, flags.clone());
         let http_limits = api::Limits {
             max_body_bytes: config.max_body_bytes,
             max_depth: config.max_query_depth,
@@ -56,7 +57,6 @@ impl Application {
         let schema = http_limits
             .apply(api::schema::builder(baton.clone()))
             .finish();
-        let flags = load_flags(&config)?;
         let ofrep_keys = api::ofrep::ClientKeys::new(&config.ofrep_keys);
         if ofrep_keys.is_open() {
             tracing::warn!(

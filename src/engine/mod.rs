@@ -164,6 +164,17 @@ pub fn start(
     input: StartInput,
     limits: &Limits,
 ) -> Result<Advance, EngineError> {
+    start_with_flags(flow, input, Map::new(), limits)
+}
+
+/// [`start`] with the flag values the flow reads (`flags.<key>`),
+/// evaluated by the caller for this user.
+pub fn start_with_flags(
+    flow: &CompiledFlow,
+    input: StartInput,
+    flags: Map<String, Value>,
+    limits: &Limits,
+) -> Result<Advance, EngineError> {
     let attributes = match input.user_attributes {
         Value::Null => Value::Object(Map::new()),
         other => other,
@@ -173,7 +184,7 @@ pub fn start(
         "client": input.client.to_context(),
         "input": {},
         "steps": {},
-        "flags": {},
+        "flags": flags,
         "experiments": {},
         "session": {
             "id": input.session_id,

@@ -30,6 +30,42 @@ pub struct CompiledFlow {
     templates: HashMap<String, Template>,
     /// Input patterns, anchored, keyed by their source.
     patterns: HashMap<String, Regex>,
+    /// Flags the flow's rules and templates read (`flags.<key>`), which the
+    /// service evaluates for the session before each advance.
+    pub flag_keys: FlagRefs,
+}
+
+/// Which flags a flow reads.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub enum FlagRefs {
+    /// None: no flag evaluation at all.
+    #[default]
+    None,
+    /// These keys (`flags.<key>` paths).
+    Keys(Vec<String>),
+    /// Every flag (a template reads `flags` as a whole, e.g. `flags['a-b']`).
+    All,
+}
+
+impl FlagRefs {
+    fn add_path(&mut self, path: &str) {
+        let mut segs = path.split('.');
+        if segs.next() != Some("flags") {
+            return;
+        }
+        match segs.next() {
+            None | Some("") => *self = FlagRefs::All,
+            Some(key) => match self {
+                FlagRefs::All => {}
+                FlagRefs::None => *self = FlagRefs::Keys(vec![key.to_string()]),
+                FlagRefs::Keys(keys) => {
+                    if !keys.iter().any(|k| k == key) {
+                        keys.push(key.to_string());
+                    }
+                }
+            },
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -106,6 +142,7 @@ impl CompiledFlow {
             };
 
         let mut nodes = Vec::with_capacity(def.nodes.len());
+        let mut flag_keys = FlagRefs::None;
         let mut texts: Vec<&Text> = Vec::new();
         let mut pattern_sources: Vec<&str> = Vec::new();
         for node in &def.nodes {
@@ -166,7 +203,24 @@ impl CompiledFlow {
                     flow: def.id.clone(),
                     message: format!("template `{src}` does not compile: {err}"),
                 })?;
+                for var in t.variables() {
+                    flag_keys.add_path(&var);
+                }
                 templates.insert(src.to_string(), t);
+            }
+        }
+        for node in &nodes {
+            let edges: Vec<&CompiledEdge> = match &node.kind {
+                CompiledKind::Screen { actions, .. } => {
+                    actions.iter().flat_map(|a| &a.edges).collect()
+                }
+                CompiledKind::Decision { edges } => edges.iter().collect(),
+                CompiledKind::End { .. } => Vec::new(),
+            };
+            for rule in edges.iter().filter_map(|e| e.when.as_ref()) {
+                for path in rule.var_paths() {
+                    flag_keys.add_path(&path);
+                }
             }
         }
         let mut patterns = HashMap::new();
@@ -189,6 +243,7 @@ impl CompiledFlow {
             index,
             templates,
             patterns,
+            flag_keys,
         })
     }
 
@@ -280,6 +335,22 @@ pub fn lenient_semver(raw: &str) -> Option<semver::Version> {
 #[cfg(test)]
 mod tests {
     use super::lenient_semver;
+
+    #[test]
+    fn flag_references_are_collected() {
+        use super::FlagRefs;
+        let mut refs = FlagRefs::None;
+        refs.add_path("user.attributes.plan");
+        assert_eq!(refs, FlagRefs::None);
+        refs.add_path("flags.a");
+        refs.add_path("flags.b.deep");
+        refs.add_path("flags.a");
+        assert_eq!(refs, FlagRefs::Keys(vec!["a".into(), "b".into()]));
+        refs.add_path("flags");
+        assert_eq!(refs, FlagRefs::All);
+        refs.add_path("flags.c");
+        assert_eq!(refs, FlagRefs::All);
+    }
 
     #[test]
     fn lenient_versions() {

@@ -22,7 +22,8 @@ pub use error::ServiceError;
 use crate::engine::{
     self, Advance, ClientInfo, EngineError, FieldError, Limits, ScreenView, SessionState, Status,
 };
-use crate::flow::compile::CompiledFlow;
+use crate::flags::{EvaluationContext, FlagStore};
+use crate::flow::compile::{CompiledFlow, FlagRefs};
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
 use hub::Hub;
 use registry::Registry;
@@ -73,13 +74,14 @@ struct Inner {
     limits: Limits,
     hub: Hub,
     snapshots: Snapshots,
+    flags: FlagStore,
 }
 
 /// Sessions whose last snapshot is kept for optimistic submits.
 const SNAPSHOT_CAPACITY: usize = 10_000;
 
 impl Baton {
-    pub fn new(store: Store, registry: Registry, limits: Limits) -> Baton {
+    pub fn new(store: Store, registry: Registry, limits: Limits, flags: FlagStore) -> Baton {
         Baton {
             inner: Arc::new(Inner {
                 store,
@@ -87,6 +89,7 @@ impl Baton {
                 limits,
                 hub: Hub::default(),
                 snapshots: Snapshots::new(SNAPSHOT_CAPACITY),
+                flags,
             }),
         }
     }
@@ -129,7 +132,16 @@ impl Baton {
                     flow_id: req.flow_id.clone(),
                 })?;
         let session_id = uuid::Uuid::now_v7().to_string();
-        let advance = engine::start(
+        let flags = if flow.flag_keys == FlagRefs::None {
+            Map::new()
+        } else {
+            let context = serde_json::json!({
+                "user": { "id": req.user_id, "attributes": req.user_attributes },
+                "client": req.client.to_context(),
+            });
+            self.evaluate_flags(&flow, &context)?
+        };
+        let advance = engine::start_with_flags(
             &flow,
             engine::StartInput {
                 session_id: session_id.clone(),
@@ -138,6 +150,7 @@ impl Baton {
                 client: req.client,
                 started_at_ms: now_ms(),
             },
+            flags,
             &self.inner.limits,
         )?;
         let view = view_of(&flow, &session_id, &advance.state)?;
@@ -194,9 +207,19 @@ impl Baton {
             let (snap, flow) = self.load(&req.session_id, token, read).await?;
             let cached = read == Read::Cached;
             read = Read::Fresh;
+            // Flags are evaluated for this user as the advance begins.
+            let with_flags;
+            let state = if flow.flag_keys == FlagRefs::None {
+                &snap.state
+            } else {
+                let mut st = snap.state.clone();
+                st.context["flags"] = Value::Object(self.evaluate_flags(&flow, &st.context)?);
+                with_flags = st;
+                &with_flags
+            };
             let advance = match engine::submit(
                 &flow,
-                &snap.state,
+                state,
                 &req.screen_id,
                 &req.action,
                 &req.values,
@@ -298,6 +321,42 @@ impl Baton {
         let rx = self.inner.hub.subscribe(session_id);
         let view = self.session(session_id, token).await?;
         Ok((view, rx))
+    }
+
+    /// The values of the flags `flow` reads, for the user in `context`
+    /// (`targetingKey` = user id; targeting sees the session context).
+    fn evaluate_flags(
+        &self,
+        flow: &CompiledFlow,
+        context: &Value,
+    ) -> Result<Map<String, Value>, ServiceError> {
+        let mut out = Map::new();
+        if flow.flag_keys == FlagRefs::None {
+            return Ok(out);
+        }
+        let set = self.inner.flags.current();
+        let user_id = context["user"]["id"].as_str().unwrap_or_default();
+        let mut attributes = context.as_object().cloned().unwrap_or_default();
+        attributes.remove("flags");
+        attributes.remove("experiments");
+        let ectx = EvaluationContext::with_targeting_key(user_id, attributes)
+            .map_err(ServiceError::internal)?;
+        let keys: Vec<&str> = match &flow.flag_keys {
+            FlagRefs::None => Vec::new(),
+            FlagRefs::Keys(keys) => keys.iter().map(String::as_str).collect(),
+            FlagRefs::All => set.keys().collect(),
+        };
+        for key in keys {
+            // A flag that is missing, disabled or in error reads as null, so
+            // the flow's default edge applies — the app's "code default".
+            let value = set
+                .evaluate(key, &ectx)
+                .value
+                .cloned()
+                .unwrap_or(Value::Null);
+            out.insert(key.to_string(), value);
+        }
+        Ok(out)
     }
 
     async fn replay(

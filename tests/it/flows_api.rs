@@ -35,6 +35,8 @@ async fn onboarding_ios_pro_german(app: TestApp) {
         s["screen"]["title"], "Willkommen, Ada!",
         "localized and templated: {s}"
     );
+    // A flag the flow reads, evaluated for this user: not an English locale.
+    assert_eq!(component(&s, "headline")["text"], "Create your account");
     assert_eq!(
         s["screen"]["actions"],
         json!([{ "id": "next", "label": null, "validates": false }])
@@ -189,6 +191,16 @@ async fn onboarding_web_skip(app: TestApp) {
         s["screen"]["title"], "Welcome!",
         "English by default, no name: {s}"
     );
+    // No locale: the flag's targeting returns null, so its default variant.
+    assert_eq!(component(&s, "headline")["text"], "Create your account");
+    let (en, _) = app
+        .start(
+            "onboarding",
+            json!({ "id": "u-4" }),
+            json!({ "locale": "en-GB" }),
+        )
+        .await;
+    assert_eq!(component(&en, "headline")["text"], "Join in 30 seconds");
     let id = s["id"].as_str().unwrap();
     let s = app.submit(&token, id, "welcome", "next", json!({})).await;
     assert_eq!(s["screen"]["id"], "profile");

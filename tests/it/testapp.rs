@@ -105,6 +105,17 @@ impl TestApp {
                     .expect("copy flow");
             }
         }
+        // The repository's flags, where `ServeConfig::for_database` looks:
+        // next to the flows directory.
+        let flags = dir.path().join("flags");
+        std::fs::create_dir(&flags).expect("flags dir");
+        for entry in std::fs::read_dir(repo_flows().with_file_name("flags")).expect("flags/") {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                std::fs::copy(&path, flags.join(path.file_name().expect("name")))
+                    .expect("copy flag file");
+            }
+        }
         let url = fresh_database_url(backend, dir.path()).await?;
         Some(Self::spawn_with(ServeConfig::for_database(url, flows), dir).await)
     }
