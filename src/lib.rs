@@ -4,6 +4,7 @@
 //! - [`flow`]: the flow file format, loading, validation and compilation.
 //! - [`rules`]: JsonLogic (+ flagd operators) compiled once, evaluated often.
 //! - [`flags`]: feature flags in flagd's format, evaluated like flagd.
+//! - [`experiments`]: experiment definitions and their statistics.
 //! - [`engine`]: the pure state machine: context + action in, next node out.
 //! - [`store`]: sessions, their event log and flow versions (SQLite / PostgreSQL).
 //! - [`service`]: flow versions, tokens, idempotency: what the API calls.
@@ -16,6 +17,7 @@ pub mod app;
 pub mod artifacts;
 pub mod config;
 pub mod engine;
+pub mod experiments;
 pub mod flags;
 pub mod flow;
 pub mod rules;

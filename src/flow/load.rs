@@ -119,9 +119,11 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, FlowError> {
                 let hash = content_hash(&def);
                 report.flows.push(LoadedFlow { file, def, hash });
             }
-            // Flag definitions may live next to the flows; they are
-            // `crate::flags`' to check.
-            Err(_) if crate::flags::load::is_flag_file(&file) => {}
+            // Flag and experiment definitions may live next to the flows;
+            // they are `crate::flags`' and `crate::experiments`' to check.
+            Err(_)
+                if crate::flags::load::is_flag_file(&file)
+                    || crate::experiments::is_experiment_file(&file) => {}
             Err(issues) => report.issues.extend(issues),
         }
     }
@@ -557,11 +559,21 @@ fn json_path(base: &str, path: &serde_path_to_error::Path) -> String {
 /// `baton validate PATH…`: every problem in the given files and
 /// directories, parse and validation issues alike. Files whose top level
 /// has a `flags` member are flag definitions and are checked by
-/// [`crate::flags::load`] instead.
+/// [`crate::flags::load`] instead; experiments (files in a directory named
+/// `experiments`, or with top-level `flag` and `goals`) by
+/// [`crate::experiments::check_paths`].
 pub fn check_paths(paths: &[std::path::PathBuf]) -> Vec<Issue> {
     let mut issues = Vec::new();
     for path in paths {
-        if path.is_dir() {
+        let in_experiments_dir = path
+            .parent()
+            .is_some_and(|d| d.file_name().is_some_and(|n| n == "experiments"));
+        if crate::experiments::is_experiments_dir(path)
+            || (path.is_file()
+                && (in_experiments_dir || crate::experiments::is_experiment_file(path)))
+        {
+            // Checked below, with the flags.
+        } else if path.is_dir() {
             match check_dir(path) {
                 Ok(report) => issues.extend(report.issues),
                 Err(e) => issues.push(e.to_issue()),
@@ -579,5 +591,6 @@ pub fn check_paths(paths: &[std::path::PathBuf]) -> Vec<Issue> {
             }
         }
     }
+    issues.extend(crate::experiments::check_paths(paths));
     issues
 }
