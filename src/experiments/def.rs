@@ -162,6 +162,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<ExperimentDef, Vec<Issue>> {
 pub fn parse_value(path: &Path, doc: &Value) -> Result<ExperimentDef, Vec<Issue>> {
     serde_path_to_error::deserialize::<_, ExperimentDef>(doc).map_err(|e| {
         let mut at = "$".to_string();
+        // serde_path_to_error's path ends at an unknown field itself.
         for seg in e.path() {
             match seg {
                 serde_path_to_error::Segment::Seq { index } => at.push_str(&format!("[{index}]")),
@@ -176,18 +177,12 @@ pub fn parse_value(path: &Path, doc: &Value) -> Result<ExperimentDef, Vec<Issue>
                 serde_path_to_error::Segment::Unknown => {}
             }
         }
-        let mut message = e.inner().to_string();
-        // serde reports an unknown field at the object holding it; point
-        // at the field itself.
-        if let Some(rest) = message.strip_prefix("unknown field `")
-            && let Some(field) = rest.split('`').next()
-        {
-            at = format!("{at}.{field}");
-        } else if matches!(doc, Value::Object(_)) {
-            // keep serde's message
+        let message = if doc.is_object() {
+            e.inner().to_string()
         } else {
-            message = "an experiment is a mapping with `id`, `flag`, `control` and `goals`".into();
-        }
+            at = "$".into();
+            "an experiment is a mapping with `id`, `flag`, `control` and `goals`".into()
+        };
         vec![
             ExperimentError::Structure {
                 file: path.to_path_buf(),

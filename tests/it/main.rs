@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod curl_example;
 mod engine_props;
+mod experiments;
 mod flags;
 mod flows_api;
 mod limits;
