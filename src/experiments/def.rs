@@ -286,14 +286,14 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
         if !valid_id(&def.id) {
             report(ExperimentError::IdInvalid {
                 file: file.clone(),
-                path: "$.id".into(),
+                path: "$.id",
                 id: id.clone(),
             });
         }
         if let Some(first) = first_file.get(def.id.as_str()) {
             report(ExperimentError::IdDuplicate {
                 file: file.clone(),
-                path: "$.id".into(),
+                path: "$.id",
                 id: id.clone(),
                 first: first.to_path_buf(),
             });
@@ -304,7 +304,7 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
         match flags.flags.get(def.flag.as_str()) {
             None => report(ExperimentError::FlagUnknown {
                 file: file.clone(),
-                path: "$.flag".into(),
+                path: "$.flag",
                 id: id.clone(),
                 flag: def.flag.clone(),
                 known: flags.keys().map(str::to_string).collect(),
@@ -313,9 +313,8 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
                 if !flag.variants.contains_key(&def.control) {
                     report(ExperimentError::ControlUnknown {
                         file: file.clone(),
-                        path: "$.control".into(),
+                        path: "$.control",
                         id: id.clone(),
-                        flag: def.flag.clone(),
                         control: def.control.clone(),
                         variants: flag.variants.keys().cloned().collect(),
                     });
@@ -327,7 +326,7 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
                 if fractionals != 1 {
                     report(ExperimentError::FlagNotRandomized {
                         file: file.clone(),
-                        path: "$.flag".into(),
+                        path: "$.flag",
                         id: id.clone(),
                         flag: def.flag.clone(),
                         detail: if fractionals == 0 {
@@ -345,7 +344,7 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
         {
             report(ExperimentError::RuleInvalid {
                 file: file.clone(),
-                path: "$.eligible".into(),
+                path: "$.eligible",
                 id: id.clone(),
                 source: Box::new(e),
             });
@@ -358,7 +357,11 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
                 Err(message) => {
                     report(ExperimentError::TimestampInvalid {
                         file: file.clone(),
-                        path: format!("$.{field}"),
+                        path: if field == "start" {
+                            "$.start"
+                        } else {
+                            "$.stop"
+                        },
                         id: id.clone(),
                         field,
                         message,
@@ -374,7 +377,7 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
         {
             report(ExperimentError::StopBeforeStart {
                 file: file.clone(),
-                path: "$.stop".into(),
+                path: "$.stop",
                 id: id.clone(),
                 start: def.start.clone().unwrap_or_default(),
                 stop: def.stop.clone().unwrap_or_default(),
@@ -384,7 +387,7 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
         if def.goals.is_empty() {
             report(ExperimentError::GoalsEmpty {
                 file: file.clone(),
-                path: "$.goals".into(),
+                path: "$.goals",
                 id: id.clone(),
             });
         }
@@ -397,7 +400,7 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
                     ok = false;
                     report(ExperimentError::RangeOutOfBounds {
                         file: file.clone(),
-                        path: format!("$.namespace.range[{i}]"),
+                        path: ["$.namespace.range[0]", "$.namespace.range[1]"][i],
                         id: id.clone(),
                         bound,
                         value: v,
@@ -408,7 +411,7 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
                 ok = false;
                 report(ExperimentError::RangeEmpty {
                     file: file.clone(),
-                    path: "$.namespace.range".into(),
+                    path: "$.namespace.range",
                     id: id.clone(),
                     from,
                     to,
@@ -421,11 +424,8 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
                 {
                     report(ExperimentError::NamespaceOverlap {
                         file: file.clone(),
-                        path: "$.namespace.range".into(),
+                        path: "$.namespace.range",
                         id: id.clone(),
-                        namespace: ns.name.clone(),
-                        from,
-                        to,
                         other: other.to_string(),
                         other_from: of,
                         other_to: ot,

@@ -43,30 +43,29 @@ pub enum ExperimentError {
     #[error("experiment id `{id}` is not lowercase letters, digits, `-` and `_`")]
     IdInvalid {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
     },
     #[error("experiment `{id}` is already defined in {}", first.display())]
     IdDuplicate {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
         first: PathBuf,
     },
     #[error("experiment `{id}`: flag `{flag}` is not defined")]
     FlagUnknown {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
         flag: String,
         known: Vec<String>,
     },
-    #[error("experiment `{id}`: control `{control}` is not a variant of flag `{flag}` ({})", variants.join(", "))]
+    #[error("experiment `{id}`: control `{control}` is not one of the flag's variants ({})", variants.join(", "))]
     ControlUnknown {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
-        flag: String,
         control: String,
         variants: Vec<String>,
     },
@@ -75,7 +74,7 @@ pub enum ExperimentError {
     #[error("experiment `{id}`: flag `{flag}` {detail}, so its arms are not a random split")]
     FlagNotRandomized {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
         flag: String,
         /// "has no `fractional` in its targeting", "has more than one `fractional`".
@@ -84,7 +83,7 @@ pub enum ExperimentError {
     #[error("experiment `{id}`: `eligible` does not compile: {source}")]
     RuleInvalid {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
         #[source]
         source: Box<crate::rules::RuleError>,
@@ -92,7 +91,7 @@ pub enum ExperimentError {
     #[error("experiment `{id}`: `{field}` is not an RFC 3339 timestamp: {message}")]
     TimestampInvalid {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
         field: &'static str,
         message: String,
@@ -100,7 +99,7 @@ pub enum ExperimentError {
     #[error("experiment `{id}`: `stop` ({stop}) is not after `start` ({start})")]
     StopBeforeStart {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
         start: String,
         stop: String,
@@ -108,13 +107,13 @@ pub enum ExperimentError {
     #[error("experiment `{id}` has no goals")]
     GoalsEmpty {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
     },
     #[error("experiment `{id}`: namespace range {bound} is {value}, outside 0..=100 percent")]
     RangeOutOfBounds {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
         /// `from` or `to`.
         bound: &'static str,
@@ -123,21 +122,18 @@ pub enum ExperimentError {
     #[error("experiment `{id}`: namespace range [{from}, {to}) is empty")]
     RangeEmpty {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
         from: f64,
         to: f64,
     },
     #[error(
-        "experiment `{id}`: namespace `{namespace}` range [{from}, {to}) overlaps experiment `{other}`'s [{other_from}, {other_to})"
+        "experiment `{id}`: namespace range overlaps experiment `{other}`'s [{other_from}, {other_to}) in the same namespace"
     )]
     NamespaceOverlap {
         file: PathBuf,
-        path: String,
+        path: &'static str,
         id: String,
-        namespace: String,
-        from: f64,
-        to: f64,
         other: String,
         other_from: f64,
         other_to: f64,
@@ -257,8 +253,8 @@ impl ExperimentError {
             ExperimentError::FileUnreadable { file, .. }
             | ExperimentError::FileTooLarge { file, .. }
             | ExperimentError::Syntax { file, .. } => (file.clone(), "$".to_string()),
-            ExperimentError::Structure { file, path, .. }
-            | ExperimentError::IdInvalid { file, path, .. }
+            ExperimentError::Structure { file, path, .. } => (file.clone(), path.clone()),
+            ExperimentError::IdInvalid { file, path, .. }
             | ExperimentError::IdDuplicate { file, path, .. }
             | ExperimentError::FlagUnknown { file, path, .. }
             | ExperimentError::ControlUnknown { file, path, .. }
@@ -269,7 +265,9 @@ impl ExperimentError {
             | ExperimentError::GoalsEmpty { file, path, .. }
             | ExperimentError::RangeOutOfBounds { file, path, .. }
             | ExperimentError::RangeEmpty { file, path, .. }
-            | ExperimentError::NamespaceOverlap { file, path, .. } => (file.clone(), path.clone()),
+            | ExperimentError::NamespaceOverlap { file, path, .. } => {
+                (file.clone(), path.to_string())
+            }
             ExperimentError::ConversionsExceedExposures { .. }
             | ExperimentError::ArmDuplicate { .. } => (PathBuf::new(), "$".to_string()),
         };

@@ -643,7 +643,7 @@ fn validate_finds_experiment_errors_in_dirs_and_files() {
         "id: e\nflag: new-signup-screen\ncontrol: off\ngoals: [{flow: onboarding, node: done}]\n",
     )
     .unwrap();
-    let issues = baton::flow::load::check_paths(&[mixed.clone()]);
+    let issues = baton::flow::load::check_paths(std::slice::from_ref(&mixed));
     assert_eq!(issues, vec![], "{}", format_human(&issues));
     fs::write(
         mixed.join("exp.yaml"),
@@ -764,7 +764,9 @@ fn sample_ratio_check_matches_scipy_and_flags_below_0_001() {
     };
     let two = ["a", "b"];
     let three = ["a", "b", "c"];
-    let cases: &[(&[&str], &[u64], &[f64], f64, f64, bool)] = &[
+    // (arms, observed, weights, chi-square, p, flagged)
+    type Case<'a> = (&'a [&'a str], &'a [u64], &'a [f64], f64, f64, bool);
+    let cases: &[Case] = &[
         (&two, &[1000, 1000], &[50.0, 50.0], 0.0, 1.0, false),
         (
             &two,
