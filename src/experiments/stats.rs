@@ -230,59 +230,153 @@ pub fn two_proportion_p_value(c1: u64, n1: u64, c2: u64, n2: u64) -> Option<f64>
     Some((2.0 * Normal::standard().sf(z.abs())).clamp(0.0, 1.0))
 }
 
-/// Simpson intervals over ±`SPAN` standard deviations of the narrower
-/// posterior: 4000 steps keep the step below 0.01 of its deviation, far
-/// finer than needed for 1e-4.
+/// Grid intervals over ±`SPAN` standard deviations of each posterior: a
+/// step of 0.008 deviations, far finer than 1e-4 needs. (The tails beyond
+/// `SPAN` hold less than 1e-7 even for the most skewed posterior,
+/// Beta(1, n).)
 const STEPS: usize = 4000;
 const SPAN: f64 = 16.0;
 
 /// P(p_a > p_b) with independent Beta(1 + c, 1 + n - c) posteriors
-/// (uniform priors), by Simpson integration of `f(x)·F(x)`: the density of
-/// the narrower posterior times the CDF of the other, so the integrand is
-/// smooth on the grid's scale. Deterministic; accurate to about 1e-6.
+/// (uniform priors), by numerical integration of `f(x)·F(x)`: `f` the
+/// density of the narrower posterior, `F` the CDF of the other, so the
+/// integrand is smooth on the grid's scale. `F` is itself integrated from
+/// the density (statrs' regularized incomplete beta loses accuracy for
+/// shapes in the millions, i.e. for experiments with millions of
+/// exposures). Deterministic; agrees with the closed form to about 1e-7.
 /// `None` when a count exceeds its `n`.
 pub fn chance_to_beat(c_a: u64, n_a: u64, c_b: u64, n_b: u64) -> Option<f64> {
     if c_a > n_a || c_b > n_b {
         return None;
     }
-    let post = |c: u64, n: u64| Beta::new(1.0 + c as f64, 1.0 + (n - c) as f64).ok();
-    let a = post(c_a, n_a)?;
-    let b = post(c_b, n_b)?;
-    let sd = |d: &Beta| {
-        let (x, y) = (d.shape_a(), d.shape_b());
-        (x * y / ((x + y) * (x + y) * (x + y + 1.0))).sqrt()
-    };
+    let a = Posterior::new(c_a, n_a)?;
+    let b = Posterior::new(c_b, n_b)?;
     // P(A > B) = ∫ f_A F_B = 1 - ∫ f_B F_A.
-    let p = if sd(&a) <= sd(&b) {
-        integrate_density_times_cdf(&a, &b)
+    let p = if a.sd <= b.sd {
+        integrate_density_times_cdf(&a, &Cdf::new(&b))
     } else {
-        1.0 - integrate_density_times_cdf(&b, &a)
+        1.0 - integrate_density_times_cdf(&b, &Cdf::new(&a))
     };
     Some(p.clamp(0.0, 1.0))
 }
 
-/// ∫ f_d(x) F_g(x) dx over d's bulk.
-fn integrate_density_times_cdf(d: &Beta, g: &Beta) -> f64 {
-    let (x, y) = (d.shape_a(), d.shape_b());
-    let mean = x / (x + y);
-    let sd = (x * y / ((x + y) * (x + y) * (x + y + 1.0))).sqrt();
-    let lo = (mean - SPAN * sd).max(0.0);
-    let hi = (mean + SPAN * sd).min(1.0);
-    if hi <= lo {
-        return g.cdf(mean);
+/// A Beta posterior and the part of [0, 1] that holds its mass.
+struct Posterior {
+    dist: Beta,
+    sd: f64,
+    lo: f64,
+    hi: f64,
+}
+
+impl Posterior {
+    fn new(c: u64, n: u64) -> Option<Posterior> {
+        let (x, y) = (1.0 + c as f64, 1.0 + (n - c) as f64);
+        let dist = Beta::new(x, y).ok()?;
+        let mean = x / (x + y);
+        let sd = (x * y / ((x + y) * (x + y) * (x + y + 1.0))).sqrt();
+        Some(Posterior {
+            dist,
+            sd,
+            lo: (mean - SPAN * sd).max(0.0),
+            hi: (mean + SPAN * sd).min(1.0),
+        })
     }
-    let h = (hi - lo) / STEPS as f64;
-    let f = |t: f64| {
-        let ln = d.ln_pdf(t);
-        let dens = if ln.is_finite() { ln.exp() } else { 0.0 };
-        dens * g.cdf(t)
-    };
-    let mut sum = f(lo) + f(hi);
-    for i in 1..STEPS {
-        let w = if i % 2 == 1 { 4.0 } else { 2.0 };
-        sum += w * f(lo + i as f64 * h);
+
+    fn density(&self, t: f64) -> f64 {
+        let ln = self.dist.ln_pdf(t);
+        if ln.is_finite() { ln.exp() } else { 0.0 }
     }
-    sum * h / 3.0
+
+    fn step(&self) -> f64 {
+        (self.hi - self.lo) / STEPS as f64
+    }
+}
+
+/// A posterior's CDF, tabulated on its grid by Simpson's rule per interval
+/// and normalized to end at 1; between nodes, cubic Hermite interpolation
+/// with the density as the derivative.
+struct Cdf {
+    lo: f64,
+    h: f64,
+    values: Vec<f64>,
+    slopes: Vec<f64>,
+}
+
+impl Cdf {
+    fn new(p: &Posterior) -> Cdf {
+        let h = p.step();
+        let mut values = Vec::with_capacity(STEPS + 1);
+        let mut slopes = Vec::with_capacity(STEPS + 1);
+        let mut acc = 0.0;
+        let mut left = p.density(p.lo);
+        values.push(0.0);
+        slopes.push(left);
+        for i in 1..=STEPS {
+            let x = p.lo + i as f64 * h;
+            let right = p.density(x);
+            acc += h / 6.0 * (left + 4.0 * p.density(x - h / 2.0) + right);
+            values.push(acc);
+            slopes.push(right);
+            left = right;
+        }
+        // Normalizing absorbs the truncated tails and any error in the
+        // density's normalizing constant.
+        if acc > 0.0 {
+            values.iter_mut().for_each(|v| *v /= acc);
+            slopes.iter_mut().for_each(|s| *s /= acc);
+        }
+        Cdf {
+            lo: p.lo,
+            h,
+            values,
+            slopes,
+        }
+    }
+
+    fn at(&self, x: f64) -> f64 {
+        if self.h <= 0.0 {
+            return if x < self.lo { 0.0 } else { 1.0 };
+        }
+        let u = (x - self.lo) / self.h;
+        if u <= 0.0 {
+            return 0.0;
+        }
+        if u >= STEPS as f64 {
+            return 1.0;
+        }
+        let i = (u.floor() as usize).min(STEPS - 1);
+        let t = u - i as f64;
+        let (t2, t3) = (t * t, t * t * t);
+        let v = (2.0 * t3 - 3.0 * t2 + 1.0) * self.values[i]
+            + (t3 - 2.0 * t2 + t) * self.h * self.slopes[i]
+            + (-2.0 * t3 + 3.0 * t2) * self.values[i + 1]
+            + (t3 - t2) * self.h * self.slopes[i + 1];
+        v.clamp(0.0, 1.0)
+    }
+}
+
+/// ∫ f_d(x) F(x) dx / ∫ f_d(x) dx over d's grid (Simpson).
+fn integrate_density_times_cdf(d: &Posterior, cdf: &Cdf) -> f64 {
+    let h = d.step();
+    if h <= 0.0 {
+        return cdf.at(d.lo);
+    }
+    let mut mass = 0.0;
+    let mut sum = 0.0;
+    for i in 0..=STEPS {
+        let w = if i == 0 || i == STEPS {
+            1.0
+        } else if i % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        };
+        let x = d.lo + i as f64 * h;
+        let f = w * d.density(x);
+        mass += f;
+        sum += f * cdf.at(x);
+    }
+    if mass > 0.0 { sum / mass } else { 0.5 }
 }
 
 /// Pearson chi-square goodness of fit of `observed` exposures per arm
