@@ -31,6 +31,7 @@ use serde_json::Value;
 use super::error::ExperimentError;
 use super::time::parse_rfc3339;
 use crate::flags::FlagSet;
+use crate::flow::model::FlowDef;
 use crate::flow::validate::{Issue, Severity};
 use crate::rules::Rule;
 
@@ -439,6 +440,36 @@ pub fn validate(experiments: &[LoadedExperiment], flags: &FlagSet) -> Vec<Issue>
     issues
 }
 
+/// Goals against `flows`: a goal node its flow lacks is an error
+/// (`EXPERIMENT_GOAL_NODE_UNKNOWN`: the experiment could never convert); a
+/// flow not among `flows` is a warning (`EXPERIMENT_GOAL_FLOW_UNKNOWN`),
+/// since flows can also be published through the API.
+pub fn validate_goals(experiments: &[LoadedExperiment], flows: &[FlowDef]) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    for exp in experiments {
+        for (i, goal) in exp.def.goals.iter().enumerate() {
+            let error = match flows.iter().find(|f| f.id == goal.flow) {
+                None => ExperimentError::GoalFlowUnknown {
+                    file: exp.file.clone(),
+                    path: format!("$.goals[{i}].flow"),
+                    flow: goal.flow.clone(),
+                },
+                Some(flow) if !flow.nodes.iter().any(|n| n.id() == goal.node) => {
+                    ExperimentError::GoalNodeUnknown {
+                        file: exp.file.clone(),
+                        path: format!("$.goals[{i}].node"),
+                        flow: goal.flow.clone(),
+                        node: goal.node.clone(),
+                    }
+                }
+                Some(_) => continue,
+            };
+            issues.push(error.to_issue());
+        }
+    }
+    issues
+}
+
 /// Every `fractional` operation in `rule`, outermost first, in document order.
 fn find_fractionals(rule: &Value) -> Vec<&Value> {
     let mut out = Vec::new();
@@ -681,7 +712,45 @@ pub fn check_paths(paths: &[PathBuf]) -> Vec<Issue> {
     let flags = flags_for(paths, &homes);
     let mut issues = load.issues;
     issues.extend(validate(&load.experiments, &flags));
+    if let Some(flows) = flows_for(paths, &homes) {
+        issues.extend(validate_goals(&load.experiments, &flows));
+    }
     issues
+}
+
+/// The flows goals are checked against: the flow files among `paths`, or
+/// else `../flows` next to the experiments' directory; `None` when there
+/// are neither (goals are then not checked).
+fn flows_for(paths: &[PathBuf], homes: &[PathBuf]) -> Option<Vec<FlowDef>> {
+    let mut flows = Vec::new();
+    let mut found = false;
+    for path in paths {
+        if is_experiments_dir(path) {
+            continue;
+        }
+        if path.is_dir() {
+            if let Ok(report) = crate::flow::load::load_dir(path) {
+                found |= !report.flows.is_empty();
+                flows.extend(report.flows.into_iter().map(|f| f.def));
+            }
+        } else if let Ok(def) = crate::flow::load::load_file(path) {
+            found = true;
+            flows.push(def);
+        }
+    }
+    if !found {
+        let dir = homes.iter().find_map(|home| {
+            let dir = home.canonicalize().ok()?.parent()?.join("flows");
+            dir.is_dir().then_some(dir)
+        })?;
+        flows = crate::flow::load::load_dir(&dir)
+            .ok()?
+            .flows
+            .into_iter()
+            .map(|f| f.def)
+            .collect();
+    }
+    Some(flows)
 }
 
 fn add_file(load: &mut ExperimentLoad, file: &Path) {

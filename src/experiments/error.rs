@@ -138,6 +138,21 @@ pub enum ExperimentError {
         other_from: f64,
         other_to: f64,
     },
+    /// Warning: no flow with this id among the flows checked (it may be
+    /// published another way).
+    #[error("goal flow `{flow}` is not among the flows checked")]
+    GoalFlowUnknown {
+        file: PathBuf,
+        path: String,
+        flow: String,
+    },
+    #[error("goal node `{node}` is not a node of flow `{flow}`")]
+    GoalNodeUnknown {
+        file: PathBuf,
+        path: String,
+        flow: String,
+        node: String,
+    },
     /// `analyze`: an arm has more conversions than exposures.
     #[error("arm `{arm}` has {conversions} conversions but only {exposures} exposures")]
     ConversionsExceedExposures {
@@ -171,6 +186,8 @@ impl ExperimentError {
             ExperimentError::RangeOutOfBounds { .. } => "EXPERIMENT_RANGE_OUT_OF_BOUNDS",
             ExperimentError::RangeEmpty { .. } => "EXPERIMENT_RANGE_EMPTY",
             ExperimentError::NamespaceOverlap { .. } => "EXPERIMENT_NAMESPACE_OVERLAP",
+            ExperimentError::GoalFlowUnknown { .. } => "EXPERIMENT_GOAL_FLOW_UNKNOWN",
+            ExperimentError::GoalNodeUnknown { .. } => "EXPERIMENT_GOAL_NODE_UNKNOWN",
             ExperimentError::ConversionsExceedExposures { .. } => {
                 "STATS_CONVERSIONS_EXCEED_EXPOSURES"
             }
@@ -230,6 +247,13 @@ impl ExperimentError {
                 "experiments in one namespace are mutually exclusive: give them disjoint ranges"
                     .into()
             }
+            ExperimentError::GoalFlowUnknown { .. } => {
+                "check the flow id, or validate the flows together with the experiments".into()
+            }
+            ExperimentError::GoalNodeUnknown { .. } => {
+                "name a node of the flow (often its `end` node); a missing goal never converts"
+                    .into()
+            }
             ExperimentError::ConversionsExceedExposures { .. } => {
                 "count conversions only of exposed sessions".into()
             }
@@ -240,7 +264,9 @@ impl ExperimentError {
     /// Warnings do not stop an experiment from loading.
     pub fn severity(&self) -> Severity {
         match self {
-            ExperimentError::FlagNotRandomized { .. } => Severity::Warning,
+            ExperimentError::FlagNotRandomized { .. } | ExperimentError::GoalFlowUnknown { .. } => {
+                Severity::Warning
+            }
             _ => Severity::Error,
         }
     }
@@ -253,7 +279,9 @@ impl ExperimentError {
             ExperimentError::FileUnreadable { file, .. }
             | ExperimentError::FileTooLarge { file, .. }
             | ExperimentError::Syntax { file, .. } => (file.clone(), "$".to_string()),
-            ExperimentError::Structure { file, path, .. } => (file.clone(), path.clone()),
+            ExperimentError::Structure { file, path, .. }
+            | ExperimentError::GoalFlowUnknown { file, path, .. }
+            | ExperimentError::GoalNodeUnknown { file, path, .. } => (file.clone(), path.clone()),
             ExperimentError::IdInvalid { file, path, .. }
             | ExperimentError::IdDuplicate { file, path, .. }
             | ExperimentError::FlagUnknown { file, path, .. }

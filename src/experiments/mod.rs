@@ -19,7 +19,7 @@ mod time;
 pub use def::{
     Experiment, ExperimentDef, ExperimentLoad, Goal, LoadedExperiment, Namespace, NamespaceDef,
     arm_weights, check_paths, is_experiment_document, is_experiment_file, is_experiments_dir,
-    load_dir, load_file, parse_str, parse_value, validate,
+    load_dir, load_file, parse_str, parse_value, validate, validate_goals,
 };
 pub use error::ExperimentError;
 pub use stats::{ArmCounts, ArmResult, Comparison, Interval, Results, SampleRatio, analyze};

@@ -11,7 +11,7 @@ use baton::experiments::stats::{
 };
 use baton::experiments::{
     ArmCounts, Experiment, LoadedExperiment, Namespace, analyze, arm_weights, check_paths,
-    load_dir, parse_rfc3339, parse_str, validate,
+    load_dir, parse_rfc3339, parse_str, validate, validate_goals,
 };
 use baton::flags::{FlagSet, load_str};
 use baton::flow::validate::{Issue, Severity, format_human};
@@ -1036,4 +1036,54 @@ proptest! {
             prop_assert!((0.0..=1.0).contains(&p));
         }
     }
+}
+
+#[test]
+fn goals_are_checked_against_the_flows() {
+    let flows = vec![baton::flow::load::load_file(&repo("flows/onboarding.yaml")).unwrap()];
+    let exp = parsed(
+        "g.yaml",
+        "id: g\nflag: headline\ncontrol: classic\ngoals:\n  - {flow: onboarding, node: done}\n  - {flow: onboarding, node: finished}\n  - {flow: checkout, node: paid}\n",
+    );
+    let issues = validate_goals(std::slice::from_ref(&exp), &flows);
+    assert_eq!(
+        triples(&issues),
+        vec![
+            ("EXPERIMENT_GOAL_NODE_UNKNOWN", "$.goals[1].node"),
+            ("EXPERIMENT_GOAL_FLOW_UNKNOWN", "$.goals[2].flow"),
+        ],
+        "{}",
+        format_human(&issues)
+    );
+    assert_eq!(issues[0].severity, Severity::Error);
+    assert_eq!(issues[1].severity, Severity::Warning);
+    assert!(issues.iter().all(|i| i.hint.is_some()));
+
+    // `baton validate experiments/` finds ../flows by itself.
+    let tmp = tempfile::tempdir().unwrap();
+    for d in ["experiments", "flags", "flows"] {
+        fs::create_dir_all(tmp.path().join(d)).unwrap();
+    }
+    fs::copy(
+        repo("flags/onboarding.flagd.json"),
+        tmp.path().join("flags/f.json"),
+    )
+    .unwrap();
+    fs::copy(
+        repo("flows/onboarding.yaml"),
+        tmp.path().join("flows/onboarding.yaml"),
+    )
+    .unwrap();
+    fs::write(
+        tmp.path().join("experiments/e.yaml"),
+        "id: e\nflag: new-signup-screen\ncontrol: off\ngoals: [{flow: onboarding, node: dne}]\n",
+    )
+    .unwrap();
+    let issues = check_paths(&[tmp.path().join("experiments")]);
+    assert_eq!(
+        triples(&issues),
+        vec![("EXPERIMENT_GOAL_NODE_UNKNOWN", "$.goals[0].node")],
+        "{}",
+        format_human(&issues)
+    );
 }
