@@ -231,7 +231,7 @@ impl ExperimentError {
             }
             ExperimentError::RuleInvalid { source, .. } => return source.hint(),
             ExperimentError::TimestampInvalid { .. } => {
-                "write e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00; quote it in YAML"
+                "write a date, `T`, a time and a zone, e.g. 2026-12-01T09:00:00Z or 2026-12-01T10:00:00+01:00"
                     .into()
             }
             ExperimentError::StopBeforeStart { .. } => {
