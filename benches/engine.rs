@@ -41,12 +41,11 @@ fn values(v: Value) -> Map<String, Value> {
     v.as_object().unwrap().clone()
 }
 
-/// A session resting on `shipping`, with `history` earlier screens.
-fn at_shipping(flow: &CompiledFlow, history: usize) -> SessionState {
-    let limits = Limits {
-        max_back_stack: history.max(1),
-        ..Limits::default()
-    };
+/// A session resting on `shipping` after `history` earlier round trips
+/// through the same screens (a long history: full back stack, many
+/// events), and with `extra_answers` more answered screens in its context.
+fn at_shipping(flow: &CompiledFlow, history: usize, extra_answers: usize) -> SessionState {
+    let limits = Limits::default();
     let started = engine::start(flow, start_input(), &limits).unwrap().state;
     let mut s = engine::submit(
         flow,
@@ -58,12 +57,22 @@ fn at_shipping(flow: &CompiledFlow, history: usize) -> SessionState {
     )
     .unwrap()
     .state;
-    // Simulate a long walk: a full back stack and many answered screens.
-    for i in 0..history {
-        s.back.push(format!("screen_{i}"));
-        s.context["input"][format!("screen_{i}")] = json!({ "answer": i });
+    for _ in 0..history {
+        s = engine::back(flow, &s).unwrap().state;
+        s = engine::submit(
+            flow,
+            &s,
+            "cart",
+            "next",
+            &values(json!({"quantity": 2})),
+            &limits,
+        )
+        .unwrap()
+        .state;
     }
-    s.back.truncate(limits.max_back_stack);
+    for i in 0..extra_answers {
+        s.context["input"][format!("screen_{i}")] = json!({ "answer": i, "note": "x".repeat(40) });
+    }
     s
 }
 
@@ -91,12 +100,14 @@ fn submit_cart_one_input(b: divan::Bencher) {
     b.bench(|| engine::submit(&flow, black_box(&state), "cart", "next", &v, &limits).unwrap());
 }
 
-/// Four inputs validated (pattern, options, date) plus a decision rule.
-#[divan::bench(args = [0, 50])]
+/// Four inputs validated (pattern, options, date) plus a decision rule,
+/// after 0 or 1000 earlier round trips: the history's length must not
+/// change the cost.
+#[divan::bench(args = [0, 1000])]
 fn submit_shipping_with_decision(b: divan::Bencher, history: usize) {
     let flow = checkout();
     let limits = Limits::default();
-    let state = at_shipping(&flow, history);
+    let state = at_shipping(&flow, history, 0);
     let v = values(
         json!({"address": "Main St 1", "postcode": "12345", "speed": "standard", "deliver_after": "2030-01-02"}),
     );
@@ -107,10 +118,24 @@ fn submit_shipping_with_decision(b: divan::Bencher, history: usize) {
     });
 }
 
+/// The same submit with 50 more answered screens in the context: cost
+/// grows with the context's size (bounded by `max_context_bytes`), which
+/// is set by how many distinct screens a flow has, not by history.
+#[divan::bench]
+fn submit_shipping_context_with_50_more_answers(b: divan::Bencher) {
+    let flow = checkout();
+    let limits = Limits::default();
+    let state = at_shipping(&flow, 0, 50);
+    let v = values(
+        json!({"address": "Main St 1", "postcode": "12345", "speed": "standard", "deliver_after": "2030-01-02"}),
+    );
+    b.bench(|| engine::submit(&flow, black_box(&state), "shipping", "next", &v, &limits).unwrap());
+}
+
 #[divan::bench]
 fn render_shipping(b: divan::Bencher) {
     let flow = checkout();
-    let state = at_shipping(&flow, 0);
+    let state = at_shipping(&flow, 0, 0);
     b.bench(|| engine::render(&flow, black_box(&state)).unwrap());
 }
 
@@ -118,7 +143,7 @@ fn render_shipping(b: divan::Bencher) {
 #[divan::bench]
 fn snapshot_roundtrip(b: divan::Bencher) {
     let flow = checkout();
-    let state = at_shipping(&flow, 0);
+    let state = at_shipping(&flow, 0, 0);
     b.bench(|| {
         let v = serde_json::to_value(black_box(&state)).unwrap();
         serde_json::from_value::<SessionState>(v).unwrap()
