@@ -6,6 +6,7 @@ mod common;
 mod curl_example;
 mod engine_props;
 mod flows_api;
+mod group_commit;
 mod limits;
 mod rules;
 mod store;
