@@ -169,7 +169,7 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// Errors where the database, not the request, is the problem.
-fn is_unavailable(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
     use sqlx::Error as E;
     match e {
         E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => true,

@@ -12,9 +12,11 @@
 //! the hot path, which is a single statement on each backend so it costs one
 //! round trip and no explicit transaction: a data-modifying CTE on
 //! PostgreSQL, an insert into a view whose trigger does the work on SQLite
-//! (see `migrations/sqlite`).
+//! (see `migrations/sqlite`). Commits go through one writer task per store
+//! that writes whatever queued up meanwhile as one statement (see [`group`]).
 
 mod error;
+mod group;
 mod records;
 
 use std::borrow::Cow;
@@ -31,7 +33,9 @@ use sqlx::sqlite::{
 use sqlx::{Connection, PgConnection, Postgres, Sqlite, Transaction};
 
 pub use error::StoreError;
-use error::{constraint, is_foreign_key_violation, is_unique_violation};
+use error::{is_foreign_key_violation, is_unique_violation};
+#[doc(hidden)]
+pub use group::GroupCommitStats;
 pub use records::{
     EventRecord, FlowVersionRecord, IdempotencyRecord, NewEvent, NewIdempotency, NewSession,
     SessionRecord,
@@ -97,6 +101,8 @@ impl Default for StoreOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     inner: Inner,
+    /// Every `commit` goes through this one writer (see [`group`]).
+    writer: group::Writer,
 }
 
 #[derive(Debug, Clone)]
@@ -523,6 +529,7 @@ impl Store {
                 .connect_lazy_with(options)
         };
         Ok(Store {
+            writer: group::Writer::spawn(group::Target::Sqlite(write.clone())),
             inner: Inner::Sqlite { read, write },
         })
     }
@@ -552,6 +559,7 @@ impl Store {
             .acquire_timeout(opts.acquire_timeout)
             .connect_lazy_with(options);
         Ok(Store {
+            writer: group::Writer::spawn(group::Target::Postgres(pool.clone())),
             inner: Inner::Postgres(pool),
         })
     }
@@ -779,84 +787,58 @@ impl Store {
             .iter()
             .map(|e| to_json("an event payload", &e.payload))
             .collect::<Result<Vec<_>, _>>()?;
-        let response = idempotency
-            .map(|i| to_json("the idempotent response", &i.response))
-            .transpose()?;
         let new_seq = seq_after(expected_seq, events.len());
-        let now = now_ms();
-
-        let key_taken = || StoreError::IdempotencyKeyTaken {
-            session_id: session_id.to_owned(),
-            key: idempotency.map(|i| i.key.clone()).unwrap_or_default(),
-        };
-        let log_out_of_step = || StoreError::Corrupt {
-            table: "session_events",
-            detail: format!(
-                "session {session_id} is at seq {expected_seq} but its log already has \
-                 later events"
+        let events = match self.backend() {
+            Backend::Sqlite => group::Events::SqliteJson(sqlite_events_json(events, &payloads)?),
+            Backend::Postgres => group::Events::Rows(
+                events
+                    .iter()
+                    .map(|e| e.kind.clone())
+                    .zip(payloads)
+                    .collect(),
             ),
         };
-
-        match &self.inner {
-            Inner::Sqlite { write, .. } => {
-                let events_json = sqlite_events_json(events, &payloads)?;
-                let result = sqlx::query(SQLITE_COMMIT)
-                    .bind(session_id)
-                    .bind(expected_seq)
-                    .bind(status)
-                    .bind(state.as_str())
-                    .bind(now)
-                    .bind(events_json.as_str())
-                    .bind(idempotency.map(|i| i.key.as_str()))
-                    .bind(idempotency.map(|i| i.request_hash.as_str()))
-                    .bind(response.as_deref())
-                    .execute(write)
-                    .await;
-                if let Err(e) = result {
-                    return Err(match raise_message(&e) {
-                        Some("baton:stale_seq") => self.why_not_at(session_id, expected_seq).await,
-                        Some("baton:idempotency_key_taken") => key_taken(),
-                        _ if is_unique_violation(&e) => log_out_of_step(),
-                        _ => e.into(),
-                    });
-                }
-            }
-            Inner::Postgres(pool) => {
-                let sql = pg_commit_sql(events.len(), idempotency.is_some());
-                let mut q = sqlx::query_scalar::<_, i64>(&sql)
-                    .bind(session_id)
-                    .bind(expected_seq)
-                    .bind(status)
-                    .bind(state.as_str())
-                    .bind(new_seq)
-                    .bind(now);
-                if let (Some(idem), Some(response)) = (idempotency, &response) {
-                    q = q
-                        .bind(&idem.key)
-                        .bind(&idem.request_hash)
-                        .bind(response.as_str());
-                }
-                for (i, (e, payload)) in events.iter().zip(&payloads).enumerate() {
-                    q = q
-                        .bind(seq_after(expected_seq + 1, i))
-                        .bind(&e.kind)
-                        .bind(payload.as_str());
-                }
-                match q.fetch_optional(pool).await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Err(self.why_not_at(session_id, expected_seq).await),
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(match constraint(&e) {
-                            Some("idempotency_pkey") => key_taken(),
-                            Some("session_events_pkey") => log_out_of_step(),
-                            _ => e.into(),
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
+        let idem = idempotency
+            .map(|i| {
+                Ok::<_, StoreError>(group::Idempotency {
+                    key: i.key.clone(),
+                    request_hash: i.request_hash.clone(),
+                    response: to_json("the idempotent response", &i.response)?,
+                })
+            })
+            .transpose()?;
+        let commit = group::Commit {
+            session_id: session_id.to_owned(),
+            expected_seq,
+            new_seq,
+            status: status.to_owned(),
+            state,
+            events,
+            idempotency: idem,
+        };
+        match self.writer.commit(commit).await {
+            Ok(()) => Ok(new_seq),
+            Err(group::Rejected::StaleSeq) => Err(self.why_not_at(session_id, expected_seq).await),
+            Err(group::Rejected::KeyTaken) => Err(StoreError::IdempotencyKeyTaken {
+                session_id: session_id.to_owned(),
+                key: idempotency.map(|i| i.key.clone()).unwrap_or_default(),
+            }),
+            Err(group::Rejected::LogOutOfStep) => Err(StoreError::Corrupt {
+                table: "session_events",
+                detail: format!(
+                    "session {session_id} is at seq {expected_seq} but its log already has \
+                     later events"
+                ),
+            }),
+            Err(group::Rejected::Db(e)) => Err(e.into()),
         }
-        Ok(new_seq)
+    }
+
+    /// Counters of the group-commit writer, for tests (which need several
+    /// commits queued into one batch) and diagnostics.
+    #[doc(hidden)]
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.writer.stats()
     }
 
     /// Why a guarded UPDATE matched no row: the session is gone or has moved on.

@@ -8,6 +8,7 @@ mod engine_props;
 mod experiments;
 mod flags;
 mod flows_api;
+mod group_commit;
 mod limits;
 mod rules;
 mod store;

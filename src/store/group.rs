@@ -1,0 +1,470 @@
+//! Group commit: the writer task that owns the write path of
+//! [`Store::commit`](super::Store::commit).
+//!
+//! Commits that arrive while the writer is busy queue up; once it has a
+//! connection it takes everything queued (at most [`MAX_BATCH`]) and writes
+//! it with ONE statement, so one round trip, one transaction and one WAL
+//! write (on PostgreSQL one WAL flush) serve many sessions. There is no
+//! timer: a lone commit is written at once, with the single-commit
+//! statement.
+//!
+//! Each member keeps the semantics of a commit on its own. A member the
+//! batch statement did not apply — a stale seq, a taken key, a later commit
+//! of a session already in the batch — is written alone afterwards with the
+//! single-commit statement, which decides it again and says exactly why it
+//! fails. If the batch statement fails as a whole, nothing of it was
+//! written (a statement is atomic) and every member is written alone, so
+//! one member's failure never fails the others. A member hears "applied"
+//! only once the statement that applied it has committed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
+
+use super::error::{constraint, is_unavailable, is_unique_violation};
+use super::{pg_commit_sql, raise_message};
+
+/// Most commits written together: bounds a transaction's size and the wait
+/// of the last member.
+pub(super) const MAX_BATCH: usize = 64;
+
+/// One commit, serialized by the caller (so JSON encoding runs on the
+/// callers' threads, not in the single writer).
+pub(super) struct Commit {
+    pub session_id: String,
+    pub expected_seq: i64,
+    pub new_seq: i64,
+    pub status: String,
+    /// JSON text.
+    pub state: String,
+    pub events: Events,
+    pub idempotency: Option<Idempotency>,
+}
+
+/// The events in the form each backend's statement takes.
+pub(super) enum Events {
+    /// For the SQLite commit trigger: `[[kind, payload JSON text], …]`.
+    SqliteJson(String),
+    /// For PostgreSQL: (kind, payload JSON text) per event, in seq order.
+    Rows(Vec<(String, String)>),
+}
+
+pub(super) struct Idempotency {
+    pub key: String,
+    pub request_hash: String,
+    /// JSON text.
+    pub response: String,
+}
+
+/// Why a commit was not applied. Nothing of it was written.
+pub(super) enum Rejected {
+    /// The session is not at the expected seq, or does not exist.
+    StaleSeq,
+    KeyTaken,
+    /// The log already has an event with one of the new seqs.
+    LogOutOfStep,
+    Db(sqlx::Error),
+}
+
+type Reply = oneshot::Sender<Result<(), Rejected>>;
+type Pending = (Commit, Reply);
+
+/// Where the writer writes.
+pub(super) enum Target {
+    /// The single-connection write pool.
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// The queue to the writer task. The task ends when the last `Writer`
+/// (the last clone of its `Store`) is dropped.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    queue: mpsc::UnboundedSender<Pending>,
+    counters: Arc<Counters>,
+}
+
+/// For tests and diagnostics; updated with relaxed atomics.
+#[derive(Debug, Default)]
+struct Counters {
+    /// Commits in the queue, not yet taken by the writer.
+    queued: AtomicUsize,
+    /// Batch statements run (a batch of one is written alone, not counted).
+    batches: AtomicU64,
+    /// Batch statements that failed as a whole.
+    failed_batches: AtomicU64,
+}
+
+/// See [`Store::group_commit_stats`](super::Store::group_commit_stats).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Commits waiting for the writer.
+    pub queued: usize,
+    /// Statements that wrote several commits at once.
+    pub batches: u64,
+    /// Of those, how many failed as a whole (their members were then
+    /// written one by one).
+    pub failed_batches: u64,
+}
+
+impl Writer {
+    /// Spawns the writer on the current Tokio runtime.
+    pub fn spawn(target: Target) -> Writer {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(target, rx, counters.clone()));
+        Writer { queue, counters }
+    }
+
+    pub async fn commit(&self, commit: Commit) -> Result<(), Rejected> {
+        let (reply, answer) = oneshot::channel();
+        self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        // Either fails only if the writer task is gone (its runtime shut down).
+        self.queue
+            .send((commit, reply))
+            .map_err(|_| Rejected::Db(sqlx::Error::WorkerCrashed))?;
+        answer
+            .await
+            .unwrap_or(Err(Rejected::Db(sqlx::Error::WorkerCrashed)))
+    }
+
+    pub fn stats(&self) -> GroupCommitStats {
+        let c = &self.counters;
+        GroupCommitStats {
+            queued: c.queued.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            failed_batches: c.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn run(target: Target, mut rx: mpsc::UnboundedReceiver<Pending>, counters: Arc<Counters>) {
+    let queued = &counters.queued;
+    while let Some(first) = rx.recv().await {
+        queued.fetch_sub(1, Ordering::Relaxed);
+        // Take the rest of the batch only once there is a connection, so
+        // commits that arrived meanwhile join it.
+        let take = |rx: &mut mpsc::UnboundedReceiver<Pending>| {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            queued.fetch_sub(batch.len() - 1, Ordering::Relaxed);
+            batch
+        };
+        match &target {
+            Target::Sqlite(pool) => match pool.acquire().await {
+                Ok(mut conn) => write_sqlite(&mut conn, take(&mut rx), &counters).await,
+                Err(e) => fail_all(take(&mut rx), &e),
+            },
+            Target::Postgres(pool) => match pool.acquire().await {
+                Ok(mut conn) => write_postgres(&mut conn, take(&mut rx), &counters).await,
+                Err(e) => fail_all(take(&mut rx), &e),
+            },
+        }
+    }
+}
+
+impl Counters {
+    fn count_batch(&self, ok: bool) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed_batches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn fail_all(members: impl IntoIterator<Item = Pending>, e: &sqlx::Error) {
+    for (_, reply) in members {
+        let _ = reply.send(Err(Rejected::Db(replicate(e))));
+    }
+}
+
+/// An error of the same class (unavailable or internal) for each member of a
+/// batch that failed as a whole; `sqlx::Error` is not `Clone`.
+fn replicate(e: &sqlx::Error) -> sqlx::Error {
+    if is_unavailable(e) {
+        sqlx::Error::Io(std::io::Error::other(e.to_string()))
+    } else {
+        sqlx::Error::Protocol(e.to_string())
+    }
+}
+
+/// Which members go into the batch statement: the first commit of each
+/// session. A later one expects the seq the earlier one sets, which one
+/// statement cannot express; it is written alone afterwards, in order.
+fn first_of_each_session(batch: &[Pending]) -> Vec<bool> {
+    let mut seen = HashSet::new();
+    batch
+        .iter()
+        .map(|(c, _)| seen.insert(c.session_id.as_str()))
+        .collect()
+}
+
+async fn write_sqlite(conn: &mut PoolConnection<Sqlite>, batch: Vec<Pending>, counters: &Counters) {
+    let now = super::now_ms();
+    let mut in_batch = first_of_each_session(&batch);
+    let members: Vec<&Commit> = batch
+        .iter()
+        .zip(&in_batch)
+        .filter_map(|((c, _), &first)| first.then_some(c))
+        .collect();
+    // All or nothing: a RAISE in the commit trigger for any row undoes the
+    // whole statement.
+    let written = members.len() >= 2 && {
+        let result = sqlite_commit_batch(conn, &members, now).await;
+        counters.count_batch(result.is_ok());
+        result.is_ok()
+    };
+    if !written {
+        in_batch.fill(false);
+    }
+    for ((commit, reply), applied) in batch.into_iter().zip(in_batch) {
+        let result = if applied {
+            Ok(())
+        } else {
+            sqlite_commit_one(conn, &commit, now).await
+        };
+        let _ = reply.send(result);
+    }
+}
+
+/// The SQLite batch statement: one multi-row INSERT into the
+/// `session_commits` view; its trigger runs once per row, in order.
+async fn sqlite_commit_batch(
+    conn: &mut PoolConnection<Sqlite>,
+    members: &[&Commit],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = sqlite_commit_batch_sql(members.len());
+    let mut q = sqlx::query(&sql);
+    for c in members {
+        let idem = c.idempotency.as_ref();
+        q = q
+            .bind(&c.session_id)
+            .bind(c.expected_seq)
+            .bind(&c.status)
+            .bind(&c.state)
+            .bind(now)
+            .bind(sqlite_events(c))
+            .bind(idem.map(|i| i.key.as_str()))
+            .bind(idem.map(|i| i.request_hash.as_str()))
+            .bind(idem.map(|i| i.response.as_str()));
+    }
+    q.execute(&mut **conn).await.map(|_| ())
+}
+
+/// `INSERT INTO session_commits (…) VALUES (?, …), (?, …), …` for `n` rows.
+/// Each `n` is its own prepared statement in sqlx's per-connection cache
+/// (100 by default, more than `MAX_BATCH` plus the store's other statements).
+fn sqlite_commit_batch_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO session_commits (session_id, expected_seq, status, state, at, events, \
+         idem_key, idem_request_hash, idem_response) VALUES ",
+    );
+    for i in 0..n {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    }
+    sql
+}
+
+fn sqlite_events(c: &Commit) -> &str {
+    match &c.events {
+        Events::SqliteJson(json) => json,
+        Events::Rows(_) => unreachable!("SQLite commits carry their events as JSON"),
+    }
+}
+
+/// One member alone, with the single-commit statement.
+async fn sqlite_commit_one(
+    conn: &mut PoolConnection<Sqlite>,
+    c: &Commit,
+    now: i64,
+) -> Result<(), Rejected> {
+    let idem = c.idempotency.as_ref();
+    let result = sqlx::query(super::SQLITE_COMMIT)
+        .bind(&c.session_id)
+        .bind(c.expected_seq)
+        .bind(&c.status)
+        .bind(&c.state)
+        .bind(now)
+        .bind(sqlite_events(c))
+        .bind(idem.map(|i| i.key.as_str()))
+        .bind(idem.map(|i| i.request_hash.as_str()))
+        .bind(idem.map(|i| i.response.as_str()))
+        .execute(&mut **conn)
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match raise_message(&e) {
+            Some("baton:stale_seq") => Rejected::StaleSeq,
+            Some("baton:idempotency_key_taken") => Rejected::KeyTaken,
+            _ if is_unique_violation(&e) => Rejected::LogOutOfStep,
+            _ => Rejected::Db(e),
+        }),
+    }
+}
+
+async fn write_postgres(
+    conn: &mut PoolConnection<Postgres>,
+    batch: Vec<Pending>,
+    counters: &Counters,
+) {
+    let now = super::now_ms();
+    let in_batch = first_of_each_session(&batch);
+    let members: Vec<&Commit> = batch
+        .iter()
+        .zip(&in_batch)
+        .filter_map(|((c, _), &first)| first.then_some(c))
+        .collect();
+    // A deadlock with another replica's batch, a key race, a lost
+    // connection… fail the statement as a whole: then nobody was applied.
+    let applied: HashSet<String> = if members.len() < 2 {
+        HashSet::new()
+    } else {
+        let result = pg_commit_batch(conn, &members, now).await;
+        counters.count_batch(result.is_ok());
+        result.map(HashSet::from_iter).unwrap_or_default()
+    };
+    for ((commit, reply), first) in batch.into_iter().zip(in_batch) {
+        let result = if first && applied.contains(&commit.session_id) {
+            Ok(())
+        } else {
+            pg_commit_one(conn, &commit, now).await
+        };
+        let _ = reply.send(result);
+    }
+}
+
+/// The batch statement: the members' columns as parallel arrays, unnested.
+/// The idempotency check is in the UPDATE's guard, so a taken key skips the
+/// member instead of failing the statement.
+const PG_COMMIT_BATCH: &str = "WITH c AS (\
+     SELECT * FROM unnest($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], \
+                          $7::TEXT[], $8::TEXT[], $9::TEXT[]) \
+         AS c (id, expected_seq, status, state, new_seq, idem_key, idem_request_hash, \
+               idem_response)), \
+     upd AS (UPDATE sessions s SET status = c.status, state = c.state, seq = c.new_seq, \
+                                   updated_at = $6 \
+         FROM c WHERE s.id = c.id AND s.seq = c.expected_seq \
+          AND NOT EXISTS (SELECT 1 FROM idempotency i \
+                           WHERE i.session_id = c.id AND i.key = c.idem_key) \
+         RETURNING s.id), \
+     idem AS (INSERT INTO idempotency (session_id, key, request_hash, response, created_at) \
+         SELECT c.id, c.idem_key, c.idem_request_hash, c.idem_response, $6 \
+           FROM c JOIN upd ON upd.id = c.id WHERE c.idem_key IS NOT NULL), \
+     ev AS (INSERT INTO session_events (session_id, seq, kind, payload, created_at) \
+         SELECT e.id, e.seq, e.kind, e.payload, $6 \
+           FROM unnest($10::TEXT[], $11::BIGINT[], $12::TEXT[], $13::TEXT[]) \
+                AS e (id, seq, kind, payload) \
+           JOIN upd ON upd.id = e.id) \
+     SELECT id FROM upd";
+
+/// Writes `members` (distinct sessions) in one statement; returns the ids
+/// of the sessions it advanced.
+async fn pg_commit_batch(
+    conn: &mut PoolConnection<Postgres>,
+    members: &[&Commit],
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let n = members.len();
+    let (mut ids, mut expected, mut statuses, mut states, mut new_seqs) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut keys, mut hashes, mut responses) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut ev_ids, mut ev_seqs, mut ev_kinds, mut ev_payloads) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for c in members {
+        ids.push(c.session_id.as_str());
+        expected.push(c.expected_seq);
+        statuses.push(c.status.as_str());
+        states.push(c.state.as_str());
+        new_seqs.push(c.new_seq);
+        let idem = c.idempotency.as_ref();
+        keys.push(idem.map(|i| i.key.as_str()));
+        hashes.push(idem.map(|i| i.request_hash.as_str()));
+        responses.push(idem.map(|i| i.response.as_str()));
+        let Events::Rows(events) = &c.events else {
+            unreachable!("PostgreSQL commits carry their events as rows");
+        };
+        for (seq, (kind, payload)) in (c.expected_seq + 1..).zip(events) {
+            ev_ids.push(c.session_id.as_str());
+            ev_seqs.push(seq);
+            ev_kinds.push(kind.as_str());
+            ev_payloads.push(payload.as_str());
+        }
+    }
+    sqlx::query_scalar(PG_COMMIT_BATCH)
+        .bind(ids)
+        .bind(expected)
+        .bind(statuses)
+        .bind(states)
+        .bind(new_seqs)
+        .bind(now)
+        .bind(keys)
+        .bind(hashes)
+        .bind(responses)
+        .bind(ev_ids)
+        .bind(ev_seqs)
+        .bind(ev_kinds)
+        .bind(ev_payloads)
+        .fetch_all(&mut **conn)
+        .await
+}
+
+/// One member alone, with the single-commit statement.
+async fn pg_commit_one(
+    conn: &mut PoolConnection<Postgres>,
+    c: &Commit,
+    now: i64,
+) -> Result<(), Rejected> {
+    let Events::Rows(events) = &c.events else {
+        unreachable!("PostgreSQL commits carry their events as rows");
+    };
+    let sql = pg_commit_sql(events.len(), c.idempotency.is_some());
+    let mut q = sqlx::query_scalar::<_, i64>(&sql)
+        .bind(&c.session_id)
+        .bind(c.expected_seq)
+        .bind(&c.status)
+        .bind(&c.state)
+        .bind(c.new_seq)
+        .bind(now);
+    if let Some(idem) = &c.idempotency {
+        q = q
+            .bind(&idem.key)
+            .bind(&idem.request_hash)
+            .bind(&idem.response);
+    }
+    for (seq, (kind, payload)) in (c.expected_seq + 1..).zip(events) {
+        q = q.bind(seq).bind(kind).bind(payload);
+    }
+    match q.fetch_optional(&mut **conn).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Rejected::StaleSeq),
+        Err(e) if is_unique_violation(&e) => Err(match constraint(&e) {
+            Some("idempotency_pkey") => Rejected::KeyTaken,
+            Some("session_events_pkey") => Rejected::LogOutOfStep,
+            _ => Rejected::Db(e),
+        }),
+        Err(e) => Err(Rejected::Db(e)),
+    }
+}
