@@ -16,6 +16,7 @@ pub mod api;
 pub mod app;
 pub mod artifacts;
 pub mod config;
+pub mod document;
 pub mod engine;
 pub mod experiments;
 pub mod flags;

@@ -25,6 +25,7 @@ use std::fs;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use crate::document::{self, DocError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -111,7 +112,8 @@ pub fn is_experiment_document(doc: &Value) -> bool {
 /// Whether `path` is a readable JSON/YAML file that
 /// [`is_experiment_document`].
 pub fn is_experiment_file(path: &Path) -> bool {
-    format_of(path).is_some() && read_document(path).is_ok_and(|d| is_experiment_document(&d))
+    document::format_of(path).is_some()
+        && read_document(path).is_ok_and(|d| is_experiment_document(&d))
 }
 
 /// Reads every `.yaml`/`.yml`/`.json` file directly in `dir` (dotfiles
@@ -130,7 +132,7 @@ pub fn load_dir(dir: &Path) -> Result<ExperimentLoad, ExperimentError> {
             .file_name()
             .and_then(|n| n.to_str())
             .is_none_or(|n| n.starts_with('.'));
-        if !hidden && format_of(&path).is_some() && path.is_file() {
+        if !hidden && document::format_of(&path).is_some() && path.is_file() {
             files.push(path);
         }
     }
@@ -195,67 +197,28 @@ pub fn parse_value(path: &Path, doc: &Value) -> Result<ExperimentDef, Vec<Issue>
     })
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Yaml,
-    Json,
-}
-
-fn format_of(path: &Path) -> Option<Format> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    match ext.as_str() {
-        "yaml" | "yml" => Some(Format::Yaml),
-        "json" => Some(Format::Json),
-        _ => None,
-    }
-}
-
 fn read_document(path: &Path) -> Result<Value, ExperimentError> {
-    let unreadable = |source| ExperimentError::FileUnreadable {
-        file: path.to_path_buf(),
-        source,
-    };
-    let size = fs::metadata(path).map_err(unreadable)?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(ExperimentError::FileTooLarge {
-            file: path.to_path_buf(),
-            size,
-            max: MAX_FILE_BYTES,
-        });
-    }
-    let text = fs::read_to_string(path).map_err(unreadable)?;
-    parse_text(path, &text)
+    document::read(path, MAX_FILE_BYTES).map_err(|e| doc_error(path, e))
 }
 
 fn parse_text(path: &Path, text: &str) -> Result<Value, ExperimentError> {
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(ExperimentError::FileTooLarge {
-            file: path.to_path_buf(),
-            size: text.len() as u64,
+    document::parse(path, text, MAX_FILE_BYTES).map_err(|e| doc_error(path, e))
+}
+
+fn doc_error(path: &Path, e: DocError) -> ExperimentError {
+    let file = path.to_path_buf();
+    match e {
+        DocError::Unreadable(source) => ExperimentError::FileUnreadable { file, source },
+        DocError::TooLarge { size } => ExperimentError::FileTooLarge {
+            file,
+            size,
             max: MAX_FILE_BYTES,
-        });
-    }
-    match format_of(path) {
-        Some(Format::Json) => serde_json::from_str(text).map_err(|e| ExperimentError::Syntax {
-            file: path.to_path_buf(),
-            format: "JSON",
-            message: e.to_string(),
-        }),
-        _ => {
-            // The flow loader's YAML 1.2 settings: `No` and `007` stay text.
-            let mut options = serde_saphyr::Options::default();
-            options.strict_booleans = true;
-            options.leading_zero_numbers_as_strings = true;
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-                let message = e.without_snippet().to_string();
-                let message = message.strip_prefix("error: ").unwrap_or(&message);
-                ExperimentError::Syntax {
-                    file: path.to_path_buf(),
-                    format: "YAML",
-                    message: message.split_whitespace().collect::<Vec<_>>().join(" "),
-                }
-            })
-        }
+        },
+        DocError::Syntax { format, message } => ExperimentError::Syntax {
+            file,
+            format,
+            message,
+        },
     }
 }
 

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::document::{self, DocError};
 use serde_json::{Map, Value};
 
 use super::error::FlagError;
@@ -64,7 +65,7 @@ impl FlagLoad {
 
 /// Whether `path` has a flag-file extension (`.json`, `.yaml`, `.yml`).
 pub fn has_flag_extension(path: &Path) -> bool {
-    format_of(path).is_some()
+    document::format_of(path).is_some()
 }
 
 /// Whether `doc` is a flag definition: an object with a `flags` member.
@@ -151,68 +152,28 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, FlagError> {
     Ok(files)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Yaml,
-    Json,
-}
-
-fn format_of(path: &Path) -> Option<Format> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    match ext.as_str() {
-        "yaml" | "yml" => Some(Format::Yaml),
-        "json" => Some(Format::Json),
-        _ => None,
-    }
-}
-
 fn read_document(path: &Path) -> Result<Value, FlagError> {
-    let unreadable = |source| FlagError::FileUnreadable {
-        file: path.to_path_buf(),
-        source,
-    };
-    let size = fs::metadata(path).map_err(unreadable)?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(FlagError::FileTooLarge {
-            file: path.to_path_buf(),
-            size,
-            max: MAX_FILE_BYTES,
-        });
-    }
-    let text = fs::read_to_string(path).map_err(unreadable)?;
-    parse_text(path, &text)
+    document::read(path, MAX_FILE_BYTES).map_err(|e| doc_error(path, e))
 }
 
 fn parse_text(path: &Path, text: &str) -> Result<Value, FlagError> {
-    if text.len() as u64 > MAX_FILE_BYTES {
-        return Err(FlagError::FileTooLarge {
-            file: path.to_path_buf(),
-            size: text.len() as u64,
+    document::parse(path, text, MAX_FILE_BYTES).map_err(|e| doc_error(path, e))
+}
+
+fn doc_error(path: &Path, e: DocError) -> FlagError {
+    let file = path.to_path_buf();
+    match e {
+        DocError::Unreadable(source) => FlagError::FileUnreadable { file, source },
+        DocError::TooLarge { size } => FlagError::FileTooLarge {
+            file,
+            size,
             max: MAX_FILE_BYTES,
-        });
-    }
-    match format_of(path) {
-        Some(Format::Json) => serde_json::from_str(text).map_err(|e| FlagError::Syntax {
-            file: path.to_path_buf(),
-            format: "JSON",
-            message: e.to_string(),
-        }),
-        _ => {
-            // The flow loader's YAML settings: `on`/`off`/`yes` stay strings
-            // (flagd files often name variants `on` and `off`).
-            let mut options = serde_saphyr::Options::default();
-            options.strict_booleans = true;
-            options.leading_zero_numbers_as_strings = true;
-            serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-                let message = e.without_snippet().to_string();
-                let message = message.strip_prefix("error: ").unwrap_or(&message);
-                FlagError::Syntax {
-                    file: path.to_path_buf(),
-                    format: "YAML",
-                    message: message.split_whitespace().collect::<Vec<_>>().join(" "),
-                }
-            })
-        }
+        },
+        DocError::Syntax { format, message } => FlagError::Syntax {
+            file,
+            format,
+            message,
+        },
     }
 }
 

@@ -60,20 +60,7 @@ pub fn is_flow_file(path: &Path) -> bool {
     format_of(path).is_some()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Yaml,
-    Json,
-}
-
-fn format_of(path: &Path) -> Option<Format> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    match ext.as_str() {
-        "yaml" | "yml" => Some(Format::Yaml),
-        "json" => Some(Format::Json),
-        _ => None,
-    }
-}
+use crate::document::{Format, format_of, yaml_message, yaml_options};
 
 /// Reads every flow file directly in `dir` (not in subdirectories), in
 /// file-name order. Other files and dotfiles (editor backups, lock files)
@@ -265,20 +252,6 @@ fn sorted(v: Value) -> Value {
 
 /// YAML 1.2 scalars: `label: No` is the text "No", not `false` (the
 /// YAML 1.1 "Norway problem"), and `value: 007` stays a string.
-fn yaml_options() -> serde_saphyr::Options {
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    options.leading_zero_numbers_as_strings = true;
-    options
-}
-
-/// saphyr's message without its multi-line source snippet: an issue is
-/// one line, and it names line and column already.
-fn yaml_message(e: &serde_saphyr::Error) -> String {
-    let text = e.without_snippet().to_string();
-    let text = text.strip_prefix("error: ").unwrap_or(&text);
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
 
 // ---------------------------------------------------------------------------
 // Finding where a structural error is.
