@@ -36,8 +36,8 @@ async fn run() {
             .unwrap_or(0)
     );
     println!(
-        "{:<10} {:<22} {:>10} {:>9} {:>9}",
-        "store", "server", "req/s", "p50 ms", "p99 ms"
+        "{:<10} {:<22} {:>10} {:>9} {:>9} {:>11}",
+        "store", "server", "req/s", "p50 ms", "p99 ms", "cpu us/req"
     );
     let mut backends = vec![("sqlite", None)];
     if let Ok(pg) = std::env::var("BATON_TEST_POSTGRES_URL") {
@@ -82,6 +82,8 @@ struct Measured {
     count: usize,
     errors: usize,
     elapsed: Duration,
+    /// CPU time of the whole process (client and server) during the run.
+    cpu: Duration,
     latencies: Vec<Duration>,
 }
 
@@ -94,12 +96,13 @@ fn report(store: &str, server: &str, m: &Measured) {
             .unwrap_or(0.0)
     };
     println!(
-        "{:<10} {:<22} {:>10.0} {:>9.2} {:>9.2}{}",
+        "{:<10} {:<22} {:>10.0} {:>9.2} {:>9.2} {:>11.0}{}",
         store,
         server,
         m.count as f64 / m.elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.99),
+        m.cpu.as_secs_f64() * 1e6 / m.count.max(1) as f64,
         if m.errors > 0 {
             format!("  ({} errors)", m.errors)
         } else {
@@ -120,6 +123,7 @@ where
         .unwrap();
     let deadline = Instant::now() + dur;
     let started = Instant::now();
+    let cpu_before = process_cpu();
     let mut tasks = Vec::new();
     for i in 0..CONCURRENCY {
         let client = client.clone();
@@ -159,6 +163,7 @@ where
         count: 0,
         errors: 0,
         elapsed: Duration::ZERO,
+        cpu: Duration::ZERO,
         latencies: Vec::new(),
     };
     for t in tasks {
@@ -168,7 +173,30 @@ where
         m.latencies.extend(lat);
     }
     m.elapsed = started.elapsed();
+    m.cpu = process_cpu().saturating_sub(cpu_before);
     m
+}
+
+/// User + system CPU time of this process so far (Linux `/proc/self/stat`;
+/// zero elsewhere). On a shared machine CPU per request is steadier than
+/// requests per second.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the `(comm)`, which may contain spaces: utime and stime
+    // are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
 }
 
 async fn spawn_baton(url: &str) -> String {

@@ -209,6 +209,44 @@ struct Shared<E> {
     limits: Limits,
     graphiql: Bytes,
     readiness: Option<Box<dyn Readiness>>,
+    documents: DocumentCache,
+}
+
+/// Parsed documents by query text. Apps send the same few operation
+/// documents over and over, and parsing one costs many times more than
+/// cloning it. Only the parse is skipped: validation and the depth and
+/// complexity limits run on every request.
+#[derive(Default)]
+struct DocumentCache {
+    map: dashmap::DashMap<String, Arc<ExecutableDocument>>,
+}
+
+/// Longest query text kept, and most documents kept: when full the cache
+/// starts over, so a stream of distinct queries cannot make it grow.
+const MAX_CACHED_QUERY_BYTES: usize = 16 * 1024;
+const MAX_CACHED_DOCUMENTS: usize = 512;
+
+impl DocumentCache {
+    /// Gives `request` its parsed document, from the cache or parsed now
+    /// (and then cached). A query that does not parse is left for execution
+    /// to report.
+    fn prepare(&self, request: &mut async_graphql::Request) {
+        if request.query.len() > MAX_CACHED_QUERY_BYTES {
+            return;
+        }
+        let cached = self.map.get(&request.query).map(|doc| Arc::clone(&doc));
+        if let Some(doc) = cached {
+            request.set_parsed_query(ExecutableDocument::clone(&doc));
+            return;
+        }
+        let query = request.query.clone();
+        if let Ok(doc) = request.parsed_query() {
+            if self.map.len() >= MAX_CACHED_DOCUMENTS {
+                self.map.clear();
+            }
+            self.map.insert(query, Arc::new(doc.clone()));
+        }
+    }
 }
 
 fn build<E: Executor>(
@@ -227,6 +265,7 @@ fn build<E: Executor>(
         limits: *limits,
         graphiql: Bytes::from(graphiql),
         readiness,
+        documents: DocumentCache::default(),
     });
     Router::new()
         .route(
@@ -336,6 +375,7 @@ async fn graphql_post<E: Executor>(State(shared): AppState<E>, request: Request)
         Ok(gql) => gql,
         Err(err) => return error_response(&err, media),
     };
+    shared.documents.prepare(&mut gql);
     gql.data.insert(BearerToken::from_headers(&parts.headers));
     let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
     graphql_response(response, media, &shared.limits)
@@ -368,6 +408,7 @@ async fn graphql_get<E: Executor>(State(shared): AppState<E>, request: Request) 
     };
     // Parsing here is not wasted: the document stays in the request and
     // execution reuses it. A parse error is left for execution to report.
+    shared.documents.prepare(&mut gql);
     let operation_name = gql.operation_name.take();
     let is_mutation = gql.parsed_query().is_ok_and(|doc| {
         selected_operation(doc, operation_name.as_deref()) == Some(OperationType::Mutation)

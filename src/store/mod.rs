@@ -24,6 +24,7 @@ use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -386,7 +387,7 @@ fn parse_json(table: &'static str, column: &str, text: &str) -> Result<Value, St
     })
 }
 
-fn to_json(what: &str, value: &Value) -> Result<String, StoreError> {
+fn to_json<T: Serialize + ?Sized>(what: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::InvalidInput {
         reason: format!("{what} cannot be serialized as JSON: {e}"),
     })
@@ -762,12 +763,15 @@ impl Store {
     /// such session. At least one event is required: the seq is the
     /// concurrency token, and a state change without an event could not be
     /// audited from the log.
+    ///
+    /// `state` is anything that serializes to JSON (a `Value`, or the
+    /// caller's own state type, which then is serialized only once).
     pub async fn commit(
         &self,
         session_id: &str,
         expected_seq: i64,
         status: &str,
-        state: &Value,
+        state: &(impl Serialize + ?Sized),
         events: &[NewEvent],
         idempotency: Option<&NewIdempotency>,
     ) -> Result<i64, StoreError> {

@@ -4,6 +4,7 @@ mod api_http;
 mod cli;
 mod common;
 mod curl_example;
+mod document_cache;
 mod engine_props;
 mod experiments;
 mod flags;
