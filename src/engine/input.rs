@@ -46,6 +46,10 @@ static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
 /// render. 4096 characters are at most 16 KiB of UTF-8.
 pub const DEFAULT_MAX_TEXT_CHARS: u32 = 4096;
 
+/// A failed validation: the errors, and the draft (what was typed, known
+/// inputs only) to show again with them.
+pub type Rejected = (Vec<FieldError>, Map<String, Value>);
+
 /// Validates `values` against every input in `components`. On success
 /// returns the cleaned values (known inputs only, normalized types); on
 /// failure the errors and the draft (what was typed, known inputs only).
@@ -54,7 +58,7 @@ pub fn validate(
     components: &[ComponentDef],
     values: &Map<String, Value>,
     context: &Value,
-) -> Result<Map<String, Value>, (Vec<FieldError>, Map<String, Value>)> {
+) -> Result<Map<String, Value>, Rejected> {
     let mut clean = Map::new();
     let mut draft = Map::new();
     let mut errors = Vec::new();

@@ -250,9 +250,6 @@ fn sorted(v: Value) -> Value {
     }
 }
 
-/// YAML 1.2 scalars: `label: No` is the text "No", not `false` (the
-/// YAML 1.1 "Norway problem"), and `value: 007` stays a string.
-
 // ---------------------------------------------------------------------------
 // Finding where a structural error is.
 //

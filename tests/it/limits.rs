@@ -41,9 +41,8 @@ async fn app_with(
     let dir = tempfile::tempdir().unwrap();
     let flows = dir.path().join("flows");
     std::fs::create_dir(&flows).unwrap();
-    for f in ["checkout.yaml"] {
-        std::fs::copy(crate::testapp::repo_flows().join(f), flows.join(f)).unwrap();
-    }
+    let f = "checkout.yaml";
+    std::fs::copy(crate::testapp::repo_flows().join(f), flows.join(f)).unwrap();
     if let Some(y) = flow_yaml {
         std::fs::write(flows.join("extra.yaml"), y).unwrap();
     }
