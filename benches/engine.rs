@@ -24,6 +24,7 @@ fn checkout() -> CompiledFlow {
 
 fn start_input() -> StartInput {
     StartInput {
+        mock: None,
         session_id: "0192f0c8-0000-7000-8000-000000000000".into(),
         user_id: "bench-user".into(),
         user_attributes: json!({ "product": "Lamp", "unit_price": 30, "plan": "pro" }),

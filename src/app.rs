@@ -13,7 +13,9 @@ use crate::config::ServeConfig;
 use crate::engine::Limits;
 use crate::flags::{self, FlagStore};
 use crate::flow::validate::Severity;
-use crate::service::Baton;
+use crate::orchestrator::{self, OrchestratorConfig, breaker::BreakerConfig};
+use crate::service::{Baton, StepSettings};
+use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::service::registry::{Registry, Reload};
 use crate::store::{Store, StoreOptions};
 
@@ -23,6 +25,10 @@ pub struct Application {
     baton: Baton,
     flags: FlagStore,
     config: ServeConfig,
+    /// Stops the orchestrator when the application ends, however it ends
+    /// (returned, or dropped because its task was aborted).
+    shutdown: DropGuard,
+    orchestrator: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -36,7 +42,7 @@ impl Application {
         )
         .await
         .with_context(|| format!("opening the store at {}", redact(&config.database_url)))?;
-        let registry = Registry::new(store.clone());
+        let registry = Registry::with_allowed_hosts(store.clone(), config.allow_hosts.clone());
         let reload = registry
             .load_dir(&config.flows)
             .await
@@ -48,7 +54,38 @@ impl Application {
             ..Limits::default()
         };
         let flags = load_flags(&config)?;
-        let baton = Baton::new(store, registry, limits, flags.clone());
+        let baton = Baton::with_steps(
+            store,
+            registry,
+            limits,
+            flags.clone(),
+            StepSettings {
+                budget: Duration::from_millis(config.step_budget_ms),
+                mock_all: config.mock,
+                lease: Duration::from_millis(config.task_lease_ms.max(100)),
+            },
+        );
+        let shutdown = CancellationToken::new();
+        let orchestrator = orchestrator::spawn(
+            baton.clone(),
+            OrchestratorConfig {
+                poll: Duration::from_millis(config.task_poll_ms.max(10)),
+                allow_hosts: config.allow_hosts.clone(),
+                breaker: BreakerConfig {
+                    failure_threshold: config.breaker_failures,
+                    open_for: Duration::from_millis(config.breaker_open_ms),
+                },
+                secrets: config
+                    .secrets
+                    .clone()
+                    .unwrap_or_else(OrchestratorConfig::secrets_from_env),
+                ..OrchestratorConfig::default()
+            },
+            shutdown.clone(),
+        );
+        if config.mock {
+            tracing::warn!("--mock: every session runs its backend steps against their mocks");
+        }
         let http_limits = api::Limits {
             max_body_bytes: config.max_body_bytes,
             max_depth: config.max_query_depth,
@@ -76,6 +113,8 @@ impl Application {
             baton,
             flags,
             config,
+            shutdown: shutdown.drop_guard(),
+            orchestrator,
         })
     }
 
@@ -104,9 +143,15 @@ impl Application {
             spawn_flag_watcher(self.flags.clone(), self.config.flags.clone())?;
         }
         tracing::info!(addr = %self.local_addr(), "baton listening; GraphiQL at /graphql");
-        axum::serve(self.listener, self.router)
+        let stop = self.shutdown;
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        drop(stop);
+        // Running steps stop with the process; their leases expire and any
+        // replica (or this one, restarted) takes them over.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.orchestrator).await;
+        served?;
         Ok(())
     }
 }

@@ -51,6 +51,36 @@ pub struct ServeConfig {
     /// Log line format.
     #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Run every session in mock mode: backend steps answer from their
+    /// mocks and never reach a real upstream.
+    #[arg(long, env = "BATON_MOCK")]
+    pub mock: bool,
+    /// Hosts `http` steps may call, comma separated (exact names or IPs).
+    /// A flow calling another host fails to load.
+    #[arg(long, env = "BATON_ALLOW_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    pub allow_hosts: Vec<String>,
+    /// How long `startFlow` / `submit` wait for the backend steps they
+    /// started before answering `WAITING` with the pending screen, in ms.
+    #[arg(long, env = "BATON_STEP_BUDGET_MS", default_value_t = 2000)]
+    pub step_budget_ms: u64,
+    /// How long a worker holds a step task before another process may
+    /// take it over (after a crash), in ms.
+    #[arg(long, env = "BATON_TASK_LEASE_MS", default_value_t = 30_000)]
+    pub task_lease_ms: u64,
+    /// Longest pause between looks for due step tasks (timers, deadlines,
+    /// work other replicas created), in ms.
+    #[arg(long, env = "BATON_TASK_POLL_MS", default_value_t = 1000)]
+    pub task_poll_ms: u64,
+    /// Consecutive failures that open an upstream host's circuit (0 = off).
+    #[arg(long, env = "BATON_BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+    /// How long an open circuit fails fast before a probe, in ms.
+    #[arg(long, env = "BATON_BREAKER_OPEN_MS", default_value_t = 30_000)]
+    pub breaker_open_ms: u64,
+    /// `secrets.NAME` values for `http` steps. `None`: read from the
+    /// environment (`BATON_SECRET_NAME`); set directly by embedders and tests.
+    #[arg(skip)]
+    pub secrets: Option<std::collections::HashMap<String, String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,6 +112,14 @@ impl ServeConfig {
             max_context_bytes: 256 * 1024,
             db_connections: 16,
             log_format: LogFormat::Text,
+            mock: false,
+            allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],
+            step_budget_ms: 2000,
+            task_lease_ms: 30_000,
+            task_poll_ms: 1000,
+            breaker_failures: 5,
+            breaker_open_ms: 30_000,
+            secrets: None,
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`engine`]: the pure state machine: context + action in, next node out.
 //! - [`store`]: sessions, their event log and flow versions (SQLite / PostgreSQL).
 //! - [`service`]: flow versions, tokens, idempotency: what the API calls.
+//! - [`orchestrator`]: backend steps as durable tasks (HTTP, timers,
+//!   approvals, events, mocks), with retries and circuit breakers.
 //! - [`api`]: GraphQL over HTTP and WebSocket.
 //!
 //! [`app`] builds the whole server from a [`config::ServeConfig`].
@@ -21,6 +23,7 @@ pub mod engine;
 pub mod experiments;
 pub mod flags;
 pub mod flow;
+pub mod orchestrator;
 pub mod rules;
 pub mod service;
 pub mod store;

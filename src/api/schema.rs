@@ -25,6 +25,15 @@ pub struct StartFlowInput {
     pub flow_id: ID,
     pub user: UserInput,
     pub client: Option<ClientInput>,
+    /// Run the session's backend steps against their mocks (for frontend
+    /// development). Needs a server started with `--mock`.
+    pub mock: Option<MockInput>,
+}
+
+#[derive(InputObject)]
+pub struct MockInput {
+    /// A named mock scenario (e.g. `declined`); omitted: the default mocks.
+    pub scenario: Option<String>,
 }
 
 #[derive(InputObject)]
@@ -110,7 +119,21 @@ impl Mutation {
     ) -> async_graphql::Result<FlowSession> {
         let baton = ctx.data_unchecked::<Baton>();
         let client = input.client.unwrap_or_default();
+        let mock = match input.mock {
+            None => None,
+            Some(_) if !baton.step_settings().mock_all => {
+                return Err(to_gql(ServiceError::MockNotAllowed));
+            }
+            Some(m) => Some(m.scenario.unwrap_or_else(|| "default".into())),
+        };
+        if mock.as_ref().is_some_and(|s| s.is_empty() || s.len() > 100) {
+            return Err(to_gql(ServiceError::InvalidInput {
+                field: "mock.scenario".into(),
+                message: "must be 1 to 100 bytes".into(),
+            }));
+        }
         let req = StartRequest {
+            mock,
             flow_id: input.flow_id.0,
             user_id: input.user.id.0,
             user_attributes: input.user.attributes.map(|j| j.0).unwrap_or(Value::Null),

@@ -25,6 +25,12 @@ pub enum EngineError {
     ContextTooLarge { size: usize, limit: usize },
     #[error("the session refers to node `{node}`, which flow version {version} does not have")]
     UnknownNode { node: String, version: i32 },
+    #[error("step `{node}` is not what the session waits for (it is at `{current}`)")]
+    StepNotCurrent { node: String, current: String },
+    #[error("step `{node}` has no outcome `{outcome}`")]
+    UnknownOutcome { node: String, outcome: String },
+    #[error("the session is waiting for backend step `{node}`")]
+    SessionWaiting { node: String },
 }
 
 impl EngineError {
@@ -40,6 +46,9 @@ impl EngineError {
             EngineError::Template { .. } => "TEMPLATE_FAILED",
             EngineError::ContextTooLarge { .. } => "CONTEXT_TOO_LARGE",
             EngineError::UnknownNode { .. } => "UNKNOWN_NODE",
+            EngineError::StepNotCurrent { .. } => "STEP_NOT_CURRENT",
+            EngineError::UnknownOutcome { .. } => "UNKNOWN_OUTCOME",
+            EngineError::SessionWaiting { .. } => "SESSION_WAITING",
         }
     }
 
@@ -61,6 +70,15 @@ impl EngineError {
                 return None;
             }
             EngineError::ContextTooLarge { .. } => "submit fewer or shorter values".into(),
+            EngineError::StepNotCurrent { .. } => {
+                "the step already finished or the session moved on; read the session".into()
+            }
+            EngineError::UnknownOutcome { .. } => {
+                "use one of the outcomes the approval step declares".into()
+            }
+            EngineError::SessionWaiting { .. } => {
+                "wait for `sessionUpdated` (or poll `session`) until the step finishes".into()
+            }
         })
     }
 

@@ -21,8 +21,9 @@ pub use error::EngineError;
 pub use input::FieldError;
 pub use view::{ActionView, ClientInfo, ScreenView};
 
-use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, NodeIdx};
+use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, Computed, NodeIdx};
 use crate::flow::model::{NodeDef, Outcome};
+use crate::flow::steps::parse_duration;
 
 /// Explicit bounds on one session; each is enforced and has an error code.
 #[derive(Debug, Clone)]
@@ -125,6 +126,19 @@ pub enum Event {
         node: String,
         outcome: Outcome,
     },
+    /// A backend step finished: its outcome and what it stored at
+    /// `steps.<node>`.
+    StepCompleted {
+        node: String,
+        outcome: String,
+        output: Value,
+    },
+    /// An operator moved the session on (skip, cancel), with who did it.
+    Operated {
+        node: String,
+        action: String,
+        by: String,
+    },
 }
 
 impl Event {
@@ -136,20 +150,88 @@ impl Event {
             Event::Entered { .. } => "entered",
             Event::WentBack { .. } => "went_back",
             Event::Ended { .. } => "ended",
+            Event::StepCompleted { .. } => "step_completed",
+            Event::Operated { .. } => "operated",
         }
     }
 }
 
-/// The result of one step: the new snapshot and what to append to the log.
+/// The result of one step: the new snapshot, what to append to the log,
+/// and the backend work the session now waits for.
 #[derive(Debug, Clone)]
 pub struct Advance {
     pub state: SessionState,
     pub events: Vec<Event>,
+    /// At most one: the step the session parked on.
+    pub tasks: Vec<StepTask>,
+}
+
+/// Which backend step a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Http,
+    Wait,
+    Approval,
+    Event,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Http => "http",
+            StepKind::Wait => "wait",
+            StepKind::Approval => "approval",
+            StepKind::Event => "event",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepKind> {
+        Some(match s {
+            "http" => StepKind::Http,
+            "wait" => StepKind::Wait,
+            "approval" => StepKind::Approval,
+            "event" => StepKind::Event,
+            _ => return None,
+        })
+    }
+}
+
+/// Backend work the session waits for, as the engine describes it; the
+/// orchestrator makes it a durable task. Times are relative (the engine
+/// has no clock) except a rendered `until`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepTask {
+    pub node: String,
+    pub kind: StepKind,
+    /// Wait: how long.
+    pub delay: Option<std::time::Duration>,
+    /// Wait: the rendered `until` (RFC 3339).
+    pub until: Option<String>,
+    /// Approval `due`, event `timeout`: how long until the timeout edge.
+    pub deadline: Option<std::time::Duration>,
+    /// Approval: the reviewer queue.
+    pub queue: Option<String>,
+    /// Approval: the rendered task title.
+    pub title: Option<String>,
+    /// Event: name and rendered correlation key.
+    pub event: Option<(String, String)>,
+}
+
+/// How a backend step ended, as the orchestrator reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepResult {
+    /// `ok`, `error`, `timeout`, or an approval's outcome name.
+    pub outcome: String,
+    /// Stored at `steps.<node>`.
+    pub output: Value,
 }
 
 /// What a new session starts from.
 #[derive(Debug, Clone)]
 pub struct StartInput {
+    /// Mock scenario (`session.mock`): backend steps answer from their
+    /// mocks and never reach a real upstream.
+    pub mock: Option<String>,
     pub session_id: String,
     pub user_id: String,
     pub user_attributes: Value,
@@ -191,6 +273,7 @@ pub fn start_with_flags(
             "flow_id": flow.id,
             "flow_version": flow.version,
             "started_at": input.started_at_ms,
+            "mock": input.mock,
         },
     });
     check_context_size(&context, limits)?;
@@ -207,8 +290,13 @@ pub fn start_with_flags(
         flow_id: flow.id.clone(),
         flow_version: flow.version,
     }];
-    walk(flow, &mut state, flow.start, &mut events, limits)?;
-    Ok(Advance { state, events })
+    let mut tasks = Vec::new();
+    walk(flow, &mut state, flow.start, &mut events, &mut tasks, limits)?;
+    Ok(Advance {
+        state,
+        events,
+        tasks,
+    })
 }
 
 /// Applies a screen action. A validation failure is not an error: it
@@ -275,6 +363,7 @@ pub fn submit(
                 return Ok(Advance {
                     state: next,
                     events,
+                    tasks: Vec::new(),
                 });
             }
         }
@@ -292,16 +381,23 @@ pub fn submit(
         let excess = next.back.len() - limits.max_back_stack;
         next.back.drain(..excess);
     }
-    walk(flow, &mut next, to, &mut events, limits)?;
+    let mut tasks = Vec::new();
+    walk(flow, &mut next, to, &mut events, &mut tasks, limits)?;
     Ok(Advance {
         state: next,
         events,
+        tasks,
     })
 }
 
 /// Returns to the previous screen, with the values entered there before.
 pub fn back(flow: &CompiledFlow, state: &SessionState) -> Result<Advance, EngineError> {
     ensure_active(state)?;
+    if state.status == Status::Waiting {
+        return Err(EngineError::SessionWaiting {
+            node: state.node.clone(),
+        });
+    }
     let mut next = state.clone();
     let Some(prev) = next.back.pop() else {
         return Err(EngineError::NoPreviousScreen);
@@ -318,7 +414,195 @@ pub fn back(flow: &CompiledFlow, state: &SessionState) -> Result<Advance, Engine
     Ok(Advance {
         state: next,
         events: vec![Event::WentBack { from, to: prev }],
+        tasks: Vec::new(),
     })
+}
+
+/// Continues a session parked on backend step `node` with the step's
+/// result: stores the output at `steps.<node>`, follows the edge the
+/// outcome selects and walks on to the next screen, step or end.
+pub fn resume(
+    flow: &CompiledFlow,
+    state: &SessionState,
+    node: &str,
+    result: StepResult,
+    limits: &Limits,
+) -> Result<Advance, EngineError> {
+    if state.status != Status::Waiting || state.node != node {
+        return Err(EngineError::StepNotCurrent {
+            node: node.to_string(),
+            current: state.node.clone(),
+        });
+    }
+    let idx = current_index(flow, state)?;
+    let mut next = state.clone();
+    if let Some(steps) = next.context.get_mut("steps").and_then(Value::as_object_mut) {
+        steps.insert(node.to_string(), result.output.clone());
+    }
+    check_context_size(&next.context, limits)?;
+    let mut events = vec![Event::StepCompleted {
+        node: node.to_string(),
+        outcome: result.outcome.clone(),
+        output: result.output,
+    }];
+    let outcome = result.outcome.as_str();
+    let target = match &flow.nodes[idx].kind {
+        CompiledKind::Http {
+            next: edges,
+            on_error,
+            on_timeout,
+        } => match outcome {
+            "ok" => Some(pick_edge(edges, &next.context, node)?),
+            "timeout" => on_timeout.or(*on_error).or(flow.on_error),
+            _ => on_error.or(flow.on_error),
+        },
+        CompiledKind::Wait { next: edges } => Some(pick_edge(edges, &next.context, node)?),
+        CompiledKind::Event {
+            next: edges,
+            on_timeout,
+        } => match outcome {
+            "timeout" => on_timeout.or(flow.on_error),
+            _ => Some(pick_edge(edges, &next.context, node)?),
+        },
+        CompiledKind::Approval {
+            outcomes,
+            on_timeout,
+        } => match outcomes.iter().find(|(name, _)| name == outcome) {
+            Some((_, to)) => Some(*to),
+            None if outcome == "timeout" => on_timeout.or(flow.on_error),
+            None => {
+                return Err(EngineError::UnknownOutcome {
+                    node: node.to_string(),
+                    outcome: outcome.to_string(),
+                });
+            }
+        },
+        _ => {
+            return Err(EngineError::StepNotCurrent {
+                node: node.to_string(),
+                current: state.node.clone(),
+            });
+        }
+    };
+    let mut tasks = Vec::new();
+    match target {
+        Some(to) => walk(flow, &mut next, to, &mut events, &mut tasks, limits)?,
+        // No edge for a failure: the session fails where it stands, and the
+        // client gets the generic error screen.
+        None => fail_here(&mut next, &mut events),
+    }
+    Ok(Advance {
+        state: next,
+        events,
+        tasks,
+    })
+}
+
+/// Moves a session parked on a step along the edge an operator chose
+/// (skip), as if the step had finished with `outcome`.
+pub fn skip(
+    flow: &CompiledFlow,
+    state: &SessionState,
+    to: &str,
+    by: &str,
+    limits: &Limits,
+) -> Result<Advance, EngineError> {
+    ensure_active(state)?;
+    let Some(target) = flow.node_index(to) else {
+        return Err(EngineError::UnknownNode {
+            node: to.to_string(),
+            version: flow.version,
+        });
+    };
+    let mut next = state.clone();
+    next.errors.clear();
+    next.draft = None;
+    let mut events = vec![Event::Operated {
+        node: state.node.clone(),
+        action: format!("skip to {to}"),
+        by: by.to_string(),
+    }];
+    let mut tasks = Vec::new();
+    walk(flow, &mut next, target, &mut events, &mut tasks, limits)?;
+    Ok(Advance {
+        state: next,
+        events,
+        tasks,
+    })
+}
+
+/// Ends a session on an operator's request.
+pub fn cancel(state: &SessionState, by: &str) -> Result<Advance, EngineError> {
+    ensure_active(state)?;
+    let mut next = state.clone();
+    let mut events = vec![Event::Operated {
+        node: state.node.clone(),
+        action: "cancel".into(),
+        by: by.to_string(),
+    }];
+    next.status = Status::Completed;
+    next.outcome = Some(Outcome::Abandoned);
+    events.push(Event::Ended {
+        node: state.node.clone(),
+        outcome: Outcome::Abandoned,
+    });
+    Ok(Advance {
+        state: next,
+        events,
+        tasks: Vec::new(),
+    })
+}
+
+/// Parks a session that failed on a backend step on that step again, so
+/// an operator's retry runs it anew.
+pub fn reopen(flow: &CompiledFlow, state: &SessionState, by: &str) -> Result<Advance, EngineError> {
+    let idx = current_index(flow, state)?;
+    if state.status != Status::Failed || !flow.node_def(idx).is_async_step() {
+        return Err(EngineError::StepNotCurrent {
+            node: state.node.clone(),
+            current: format!("{} ({})", state.node, state.status.as_str()),
+        });
+    }
+    let mut next = state.clone();
+    next.status = Status::Waiting;
+    next.outcome = None;
+    let events = vec![Event::Operated {
+        node: state.node.clone(),
+        action: "retry".into(),
+        by: by.to_string(),
+    }];
+    let tasks = vec![step_task(flow, idx, &next.context)?];
+    Ok(Advance {
+        state: next,
+        events,
+        tasks,
+    })
+}
+
+/// Fails a session parked on a step whose result the flow cannot handle
+/// (a flow defect such as no matching edge), recording why.
+pub fn fail_step(state: &SessionState, node: &str, reason: &str) -> Advance {
+    let mut next = state.clone();
+    let mut events = vec![Event::StepCompleted {
+        node: node.to_string(),
+        outcome: "error".into(),
+        output: json!({ "error": reason }),
+    }];
+    fail_here(&mut next, &mut events);
+    Advance {
+        state: next,
+        events,
+        tasks: Vec::new(),
+    }
+}
+
+fn fail_here(state: &mut SessionState, events: &mut Vec<Event>) {
+    state.status = Status::Failed;
+    state.outcome = Some(Outcome::Failed);
+    events.push(Event::Ended {
+        node: state.node.clone(),
+        outcome: Outcome::Failed,
+    });
 }
 
 fn ensure_active(state: &SessionState) -> Result<(), EngineError> {
@@ -345,19 +629,15 @@ fn walk(
     state: &mut SessionState,
     from: NodeIdx,
     events: &mut Vec<Event>,
+    tasks: &mut Vec<StepTask>,
     limits: &Limits,
 ) -> Result<(), EngineError> {
     let mut cur = from;
     for _ in 0..limits.max_steps_per_advance {
         let node = &flow.nodes[cur];
-        let kind = match &node.kind {
-            CompiledKind::Screen { .. } => "screen",
-            CompiledKind::Decision { .. } => "decision",
-            CompiledKind::End { .. } => "end",
-        };
         events.push(Event::Entered {
             node: node.id.clone(),
-            node_kind: kind.to_string(),
+            node_kind: node.kind.name().to_string(),
         });
         match &node.kind {
             CompiledKind::Screen { .. } => {
@@ -367,6 +647,41 @@ fn walk(
             }
             CompiledKind::Decision { edges } => {
                 cur = pick_edge(edges, &state.context, &node.id)?;
+            }
+            CompiledKind::Transform { set, next } => {
+                let mut out = Map::new();
+                for (key, computed) in set {
+                    let value = match computed {
+                        Computed::Rule(rule) => {
+                            rule.evaluate(&state.context)
+                                .map_err(|err| EngineError::Rule {
+                                    node: node.id.clone(),
+                                    message: err.to_string(),
+                                })?
+                        }
+                        Computed::Template(src) => {
+                            Value::String(view::render_source(flow, src, &state.context)?)
+                        }
+                        Computed::Literal(v) => v.clone(),
+                    };
+                    out.insert(key.clone(), value);
+                }
+                if let Some(steps) = state.context.get_mut("steps").and_then(Value::as_object_mut) {
+                    steps.insert(node.id.clone(), Value::Object(out));
+                }
+                check_context_size(&state.context, limits)?;
+                cur = pick_edge(next, &state.context, &node.id)?;
+            }
+            CompiledKind::Http { .. }
+            | CompiledKind::Wait { .. }
+            | CompiledKind::Approval { .. }
+            | CompiledKind::Event { .. } => {
+                state.node = node.id.clone();
+                state.status = Status::Waiting;
+                state.errors.clear();
+                state.draft = None;
+                tasks.push(step_task(flow, cur, &state.context)?);
+                return Ok(());
             }
             CompiledKind::End { outcome } => {
                 state.node = node.id.clone();
@@ -387,6 +702,68 @@ fn walk(
         limit: limits.max_steps_per_advance,
         node: flow.nodes[cur].id.clone(),
     })
+}
+
+/// Describes the durable task for the step at `idx`, rendering what
+/// depends on the context now (a wait's `until`, an event's correlation
+/// key, an approval's title).
+fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepTask, EngineError> {
+    let node = flow.node_def(idx);
+    let id = node.id().to_string();
+    let duration = |s: &Option<String>| -> Result<Option<std::time::Duration>, EngineError> {
+        s.as_deref()
+            .map(|d| {
+                parse_duration(d).map_err(|e| EngineError::Template {
+                    message: format!("step `{id}`: duration `{d}`: {e}"),
+                })
+            })
+            .transpose()
+    };
+    let mut task = StepTask {
+        node: id.clone(),
+        kind: StepKind::Http,
+        delay: None,
+        until: None,
+        deadline: None,
+        queue: None,
+        title: None,
+        event: None,
+    };
+    match node {
+        NodeDef::Http(_) => {}
+        NodeDef::Wait(w) => {
+            task.kind = StepKind::Wait;
+            task.delay = duration(&w.duration)?;
+            task.until = w
+                .until
+                .as_deref()
+                .map(|src| view::render_source(flow, src, context))
+                .transpose()?;
+        }
+        NodeDef::Approval(a) => {
+            task.kind = StepKind::Approval;
+            task.deadline = duration(&a.due)?;
+            task.queue = Some(a.role.clone());
+            task.title = a
+                .title
+                .as_ref()
+                .map(|t| view::render_text(flow, t, context))
+                .transpose()?;
+        }
+        NodeDef::Event(e) => {
+            task.kind = StepKind::Event;
+            task.deadline = duration(&e.timeout)?;
+            let key = view::render_source(flow, &e.correlation, context)?;
+            task.event = Some((e.event.clone(), key));
+        }
+        _ => {
+            return Err(EngineError::UnknownNode {
+                node: id,
+                version: flow.version,
+            });
+        }
+    }
+    Ok(task)
 }
 
 /// First edge whose rule matches; an edge without a rule always matches.

@@ -57,6 +57,7 @@ fn client_locale(locale: &str) -> ClientInfo {
 
 fn start_input(client: ClientInfo, attributes: Value) -> StartInput {
     StartInput {
+        mock: None,
         session_id: "s-1".into(),
         user_id: "u-1".into(),
         user_attributes: attributes,
@@ -158,6 +159,8 @@ fn log(events: &[Event]) -> Vec<String> {
             Event::Rejected { screen, action, .. } => format!("rejected {screen}/{action}"),
             Event::WentBack { from, to } => format!("went_back {from}->{to}"),
             Event::Ended { node, outcome } => format!("ended {node} {outcome:?}"),
+            Event::StepCompleted { node, outcome, .. } => format!("step {node} {outcome}"),
+            Event::Operated { node, action, by } => format!("operated {node} {action} by {by}"),
         })
         .collect()
 }
@@ -308,7 +311,7 @@ fn start_builds_the_documented_context() {
             "user": { "id": "u-1", "attributes": {} },
             "client": { "platform": "ios", "app_version": "6.1", "locale": "de-DE", "capabilities": ["text"] },
             "input": {}, "steps": {}, "flags": {}, "experiments": {},
-            "session": { "id": "s-1", "flow_id": "steps", "flow_version": 1, "started_at": 1_700_000_000_000_i64 },
+            "session": { "id": "s-1", "flow_id": "steps", "flow_version": 1, "started_at": 1_700_000_000_000_i64, "mock": null },
         })
     );
 }

@@ -201,6 +201,50 @@ pub fn render(
             }))
         }
         NodeDef::End(_) => Ok(None),
+        node @ (NodeDef::Http(_) | NodeDef::Wait(_) | NodeDef::Approval(_) | NodeDef::Event(_))
+            if state.status == Status::Waiting =>
+        {
+            let (title, components) = match node.pending() {
+                Some(p) => (
+                    p.title.as_ref().map(|t| r.text(t)).transpose()?,
+                    r.components(&p.components)?,
+                ),
+                None => default_pending(),
+            };
+            Ok(Some(ScreenView {
+                id: node.id().to_string(),
+                title,
+                components,
+                actions: Vec::new(),
+                errors: Vec::new(),
+                values: Map::new(),
+                fallback: false,
+                terminal: false,
+            }))
+        }
+        // A session that failed on a step (no error edge) or was cancelled
+        // while waiting: a generic last screen, never a blank one.
+        node @ (NodeDef::Http(_)
+        | NodeDef::Wait(_)
+        | NodeDef::Approval(_)
+        | NodeDef::Event(_)
+        | NodeDef::Transform(_)) => {
+            let (title, components) = if state.status == Status::Failed {
+                default_error()
+            } else {
+                default_closed()
+            };
+            Ok(Some(ScreenView {
+                id: node.id().to_string(),
+                title,
+                components,
+                actions: Vec::new(),
+                errors: Vec::new(),
+                values: Map::new(),
+                fallback: false,
+                terminal: true,
+            }))
+        }
         NodeDef::Decision(d) => {
             // A session never rests on a decision; a snapshot that does is
             // corrupt, not a client mistake.
@@ -215,6 +259,74 @@ pub fn render(
             })
         }
     }
+}
+
+fn default_pending() -> (Option<String>, Vec<ComponentDef>) {
+    (
+        Some("One moment".into()),
+        vec![ComponentDef::Text {
+            id: Some("pending".into()),
+            text: Text::Plain("We are working on it. This screen updates by itself.".into()),
+        }],
+    )
+}
+
+fn default_error() -> (Option<String>, Vec<ComponentDef>) {
+    (
+        Some("Something went wrong".into()),
+        vec![ComponentDef::Text {
+            id: Some("error".into()),
+            text: Text::Plain(
+                "We could not finish this step. Nothing was lost; please try again later.".into(),
+            ),
+        }],
+    )
+}
+
+fn default_closed() -> (Option<String>, Vec<ComponentDef>) {
+    (
+        Some("This session has ended".into()),
+        vec![ComponentDef::Text {
+            id: Some("closed".into()),
+            text: Text::Plain("Start again to continue.".into()),
+        }],
+    )
+}
+
+/// Renders one template source of the flow over `context`.
+pub fn render_source(flow: &CompiledFlow, src: &str, context: &Value) -> Result<String, EngineError> {
+    match flow.template(src) {
+        Some(t) => t
+            .render(&RenderContext::new(context))
+            .map_err(|e| EngineError::Template {
+                message: e.to_string(),
+            }),
+        None => Ok(src.to_string()),
+    }
+}
+
+/// Renders a (possibly localized) text for the context's locale.
+pub fn render_text(flow: &CompiledFlow, text: &Text, context: &Value) -> Result<String, EngineError> {
+    let r = Renderer {
+        flow,
+        rctx: RenderContext::new(context),
+        locale: context["client"]["locale"].as_str(),
+    };
+    r.text(text)
+}
+
+/// Renders a component tree (an approval's fields for the reviewer).
+pub fn render_components(
+    flow: &CompiledFlow,
+    list: &[ComponentDef],
+    context: &Value,
+) -> Result<Vec<ComponentDef>, EngineError> {
+    let r = Renderer {
+        flow,
+        rctx: RenderContext::new(context),
+        locale: context["client"]["locale"].as_str(),
+    };
+    r.components(list)
 }
 
 /// Renders a message text (e.g. `pattern_message`) for the context's

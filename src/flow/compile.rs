@@ -33,6 +33,8 @@ pub struct CompiledFlow {
     /// Flags the flow's rules and templates read (`flags.<key>`), which the
     /// service evaluates for the session before each advance.
     pub flag_keys: FlagRefs,
+    /// The flow-level `on_error` target.
+    pub on_error: Option<NodeIdx>,
 }
 
 /// Which flags a flow reads.
@@ -86,6 +88,63 @@ pub enum CompiledKind {
     End {
         outcome: Outcome,
     },
+    Http {
+        next: Vec<CompiledEdge>,
+        on_error: Option<NodeIdx>,
+        on_timeout: Option<NodeIdx>,
+    },
+    Transform {
+        set: Vec<(String, Computed)>,
+        next: Vec<CompiledEdge>,
+    },
+    Wait {
+        next: Vec<CompiledEdge>,
+    },
+    Approval {
+        outcomes: Vec<(String, NodeIdx)>,
+        on_timeout: Option<NodeIdx>,
+    },
+    Event {
+        next: Vec<CompiledEdge>,
+        on_timeout: Option<NodeIdx>,
+    },
+}
+
+impl CompiledKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CompiledKind::Screen { .. } => "screen",
+            CompiledKind::Decision { .. } => "decision",
+            CompiledKind::End { .. } => "end",
+            CompiledKind::Http { .. } => "http",
+            CompiledKind::Transform { .. } => "transform",
+            CompiledKind::Wait { .. } => "wait",
+            CompiledKind::Approval { .. } => "approval",
+            CompiledKind::Event { .. } => "event",
+        }
+    }
+
+    /// Every rule-guarded edge leaving this node.
+    fn edges(&self) -> Vec<&CompiledEdge> {
+        match self {
+            CompiledKind::Screen { actions, .. } => actions.iter().flat_map(|a| &a.edges).collect(),
+            CompiledKind::Decision { edges }
+            | CompiledKind::Http { next: edges, .. }
+            | CompiledKind::Transform { next: edges, .. }
+            | CompiledKind::Wait { next: edges }
+            | CompiledKind::Event { next: edges, .. } => edges.iter().collect(),
+            CompiledKind::End { .. } | CompiledKind::Approval { .. } => Vec::new(),
+        }
+    }
+}
+
+/// One value a `transform` computes.
+#[derive(Debug)]
+pub enum Computed {
+    Rule(Rule),
+    /// A template source (compiled in the flow's template table).
+    Template(String),
+    Literal(serde_json::Value),
 }
 
 #[derive(Debug)]
@@ -141,10 +200,15 @@ impl CompiledFlow {
                     .collect()
             };
 
+        let resolve_opt = |to: &Option<String>, node: &str| -> Result<Option<NodeIdx>, FlowError> {
+            to.as_deref().map(|t| resolve(t, node)).transpose()
+        };
         let mut nodes = Vec::with_capacity(def.nodes.len());
         let mut flag_keys = FlagRefs::None;
         let mut texts: Vec<&Text> = Vec::new();
         let mut pattern_sources: Vec<&str> = Vec::new();
+        // Templates that are plain strings in the model (URLs, headers…).
+        let mut raw_templates: Vec<&str> = Vec::new();
         for node in &def.nodes {
             let kind = match node {
                 NodeDef::Screen(s) => {
@@ -186,6 +250,75 @@ impl CompiledFlow {
                     collect_all(&e.components, &mut texts, &mut pattern_sources);
                     CompiledKind::End { outcome: e.outcome }
                 }
+                NodeDef::Http(h) => {
+                    collect_pending(node, &mut texts, &mut pattern_sources);
+                    raw_templates.push(&h.url);
+                    raw_templates.extend(h.headers.values().map(String::as_str));
+                    if let Some(body) = &h.body {
+                        collect_json_strings(body, &mut raw_templates);
+                    }
+                    CompiledKind::Http {
+                        next: compile_edges(&h.next, &h.id)?,
+                        on_error: resolve_opt(&h.on_error, &h.id)?,
+                        on_timeout: resolve_opt(&h.on_timeout, &h.id)?,
+                    }
+                }
+                NodeDef::Transform(t) => {
+                    let mut set = Vec::with_capacity(t.set.len());
+                    for (key, value) in &t.set {
+                        let computed = match value {
+                            serde_json::Value::Object(_) => {
+                                Computed::Rule(Rule::compile(value).map_err(|err| {
+                                    FlowError::Compile {
+                                        flow: def.id.clone(),
+                                        message: format!(
+                                            "node `{}`: rule for `{key}` does not compile: {err}",
+                                            t.id
+                                        ),
+                                    }
+                                })?)
+                            }
+                            serde_json::Value::String(src) => {
+                                raw_templates.push(src);
+                                Computed::Template(src.clone())
+                            }
+                            other => Computed::Literal(other.clone()),
+                        };
+                        set.push((key.clone(), computed));
+                    }
+                    CompiledKind::Transform {
+                        set,
+                        next: compile_edges(&t.next, &t.id)?,
+                    }
+                }
+                NodeDef::Wait(w) => {
+                    collect_pending(node, &mut texts, &mut pattern_sources);
+                    raw_templates.extend(w.until.as_deref());
+                    CompiledKind::Wait {
+                        next: compile_edges(&w.next, &w.id)?,
+                    }
+                }
+                NodeDef::Approval(a) => {
+                    collect_pending(node, &mut texts, &mut pattern_sources);
+                    texts.extend(a.title.iter());
+                    collect_all(&a.fields, &mut texts, &mut pattern_sources);
+                    let mut outcomes = Vec::with_capacity(a.outcomes.len());
+                    for (name, to) in &a.outcomes {
+                        outcomes.push((name.clone(), resolve(to, &a.id)?));
+                    }
+                    CompiledKind::Approval {
+                        outcomes,
+                        on_timeout: resolve_opt(&a.on_timeout, &a.id)?,
+                    }
+                }
+                NodeDef::Event(e) => {
+                    collect_pending(node, &mut texts, &mut pattern_sources);
+                    raw_templates.push(&e.correlation);
+                    CompiledKind::Event {
+                        next: compile_edges(&e.next, &e.id)?,
+                        on_timeout: resolve_opt(&e.on_timeout, &e.id)?,
+                    }
+                }
             };
             nodes.push(CompiledNode {
                 id: node.id().to_string(),
@@ -194,8 +327,12 @@ impl CompiledFlow {
         }
 
         let mut templates = HashMap::new();
-        for text in texts {
-            for (_, src) in text.sources() {
+        let sources = texts
+            .iter()
+            .flat_map(|t| t.sources().into_iter().map(|(_, src)| src))
+            .chain(raw_templates.iter().copied());
+        {
+            for src in sources {
                 if templates.contains_key(src) {
                     continue;
                 }
@@ -210,16 +347,18 @@ impl CompiledFlow {
             }
         }
         for node in &nodes {
-            let edges: Vec<&CompiledEdge> = match &node.kind {
-                CompiledKind::Screen { actions, .. } => {
-                    actions.iter().flat_map(|a| &a.edges).collect()
-                }
-                CompiledKind::Decision { edges } => edges.iter().collect(),
-                CompiledKind::End { .. } => Vec::new(),
-            };
-            for rule in edges.iter().filter_map(|e| e.when.as_ref()) {
+            for rule in node.kind.edges().iter().filter_map(|e| e.when.as_ref()) {
                 for path in rule.var_paths() {
                     flag_keys.add_path(&path);
+                }
+            }
+            if let CompiledKind::Transform { set, .. } = &node.kind {
+                for (_, computed) in set {
+                    if let Computed::Rule(rule) = computed {
+                        for path in rule.var_paths() {
+                            flag_keys.add_path(&path);
+                        }
+                    }
                 }
             }
         }
@@ -233,7 +372,9 @@ impl CompiledFlow {
         }
 
         let start = resolve(&def.start, "start")?;
+        let on_error = resolve_opt(&def.on_error, "on_error")?;
         Ok(CompiledFlow {
+            on_error,
             id: def.id.clone(),
             version,
             hash,
@@ -262,6 +403,27 @@ impl CompiledFlow {
 
     pub fn pattern(&self, source: &str) -> Option<&Regex> {
         self.patterns.get(source)
+    }
+}
+
+fn collect_pending<'a>(
+    node: &'a NodeDef,
+    texts: &mut Vec<&'a Text>,
+    patterns: &mut Vec<&'a str>,
+) {
+    if let Some(p) = node.pending() {
+        texts.extend(p.title.iter());
+        collect_all(&p.components, texts, patterns);
+    }
+}
+
+/// Every string inside a JSON value (an HTTP body's templates).
+pub fn collect_json_strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_json_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_json_strings(v, out)),
+        _ => {}
     }
 }
 

@@ -7,5 +7,6 @@ pub mod compile;
 pub mod error;
 pub mod load;
 pub mod model;
+pub mod steps;
 pub mod template;
 pub mod validate;

@@ -11,6 +11,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::steps::{
+    ApprovalStep, EventStep, HttpStep, PendingDef, TransformStep, WaitStep,
+};
+
 /// A flow: a directed graph of nodes that a user walks through.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +32,11 @@ pub struct FlowDef {
     pub start: String,
     /// Every node of the flow. Ids are unique within the flow.
     pub nodes: Vec<NodeDef>,
+    /// Where a backend step that fails (or times out) without its own
+    /// `on_error` / `on_timeout` goes. Default: the session fails and the
+    /// client gets a generic error screen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<String>,
 }
 
 /// One node of the graph; `kind` selects which.
@@ -40,6 +49,16 @@ pub enum NodeDef {
     Decision(DecisionNode),
     /// Terminal node with an outcome.
     End(EndNode),
+    /// Call an upstream HTTP API (retries, timeouts, circuit breaker).
+    Http(HttpStep),
+    /// Compute values into `steps.<id>`; no I/O, evaluated inline.
+    Transform(TransformStep),
+    /// A durable timer.
+    Wait(WaitStep),
+    /// A human task decided by a reviewer.
+    Approval(ApprovalStep),
+    /// Wait for a named external event matched by a correlation key.
+    Event(EventStep),
 }
 
 impl NodeDef {
@@ -48,6 +67,11 @@ impl NodeDef {
             NodeDef::Screen(n) => &n.id,
             NodeDef::Decision(n) => &n.id,
             NodeDef::End(n) => &n.id,
+            NodeDef::Http(n) => &n.id,
+            NodeDef::Transform(n) => &n.id,
+            NodeDef::Wait(n) => &n.id,
+            NodeDef::Approval(n) => &n.id,
+            NodeDef::Event(n) => &n.id,
         }
     }
 
@@ -56,6 +80,31 @@ impl NodeDef {
             NodeDef::Screen(_) => "screen",
             NodeDef::Decision(_) => "decision",
             NodeDef::End(_) => "end",
+            NodeDef::Http(_) => "http",
+            NodeDef::Transform(_) => "transform",
+            NodeDef::Wait(_) => "wait",
+            NodeDef::Approval(_) => "approval",
+            NodeDef::Event(_) => "event",
+        }
+    }
+
+    /// Backend steps that park the session until work finishes
+    /// (everything but screens, decisions, transforms and ends).
+    pub fn is_async_step(&self) -> bool {
+        matches!(
+            self,
+            NodeDef::Http(_) | NodeDef::Wait(_) | NodeDef::Approval(_) | NodeDef::Event(_)
+        )
+    }
+
+    /// The screen shown while this step runs, if it declares one.
+    pub fn pending(&self) -> Option<&PendingDef> {
+        match self {
+            NodeDef::Http(n) => n.pending.as_ref(),
+            NodeDef::Wait(n) => n.pending.as_ref(),
+            NodeDef::Approval(n) => n.pending.as_ref(),
+            NodeDef::Event(n) => n.pending.as_ref(),
+            _ => None,
         }
     }
 }

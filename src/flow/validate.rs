@@ -52,6 +52,7 @@ use serde_json::Value;
 
 use super::model::{ActionDef, ComponentDef, Edges, FlowDef, NodeDef, Text, walk_components};
 use super::template::{CONTEXT_FIELDS, CONTEXT_ROOTS, Template};
+use crate::flow::steps::{defaults, parse_duration};
 use crate::rules::Rule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -250,6 +251,9 @@ struct Validator<'a> {
     /// no-path-to-end check treats them as ends so one mistake is not
     /// reported again on every node before it.
     broken_ends: HashSet<usize>,
+    /// Set while checking an `http` step's request templates, the only
+    /// place `secrets.NAME` may be read (it never reaches a client).
+    allow_secrets: bool,
 }
 
 impl<'a> Validator<'a> {
@@ -287,6 +291,7 @@ impl<'a> Validator<'a> {
             fields,
             adjacency: vec![Vec::new(); flow.nodes.len()],
             broken_ends: HashSet::new(),
+            allow_secrets: false,
         }
     }
 
@@ -355,6 +360,9 @@ impl<'a> Validator<'a> {
                 format!("`start` is `{}`, but no node has that id", flow.start),
                 hint,
             );
+        }
+        if let Some(to) = &flow.on_error {
+            self.check_target(to, "$.on_error", "on_error");
         }
         for (i, node) in flow.nodes.iter().enumerate() {
             self.check_node(i, node);
@@ -448,6 +456,11 @@ impl<'a> Validator<'a> {
                 let targets = self.check_edges(&decision.next, &format!("{base}.next"), id);
                 self.adjacency[i].extend(targets);
             }
+            NodeDef::Http(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Wait(_)
+            | NodeDef::Approval(_)
+            | NodeDef::Event(_) => self.check_step(i, node, &base),
             NodeDef::End(end) => {
                 if let Some(title) = &end.title {
                     self.check_text(title, &format!("{base}.title"), id);
@@ -473,6 +486,275 @@ impl<'a> Validator<'a> {
                     );
                 }
             }
+        }
+    }
+
+    fn check_step(&mut self, i: usize, node: &'a NodeDef, base: &str) {
+        let id = node.id();
+        if let Some(p) = node.pending() {
+            if let Some(title) = &p.title {
+                self.check_text(title, &format!("{base}.pending.title"), id);
+            }
+            let tree =
+                self.check_tree(&p.components, &format!("{base}.pending.components"), id, None);
+            if let Some((path, _)) = tree.inputs.first() {
+                self.error(
+                    "INPUT_WITHOUT_SUBMIT",
+                    Some(id),
+                    path.clone(),
+                    "a pending screen has no actions, so an input on it can never be submitted",
+                    Some("show inputs on a screen before or after the step".into()),
+                );
+            }
+            if let Some(path) = tree.customs.first() {
+                self.error(
+                    "MISSING_FALLBACK",
+                    Some(id),
+                    path.clone(),
+                    "a pending screen cannot declare a fallback, so it must use core components only",
+                    None,
+                );
+            }
+        }
+        let edge = |v: &mut Self, to: &'a Option<String>, field: &str| {
+            if let Some(to) = to
+                && let Some(t) = v.check_target(to, &format!("{base}.{field}"), id)
+            {
+                v.adjacency[i].push(t);
+            }
+        };
+        match node {
+            NodeDef::Http(h) => {
+                let targets = self.check_edges(&h.next, &format!("{base}.next"), id);
+                self.adjacency[i].extend(targets);
+                edge(self, &h.on_error, "on_error");
+                edge(self, &h.on_timeout, "on_timeout");
+                self.check_url(&h.url, &format!("{base}.url"), id);
+                self.allow_secrets = true;
+                self.check_template_str(&h.url, &format!("{base}.url"), id);
+                for (name, value) in &h.headers {
+                    if http_header_name_invalid(name) {
+                        self.error(
+                            "INVALID_HEADER",
+                            Some(id),
+                            format!("{base}.headers.{name}"),
+                            format!("`{name}` is not a valid HTTP header name"),
+                            Some("use letters, digits and `-`, e.g. `X-Request-Source`".into()),
+                        );
+                    }
+                    self.check_template_str(value, &format!("{base}.headers.{name}"), id);
+                }
+                if let Some(body) = &h.body {
+                    let mut strings = Vec::new();
+                    crate::flow::compile::collect_json_strings(body, &mut strings);
+                    for src in strings {
+                        self.check_template_str(src, &format!("{base}.body"), id);
+                    }
+                }
+                self.allow_secrets = false;
+                self.check_duration(h.timeout.as_deref(), &format!("{base}.timeout"), id);
+                self.check_duration(h.total_timeout.as_deref(), &format!("{base}.total_timeout"), id);
+                if let Some(r) = &h.retry {
+                    let rp = format!("{base}.retry");
+                    if r.max_attempts == 0 || r.max_attempts > defaults::MAX_ATTEMPTS_LIMIT {
+                        self.error(
+                            "INVALID_RETRY",
+                            Some(id),
+                            format!("{rp}.max_attempts"),
+                            format!("max_attempts is {}; it must be 1 to {}", r.max_attempts, defaults::MAX_ATTEMPTS_LIMIT),
+                            Some("1 means no retry; 3 to 5 suits most upstreams".into()),
+                        );
+                    }
+                    self.check_duration(r.delay.as_deref(), &format!("{rp}.delay"), id);
+                    self.check_duration(r.max_delay.as_deref(), &format!("{rp}.max_delay"), id);
+                    for (k, cond) in r.retry_on.iter().flatten().enumerate() {
+                        if !valid_retry_on(cond) {
+                            self.error(
+                                "INVALID_RETRY",
+                                Some(id),
+                                format!("{rp}.retry_on[{k}]"),
+                                format!("`{cond}` is not a retry condition"),
+                                Some("use `connect`, `timeout`, `5xx`, `4xx` or a status code such as `429`".into()),
+                            );
+                        }
+                    }
+                }
+                if let Some(m) = &h.mock {
+                    let cases = std::iter::once(("".to_string(), m.status))
+                        .chain(m.scenarios.iter().map(|(k, c)| (format!(".scenarios.{k}"), c.status)));
+                    for (sub, status) in cases {
+                        if !(100..=599).contains(&status) {
+                            self.error(
+                                "INVALID_MOCK",
+                                Some(id),
+                                format!("{base}.mock{sub}.status"),
+                                format!("status {status} is not an HTTP status"),
+                                Some("use 100 to 599".into()),
+                            );
+                        }
+                    }
+                }
+            }
+            NodeDef::Transform(t) => {
+                let targets = self.check_edges(&t.next, &format!("{base}.next"), id);
+                self.adjacency[i].extend(targets);
+                for (key, value) in &t.set {
+                    let path = format!("{base}.set.{key}");
+                    match value {
+                        Value::Object(_) => self.check_rule(value, &path, id),
+                        Value::String(src) => self.check_template_str(src, &path, id),
+                        _ => {}
+                    }
+                }
+            }
+            NodeDef::Wait(w) => {
+                let targets = self.check_edges(&w.next, &format!("{base}.next"), id);
+                self.adjacency[i].extend(targets);
+                match (&w.duration, &w.until) {
+                    (Some(d), None) => {
+                        self.check_duration(Some(d), &format!("{base}.duration"), id)
+                    }
+                    (None, Some(u)) => self.check_template_str(u, &format!("{base}.until"), id),
+                    _ => self.error(
+                        "INVALID_WAIT",
+                        Some(id),
+                        base.to_string(),
+                        "a wait step needs exactly one of `duration` and `until`",
+                        Some("e.g. `duration: 24h`, or `until: \"{{ steps.offer.body.expires_at }}\"`".into()),
+                    ),
+                }
+            }
+            NodeDef::Approval(a) => {
+                if !valid_id(&a.role) {
+                    self.error(
+                        "INVALID_ID",
+                        Some(id),
+                        format!("{base}.role"),
+                        format!("approval role `{}` must be letters, digits, `_` and `-`", a.role),
+                        Some("it names the reviewer queue, e.g. `underwriter`".into()),
+                    );
+                }
+                if let Some(title) = &a.title {
+                    self.check_text(title, &format!("{base}.title"), id);
+                }
+                self.check_tree(&a.fields, &format!("{base}.fields"), id, None);
+                if a.outcomes.is_empty() {
+                    self.broken_ends.insert(i);
+                    self.error(
+                        "NO_EDGES",
+                        Some(id),
+                        format!("{base}.outcomes"),
+                        "an approval needs at least one outcome",
+                        Some("e.g. `outcomes: {approved: offer, declined: decline}`".into()),
+                    );
+                }
+                for (name, to) in &a.outcomes {
+                    if name == "timeout" || !valid_id(name) {
+                        self.error(
+                            "INVALID_OUTCOME",
+                            Some(id),
+                            format!("{base}.outcomes.{name}"),
+                            format!("`{name}` cannot be an outcome name"),
+                            Some("use letters, digits, `_` and `-`; `timeout` is reserved for `on_timeout`".into()),
+                        );
+                    }
+                    if let Some(t) = self.check_target(to, &format!("{base}.outcomes.{name}"), id) {
+                        self.adjacency[i].push(t);
+                    }
+                }
+                edge(self, &a.on_timeout, "on_timeout");
+                self.check_duration(a.due.as_deref(), &format!("{base}.due"), id);
+                if a.on_timeout.is_some() && a.due.is_none() {
+                    self.warning(
+                        "UNUSED_TIMEOUT_EDGE",
+                        Some(id),
+                        format!("{base}.on_timeout"),
+                        "`on_timeout` is never taken: the approval has no `due`",
+                        Some("add `due`, e.g. `due: 48h`".into()),
+                    );
+                }
+                if let Some(m) = &a.mock {
+                    let cases = std::iter::once(("".to_string(), &m.outcome)).chain(
+                        m.scenarios.iter().map(|(k, c)| (format!(".scenarios.{k}"), &c.outcome)),
+                    );
+                    for (sub, outcome) in cases {
+                        if !a.outcomes.contains_key(outcome.as_str()) && outcome != "timeout" {
+                            self.error(
+                                "INVALID_MOCK",
+                                Some(id),
+                                format!("{base}.mock{sub}.outcome"),
+                                format!("mock outcome `{outcome}` is not one of the approval's outcomes"),
+                                Some(format!("outcomes: {}", a.outcomes.keys().cloned().collect::<Vec<_>>().join(", "))),
+                            );
+                        }
+                    }
+                }
+            }
+            NodeDef::Event(e) => {
+                let targets = self.check_edges(&e.next, &format!("{base}.next"), id);
+                self.adjacency[i].extend(targets);
+                edge(self, &e.on_timeout, "on_timeout");
+                if e.event.trim().is_empty() || e.event.len() > 200 {
+                    self.error(
+                        "INVALID_EVENT_NAME",
+                        Some(id),
+                        format!("{base}.event"),
+                        "the event name must be 1 to 200 characters",
+                        Some("e.g. `payment.settled`".into()),
+                    );
+                }
+                self.check_template_str(&e.correlation, &format!("{base}.correlation"), id);
+                self.check_duration(e.timeout.as_deref(), &format!("{base}.timeout"), id);
+                if e.on_timeout.is_some() && e.timeout.is_none() {
+                    self.warning(
+                        "UNUSED_TIMEOUT_EDGE",
+                        Some(id),
+                        format!("{base}.on_timeout"),
+                        "`on_timeout` is never taken: the event step has no `timeout`",
+                        Some("add `timeout`, e.g. `timeout: 1h`".into()),
+                    );
+                }
+            }
+            NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) => {}
+        }
+    }
+
+    fn check_template_str(&mut self, src: &str, path: &str, node: &str) {
+        self.check_text(&Text::Plain(src.to_string()), path, node);
+    }
+
+    fn check_duration(&mut self, d: Option<&str>, path: &str, node: &str) {
+        let Some(d) = d else { return };
+        match parse_duration(d) {
+            Ok(dur) if !dur.is_zero() => {}
+            Ok(_) => self.error(
+                "INVALID_DURATION",
+                Some(node),
+                path,
+                format!("duration `{d}` is zero"),
+                Some("use a positive duration such as `500ms`, `30s` or `48h`".into()),
+            ),
+            Err(e) => self.error(
+                "INVALID_DURATION",
+                Some(node),
+                path,
+                format!("`{d}` is not a duration: {e}"),
+                Some("write e.g. `500ms`, `30s`, `15m`, `48h` or `1h 30m`".into()),
+            ),
+        }
+    }
+
+    /// The scheme and host of a step URL must be literal, so the host
+    /// allowlist can be checked when the flow loads.
+    fn check_url(&mut self, url: &str, path: &str, node: &str) {
+        if let Err(reason) = literal_url_origin(url) {
+            self.error(
+                "INVALID_STEP_URL",
+                Some(node),
+                path,
+                format!("step URL `{url}`: {reason}"),
+                Some("write the scheme and host literally, e.g. `http://credit.internal:8080/score/{{ input.personal.email }}`".into()),
+            );
         }
     }
 
@@ -650,6 +932,46 @@ impl<'a> Validator<'a> {
         }
         let mut segs = var.split('.');
         let root = segs.next().unwrap_or_default();
+        if root == "secrets" {
+            if !self.allow_secrets {
+                self.error(
+                    "SECRET_OUTSIDE_HTTP",
+                    Some(node),
+                    path,
+                    format!("{} reads `{var}`, but secrets may only be used in an `http` step's url, headers or body", source.name()),
+                    Some("secrets never reach screens, rules or the session context; pass what the screen needs through the step's response".into()),
+                );
+            } else if segs.next().is_none_or(str::is_empty) {
+                self.error(
+                    "INVALID_SECRET_REF",
+                    Some(node),
+                    path,
+                    format!("template reads `{var}`; name one secret"),
+                    Some("write `secrets.NAME`, read from the environment variable BATON_SECRET_NAME".into()),
+                );
+            }
+            return;
+        }
+        if root == "steps"
+            && let Some(step) = segs.next()
+        {
+            match self.index.get(step) {
+                Some(&i) if is_step(&self.flow.nodes[i]) => {}
+                found => {
+                    let message = match found {
+                        Some(&i) => format!(
+                            "{} reads `{var}`, but `{step}` is a {} node, not a backend step",
+                            source.name(),
+                            self.flow.nodes[i].kind()
+                        ),
+                        None => format!("{} reads `{var}`, but there is no step `{step}`", source.name()),
+                    };
+                    let hint = self.suggest(step);
+                    self.error("UNKNOWN_STEP", Some(node), path, message, hint);
+                }
+            }
+            return;
+        }
         if !CONTEXT_ROOTS.contains(&root) {
             let hint = if self.fields.contains_key(root) {
                 format!("`{root}` is a screen; its values are at `input.{var}`")
@@ -1159,7 +1481,9 @@ impl<'a> Validator<'a> {
     /// forever without a screen in between.
     fn check_decision_cycles(&mut self) {
         let nodes = &self.flow.nodes;
-        let is_decision = |i: usize| matches!(nodes[i], NodeDef::Decision(_));
+        // Transforms run inline too: a cycle through them never pauses.
+        let is_decision =
+            |i: usize| matches!(nodes[i], NodeDef::Decision(_) | NodeDef::Transform(_));
         let graph: Vec<Vec<usize>> = (0..nodes.len())
             .map(|i| {
                 if is_decision(i) {
@@ -1215,6 +1539,74 @@ impl<'a> Validator<'a> {
 struct Tree<'a> {
     inputs: Vec<(String, &'a ComponentDef)>,
     customs: Vec<String>,
+}
+
+/// `http` steps whose host is not in `allowed` (exact host names or IPs).
+pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue> {
+    let mut out = Vec::new();
+    for (i, node) in flow.nodes.iter().enumerate() {
+        let NodeDef::Http(h) = node else { continue };
+        let Ok(origin) = literal_url_origin(&h.url) else {
+            continue; // INVALID_STEP_URL reports it
+        };
+        let host = origin.host_str().unwrap_or_default();
+        if !allowed.iter().any(|a| a == host) {
+            out.push(Issue {
+                severity: Severity::Error,
+                code: "HOST_NOT_ALLOWED",
+                file: file.to_string(),
+                node: Some(h.id.clone()),
+                path: format!("$.nodes[{i}].url"),
+                message: format!("step `{}` calls `{host}`, which the server does not allow", h.id),
+                hint: Some(format!(
+                    "add `{host}` to --allow-hosts (BATON_ALLOW_HOSTS); allowed now: {}",
+                    if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
+                )),
+            });
+        }
+    }
+    out
+}
+
+fn is_step(node: &NodeDef) -> bool {
+    matches!(
+        node,
+        NodeDef::Http(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Wait(_)
+            | NodeDef::Approval(_)
+            | NodeDef::Event(_)
+    )
+}
+
+fn valid_retry_on(cond: &str) -> bool {
+    matches!(cond, "connect" | "timeout" | "5xx" | "4xx")
+        || cond.parse::<u16>().is_ok_and(|s| (100..=599).contains(&s))
+}
+
+fn http_header_name_invalid(name: &str) -> bool {
+    name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The `scheme://host[:port]` of a step URL whose scheme and host are
+/// written literally (templates may follow in the path and query).
+pub fn literal_url_origin(url: &str) -> Result<url::Url, String> {
+    let (literal, templated) = match url.find(['{']) {
+        Some(at) => (&url[..at], true),
+        None => (url, false),
+    };
+    if !(literal.starts_with("http://") || literal.starts_with("https://")) {
+        return Err("it must start with `http://` or `https://`".into());
+    }
+    let after_scheme = &literal[literal.find("://").map_or(0, |i| i + 3)..];
+    if templated && !after_scheme.contains('/') {
+        return Err("the host is a template; only the path and query may be".into());
+    }
+    let parsed = url::Url::parse(literal).map_err(|e| format!("not a URL ({e})"))?;
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".into());
+    }
+    Ok(parsed)
 }
 
 fn is_required(c: &ComponentDef) -> bool {

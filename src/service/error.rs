@@ -30,6 +30,19 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Flow(#[from] FlowError),
+    #[error("no step task `{task_id}`")]
+    TaskNotFound { task_id: String },
+    #[error("step task `{task_id}` is not open ({state})")]
+    TaskNotOpen { task_id: String, state: String },
+    #[error("approval task `{task_id}` is claimed by `{by}`")]
+    TaskClaimed { task_id: String, by: String },
+    #[error("the reviewer's values are invalid: {summary}")]
+    InvalidDecision {
+        summary: String,
+        errors: Vec<crate::engine::FieldError>,
+    },
+    #[error("mock sessions are not enabled on this server")]
+    MockNotAllowed,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -52,6 +65,11 @@ impl ServiceError {
             ServiceError::Engine(e) => e.code(),
             ServiceError::Store(e) => e.code(),
             ServiceError::Flow(e) => e.code(),
+            ServiceError::TaskNotFound { .. } => "TASK_NOT_FOUND",
+            ServiceError::TaskNotOpen { .. } => "TASK_NOT_OPEN",
+            ServiceError::TaskClaimed { .. } => "TASK_CLAIMED",
+            ServiceError::InvalidDecision { .. } => "INVALID_DECISION",
+            ServiceError::MockNotAllowed => "MOCK_NOT_ALLOWED",
             ServiceError::Internal(_) => "INTERNAL",
         }
     }
@@ -74,6 +92,21 @@ impl ServiceError {
                 Some("use a new key for each distinct submit".into())
             }
             ServiceError::Busy => Some("retry the request with the same idempotency key".into()),
+            ServiceError::TaskNotFound { .. } => {
+                Some("list open tasks with `approvalTasks`; ids come from there".into())
+            }
+            ServiceError::TaskNotOpen { .. } => {
+                Some("the step was decided, timed out or cancelled already".into())
+            }
+            ServiceError::TaskClaimed { .. } => {
+                Some("another reviewer claimed it; pick another task".into())
+            }
+            ServiceError::MockNotAllowed => Some(
+                "start the server with --mock (BATON_MOCK=1), or send an API key whose role may start mock sessions (editor, publisher, admin) as X-API-Key".into(),
+            ),
+            ServiceError::InvalidDecision { .. } => {
+                Some("fill the approval's fields as `errors` describes".into())
+            }
             ServiceError::Engine(e) => e.hint(),
             ServiceError::Store(e) => e.hint(),
             ServiceError::Flow(e) => e.hint(),

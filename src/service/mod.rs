@@ -7,6 +7,7 @@ mod error;
 pub mod hub;
 pub mod registry;
 mod snapshots;
+pub mod steps;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 pub use error::ServiceError;
+pub use steps::{Dispatch, StepSettings};
 
 use crate::engine::{
     self, Advance, ClientInfo, EngineError, FieldError, Limits, ScreenView, SessionState, Status,
@@ -43,6 +45,9 @@ pub struct SessionView {
 /// What a caller wants to start.
 #[derive(Debug, Clone)]
 pub struct StartRequest {
+    /// Mock scenario: run the session's backend steps against their mocks
+    /// (`Some("default")` for the default mocks).
+    pub mock: Option<String>,
     pub flow_id: String,
     pub user_id: String,
     pub user_attributes: Value,
@@ -75,6 +80,11 @@ struct Inner {
     hub: Hub,
     snapshots: Snapshots,
     flags: FlagStore,
+    steps: StepSettings,
+    /// This process's identity as a task worker (lease owner).
+    worker_id: String,
+    /// Hands tasks this process created to its orchestrator.
+    dispatch: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Dispatch>>,
 }
 
 /// Sessions whose last snapshot is kept for optimistic submits.
@@ -82,6 +92,16 @@ const SNAPSHOT_CAPACITY: usize = 10_000;
 
 impl Baton {
     pub fn new(store: Store, registry: Registry, limits: Limits, flags: FlagStore) -> Baton {
+        Baton::with_steps(store, registry, limits, flags, StepSettings::default())
+    }
+
+    pub fn with_steps(
+        store: Store,
+        registry: Registry,
+        limits: Limits,
+        flags: FlagStore,
+        steps: StepSettings,
+    ) -> Baton {
         Baton {
             inner: Arc::new(Inner {
                 store,
@@ -90,8 +110,23 @@ impl Baton {
                 hub: Hub::default(),
                 snapshots: Snapshots::new(SNAPSHOT_CAPACITY),
                 flags,
+                steps,
+                worker_id: format!("w-{}", uuid::Uuid::now_v7()),
+                dispatch: std::sync::OnceLock::new(),
             }),
         }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.inner.limits
+    }
+
+    pub fn step_settings(&self) -> &StepSettings {
+        &self.inner.steps
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
     }
 
     pub fn store(&self) -> &Store {
@@ -132,6 +167,11 @@ impl Baton {
                     flow_id: req.flow_id.clone(),
                 })?;
         let session_id = uuid::Uuid::now_v7().to_string();
+        let mock = match req.mock {
+            Some(scenario) => Some(scenario),
+            None if self.inner.steps.mock_all => Some("default".to_string()),
+            None => None,
+        };
         let flags = if flow.flag_keys == FlagRefs::None {
             Map::new()
         } else {
@@ -144,6 +184,7 @@ impl Baton {
         let advance = engine::start_with_flags(
             &flow,
             engine::StartInput {
+                mock,
                 session_id: session_id.clone(),
                 user_id: req.user_id.clone(),
                 user_attributes: req.user_attributes,
@@ -165,7 +206,12 @@ impl Baton {
             state: serde_json::to_value(&advance.state).map_err(ServiceError::internal)?,
         };
         let events = to_new_events(&advance)?;
-        self.inner.store.create_session(&record, &events).await?;
+        let tasks = self.new_tasks(&advance);
+        let waiting = (advance.state.status == Status::Waiting).then(|| self.inner.hub.subscribe(&session_id));
+        self.inner
+            .store
+            .create_session_with_tasks(&record, &events, &tasks)
+            .await?;
         self.inner.snapshots.put(Arc::new(Snapshot {
             id: record.id,
             seq: events.len() as i64,
@@ -174,6 +220,11 @@ impl Baton {
             flow_version: record.flow_version,
             state: advance.state,
         }));
+        self.dispatch(&session_id, tasks);
+        let view = match waiting {
+            Some(rx) => self.wait_for_steps(view, rx).await,
+            None => view,
+        };
         Ok((view, token))
     }
 
@@ -252,6 +303,8 @@ impl Baton {
                 Err(e) => return Err(e.into()),
             };
             let view = view_of(&flow, &snap.id, &advance.state)?;
+            let waiting = (advance.state.status == Status::Waiting)
+                .then(|| self.inner.hub.subscribe(&snap.id));
             let idem = match key {
                 Some(key) => Some(NewIdempotency {
                     key: key.to_string(),
@@ -263,7 +316,10 @@ impl Baton {
             match self.commit(&snap, advance, idem.as_ref()).await {
                 Ok(()) => {
                     self.inner.hub.publish(&view);
-                    return Ok(view);
+                    return Ok(match waiting {
+                        Some(rx) => self.wait_for_steps(view, rx).await,
+                        None => view,
+                    });
                 }
                 // Someone else advanced the session first: start over from
                 // what they stored.
@@ -390,6 +446,9 @@ impl Baton {
         advance: Advance,
         idem: Option<&NewIdempotency>,
     ) -> Result<(), ServiceError> {
+        if !advance.tasks.is_empty() {
+            return self.commit_with_tasks(snap, advance, idem, None, None).await;
+        }
         let result = self
             .inner
             .store
@@ -428,6 +487,37 @@ impl Baton {
         token: Option<&str>,
         read: Read,
     ) -> Result<(Arc<Snapshot>, Arc<CompiledFlow>), ServiceError> {
+        let snap = self.snapshot(session_id, read).await?;
+        let Some(token) = token else {
+            return Err(ServiceError::Unauthenticated);
+        };
+        if hash_token(token) != snap.token_hash {
+            return Err(ServiceError::Forbidden);
+        }
+        let flow = self
+            .inner
+            .registry
+            .version(&snap.flow_id, snap.flow_version)
+            .await?;
+        Ok((snap, flow))
+    }
+
+    /// The session's snapshot and flow version without a token check: for
+    /// the orchestrator and for callers authorized by an API key.
+    async fn load_trusted(
+        &self,
+        session_id: &str,
+    ) -> Result<(Arc<Snapshot>, Arc<CompiledFlow>), ServiceError> {
+        let snap = self.snapshot(session_id, Read::Fresh).await?;
+        let flow = self
+            .inner
+            .registry
+            .version(&snap.flow_id, snap.flow_version)
+            .await?;
+        Ok((snap, flow))
+    }
+
+    async fn snapshot(&self, session_id: &str, read: Read) -> Result<Arc<Snapshot>, ServiceError> {
         let cached = match read {
             Read::Cached => self.inner.snapshots.get(session_id),
             Read::Fresh => None,
@@ -445,18 +535,7 @@ impl Baton {
                 snap
             }
         };
-        let Some(token) = token else {
-            return Err(ServiceError::Unauthenticated);
-        };
-        if hash_token(token) != snap.token_hash {
-            return Err(ServiceError::Forbidden);
-        }
-        let flow = self
-            .inner
-            .registry
-            .version(&snap.flow_id, snap.flow_version)
-            .await?;
-        Ok((snap, flow))
+        Ok(snap)
     }
 }
 

@@ -19,6 +19,9 @@ pub struct Registry {
     store: Store,
     latest: DashMap<String, Arc<CompiledFlow>>,
     versions: DashMap<(String, i32), Arc<CompiledFlow>>,
+    /// Hosts `http` steps may call; `None` skips the check (tools, tests
+    /// that never run steps).
+    allowed_hosts: Option<Vec<String>>,
 }
 
 /// What a (re)load did.
@@ -35,6 +38,16 @@ impl Registry {
             store,
             latest: DashMap::new(),
             versions: DashMap::new(),
+            allowed_hosts: None,
+        }
+    }
+
+    /// A registry that rejects flows whose `http` steps call hosts outside
+    /// `hosts` (the error `HOST_NOT_ALLOWED` when the flow loads).
+    pub fn with_allowed_hosts(store: Store, hosts: Vec<String>) -> Registry {
+        Registry {
+            allowed_hosts: Some(hosts),
+            ..Registry::new(store)
         }
     }
 
@@ -48,7 +61,10 @@ impl Registry {
         };
         for loaded in report.flows {
             let file = loaded.file.display().to_string();
-            let issues = validate::validate(&loaded.def, &file);
+            let mut issues = validate::validate(&loaded.def, &file);
+            if let Some(hosts) = &self.allowed_hosts {
+                issues.extend(validate::check_hosts(&loaded.def, hosts, &file));
+            }
             let bad = issues.iter().any(|i| i.severity == Severity::Error);
             out.issues.extend(issues);
             if bad {

@@ -50,6 +50,11 @@ pub enum StoreError {
     #[error("{what} not found")]
     NotFound { what: String },
 
+    /// The backend-step task was already finished (by another worker, a
+    /// reviewer, an event or an operator); nothing was written.
+    #[error("step task {task_id} is already finished")]
+    TaskFinished { task_id: String },
+
     /// A session with this id already exists.
     #[error("session {id} already exists")]
     SessionExists { id: String },
@@ -84,6 +89,7 @@ impl StoreError {
             StoreError::IdempotencyKeyTaken { .. } => "IDEMPOTENCY_KEY_TAKEN",
             StoreError::NotFound { .. } => "STORE_NOT_FOUND",
             StoreError::SessionExists { .. } => "SESSION_EXISTS",
+            StoreError::TaskFinished { .. } => "TASK_ALREADY_FINISHED",
             StoreError::Corrupt { .. } => "STORE_CORRUPT",
             StoreError::InvalidInput { .. } => "STORE_INVALID_INPUT",
             StoreError::Internal { .. } => "STORE_INTERNAL",
@@ -121,6 +127,9 @@ impl StoreError {
             }
             StoreError::NotFound { what } => format!("check that the {what} exists"),
             StoreError::SessionExists { .. } => "session ids must be unique".to_owned(),
+            StoreError::TaskFinished { .. } => {
+                "the step was completed by someone else first; read the session".to_owned()
+            }
             StoreError::Corrupt { .. } => {
                 "stored data could not be read back; this needs an operator".to_owned()
             }

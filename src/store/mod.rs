@@ -152,6 +152,33 @@ macro_rules! with_write_pool {
     };
 }
 
+/// Inserts `$tasks` through `$tx` (a macro: the body is compiled per backend).
+macro_rules! insert_tasks {
+    ($tx:ident, $session_id:expr, $tasks:expr, $now:expr) => {
+        for t in $tasks {
+            sqlx::query($crate::store::tasks::INSERT_TASK)
+                .bind(&t.id)
+                .bind($session_id)
+                .bind(&t.node)
+                .bind(&t.kind)
+                .bind(t.state)
+                .bind(t.due_at)
+                .bind(t.attempts)
+                .bind(&t.lease_owner)
+                .bind(&t.queue)
+                .bind(&t.event_name)
+                .bind(&t.correlation)
+                .bind(&t.mock)
+                .bind(to_json("a task input", &t.input)?)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+pub mod tasks;
+
 /// Starting a write transaction differs per backend.
 trait BeginWrite {
     type Db: sqlx::Database;
@@ -694,6 +721,17 @@ impl Store {
         s: &NewSession,
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
+        self.create_session_with_tasks(s, events, &[]).await
+    }
+
+    /// [`Store::create_session`] plus the backend-step tasks the new
+    /// session waits for, in the same transaction.
+    pub async fn create_session_with_tasks(
+        &self,
+        s: &NewSession,
+        events: &[NewEvent],
+        tasks: &[tasks::NewTask],
+    ) -> Result<(), StoreError> {
         check_event_count(events.len())?;
         let state = to_json("the session state", &s.state)?;
         let payloads = events
@@ -737,6 +775,7 @@ impl Store {
                 }
                 q.execute(&mut *tx).await?;
             }
+            insert_tasks!(tx, &s.id, tasks, now);
             tx.commit().await?;
         });
         Ok(())

@@ -85,7 +85,15 @@ enum Op {
         seeds: Vec<usize>,
     },
     Back,
+    /// The step the session waits on finishes with one of these outcomes
+    /// (some the step does not know) and a random output.
+    Resume {
+        outcome: usize,
+        output: Value,
+    },
 }
+
+const OUTCOMES: &[&str] = &["ok", "error", "timeout", "approved", "declined", "bogus"];
 
 fn huge_string() -> impl Strategy<Value = String> {
     prop::sample::select(&HUGE[..]).prop_map(|n| "x".repeat(n))
@@ -136,6 +144,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (any::<usize>(), prop::collection::vec(any::<usize>(), 8))
             .prop_map(|(action, seeds)| Op::Fill { action, seeds }),
         1 => Just(Op::Back),
+        2 => (0..OUTCOMES.len(), json_value())
+            .prop_map(|(outcome, output)| Op::Resume { outcome, output }),
     ]
 }
 
@@ -308,9 +318,23 @@ fn check_state(flow: &CompiledFlow, state: &SessionState) -> Result<(), TestCase
                 "an active session has a screen"
             );
         }
+        Status::Waiting => {
+            prop_assert!(
+                matches!(kind, Some("http" | "wait" | "approval" | "event")),
+                "waiting on a {kind:?}"
+            );
+            prop_assert!(
+                rendered.unwrap().is_some_and(|s| s.actions.is_empty()),
+                "a waiting session shows a pending screen without actions"
+            );
+        }
         s => {
             prop_assert!(s.is_terminal(), "unexpected status {s:?}");
-            prop_assert_eq!(kind, Some("end"));
+            // A step whose failure has no edge fails the session where it is.
+            prop_assert!(
+                kind == Some("end") || s == Status::Failed,
+                "ended on a {kind:?}"
+            );
             prop_assert!(state.outcome.is_some());
         }
     }
@@ -329,6 +353,7 @@ fn run(
     let started = engine::start(
         flow,
         StartInput {
+            mock: None,
             session_id: "s".into(),
             user_id: "u".into(),
             user_attributes: attrs,
@@ -352,6 +377,16 @@ fn run(
     for op in ops {
         let result = match &op {
             Op::Back => engine::back(flow, &state),
+            Op::Resume { outcome, output } => engine::resume(
+                flow,
+                &state,
+                &state.node,
+                engine::StepResult {
+                    outcome: OUTCOMES[*outcome].to_string(),
+                    output: output.clone(),
+                },
+                &LIMITS,
+            ),
             Op::Submit {
                 screen,
                 action,
@@ -413,12 +448,17 @@ fn run(
             Ok(adv) => {
                 prop_assert!(!was_terminal, "{op:?} changed an ended session");
                 prop_assert!(!adv.events.is_empty(), "{op:?} appended no event");
+                prop_assert_eq!(
+                    adv.tasks.len(),
+                    usize::from(adv.state.status == Status::Waiting),
+                    "exactly one task for a session that waits"
+                );
                 check_state(flow, &adv.state)?;
                 state = adv.state;
             }
             Err(e) => {
                 prop_assert!(is_code(e.code()), "bad code {:?} for {e}", e.code());
-                if was_terminal {
+                if was_terminal && !matches!(op, Op::Resume { .. }) {
                     prop_assert_eq!(e.code(), "SESSION_ENDED");
                 }
             }

@@ -12,6 +12,7 @@ mod flows_api;
 mod group_commit;
 mod limits;
 mod rules;
+mod steps;
 mod store;
 mod subscription;
 mod testapp;

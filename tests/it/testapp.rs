@@ -51,6 +51,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub database_url: String,
     pub flows: PathBuf,
+    pub config: ServeConfig,
     _dir: TempDir,
     task: tokio::task::JoinHandle<()>,
 }
@@ -95,6 +96,16 @@ impl TestApp {
     /// Starts the server with the repository's flows; `None` when the
     /// backend is not available here.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_configured(backend, &[], |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], with extra flow files (name, content) next
+    /// to the repository's and the configuration adjusted by `configure`.
+    pub async fn spawn_configured(
+        backend: Backend,
+        extra_flows: &[(&str, String)],
+        configure: impl FnOnce(&mut ServeConfig),
+    ) -> Option<TestApp> {
         let dir = tempfile::tempdir().expect("tempdir");
         let flows = dir.path().join("flows");
         std::fs::create_dir(&flows).expect("flows dir");
@@ -116,23 +127,25 @@ impl TestApp {
                     .expect("copy flag file");
             }
         }
+        for (name, content) in extra_flows {
+            std::fs::write(flows.join(name), content).expect("write extra flow");
+        }
         let url = fresh_database_url(backend, dir.path()).await?;
-        Some(Self::spawn_with(ServeConfig::for_database(url, flows), dir).await)
+        let mut config = ServeConfig::for_database(url, flows);
+        configure(&mut config);
+        Some(Self::spawn_with(config, dir).await)
     }
 
     /// Starts a server on an existing database and flow directory (a restart).
     pub async fn restart(&self) -> TestApp {
         let dir = tempfile::tempdir().expect("tempdir");
-        Self::spawn_with(
-            ServeConfig::for_database(self.database_url.clone(), self.flows.clone()),
-            dir,
-        )
-        .await
+        Self::spawn_with(self.config.clone(), dir).await
     }
 
     pub async fn spawn_with(config: ServeConfig, dir: TempDir) -> TestApp {
         let database_url = config.database_url.clone();
         let flows = config.flows.clone();
+        let kept = config.clone();
         let app = Application::build(config)
             .await
             .expect("application builds");
@@ -147,9 +160,45 @@ impl TestApp {
             client: reqwest::Client::new(),
             database_url,
             flows,
+            config: kept,
             _dir: dir,
             task,
         }
+    }
+
+    /// The store behind this server, opened separately (for assertions on
+    /// what was persisted).
+    pub async fn store(&self) -> baton::store::Store {
+        baton::store::Store::connect(&self.database_url, baton::store::StoreOptions::default())
+            .await
+            .expect("open the store")
+    }
+
+    /// Every step attempt of a session: `{node, attempt, outcome, status_code, error}`.
+    pub async fn baton_history(&self, session_id: &str) -> Vec<Value> {
+        let store = self.store().await;
+        let attempts = store.session_attempts(session_id).await.expect("attempts");
+        store.close().await;
+        attempts
+            .into_iter()
+            .map(|a| {
+                json!({ "node": a.node, "attempt": a.attempt, "outcome": a.outcome,
+                        "status_code": a.status_code, "error": a.error, "task": a.task_id })
+            })
+            .collect()
+    }
+
+    /// A session's event log as `[{seq, kind, payload}]`.
+    pub async fn baton_events(&self, session_id: &str) -> Value {
+        let store = self.store().await;
+        let events = store.events(session_id, 0, 10_000).await.expect("events");
+        store.close().await;
+        Value::Array(
+            events
+                .into_iter()
+                .map(|e| json!({ "seq": e.seq, "kind": e.kind, "payload": e.payload }))
+                .collect(),
+        )
     }
 
     /// POSTs a GraphQL request and returns the whole JSON response.

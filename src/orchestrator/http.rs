@@ -1,0 +1,323 @@
+//! Running an `http` step: render the request (with secrets), check the
+//! host allowlist and the circuit breaker, call the upstream — or answer
+//! from the step's mock in mock mode — and retry per the step's policy.
+//! The `Idempotency-Key` header is the task id, the same on every attempt,
+//! so an upstream that honours it applies an at-least-once call once.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+
+use super::Shared;
+use super::policy::{Failure, Policy};
+use crate::engine::StepResult;
+use crate::flow::compile::CompiledFlow;
+use crate::flow::steps::{HttpMockCase, HttpStep, MockFailure};
+use crate::flow::validate::literal_url_origin;
+use crate::service::ServiceError;
+use crate::service::steps::StepDone;
+use crate::store::tasks::{AttemptRecord, TaskRecord};
+
+/// What one attempt produced.
+struct Response {
+    status: u16,
+    body: Value,
+}
+
+pub(super) async fn run(
+    shared: &Shared,
+    task: &TaskRecord,
+    flow: &CompiledFlow,
+    step: &HttpStep,
+    context: &Value,
+) -> Result<(), ServiceError> {
+    let policy = Policy::of(step);
+    let clock = &shared.config.clock;
+    let worker = shared.baton.worker_id().to_string();
+    let lease = shared.baton.step_settings().lease;
+    let deadline = task.created_at + policy.total_timeout.as_millis() as i64;
+    let mut attempt = task.attempts.max(1) as u32;
+    loop {
+        let started = clock.now_ms();
+        let outcome = if let Some(scenario) = &task.mock {
+            let scenario = (scenario != "default").then_some(scenario.as_str());
+            mock_attempt(shared, step, scenario, &policy).await
+        } else {
+            real_attempt(shared, task, flow, step, context, &policy).await
+        };
+        let finished = clock.now_ms();
+        let mut record = AttemptRecord {
+            task_id: task.id.clone(),
+            attempt: attempt as i32,
+            session_id: task.session_id.clone(),
+            node: task.node.clone(),
+            worker: worker.clone(),
+            started_at: started,
+            finished_at: finished,
+            outcome: "ok".into(),
+            status_code: None,
+            error: None,
+        };
+        let failure = match outcome {
+            Ok(resp) if (200..300).contains(&resp.status) => {
+                record.status_code = Some(i32::from(resp.status));
+                let output = redact(
+                    &shared.config.secrets,
+                    json!({ "status": resp.status, "ok": true, "body": resp.body, "attempts": attempt }),
+                );
+                let result = StepResult {
+                    outcome: "ok".into(),
+                    output,
+                };
+                return finish(shared, task, result, &record).await;
+            }
+            Ok(resp) => {
+                record.status_code = Some(i32::from(resp.status));
+                (Failure::Status(resp.status), Some(resp))
+            }
+            Err(f) => (f, None),
+        };
+        let (failure, response) = failure;
+        record.error = Some(redact_str(&shared.config.secrets, &describe(&failure)));
+        let retry_delay = if policy.retries(&failure) {
+            policy.delay_after(attempt)
+        } else {
+            None
+        };
+        let in_time = |d: Duration| clock.now_ms() + (d.as_millis() as i64) < deadline;
+        match retry_delay {
+            Some(delay) if in_time(delay) => {
+                record.outcome = "retry".into();
+                let lease_until = clock.now_ms() + (delay + lease).as_millis() as i64;
+                if !shared.baton.store().record_retry(&record, lease_until).await? {
+                    // Another worker took the task over (our lease ran out).
+                    return Ok(());
+                }
+                clock.sleep(delay).await;
+                let lease_until = clock.now_ms() + lease.as_millis() as i64;
+                match shared
+                    .baton
+                    .store()
+                    .start_attempt(&task.id, &worker, lease_until)
+                    .await?
+                {
+                    Some(n) => attempt = n as u32,
+                    None => return Ok(()),
+                }
+            }
+            _ => {
+                let timeout = matches!(failure, Failure::Timeout)
+                    || clock.now_ms() >= deadline;
+                let outcome = if timeout { "timeout" } else { "error" };
+                record.outcome = outcome.into();
+                let mut output = Map::new();
+                output.insert("ok".into(), Value::Bool(false));
+                output.insert("attempts".into(), json!(attempt));
+                output.insert("error".into(), json!(record.error));
+                if let Some(resp) = response {
+                    output.insert("status".into(), json!(resp.status));
+                    output.insert("body".into(), resp.body);
+                } else {
+                    output.insert("status".into(), Value::Null);
+                }
+                let result = StepResult {
+                    outcome: outcome.into(),
+                    output: redact(&shared.config.secrets, Value::Object(output)),
+                };
+                return finish(shared, task, result, &record).await;
+            }
+        }
+    }
+}
+
+async fn finish(
+    shared: &Shared,
+    task: &TaskRecord,
+    result: StepResult,
+    record: &AttemptRecord,
+) -> Result<(), ServiceError> {
+    match shared.baton.complete_step(task, result, Some(record)).await? {
+        StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
+    }
+}
+
+async fn mock_attempt(
+    shared: &Shared,
+    step: &HttpStep,
+    scenario: Option<&str>,
+    policy: &Policy,
+) -> Result<Response, Failure> {
+    let case = match &step.mock {
+        Some(m) => m.case(scenario),
+        // A step without a mock answers 200 with no body in mock mode: a
+        // session in mock mode never reaches a real upstream.
+        None => HttpMockCase {
+            status: 200,
+            body: Value::Null,
+            fail: None,
+            latency_ms: 0,
+        },
+    };
+    let latency = Duration::from_millis(case.latency_ms);
+    match case.fail {
+        Some(MockFailure::Timeout) => {
+            shared.config.clock.sleep(policy.attempt_timeout).await;
+            Err(Failure::Timeout)
+        }
+        Some(MockFailure::Connect) => {
+            shared.config.clock.sleep(latency).await;
+            Err(Failure::Connect("connection refused (mock)".into()))
+        }
+        None if latency > policy.attempt_timeout => {
+            shared.config.clock.sleep(policy.attempt_timeout).await;
+            Err(Failure::Timeout)
+        }
+        None => {
+            shared.config.clock.sleep(latency).await;
+            Ok(Response {
+                status: case.status,
+                body: case.body,
+            })
+        }
+    }
+}
+
+async fn real_attempt(
+    shared: &Shared,
+    task: &TaskRecord,
+    flow: &CompiledFlow,
+    step: &HttpStep,
+    context: &Value,
+    policy: &Policy,
+) -> Result<Response, Failure> {
+    let mut ctx = context.clone();
+    ctx["secrets"] = json!(shared.config.secrets);
+    let render = |src: &str| {
+        crate::engine::view::render_source(flow, src, &ctx)
+            .map_err(|e| Failure::Permanent(format!("template: {e}")))
+    };
+    let url = render(&step.url)?;
+    let parsed = literal_url_origin(&url)
+        .and_then(|_| url::Url::parse(&url).map_err(|e| e.to_string()))
+        .map_err(|e| Failure::Permanent(format!("URL: {e}")))?;
+    let host = parsed.host_str().unwrap_or_default().to_string();
+    if !shared.config.allow_hosts.iter().any(|h| h == &host) {
+        return Err(Failure::Permanent(format!(
+            "HOST_NOT_ALLOWED: `{host}` is not in the server's --allow-hosts"
+        )));
+    }
+    if !shared.breakers.allow(&host) {
+        return Err(Failure::Connect(format!("circuit open for `{host}`")));
+    }
+    let method = reqwest::Method::from_bytes(step.method.as_str().as_bytes())
+        .map_err(|e| Failure::Permanent(e.to_string()))?;
+    let mut req = shared
+        .client
+        .request(method, parsed)
+        .timeout(policy.attempt_timeout)
+        .header("idempotency-key", &task.id);
+    for (name, value) in &step.headers {
+        req = req.header(name.as_str(), render(value)?);
+    }
+    if let Some(body) = &step.body {
+        let body = render_json(body, &render)?;
+        req = req.json(&body);
+    }
+    let outcome = send(req, shared.config.max_response_bytes).await;
+    let healthy = match &outcome {
+        Ok(r) => r.status < 500,
+        Err(Failure::Permanent(_)) => true,
+        Err(_) => false,
+    };
+    shared.breakers.record(&host, healthy);
+    outcome
+}
+
+async fn send(req: reqwest::RequestBuilder, max_bytes: usize) -> Result<Response, Failure> {
+    let mut resp = req.send().await.map_err(classify)?;
+    let status = resp.status().as_u16();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(classify)? {
+        if bytes.len() + chunk.len() > max_bytes {
+            return Err(Failure::Permanent(format!(
+                "RESPONSE_TOO_LARGE: the response is over {max_bytes} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+    };
+    Ok(Response { status, body })
+}
+
+fn classify(e: reqwest::Error) -> Failure {
+    if e.is_timeout() {
+        Failure::Timeout
+    } else if e.is_builder() {
+        Failure::Permanent(e.to_string())
+    } else {
+        Failure::Connect(e.to_string())
+    }
+}
+
+fn render_json(
+    value: &Value,
+    render: &dyn Fn(&str) -> Result<String, Failure>,
+) -> Result<Value, Failure> {
+    Ok(match value {
+        Value::String(s) => Value::String(render(s)?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| render_json(v, render))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(v, render)?)))
+                .collect::<Result<_, Failure>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn describe(f: &Failure) -> String {
+    match f {
+        Failure::Connect(m) => format!("connect: {m}"),
+        Failure::Timeout => "timeout".into(),
+        Failure::Status(s) => format!("status {s}"),
+        Failure::Permanent(m) => m.clone(),
+    }
+}
+
+/// Secrets must never reach the session context or the step history, even
+/// when an upstream echoes them back or an error message quotes them.
+fn redact_str(secrets: &std::collections::HashMap<String, String>, s: &str) -> String {
+    let mut out = s.to_string();
+    for v in secrets.values().filter(|v| v.len() >= 4) {
+        if out.contains(v.as_str()) {
+            out = out.replace(v.as_str(), "[redacted]");
+        }
+    }
+    out
+}
+
+fn redact(secrets: &std::collections::HashMap<String, String>, value: Value) -> Value {
+    if secrets.is_empty() {
+        return value;
+    }
+    match value {
+        Value::String(s) => Value::String(redact_str(secrets, &s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| redact(secrets, v)).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, redact(secrets, v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}

@@ -1,0 +1,292 @@
+//! The orchestrator: runs backend steps as durable tasks.
+//!
+//! A task this process creates (an `http` step) is committed already leased
+//! to it and handed over in memory, so it starts without a database round
+//! trip or a poll. Everything else — timers, deadlines, mock resolutions,
+//! tasks whose worker died (lease expired), tasks other replicas created —
+//! is claimed from the store when it falls due: the loop sleeps until the
+//! earliest `due_at` it knows of, wakes at once when this process creates
+//! work, and re-checks at `poll` at the latest (for work other replicas
+//! create). Execution is at least once; the session advances exactly once
+//! per step because finishing a task and advancing its session are one
+//! guarded transaction ([`crate::store::Store::commit_step`]).
+
+pub mod breaker;
+pub mod clock;
+mod http;
+pub mod policy;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Status, StepResult};
+use crate::flow::model::NodeDef;
+use crate::service::{Baton, Dispatch, ServiceError};
+use crate::store::tasks::{AttemptRecord, TaskRecord, state};
+use breaker::{BreakerConfig, Breakers};
+use clock::Clock;
+
+/// How soon a task whose execution failed on our side runs again.
+const RERUN_AFTER_ERROR: Duration = Duration::from_secs(1);
+
+/// Orchestrator settings.
+#[derive(Clone)]
+pub struct OrchestratorConfig {
+    /// Longest sleep between looks at the store for due tasks.
+    pub poll: Duration,
+    /// Tasks run at once by this process.
+    pub concurrency: usize,
+    /// Hosts `http` steps may call (exact host names or IPs).
+    pub allow_hosts: Vec<String>,
+    pub breaker: BreakerConfig,
+    /// Largest upstream response body read, in bytes.
+    pub max_response_bytes: usize,
+    /// `secrets.NAME` values (from `BATON_SECRET_NAME`).
+    pub secrets: HashMap<String, String>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            poll: Duration::from_secs(1),
+            concurrency: 256,
+            allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],
+            breaker: BreakerConfig::default(),
+            max_response_bytes: 256 * 1024,
+            secrets: HashMap::new(),
+            clock: Arc::new(clock::SystemClock),
+        }
+    }
+}
+
+impl OrchestratorConfig {
+    /// Secrets from the environment: `BATON_SECRET_API_KEY` becomes
+    /// `secrets.API_KEY`.
+    pub fn secrets_from_env() -> HashMap<String, String> {
+        std::env::vars()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("BATON_SECRET_")
+                    .filter(|name| !name.is_empty())
+                    .map(|name| (name.to_string(), v))
+            })
+            .collect()
+    }
+}
+
+/// What a running orchestrator shares with its task executions.
+pub(crate) struct Shared {
+    pub baton: Baton,
+    pub config: OrchestratorConfig,
+    pub breakers: Breakers,
+    pub client: reqwest::Client,
+}
+
+/// Starts the orchestrator for `baton`; it stops when `shutdown` fires.
+pub fn spawn(
+    baton: Baton,
+    config: OrchestratorConfig,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    baton.attach_dispatcher(tx);
+    let client = reqwest::Client::builder()
+        // Steps must not be redirected to a host the allowlist never saw.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client without TLS always builds");
+    let shared = Arc::new(Shared {
+        breakers: Breakers::new(config.breaker, config.clock.clone()),
+        baton,
+        config,
+        client,
+    });
+    tokio::spawn(run(shared, rx, shutdown))
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Dispatch>,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+    let worker = shared.baton.worker_id().to_string();
+    let lease = shared.baton.step_settings().lease;
+    loop {
+        // Claim whatever is due, within the free execution slots.
+        let free = permits.available_permits() as i64;
+        if free > 0 {
+            let now = shared.config.clock.now_ms();
+            let lease_until = now + lease.as_millis() as i64;
+            match shared
+                .baton
+                .store()
+                .claim_due_tasks(&worker, now, lease_until, free)
+                .await
+            {
+                Ok(tasks) => {
+                    for task in tasks {
+                        start(&shared, &permits, task);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "claiming due tasks failed"),
+            }
+        }
+        let next_due = shared.baton.store().next_task_due().await.ok().flatten();
+        let now = shared.config.clock.now_ms();
+        let sleep = match next_due {
+            Some(at) if at <= now => Duration::from_millis(5),
+            Some(at) => Duration::from_millis((at - now) as u64).min(shared.config.poll),
+            None => shared.config.poll,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            msg = rx.recv() => match msg {
+                Some(Dispatch::Run(task)) => start(&shared, &permits, *task),
+                Some(Dispatch::Wake) => {}
+                None => break,
+            },
+            _ = tokio::time::sleep(sleep) => {}
+        }
+        // Take everything else that queued up meanwhile before looking again.
+        while let Ok(msg) = rx.try_recv() {
+            if let Dispatch::Run(task) = msg {
+                start(&shared, &permits, *task);
+            }
+        }
+    }
+}
+
+fn start(shared: &Arc<Shared>, permits: &Arc<Semaphore>, task: TaskRecord) {
+    let shared = shared.clone();
+    let permits = permits.clone();
+    tokio::spawn(async move {
+        let Ok(_permit) = permits.acquire_owned().await else {
+            return;
+        };
+        let id = task.id.clone();
+        if let Err(e) = execute(&shared, task).await {
+            tracing::warn!(task = %id, code = e.code(), error = %e, "step task failed to run; it runs again shortly");
+            // Hand it back for a new try soon; if even that fails, the
+            // lease runs out and the task is taken again then.
+            let again = shared.config.clock.now_ms() + RERUN_AFTER_ERROR.as_millis() as i64;
+            let worker = shared.baton.worker_id();
+            if let Err(e) = shared.baton.store().release_task(&id, worker, again).await {
+                tracing::warn!(task = %id, error = %e, "releasing the task failed; its lease will expire");
+            }
+        }
+    });
+}
+
+/// Runs one task to its end (or until this worker loses it).
+async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> {
+    let (snap, flow) = shared.baton.step_session(&task.session_id).await?;
+    if snap.state.status != Status::Waiting || snap.state.node != task.node {
+        shared.baton.store().abandon_task(&task.id, "stale").await?;
+        return Ok(());
+    }
+    let Some(idx) = flow.node_index(&task.node) else {
+        shared.baton.store().abandon_task(&task.id, "stale").await?;
+        return Ok(());
+    };
+    let node = flow.node_def(idx);
+    let scenario = task.mock.as_deref().filter(|s| *s != "default");
+    let mock = task.mock.is_some();
+    let clock = &shared.config.clock;
+    let result = match node {
+        NodeDef::Http(step) => {
+            return http::run(shared, &task, &flow, step, &snap.state.context).await;
+        }
+        NodeDef::Wait(w) => {
+            if mock {
+                let latency = w.mock.as_ref().map_or(0, |m| m.latency_ms);
+                clock.sleep(Duration::from_millis(latency)).await;
+            }
+            StepResult {
+                outcome: "ok".into(),
+                output: json!({ "waited_until": clock.now_ms() }),
+            }
+        }
+        NodeDef::Approval(a) if mock => {
+            let case = match &a.mock {
+                Some(m) => m.case(scenario),
+                // No mock declared: the first outcome, like a reviewer
+                // who approves everything.
+                None => crate::flow::steps::DecisionMockCase {
+                    outcome: a.outcomes.keys().next().cloned().unwrap_or_default(),
+                    values: Default::default(),
+                    comment: None,
+                    latency_ms: 0,
+                },
+            };
+            clock.sleep(Duration::from_millis(case.latency_ms)).await;
+            StepResult {
+                output: json!({
+                    "outcome": case.outcome,
+                    "values": case.values,
+                    "comment": case.comment,
+                    "reviewer": "mock",
+                    "decided_at": clock.now_ms(),
+                }),
+                outcome: case.outcome,
+            }
+        }
+        NodeDef::Event(e) if mock => {
+            let case = e.mock.as_ref().map(|m| m.case(scenario));
+            let latency = case.as_ref().map_or(0, |c| c.latency_ms);
+            clock.sleep(Duration::from_millis(latency)).await;
+            match case {
+                Some(c) if c.timeout => timed_out(clock.now_ms()),
+                Some(c) => StepResult {
+                    outcome: "ok".into(),
+                    output: json!({ "payload": c.payload, "received_at": clock.now_ms() }),
+                },
+                None => StepResult {
+                    outcome: "ok".into(),
+                    output: json!({ "payload": Value::Null, "received_at": clock.now_ms() }),
+                },
+            }
+        }
+        // A real approval or event is only claimed when its deadline passed.
+        NodeDef::Approval(_) | NodeDef::Event(_) => timed_out(clock.now_ms()),
+        _ => {
+            shared.baton.store().abandon_task(&task.id, "stale").await?;
+            return Ok(());
+        }
+    };
+    let now = clock.now_ms();
+    let attempt = AttemptRecord {
+        task_id: task.id.clone(),
+        attempt: task.attempts.max(1),
+        session_id: task.session_id.clone(),
+        node: task.node.clone(),
+        worker: shared.baton.worker_id().to_string(),
+        started_at: now,
+        finished_at: now,
+        outcome: if result.outcome == "timeout" {
+            "timeout".into()
+        } else {
+            "ok".into()
+        },
+        status_code: None,
+        error: None,
+    };
+    debug_assert!(task.state != state::DONE);
+    shared
+        .baton
+        .complete_step(&task, result, Some(&attempt))
+        .await?;
+    Ok(())
+}
+
+fn timed_out(now: i64) -> StepResult {
+    StepResult {
+        outcome: "timeout".into(),
+        output: json!({ "timed_out": true, "at": now }),
+    }
+}

@@ -1,0 +1,627 @@
+//! Backend steps as the service sees them: turning what the engine asks
+//! for into durable tasks committed with the session, handing them to
+//! this process's orchestrator, finishing them (from a worker, a reviewer,
+//! an event or an operator) exactly once, and letting `submit` wait a
+//! bounded time for the steps it started.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast;
+
+use super::snapshots::Snapshot;
+use super::{Baton, Read, ServiceError, SessionView, now_ms, to_new_events, view_of};
+use crate::engine::{self, Advance, EngineError, Status, StepKind, StepResult};
+use crate::flow::model::NodeDef;
+use crate::store::tasks::{AttemptRecord, NewTask, StepCommit, TaskRecord, state};
+use crate::store::{NewIdempotency, StoreError};
+
+/// How this process runs backend steps.
+#[derive(Debug, Clone)]
+pub struct StepSettings {
+    /// How long `startFlow` / `submit` wait for the steps they started
+    /// before answering `WAITING` with the pending screen.
+    pub budget: Duration,
+    /// Every session runs in mock mode (`--mock`).
+    pub mock_all: bool,
+    /// How long a worker holds a task before another may take it over.
+    pub lease: Duration,
+}
+
+impl Default for StepSettings {
+    fn default() -> Self {
+        StepSettings {
+            budget: Duration::from_secs(2),
+            mock_all: false,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the service hands its orchestrator.
+#[derive(Debug)]
+pub enum Dispatch {
+    /// A task this process created already leased to itself: run it now.
+    Run(Box<TaskRecord>),
+    /// New work may be due: look again.
+    Wake,
+}
+
+/// How finishing a step went.
+#[derive(Debug)]
+pub enum StepDone {
+    /// The session moved on; this is what it shows now.
+    Advanced(Box<SessionView>),
+    /// Someone finished the step first, or the session is elsewhere:
+    /// nothing was changed.
+    AlreadyDone,
+}
+
+/// A session's step history: tasks and every attempt.
+#[derive(Debug, Clone)]
+pub struct StepHistory {
+    pub tasks: Vec<TaskRecord>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// An approval as a reviewer sees it.
+#[derive(Debug, Clone)]
+pub struct ApprovalView {
+    pub task: TaskRecord,
+    pub outcomes: Vec<String>,
+}
+
+impl Baton {
+    /// Connects this service to its orchestrator; tasks created before are
+    /// picked up when their lease or start time comes.
+    pub fn attach_dispatcher(&self, tx: tokio::sync::mpsc::UnboundedSender<Dispatch>) {
+        let _ = self.inner.dispatch.set(tx);
+    }
+
+    /// The durable tasks for the step an advance parked on.
+    pub(super) fn new_tasks(&self, advance: &Advance) -> Vec<NewTask> {
+        if advance.tasks.is_empty() {
+            return Vec::new();
+        }
+        let now = now_ms();
+        let mock = advance.state.context["session"]["mock"]
+            .as_str()
+            .map(str::to_string);
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        advance
+            .tasks
+            .iter()
+            .map(|t| {
+                let mut task = NewTask {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    node: t.node.clone(),
+                    kind: t.kind.as_str().to_string(),
+                    state: state::READY,
+                    due_at: Some(now),
+                    lease_owner: None,
+                    attempts: 0,
+                    queue: t.queue.clone(),
+                    event_name: t.event.as_ref().map(|e| e.0.clone()),
+                    correlation: t.event.as_ref().map(|e| e.1.clone()),
+                    mock: mock.clone(),
+                    input: Value::Object(Map::new()),
+                };
+                match t.kind {
+                    // Run at once by this process: created leased to it.
+                    StepKind::Http => {
+                        task.state = state::RUNNING;
+                        task.lease_owner = Some(self.inner.worker_id.clone());
+                        task.attempts = 1;
+                        task.due_at = Some(now.saturating_add(ms(self.inner.steps.lease)));
+                    }
+                    StepKind::Wait if mock.is_none() => {
+                        let at = match (&t.delay, &t.until) {
+                            (Some(d), _) => now.saturating_add(ms(*d)),
+                            (None, Some(until)) => match humantime::parse_rfc3339_weak(until.trim()) {
+                                Ok(at) => at
+                                    .duration_since(std::time::UNIX_EPOCH)
+                                    .map(ms)
+                                    .unwrap_or(now),
+                                Err(e) => {
+                                    tracing::warn!(node = %t.node, until, error = %e, "wait `until` is not an RFC 3339 time; not waiting");
+                                    now
+                                }
+                            },
+                            (None, None) => now,
+                        };
+                        task.due_at = Some(at);
+                    }
+                    StepKind::Approval | StepKind::Event if mock.is_none() => {
+                        task.state = state::OPEN;
+                        task.due_at = t.deadline.map(|d| now.saturating_add(ms(d)));
+                        task.input = json!({ "title": t.title });
+                    }
+                    // Mock waits, approvals and events resolve after their
+                    // simulated latency; the orchestrator reads it from the
+                    // flow when it runs the task, so it is due now.
+                    _ => {
+                        task.input = json!({ "title": t.title });
+                    }
+                }
+                task
+            })
+            .collect()
+    }
+
+    /// Hands freshly committed tasks to the orchestrator.
+    pub(super) fn dispatch(&self, session_id: &str, tasks: Vec<NewTask>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let Some(tx) = self.inner.dispatch.get() else {
+            return;
+        };
+        let now = now_ms();
+        for t in tasks {
+            if t.kind == "event" && t.state == state::OPEN {
+                // An event may have arrived before the step was entered.
+                let baton = self.clone();
+                let task = record_of(session_id, &t, now);
+                tokio::spawn(async move {
+                    if let Err(e) = baton.match_inbox(&task).await {
+                        tracing::warn!(task = %task.id, error = %e, "matching the event inbox failed");
+                    }
+                });
+                continue;
+            }
+            let msg = if t.state == state::RUNNING {
+                Dispatch::Run(Box::new(record_of(session_id, &t, now)))
+            } else {
+                Dispatch::Wake
+            };
+            let _ = tx.send(msg);
+        }
+    }
+
+    /// Waits up to the step budget for the session to stop waiting on
+    /// backend steps; returns the newest view either way (a pending screen
+    /// when the budget ran out).
+    pub(super) async fn wait_for_steps(
+        &self,
+        view: SessionView,
+        mut rx: broadcast::Receiver<SessionView>,
+    ) -> SessionView {
+        let budget = self.inner.steps.budget;
+        if budget.is_zero() {
+            return view;
+        }
+        let mut latest = view;
+        let deadline = tokio::time::Instant::now() + budget;
+        loop {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Ok(v)) => {
+                    let done = v.status != Status::Waiting;
+                    latest = v;
+                    if done {
+                        return latest;
+                    }
+                }
+                // Missed updates: read what the store says now.
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    if let Ok((snap, flow)) = self.load_trusted(&latest.id).await
+                        && let Ok(v) = view_of(&flow, &snap.id, &snap.state)
+                    {
+                        if v.status != Status::Waiting {
+                            return v;
+                        }
+                        latest = v;
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) | Err(_) => return latest,
+            }
+        }
+    }
+
+    /// Commits an advance that creates or finishes tasks, in one
+    /// transaction, then dispatches the new tasks.
+    pub(super) async fn commit_with_tasks(
+        &self,
+        snap: &Snapshot,
+        advance: Advance,
+        idem: Option<&NewIdempotency>,
+        finish: Option<(&str, &str)>,
+        attempt: Option<&AttemptRecord>,
+    ) -> Result<(), ServiceError> {
+        let tasks = self.new_tasks(&advance);
+        let state = serde_json::to_string(&advance.state).map_err(ServiceError::internal)?;
+        let events = to_new_events(&advance)?;
+        let result = self
+            .inner
+            .store
+            .commit_step(StepCommit {
+                session_id: &snap.id,
+                expected_seq: snap.seq,
+                status: advance.state.status.as_str(),
+                state: &state,
+                events: &events,
+                idempotency: idem,
+                finish,
+                new_tasks: &tasks,
+                attempt,
+            })
+            .await;
+        match result {
+            Ok(seq) => {
+                self.inner.snapshots.put(Arc::new(Snapshot {
+                    id: snap.id.clone(),
+                    seq,
+                    token_hash: snap.token_hash.clone(),
+                    flow_id: snap.flow_id.clone(),
+                    flow_version: snap.flow_version,
+                    state: advance.state,
+                }));
+                self.dispatch(&snap.id, tasks);
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.snapshots.forget(&snap.id);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The session a task belongs to and its flow version, read fresh.
+    pub async fn step_session(
+        &self,
+        session_id: &str,
+    ) -> Result<(Arc<Snapshot>, Arc<crate::flow::compile::CompiledFlow>), ServiceError> {
+        self.load_trusted(session_id).await
+    }
+
+    /// Finishes `task` with `result` and advances its session, exactly
+    /// once however many callers race to finish the same task.
+    pub async fn complete_step(
+        &self,
+        task: &TaskRecord,
+        result: StepResult,
+        attempt: Option<&AttemptRecord>,
+    ) -> Result<StepDone, ServiceError> {
+        for _ in 0..super::MAX_CONFLICT_RETRIES {
+            let (snap, flow) = self.load_trusted(&task.session_id).await?;
+            let advance = match engine::resume(
+                &flow,
+                &snap.state,
+                &task.node,
+                result.clone(),
+                &self.inner.limits,
+            ) {
+                Ok(a) => a,
+                Err(EngineError::StepNotCurrent { .. }) => {
+                    self.inner.store.abandon_task(&task.id, "stale").await?;
+                    return Ok(StepDone::AlreadyDone);
+                }
+                Err(e @ EngineError::UnknownOutcome { .. }) => return Err(e.into()),
+                // The flow cannot handle this result (no matching edge, a
+                // rule error, the context grew too large): fail the
+                // session visibly rather than leave it parked forever.
+                Err(e) => {
+                    tracing::error!(session = %task.session_id, node = %task.node, code = e.code(), error = %e, "a step result could not be applied; the session fails");
+                    engine::fail_step(&snap.state, &task.node, e.code())
+                }
+            };
+            let view = view_of(&flow, &snap.id, &advance.state)?;
+            let outcome = result.outcome.clone();
+            match self
+                .commit_with_tasks(&snap, advance, None, Some((&task.id, &outcome)), attempt)
+                .await
+            {
+                Ok(()) => {
+                    self.inner.hub.publish(&view);
+                    return Ok(StepDone::Advanced(Box::new(view)));
+                }
+                Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
+                Err(ServiceError::Store(StoreError::TaskFinished { .. })) => {
+                    return Ok(StepDone::AlreadyDone);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ServiceError::Busy)
+    }
+
+    /// Delivers an external event to every event step waiting for it, or
+    /// keeps it in the inbox for a step entered later. Returns how many
+    /// sessions it advanced.
+    pub async fn send_event(
+        &self,
+        name: &str,
+        correlation: &str,
+        payload: Value,
+    ) -> Result<usize, ServiceError> {
+        for (field, v, max) in [("name", name, 200), ("correlationKey", correlation, 500)] {
+            if v.is_empty() || v.len() > max {
+                return Err(ServiceError::InvalidInput {
+                    field: field.into(),
+                    message: format!("must be 1 to {max} bytes"),
+                });
+            }
+        }
+        let inbox_id = uuid::Uuid::now_v7().to_string();
+        self.inner
+            .store
+            .inbox_event(&inbox_id, name, correlation, &payload)
+            .await?;
+        let mut delivered = 0;
+        for task in self.inner.store.tasks_waiting_for(name, correlation).await? {
+            let output = json!({ "payload": payload, "received_at": now_ms() });
+            let result = StepResult {
+                outcome: "ok".into(),
+                output,
+            };
+            if let StepDone::Advanced(_) = self.complete_step(&task, result, None).await? {
+                delivered += 1;
+            }
+        }
+        if delivered > 0 {
+            self.inner
+                .store
+                .consume_inbox_event(&inbox_id, "delivered")
+                .await?;
+        }
+        Ok(delivered)
+    }
+
+    /// A just-entered event step takes an event that arrived earlier.
+    async fn match_inbox(&self, task: &TaskRecord) -> Result<(), ServiceError> {
+        let (Some(name), Some(key)) = (&task.event_name, &task.correlation) else {
+            return Ok(());
+        };
+        let Some((inbox_id, payload)) = self.inner.store.pending_inbox_event(name, key).await?
+        else {
+            return Ok(());
+        };
+        if !self
+            .inner
+            .store
+            .consume_inbox_event(&inbox_id, &task.id)
+            .await?
+        {
+            return Ok(());
+        }
+        let result = StepResult {
+            outcome: "ok".into(),
+            output: json!({ "payload": payload, "received_at": now_ms() }),
+        };
+        self.complete_step(task, result, None).await?;
+        Ok(())
+    }
+
+    /// Open approvals, oldest first, for these queues (all when `None`).
+    pub async fn approvals(
+        &self,
+        queues: Option<&[String]>,
+        after: Option<(i64, String)>,
+        first: i64,
+    ) -> Result<Vec<ApprovalView>, ServiceError> {
+        let tasks = self.inner.store.open_approvals(queues, after, first).await?;
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            out.push(self.approval_view(task).await?);
+        }
+        Ok(out)
+    }
+
+    async fn approval_view(&self, task: TaskRecord) -> Result<ApprovalView, ServiceError> {
+        let (_, flow) = self.load_trusted(&task.session_id).await?;
+        let outcomes = match flow.node_index(&task.node).map(|i| flow.node_def(i)) {
+            Some(NodeDef::Approval(a)) => a.outcomes.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        Ok(ApprovalView { task, outcomes })
+    }
+
+    /// The approval task `task_id` (any state).
+    pub async fn approval(&self, task_id: &str) -> Result<ApprovalView, ServiceError> {
+        let task = self.task_of_kind(task_id, "approval").await?;
+        self.approval_view(task).await
+    }
+
+    async fn task_of_kind(&self, task_id: &str, kind: &str) -> Result<TaskRecord, ServiceError> {
+        match self.inner.store.task(task_id).await? {
+            Some(t) if t.kind == kind => Ok(t),
+            _ => Err(ServiceError::TaskNotFound {
+                task_id: task_id.to_string(),
+            }),
+        }
+    }
+
+    /// The rendered fields a reviewer fills for this approval.
+    pub async fn approval_fields(
+        &self,
+        task: &TaskRecord,
+    ) -> Result<Vec<crate::flow::model::ComponentDef>, ServiceError> {
+        let (snap, flow) = self.load_trusted(&task.session_id).await?;
+        match flow.node_index(&task.node).map(|i| flow.node_def(i)) {
+            Some(NodeDef::Approval(a)) => Ok(engine::view::render_components(
+                &flow,
+                &a.fields,
+                &snap.state.context,
+            )?),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Claims an open approval for `reviewer`.
+    pub async fn claim_approval(
+        &self,
+        task_id: &str,
+        reviewer: &str,
+    ) -> Result<ApprovalView, ServiceError> {
+        let task = self.task_of_kind(task_id, "approval").await?;
+        match self.inner.store.claim_approval(task_id, reviewer).await? {
+            Some(t) => self.approval_view(t).await,
+            None if task.state != state::OPEN => Err(ServiceError::TaskNotOpen {
+                task_id: task_id.into(),
+                state: task.state,
+            }),
+            None => Err(ServiceError::TaskClaimed {
+                task_id: task_id.into(),
+                by: task.claimed_by.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Decides an approval: validates the reviewer's values against the
+    /// step's fields and advances the session along the outcome's edge.
+    pub async fn complete_approval(
+        &self,
+        task_id: &str,
+        reviewer: &str,
+        outcome: &str,
+        values: &Map<String, Value>,
+        comment: Option<&str>,
+    ) -> Result<StepDone, ServiceError> {
+        let task = self.task_of_kind(task_id, "approval").await?;
+        if task.state != state::OPEN {
+            return Err(ServiceError::TaskNotOpen {
+                task_id: task_id.into(),
+                state: task.state,
+            });
+        }
+        if let Some(by) = task.claimed_by.as_deref().filter(|by| *by != reviewer) {
+            return Err(ServiceError::TaskClaimed {
+                task_id: task_id.into(),
+                by: by.to_string(),
+            });
+        }
+        if comment.is_some_and(|c| c.len() > 4096) {
+            return Err(ServiceError::InvalidInput {
+                field: "comment".into(),
+                message: "must be at most 4096 bytes".into(),
+            });
+        }
+        let (snap, flow) = self.load_trusted(&task.session_id).await?;
+        let Some(NodeDef::Approval(step)) = flow.node_index(&task.node).map(|i| flow.node_def(i))
+        else {
+            return Err(ServiceError::TaskNotFound {
+                task_id: task_id.into(),
+            });
+        };
+        if !step.outcomes.contains_key(outcome) {
+            return Err(EngineError::UnknownOutcome {
+                node: task.node.clone(),
+                outcome: outcome.to_string(),
+            }
+            .into());
+        }
+        let clean = match engine::input::validate(&flow, &step.fields, values, &snap.state.context)
+        {
+            Ok(clean) => clean,
+            Err((errors, _)) => {
+                let summary = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field.as_deref().unwrap_or("-"), e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(ServiceError::InvalidDecision { summary, errors });
+            }
+        };
+        let result = StepResult {
+            outcome: outcome.to_string(),
+            output: json!({
+                "outcome": outcome,
+                "values": clean,
+                "comment": comment,
+                "reviewer": reviewer,
+                "decided_at": now_ms(),
+            }),
+        };
+        self.complete_step(&task, result, None).await
+    }
+
+    /// Tasks and attempts of a session, for support and operators.
+    pub async fn step_history(&self, session_id: &str) -> Result<StepHistory, ServiceError> {
+        // Existence check with a clear error.
+        self.snapshot(session_id, Read::Fresh).await?;
+        Ok(StepHistory {
+            tasks: self.inner.store.session_tasks(session_id).await?,
+            attempts: self.inner.store.session_attempts(session_id).await?,
+        })
+    }
+
+    /// The unfinished task the session is parked on, if any.
+    async fn open_task(&self, session_id: &str, node: &str) -> Result<Option<TaskRecord>, ServiceError> {
+        Ok(self
+            .inner
+            .store
+            .session_tasks(session_id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|t| t.node == node && t.state != state::DONE))
+    }
+
+    /// Operator: run the failed step the session stopped on again.
+    pub async fn retry_step(&self, session_id: &str, by: &str) -> Result<SessionView, ServiceError> {
+        let (snap, flow) = self.load_trusted(session_id).await?;
+        let advance = engine::reopen(&flow, &snap.state, by)?;
+        let view = view_of(&flow, &snap.id, &advance.state)?;
+        self.commit_with_tasks(&snap, advance, None, None, None).await?;
+        self.inner.hub.publish(&view);
+        Ok(view)
+    }
+
+    /// Operator: move a session parked on a step to node `to`.
+    pub async fn skip_step(
+        &self,
+        session_id: &str,
+        to: &str,
+        by: &str,
+    ) -> Result<SessionView, ServiceError> {
+        let (snap, flow) = self.load_trusted(session_id).await?;
+        if snap.state.status != Status::Waiting {
+            return Err(EngineError::StepNotCurrent {
+                node: snap.state.node.clone(),
+                current: format!("{} ({})", snap.state.node, snap.state.status.as_str()),
+            }
+            .into());
+        }
+        let task = self.open_task(session_id, &snap.state.node).await?;
+        let advance = engine::skip(&flow, &snap.state, to, by, &self.inner.limits)?;
+        let view = view_of(&flow, &snap.id, &advance.state)?;
+        let finish = task.as_ref().map(|t| (t.id.as_str(), "skipped"));
+        self.commit_with_tasks(&snap, advance, None, finish, None).await?;
+        self.inner.hub.publish(&view);
+        Ok(view)
+    }
+
+    /// Operator: end a session now (its open step, if any, is cancelled).
+    pub async fn cancel_session(&self, session_id: &str, by: &str) -> Result<SessionView, ServiceError> {
+        let (snap, flow) = self.load_trusted(session_id).await?;
+        let task = self.open_task(session_id, &snap.state.node).await?;
+        let advance = engine::cancel(&snap.state, by)?;
+        let view = view_of(&flow, &snap.id, &advance.state)?;
+        let finish = task.as_ref().map(|t| (t.id.as_str(), "cancelled"));
+        self.commit_with_tasks(&snap, advance, None, finish, None).await?;
+        self.inner.hub.publish(&view);
+        Ok(view)
+    }
+}
+
+fn record_of(session_id: &str, t: &NewTask, now: i64) -> TaskRecord {
+    TaskRecord {
+        id: t.id.clone(),
+        session_id: session_id.to_string(),
+        node: t.node.clone(),
+        kind: t.kind.clone(),
+        state: t.state.to_string(),
+        due_at: t.due_at,
+        attempts: t.attempts,
+        lease_owner: t.lease_owner.clone(),
+        queue: t.queue.clone(),
+        event_name: t.event_name.clone(),
+        correlation: t.correlation.clone(),
+        claimed_by: None,
+        mock: t.mock.clone(),
+        input: t.input.clone(),
+        outcome: None,
+        created_at: now,
+        updated_at: now,
+    }
+}

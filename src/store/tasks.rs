@@ -1,0 +1,665 @@
+//! Durable backend-step tasks: what a session waits for, who is working on
+//! it (a lease), every attempt made, and the inbox of external events.
+//!
+//! A task is claimable when it is not `done` and its `due_at` has passed:
+//! `due_at` is the start time of a ready task, the lease expiry of a
+//! running one (a task whose worker died is taken again) and the deadline
+//! of an open one (approval `due`, event `timeout`). Claiming uses
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas never take the same
+//! task at once; SQLite has one writer, so `UPDATE … RETURNING` suffices.
+//!
+//! A task finishes in the same transaction that advances its session
+//! ([`Store::commit_step`]), guarded both by the session's `seq` and by the
+//! task not being done yet: however many workers, reviewers or events
+//! complete the same step, the session advances once.
+
+use serde_json::Value;
+
+use super::error::is_unique_violation;
+use super::{
+    BeginWrite, Inner, NewEvent, NewIdempotency, Store, StoreError, check_event_count,
+    insert_events_sql, now_ms, parse_json, seq_after, to_json,
+};
+
+/// Task states as stored.
+pub mod state {
+    /// Waiting for `due_at`, then any worker may take it.
+    pub const READY: &str = "ready";
+    /// Leased to `lease_owner` until `due_at`.
+    pub const RUNNING: &str = "running";
+    /// Waiting for a person or an event; `due_at` is the deadline.
+    pub const OPEN: &str = "open";
+    pub const DONE: &str = "done";
+}
+
+/// A task to create with a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub id: String,
+    pub node: String,
+    pub kind: String,
+    pub state: &'static str,
+    pub due_at: Option<i64>,
+    /// Created already leased to this worker (it runs the task at once,
+    /// saving a claim round trip); `attempts` starts at 1 then.
+    pub lease_owner: Option<String>,
+    pub attempts: i32,
+    pub queue: Option<String>,
+    pub event_name: Option<String>,
+    pub correlation: Option<String>,
+    pub mock: Option<String>,
+    pub input: Value,
+}
+
+/// A task as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRecord {
+    pub id: String,
+    pub session_id: String,
+    pub node: String,
+    pub kind: String,
+    pub state: String,
+    pub due_at: Option<i64>,
+    pub attempts: i32,
+    pub lease_owner: Option<String>,
+    pub queue: Option<String>,
+    pub event_name: Option<String>,
+    pub correlation: Option<String>,
+    pub claimed_by: Option<String>,
+    pub mock: Option<String>,
+    pub input: Value,
+    pub outcome: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One attempt at a task, for the step history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttemptRecord {
+    pub task_id: String,
+    pub attempt: i32,
+    pub session_id: String,
+    pub node: String,
+    pub worker: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    /// `ok`, `error`, `timeout`, or `retry` (failed, tried again).
+    pub outcome: String,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+}
+
+/// Everything [`Store::commit_step`] writes atomically.
+#[derive(Debug)]
+pub struct StepCommit<'a> {
+    pub session_id: &'a str,
+    pub expected_seq: i64,
+    pub status: &'a str,
+    /// The session state as JSON text.
+    pub state: &'a str,
+    pub events: &'a [NewEvent],
+    pub idempotency: Option<&'a NewIdempotency>,
+    /// The task this advance finishes, with its outcome; fails with
+    /// `TASK_ALREADY_FINISHED` if it is done already.
+    pub finish: Option<(&'a str, &'a str)>,
+    pub new_tasks: &'a [NewTask],
+    pub attempt: Option<&'a AttemptRecord>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TaskRow {
+    id: String,
+    session_id: String,
+    node: String,
+    kind: String,
+    state: String,
+    due_at: Option<i64>,
+    attempts: i32,
+    lease_owner: Option<String>,
+    queue: Option<String>,
+    event_name: Option<String>,
+    correlation: Option<String>,
+    claimed_by: Option<String>,
+    mock: Option<String>,
+    input: String,
+    outcome: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TaskRow {
+    fn into_record(self) -> Result<TaskRecord, StoreError> {
+        Ok(TaskRecord {
+            input: parse_json("step_tasks", "input", &self.input)?,
+            id: self.id,
+            session_id: self.session_id,
+            node: self.node,
+            kind: self.kind,
+            state: self.state,
+            due_at: self.due_at,
+            attempts: self.attempts,
+            lease_owner: self.lease_owner,
+            queue: self.queue,
+            event_name: self.event_name,
+            correlation: self.correlation,
+            claimed_by: self.claimed_by,
+            mock: self.mock,
+            outcome: self.outcome,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AttemptRow {
+    task_id: String,
+    attempt: i32,
+    session_id: String,
+    node: String,
+    worker: String,
+    started_at: i64,
+    finished_at: i64,
+    outcome: String,
+    status_code: Option<i32>,
+    error: Option<String>,
+}
+
+impl From<AttemptRow> for AttemptRecord {
+    fn from(r: AttemptRow) -> Self {
+        AttemptRecord {
+            task_id: r.task_id,
+            attempt: r.attempt,
+            session_id: r.session_id,
+            node: r.node,
+            worker: r.worker,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+            status_code: r.status_code,
+            error: r.error,
+        }
+    }
+}
+
+const TASK_COLUMNS: &str = "id, session_id, node, kind, state, due_at, attempts, lease_owner, \
+     queue, event_name, correlation, claimed_by, mock, input, outcome, created_at, updated_at";
+
+pub(super) const INSERT_TASK: &str = "INSERT INTO step_tasks (id, session_id, node, kind, state, due_at, \
+     attempts, lease_owner, queue, event_name, correlation, mock, input, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)";
+
+const INSERT_ATTEMPT: &str = "INSERT INTO step_attempts (task_id, attempt, session_id, node, \
+     worker, started_at, finished_at, outcome, status_code, error) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+const FINISH_TASK: &str = "UPDATE step_tasks SET state = 'done', outcome = $2, due_at = NULL, \
+     lease_owner = NULL, updated_at = $3 WHERE id = $1 AND state <> 'done'";
+
+const UPDATE_SESSION: &str = "UPDATE sessions SET status = $3, state = $4, seq = $5, \
+     updated_at = $6 WHERE id = $1 AND seq = $2";
+
+const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (session_id, key, request_hash, \
+     response, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+/// Most tasks one claim takes.
+pub const MAX_CLAIM: i64 = 256;
+
+macro_rules! insert_attempt {
+    ($tx:ident, $a:expr) => {{
+        let a = $a;
+        sqlx::query(INSERT_ATTEMPT)
+            .bind(&a.task_id)
+            .bind(a.attempt)
+            .bind(&a.session_id)
+            .bind(&a.node)
+            .bind(&a.worker)
+            .bind(a.started_at)
+            .bind(a.finished_at)
+            .bind(&a.outcome)
+            .bind(a.status_code)
+            .bind(&a.error)
+            .execute(&mut *$tx)
+            .await?;
+    }};
+}
+
+/// Runs `$body` (a `Result<T, StoreError>`) inside a write transaction on
+/// whichever backend, binding `$tx`; commits when it is `Ok`, rolls back
+/// (by dropping the transaction) otherwise.
+macro_rules! in_write_tx {
+    ($store:expr, |$tx:ident| $body:block) => {
+        match &$store.inner {
+            Inner::Sqlite { write, .. } => {
+                let mut $tx = write.begin_write().await?;
+                let out: Result<_, StoreError> = async { $body }.await;
+                if out.is_ok() {
+                    $tx.commit().await?;
+                }
+                out
+            }
+            Inner::Postgres(pool) => {
+                let mut $tx = pool.begin_write().await?;
+                let out: Result<_, StoreError> = async { $body }.await;
+                if out.is_ok() {
+                    $tx.commit().await?;
+                }
+                out
+            }
+        }
+    };
+}
+
+impl Store {
+    /// Advances a session and finishes / creates its step tasks in one
+    /// transaction. The slower sibling of [`Store::commit`], used only when
+    /// backend steps are involved. Returns the new seq.
+    pub async fn commit_step(&self, c: StepCommit<'_>) -> Result<i64, StoreError> {
+        if c.events.is_empty() {
+            return Err(StoreError::InvalidInput {
+                reason: "a commit needs at least one event".to_owned(),
+            });
+        }
+        check_event_count(c.events.len())?;
+        let payloads = c
+            .events
+            .iter()
+            .map(|e| to_json("an event payload", &e.payload))
+            .collect::<Result<Vec<_>, _>>()?;
+        let new_seq = seq_after(c.expected_seq, c.events.len());
+        let now = now_ms();
+        let events_sql = insert_events_sql(c.events.len());
+        let idem_response = c
+            .idempotency
+            .map(|i| to_json("the idempotent response", &i.response))
+            .transpose()?;
+        let result: Result<(), StoreError> = in_write_tx!(self, |tx| {
+            'tx: {
+                if let Some((task_id, outcome)) = c.finish {
+                    let done = sqlx::query(FINISH_TASK)
+                        .bind(task_id)
+                        .bind(outcome)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        break 'tx Err(StoreError::TaskFinished {
+                            task_id: task_id.to_owned(),
+                        });
+                    }
+                }
+                let updated = sqlx::query(UPDATE_SESSION)
+                    .bind(c.session_id)
+                    .bind(c.expected_seq)
+                    .bind(c.status)
+                    .bind(c.state)
+                    .bind(new_seq)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                if updated.rows_affected() == 0 {
+                    break 'tx Err(StoreError::Conflict {
+                        session_id: c.session_id.to_owned(),
+                        expected: c.expected_seq,
+                        actual: -1,
+                    });
+                }
+                let mut q = sqlx::query(&events_sql).bind(c.session_id).bind(now);
+                for (i, (e, payload)) in c.events.iter().zip(&payloads).enumerate() {
+                    q = q
+                        .bind(seq_after(c.expected_seq + 1, i))
+                        .bind(&e.kind)
+                        .bind(payload.as_str());
+                }
+                q.execute(&mut *tx).await?;
+                if let (Some(i), Some(response)) = (c.idempotency, &idem_response) {
+                    let r = sqlx::query(INSERT_IDEMPOTENCY)
+                        .bind(c.session_id)
+                        .bind(&i.key)
+                        .bind(&i.request_hash)
+                        .bind(response.as_str())
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await;
+                    match r {
+                        Ok(_) => {}
+                        Err(e) if is_unique_violation(&e) => {
+                            break 'tx Err(StoreError::IdempotencyKeyTaken {
+                                session_id: c.session_id.to_owned(),
+                                key: i.key.clone(),
+                            });
+                        }
+                        Err(e) => break 'tx Err(e.into()),
+                    }
+                }
+                insert_tasks!(tx, c.session_id, c.new_tasks, now);
+                if let Some(a) = c.attempt {
+                    insert_attempt!(tx, a);
+                }
+                Ok(())
+            }
+        });
+        match result {
+            Ok(()) => Ok(new_seq),
+            // The transaction was rolled back when `tx` dropped.
+            Err(StoreError::Conflict { .. }) => {
+                Err(self.why_not_at(c.session_id, c.expected_seq).await)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes up to `limit` due tasks for `worker`, leased until
+    /// `lease_until`; each claim counts as an attempt.
+    pub async fn claim_due_tasks(
+        &self,
+        worker: &str,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let limit = limit.clamp(1, MAX_CLAIM);
+        let lock = match self.inner {
+            Inner::Sqlite { .. } => "",
+            Inner::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE step_tasks SET state = 'running', lease_owner = $1, due_at = $2, \
+             attempts = attempts + 1, updated_at = $3 \
+             WHERE id IN (SELECT id FROM step_tasks WHERE state <> 'done' AND due_at <= $3 \
+             ORDER BY due_at LIMIT $4{lock}) RETURNING {TASK_COLUMNS}"
+        );
+        let rows: Vec<TaskRow> = with_write_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(worker)
+                .bind(lease_until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(TaskRow::into_record).collect()
+    }
+
+    /// When the next task falls due (start, lease expiry or deadline).
+    pub async fn next_task_due(&self) -> Result<Option<i64>, StoreError> {
+        let at: Option<i64> = with_read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT MIN(due_at) FROM step_tasks WHERE state <> 'done'")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(at)
+    }
+
+    /// Starts another attempt of a running task that `worker` holds:
+    /// counts it and extends the lease. `None` if the lease was lost
+    /// (expired and taken by another worker) or the task finished.
+    pub async fn start_attempt(
+        &self,
+        task_id: &str,
+        worker: &str,
+        lease_until: i64,
+    ) -> Result<Option<i32>, StoreError> {
+        let attempts: Option<i32> = with_write_pool!(self, |pool| {
+            sqlx::query_scalar(
+                "UPDATE step_tasks SET attempts = attempts + 1, due_at = $3, updated_at = $4 \
+                 WHERE id = $1 AND state = 'running' AND lease_owner = $2 RETURNING attempts",
+            )
+            .bind(task_id)
+            .bind(worker)
+            .bind(lease_until)
+            .bind(now_ms())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(attempts)
+    }
+
+    /// Records a failed attempt that will be retried (the task stays
+    /// leased to `worker` until `lease_until`).
+    pub async fn record_retry(
+        &self,
+        attempt: &AttemptRecord,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        in_write_tx!(self, |tx| {
+            let held = sqlx::query(
+                "UPDATE step_tasks SET due_at = $3, updated_at = $4 \
+                 WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+            )
+            .bind(&attempt.task_id)
+            .bind(&attempt.worker)
+            .bind(lease_until)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
+            if held {
+                insert_attempt!(tx, attempt);
+            }
+            Ok(held)
+        })
+    }
+
+    /// Gives a running task back (its execution failed for a reason of
+    /// ours, e.g. the database was briefly unavailable) so that any worker
+    /// takes it again at `due_at` instead of when the lease runs out.
+    pub async fn release_task(
+        &self,
+        task_id: &str,
+        worker: &str,
+        due_at: i64,
+    ) -> Result<bool, StoreError> {
+        let n = with_write_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE step_tasks SET state = 'ready', lease_owner = NULL, due_at = $3, \
+                 updated_at = $4 WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+            )
+            .bind(task_id)
+            .bind(worker)
+            .bind(due_at)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    /// Finishes a task without touching its session (the session moved on
+    /// without it, e.g. after an operator's skip). `false` if it was done.
+    pub async fn abandon_task(&self, task_id: &str, outcome: &str) -> Result<bool, StoreError> {
+        let n = with_write_pool!(self, |pool| {
+            sqlx::query(FINISH_TASK)
+                .bind(task_id)
+                .bind(outcome)
+                .bind(now_ms())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    pub async fn task(&self, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM step_tasks WHERE id = $1");
+        let row: Option<TaskRow> = with_read_pool!(self, |pool| {
+            sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?
+        });
+        row.map(TaskRow::into_record).transpose()
+    }
+
+    /// Every task of a session, oldest first.
+    pub async fn session_tasks(&self, session_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM step_tasks WHERE session_id = $1 ORDER BY created_at, id"
+        );
+        let rows: Vec<TaskRow> = with_read_pool!(self, |pool| {
+            sqlx::query_as(&sql).bind(session_id).fetch_all(pool).await?
+        });
+        rows.into_iter().map(TaskRow::into_record).collect()
+    }
+
+    /// Every attempt made for a session's steps, in order.
+    pub async fn session_attempts(
+        &self,
+        session_id: &str,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows: Vec<AttemptRow> = with_read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT task_id, attempt, session_id, node, worker, started_at, finished_at, \
+                 outcome, status_code, error FROM step_attempts WHERE session_id = $1 \
+                 ORDER BY started_at, task_id, attempt",
+            )
+            .bind(session_id)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(AttemptRecord::from).collect())
+    }
+
+    /// Open event steps waiting for `name` with this correlation key.
+    pub async fn tasks_waiting_for(
+        &self,
+        name: &str,
+        correlation: &str,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM step_tasks WHERE event_name = $1 AND correlation = $2 \
+             AND state = 'open' AND kind = 'event' ORDER BY created_at, id LIMIT 100"
+        );
+        let rows: Vec<TaskRow> = with_read_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(name)
+                .bind(correlation)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(TaskRow::into_record).collect()
+    }
+
+    /// Open approval tasks, oldest first, after the cursor
+    /// `(created_at, id)`; only `queues` when given.
+    pub async fn open_approvals(
+        &self,
+        queues: Option<&[String]>,
+        after: Option<(i64, String)>,
+        limit: i64,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let (after_at, after_id) = after.unwrap_or((i64::MIN, String::new()));
+        let sql = format!(
+            "SELECT {TASK_COLUMNS} FROM step_tasks WHERE kind = 'approval' AND state = 'open' \
+             AND (created_at > $1 OR (created_at = $1 AND id > $2)) \
+             ORDER BY created_at, id LIMIT $3"
+        );
+        // Filtering by queue in SQL would need array binds that differ per
+        // backend; the queue list is short and the page bounded, so fetch a
+        // bounded window and filter here.
+        let window = (limit.clamp(1, 100) * 10).min(1000);
+        let rows: Vec<TaskRow> = with_read_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(after_at)
+                .bind(&after_id)
+                .bind(window)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut out = Vec::new();
+        for row in rows {
+            let keep = match queues {
+                None => true,
+                Some(qs) => row.queue.as_ref().is_some_and(|q| qs.contains(q)),
+            };
+            if keep {
+                out.push(row.into_record()?);
+                if out.len() as i64 >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims an open approval for `reviewer` (again by the same reviewer
+    /// is fine). `None` when it is not open or someone else holds it.
+    pub async fn claim_approval(
+        &self,
+        task_id: &str,
+        reviewer: &str,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE step_tasks SET claimed_by = $2, updated_at = $3 WHERE id = $1 \
+             AND kind = 'approval' AND state = 'open' AND (claimed_by IS NULL OR claimed_by = $2) \
+             RETURNING {TASK_COLUMNS}"
+        );
+        let row: Option<TaskRow> = with_write_pool!(self, |pool| {
+            sqlx::query_as(&sql)
+                .bind(task_id)
+                .bind(reviewer)
+                .bind(now_ms())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(TaskRow::into_record).transpose()
+    }
+
+    /// Stores an external event in the inbox; returns its id.
+    pub async fn inbox_event(
+        &self,
+        id: &str,
+        name: &str,
+        correlation: &str,
+        payload: &Value,
+    ) -> Result<(), StoreError> {
+        let payload = to_json("the event payload", payload)?;
+        with_write_pool!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO step_inbox (id, event_name, correlation, payload, received_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(name)
+            .bind(correlation)
+            .bind(payload)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Marks an inbox event as consumed by `task_id`; `false` when another
+    /// task consumed it first.
+    pub async fn consume_inbox_event(&self, id: &str, task_id: &str) -> Result<bool, StoreError> {
+        let n = with_write_pool!(self, |pool| {
+            sqlx::query("UPDATE step_inbox SET consumed_by = $2 WHERE id = $1 AND consumed_by IS NULL")
+                .bind(id)
+                .bind(task_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n > 0)
+    }
+
+    /// The oldest unconsumed inbox event for `name` and `correlation`.
+    pub async fn pending_inbox_event(
+        &self,
+        name: &str,
+        correlation: &str,
+    ) -> Result<Option<(String, Value)>, StoreError> {
+        let row: Option<(String, String)> = with_read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, payload FROM step_inbox WHERE event_name = $1 AND correlation = $2 \
+                 AND consumed_by IS NULL ORDER BY received_at, id LIMIT 1",
+            )
+            .bind(name)
+            .bind(correlation)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(|(id, payload)| Ok((id, parse_json("step_inbox", "payload", &payload)?)))
+            .transpose()
+    }
+}
