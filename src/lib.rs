@@ -9,12 +9,14 @@
 //! - [`store`]: sessions, their event log and flow versions (SQLite / PostgreSQL).
 //! - [`service`]: flow versions, tokens, idempotency: what the API calls.
 //! - [`api`]: GraphQL over HTTP and WebSocket.
+//! - [`auth`]: API keys with roles for admin calls.
 //!
 //! [`app`] builds the whole server from a [`config::ServeConfig`].
 
 pub mod api;
 pub mod app;
 pub mod artifacts;
+pub mod auth;
 pub mod config;
 pub mod document;
 pub mod engine;

@@ -95,6 +95,15 @@ impl TestApp {
     /// Starts the server with the repository's flows; `None` when the
     /// backend is not available here.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_configured(backend, |_, _| {}).await
+    }
+
+    /// Like [`TestApp::spawn`], with the configuration changed by
+    /// `configure` (which also gets the test's directory, for files).
+    pub async fn spawn_configured(
+        backend: Backend,
+        configure: impl FnOnce(&mut ServeConfig, &Path),
+    ) -> Option<TestApp> {
         let dir = tempfile::tempdir().expect("tempdir");
         let flows = dir.path().join("flows");
         std::fs::create_dir(&flows).expect("flows dir");
@@ -117,7 +126,9 @@ impl TestApp {
             }
         }
         let url = fresh_database_url(backend, dir.path()).await?;
-        Some(Self::spawn_with(ServeConfig::for_database(url, flows), dir).await)
+        let mut config = ServeConfig::for_database(url, flows);
+        configure(&mut config, dir.path());
+        Some(Self::spawn_with(config, dir).await)
     }
 
     /// Starts a server on an existing database and flow directory (a restart).
@@ -164,6 +175,27 @@ impl TestApp {
         }
         let resp = req.send().await.expect("request sent");
         resp.json().await.expect("JSON response")
+    }
+
+    /// POSTs a GraphQL request with an `X-API-Key`; returns the HTTP status
+    /// and the whole JSON response.
+    pub async fn gql_key(
+        &self,
+        query: &str,
+        variables: Value,
+        api_key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(key) = api_key {
+            req = req.header("x-api-key", key);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON response"))
     }
 
     /// `startFlow`; returns the FlowSession and its token.
@@ -226,6 +258,35 @@ impl TestApp {
         let q = format!("query($s: ID!) {{ session(id: $s) {{ ...S }} }} {SESSION_FIELDS}");
         self.gql(&q, json!({ "s": session }), token).await
     }
+}
+
+/// The API keys of [`write_test_keys`]: one per role, the key is
+/// `<role>-key`, and the reviewer decides the `underwriter` queue.
+pub const TEST_KEYS: [(&str, &str); 5] = [
+    ("viewer-key", "viewer"),
+    ("editor-key", "editor"),
+    ("publisher-key", "publisher"),
+    ("reviewer-key", "reviewer"),
+    ("admin-key", "admin"),
+];
+
+/// Writes a keys file with [`TEST_KEYS`] into `dir`; returns its path.
+pub fn write_test_keys(dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let mut yaml = String::from("keys:\n");
+    for (key, role) in TEST_KEYS {
+        let sha = sha2::Sha256::digest(key.as_bytes());
+        yaml.push_str(&format!(
+            "  - name: {role}-1\n    role: {role}\n    sha256: {}\n",
+            hex::encode(sha)
+        ));
+        if role == "reviewer" {
+            yaml.push_str("    queues: [underwriter]\n");
+        }
+    }
+    let path = dir.join("api-keys.yaml");
+    std::fs::write(&path, yaml).expect("write keys file");
+    path
 }
 
 /// The error code of the first GraphQL error.
