@@ -100,10 +100,18 @@ impl Application {
                 "OFREP (/ofrep/v1) answers without a client key: set --ofrep-keys / BATON_OFREP_KEYS"
             );
         }
-        let router =
-            api::router_with_readiness(schema, &http_limits, readiness(baton.clone())).merge(
-                api::ofrep::router(flags.clone(), ofrep_keys, config.max_body_bytes),
-            );
+        let api_keys = load_api_keys(&config)?;
+        let router = api::router_with_keys(
+            schema,
+            &http_limits,
+            Some(Box::new(readiness(baton.clone()))),
+            api_keys,
+        )
+        .merge(api::ofrep::router(
+            flags.clone(),
+            ofrep_keys,
+            config.max_body_bytes,
+        ));
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;
@@ -203,6 +211,18 @@ fn spawn_watcher(baton: Baton, dir: PathBuf) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// The API keys for admin calls; a bad file stops the start.
+fn load_api_keys(config: &ServeConfig) -> anyhow::Result<crate::auth::ApiKeys> {
+    let Some(path) = &config.api_keys else {
+        tracing::info!("no API keys (--api-keys / BATON_API_KEYS): admin calls are refused");
+        return Ok(crate::auth::ApiKeys::none());
+    };
+    let keys = crate::auth::ApiKeys::load(path)
+        .map_err(|e| anyhow::anyhow!("[{}] {e}\nhint: {}", e.code(), e.hint()))?;
+    tracing::info!(file = %path.display(), keys = keys.len(), "API keys loaded");
+    Ok(keys)
 }
 
 /// The flag directory's flags. Problems are logged; a flag with an error

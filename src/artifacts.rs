@@ -13,7 +13,7 @@ pub const FLOW_SCHEMA_FILE: &str = "flow.schema.json";
 pub fn graphql_sdl() -> String {
     // The SDL does not depend on resolver state, so no store is needed.
     let schema = async_graphql::Schema::build(
-        crate::api::schema::Query,
+        crate::api::schema::RootQuery::default(),
         crate::api::schema::Mutation,
         crate::api::schema::Subscription,
     )

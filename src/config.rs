@@ -26,6 +26,11 @@ pub struct ServeConfig {
     /// `X-API-Key: <key>`. Without any, OFREP answers everyone.
     #[arg(long, env = "BATON_OFREP_KEYS", value_delimiter = ',')]
     pub ofrep_keys: Vec<ClientKey>,
+    /// File of API keys for admin calls (YAML or JSON: names, roles and
+    /// SHA-256 hashes; `baton key new` makes entries). Without it every
+    /// admin call is refused.
+    #[arg(long, env = "BATON_API_KEYS")]
+    pub api_keys: Option<PathBuf>,
     /// Reload flow and flag files when they change: new sessions get the
     /// new flow version, running sessions keep theirs.
     #[arg(long, env = "BATON_WATCH")]
@@ -104,6 +109,7 @@ impl ServeConfig {
             flows,
             flags,
             ofrep_keys: Vec::new(),
+            api_keys: None,
             watch: false,
             max_body_bytes: 64 * 1024,
             max_query_depth: 16,

@@ -11,12 +11,14 @@
 //! - [`orchestrator`]: backend steps as durable tasks (HTTP, timers,
 //!   approvals, events, mocks), with retries and circuit breakers.
 //! - [`api`]: GraphQL over HTTP and WebSocket.
+//! - [`auth`]: API keys with roles for admin calls.
 //!
 //! [`app`] builds the whole server from a [`config::ServeConfig`].
 
 pub mod api;
 pub mod app;
 pub mod artifacts;
+pub mod auth;
 pub mod config;
 pub mod document;
 pub mod engine;

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: FlagCommand,
     },
+    /// Work with API keys for admin calls.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
     /// Write the generated artifacts (GraphQL SDL, flow JSON Schema) to `schema/`.
     Schema {
         #[arg(long, default_value = "schema")]
@@ -66,6 +71,23 @@ enum FlagCommand {
         /// Directory of flag files (flagd's format).
         #[arg(long, env = "BATON_FLAGS", default_value = "flags")]
         flags: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a random key; print it once, with the keys-file entry (its SHA-256) to paste.
+    New {
+        /// Who holds the key (letters, digits, `.`, `_`, `-`, `@`).
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum)]
+        role: baton::auth::Role,
+        /// An approval queue the reviewer decides (repeatable; reviewers only).
+        #[arg(long = "queue")]
+        queues: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
 }
 
@@ -113,6 +135,15 @@ fn main() -> ExitCode {
         Command::Flag {
             command: FlagCommand::Eval { flags },
         } => flag_eval(&flags),
+        Command::Key {
+            command:
+                KeyCommand::New {
+                    name,
+                    role,
+                    queues,
+                    format,
+                },
+        } => key_new(&name, role, queues, format),
         Command::Schema { out, check } => match baton::artifacts::write_or_check(&out, check) {
             Ok(stale) if stale.is_empty() => ExitCode::SUCCESS,
             Ok(stale) => {
@@ -154,6 +185,29 @@ fn flag_eval(dir: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn key_new(name: &str, role: baton::auth::Role, queues: Vec<String>, format: Format) -> ExitCode {
+    let made = match baton::auth::new_key(name, role, queues) {
+        Ok(made) => made,
+        Err(e) => {
+            eprintln!("baton key new: [{}] {e}\nhint: {}", e.code(), e.hint());
+            return ExitCode::FAILURE;
+        }
+    };
+    match format {
+        Format::Human => print!(
+            "API key for `{name}` (shown once; Baton keeps only its SHA-256):\n\n    {key}\n\n\
+             Add this entry under `keys:` in the --api-keys file:\n\n{entry}",
+            key = made.key,
+            entry = made.yaml_entry(),
+        ),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string(&made).expect("a new key serializes")
+        ),
+    }
+    ExitCode::SUCCESS
 }
 
 fn serve(config: ServeConfig) -> ExitCode {

@@ -24,6 +24,9 @@
 //! | `NOT_READY` | 503 | the readiness check failed |
 //! | `UNAUTHENTICATED` | 401 | no valid bearer token |
 //! | `FORBIDDEN` | 403 | the token is valid but not allowed to do this |
+//! | `API_KEY_REQUIRED` | 401 | an admin call without `X-API-Key` |
+//! | `INVALID_API_KEY` | 401 | `X-API-Key` matches no configured key (refused before execution) |
+//! | `FORBIDDEN_ROLE` | 403 | the API key's role lacks the permission |
 //! | `NOT_FOUND` | 404 | the addressed object does not exist |
 //! | `BAD_USER_INPUT` | 400 | an argument value is invalid |
 //! | `CONFLICT` | 409 | the request conflicts with the current state |
@@ -89,6 +92,20 @@ pub enum ApiError {
     /// The caller is known but not allowed to do this.
     #[error("{0}")]
     Forbidden(String),
+    /// An admin call without an API key.
+    #[error("this needs an API key ({permission}); none was sent")]
+    ApiKeyRequired { permission: String, who: String },
+    /// `X-API-Key` names no configured key.
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    /// The API key's role does not have the permission.
+    #[error("API key `{name}` (role {role}) may not do this ({permission})")]
+    ForbiddenRole {
+        name: String,
+        role: crate::auth::Role,
+        permission: String,
+        who: String,
+    },
     /// The addressed object does not exist (or is not visible to the caller).
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
@@ -145,6 +162,9 @@ impl ApiError {
             Self::NotReady => "NOT_READY",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Forbidden(_) => "FORBIDDEN",
+            Self::ApiKeyRequired { .. } => "API_KEY_REQUIRED",
+            Self::InvalidApiKey => "INVALID_API_KEY",
+            Self::ForbiddenRole { .. } => "FORBIDDEN_ROLE",
             Self::NotFound { .. } => "NOT_FOUND",
             Self::BadUserInput { .. } => "BAD_USER_INPUT",
             Self::Conflict { .. } => "CONFLICT",
@@ -186,6 +206,13 @@ impl ApiError {
                                          connection_init payload (WebSocket)"
                 .to_owned(),
             Self::Forbidden(_) => "the token is valid but lacks the permission for this".to_owned(),
+            Self::ApiKeyRequired { who, .. } => {
+                format!("send `X-API-Key: <key>` with {who}")
+            }
+            Self::InvalidApiKey => "send a key listed (as its SHA-256) in the server's \
+                                   --api-keys file, or no X-API-Key header at all"
+                .to_owned(),
+            Self::ForbiddenRole { who, .. } => format!("this needs {who}"),
             Self::NotFound { .. } => "check the id; it may have expired or been deleted".to_owned(),
             Self::BadUserInput { hint, .. } | Self::Conflict { hint, .. } => return hint.clone(),
             Self::RateLimited { retry_after_secs } => {
@@ -210,8 +237,10 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RouteNotFound { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::NotReady | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unauthenticated(_) | Self::ApiKeyRequired { .. } | Self::InvalidApiKey => {
+                StatusCode::UNAUTHORIZED
+            }
+            Self::Forbidden(_) | Self::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -302,6 +331,17 @@ mod tests {
             ApiError::NotReady,
             ApiError::Unauthenticated("x".into()),
             ApiError::Forbidden("x".into()),
+            ApiError::ApiKeyRequired {
+                permission: "x".into(),
+                who: "y".into(),
+            },
+            ApiError::InvalidApiKey,
+            ApiError::ForbiddenRole {
+                name: "x".into(),
+                role: crate::auth::Role::Viewer,
+                permission: "x".into(),
+                who: "y".into(),
+            },
             ApiError::NotFound {
                 what: "session",
                 id: "1".into(),

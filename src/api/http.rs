@@ -24,6 +24,11 @@
 //! request error (resolver errors always carry the field path). Such a
 //! response is written without a `data` entry, as the GraphQL spec asks.
 //!
+//! An `X-API-Key` header is resolved against the configured
+//! [`ApiKeys`] before execution: a key that matches none is answered 401
+//! `INVALID_API_KEY`; otherwise the [`crate::auth::Caller`] goes into the request data
+//! for resolvers to check with [`crate::auth::require`].
+//!
 //! Every response carries `x-request-id` (the client's, or a new one). The
 //! request span is at DEBUG to keep the hot path cheap; internal errors log
 //! the request id at ERROR on their own.
@@ -60,6 +65,8 @@ use tower_http::{
     trace::TraceLayer,
 };
 use tracing::Instrument;
+
+use crate::auth::{API_KEY_HEADER, ApiKeys};
 
 use super::{
     error::ApiError,
@@ -192,7 +199,7 @@ where
 /// The HTTP API without a readiness check (`/readyz` answers like
 /// `/healthz`). See the module docs for what each route does.
 pub fn router<E: Executor>(executor: E, limits: &Limits) -> Router {
-    build(executor, limits, None)
+    build(executor, limits, None, ApiKeys::none())
 }
 
 /// The HTTP API with `/readyz` backed by `readiness`.
@@ -201,7 +208,18 @@ pub fn router_with_readiness<E: Executor>(
     limits: &Limits,
     readiness: impl Readiness,
 ) -> Router {
-    build(executor, limits, Some(Box::new(readiness)))
+    build(executor, limits, Some(Box::new(readiness)), ApiKeys::none())
+}
+
+/// The HTTP API with `/readyz` backed by `readiness` and admin calls
+/// authenticated by `api_keys`.
+pub fn router_with_keys<E: Executor>(
+    executor: E,
+    limits: &Limits,
+    readiness: Option<Box<dyn Readiness>>,
+    api_keys: ApiKeys,
+) -> Router {
+    build(executor, limits, readiness, api_keys)
 }
 
 struct Shared<E> {
@@ -210,6 +228,7 @@ struct Shared<E> {
     graphiql: Bytes,
     readiness: Option<Box<dyn Readiness>>,
     documents: DocumentCache,
+    api_keys: ApiKeys,
 }
 
 /// Parsed documents by query text. Apps send the same few operation
@@ -253,6 +272,7 @@ fn build<E: Executor>(
     executor: E,
     limits: &Limits,
     readiness: Option<Box<dyn Readiness>>,
+    api_keys: ApiKeys,
 ) -> Router {
     let graphiql = GraphiQLSource::build()
         .endpoint(GRAPHQL_PATH)
@@ -266,6 +286,7 @@ fn build<E: Executor>(
         graphiql: Bytes::from(graphiql),
         readiness,
         documents: DocumentCache::default(),
+        api_keys,
     });
     Router::new()
         .route(
@@ -375,8 +396,13 @@ async fn graphql_post<E: Executor>(State(shared): AppState<E>, request: Request)
         Ok(gql) => gql,
         Err(err) => return error_response(&err, media),
     };
+    let caller = match shared.api_keys.caller(&parts.headers) {
+        Ok(caller) => caller,
+        Err(err) => return error_response(&err, media),
+    };
     shared.documents.prepare(&mut gql);
     gql.data.insert(BearerToken::from_headers(&parts.headers));
+    gql.data.insert(caller);
     let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
     graphql_response(response, media, &shared.limits)
 }
@@ -421,7 +447,12 @@ async fn graphql_get<E: Executor>(State(shared): AppState<E>, request: Request) 
         };
         return error_response(&err, media);
     }
+    let caller = match shared.api_keys.caller(&parts.headers) {
+        Ok(caller) => caller,
+        Err(err) => return error_response(&err, media),
+    };
     gql.data.insert(BearerToken::from_headers(&parts.headers));
+    gql.data.insert(caller);
     let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
     graphql_response(response, media, &shared.limits)
 }
@@ -715,6 +746,10 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
             return error_response(&err, Media::Json);
         }
     };
+    let caller = match shared.api_keys.caller(&parts.headers) {
+        Ok(caller) => caller,
+        Err(err) => return error_response(&err, Media::Json),
+    };
     let limits = shared.limits;
     let executor = WsExecutor {
         inner: shared.executor.clone(),
@@ -722,6 +757,8 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
     };
     let mut data = Data::default();
     data.insert(BearerToken::from_headers(&parts.headers));
+    data.insert(caller);
+    let api_keys = shared.api_keys.clone();
     let request_id = parts.headers.get(X_REQUEST_ID).cloned();
     // The connection outlives this request; keep it in the request's span so
     // its logs carry the request id.
@@ -733,10 +770,20 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
         .on_upgrade(move |socket| async move {
             let serve = GraphQLWebSocket::new(socket, executor, protocol)
                 .with_data(data)
-                .on_connection_init(|payload| async move {
+                .on_connection_init(move |payload| async move {
                     let mut data = Data::default();
                     if let Some(token) = BearerToken::from_init_payload(&payload) {
                         data.insert(token);
+                    }
+                    // A key in the payload replaces the upgrade request's;
+                    // an unknown one refuses the connection.
+                    if let Some(key) = api_key_from_init_payload(&payload) {
+                        let caller = key
+                            .as_str()
+                            .ok_or(ApiError::InvalidApiKey)
+                            .and_then(|key| api_keys.caller_for(key.trim()))
+                            .map_err(ApiError::into_graphql)?;
+                        data.insert(caller);
                     }
                     Ok(data)
                 })
@@ -747,6 +794,15 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
                 None => serve.await,
             }
         })
+}
+
+/// The `X-API-Key` (any case) entry of a `connection_init` payload.
+fn api_key_from_init_payload(payload: &serde_json::Value) -> Option<&serde_json::Value> {
+    payload
+        .as_object()?
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(API_KEY_HEADER))
+        .map(|(_, value)| value)
 }
 
 /// The executor used for WebSocket operations: the real one, with the limit

@@ -8,6 +8,7 @@
 //! - [`ofrep`]: flag evaluation over the OpenFeature Remote Evaluation
 //!   Protocol, merged into the same router.
 
+mod admin;
 pub mod error;
 pub mod http;
 mod negotiate;
@@ -16,4 +17,4 @@ pub mod schema;
 pub mod types;
 
 pub use error::ApiError;
-pub use http::{BearerToken, Limits, Readiness, router, router_with_readiness};
+pub use http::{BearerToken, Limits, Readiness, router, router_with_keys, router_with_readiness};

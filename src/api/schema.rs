@@ -2,7 +2,8 @@
 //! and `sessionUpdated`, exactly as named in the design brief.
 
 use async_graphql::{
-    Context, ErrorExtensions, ID, InputObject, Json, Object, Schema, SchemaBuilder, Subscription,
+    Context, ErrorExtensions, ID, InputObject, Json, MergedObject, Object, Schema, SchemaBuilder,
+    Subscription,
 };
 use futures_util::{Stream, StreamExt, stream};
 use serde_json::{Map, Value};
@@ -13,11 +14,16 @@ use super::types::FlowSession;
 use crate::engine::ClientInfo;
 use crate::service::{Baton, ServiceError, StartRequest, SubmitRequest};
 
-pub type BatonSchema = Schema<Query, Mutation, Subscription>;
+pub type BatonSchema = Schema<RootQuery, Mutation, Subscription>;
+
+/// The query root: the app-facing [`Query`] and the admin fields, each
+/// group in its own module.
+#[derive(MergedObject, Default)]
+pub struct RootQuery(Query, super::admin::AdminQuery);
 
 /// The schema with its resolvers' state; limits are applied by the caller.
-pub fn builder(baton: Baton) -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(Query, Mutation, Subscription).data(baton)
+pub fn builder(baton: Baton) -> SchemaBuilder<RootQuery, Mutation, Subscription> {
+    Schema::build(RootQuery::default(), Mutation, Subscription).data(baton)
 }
 
 #[derive(InputObject)]
@@ -88,6 +94,7 @@ fn token<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
     BearerToken::of(ctx)
 }
 
+#[derive(Default)]
 pub struct Query;
 
 #[Object]

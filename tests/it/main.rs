@@ -1,6 +1,7 @@
 //! One integration-test binary (links once); a module per capability.
 
 mod api_http;
+mod auth;
 mod cli;
 mod common;
 mod curl_example;

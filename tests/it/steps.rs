@@ -57,7 +57,7 @@ async fn settle(app: &TestApp, token: &str, id: &str) -> Value {
 }
 
 async fn mock_app(backend: Backend) -> Option<TestApp> {
-    TestApp::spawn_configured(backend, &[], |c| {
+    TestApp::spawn_configured(backend, &[], |c, _| {
         c.mock = true;
         c.step_budget_ms = 5000;
     })
@@ -107,7 +107,7 @@ async fn loan_scenarios(backend: Backend) {
 
 async fn waiting_shows_the_pending_screen(backend: Backend) {
     // A budget shorter than the mock latency: the submit answers WAITING.
-    let Some(app) = TestApp::spawn_configured(backend, &[], |c| {
+    let Some(app) = TestApp::spawn_configured(backend, &[], |c, _| {
         c.mock = true;
         c.step_budget_ms = 50;
     })
@@ -213,7 +213,7 @@ nodes:
 }
 
 async fn http_app(backend: Backend, port: u16) -> Option<TestApp> {
-    TestApp::spawn_configured(backend, &[("scored.yaml", http_flow(port))], |c| {
+    TestApp::spawn_configured(backend, &[("scored.yaml", http_flow(port))], |c, _| {
         c.step_budget_ms = 5000;
         c.secrets = Some(HashMap::from([(
             "SCORE_KEY".to_string(),
@@ -299,7 +299,7 @@ async fn unreachable_upstream_goes_to_on_error(backend: Backend) {
 }
 
 async fn hosts_outside_the_allowlist_do_not_load(backend: Backend) {
-    let Some(app) = TestApp::spawn_configured(backend, &[("scored.yaml", http_flow(9))], |c| {
+    let Some(app) = TestApp::spawn_configured(backend, &[("scored.yaml", http_flow(9))], |c, _| {
         c.allow_hosts = vec!["localhost".into()];
     })
     .await
@@ -334,7 +334,7 @@ nodes:
 }
 
 async fn timers_survive_a_restart(backend: Backend) {
-    let Some(app) = TestApp::spawn_configured(backend, &[("timer.yaml", wait_flow())], |c| {
+    let Some(app) = TestApp::spawn_configured(backend, &[("timer.yaml", wait_flow())], |c, _| {
         c.step_budget_ms = 0;
         // A task the stopped server held is taken over when its lease ends.
         c.task_lease_ms = 2000;

@@ -96,15 +96,16 @@ impl TestApp {
     /// Starts the server with the repository's flows; `None` when the
     /// backend is not available here.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
-        Self::spawn_configured(backend, &[], |_| {}).await
+        Self::spawn_configured(backend, &[], |_, _| {}).await
     }
 
     /// Like [`TestApp::spawn`], with extra flow files (name, content) next
-    /// to the repository's and the configuration adjusted by `configure`.
+    /// to the repository's and the configuration adjusted by `configure`
+    /// (which also gets the test's directory, for files).
     pub async fn spawn_configured(
         backend: Backend,
         extra_flows: &[(&str, String)],
-        configure: impl FnOnce(&mut ServeConfig),
+        configure: impl FnOnce(&mut ServeConfig, &Path),
     ) -> Option<TestApp> {
         let dir = tempfile::tempdir().expect("tempdir");
         let flows = dir.path().join("flows");
@@ -132,7 +133,7 @@ impl TestApp {
         }
         let url = fresh_database_url(backend, dir.path()).await?;
         let mut config = ServeConfig::for_database(url, flows);
-        configure(&mut config);
+        configure(&mut config, dir.path());
         Some(Self::spawn_with(config, dir).await)
     }
 
@@ -215,6 +216,27 @@ impl TestApp {
         resp.json().await.expect("JSON response")
     }
 
+    /// POSTs a GraphQL request with an `X-API-Key`; returns the HTTP status
+    /// and the whole JSON response.
+    pub async fn gql_key(
+        &self,
+        query: &str,
+        variables: Value,
+        api_key: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(key) = api_key {
+            req = req.header("x-api-key", key);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.expect("JSON response"))
+    }
+
     /// `startFlow`; returns the FlowSession and its token.
     pub async fn start(&self, flow: &str, user: Value, client: Value) -> (Value, String) {
         let q = format!(
@@ -275,6 +297,35 @@ impl TestApp {
         let q = format!("query($s: ID!) {{ session(id: $s) {{ ...S }} }} {SESSION_FIELDS}");
         self.gql(&q, json!({ "s": session }), token).await
     }
+}
+
+/// The API keys of [`write_test_keys`]: one per role, the key is
+/// `<role>-key`, and the reviewer decides the `underwriter` queue.
+pub const TEST_KEYS: [(&str, &str); 5] = [
+    ("viewer-key", "viewer"),
+    ("editor-key", "editor"),
+    ("publisher-key", "publisher"),
+    ("reviewer-key", "reviewer"),
+    ("admin-key", "admin"),
+];
+
+/// Writes a keys file with [`TEST_KEYS`] into `dir`; returns its path.
+pub fn write_test_keys(dir: &Path) -> PathBuf {
+    use sha2::Digest;
+    let mut yaml = String::from("keys:\n");
+    for (key, role) in TEST_KEYS {
+        let sha = sha2::Sha256::digest(key.as_bytes());
+        yaml.push_str(&format!(
+            "  - name: {role}-1\n    role: {role}\n    sha256: {}\n",
+            hex::encode(sha)
+        ));
+        if role == "reviewer" {
+            yaml.push_str("    queues: [underwriter]\n");
+        }
+    }
+    let path = dir.join("api-keys.yaml");
+    std::fs::write(&path, yaml).expect("write keys file");
+    path
 }
 
 /// The error code of the first GraphQL error.
