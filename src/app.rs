@@ -105,8 +105,13 @@ impl Application {
             schema,
             &http_limits,
             Some(Box::new(readiness(baton.clone()))),
-            api_keys,
+            api_keys.clone(),
         )
+        .merge(api::steps::webhook_router(
+            baton.clone(),
+            api_keys,
+            config.max_body_bytes,
+        ))
         .merge(api::ofrep::router(
             flags.clone(),
             ofrep_keys,

@@ -14,6 +14,7 @@ pub mod http;
 mod negotiate;
 pub mod ofrep;
 pub mod schema;
+pub mod steps;
 pub mod types;
 
 pub use error::ApiError;

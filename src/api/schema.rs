@@ -14,16 +14,16 @@ use super::types::FlowSession;
 use crate::engine::ClientInfo;
 use crate::service::{Baton, ServiceError, StartRequest, SubmitRequest};
 
-pub type BatonSchema = Schema<RootQuery, Mutation, Subscription>;
+pub type BatonSchema = Schema<RootQuery, RootMutation, Subscription>;
 
 /// The query root: the app-facing [`Query`] and the admin fields, each
 /// group in its own module.
 #[derive(MergedObject, Default)]
-pub struct RootQuery(Query, super::admin::AdminQuery);
+pub struct RootQuery(Query, super::admin::AdminQuery, super::steps::StepQuery);
 
 /// The schema with its resolvers' state; limits are applied by the caller.
-pub fn builder(baton: Baton) -> SchemaBuilder<RootQuery, Mutation, Subscription> {
-    Schema::build(RootQuery::default(), Mutation, Subscription).data(baton)
+pub fn builder(baton: Baton) -> SchemaBuilder<RootQuery, RootMutation, Subscription> {
+    Schema::build(RootQuery::default(), RootMutation::default(), Subscription).data(baton)
 }
 
 #[derive(InputObject)]
@@ -114,6 +114,12 @@ impl Query {
     }
 }
 
+/// The mutation root: the app-facing [`Mutation`] and the step
+/// operations reviewers, backends and operators call with an API key.
+#[derive(MergedObject, Default)]
+pub struct RootMutation(Mutation, super::steps::StepMutation);
+
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]
@@ -128,7 +134,12 @@ impl Mutation {
         let client = input.client.unwrap_or_default();
         let mock = match input.mock {
             None => None,
-            Some(_) if !baton.step_settings().mock_all => {
+            // Mock sessions skip real checks (a credit check, an approval):
+            // only a server in mock mode or a key that may start them.
+            Some(_)
+                if !baton.step_settings().mock_all
+                    && crate::auth::require(ctx, crate::auth::Permission::MockSessions).is_err() =>
+            {
                 return Err(to_gql(ServiceError::MockNotAllowed));
             }
             Some(m) => Some(m.scenario.unwrap_or_else(|| "default".into())),

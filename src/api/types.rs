@@ -329,7 +329,7 @@ fn os(t: &Option<Text>) -> Option<String> {
 }
 
 impl Component {
-    fn from_def(c: &ComponentDef, values: &Map<String, Value>) -> Component {
+    pub(crate) fn from_def(c: &ComponentDef, values: &Map<String, Value>) -> Component {
         let id = c.id().map(|i| ID(i.to_string()));
         let kind = c.kind().to_string();
         let value = |id: &str| values.get(id);

@@ -355,6 +355,223 @@ async fn timers_survive_a_restart(backend: Backend) {
     assert_eq!(s["screen"]["title"], "Waited");
 }
 
+const REVIEW_FLOW: &str = r#"
+id: review
+start: form
+nodes:
+  - id: form
+    kind: screen
+    components: [{ kind: number_input, id: amount, label: Amount, required: true }]
+    actions: [{ id: send, next: check }]
+  - id: check
+    kind: approval
+    role: underwriter
+    title: "Amount {{ input.form.amount }}"
+    fields: [{ kind: number_input, id: rate, label: Rate, required: true, min: 0, max: 30 }]
+    outcomes: { approved: ok, declined: "no" }
+    due: DUE
+    on_timeout: late
+  - { id: ok, kind: end, title: "Rate {{ steps.check.values.rate }} by {{ steps.check.reviewer }}" }
+  - { id: "no", kind: end, title: Declined }
+  - { id: late, kind: end, title: Late }
+"#;
+
+const PAID_FLOW: &str = r#"
+id: paid
+start: go
+nodes:
+  - id: go
+    kind: screen
+    components: [{ kind: text_input, id: ref, label: Reference, required: true }]
+    actions: [{ id: next, next: settle }]
+  - id: settle
+    kind: event
+    event: payment.settled
+    correlation: "{{ input.go.ref }}"
+    timeout: 1h
+    next: thanks
+  - { id: thanks, kind: end, title: "Paid {{ steps.settle.payload.amount }}" }
+"#;
+
+async fn keyed_app(backend: Backend, due: &str) -> Option<TestApp> {
+    let flows = [
+        ("review.yaml", REVIEW_FLOW.replace("DUE", due)),
+        ("paid.yaml", PAID_FLOW.to_string()),
+    ];
+    TestApp::spawn_configured(backend, &flows, |c, dir| {
+        c.api_keys = Some(crate::testapp::write_test_keys(dir));
+        c.step_budget_ms = 0;
+    })
+    .await
+}
+
+const TASKS: &str = "query($q: String, $after: String) { approvalTasks(queue: $q, first: 2, after: $after) { edges { cursor node { id sessionId node queue title state claimedBy outcomes fields { id kind } } } pageInfo { hasNextPage endCursor } } }";
+const CLAIM: &str = "mutation($id: ID!) { claimApprovalTask(taskId: $id) { id claimedBy } }";
+const DECIDE: &str = "mutation($i: CompleteApprovalInput!) { completeApprovalTask(input: $i) { taskId session { status screen { id title } } } }";
+
+async fn start_review(app: &TestApp, amount: i64) -> (String, String) {
+    let (s, token) = app.start("review", json!({ "id": format!("u-{amount}") }), json!({})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let s = app.submit(&token, &id, "form", "send", json!({ "amount": amount })).await;
+    assert_eq!(s["status"], "WAITING", "{s}");
+    assert_eq!(s["screen"]["id"], "check");
+    (id, token)
+}
+
+async fn reviewers_decide_approvals(backend: Backend) {
+    let Some(app) = keyed_app(backend, "1h").await else {
+        return;
+    };
+    let mut sessions = Vec::new();
+    for amount in [100, 200, 300] {
+        sessions.push(start_review(&app, amount).await);
+    }
+    // The inbox is a Relay connection, oldest first.
+    let (_, r) = app.gql_key(TASKS, json!({}), Some("reviewer-key")).await;
+    let conn = &r["data"]["approvalTasks"];
+    assert_eq!(conn["edges"].as_array().unwrap().len(), 2, "{r}");
+    assert_eq!(conn["pageInfo"]["hasNextPage"], true);
+    let first = &conn["edges"][0]["node"];
+    assert_eq!(first["title"], "Amount 100");
+    assert_eq!(first["queue"], "underwriter");
+    assert_eq!(first["outcomes"], json!(["approved", "declined"]));
+    assert_eq!(first["fields"][0]["id"], "rate");
+    let after = conn["pageInfo"]["endCursor"].clone();
+    let (_, r) = app.gql_key(TASKS, json!({ "after": after }), Some("reviewer-key")).await;
+    let page2 = r["data"]["approvalTasks"]["edges"].as_array().unwrap().clone();
+    assert_eq!(page2.len(), 1, "{r}");
+    assert_eq!(page2[0]["node"]["title"], "Amount 300");
+
+    // Who may do what: viewers may not list, other queues are refused.
+    let (_, r) = app.gql_key(TASKS, json!({}), Some("viewer-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "FORBIDDEN_ROLE");
+    let (_, r) = app.gql_key(TASKS, json!({ "q": "compliance" }), Some("reviewer-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "FORBIDDEN_ROLE");
+
+    let task = first["id"].as_str().unwrap().to_string();
+    let (_, r) = app.gql_key(CLAIM, json!({ "id": task }), Some("reviewer-key")).await;
+    assert_eq!(r["data"]["claimApprovalTask"]["claimedBy"], "reviewer-1", "{r}");
+    // Someone else holding it: the admin cannot decide it now.
+    let decide = |outcome: &str, values: Value| {
+        json!({ "i": { "taskId": task, "outcome": outcome, "values": values, "comment": "fine" } })
+    };
+    let (_, r) = app.gql_key(DECIDE, decide("approved", json!({ "rate": 5 })), Some("admin-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "TASK_CLAIMED", "{r}");
+    // Bad values are refused with field errors; an unknown outcome too.
+    let (_, r) = app.gql_key(DECIDE, decide("approved", json!({ "rate": 99 })), Some("reviewer-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "INVALID_DECISION", "{r}");
+    let (_, r) = app.gql_key(DECIDE, decide("maybe", json!({ "rate": 5 })), Some("reviewer-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "UNKNOWN_OUTCOME", "{r}");
+    let (_, r) = app.gql_key(DECIDE, decide("approved", json!({ "rate": 5 })), Some("reviewer-key")).await;
+    let session = &r["data"]["completeApprovalTask"]["session"];
+    assert_eq!(session["status"], "COMPLETED", "{r}");
+    assert_eq!(session["screen"]["title"], "Rate 5 by reviewer-1");
+    // Deciding twice changes nothing.
+    let (_, r) = app.gql_key(DECIDE, decide("declined", json!({ "rate": 5 })), Some("reviewer-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "TASK_NOT_OPEN", "{r}");
+    let (id, token) = &sessions[0];
+    let s = app.session(Some(token), id).await;
+    assert_eq!(s["data"]["session"]["screen"]["id"], "ok");
+
+    // The support view shows the step.
+    let q = "query($s: ID!) { sessionSteps(sessionId: $s) { node kind state outcome } }";
+    let (_, r) = app.gql_key(q, json!({ "s": id }), Some("viewer-key")).await;
+    assert_eq!(r["data"]["sessionSteps"], json!([{ "node": "check", "kind": "approval", "state": "done", "outcome": "approved" }]), "{r}");
+}
+
+async fn approvals_time_out(backend: Backend) {
+    let Some(app) = keyed_app(backend, "300ms").await else {
+        return;
+    };
+    let (id, token) = start_review(&app, 100).await;
+    let s = settle(&app, &token, &id).await;
+    assert_eq!(s["screen"]["id"], "late", "{s}");
+}
+
+async fn events_reach_waiting_sessions(backend: Backend) {
+    let Some(app) = keyed_app(backend, "1h").await else {
+        return;
+    };
+    let start = |reference: &'static str| {
+        let app = &app;
+        async move {
+            let (s, token) = app.start("paid", json!({ "id": reference }), json!({})).await;
+            let id = s["id"].as_str().unwrap().to_string();
+            let s = app.submit(&token, &id, "go", "next", json!({ "ref": reference })).await;
+            assert_eq!(s["status"], "WAITING");
+            (id, token)
+        }
+    };
+    let (id, token) = start("pay-1").await;
+    let send = "mutation($i: SendEventInput!) { sendEvent(input: $i) { delivered } }";
+    let input = json!({ "i": { "name": "payment.settled", "correlationKey": "pay-1", "payload": { "amount": 42 } } });
+    let (_, r) = app.gql_key(send, input.clone(), Some("editor-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "FORBIDDEN_ROLE");
+    let (_, r) = app.gql_key(send, input, Some("publisher-key")).await;
+    assert_eq!(r["data"]["sendEvent"]["delivered"], 1, "{r}");
+    let s = app.session(Some(&token), &id).await;
+    assert_eq!(s["data"]["session"]["screen"]["title"], "Paid 42");
+
+    // The webhook; an event that arrives before the step waits is kept.
+    let hook = |key: Option<&'static str>, body: Value| {
+        let mut req = app.client.post(format!("{}/events/payment.settled", app.base)).json(&body);
+        if let Some(k) = key {
+            req = req.header("x-api-key", k);
+        }
+        req.send()
+    };
+    let early = json!({ "correlationKey": "pay-2", "payload": { "amount": 7 } });
+    let r = hook(None, early.clone()).await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = hook(Some("viewer-key"), early.clone()).await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = hook(Some("publisher-key"), json!({ "payload": 1 })).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let r = hook(Some("publisher-key"), early).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["delivered"], 0);
+    let (id, token) = start("pay-2").await;
+    let s = settle(&app, &token, &id).await;
+    assert_eq!(s["screen"]["title"], "Paid 7", "{s}");
+}
+
+async fn operators_skip_cancel_and_retry(backend: Backend) {
+    let Some(app) = keyed_app(backend, "1h").await else {
+        return;
+    };
+    let skip = "mutation($s: ID!, $to: ID!) { skipStep(sessionId: $s, to: $to) { status screen { id } } }";
+    let cancel = "mutation($s: ID!) { cancelSession(sessionId: $s) { status screen { id title } } }";
+    let retry = "mutation($s: ID!) { retryStep(sessionId: $s) { status screen { id } } }";
+    let (id, _) = start_review(&app, 100).await;
+    let (_, r) = app.gql_key(skip, json!({ "s": id, "to": "no" }), Some("editor-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "FORBIDDEN_ROLE");
+    let (_, r) = app.gql_key(skip, json!({ "s": id, "to": "no" }), Some("admin-key")).await;
+    assert_eq!(r["data"]["skipStep"]["screen"]["id"], "no", "{r}");
+    // The skipped approval left the inbox.
+    let (_, r) = app.gql_key(TASKS, json!({}), Some("admin-key")).await;
+    assert_eq!(r["data"]["approvalTasks"]["edges"], json!([]), "{r}");
+
+    let (id, token) = start_review(&app, 200).await;
+    let (_, r) = app.gql_key(cancel, json!({ "s": id }), Some("admin-key")).await;
+    assert_eq!(r["data"]["cancelSession"]["status"], "COMPLETED", "{r}");
+    let r = app.submit_raw(&token, &id, "check", "x", json!({}), None).await;
+    assert_eq!(crate::testapp::error_code(&r), "SESSION_ENDED", "{r}");
+    // Only a session that failed on a step can be retried.
+    let (_, r) = app.gql_key(retry, json!({ "s": id }), Some("admin-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "STEP_NOT_CURRENT", "{r}");
+}
+
+async fn editors_may_start_mock_sessions(backend: Backend) {
+    let Some(app) = keyed_app(backend, "1h").await else {
+        return;
+    };
+    let q = "mutation { startFlow(input: {flowId: \"loan\", user: {id: \"u\"}, mock: {scenario: \"declined\"}}) { id status } }";
+    let (_, r) = app.gql_key(q, json!({}), Some("viewer-key")).await;
+    assert_eq!(crate::testapp::error_code(&r), "MOCK_NOT_ALLOWED", "{r}");
+    let (_, r) = app.gql_key(q, json!({}), Some("editor-key")).await;
+    assert_eq!(r["data"]["startFlow"]["status"], "ACTIVE", "{r}");
+}
+
 macro_rules! step_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -375,4 +592,9 @@ step_tests!(
     unreachable_upstream_goes_to_on_error,
     hosts_outside_the_allowlist_do_not_load,
     timers_survive_a_restart,
+    reviewers_decide_approvals,
+    approvals_time_out,
+    events_reach_waiting_sessions,
+    operators_skip_cancel_and_retry,
+    editors_may_start_mock_sessions,
 );
