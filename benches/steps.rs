@@ -1,0 +1,137 @@
+//! Backend-step benchmark: a flow whose start is a chain of three `http`
+//! steps against a local upstream on 127.0.0.1, so one `startFlow` runs the
+//! whole chain (the step budget is long enough that it answers with the
+//! finished flow). Reports flows completed per second at 64 concurrent
+//! clients and the latency of one flow run sequentially, on SQLite and
+//! (with BATON_TEST_POSTGRES_URL) PostgreSQL. Bounded: STEPS_SECS seconds
+//! per measurement (default 5).
+//!
+//! `cargo bench --bench steps`
+
+mod support;
+
+use std::time::Duration;
+
+use baton::app::Application;
+use baton::config::ServeConfig;
+use serde_json::{Value, json};
+use support::{fresh_pg_schema, measure, report};
+
+const CONCURRENT: usize = 64;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run());
+}
+
+async fn run() {
+    let secs: u64 = std::env::var("STEPS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let dur = Duration::from_secs(secs);
+    let upstream = spawn_upstream().await;
+    println!(
+        "3-step http chain per flow, {secs} s per measurement, {} cores",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
+    println!(
+        "{:<10} {:<22} {:>10} {:>9} {:>9} {:>11}",
+        "store", "clients", "flows/s", "p50 ms", "p99 ms", "cpu us/flow"
+    );
+    let mut backends = vec![("sqlite", None)];
+    if let Ok(pg) = std::env::var("BATON_TEST_POSTGRES_URL") {
+        backends.push(("postgres", Some(pg)));
+    } else {
+        println!("(PostgreSQL skipped: BATON_TEST_POSTGRES_URL not set)");
+    }
+    for (name, pg) in backends {
+        let dir = tempfile::tempdir().unwrap();
+        let url = match &pg {
+            None => format!("sqlite://{}", dir.path().join("steps.db").display()),
+            Some(base) => fresh_pg_schema(base).await,
+        };
+        let baton = spawn_baton(&url, dir.path(), upstream).await;
+        let start = move |i: usize, n: usize| {
+            let base = baton.clone();
+            async move {
+                let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { status screen { id } } }";
+                let v = json!({ "i": { "flowId": "chain3", "user": { "id": format!("u{i}-{n}") } } });
+                (base, json!({ "query": q, "variables": v }), None)
+            }
+        };
+        // Sanity: one flow runs to the end.
+        check_one(&baton_url(&start).await).await;
+        let r = measure(1, dur, start.clone()).await;
+        report(name, "1 (sequential)", &r);
+        let r = measure(CONCURRENT, dur, start).await;
+        report(name, &format!("{CONCURRENT} concurrent"), &r);
+    }
+}
+
+async fn baton_url<F, Fut>(make: &F) -> (String, Value)
+where
+    F: Fn(usize, usize) -> Fut,
+    Fut: Future<Output = (String, Value, Option<String>)>,
+{
+    let (base, body, _) = make(0, usize::MAX).await;
+    (base, body)
+}
+
+async fn check_one((base, body): &(String, Value)) {
+    let r: Value = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        r["data"]["startFlow"]["status"], "COMPLETED",
+        "the chain did not finish within the budget: {r}"
+    );
+}
+
+async fn spawn_baton(url: &str, dir: &std::path::Path, upstream: u16) -> String {
+    let flows = dir.join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let step = |id: &str, next: &str| {
+        format!(
+            "  - {{ id: {id}, kind: http, method: POST, url: \"http://127.0.0.1:{upstream}/step\", \
+             body: {{ user: \"{{{{ user.id }}}}\" }}, next: {next} }}\n"
+        )
+    };
+    let flow = format!(
+        "id: chain3\nstart: a\nnodes:\n{}{}{}  - {{ id: done, kind: end }}\n",
+        step("a", "b"),
+        step("b", "c"),
+        step("c", "done")
+    );
+    std::fs::write(flows.join("chain3.yaml"), flow).unwrap();
+    let mut config = ServeConfig::for_database(url, flows);
+    config.db_connections = 16;
+    config.step_budget_ms = 30_000;
+    let app = Application::build(config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until(std::future::pending()));
+    base
+}
+
+/// The upstream every step calls: answers 200 with a small JSON body.
+async fn spawn_upstream() -> u16 {
+    let app = axum::Router::new().route(
+        "/step",
+        axum::routing::post(|| async { axum::Json(json!({ "ok": true })) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}

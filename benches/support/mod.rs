@@ -1,0 +1,143 @@
+//! What the HTTP benchmarks share: a bounded closed-loop load generator
+//! with latency percentiles and process CPU time, and fresh PostgreSQL
+//! schemas.
+
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Measured {
+    pub count: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    /// CPU time of the whole process (client and server) during the run.
+    pub cpu: Duration,
+    pub latencies: Vec<Duration>,
+}
+
+pub fn report(store: &str, server: &str, m: &Measured) {
+    let mut l = m.latencies.clone();
+    l.sort();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{:<10} {:<22} {:>10.0} {:>9.2} {:>9.2} {:>11.0}{}",
+        store,
+        server,
+        m.count as f64 / m.elapsed.as_secs_f64(),
+        pct(0.50),
+        pct(0.99),
+        m.cpu.as_secs_f64() * 1e6 / m.count.max(1) as f64,
+        if m.errors > 0 {
+            format!("  ({} errors)", m.errors)
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// Runs `concurrency` workers for `dur`; worker `i` sends its `n`-th request.
+pub async fn measure<F, Fut>(concurrency: usize, dur: Duration, make: F) -> Measured
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = (String, Value, Option<String>)> + Send,
+{
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + dur;
+    let started = Instant::now();
+    let cpu_before = process_cpu();
+    let mut tasks = Vec::new();
+    for i in 0..concurrency {
+        let client = client.clone();
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let (base, body, token) = make(i, n).await;
+                let t = Instant::now();
+                let mut req = client
+                    .post(format!("{base}/graphql"))
+                    .header("accept", "application/json")
+                    .json(&body);
+                if let Some(tok) = token {
+                    req = req.bearer_auth(tok);
+                }
+                let ok = match req.send().await {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .map(|v| v.get("errors").is_none())
+                        .unwrap_or(false),
+                    Err(_) => false,
+                };
+                lat.push(t.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+                n += 1;
+            }
+            (lat, errors)
+        }));
+    }
+    let mut m = Measured {
+        count: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        cpu: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for t in tasks {
+        let (lat, errors) = t.await.unwrap();
+        m.count += lat.len();
+        m.errors += errors;
+        m.latencies.extend(lat);
+    }
+    m.elapsed = started.elapsed();
+    m.cpu = process_cpu().saturating_sub(cpu_before);
+    m
+}
+
+/// User + system CPU time of this process so far (Linux `/proc/self/stat`;
+/// zero elsewhere). On a shared machine CPU per request is steadier than
+/// requests per second.
+pub fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the `(comm)`, which may contain spaces: utime and stime
+    // are the 12th and 13th, in clock ticks (USER_HZ, 100 on Linux).
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+pub async fn fresh_pg_schema(base: &str) -> String {
+    let schema = format!("load_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(base).await.unwrap();
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
