@@ -4,6 +4,7 @@ mod api_http;
 mod auth;
 mod cli;
 mod common;
+mod cors;
 mod curl_example;
 mod document_cache;
 mod engine_props;
