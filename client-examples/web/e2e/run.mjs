@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { buildApp, launchBrowser, serveStatic, startBaton, tempDir, WEB, within } from "./harness.mjs";
+import { buildApp, launchBrowser, serveStatic, startBaton, tempDir, WEB } from "./harness.mjs";
 
 // Everything, including a hung browser or server, ends within this.
 const WATCHDOG = setTimeout(() => {
@@ -30,19 +30,21 @@ const dir = tempDir();
 process.on("exit", (code) => {
   if (code === 0 && !process.env.E2E_SHOTS) rmSync(dir, { recursive: true, force: true });
 });
-let baton, web, browser;
+let baton, mockBaton, web, browser;
 
 before(async () => {
   buildApp();
   web = await serveStatic(join(WEB, "dist"));
   baton = await startBaton({ dir, webOrigin: web.url });
+  mockBaton = await startBaton({ dir, webOrigin: web.url, extraArgs: ["--mock", "--step-budget-ms", "0"] });
   browser = await launchBrowser();
-  console.log(`e2e: baton ${baton.url}, web ${web.url}, artifacts in ${dir}`);
+  console.log(`e2e: baton ${baton.url} (mock mode: ${mockBaton.url}), web ${web.url}, artifacts in ${dir}`);
 });
 
 after(async () => {
   await browser?.close().catch(() => {});
   await baton?.stop();
+  await mockBaton?.stop();
   await web?.close();
 });
 
@@ -62,7 +64,7 @@ async function expectText(locator, expected, ms = 10_000) {
   }
 }
 
-const title = (page, text) => expectText(page.getByTestId("screen-title"), text);
+const title = (page, text, ms) => expectText(page.getByTestId("screen-title"), text, ms);
 const status = (page, text) => expectText(page.getByTestId("status"), text);
 const button = (page, name) => page.getByRole("button", { name, exact: true });
 
@@ -352,10 +354,11 @@ test("showcase: every core kind renders; custom falls back; markdown is inert; s
   }),
 );
 
-// Until the backend steps exist, WAITING is simulated: the first submit's
-// real answer (the next screen) is swapped for a WAITING one with a pending
-// screen, so the app must fetch the real state itself, from the real
-// Baton's `sessionUpdated` or, when WebSockets are blocked, by polling.
+// WAITING on a flow without backend steps: the first submit's real answer
+// (the next screen) is swapped for a WAITING one with a pending screen, so
+// the app must fetch the real state itself, from the real Baton's
+// `sessionUpdated` or, when WebSockets are blocked, by polling. (The loan
+// tests below wait for real mocked steps, over the subscription.)
 const PENDING = {
   id: "pending",
   title: "Checking your details",
@@ -409,24 +412,12 @@ async function passWaiting(page, snap, via, release = () => {}) {
 test("WAITING (simulated): pending screen, then the next screen from sessionUpdated", T, (t) =>
   // A poll interval longer than the test: only the subscription can deliver.
   withPage(t, { flow: "onboarding", user: "e2e-wait-ws", poll: "600000" }, async (page, snap) => {
-    // The socket goes to the real Baton; its `next` messages are held back
-    // until the pending screen has been checked.
-    let released = false;
-    let flush = () => {};
-    await page.routeWebSocket(/\/graphql$/, (ws) => {
-      const server = ws.connectToServer();
-      const held = [];
-      ws.onMessage((m) => server.send(m));
-      server.onMessage((m) => (!released && JSON.parse(m).type === "next" ? held.push(m) : ws.send(m)));
-      flush = () => held.splice(0).forEach((m) => ws.send(m));
-    });
-    const releaseHeld = () => {
-      released = true;
-      flush();
-    };
+    // The socket goes to the real Baton; its answers wait until the pending
+    // screen has been checked.
+    const hold = await holdSubscription(page);
     await answerWaitingOnce(page);
     await title(page, /^Welcome/);
-    await passWaiting(page, snap, "subscription", releaseHeld);
+    await passWaiting(page, snap, "subscription", hold.release);
   }),
 );
 
@@ -440,56 +431,116 @@ test("WAITING (simulated), WebSockets blocked: polling `session` delivers the ne
   }),
 );
 
-// The loan flow in mock mode: backend steps (credit check `http`,
-// underwriter `approval`) run while the app shows the pending screen, and
-// the next screen arrives over `sessionUpdated`.
-//
-// SKIPPED until the backend steps land (issue 3): flows/loan.yaml has no
-// `kind: http` step yet and `baton` has no `--mock` / `startFlow(mock:)`.
-// The app handles WAITING already; enable this when they are on main.
-const LOAN_SKIP = "waiting for backend steps on main: flows/loan.yaml has no `kind: http` yet, baton has no --mock";
+// The loan flow in mock mode, on a Baton started with `--mock` and a step
+// budget of 0 (so a submit that starts backend steps always answers
+// WAITING at once, instead of after waiting up to 2 s for 600 ms of mock
+// latency): the credit check (`http`) and the underwriter (`approval`) run
+// from their mocks while the app shows the pending screens, and the next
+// screen arrives over `sessionUpdated`.
 
-test("loan (mock scenario approved): pending screen while steps run, next screen via sessionUpdated", { ...T, skip: LOAN_SKIP }, async (t) => {
-  const mocked = await startBaton({ dir, webOrigin: web.url, extraArgs: ["--mock"] });
-  try {
-    await within(
-      80_000,
-      "loan flow",
-      // A long poll interval: the next screen must come from the subscription.
-      withPage(t, { flow: "loan", user: "e2e-loan", scenario: "approved", poll: "60000" }, async (page, snap) => {
-        await title(page, "Apply for a loan");
-        await button(page, "Start application").click();
-        await title(page, "About you");
-        await page.getByLabel("Full name").fill("Ada Lovelace");
-        await page.getByLabel("Date of birth").fill("1990-12-10");
-        await page.getByLabel("E-mail").fill("ada@example.com");
-        await button(page, "Continue").click();
-        await title(page, "Your loan");
-        await page.getByLabel("Amount (EUR)").fill("500");
-        await page.getByLabel("Term").selectOption("24");
-        await button(page, "Continue").click();
-        assert.equal((await fieldError(page, "amount")).code, "TOO_SMALL");
-        await page.getByLabel("Amount (EUR)").fill("10000");
-        await button(page, "Continue").click();
-        await title(page, "Income");
-        await page.getByLabel("Employment").selectOption("employed");
-        await page.getByLabel("Monthly net income (EUR)").fill("4000");
-        await page.getByLabel("I consent to a credit check").check();
-        await button(page, "Submit application").click();
+/**
+ * Fills in the applicant's screens (with a validation error on the way) and
+ * submits; checks the pending screen, which stays until `release()`.
+ */
+async function applyForLoan(page) {
+  const hold = await holdSubscription(page);
+  await title(page, "Apply for a loan");
+  await expectText(page.locator(".markdown strong"), "1,000 to 50,000 EUR");
+  await button(page, "Start application").click();
+  await title(page, "About you");
+  await page.getByLabel("Full name").fill("Ada Lovelace");
+  await page.getByLabel("Date of birth").fill("2010-01-01");
+  await page.getByLabel("E-mail").fill("ada@example.com");
+  await button(page, "Continue").click();
+  assert.equal((await fieldError(page, "birth_date")).code, "TOO_LATE");
+  await page.getByLabel("Date of birth").fill("1990-12-10");
+  await button(page, "Continue").click();
+  await title(page, "Your loan");
+  await page.getByLabel("Amount (EUR)").fill("500");
+  await page.getByLabel("Term").selectOption("24");
+  await button(page, "Continue").click();
+  assert.equal((await fieldError(page, "amount")).code, "TOO_SMALL");
+  await page.getByLabel("Amount (EUR)").fill("10000");
+  await button(page, "Continue").click();
+  await title(page, "Income");
+  await page.getByLabel("Employment").selectOption("employed");
+  await page.getByLabel("Monthly net income (EUR)").fill("4000");
+  await page.getByLabel("I consent to a credit check").check();
+  await button(page, "Submit application").click();
 
-        await status(page, "WAITING");
-        await page.getByTestId("waiting").waitFor();
-        assert.equal(await page.getByTestId("screen").getByRole("button").count(), 0, "a pending screen has no actions");
-        await snap("pending");
-        await expectText(page.getByTestId("status"), /^(ACTIVE|COMPLETED)$/, 30_000);
-        assert.equal(await page.getByTestId("waiting").isHidden(), true);
-        const log = await page.evaluate(() => window.baton.log);
-        assert.equal(log.at(-1).via, "subscription", JSON.stringify(log));
-        await title(page, /offer/i);
-        await snap("offer");
-      }, mocked),
-    );
-  } finally {
-    await mocked.stop();
-  }
-});
+  await status(page, "WAITING");
+  await title(page, "Checking your application");
+  await page.getByText("One moment, Ada Lovelace. This usually takes a few seconds.").waitFor();
+  await page.getByTestId("waiting").waitFor();
+  assert.equal(await page.getByTestId("screen").getByRole("button").count(), 0, "a pending screen has no actions");
+  assert.equal(await page.getByTestId("back").isHidden(), true, "no Back while waiting");
+  return hold;
+}
+
+/** Holds back the subscription's `next` messages until `release()`, so a pending screen can be looked at. */
+async function holdSubscription(page) {
+  let released = false;
+  let flush = () => {};
+  await page.routeWebSocket(/\/graphql$/, (ws) => {
+    const server = ws.connectToServer();
+    const held = [];
+    ws.onMessage((m) => server.send(m));
+    server.onMessage((m) => (!released && JSON.parse(m).type === "next" ? held.push(m) : ws.send(m)));
+    flush = () => held.splice(0).forEach((m) => ws.send(m));
+  });
+  return {
+    release() {
+      released = true;
+      flush();
+    },
+  };
+}
+
+async function afterWaiting(page, expectedTitle) {
+  await title(page, expectedTitle, 30_000);
+  assert.equal(await page.getByTestId("waiting").isHidden(), true);
+  const log = await page.evaluate(() => window.baton.log);
+  const from = log.findIndex((e) => e.via === "submit" && e.status === "WAITING");
+  assert.ok(from > 0, `the submit answered WAITING: ${JSON.stringify(log)}`);
+  const after = log.slice(from + 1);
+  assert.ok(after.length > 0 && after.every((e) => e.via === "subscription"), `then sessionUpdated only: ${JSON.stringify(log)}`);
+}
+
+const LOAN = { flow: "loan", user: "e2e-loan", poll: "600000" };
+
+test("loan (mock, approved): pending screens while steps run, the offer via sessionUpdated, accepted", T, (t) =>
+  withPage(t, { ...LOAN, scenario: "approved" }, async (page, snap) => {
+    const pending = await applyForLoan(page);
+    await snap("pending");
+    pending.release();
+    await afterWaiting(page, "Your offer");
+    await page.getByRole("heading", { name: "10000 EUR over 24 months" }).waitFor();
+    await page.getByText("Annual interest rate: 6.9%").waitFor();
+    await snap("offer");
+    await button(page, "Accept offer").click();
+    await title(page, "Welcome aboard");
+    await status(page, "COMPLETED");
+    await page.getByText("Thanks, Ada Lovelace. Your contract is on its way to ada@example.com.").waitFor();
+  }, mockBaton),
+);
+
+test("loan (mock, declined): a low score declines after the pending screen", T, (t) =>
+  withPage(t, { ...LOAN, scenario: "declined" }, async (page) => {
+    (await applyForLoan(page)).release();
+    await afterWaiting(page, "We can't offer you a loan right now");
+    await status(page, "COMPLETED");
+  }, mockBaton),
+);
+
+test("loan (mock, credit_service_down): after the retries, the retry screen; saved for later", T, (t) =>
+  withPage(t, { ...LOAN, scenario: "credit_service_down" }, async (page, snap) => {
+    (await applyForLoan(page)).release();
+    await afterWaiting(page, "We could not check your application");
+    await status(page, "ACTIVE");
+    await page.getByText("Nothing you entered is lost.", { exact: false }).waitFor();
+    await snap("credit-down");
+    await button(page, "Come back later").click();
+    await title(page, "Saved for later");
+    assert.equal(await page.getByTestId("back").isHidden(), true);
+  }, mockBaton),
+);
