@@ -14,10 +14,10 @@ use crate::engine::Limits;
 use crate::flags::{self, FlagStore};
 use crate::flow::validate::Severity;
 use crate::orchestrator::{self, OrchestratorConfig, breaker::BreakerConfig};
-use crate::service::{Baton, StepSettings};
-use tokio_util::sync::{CancellationToken, DropGuard};
 use crate::service::registry::{Registry, Reload};
+use crate::service::{Baton, StepSettings};
 use crate::store::{Store, StoreOptions};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 pub struct Application {
     listener: TcpListener,
@@ -101,22 +101,33 @@ impl Application {
             );
         }
         let api_keys = load_api_keys(&config)?;
-        let router = api::router_with_keys(
+        let mut router = api::router_with_keys(
             schema,
             &http_limits,
             Some(Box::new(readiness(baton.clone()))),
             api_keys.clone(),
-        )
-        .merge(api::steps::webhook_router(
-            baton.clone(),
-            api_keys,
-            config.max_body_bytes,
-        ))
-        .merge(api::ofrep::router(
-            flags.clone(),
-            ofrep_keys,
-            config.max_body_bytes,
-        ));
+        );
+        let origins: Vec<&str> = config
+            .cors_allow_origin
+            .iter()
+            .map(|o| o.as_str())
+            .collect();
+        // Only around the GraphQL routes: OFREP has its own, open CORS policy,
+        // and two CORS layers on one route would repeat the headers.
+        if let Some(cors) = api::http::cors(&origins) {
+            router = router.layer(cors);
+        }
+        let router = router
+            .merge(api::steps::webhook_router(
+                baton.clone(),
+                api_keys,
+                config.max_body_bytes,
+            ))
+            .merge(api::ofrep::router(
+                flags.clone(),
+                ofrep_keys,
+                config.max_body_bytes,
+            ));
         let listener = TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;

@@ -31,6 +31,11 @@ pub struct ServeConfig {
     /// admin call is refused.
     #[arg(long, env = "BATON_API_KEYS")]
     pub api_keys: Option<PathBuf>,
+    /// Browser origins allowed to call `/graphql` from another origin (CORS),
+    /// comma separated, e.g. `http://localhost:5173`. Without any, no CORS
+    /// headers are sent and browsers allow only same-origin pages.
+    #[arg(long, env = "BATON_CORS_ALLOW_ORIGIN", value_delimiter = ',')]
+    pub cors_allow_origin: Vec<CorsOrigin>,
     /// Reload flow and flag files when they change: new sessions get the
     /// new flow version, running sessions keep theirs.
     #[arg(long, env = "BATON_WATCH")]
@@ -62,7 +67,12 @@ pub struct ServeConfig {
     pub mock: bool,
     /// Hosts `http` steps may call, comma separated (exact names or IPs).
     /// A flow calling another host fails to load.
-    #[arg(long, env = "BATON_ALLOW_HOSTS", value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    #[arg(
+        long,
+        env = "BATON_ALLOW_HOSTS",
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1"
+    )]
     pub allow_hosts: Vec<String>,
     /// How long `startFlow` / `submit` wait for the backend steps they
     /// started before answering `WAITING` with the pending screen, in ms.
@@ -110,6 +120,7 @@ impl ServeConfig {
             flags,
             ofrep_keys: Vec::new(),
             api_keys: None,
+            cors_allow_origin: Vec::new(),
             watch: false,
             max_body_bytes: 64 * 1024,
             max_query_depth: 16,
@@ -159,5 +170,69 @@ impl std::str::FromStr for ClientKey {
 impl std::fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClientKey(<redacted>)")
+    }
+}
+
+/// A browser origin, `scheme://host[:port]`, as a browser sends it in the
+/// `Origin` header (lowercase, no path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsOrigin(String);
+
+impl CorsOrigin {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for CorsOrigin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let origin = s.trim().to_ascii_lowercase();
+        let Some((scheme, rest)) = origin.split_once("://") else {
+            return Err(format!(
+                "`{s}` is not an origin: write scheme://host[:port], e.g. http://localhost:5173"
+            ));
+        };
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("`{s}`: an allowed origin is http:// or https://"));
+        }
+        // Browsers never send a path, so an origin with one would never match.
+        if rest.is_empty()
+            || rest.contains(['/', '?', '#', '@'])
+            || !rest.chars().all(|c| c.is_ascii_graphic())
+        {
+            return Err(format!(
+                "`{s}` is not an origin: only scheme://host[:port] in ASCII (punycode for \
+                 international names), no path or trailing slash"
+            ));
+        }
+        Ok(CorsOrigin(origin))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CorsOrigin;
+
+    #[test]
+    fn cors_origins_are_scheme_host_port_only() {
+        let ok: CorsOrigin = " HTTP://LocalHost:5173 ".parse().expect("valid");
+        assert_eq!(ok.as_str(), "http://localhost:5173");
+        assert!("https://app.example.com".parse::<CorsOrigin>().is_ok());
+        for bad in [
+            "localhost:5173",
+            "ftp://x",
+            "http://",
+            "http://x/",
+            "http://x/app",
+            "http://a b",
+            "http://bücher.example",
+            "http://bücher.example",
+            "*",
+        ] {
+            let err = bad.parse::<CorsOrigin>().expect_err(bad);
+            assert!(err.contains(bad.trim()), "{bad}: {err}");
+        }
     }
 }

@@ -61,6 +61,7 @@ use axum::{
 use futures_util::{StreamExt, stream::BoxStream};
 use serde::{Deserialize, Serialize};
 use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
@@ -304,6 +305,42 @@ fn build<E: Executor>(
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(make_span))
         .layer(SetRequestIdLayer::x_request_id(RequestIds::new()))
+}
+
+/// CORS for pages served from other origins (a web app on its own host),
+/// for `allowed_origins` exactly as browsers send them in `Origin`:
+/// `None` when no origin is allowed, so that by default no CORS header is
+/// sent at all. Credentials are not allowed: the session token travels in
+/// `Authorization`, never in a cookie.
+pub fn cors(allowed_origins: &[&str]) -> Option<CorsLayer> {
+    if allowed_origins.is_empty() {
+        return None;
+    }
+    // `config::CorsOrigin` only parses printable ASCII, so nothing is
+    // skipped when the origins come from the command line.
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|o| {
+            let value = HeaderValue::from_str(o);
+            if value.is_err() {
+                tracing::warn!(origin = %o, "not a valid header value; CORS origin ignored");
+            }
+            value.ok()
+        })
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::ACCEPT,
+                header::HeaderName::from_static(X_REQUEST_ID),
+            ])
+            .expose_headers([header::HeaderName::from_static(X_REQUEST_ID)])
+            .max_age(Duration::from_secs(600)),
+    )
 }
 
 /// The per-request span is at DEBUG: an enabled span with fields costs the fmt

@@ -4,6 +4,7 @@ mod api_http;
 mod auth;
 mod cli;
 mod common;
+mod cors;
 mod crash;
 mod curl_example;
 mod document_cache;
