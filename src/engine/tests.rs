@@ -1510,3 +1510,124 @@ nodes:
         }
     }
 }
+
+const STEP_FLOW: &str = r#"
+id: stepped
+start: ask
+on_error: oops
+nodes:
+  - id: ask
+    kind: screen
+    components: [{ kind: number_input, id: n, label: N, required: true }]
+    actions: [{ id: go, next: calc }]
+  - id: calc
+    kind: transform
+    set:
+      double: { "*": [{ var: input.ask.n }, 2] }
+      label: "n={{ input.ask.n }}"
+      fixed: 7
+    next: call
+  - id: call
+    kind: http
+    url: "http://localhost/x"
+    next:
+      - { when: { ">": [{ var: steps.call.body.score }, 5] }, to: review }
+      - to: low
+    on_timeout: slow
+  - id: review
+    kind: approval
+    role: underwriter
+    title: "Review {{ steps.calc.label }}"
+    outcomes: { approved: yes, declined: low }
+    due: 2h
+  - { id: yes, kind: end }
+  - { id: low, kind: end }
+  - { id: slow, kind: end }
+  - { id: oops, kind: end, outcome: failed }
+"#;
+
+fn parked_on_call() -> (CompiledFlow, SessionState) {
+    let f = flow(STEP_FLOW);
+    let s = start_as(&f, client(), Value::Null).state;
+    let adv = submit(&f, &s, "ask", "go", &json!({ "n": 4 }).as_object().unwrap().clone(), &Limits::default()).unwrap();
+    assert_eq!(adv.state.status, Status::Waiting);
+    assert_eq!(adv.state.node, "call");
+    assert_eq!(adv.tasks.len(), 1);
+    assert_eq!(adv.tasks[0].kind, StepKind::Http);
+    // The transform ran inline, before the step.
+    assert_eq!(
+        adv.state.context["steps"]["calc"],
+        json!({ "double": 8, "fixed": 7, "label": "n=4" })
+    );
+    (f, adv.state)
+}
+
+fn result(outcome: &str, output: Value) -> StepResult {
+    StepResult {
+        outcome: outcome.into(),
+        output,
+    }
+}
+
+#[test]
+fn a_step_result_picks_the_edge() {
+    let (f, s) = parked_on_call();
+    let l = Limits::default();
+    // ok: the rules see the output.
+    let adv = resume(&f, &s, "call", result("ok", json!({ "body": { "score": 9 } })), &l).unwrap();
+    assert_eq!(adv.state.node, "review");
+    assert_eq!(adv.tasks[0].kind, StepKind::Approval);
+    assert_eq!(adv.tasks[0].queue.as_deref(), Some("underwriter"));
+    assert_eq!(adv.tasks[0].title.as_deref(), Some("Review n=4"));
+    assert_eq!(adv.tasks[0].deadline, Some(std::time::Duration::from_secs(7200)));
+    let adv2 = resume(&f, &s, "call", result("ok", json!({ "body": { "score": 1 } })), &l).unwrap();
+    assert_eq!(adv2.state.node, "low");
+    // timeout: on_timeout; error: no on_error on the step, so the flow's.
+    let t = resume(&f, &s, "call", result("timeout", json!({})), &l).unwrap();
+    assert_eq!(t.state.node, "slow");
+    let e = resume(&f, &s, "call", result("error", json!({})), &l).unwrap();
+    assert_eq!(e.state.node, "oops");
+    assert_eq!(e.state.status, Status::Failed);
+    // Approval outcomes; an unknown one is refused.
+    let r = &adv.state;
+    let yes = resume(&f, r, "review", result("approved", json!({})), &l).unwrap();
+    assert_eq!(yes.state.node, "yes");
+    let err = resume(&f, r, "review", result("maybe", json!({})), &l).unwrap_err();
+    assert_eq!(err.code(), "UNKNOWN_OUTCOME");
+    // A result for a step the session is not on is not applied.
+    let err = resume(&f, r, "call", result("ok", json!({})), &l).unwrap_err();
+    assert_eq!(err.code(), "STEP_NOT_CURRENT");
+    // The log records the result.
+    assert!(log(&adv.events).contains(&"step call ok".to_string()));
+}
+
+#[test]
+fn a_waiting_session_shows_a_pending_screen_and_cannot_go_back() {
+    let (f, s) = parked_on_call();
+    let v = view(&f, &s);
+    assert_eq!(v.id, "call");
+    assert!(v.actions.is_empty());
+    assert_eq!(v.title.as_deref(), Some("One moment"));
+    assert_eq!(back(&f, &s).unwrap_err().code(), "SESSION_WAITING");
+    let err = submit(&f, &s, "ask", "go", &Map::new(), &Limits::default()).unwrap_err();
+    assert_eq!(err.code(), "STALE_SCREEN");
+}
+
+#[test]
+fn failing_without_an_edge_fails_where_it_stands() {
+    let f = flow(&STEP_FLOW.replace("on_error: oops\n", ""));
+    let s = start_as(&f, client(), Value::Null).state;
+    let s = submit(&f, &s, "ask", "go", &json!({ "n": 4 }).as_object().unwrap().clone(), &Limits::default())
+        .unwrap()
+        .state;
+    let adv = resume(&f, &s, "call", result("error", json!({ "error": "boom" })), &Limits::default()).unwrap();
+    assert_eq!(adv.state.status, Status::Failed);
+    assert_eq!(adv.state.node, "call");
+    let v = view(&f, &adv.state);
+    assert_eq!(v.title.as_deref(), Some("Something went wrong"));
+    assert!(v.terminal);
+    // An operator's retry parks it on the step again.
+    let again = reopen(&f, &adv.state, "ops").unwrap();
+    assert_eq!(again.state.status, Status::Waiting);
+    assert_eq!(again.tasks.len(), 1);
+}

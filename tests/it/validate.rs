@@ -1489,3 +1489,110 @@ fn arb_json() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+#[test]
+fn backend_steps_are_checked() {
+    let issues = check(
+        r#"
+id: steps
+start: s
+nodes:
+  - id: s
+    kind: screen
+    components:
+      - { kind: text, text: "{{ secrets.TOKEN }}" }
+    actions: [{ id: go, next: call }]
+  - id: call
+    kind: http
+    url: "http://{{ input.s.host }}/x"
+    headers: { "Bad Header": "x", Authorization: "Bearer {{ secrets.TOKEN }}" }
+    retry: { max_attempts: 0, delay: soon, retry_on: [connect, teapot] }
+    timeout: 0s
+    next: pause
+    on_error: nowhere
+    mock: { status: 999 }
+  - { id: pause, kind: wait, next: think }
+  - id: think
+    kind: transform
+    set: { total: { "+": [{ var: steps.nope.x }, 1] }, label: "{{ steps.call.status }}" }
+    next: ask
+  - id: ask
+    kind: approval
+    role: "under writer"
+    outcomes: { timeout: done }
+    on_timeout: done
+    mock: { outcome: maybe }
+  - id: hear
+    kind: event
+    event: ""
+    correlation: "{{ steps.think.total }}"
+    next: done
+  - { id: done, kind: end }
+"#,
+    );
+    let found: Vec<(&str, &str)> = issues
+        .iter()
+        .map(|i| (i.code, i.node.as_deref().unwrap_or("")))
+        .collect();
+    for expected in [
+        ("SECRET_OUTSIDE_HTTP", "s"),
+        ("INVALID_STEP_URL", "call"),
+        ("INVALID_HEADER", "call"),
+        ("INVALID_RETRY", "call"),
+        ("INVALID_DURATION", "call"),
+        ("UNKNOWN_TARGET", "call"),
+        ("INVALID_MOCK", "call"),
+        ("INVALID_WAIT", "pause"),
+        ("UNKNOWN_STEP", "think"),
+        ("INVALID_ID", "ask"),
+        ("INVALID_OUTCOME", "ask"),
+        ("UNUSED_TIMEOUT_EDGE", "ask"),
+        ("INVALID_EVENT_NAME", "hear"),
+    ] {
+        assert!(found.contains(&expected), "missing {expected:?} in {found:?}");
+    }
+    // The retry policy has two problems: both are reported.
+    assert_eq!(issues.iter().filter(|i| i.code == "INVALID_RETRY").count(), 2);
+    // The secret in the http step's own header is fine.
+    assert!(
+        !issues
+            .iter()
+            .any(|i| i.code == "SECRET_OUTSIDE_HTTP" && i.node.as_deref() == Some("call"))
+    );
+}
+
+#[test]
+fn hosts_are_checked_against_the_allowlist() {
+    let def = flow(
+        r#"
+id: h
+start: call
+nodes:
+  - { id: call, kind: http, url: "http://api.example.com/x/{{ user.id }}", next: done }
+  - { id: done, kind: end }
+"#,
+    );
+    assert!(baton::flow::validate::validate(&def, "h.yaml").is_empty());
+    let issues = baton::flow::validate::check_hosts(&def, &["localhost".to_string()], "h.yaml");
+    assert_eq!(issues.len(), 1);
+    assert_eq!(issues[0].code, "HOST_NOT_ALLOWED");
+    assert_eq!(issues[0].path, "$.nodes[0].url");
+    assert!(issues[0].hint.as_deref().unwrap().contains("api.example.com"));
+    let ok = baton::flow::validate::check_hosts(&def, &["api.example.com".to_string()], "h.yaml");
+    assert!(ok.is_empty());
+}
+
+#[test]
+fn a_loop_of_transforms_and_decisions_is_a_cycle() {
+    let issues = check(
+        r#"
+id: t
+start: a
+nodes:
+  - { id: a, kind: transform, set: { n: 1 }, next: b }
+  - { id: b, kind: decision, next: [{ when: { "==": [1, 1] }, to: a }, { to: c }] }
+  - { id: c, kind: end }
+"#,
+    );
+    assert!(issues.iter().any(|i| i.code == "DECISION_CYCLE"), "{issues:?}");
+}
