@@ -83,6 +83,11 @@ impl Application {
             },
             shutdown.clone(),
         );
+        tokio::spawn({
+            let baton = baton.clone();
+            let shutdown = shutdown.clone();
+            async move { baton.relay_replica_updates(shutdown).await }
+        });
         if config.mock {
             tracing::warn!("--mock: every session runs its backend steps against their mocks");
         }

@@ -22,6 +22,13 @@ impl Hub {
             .subscribe()
     }
 
+    /// Whether anyone here subscribed to this session.
+    pub fn is_watched(&self, session_id: &str) -> bool {
+        self.channels
+            .get(session_id)
+            .is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
     pub fn publish(&self, view: &SessionView) {
         let mut gone = false;
         if let Some(tx) = self.channels.get(&view.id) {

@@ -231,6 +231,7 @@ impl Baton {
         let tasks = self.new_tasks(&advance);
         let state = serde_json::to_string(&advance.state).map_err(ServiceError::internal)?;
         let events = to_new_events(&advance)?;
+        let notify = format!("{}|{}", self.inner.worker_id, snap.id);
         let result = self
             .inner
             .store
@@ -244,6 +245,7 @@ impl Baton {
                 finish,
                 new_tasks: &tasks,
                 attempt,
+                notify: Some(&notify),
             })
             .await;
         match result {
@@ -601,6 +603,50 @@ impl Baton {
         self.commit_with_tasks(&snap, advance, None, finish, None).await?;
         self.inner.hub.publish(&view);
         Ok(view)
+    }
+}
+
+impl Baton {
+    /// PostgreSQL: relays other replicas' session changes to this
+    /// replica's `sessionUpdated` subscribers until `shutdown`. The
+    /// listener reconnects by itself; a notification missed meanwhile is
+    /// covered by clients polling `session` as a fallback.
+    pub async fn relay_replica_updates(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut listener = match self.inner.store.session_listener().await {
+            Ok(Some(l)) => l,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot LISTEN for other replicas' session updates");
+                return;
+            }
+        };
+        loop {
+            let note = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                n = listener.recv() => n,
+            };
+            let note = match note {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let Some((origin, session_id)) = note.payload().split_once('|') else {
+                continue;
+            };
+            if origin == self.inner.worker_id || !self.inner.hub.is_watched(session_id) {
+                continue;
+            }
+            // The snapshot cache may hold this replica's older state.
+            self.inner.snapshots.forget(session_id);
+            if let Ok((snap, flow)) = self.load_trusted(session_id).await
+                && let Ok(view) = view_of(&flow, &snap.id, &snap.state)
+            {
+                self.inner.hub.publish(&view);
+            }
+        }
     }
 }
 

@@ -104,7 +104,16 @@ pub struct StepCommit<'a> {
     pub finish: Option<(&'a str, &'a str)>,
     pub new_tasks: &'a [NewTask],
     pub attempt: Option<&'a AttemptRecord>,
+    /// PostgreSQL: tell other replicas the session changed (a NOTIFY on
+    /// [`SESSION_CHANNEL`] with this payload, sent when the transaction
+    /// commits). Ignored on SQLite, which has one process.
+    pub notify: Option<&'a str>,
 }
+
+/// The PostgreSQL channel on which replicas announce session changes that
+/// happened outside a request (a step finished, a reviewer decided, an
+/// event arrived), so `sessionUpdated` subscribers on every replica see them.
+pub const SESSION_CHANNEL: &str = "baton_sessions";
 
 #[derive(sqlx::FromRow)]
 struct TaskRow {
@@ -251,6 +260,20 @@ macro_rules! in_write_tx {
 }
 
 impl Store {
+    /// PostgreSQL: a listener on [`SESSION_CHANNEL`]; `None` on SQLite.
+    pub async fn session_listener(
+        &self,
+    ) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+        match &self.inner {
+            Inner::Sqlite { .. } => Ok(None),
+            Inner::Postgres(pool) => {
+                let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
+                l.listen(SESSION_CHANNEL).await?;
+                Ok(Some(l))
+            }
+        }
+    }
+
     /// Advances a session and finishes / creates its step tasks in one
     /// transaction. The slower sibling of [`Store::commit`], used only when
     /// backend steps are involved. Returns the new seq.
@@ -335,6 +358,13 @@ impl Store {
                 insert_tasks!(tx, c.session_id, c.new_tasks, now);
                 if let Some(a) = c.attempt {
                     insert_attempt!(tx, a);
+                }
+                if let (Some(payload), Inner::Postgres(_)) = (c.notify, &self.inner) {
+                    sqlx::query("SELECT pg_notify($1, $2)")
+                        .bind(SESSION_CHANNEL)
+                        .bind(payload)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 Ok(())
             }

@@ -598,3 +598,29 @@ step_tests!(
     operators_skip_cancel_and_retry,
     editors_may_start_mock_sessions,
 );
+
+/// Two replicas on one PostgreSQL: a subscriber on one sees the step that
+/// finished on the other (LISTEN/NOTIFY).
+#[tokio::test]
+async fn updates_from_another_replica_reach_subscribers() {
+    let Some(a) = keyed_app(Backend::Postgres, "1h").await else {
+        return;
+    };
+    let b = a.restart().await;
+    let (s, token) = b.start("paid", json!({ "id": "r" }), json!({})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let s = b.submit(&token, &id, "go", "next", json!({ "ref": "pay-r" })).await;
+    assert_eq!(s["status"], "WAITING");
+    let mut ws = crate::subscription::subscribe(&b, &id, &token).await;
+    let first = crate::subscription::next_json(&mut ws).await;
+    assert_eq!(first["payload"]["data"]["sessionUpdated"]["status"], "WAITING", "{first}");
+    // The event is delivered through the other replica.
+    let send = "mutation($i: SendEventInput!) { sendEvent(input: $i) { delivered } }";
+    let input = json!({ "i": { "name": "payment.settled", "correlationKey": "pay-r", "payload": { "amount": 1 } } });
+    let (_, r) = a.gql_key(send, input, Some("publisher-key")).await;
+    assert_eq!(r["data"]["sendEvent"]["delivered"], 1, "{r}");
+    let next = crate::subscription::next_json(&mut ws).await;
+    let s = &next["payload"]["data"]["sessionUpdated"];
+    assert_eq!(s["status"], "COMPLETED", "{next}");
+    assert_eq!(s["screen"]["id"], "thanks");
+}

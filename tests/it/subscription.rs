@@ -6,7 +6,7 @@ use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 
 use crate::testapp::{Backend, TestApp};
 
-async fn next_json<S>(ws: &mut S) -> Value
+pub(crate) async fn next_json<S>(ws: &mut S) -> Value
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -22,7 +22,7 @@ where
     }
 }
 
-async fn subscribe(
+pub(crate) async fn subscribe(
     app: &TestApp,
     session: &str,
     token: &str,
