@@ -508,7 +508,15 @@ impl Baton {
         &self,
         session_id: &str,
     ) -> Result<(Arc<Snapshot>, Arc<CompiledFlow>), ServiceError> {
-        let snap = self.snapshot(session_id, Read::Fresh).await?;
+        self.load_trusted_as(session_id, Read::Fresh).await
+    }
+
+    async fn load_trusted_as(
+        &self,
+        session_id: &str,
+        read: Read,
+    ) -> Result<(Arc<Snapshot>, Arc<CompiledFlow>), ServiceError> {
+        let snap = self.snapshot(session_id, read).await?;
         let flow = self
             .inner
             .registry

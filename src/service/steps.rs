@@ -268,11 +268,20 @@ impl Baton {
         }
     }
 
-    /// The session a task belongs to and its flow version, read fresh.
+    /// The session a task belongs to and its flow version: the snapshot
+    /// this process last wrote when it has one (a task it created a moment
+    /// ago), else read fresh. Only for deciding what to run: finishing the
+    /// task is guarded by the session's `seq`, and a session that seems to
+    /// be elsewhere is re-read before the task is dropped.
     pub async fn step_session(
         &self,
         session_id: &str,
+        node: &str,
     ) -> Result<(Arc<Snapshot>, Arc<crate::flow::compile::CompiledFlow>), ServiceError> {
+        let (snap, flow) = self.load_trusted_as(session_id, Read::Cached).await?;
+        if snap.state.status == Status::Waiting && snap.state.node == node {
+            return Ok((snap, flow));
+        }
         self.load_trusted(session_id).await
     }
 
@@ -284,8 +293,14 @@ impl Baton {
         result: StepResult,
         attempt: Option<&AttemptRecord>,
     ) -> Result<StepDone, ServiceError> {
+        // The snapshot this process wrote last is the expected state of an
+        // optimistic commit (guarded by `seq`); anything else is decided on
+        // a fresh read.
+        let mut read = Read::Cached;
         for _ in 0..super::MAX_CONFLICT_RETRIES {
-            let (snap, flow) = self.load_trusted(&task.session_id).await?;
+            let (snap, flow) = self.load_trusted_as(&task.session_id, read).await?;
+            let cached = read == Read::Cached;
+            read = Read::Fresh;
             let advance = match engine::resume(
                 &flow,
                 &snap.state,
@@ -294,6 +309,7 @@ impl Baton {
                 &self.inner.limits,
             ) {
                 Ok(a) => a,
+                Err(_) if cached => continue,
                 Err(EngineError::StepNotCurrent { .. }) => {
                     self.inner.store.abandon_task(&task.id, "stale").await?;
                     return Ok(StepDone::AlreadyDone);
