@@ -637,7 +637,7 @@ fn walk(
         let node = &flow.nodes[cur];
         events.push(Event::Entered {
             node: node.id.clone(),
-            node_kind: node.kind.name().to_string(),
+            node_kind: flow.node_def(cur).kind().to_string(),
         });
         match &node.kind {
             CompiledKind::Screen { .. } => {
@@ -730,7 +730,7 @@ fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepT
         event: None,
     };
     match node {
-        NodeDef::Http(_) => {}
+        NodeDef::Http(_) | NodeDef::Parallel(_) => {}
         NodeDef::Wait(w) => {
             task.kind = StepKind::Wait;
             task.delay = duration(&w.duration)?;

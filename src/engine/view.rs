@@ -201,7 +201,11 @@ pub fn render(
             }))
         }
         NodeDef::End(_) => Ok(None),
-        node @ (NodeDef::Http(_) | NodeDef::Wait(_) | NodeDef::Approval(_) | NodeDef::Event(_))
+        node @ (NodeDef::Http(_)
+        | NodeDef::Wait(_)
+        | NodeDef::Approval(_)
+        | NodeDef::Event(_)
+        | NodeDef::Parallel(_))
             if state.status == Status::Waiting =>
         {
             let (title, components) = match node.pending() {
@@ -228,6 +232,7 @@ pub fn render(
         | NodeDef::Wait(_)
         | NodeDef::Approval(_)
         | NodeDef::Event(_)
+        | NodeDef::Parallel(_)
         | NodeDef::Transform(_)) => {
             let (title, components) = if state.status == Status::Failed {
                 default_error()

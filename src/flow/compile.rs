@@ -311,6 +311,21 @@ impl CompiledFlow {
                         on_timeout: resolve_opt(&a.on_timeout, &a.id)?,
                     }
                 }
+                NodeDef::Parallel(p) => {
+                    collect_pending(node, &mut texts, &mut pattern_sources);
+                    for b in &p.branches {
+                        raw_templates.push(&b.url);
+                        raw_templates.extend(b.headers.values().map(String::as_str));
+                        if let Some(body) = &b.body {
+                            collect_json_strings(body, &mut raw_templates);
+                        }
+                    }
+                    CompiledKind::Http {
+                        next: compile_edges(&p.next, &p.id)?,
+                        on_error: resolve_opt(&p.on_error, &p.id)?,
+                        on_timeout: resolve_opt(&p.on_timeout, &p.id)?,
+                    }
+                }
                 NodeDef::Event(e) => {
                     collect_pending(node, &mut texts, &mut pattern_sources);
                     raw_templates.push(&e.correlation);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use super::steps::{
-    ApprovalStep, EventStep, HttpStep, PendingDef, TransformStep, WaitStep,
+    ApprovalStep, EventStep, HttpStep, ParallelStep, PendingDef, TransformStep, WaitStep,
 };
 
 /// A flow: a directed graph of nodes that a user walks through.
@@ -59,6 +59,8 @@ pub enum NodeDef {
     Approval(ApprovalStep),
     /// Wait for a named external event matched by a correlation key.
     Event(EventStep),
+    /// Several HTTP calls at once, joined.
+    Parallel(ParallelStep),
 }
 
 impl NodeDef {
@@ -72,6 +74,7 @@ impl NodeDef {
             NodeDef::Wait(n) => &n.id,
             NodeDef::Approval(n) => &n.id,
             NodeDef::Event(n) => &n.id,
+            NodeDef::Parallel(n) => &n.id,
         }
     }
 
@@ -85,6 +88,7 @@ impl NodeDef {
             NodeDef::Wait(_) => "wait",
             NodeDef::Approval(_) => "approval",
             NodeDef::Event(_) => "event",
+            NodeDef::Parallel(_) => "parallel",
         }
     }
 
@@ -93,7 +97,11 @@ impl NodeDef {
     pub fn is_async_step(&self) -> bool {
         matches!(
             self,
-            NodeDef::Http(_) | NodeDef::Wait(_) | NodeDef::Approval(_) | NodeDef::Event(_)
+            NodeDef::Http(_)
+                | NodeDef::Wait(_)
+                | NodeDef::Approval(_)
+                | NodeDef::Event(_)
+                | NodeDef::Parallel(_)
         )
     }
 
@@ -104,6 +112,7 @@ impl NodeDef {
             NodeDef::Wait(n) => n.pending.as_ref(),
             NodeDef::Approval(n) => n.pending.as_ref(),
             NodeDef::Event(n) => n.pending.as_ref(),
+            NodeDef::Parallel(n) => n.pending.as_ref(),
             _ => None,
         }
     }

@@ -206,6 +206,80 @@ impl HttpMock {
     }
 }
 
+/// Run several HTTP calls at once and join them. Each branch is a request
+/// like an `http` step's (its own retry, timeout and mock); its result
+/// lands at `steps.<id>.<branch>`. `join`: `all` (every branch must
+/// succeed), `any` (wait for all, at least one succeeded) or
+/// `first_success` (done as soon as one succeeds). Success follows `next`,
+/// failure `on_error` (`on_timeout` when a branch timed out).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParallelStep {
+    pub id: String,
+    #[serde(default)]
+    pub join: JoinKind,
+    pub branches: Vec<HttpBranch>,
+    pub next: Edges,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingDef>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinKind {
+    #[default]
+    All,
+    Any,
+    FirstSuccess,
+}
+
+/// One request of a `parallel` step.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpBranch {
+    pub id: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mock: Option<HttpMock>,
+}
+
+impl HttpBranch {
+    /// The branch as an `http` step, so one runner serves both.
+    pub fn as_step(&self) -> HttpStep {
+        HttpStep {
+            id: self.id.clone(),
+            method: self.method,
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+            next: Edges::To(String::new()),
+            on_error: None,
+            on_timeout: None,
+            retry: self.retry.clone(),
+            timeout: self.timeout.clone(),
+            total_timeout: self.total_timeout.clone(),
+            pending: None,
+            mock: self.mock.clone(),
+        }
+    }
+}
+
 /// Compute values into `steps.<id>` without I/O. Each entry is a JsonLogic
 /// rule (an object), a template (a string) or a literal.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -460,7 +460,8 @@ impl<'a> Validator<'a> {
             | NodeDef::Transform(_)
             | NodeDef::Wait(_)
             | NodeDef::Approval(_)
-            | NodeDef::Event(_) => self.check_step(i, node, &base),
+            | NodeDef::Event(_)
+            | NodeDef::Parallel(_) => self.check_step(i, node, &base),
             NodeDef::End(end) => {
                 if let Some(title) = &end.title {
                     self.check_text(title, &format!("{base}.title"), id);
@@ -529,70 +530,35 @@ impl<'a> Validator<'a> {
                 self.adjacency[i].extend(targets);
                 edge(self, &h.on_error, "on_error");
                 edge(self, &h.on_timeout, "on_timeout");
-                self.check_url(&h.url, &format!("{base}.url"), id);
-                self.allow_secrets = true;
-                self.check_template_str(&h.url, &format!("{base}.url"), id);
-                for (name, value) in &h.headers {
-                    if http_header_name_invalid(name) {
+                self.check_request(h, base, id);
+            }
+            NodeDef::Parallel(p) => {
+                let targets = self.check_edges(&p.next, &format!("{base}.next"), id);
+                self.adjacency[i].extend(targets);
+                edge(self, &p.on_error, "on_error");
+                edge(self, &p.on_timeout, "on_timeout");
+                if p.branches.is_empty() {
+                    self.error(
+                        "EMPTY_PARALLEL",
+                        Some(id),
+                        format!("{base}.branches"),
+                        "a parallel step needs at least one branch",
+                        Some("list the requests to run at once under `branches`".into()),
+                    );
+                }
+                let mut seen = HashSet::new();
+                for (k, b) in p.branches.iter().enumerate() {
+                    let bp = format!("{base}.branches[{k}]");
+                    if !valid_id(&b.id) || !seen.insert(b.id.as_str()) {
                         self.error(
-                            "INVALID_HEADER",
+                            "INVALID_ID",
                             Some(id),
-                            format!("{base}.headers.{name}"),
-                            format!("`{name}` is not a valid HTTP header name"),
-                            Some("use letters, digits and `-`, e.g. `X-Request-Source`".into()),
+                            format!("{bp}.id"),
+                            format!("branch id `{}` is not a unique id of letters, digits, `_` and `-`", b.id),
+                            Some("branch results land at `steps.<step>.<branch>`; use e.g. `credit`".into()),
                         );
                     }
-                    self.check_template_str(value, &format!("{base}.headers.{name}"), id);
-                }
-                if let Some(body) = &h.body {
-                    let mut strings = Vec::new();
-                    crate::flow::compile::collect_json_strings(body, &mut strings);
-                    for src in strings {
-                        self.check_template_str(src, &format!("{base}.body"), id);
-                    }
-                }
-                self.allow_secrets = false;
-                self.check_duration(h.timeout.as_deref(), &format!("{base}.timeout"), id);
-                self.check_duration(h.total_timeout.as_deref(), &format!("{base}.total_timeout"), id);
-                if let Some(r) = &h.retry {
-                    let rp = format!("{base}.retry");
-                    if r.max_attempts == 0 || r.max_attempts > defaults::MAX_ATTEMPTS_LIMIT {
-                        self.error(
-                            "INVALID_RETRY",
-                            Some(id),
-                            format!("{rp}.max_attempts"),
-                            format!("max_attempts is {}; it must be 1 to {}", r.max_attempts, defaults::MAX_ATTEMPTS_LIMIT),
-                            Some("1 means no retry; 3 to 5 suits most upstreams".into()),
-                        );
-                    }
-                    self.check_duration(r.delay.as_deref(), &format!("{rp}.delay"), id);
-                    self.check_duration(r.max_delay.as_deref(), &format!("{rp}.max_delay"), id);
-                    for (k, cond) in r.retry_on.iter().flatten().enumerate() {
-                        if !valid_retry_on(cond) {
-                            self.error(
-                                "INVALID_RETRY",
-                                Some(id),
-                                format!("{rp}.retry_on[{k}]"),
-                                format!("`{cond}` is not a retry condition"),
-                                Some("use `connect`, `timeout`, `5xx`, `4xx` or a status code such as `429`".into()),
-                            );
-                        }
-                    }
-                }
-                if let Some(m) = &h.mock {
-                    let cases = std::iter::once(("".to_string(), m.status))
-                        .chain(m.scenarios.iter().map(|(k, c)| (format!(".scenarios.{k}"), c.status)));
-                    for (sub, status) in cases {
-                        if !(100..=599).contains(&status) {
-                            self.error(
-                                "INVALID_MOCK",
-                                Some(id),
-                                format!("{base}.mock{sub}.status"),
-                                format!("status {status} is not an HTTP status"),
-                                Some("use 100 to 599".into()),
-                            );
-                        }
-                    }
+                    self.check_request(&b.as_step(), &bp, id);
                 }
             }
             NodeDef::Transform(t) => {
@@ -716,6 +682,76 @@ impl<'a> Validator<'a> {
                 }
             }
             NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) => {}
+        }
+    }
+
+    /// An `http` step's (or a parallel branch's) request: URL, headers,
+    /// body, retry policy, timeouts and mocks.
+    fn check_request(&mut self, h: &crate::flow::model::HttpStep, base: &str, id: &str) {
+        self.check_url(&h.url, &format!("{base}.url"), id);
+        self.allow_secrets = true;
+        self.check_template_str(&h.url, &format!("{base}.url"), id);
+        for (name, value) in &h.headers {
+            if http_header_name_invalid(name) {
+                self.error(
+                    "INVALID_HEADER",
+                    Some(id),
+                    format!("{base}.headers.{name}"),
+                    format!("`{name}` is not a valid HTTP header name"),
+                    Some("use letters, digits and `-`, e.g. `X-Request-Source`".into()),
+                );
+            }
+            self.check_template_str(value, &format!("{base}.headers.{name}"), id);
+        }
+        if let Some(body) = &h.body {
+            let mut strings = Vec::new();
+            crate::flow::compile::collect_json_strings(body, &mut strings);
+            for src in strings {
+                self.check_template_str(src, &format!("{base}.body"), id);
+            }
+        }
+        self.allow_secrets = false;
+        self.check_duration(h.timeout.as_deref(), &format!("{base}.timeout"), id);
+        self.check_duration(h.total_timeout.as_deref(), &format!("{base}.total_timeout"), id);
+        if let Some(r) = &h.retry {
+            let rp = format!("{base}.retry");
+            if r.max_attempts == 0 || r.max_attempts > defaults::MAX_ATTEMPTS_LIMIT {
+                self.error(
+                    "INVALID_RETRY",
+                    Some(id),
+                    format!("{rp}.max_attempts"),
+                    format!("max_attempts is {}; it must be 1 to {}", r.max_attempts, defaults::MAX_ATTEMPTS_LIMIT),
+                    Some("1 means no retry; 3 to 5 suits most upstreams".into()),
+                );
+            }
+            self.check_duration(r.delay.as_deref(), &format!("{rp}.delay"), id);
+            self.check_duration(r.max_delay.as_deref(), &format!("{rp}.max_delay"), id);
+            for (k, cond) in r.retry_on.iter().flatten().enumerate() {
+                if !valid_retry_on(cond) {
+                    self.error(
+                        "INVALID_RETRY",
+                        Some(id),
+                        format!("{rp}.retry_on[{k}]"),
+                        format!("`{cond}` is not a retry condition"),
+                        Some("use `connect`, `timeout`, `5xx`, `4xx` or a status code such as `429`".into()),
+                    );
+                }
+            }
+        }
+        if let Some(m) = &h.mock {
+            let cases = std::iter::once(("".to_string(), m.status))
+                .chain(m.scenarios.iter().map(|(k, c)| (format!(".scenarios.{k}"), c.status)));
+            for (sub, status) in cases {
+                if !(100..=599).contains(&status) {
+                    self.error(
+                        "INVALID_MOCK",
+                        Some(id),
+                        format!("{base}.mock{sub}.status"),
+                        format!("status {status} is not an HTTP status"),
+                        Some("use 100 to 599".into()),
+                    );
+                }
+            }
         }
     }
 
@@ -1545,8 +1581,18 @@ struct Tree<'a> {
 pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue> {
     let mut out = Vec::new();
     for (i, node) in flow.nodes.iter().enumerate() {
-        let NodeDef::Http(h) = node else { continue };
-        let Ok(origin) = literal_url_origin(&h.url) else {
+        let urls: Vec<(String, &str)> = match node {
+            NodeDef::Http(h) => vec![(format!("$.nodes[{i}].url"), h.url.as_str())],
+            NodeDef::Parallel(p) => p
+                .branches
+                .iter()
+                .enumerate()
+                .map(|(k, b)| (format!("$.nodes[{i}].branches[{k}].url"), b.url.as_str()))
+                .collect(),
+            _ => continue,
+        };
+        for (path, url) in urls {
+        let Ok(origin) = literal_url_origin(url) else {
             continue; // INVALID_STEP_URL reports it
         };
         let host = origin.host_str().unwrap_or_default();
@@ -1555,14 +1601,15 @@ pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue>
                 severity: Severity::Error,
                 code: "HOST_NOT_ALLOWED",
                 file: file.to_string(),
-                node: Some(h.id.clone()),
-                path: format!("$.nodes[{i}].url"),
-                message: format!("step `{}` calls `{host}`, which the server does not allow", h.id),
+                node: Some(node.id().to_string()),
+                path,
+                message: format!("step `{}` calls `{host}`, which the server does not allow", node.id()),
                 hint: Some(format!(
                     "add `{host}` to --allow-hosts (BATON_ALLOW_HOSTS); allowed now: {}",
                     if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
                 )),
             });
+        }
         }
     }
     out
@@ -1572,6 +1619,7 @@ fn is_step(node: &NodeDef) -> bool {
     matches!(
         node,
         NodeDef::Http(_)
+            | NodeDef::Parallel(_)
             | NodeDef::Transform(_)
             | NodeDef::Wait(_)
             | NodeDef::Approval(_)

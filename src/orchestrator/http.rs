@@ -12,7 +12,7 @@ use super::Shared;
 use super::policy::{Failure, Policy};
 use crate::engine::StepResult;
 use crate::flow::compile::CompiledFlow;
-use crate::flow::steps::{HttpMockCase, HttpStep, MockFailure};
+use crate::flow::steps::{HttpBranch, HttpMockCase, HttpStep, JoinKind, MockFailure, ParallelStep};
 use crate::flow::validate::literal_url_origin;
 use crate::service::ServiceError;
 use crate::service::steps::StepDone;
@@ -24,6 +24,22 @@ struct Response {
     body: Value,
 }
 
+/// How a call keeps its attempts.
+enum Bookkeeping {
+    /// An `http` step: each retry is recorded and the task's lease
+    /// extended in the store as it happens; starts at attempt `first`.
+    Durable { first: u32 },
+    /// A parallel branch: attempts are kept here and recorded with the
+    /// step's result (the task's lease is extended by the parallel runner).
+    InMemory { label: String },
+}
+
+/// The end of one call (all its attempts): its result and the attempts.
+struct Called {
+    result: StepResult,
+    attempts: Vec<AttemptRecord>,
+}
+
 pub(super) async fn run(
     shared: &Shared,
     task: &TaskRecord,
@@ -31,12 +47,118 @@ pub(super) async fn run(
     step: &HttpStep,
     context: &Value,
 ) -> Result<(), ServiceError> {
+    let first = task.attempts.max(1) as u32;
+    let Some(called) = call(shared, task, flow, step, context, Bookkeeping::Durable { first }).await?
+    else {
+        return Ok(()); // the lease was lost; the new holder finishes it
+    };
+    match shared
+        .baton
+        .complete_step(task, called.result, &called.attempts)
+        .await?
+    {
+        StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
+    }
+}
+
+/// Runs a `parallel` step: every branch at once, joined per `join`.
+pub(super) async fn run_parallel(
+    shared: &Shared,
+    task: &TaskRecord,
+    flow: &CompiledFlow,
+    step: &ParallelStep,
+    context: &Value,
+) -> Result<(), ServiceError> {
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesUnordered;
+
+    let steps: Vec<HttpStep> = step.branches.iter().map(HttpBranch::as_step).collect();
+    let mut running: FuturesUnordered<_> = steps
+        .iter()
+        .map(|b| async move {
+            let label = format!("{}.{}", task.node, b.id);
+            let called = call(shared, task, flow, b, context, Bookkeeping::InMemory { label }).await;
+            (b.id.clone(), called)
+        })
+        .collect();
+    // Keep the lease while the branches run (they may retry for a while).
+    let lease = shared.baton.step_settings().lease;
+    let worker = shared.baton.worker_id().to_string();
+    let mut heartbeat = tokio::time::interval(lease / 3);
+    heartbeat.tick().await;
+    let mut results: Map<String, Value> = Map::new();
+    let mut attempts = Vec::new();
+    let (mut ok, mut failed, mut timed_out) = (0usize, 0usize, false);
+    loop {
+        let next = tokio::select! {
+            n = running.next() => n,
+            _ = heartbeat.tick() => {
+                let until = shared.config.clock.now_ms() + lease.as_millis() as i64;
+                if !shared.baton.store().extend_lease(&task.id, &worker, until).await? {
+                    return Ok(()); // taken over by another worker
+                }
+                continue;
+            }
+        };
+        let Some((id, called)) = next else { break };
+        let Some(called) = called? else { return Ok(()) };
+        match called.result.outcome.as_str() {
+            "ok" => ok += 1,
+            "timeout" => {
+                failed += 1;
+                timed_out = true;
+            }
+            _ => failed += 1,
+        }
+        results.insert(id, called.result.output);
+        attempts.extend(called.attempts);
+        if step.join == JoinKind::FirstSuccess && ok > 0 {
+            break; // the others are dropped, unfinished
+        }
+        if step.join == JoinKind::All && failed > 0 {
+            break; // it cannot succeed any more
+        }
+    }
+    let success = match step.join {
+        JoinKind::All => failed == 0,
+        JoinKind::Any | JoinKind::FirstSuccess => ok > 0,
+    };
+    let outcome = match (success, timed_out) {
+        (true, _) => "ok",
+        (false, true) => "timeout",
+        (false, false) => "error",
+    };
+    for (n, a) in attempts.iter_mut().enumerate() {
+        a.attempt = n as i32 + 1;
+    }
+    let result = StepResult {
+        outcome: outcome.into(),
+        output: Value::Object(results),
+    };
+    match shared.baton.complete_step(task, result, &attempts).await? {
+        StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
+    }
+}
+
+/// One call with its retries. `None` when the task's lease was lost.
+async fn call(
+    shared: &Shared,
+    task: &TaskRecord,
+    flow: &CompiledFlow,
+    step: &HttpStep,
+    context: &Value,
+    book: Bookkeeping,
+) -> Result<Option<Called>, ServiceError> {
     let policy = Policy::of(step);
     let clock = &shared.config.clock;
     let worker = shared.baton.worker_id().to_string();
     let lease = shared.baton.step_settings().lease;
     let deadline = task.created_at + policy.total_timeout.as_millis() as i64;
-    let mut attempt = task.attempts.max(1) as u32;
+    let (mut attempt, node) = match &book {
+        Bookkeeping::Durable { first } => (*first, task.node.clone()),
+        Bookkeeping::InMemory { label } => (1, label.clone()),
+    };
+    let mut kept = Vec::new();
     loop {
         let started = clock.now_ms();
         let outcome = if let Some(scenario) = &task.mock {
@@ -50,7 +172,7 @@ pub(super) async fn run(
             task_id: task.id.clone(),
             attempt: attempt as i32,
             session_id: task.session_id.clone(),
-            node: task.node.clone(),
+            node: node.clone(),
             worker: worker.clone(),
             started_at: started,
             finished_at: finished,
@@ -65,11 +187,14 @@ pub(super) async fn run(
                     &shared.config.secrets,
                     json!({ "status": resp.status, "ok": true, "body": resp.body, "attempts": attempt }),
                 );
-                let result = StepResult {
-                    outcome: "ok".into(),
-                    output,
-                };
-                return finish(shared, task, result, &record).await;
+                kept.push(record);
+                return Ok(Some(Called {
+                    result: StepResult {
+                        outcome: "ok".into(),
+                        output,
+                    },
+                    attempts: kept,
+                }));
             }
             Ok(resp) => {
                 record.status_code = Some(i32::from(resp.status));
@@ -88,26 +213,34 @@ pub(super) async fn run(
         match retry_delay {
             Some(delay) if in_time(delay) => {
                 record.outcome = "retry".into();
-                let lease_until = clock.now_ms() + (delay + lease).as_millis() as i64;
-                if !shared.baton.store().record_retry(&record, lease_until).await? {
-                    // Another worker took the task over (our lease ran out).
-                    return Ok(());
-                }
-                clock.sleep(delay).await;
-                let lease_until = clock.now_ms() + lease.as_millis() as i64;
-                match shared
-                    .baton
-                    .store()
-                    .start_attempt(&task.id, &worker, lease_until)
-                    .await?
-                {
-                    Some(n) => attempt = n as u32,
-                    None => return Ok(()),
+                match &book {
+                    Bookkeeping::Durable { .. } => {
+                        let lease_until = clock.now_ms() + (delay + lease).as_millis() as i64;
+                        if !shared.baton.store().record_retry(&record, lease_until).await? {
+                            // Another worker took the task over (our lease ran out).
+                            return Ok(None);
+                        }
+                        clock.sleep(delay).await;
+                        let lease_until = clock.now_ms() + lease.as_millis() as i64;
+                        match shared
+                            .baton
+                            .store()
+                            .start_attempt(&task.id, &worker, lease_until)
+                            .await?
+                        {
+                            Some(n) => attempt = n as u32,
+                            None => return Ok(None),
+                        }
+                    }
+                    Bookkeeping::InMemory { .. } => {
+                        kept.push(record);
+                        clock.sleep(delay).await;
+                        attempt += 1;
+                    }
                 }
             }
             _ => {
-                let timeout = matches!(failure, Failure::Timeout)
-                    || clock.now_ms() >= deadline;
+                let timeout = matches!(failure, Failure::Timeout) || clock.now_ms() >= deadline;
                 let outcome = if timeout { "timeout" } else { "error" };
                 record.outcome = outcome.into();
                 let mut output = Map::new();
@@ -120,24 +253,16 @@ pub(super) async fn run(
                 } else {
                     output.insert("status".into(), Value::Null);
                 }
-                let result = StepResult {
-                    outcome: outcome.into(),
-                    output: redact(&shared.config.secrets, Value::Object(output)),
-                };
-                return finish(shared, task, result, &record).await;
+                kept.push(record);
+                return Ok(Some(Called {
+                    result: StepResult {
+                        outcome: outcome.into(),
+                        output: redact(&shared.config.secrets, Value::Object(output)),
+                    },
+                    attempts: kept,
+                }));
             }
         }
-    }
-}
-
-async fn finish(
-    shared: &Shared,
-    task: &TaskRecord,
-    result: StepResult,
-    record: &AttemptRecord,
-) -> Result<(), ServiceError> {
-    match shared.baton.complete_step(task, result, Some(record)).await? {
-        StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
     }
 }
 

@@ -202,6 +202,9 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
         NodeDef::Http(step) => {
             return http::run(shared, &task, &flow, step, &snap.state.context).await;
         }
+        NodeDef::Parallel(step) => {
+            return http::run_parallel(shared, &task, &flow, step, &snap.state.context).await;
+        }
         NodeDef::Wait(w) => {
             if mock {
                 let latency = w.mock.as_ref().map_or(0, |m| m.latency_ms);
@@ -279,7 +282,7 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
     debug_assert!(task.state != state::DONE);
     shared
         .baton
-        .complete_step(&task, result, Some(&attempt))
+        .complete_step(&task, result, std::slice::from_ref(&attempt))
         .await?;
     Ok(())
 }

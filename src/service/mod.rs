@@ -447,7 +447,7 @@ impl Baton {
         idem: Option<&NewIdempotency>,
     ) -> Result<(), ServiceError> {
         if !advance.tasks.is_empty() {
-            return self.commit_with_tasks(snap, advance, idem, None, None).await;
+            return self.commit_with_tasks(snap, advance, idem, None, &[]).await;
         }
         let result = self
             .inner

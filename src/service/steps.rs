@@ -226,7 +226,7 @@ impl Baton {
         advance: Advance,
         idem: Option<&NewIdempotency>,
         finish: Option<(&str, &str)>,
-        attempt: Option<&AttemptRecord>,
+        attempts: &[AttemptRecord],
     ) -> Result<(), ServiceError> {
         let tasks = self.new_tasks(&advance);
         let state = serde_json::to_string(&advance.state).map_err(ServiceError::internal)?;
@@ -244,7 +244,7 @@ impl Baton {
                 idempotency: idem,
                 finish,
                 new_tasks: &tasks,
-                attempt,
+                attempts,
                 notify: Some(&notify),
             })
             .await;
@@ -291,7 +291,7 @@ impl Baton {
         &self,
         task: &TaskRecord,
         result: StepResult,
-        attempt: Option<&AttemptRecord>,
+        attempts: &[AttemptRecord],
     ) -> Result<StepDone, ServiceError> {
         // The snapshot this process wrote last is the expected state of an
         // optimistic commit (guarded by `seq`); anything else is decided on
@@ -326,7 +326,7 @@ impl Baton {
             let view = view_of(&flow, &snap.id, &advance.state)?;
             let outcome = result.outcome.clone();
             match self
-                .commit_with_tasks(&snap, advance, None, Some((&task.id, &outcome)), attempt)
+                .commit_with_tasks(&snap, advance, None, Some((&task.id, &outcome)), attempts)
                 .await
             {
                 Ok(()) => {
@@ -372,7 +372,7 @@ impl Baton {
                 outcome: "ok".into(),
                 output,
             };
-            if let StepDone::Advanced(_) = self.complete_step(&task, result, None).await? {
+            if let StepDone::Advanced(_) = self.complete_step(&task, result, &[]).await? {
                 delivered += 1;
             }
         }
@@ -406,7 +406,7 @@ impl Baton {
             outcome: "ok".into(),
             output: json!({ "payload": payload, "received_at": now_ms() }),
         };
-        self.complete_step(task, result, None).await?;
+        self.complete_step(task, result, &[]).await?;
         Ok(())
     }
 
@@ -550,7 +550,7 @@ impl Baton {
                 "decided_at": now_ms(),
             }),
         };
-        self.complete_step(&task, result, None).await
+        self.complete_step(&task, result, &[]).await
     }
 
     /// Tasks and attempts of a session, for support and operators.
@@ -580,7 +580,7 @@ impl Baton {
         let (snap, flow) = self.load_trusted(session_id).await?;
         let advance = engine::reopen(&flow, &snap.state, by)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
-        self.commit_with_tasks(&snap, advance, None, None, None).await?;
+        self.commit_with_tasks(&snap, advance, None, None, &[]).await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }
@@ -604,7 +604,7 @@ impl Baton {
         let advance = engine::skip(&flow, &snap.state, to, by, &self.inner.limits)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
         let finish = task.as_ref().map(|t| (t.id.as_str(), "skipped"));
-        self.commit_with_tasks(&snap, advance, None, finish, None).await?;
+        self.commit_with_tasks(&snap, advance, None, finish, &[]).await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }
@@ -616,7 +616,7 @@ impl Baton {
         let advance = engine::cancel(&snap.state, by)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
         let finish = task.as_ref().map(|t| (t.id.as_str(), "cancelled"));
-        self.commit_with_tasks(&snap, advance, None, finish, None).await?;
+        self.commit_with_tasks(&snap, advance, None, finish, &[]).await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }

@@ -103,7 +103,8 @@ pub struct StepCommit<'a> {
     /// `TASK_ALREADY_FINISHED` if it is done already.
     pub finish: Option<(&'a str, &'a str)>,
     pub new_tasks: &'a [NewTask],
-    pub attempt: Option<&'a AttemptRecord>,
+    /// Attempts to record with it (the last one, or a parallel step's all).
+    pub attempts: &'a [AttemptRecord],
     /// PostgreSQL: tell other replicas the session changed (a NOTIFY on
     /// [`SESSION_CHANNEL`] with this payload, sent when the transaction
     /// commits). Ignored on SQLite, which has one process.
@@ -356,7 +357,7 @@ impl Store {
                     }
                 }
                 insert_tasks!(tx, c.session_id, c.new_tasks, now);
-                if let Some(a) = c.attempt {
+                for a in c.attempts {
                     insert_attempt!(tx, a);
                 }
                 if let (Some(payload), Inner::Postgres(_)) = (c.notify, &self.inner) {
@@ -443,6 +444,30 @@ impl Store {
             .await?
         });
         Ok(attempts)
+    }
+
+    /// Extends the lease `worker` holds on a running task (a long parallel
+    /// step); `false` when it was lost.
+    pub async fn extend_lease(
+        &self,
+        task_id: &str,
+        worker: &str,
+        lease_until: i64,
+    ) -> Result<bool, StoreError> {
+        let n = with_write_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE step_tasks SET due_at = $3, updated_at = $4 \
+                 WHERE id = $1 AND state = 'running' AND lease_owner = $2",
+            )
+            .bind(task_id)
+            .bind(worker)
+            .bind(lease_until)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n > 0)
     }
 
     /// Records a failed attempt that will be retried (the task stays

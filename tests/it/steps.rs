@@ -597,6 +597,7 @@ step_tests!(
     events_reach_waiting_sessions,
     operators_skip_cancel_and_retry,
     editors_may_start_mock_sessions,
+    parallel_steps_join,
 );
 
 /// Two replicas on one PostgreSQL: a subscriber on one sees the step that
@@ -623,4 +624,58 @@ async fn updates_from_another_replica_reach_subscribers() {
     let s = &next["payload"]["data"]["sessionUpdated"];
     assert_eq!(s["status"], "COMPLETED", "{next}");
     assert_eq!(s["screen"]["id"], "thanks");
+}
+
+fn parallel_flow(join: &str, good: u16, bad: u16) -> String {
+    format!(
+        r#"
+id: fan
+start: ask
+nodes:
+  - id: ask
+    kind: screen
+    actions: [{{ id: go, validate: false, next: checks }}]
+  - id: checks
+    kind: parallel
+    join: {join}
+    branches:
+      - {{ id: a, method: POST, url: "http://127.0.0.1:{good}/score", body: {{ b: a }} }}
+      - {{ id: b, method: POST, url: "http://127.0.0.1:{bad}/score", body: {{ b: b }}, retry: {{ max_attempts: 2, delay: 10ms }} }}
+    next: done
+    on_error: failed
+  - {{ id: done, kind: end, title: "a={{{{ steps.checks.a.body.score }}}}" }}
+  - {{ id: failed, kind: end, outcome: failed, title: failed }}
+"#
+    )
+}
+
+async fn parallel_steps_join(backend: Backend) {
+    let good = start_upstream(Upstream { status_after: 200, ..Upstream::default() }).await;
+    let bad_up = Upstream { status_after: 404, ..Upstream::default() };
+    let bad = start_upstream(bad_up.clone()).await;
+    for (join, expect) in [("all", "failed"), ("any", "done"), ("first_success", "done")] {
+        let Some(app) = TestApp::spawn_configured(
+            backend,
+            &[("fan.yaml", parallel_flow(join, good, bad))],
+            |c, _| c.step_budget_ms = 5000,
+        )
+        .await
+        else {
+            return;
+        };
+        let (s, token) = app.start("fan", json!({ "id": "p" }), json!({})).await;
+        let id = s["id"].as_str().unwrap();
+        let s = app.submit(&token, id, "ask", "go", json!({})).await;
+        assert_eq!(s["screen"]["id"], expect, "{join}: {s}");
+        if expect == "done" {
+            assert_eq!(s["screen"]["title"], "a=700");
+        }
+        let history = app.baton_history(id).await;
+        assert!(
+            history.iter().any(|a| a["node"] == "checks.a" && a["outcome"] == "ok"),
+            "{join}: {history:?}"
+        );
+    }
+    // A 404 is not retried: one call per run that waited for branch b.
+    assert!(bad_up.calls.load(Ordering::SeqCst) >= 2);
 }

@@ -1526,7 +1526,9 @@ nodes:
     kind: event
     event: ""
     correlation: "{{ steps.think.total }}"
-    next: done
+    next: fan
+  - { id: fan, kind: parallel, branches: [], next: fan2 }
+  - { id: fan2, kind: parallel, branches: [{ id: x, url: "ftp://h/x" }], next: done }
   - { id: done, kind: end }
 "#,
     );
@@ -1535,6 +1537,8 @@ nodes:
         .map(|i| (i.code, i.node.as_deref().unwrap_or("")))
         .collect();
     for expected in [
+        ("EMPTY_PARALLEL", "fan"),
+        ("INVALID_STEP_URL", "fan2"),
         ("SECRET_OUTSIDE_HTTP", "s"),
         ("INVALID_STEP_URL", "call"),
         ("INVALID_HEADER", "call"),
