@@ -54,7 +54,7 @@ pub(super) async fn run(
     };
     match shared
         .baton
-        .complete_step(task, called.result, &called.attempts)
+        .finish_step(task, called.result, &called.attempts, false)
         .await?
     {
         StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
@@ -135,7 +135,7 @@ pub(super) async fn run_parallel(
         outcome: outcome.into(),
         output: Value::Object(results),
     };
-    match shared.baton.complete_step(task, result, &attempts).await? {
+    match shared.baton.finish_step(task, result, &attempts, false).await? {
         StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
     }
 }

@@ -117,47 +117,50 @@ async fn run(
     let permits = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
     let worker = shared.baton.worker_id().to_string();
     let lease = shared.baton.step_settings().lease;
+    // Look at the store only when something may be due: at start, when a
+    // timer or poll interval ends, or when this process created work that
+    // is not handed over directly. Tasks handed over (`Run`) start at once
+    // and cost no query.
+    let mut look = true;
+    let mut wake_at = tokio::time::Instant::now();
     loop {
-        // Claim whatever is due, within the free execution slots.
-        let free = permits.available_permits() as i64;
-        if free > 0 {
-            let now = shared.config.clock.now_ms();
-            let lease_until = now + lease.as_millis() as i64;
-            match shared
-                .baton
-                .store()
-                .claim_due_tasks(&worker, now, lease_until, free)
-                .await
-            {
-                Ok(tasks) => {
-                    for task in tasks {
-                        start(&shared, &permits, task);
+        if look {
+            look = false;
+            let free = permits.available_permits() as i64;
+            if free > 0 {
+                let now = shared.config.clock.now_ms();
+                let lease_until = now + lease.as_millis() as i64;
+                match shared
+                    .baton
+                    .store()
+                    .claim_due_tasks(&worker, now, lease_until, free)
+                    .await
+                {
+                    Ok(tasks) => {
+                        for task in tasks {
+                            start(&shared, &permits, task);
+                        }
                     }
+                    Err(e) => tracing::warn!(error = %e, "claiming due tasks failed"),
                 }
-                Err(e) => tracing::warn!(error = %e, "claiming due tasks failed"),
             }
+            let next_due = shared.baton.store().next_task_due().await.ok().flatten();
+            let now = shared.config.clock.now_ms();
+            let sleep = match next_due {
+                Some(at) if at <= now => Duration::from_millis(5),
+                Some(at) => Duration::from_millis((at - now) as u64).min(shared.config.poll),
+                None => shared.config.poll,
+            };
+            wake_at = tokio::time::Instant::now() + sleep;
         }
-        let next_due = shared.baton.store().next_task_due().await.ok().flatten();
-        let now = shared.config.clock.now_ms();
-        let sleep = match next_due {
-            Some(at) if at <= now => Duration::from_millis(5),
-            Some(at) => Duration::from_millis((at - now) as u64).min(shared.config.poll),
-            None => shared.config.poll,
-        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             msg = rx.recv() => match msg {
                 Some(Dispatch::Run(task)) => start(&shared, &permits, *task),
-                Some(Dispatch::Wake) => {}
+                Some(Dispatch::Wake) => look = true,
                 None => break,
             },
-            _ = tokio::time::sleep(sleep) => {}
-        }
-        // Take everything else that queued up meanwhile before looking again.
-        while let Ok(msg) = rx.try_recv() {
-            if let Dispatch::Run(task) = msg {
-                start(&shared, &permits, *task);
-            }
+            _ = tokio::time::sleep_until(wake_at) => look = true,
         }
     }
 }
@@ -282,7 +285,7 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
     debug_assert!(task.state != state::DONE);
     shared
         .baton
-        .complete_step(&task, result, std::slice::from_ref(&attempt))
+        .finish_step(&task, result, std::slice::from_ref(&attempt), false)
         .await?;
     Ok(())
 }

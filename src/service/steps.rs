@@ -293,6 +293,20 @@ impl Baton {
         result: StepResult,
         attempts: &[AttemptRecord],
     ) -> Result<StepDone, ServiceError> {
+        self.finish_step(task, result, attempts, true).await
+    }
+
+    /// [`Baton::complete_step`] for the orchestrator: the new screen is
+    /// rendered only when someone here watches the session (a waiting
+    /// `submit` or a `sessionUpdated` subscriber), else `Advanced` carries
+    /// the status only.
+    pub async fn finish_step(
+        &self,
+        task: &TaskRecord,
+        result: StepResult,
+        attempts: &[AttemptRecord],
+        always_render: bool,
+    ) -> Result<StepDone, ServiceError> {
         // The snapshot this process wrote last is the expected state of an
         // optimistic commit (guarded by `seq`); anything else is decided on
         // a fresh read.
@@ -323,14 +337,32 @@ impl Baton {
                     engine::fail_step(&snap.state, &task.node, e.code())
                 }
             };
-            let view = view_of(&flow, &snap.id, &advance.state)?;
+            let view = if always_render || self.inner.hub.is_watched(&snap.id) {
+                view_of(&flow, &snap.id, &advance.state)?
+            } else {
+                SessionView {
+                    id: snap.id.clone(),
+                    flow_id: flow.id.clone(),
+                    flow_version: flow.version,
+                    status: advance.state.status,
+                    screen: None,
+                }
+            };
             let outcome = result.outcome.clone();
             match self
                 .commit_with_tasks(&snap, advance, None, Some((&task.id, &outcome)), attempts)
                 .await
             {
                 Ok(()) => {
-                    self.inner.hub.publish(&view);
+                    if view.screen.is_some() || always_render {
+                        self.inner.hub.publish(&view);
+                    } else if self.inner.hub.is_watched(&snap.id)
+                        && let Ok((snap, flow)) = self.load_trusted(&snap.id).await
+                        && let Ok(fresh) = view_of(&flow, &snap.id, &snap.state)
+                    {
+                        // Someone subscribed while this step committed.
+                        self.inner.hub.publish(&fresh);
+                    }
                     return Ok(StepDone::Advanced(Box::new(view)));
                 }
                 Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
