@@ -152,6 +152,9 @@ macro_rules! with_write_pool {
     };
 }
 
+// After the pool macros, which it uses.
+pub mod experiments;
+
 /// Starting a write transaction differs per backend.
 trait BeginWrite {
     type Db: sqlx::Database;
