@@ -14,7 +14,7 @@ pub fn graphql_sdl() -> String {
     // The SDL does not depend on resolver state, so no store is needed.
     let schema = async_graphql::Schema::build(
         crate::api::schema::RootQuery::default(),
-        crate::api::schema::Mutation,
+        crate::api::schema::RootMutation::default(),
         crate::api::schema::Subscription,
     )
     .finish();

@@ -14,16 +14,24 @@ use super::types::FlowSession;
 use crate::engine::ClientInfo;
 use crate::service::{Baton, ServiceError, StartRequest, SubmitRequest};
 
-pub type BatonSchema = Schema<RootQuery, Mutation, Subscription>;
+pub type BatonSchema = Schema<RootQuery, RootMutation, Subscription>;
 
 /// The query root: the app-facing [`Query`] and the admin fields, each
 /// group in its own module.
 #[derive(MergedObject, Default)]
-pub struct RootQuery(Query, super::admin::AdminQuery);
+pub struct RootQuery(
+    Query,
+    super::admin::AdminQuery,
+    super::experiments::ExperimentQuery,
+);
+
+/// The mutation root: the app-facing [`Mutation`] and the admin ones.
+#[derive(MergedObject, Default)]
+pub struct RootMutation(Mutation, super::experiments::ExperimentMutation);
 
 /// The schema with its resolvers' state; limits are applied by the caller.
-pub fn builder(baton: Baton) -> SchemaBuilder<RootQuery, Mutation, Subscription> {
-    Schema::build(RootQuery::default(), Mutation, Subscription).data(baton)
+pub fn builder(baton: Baton) -> SchemaBuilder<RootQuery, RootMutation, Subscription> {
+    Schema::build(RootQuery::default(), RootMutation::default(), Subscription).data(baton)
 }
 
 #[derive(InputObject)]
@@ -105,6 +113,7 @@ impl Query {
     }
 }
 
+#[derive(Default)]
 pub struct Mutation;
 
 #[Object]

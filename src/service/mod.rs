@@ -22,6 +22,7 @@ pub use error::ServiceError;
 use crate::engine::{
     self, Advance, ClientInfo, EngineError, FieldError, Limits, ScreenView, SessionState, Status,
 };
+use crate::experiments::live::Experiments;
 use crate::flags::{EvaluationContext, FlagStore};
 use crate::flow::compile::{CompiledFlow, FlagRefs};
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
@@ -75,6 +76,7 @@ struct Inner {
     hub: Hub,
     snapshots: Snapshots,
     flags: FlagStore,
+    experiments: Experiments,
 }
 
 /// Sessions whose last snapshot is kept for optimistic submits.
@@ -90,8 +92,26 @@ impl Baton {
                 hub: Hub::default(),
                 snapshots: Snapshots::new(SNAPSHOT_CAPACITY),
                 flags,
+                experiments: Experiments::default(),
             }),
         }
+    }
+
+    /// Runs `experiments` in sessions (see [`crate::experiments::live`]).
+    /// Call before the service is shared.
+    pub fn with_experiments(mut self, experiments: Experiments) -> Baton {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_experiments is called before the service is shared")
+            .experiments = experiments;
+        self
+    }
+
+    pub fn experiments(&self) -> &Experiments {
+        &self.inner.experiments
+    }
+
+    pub fn flags(&self) -> &FlagStore {
+        &self.inner.flags
     }
 
     pub fn store(&self) -> &Store {
@@ -132,16 +152,27 @@ impl Baton {
                     flow_id: req.flow_id.clone(),
                 })?;
         let session_id = uuid::Uuid::now_v7().to_string();
-        let flags = if flow.flag_keys == FlagRefs::None {
-            Map::new()
+        let (flags, experiments) = if flow.flag_keys == FlagRefs::None {
+            (Map::new(), None)
         } else {
             let context = serde_json::json!({
                 "user": { "id": req.user_id, "attributes": req.user_attributes },
                 "client": req.client.to_context(),
             });
-            self.evaluate_flags(&flow, &context)?
+            let mut flags = self.evaluate_flags(&flow, &context)?;
+            let set = self.inner.flags.current();
+            let exp = self.inner.experiments.prepare_start(
+                &self.inner.store,
+                &set,
+                &flow,
+                &context,
+                &mut flags,
+                now_ms(),
+            );
+            let exp = exp.await?;
+            (flags, Some(exp))
         };
-        let advance = engine::start_with_flags(
+        let mut advance = engine::start_with_flags(
             &flow,
             engine::StartInput {
                 session_id: session_id.clone(),
@@ -155,6 +186,16 @@ impl Baton {
         )?;
         let view = view_of(&flow, &session_id, &advance.state)?;
         let token = new_token();
+        let mut events = to_new_events(&advance)?;
+        if let Some((prepared, pins)) = experiments
+            && prepared.applies()
+        {
+            let extra = self
+                .inner
+                .experiments
+                .record_start(&flow, &prepared, &mut advance, pins);
+            events.extend(extra);
+        }
         let record = NewSession {
             id: session_id.clone(),
             flow_id: flow.id.clone(),
@@ -164,7 +205,6 @@ impl Baton {
             status: advance.state.status.as_str().to_string(),
             state: serde_json::to_value(&advance.state).map_err(ServiceError::internal)?,
         };
-        let events = to_new_events(&advance)?;
         self.inner.store.create_session(&record, &events).await?;
         self.inner.snapshots.put(Arc::new(Snapshot {
             id: record.id,
@@ -209,15 +249,25 @@ impl Baton {
             read = Read::Fresh;
             // Flags are evaluated for this user as the advance begins.
             let with_flags;
+            let mut experiments = None;
             let state = if flow.flag_keys == FlagRefs::None {
                 &snap.state
             } else {
                 let mut st = snap.state.clone();
                 st.context["flags"] = Value::Object(self.evaluate_flags(&flow, &st.context)?);
+                let set = self.inner.flags.current();
+                let exp = self.inner.experiments.prepare(
+                    &self.inner.store,
+                    &set,
+                    &flow,
+                    &mut st,
+                    now_ms(),
+                );
+                experiments = Some(exp.await?);
                 with_flags = st;
                 &with_flags
             };
-            let advance = match engine::submit(
+            let mut advance = match engine::submit(
                 &flow,
                 state,
                 &req.screen_id,
@@ -251,6 +301,10 @@ impl Baton {
                 }
                 Err(e) => return Err(e.into()),
             };
+            let extra = match &experiments {
+                Some(prepared) => self.inner.experiments.record(&flow, prepared, &mut advance),
+                None => Vec::new(),
+            };
             let view = view_of(&flow, &snap.id, &advance.state)?;
             let idem = match key {
                 Some(key) => Some(NewIdempotency {
@@ -260,7 +314,7 @@ impl Baton {
                 }),
                 None => None,
             };
-            match self.commit(&snap, advance, idem.as_ref()).await {
+            match self.commit(&snap, advance, idem.as_ref(), extra).await {
                 Ok(()) => {
                     self.inner.hub.publish(&view);
                     return Ok(view);
@@ -299,7 +353,7 @@ impl Baton {
                 Err(e) => return Err(e.into()),
             };
             let view = view_of(&flow, &snap.id, &advance.state)?;
-            match self.commit(&snap, advance, None).await {
+            match self.commit(&snap, advance, None, Vec::new()).await {
                 Ok(()) => {
                     self.inner.hub.publish(&view);
                     return Ok(view);
@@ -389,7 +443,10 @@ impl Baton {
         snap: &Snapshot,
         advance: Advance,
         idem: Option<&NewIdempotency>,
+        extra_events: Vec<NewEvent>,
     ) -> Result<(), ServiceError> {
+        let mut events = to_new_events(&advance)?;
+        events.extend(extra_events);
         let result = self
             .inner
             .store
@@ -398,7 +455,7 @@ impl Baton {
                 snap.seq,
                 advance.state.status.as_str(),
                 &advance.state,
-                &to_new_events(&advance)?,
+                &events,
                 idem,
             )
             .await;

@@ -7,6 +7,7 @@ mod common;
 mod curl_example;
 mod document_cache;
 mod engine_props;
+mod experiment_runs;
 mod experiment_store;
 mod experiments;
 mod flags;

@@ -125,6 +125,18 @@ impl TestApp {
                     .expect("copy flag file");
             }
         }
+        // And the repository's experiments, where it looks for them too.
+        let experiments = dir.path().join("experiments");
+        std::fs::create_dir(&experiments).expect("experiments dir");
+        for entry in
+            std::fs::read_dir(repo_flows().with_file_name("experiments")).expect("experiments/")
+        {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                std::fs::copy(&path, experiments.join(path.file_name().expect("name")))
+                    .expect("copy experiment file");
+            }
+        }
         let url = fresh_database_url(backend, dir.path()).await?;
         let mut config = ServeConfig::for_database(url, flows);
         configure(&mut config, dir.path());
