@@ -54,6 +54,7 @@ impl Application {
             ..Limits::default()
         };
         let flags = load_flags(&config)?;
+        let experiments = load_experiments(&config, &flags.current())?;
         let baton = Baton::with_steps(
             store,
             registry,
@@ -64,7 +65,8 @@ impl Application {
                 mock_all: config.mock,
                 lease: Duration::from_millis(config.task_lease_ms.max(100)),
             },
-        );
+        )
+        .with_experiments(experiments);
         let shutdown = CancellationToken::new();
         let orchestrator = orchestrator::spawn(
             baton.clone(),
@@ -244,6 +246,48 @@ fn load_api_keys(config: &ServeConfig) -> anyhow::Result<crate::auth::ApiKeys> {
         .map_err(|e| anyhow::anyhow!("[{}] {e}\nhint: {}", e.code(), e.hint()))?;
     tracing::info!(file = %path.display(), keys = keys.len(), "API keys loaded");
     Ok(keys)
+}
+
+/// The experiment directory's experiments, checked against the flags. An
+/// experiment with an error stops the start: running it half-defined would
+/// record data nobody can trust.
+fn load_experiments(
+    config: &ServeConfig,
+    flags: &flags::FlagSet,
+) -> anyhow::Result<crate::experiments::live::Experiments> {
+    use crate::experiments::{Experiment, live::Experiments};
+    let dir = &config.experiments;
+    if !dir.exists() {
+        tracing::info!(dir = %dir.display(), "no experiment directory; running no experiments");
+        return Ok(Experiments::default());
+    }
+    let load =
+        crate::experiments::load_dir(dir).map_err(|e| anyhow::anyhow!("[{}] {e}", e.code()))?;
+    let mut issues = load.issues.clone();
+    let compiled = if load.has_errors() {
+        None
+    } else {
+        match Experiment::compile_all(&load.experiments, flags) {
+            Ok(list) => {
+                issues.extend(crate::experiments::validate(&load.experiments, flags));
+                Some(list)
+            }
+            Err(found) => {
+                issues.extend(found);
+                None
+            }
+        }
+    };
+    let Some(list) = compiled else {
+        anyhow::bail!(
+            "the experiments in {} have errors:\n{}",
+            dir.display(),
+            crate::flow::validate::format_human(&issues)
+        );
+    };
+    log_issues(&issues);
+    tracing::info!(dir = %dir.display(), experiments = list.len(), "experiments loaded");
+    Ok(Experiments::new(list))
 }
 
 /// The flag directory's flags. Problems are logged; a flag with an error

@@ -21,6 +21,10 @@ pub struct ServeConfig {
     /// `*.yml`); a missing directory means no flags.
     #[arg(long, env = "BATON_FLAGS", default_value = "flags")]
     pub flags: PathBuf,
+    /// Directory of experiment files (`*.yaml`, `*.yml`, `*.json`); a
+    /// missing directory means no experiments.
+    #[arg(long, env = "BATON_EXPERIMENTS", default_value = "experiments")]
+    pub experiments: PathBuf,
     /// Client keys accepted by the OFREP endpoints (`/ofrep/v1/...`),
     /// comma separated; sent as `Authorization: Bearer <key>` or
     /// `X-API-Key: <key>`. Without any, OFREP answers everyone.
@@ -106,18 +110,22 @@ pub enum LogFormat {
 
 impl ServeConfig {
     /// Defaults for tests and embedding: every flag at its default.
-    /// The flag directory is `flags` next to the flow directory, usually
-    /// absent (no flags).
+    /// The flag and experiment directories are `flags` and `experiments`
+    /// next to the flow directory, usually absent (none).
     pub fn for_database(database_url: impl Into<String>, flows: impl Into<PathBuf>) -> ServeConfig {
         let flows: PathBuf = flows.into();
-        let flags = flows
-            .parent()
-            .map_or_else(|| PathBuf::from("flags"), |p| p.join("flags"));
+        let beside = |name: &str| {
+            flows
+                .parent()
+                .map_or_else(|| PathBuf::from(name), |p| p.join(name))
+        };
+        let (flags, experiments) = (beside("flags"), beside("experiments"));
         ServeConfig {
             addr: "127.0.0.1:0".parse().expect("static address"),
             database_url: database_url.into(),
             flows,
             flags,
+            experiments,
             ofrep_keys: Vec::new(),
             api_keys: None,
             cors_allow_origin: Vec::new(),

@@ -42,6 +42,11 @@ enum Command {
         #[command(subcommand)]
         command: FlagCommand,
     },
+    /// Work with experiments.
+    Experiment {
+        #[command(subcommand)]
+        command: ExperimentCommand,
+    },
     /// Work with API keys for admin calls.
     Key {
         #[command(subcommand)]
@@ -71,6 +76,25 @@ enum FlagCommand {
         /// Directory of flag files (flagd's format).
         #[arg(long, env = "BATON_FLAGS", default_value = "flags")]
         flags: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExperimentCommand {
+    /// Results per arm, counted from the sessions stored in the database.
+    Results {
+        /// The experiment's id.
+        id: String,
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://baton.db")]
+        database_url: String,
+        /// Directory of experiment files.
+        #[arg(long, env = "BATON_EXPERIMENTS", default_value = "experiments")]
+        experiments: PathBuf,
+        /// Directory of flag files (the arms' weights, for the sample-ratio check).
+        #[arg(long, env = "BATON_FLAGS", default_value = "flags")]
+        flags: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
     },
 }
 
@@ -135,6 +159,16 @@ fn main() -> ExitCode {
         Command::Flag {
             command: FlagCommand::Eval { flags },
         } => flag_eval(&flags),
+        Command::Experiment {
+            command:
+                ExperimentCommand::Results {
+                    id,
+                    database_url,
+                    experiments,
+                    flags,
+                    format,
+                },
+        } => experiment_results(&id, &database_url, &experiments, &flags, format),
         Command::Key {
             command:
                 KeyCommand::New {
@@ -182,6 +216,47 @@ fn flag_eval(dir: &std::path::Path) -> ExitCode {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("baton flag eval: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn experiment_results(
+    id: &str,
+    database_url: &str,
+    experiments: &std::path::Path,
+    flags: &std::path::Path,
+    format: Format,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("baton: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(baton::experiments::report::load_report(
+        database_url,
+        experiments,
+        flags,
+        id,
+    ));
+    match report {
+        Ok(report) => {
+            match format {
+                Format::Human => print!("{}", baton::experiments::report::format_human(&report)),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report serializes")
+                ),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("baton experiment results: {e:#}");
             ExitCode::FAILURE
         }
     }

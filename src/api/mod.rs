@@ -10,6 +10,7 @@
 
 mod admin;
 pub mod error;
+mod experiments;
 pub mod http;
 mod negotiate;
 pub mod ofrep;

@@ -19,7 +19,12 @@ pub type BatonSchema = Schema<RootQuery, RootMutation, Subscription>;
 /// The query root: the app-facing [`Query`] and the admin fields, each
 /// group in its own module.
 #[derive(MergedObject, Default)]
-pub struct RootQuery(Query, super::admin::AdminQuery, super::steps::StepQuery);
+pub struct RootQuery(
+    Query,
+    super::admin::AdminQuery,
+    super::steps::StepQuery,
+    super::experiments::ExperimentQuery,
+);
 
 /// The schema with its resolvers' state; limits are applied by the caller.
 pub fn builder(baton: Baton) -> SchemaBuilder<RootQuery, RootMutation, Subscription> {
@@ -114,10 +119,15 @@ impl Query {
     }
 }
 
-/// The mutation root: the app-facing [`Mutation`] and the step
-/// operations reviewers, backends and operators call with an API key.
+/// The mutation root: the app-facing [`Mutation`], the step operations
+/// reviewers, backends and operators call, and the experiment ones (the
+/// last two with an API key).
 #[derive(MergedObject, Default)]
-pub struct RootMutation(Mutation, super::steps::StepMutation);
+pub struct RootMutation(
+    Mutation,
+    super::steps::StepMutation,
+    super::experiments::ExperimentMutation,
+);
 
 #[derive(Default)]
 pub struct Mutation;

@@ -8,11 +8,13 @@
 //!   eligibility, schedule and namespace bucketing;
 //! * [`stats`]: results from exposure and conversion counts ([`analyze`]).
 //!
-//! Sticky assignment, exposure/conversion events and the APIs build on
-//! these elsewhere.
+//! * [`live`]: experiments in running sessions — sticky assignment,
+//!   exposures, conversions, QA forcing — and results from the session log.
 
 pub mod def;
 mod error;
+pub mod live;
+pub mod report;
 pub mod stats;
 mod time;
 

@@ -24,6 +24,7 @@ pub use steps::{Dispatch, StepSettings};
 use crate::engine::{
     self, Advance, ClientInfo, EngineError, FieldError, Limits, ScreenView, SessionState, Status,
 };
+use crate::experiments::live::Experiments;
 use crate::flags::{EvaluationContext, FlagStore};
 use crate::flow::compile::{CompiledFlow, FlagRefs};
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
@@ -85,6 +86,7 @@ struct Inner {
     worker_id: String,
     /// Hands tasks this process created to its orchestrator.
     dispatch: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Dispatch>>,
+    experiments: Experiments,
 }
 
 /// Sessions whose last snapshot is kept for optimistic submits.
@@ -113,6 +115,7 @@ impl Baton {
                 steps,
                 worker_id: format!("w-{}", uuid::Uuid::now_v7()),
                 dispatch: std::sync::OnceLock::new(),
+                experiments: Experiments::default(),
             }),
         }
     }
@@ -127,6 +130,23 @@ impl Baton {
 
     pub fn worker_id(&self) -> &str {
         &self.inner.worker_id
+    }
+
+    /// Runs `experiments` in sessions (see [`crate::experiments::live`]).
+    /// Call before the service is shared.
+    pub fn with_experiments(mut self, experiments: Experiments) -> Baton {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_experiments is called before the service is shared")
+            .experiments = experiments;
+        self
+    }
+
+    pub fn experiments(&self) -> &Experiments {
+        &self.inner.experiments
+    }
+
+    pub fn flags(&self) -> &FlagStore {
+        &self.inner.flags
     }
 
     pub fn store(&self) -> &Store {
@@ -172,16 +192,27 @@ impl Baton {
             None if self.inner.steps.mock_all => Some("default".to_string()),
             None => None,
         };
-        let flags = if flow.flag_keys == FlagRefs::None {
-            Map::new()
+        let (flags, experiments) = if flow.flag_keys == FlagRefs::None {
+            (Map::new(), None)
         } else {
             let context = serde_json::json!({
                 "user": { "id": req.user_id, "attributes": req.user_attributes },
                 "client": req.client.to_context(),
             });
-            self.evaluate_flags(&flow, &context)?
+            let mut flags = self.evaluate_flags(&flow, &context)?;
+            let set = self.inner.flags.current();
+            let exp = self.inner.experiments.prepare_start(
+                &self.inner.store,
+                &set,
+                &flow,
+                &context,
+                &mut flags,
+                now_ms(),
+            );
+            let exp = exp.await?;
+            (flags, Some(exp))
         };
-        let advance = engine::start_with_flags(
+        let mut advance = engine::start_with_flags(
             &flow,
             engine::StartInput {
                 mock,
@@ -196,6 +227,16 @@ impl Baton {
         )?;
         let view = view_of(&flow, &session_id, &advance.state)?;
         let token = new_token();
+        let mut events = to_new_events(&advance)?;
+        if let Some((prepared, pins)) = experiments
+            && prepared.applies()
+        {
+            let extra = self
+                .inner
+                .experiments
+                .record_start(&flow, &prepared, &mut advance, pins);
+            events.extend(extra);
+        }
         let record = NewSession {
             id: session_id.clone(),
             flow_id: flow.id.clone(),
@@ -205,9 +246,9 @@ impl Baton {
             status: advance.state.status.as_str().to_string(),
             state: serde_json::to_value(&advance.state).map_err(ServiceError::internal)?,
         };
-        let events = to_new_events(&advance)?;
         let tasks = self.new_tasks(&advance);
-        let waiting = (advance.state.status == Status::Waiting).then(|| self.inner.hub.subscribe(&session_id));
+        let waiting = (advance.state.status == Status::Waiting)
+            .then(|| self.inner.hub.subscribe(&session_id));
         self.inner
             .store
             .create_session_with_tasks(&record, &events, &tasks)
@@ -260,15 +301,25 @@ impl Baton {
             read = Read::Fresh;
             // Flags are evaluated for this user as the advance begins.
             let with_flags;
+            let mut experiments = None;
             let state = if flow.flag_keys == FlagRefs::None {
                 &snap.state
             } else {
                 let mut st = snap.state.clone();
                 st.context["flags"] = Value::Object(self.evaluate_flags(&flow, &st.context)?);
+                let set = self.inner.flags.current();
+                let exp = self.inner.experiments.prepare(
+                    &self.inner.store,
+                    &set,
+                    &flow,
+                    &mut st,
+                    now_ms(),
+                );
+                experiments = Some(exp.await?);
                 with_flags = st;
                 &with_flags
             };
-            let advance = match engine::submit(
+            let mut advance = match engine::submit(
                 &flow,
                 state,
                 &req.screen_id,
@@ -302,6 +353,10 @@ impl Baton {
                 }
                 Err(e) => return Err(e.into()),
             };
+            let extra = match &experiments {
+                Some(prepared) => self.inner.experiments.record(&flow, prepared, &mut advance),
+                None => Vec::new(),
+            };
             let view = view_of(&flow, &snap.id, &advance.state)?;
             let waiting = (advance.state.status == Status::Waiting)
                 .then(|| self.inner.hub.subscribe(&snap.id));
@@ -313,7 +368,7 @@ impl Baton {
                 }),
                 None => None,
             };
-            match self.commit(&snap, advance, idem.as_ref()).await {
+            match self.commit(&snap, advance, idem.as_ref(), extra).await {
                 Ok(()) => {
                     self.inner.hub.publish(&view);
                     return Ok(match waiting {
@@ -355,7 +410,7 @@ impl Baton {
                 Err(e) => return Err(e.into()),
             };
             let view = view_of(&flow, &snap.id, &advance.state)?;
-            match self.commit(&snap, advance, None).await {
+            match self.commit(&snap, advance, None, Vec::new()).await {
                 Ok(()) => {
                     self.inner.hub.publish(&view);
                     return Ok(view);
@@ -445,10 +500,15 @@ impl Baton {
         snap: &Snapshot,
         advance: Advance,
         idem: Option<&NewIdempotency>,
+        extra_events: Vec<NewEvent>,
     ) -> Result<(), ServiceError> {
         if !advance.tasks.is_empty() {
-            return self.commit_with_tasks(snap, advance, idem, None, &[]).await;
+            return self
+                .commit_with_tasks(snap, advance, idem, None, &[], extra_events)
+                .await;
         }
+        let mut events = to_new_events(&advance)?;
+        events.extend(extra_events);
         let result = self
             .inner
             .store
@@ -457,7 +517,7 @@ impl Baton {
                 snap.seq,
                 advance.state.status.as_str(),
                 &advance.state,
-                &to_new_events(&advance)?,
+                &events,
                 idem,
             )
             .await;

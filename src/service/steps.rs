@@ -227,10 +227,12 @@ impl Baton {
         idem: Option<&NewIdempotency>,
         finish: Option<(&str, &str)>,
         attempts: &[AttemptRecord],
+        extra_events: Vec<crate::store::NewEvent>,
     ) -> Result<(), ServiceError> {
         let tasks = self.new_tasks(&advance);
         let state = serde_json::to_string(&advance.state).map_err(ServiceError::internal)?;
-        let events = to_new_events(&advance)?;
+        let mut events = to_new_events(&advance)?;
+        events.extend(extra_events);
         let notify = format!("{}|{}", self.inner.worker_id, snap.id);
         let result = self
             .inner
@@ -350,7 +352,7 @@ impl Baton {
             };
             let outcome = result.outcome.clone();
             match self
-                .commit_with_tasks(&snap, advance, None, Some((&task.id, &outcome)), attempts)
+                .commit_with_tasks(&snap, advance, None, Some((&task.id, &outcome)), attempts, Vec::new())
                 .await
             {
                 Ok(()) => {
@@ -612,7 +614,7 @@ impl Baton {
         let (snap, flow) = self.load_trusted(session_id).await?;
         let advance = engine::reopen(&flow, &snap.state, by)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
-        self.commit_with_tasks(&snap, advance, None, None, &[]).await?;
+        self.commit_with_tasks(&snap, advance, None, None, &[], Vec::new()).await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }
@@ -636,7 +638,7 @@ impl Baton {
         let advance = engine::skip(&flow, &snap.state, to, by, &self.inner.limits)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
         let finish = task.as_ref().map(|t| (t.id.as_str(), "skipped"));
-        self.commit_with_tasks(&snap, advance, None, finish, &[]).await?;
+        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new()).await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }
@@ -648,7 +650,7 @@ impl Baton {
         let advance = engine::cancel(&snap.state, by)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
         let finish = task.as_ref().map(|t| (t.id.as_str(), "cancelled"));
-        self.commit_with_tasks(&snap, advance, None, finish, &[]).await?;
+        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new()).await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }

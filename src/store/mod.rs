@@ -178,6 +178,8 @@ macro_rules! insert_tasks {
 }
 
 pub mod tasks;
+// After the pool macros, which it uses.
+pub mod experiments;
 
 /// Starting a write transaction differs per backend.
 trait BeginWrite {

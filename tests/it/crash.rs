@@ -45,6 +45,8 @@ impl Server {
             .arg(flows)
             .arg("--flags")
             .arg(flows.join("no-flags"))
+            .arg("--experiments")
+            .arg(flows.join("no-experiments"))
             .args(["--task-lease-ms", "1500", "--task-poll-ms", "100"])
             .args(["--step-budget-ms", "0", "--allow-hosts", "127.0.0.1"])
             .env("RUST_LOG", "warn")

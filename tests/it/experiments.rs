@@ -516,14 +516,10 @@ fn namespace_slices_take_their_share_and_disjoint_slices_never_share_a_user() {
 
 #[test]
 fn validate_checks_the_example_experiment_against_the_repo_flags() {
-    // `experiments/` alone: flags come from ../flags.
+    // `experiments/` alone: flags come from ../flags. The example flag
+    // splits its arms with `fractional`: a running experiment, no warning.
     let issues = check_paths(&[repo("experiments")]);
-    assert_eq!(
-        triples(&issues),
-        vec![("EXPERIMENT_FLAG_NOT_RANDOMIZED", "$.flag")],
-        "{}",
-        format_human(&issues)
-    );
+    assert_eq!(triples(&issues), vec![], "{}", format_human(&issues));
     let load = load_dir(&repo("experiments")).unwrap();
     assert_eq!(load.experiments.len(), 1);
     let def = &load.experiments[0].def;
@@ -555,7 +551,7 @@ fn validate_checks_the_example_experiment_against_the_repo_flags() {
         .iter()
         .map(|i| i["code"].as_str().unwrap())
         .collect();
-    assert_eq!(codes, vec!["EXPERIMENT_FLAG_NOT_RANDOMIZED"]);
+    assert!(codes.is_empty(), "{codes:?}");
 }
 
 #[test]

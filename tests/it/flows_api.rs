@@ -35,8 +35,10 @@ async fn onboarding_ios_pro_german(app: TestApp) {
         s["screen"]["title"], "Willkommen, Ada!",
         "localized and templated: {s}"
     );
-    // A flag the flow reads, evaluated for this user: not an English locale.
-    assert_eq!(component(&s, "headline")["text"], "Create your account");
+    // A flag the flow reads, evaluated for this user: `signup-headline`
+    // splits users 50/50 (the onboarding-headline experiment); u-1 is in
+    // `short`.
+    assert_eq!(component(&s, "headline")["text"], "Join in 30 seconds");
     assert_eq!(
         s["screen"]["actions"],
         json!([{ "id": "next", "label": null, "validates": false }])
@@ -191,16 +193,17 @@ async fn onboarding_web_skip(app: TestApp) {
         s["screen"]["title"], "Welcome!",
         "English by default, no name: {s}"
     );
-    // No locale: the flag's targeting returns null, so its default variant.
-    assert_eq!(component(&s, "headline")["text"], "Create your account");
-    let (en, _) = app
+    // The headline is the user's arm of the 50/50 split: u-3 `short`,
+    // u-2 `classic` (flagd's bucketing of "signup-headline" + user id).
+    assert_eq!(component(&s, "headline")["text"], "Join in 30 seconds");
+    let (other, _) = app
         .start(
             "onboarding",
-            json!({ "id": "u-4" }),
+            json!({ "id": "u-2" }),
             json!({ "locale": "en-GB" }),
         )
         .await;
-    assert_eq!(component(&en, "headline")["text"], "Join in 30 seconds");
+    assert_eq!(component(&other, "headline")["text"], "Create your account");
     let id = s["id"].as_str().unwrap();
     let s = app.submit(&token, id, "welcome", "next", json!({})).await;
     assert_eq!(s["screen"]["id"], "profile");

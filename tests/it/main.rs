@@ -9,6 +9,8 @@ mod crash;
 mod curl_example;
 mod document_cache;
 mod engine_props;
+mod experiment_runs;
+mod experiment_store;
 mod experiments;
 mod flags;
 mod flows_api;

@@ -131,6 +131,18 @@ impl TestApp {
         for (name, content) in extra_flows {
             std::fs::write(flows.join(name), content).expect("write extra flow");
         }
+        // And the repository's experiments, where it looks for them too.
+        let experiments = dir.path().join("experiments");
+        std::fs::create_dir(&experiments).expect("experiments dir");
+        for entry in
+            std::fs::read_dir(repo_flows().with_file_name("experiments")).expect("experiments/")
+        {
+            let path = entry.expect("entry").path();
+            if path.is_file() {
+                std::fs::copy(&path, experiments.join(path.file_name().expect("name")))
+                    .expect("copy experiment file");
+            }
+        }
         let url = fresh_database_url(backend, dir.path()).await?;
         let mut config = ServeConfig::for_database(url, flows);
         configure(&mut config, dir.path());
