@@ -692,16 +692,6 @@ struct NodeUsage {
 
 impl FlowUsage {
     fn analyze(flow: &CompiledFlow, experiments: &[Experiment]) -> FlowUsage {
-        let relevant = experiments
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| match &flow.flag_keys {
-                FlagRefs::None => false,
-                FlagRefs::All => true,
-                FlagRefs::Keys(keys) => keys.contains(&e.flag),
-            })
-            .map(|(i, _)| i)
-            .collect();
         let edge_refs = |edges: &[CompiledEdge]| -> Vec<Refs> {
             edges
                 .iter()
@@ -714,7 +704,7 @@ impl FlowUsage {
                 })
                 .collect()
         };
-        let nodes = flow
+        let nodes: Vec<NodeUsage> = flow
             .nodes
             .iter()
             .enumerate()
@@ -753,6 +743,27 @@ impl FlowUsage {
                 usage
             })
             .collect();
+        // The experiments whose flag something in the flow reads. Finer
+        // than the flow's own `flag_keys`, which counts `flags['a-b']` in a
+        // template as reading every flag: an experiment nothing reads gets
+        // no assignment here.
+        let reads = |flag: &str| {
+            nodes.iter().any(|n: &NodeUsage| {
+                n.render.reads(flag)
+                    || n.render_fallback.reads(flag)
+                    || n.actions.iter().flat_map(|(_, e)| e).any(|r| r.reads(flag))
+                    || n.edges.iter().any(|r| r.reads(flag))
+            })
+        };
+        let relevant = match flow.flag_keys {
+            FlagRefs::None => Vec::new(),
+            _ => experiments
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| reads(&e.flag))
+                .map(|(i, _)| i)
+                .collect(),
+        };
         FlowUsage { relevant, nodes }
     }
 

@@ -183,6 +183,26 @@ async fn onboarding_results(app: TestApp) {
         }
     }
     assert_eq!(expected.len(), 2, "both arms drawn: {expected:?}");
+    // The onboarding flow reads only `signup-headline` (`flags['…']` in a
+    // template): no assignment in the probe experiment, whose flag it never reads.
+    let store = Store::connect(&app.database_url, StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .experiment_assignment("probe", "user-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .experiment_assignment("onboarding-headline", "user-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.close().await;
 
     let r = results(&app, "onboarding-headline").await;
     assert_eq!(r["control"], "classic");
@@ -516,6 +536,13 @@ async fn forcing_is_left_out_of_results(app: TestApp) {
     assert_eq!(error_code(&r), "FORCE_TARGET_INVALID");
     let r = force(
         json!({"experimentId": exp, "variant": "short", "userId": "a", "sessionId": "b"}),
+        "editor-key",
+    )
+    .await;
+    assert_eq!(error_code(&r), "FORCE_TARGET_INVALID");
+    let long = "u".repeat(201);
+    let r = force(
+        json!({"experimentId": exp, "variant": "short", "userId": long}),
         "editor-key",
     )
     .await;
