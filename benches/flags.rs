@@ -7,6 +7,12 @@
 //! bulk endpoint for 20 flags, round trips to a real Baton on loopback
 //! (client time included).
 //!
+//! What flags add to a `submit`: the onboarding flow (one flag, the
+//! onboarding-headline experiment) submitted in process by the engine
+//! alone, and with the service's flag step — the flag evaluated for the
+//! session's user and the experiment step for a session that has its
+//! variant (no store access) — around it.
+//!
 //! `cargo bench --bench flags`
 
 use std::hint::black_box;
@@ -214,4 +220,103 @@ fn ofrep_single_flag_http(b: Bencher) {
 #[divan::bench(sample_count = 200)]
 fn ofrep_bulk_20_flags_http(b: Bencher) {
     ofrep(b, "/ofrep/v1/evaluate/flags");
+}
+
+struct SubmitFixture {
+    baton: baton::service::Baton,
+    flow: std::sync::Arc<baton::flow::compile::CompiledFlow>,
+    state: baton::engine::SessionState,
+    _rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+/// A started onboarding session on the repository's flows, flags and
+/// experiments.
+fn submit_fixture() -> SubmitFixture {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+    let mut config = baton::config::ServeConfig::for_database(url, repo.join("flows"));
+    config.flags = repo.join("flags");
+    config.experiments = repo.join("experiments");
+    let (baton, view) = rt.block_on(async {
+        let app = baton::app::Application::build(config).await.unwrap();
+        let baton = app.baton().clone();
+        let (view, _) = baton
+            .start_flow(baton::service::StartRequest {
+                flow_id: "onboarding".into(),
+                user_id: "u-1".into(),
+                user_attributes: json!({"plan": "pro"}),
+                client: baton::engine::ClientInfo {
+                    platform: Some("web".into()),
+                    app_version: Some("6.1".into()),
+                    locale: Some("en-GB".into()),
+                    capabilities: None,
+                },
+            })
+            .await
+            .unwrap();
+        (baton, view)
+    });
+    let (record, flow) = rt.block_on(async {
+        let record = baton.store().session(&view.id).await.unwrap().unwrap();
+        let flow = baton
+            .registry()
+            .version("onboarding", view.flow_version)
+            .await
+            .unwrap();
+        (record, flow)
+    });
+    let state: baton::engine::SessionState = serde_json::from_value(record.state).unwrap();
+    assert!(state.context["experiments"]["onboarding-headline"].is_object());
+    SubmitFixture {
+        baton,
+        flow,
+        state,
+        _rt: rt,
+        _dir: dir,
+    }
+}
+
+/// The engine's part of `submit` on the welcome screen: the baseline.
+#[divan::bench]
+fn submit_engine_only(b: Bencher) {
+    let f = submit_fixture();
+    let limits = baton::engine::Limits::default();
+    let no_values = Map::new();
+    b.bench_local(|| {
+        baton::engine::submit(&f.flow, &f.state, "welcome", "next", &no_values, &limits)
+            .unwrap()
+            .events
+            .len()
+    });
+}
+
+/// The same with what the service adds for a flow that reads a flag of a
+/// running experiment.
+#[divan::bench]
+fn submit_with_flag_and_experiment(b: Bencher) {
+    use futures_util::FutureExt;
+    let f = submit_fixture();
+    let limits = baton::engine::Limits::default();
+    let experiments = f.baton.experiments();
+    let set = f.baton.flags().current();
+    let no_values = Map::new();
+    b.bench_local(|| {
+        let mut st = f.state.clone();
+        st.context["flags"] = Value::Object(f.baton.evaluate_flags(&f.flow, &st.context).unwrap());
+        let prepared = experiments
+            .prepare(f.baton.store(), &set, &f.flow, &mut st, 0)
+            .now_or_never()
+            .expect("a session with its variant needs no store")
+            .unwrap();
+        assert!(prepared.applies());
+        let mut advance =
+            baton::engine::submit(&f.flow, &st, "welcome", "next", &no_values, &limits).unwrap();
+        experiments.record(&f.flow, &prepared, &mut advance).len() + advance.events.len()
+    });
 }

@@ -49,7 +49,7 @@ use super::def::{Experiment, arm_weights};
 use super::stats::{ArmCounts, Results, analyze};
 use crate::engine::{Advance, Event, SessionState};
 use crate::flags::{EvaluationContext, FlagSet};
-use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, FlagRefs};
+use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, FlagRefs, NodeIdx};
 use crate::flow::model::NodeDef;
 use crate::store::experiments::{CONVERTED, EXPOSED, FORCED, UNFORCED};
 use crate::store::{NewEvent, Store, StoreError};
@@ -79,8 +79,9 @@ pub struct Experiments {
 #[derive(Default)]
 struct Inner {
     list: Vec<Experiment>,
-    /// Per flow version (immutable, so never stale).
-    usage: DashMap<(String, i32), Arc<FlowUsage>>,
+    /// Per flow id, per version (a version never changes, so this never
+    /// goes stale). Keyed by id alone so a lookup needs no allocation.
+    usage: DashMap<String, Vec<(i32, Arc<FlowUsage>)>>,
 }
 
 impl std::fmt::Debug for Experiments {
@@ -125,12 +126,16 @@ impl Experiments {
     }
 
     fn usage(&self, flow: &CompiledFlow) -> Arc<FlowUsage> {
-        let key = (flow.id.clone(), flow.version);
-        if let Some(u) = self.inner.usage.get(&key) {
-            return Arc::clone(&u);
+        if let Some(versions) = self.inner.usage.get(flow.id.as_str())
+            && let Some((_, u)) = versions.iter().find(|(v, _)| *v == flow.version)
+        {
+            return Arc::clone(u);
         }
         let usage = Arc::new(FlowUsage::analyze(flow, &self.inner.list));
-        self.inner.usage.insert(key, Arc::clone(&usage));
+        let mut versions = self.inner.usage.entry(flow.id.clone()).or_default();
+        if !versions.iter().any(|(v, _)| *v == flow.version) {
+            versions.push((flow.version, Arc::clone(&usage)));
+        }
         usage
     }
 
@@ -598,10 +603,8 @@ async fn assign(
     if !exp.admits(user_id, context) {
         return Ok(Some(pin(&exp.control, source::NOT_ELIGIBLE)));
     }
-    let mut attributes = context.as_object().cloned().unwrap_or_default();
-    attributes.remove("flags");
-    attributes.remove("experiments");
-    let Ok(ectx) = EvaluationContext::with_targeting_key(user_id, attributes) else {
+    let Ok(ectx) = EvaluationContext::for_session(user_id, context, &["flags", "experiments"])
+    else {
         return Ok(None);
     };
     let resolution = flags.evaluate(&exp.flag, &ectx);
@@ -689,16 +692,6 @@ struct NodeUsage {
 
 impl FlowUsage {
     fn analyze(flow: &CompiledFlow, experiments: &[Experiment]) -> FlowUsage {
-        let relevant = experiments
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| match &flow.flag_keys {
-                FlagRefs::None => false,
-                FlagRefs::All => true,
-                FlagRefs::Keys(keys) => keys.contains(&e.flag),
-            })
-            .map(|(i, _)| i)
-            .collect();
         let edge_refs = |edges: &[CompiledEdge]| -> Vec<Refs> {
             edges
                 .iter()
@@ -711,7 +704,7 @@ impl FlowUsage {
                 })
                 .collect()
         };
-        let nodes = flow
+        let nodes: Vec<NodeUsage> = flow
             .nodes
             .iter()
             .enumerate()
@@ -761,6 +754,27 @@ impl FlowUsage {
                 usage
             })
             .collect();
+        // The experiments whose flag something in the flow reads. Finer
+        // than the flow's own `flag_keys`, which counts `flags['a-b']` in a
+        // template as reading every flag: an experiment nothing reads gets
+        // no assignment here.
+        let reads = |flag: &str| {
+            nodes.iter().any(|n: &NodeUsage| {
+                n.render.reads(flag)
+                    || n.render_fallback.reads(flag)
+                    || n.actions.iter().flat_map(|(_, e)| e).any(|r| r.reads(flag))
+                    || n.edges.iter().any(|r| r.reads(flag))
+            })
+        };
+        let relevant = match flow.flag_keys {
+            FlagRefs::None => Vec::new(),
+            _ => experiments
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| reads(&e.flag))
+                .map(|(i, _)| i)
+                .collect(),
+        };
         FlowUsage { relevant, nodes }
     }
 
@@ -773,7 +787,14 @@ impl FlowUsage {
     ) -> Vec<Moment<'a>> {
         let mut out = Vec::new();
         let context = &state.context;
-        for event in events {
+        for (i, event) in events.iter().enumerate() {
+            // Where the engine went from this event's node: the next entry.
+            let next = || {
+                events[i + 1..].iter().find_map(|e| match e {
+                    Event::Entered { node, .. } => flow.node_index(node),
+                    _ => None,
+                })
+            };
             match event {
                 Event::Submitted { screen, action, .. } => {
                     let Some(idx) = flow.node_index(screen) else {
@@ -786,13 +807,8 @@ impl FlowUsage {
                         continue;
                     };
                     let refs = &self.nodes[idx].actions[pos].1;
-                    evaluated(
-                        &actions[pos].edges,
-                        refs,
-                        context,
-                        &flow.nodes[idx].id,
-                        &mut out,
-                    );
+                    let node = &flow.nodes[idx].id;
+                    evaluated(&actions[pos].edges, refs, next(), context, node, &mut out);
                 }
                 Event::Entered { node, .. } => {
                     out.push(Moment::Entered(node));
@@ -817,7 +833,8 @@ impl FlowUsage {
                     | CompiledKind::Event { next: edges, .. } = &flow.nodes[idx].kind
                     {
                         let refs = &self.nodes[idx].edges;
-                        evaluated(edges, refs, context, &flow.nodes[idx].id, &mut out);
+                        let node = &flow.nodes[idx].id;
+                        evaluated(edges, refs, next(), context, node, &mut out);
                     }
                 }
                 _ => {}
@@ -847,24 +864,32 @@ impl FlowUsage {
 }
 
 /// The edges the engine evaluated, in order: up to the first that matches
-/// (an edge without a rule always does). A rule that fails counts as
-/// evaluated and stops (the engine failed there too).
+/// (an edge without a rule always does). Which one matched is told by
+/// where the engine went (`next`): an edge to elsewhere did not match, and
+/// an edge to `next` did unless a later edge also leads there — only then
+/// is its rule evaluated again (a rule that fails counts as matched: the
+/// engine failed there too).
 fn evaluated<'a>(
     edges: &[CompiledEdge],
     refs: &'a [Refs],
+    next: Option<NodeIdx>,
     context: &Value,
     node: &'a str,
     out: &mut Vec<Moment<'a>>,
 ) {
-    for (edge, refs) in edges.iter().zip(refs) {
+    for (k, (edge, refs)) in edges.iter().zip(refs).enumerate() {
         out.push(Moment::Read { refs, node });
-        match &edge.when {
-            None => return,
-            Some(rule) => {
-                if rule.matches(context).unwrap_or(true) {
-                    return;
-                }
-            }
+        let Some(rule) = &edge.when else {
+            return;
+        };
+        if Some(edge.to) != next {
+            continue;
+        }
+        if !edges[k + 1..].iter().any(|e| e.to == edge.to) {
+            return;
+        }
+        if rule.matches(context).unwrap_or(true) {
+            return;
         }
     }
 }

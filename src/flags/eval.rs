@@ -189,6 +189,47 @@ impl EvaluationContext {
         Self::from_map(&attributes)
     }
 
+    /// A session's context as a flow evaluates flags for its user: the
+    /// members of `context` but `skip`, with `targetingKey` set to
+    /// `targeting_key`. Written straight to JSON text from the borrowed
+    /// context: no copy of the context is made (a submit does this on every
+    /// advance of a flow that reads flags).
+    pub fn for_session(
+        targeting_key: &str,
+        context: &Value,
+        skip: &[&str],
+    ) -> Result<EvaluationContext, FlagError> {
+        struct Members<'a> {
+            key: &'a str,
+            context: Option<&'a Map<String, Value>>,
+            skip: &'a [&'a str],
+        }
+        impl Serialize for Members<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(None)?;
+                for (k, v) in self.context.into_iter().flatten() {
+                    if k != "targetingKey" && !self.skip.contains(&k.as_str()) {
+                        map.serialize_entry(k, v)?;
+                    }
+                }
+                map.serialize_entry("targetingKey", self.key)?;
+                map.end()
+            }
+        }
+        let invalid = |message: String| FlagError::ContextInvalid { message };
+        let text = serde_json::to_string(&Members {
+            key: targeting_key,
+            context: context.as_object(),
+            skip,
+        })
+        .map_err(|e| invalid(e.to_string()))?;
+        let prepared = PreparedData::from_json(&text).map_err(|e| invalid(e.to_string()))?;
+        Ok(EvaluationContext {
+            prepared,
+            targeting_key: Some(targeting_key.to_owned()),
+        })
+    }
+
     /// An object, or `null` for `{}`; anything else is
     /// [`FlagError::ContextInvalid`].
     pub fn from_value(value: &Value) -> Result<EvaluationContext, FlagError> {
@@ -386,11 +427,15 @@ impl FlagSet {
         if !flag.enabled {
             return Resolution::ok(key, flag, Reason::Disabled, None);
         }
-        let default = flag
-            .default_variant
-            .as_deref()
-            .and_then(|d| flag.variants.get_key_value(d));
+        // Looked up only where a resolution needs it: most evaluations of a
+        // flag with targeting select a variant.
+        let default = || {
+            flag.default_variant
+                .as_deref()
+                .and_then(|d| variant(flag, d))
+        };
         let Some(targeting) = &flag.targeting else {
+            let default = default();
             let reason = if default.is_some() {
                 Reason::Static
             } else {
@@ -436,9 +481,21 @@ impl FlagSet {
                         format!("flag `{key}` buckets on `targetingKey`, and the context has none"),
                     );
                 }
-                Resolution::ok(key, flag, Reason::Default, default)
+                Resolution::ok(key, flag, Reason::Default, default())
             }
         }
+    }
+}
+
+/// The variant named `name`. Flags have a handful of variants: comparing
+/// names one by one is cheaper than hashing the name (SipHash, in
+/// serde_json's map); many variants still go through the map.
+fn variant<'a>(flag: &'a Flag, name: &str) -> Option<(&'a String, &'a Value)> {
+    const SCAN_UP_TO: usize = 8;
+    if flag.variants.len() <= SCAN_UP_TO {
+        flag.variants.iter().find(|(k, _)| k.as_str() == name)
+    } else {
+        flag.variants.get_key_value(name)
     }
 }
 
@@ -448,7 +505,7 @@ fn select<'a>(flag: &'a Flag, result: TargetingResult<'_>) -> Selected<'a> {
         TargetingResult::Text(s) => s,
         TargetingResult::Json(s) => s,
     };
-    match flag.variants.get_key_value(name) {
+    match variant(flag, name) {
         Some((k, v)) => Selected::Variant(k, v),
         None => Selected::Unknown(match result {
             TargetingResult::Json(s) => s,

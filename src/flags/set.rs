@@ -9,10 +9,15 @@ use serde_json::{Map, Value};
 
 use crate::rules::Rule;
 
+/// Flags by key. foldhash instead of the default SipHash: a lookup per
+/// evaluation is on the hot path, and HashDoS needs inserted keys, which
+/// come only from our own flag files.
+pub(crate) type FlagMap = HashMap<Box<str>, Flag, foldhash::fast::RandomState>;
+
 /// Every flag from a set of flag files, compiled.
 #[derive(Debug, Default)]
 pub struct FlagSet {
-    pub(crate) flags: HashMap<Box<str>, Flag>,
+    pub(crate) flags: FlagMap,
     /// Flag keys in ascending order: bulk evaluation answers in this order,
     /// so the same flags and context give the same bytes (and ETag).
     pub(crate) keys: Vec<Box<str>>,
@@ -45,7 +50,10 @@ impl FlagSet {
     pub(crate) fn from_flags(flags: HashMap<Box<str>, Flag>) -> FlagSet {
         let mut keys: Vec<Box<str>> = flags.keys().cloned().collect();
         keys.sort();
-        FlagSet { flags, keys }
+        FlagSet {
+            flags: flags.into_iter().collect(),
+            keys,
+        }
     }
 
     /// No flags.

@@ -436,7 +436,8 @@ impl Baton {
 
     /// The values of the flags `flow` reads, for the user in `context`
     /// (`targetingKey` = user id; targeting sees the session context).
-    fn evaluate_flags(
+    /// Public for the benchmark of what flags add to a submit.
+    pub fn evaluate_flags(
         &self,
         flow: &CompiledFlow,
         context: &Value,
@@ -447,10 +448,7 @@ impl Baton {
         }
         let set = self.inner.flags.current();
         let user_id = context["user"]["id"].as_str().unwrap_or_default();
-        let mut attributes = context.as_object().cloned().unwrap_or_default();
-        attributes.remove("flags");
-        attributes.remove("experiments");
-        let ectx = EvaluationContext::with_targeting_key(user_id, attributes)
+        let ectx = EvaluationContext::for_session(user_id, context, &["flags", "experiments"])
             .map_err(ServiceError::internal)?;
         let keys: Vec<&str> = match &flow.flag_keys {
             FlagRefs::None => Vec::new(),

@@ -34,8 +34,10 @@ const PROBE_FLAGS: &str = r#"{"flags": {"probe-flag": {
   "state": "ENABLED", "variants": {"a": "A", "b": "B"}, "defaultVariant": "a",
   "targeting": {"fractional": [["a", 50], ["b", 50]]}}}}"#;
 
-/// Reads `probe-flag` only in a decision's second rule, which a VIP never
-/// reaches; shows it on no screen.
+/// Reads `probe-flag` only in a decision's third rule, which an early user
+/// or a VIP never reaches (an early user's edge leads where the default
+/// does, so which edge matched is not told by the target alone); shows it
+/// on no screen but one end.
 const PROBE_FLOW: &str = r#"
 id: probe
 start: a
@@ -50,6 +52,8 @@ nodes:
   - id: route
     kind: decision
     next:
+      - when: {"==": [{"var": "user.attributes.early"}, true]}
+        to: done
       - when: {"==": [{"var": "user.attributes.vip"}, true]}
         to: vip
       - when: {"==": [{"var": "flags.probe-flag"}, "B"]}
@@ -179,6 +183,26 @@ async fn onboarding_results(app: TestApp) {
         }
     }
     assert_eq!(expected.len(), 2, "both arms drawn: {expected:?}");
+    // The onboarding flow reads only `signup-headline` (`flags['…']` in a
+    // template): no assignment in the probe experiment, whose flag it never reads.
+    let store = Store::connect(&app.database_url, StoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .experiment_assignment("probe", "user-1")
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        store
+            .experiment_assignment("onboarding-headline", "user-1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store.close().await;
 
     let r = results(&app, "onboarding-headline").await;
     assert_eq!(r["control"], "classic");
@@ -261,6 +285,33 @@ async fn onboarding_results(app: TestApp) {
     let text = String::from_utf8_lossy(&human.stdout);
     assert!(text.contains("classic (control)"), "{text}");
     assert!(text.contains("sample ratio: ok"), "{text}");
+
+    // The loaded experiments, with the flag's split.
+    let (_, r) = app
+        .gql_key(
+            "{ experiments { id flag control running arms { variant weight } goals { flowId node } } }",
+            json!({}),
+            Some("editor-key"),
+        )
+        .await;
+    let list = r["data"]["experiments"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"));
+    let onboarding = list
+        .iter()
+        .find(|e| e["id"] == "onboarding-headline")
+        .unwrap();
+    assert_eq!(
+        *onboarding,
+        json!({"id": "onboarding-headline", "flag": "signup-headline", "control": "classic",
+               "running": true,
+               "arms": [{"variant": "short", "weight": 50.0}, {"variant": "classic", "weight": 50.0}],
+               "goals": [{"flowId": "onboarding", "node": "done"}]})
+    );
+    let (_, r) = app
+        .gql_key("{ experiments { id } }", json!({}), Some("reviewer-key"))
+        .await;
+    assert_eq!(error_code(&r), "FORBIDDEN_ROLE");
 
     // Results need READ_RESULTS.
     let (_, r) = app
@@ -356,6 +407,17 @@ async fn exposure_only_when_used(app: TestApp) {
     assert_eq!(s["screen"]["id"], "vip");
     let s = app.submit(&t, &id, "vip", "finish", json!({})).await;
     assert_eq!(s["status"], "COMPLETED");
+    assert!(experiment_events(&app, &id, "probe").await.is_empty());
+    let (s, t) = app
+        .start(
+            "probe",
+            json!({ "id": "early-1", "attributes": { "early": true } }),
+            json!({}),
+        )
+        .await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let s = app.submit(&t, &id, "a", "next", json!({})).await;
+    assert_eq!(s["screen"]["title"], "Done");
     assert!(experiment_events(&app, &id, "probe").await.is_empty());
 
     // Anyone else: the start shows no flag (no exposure yet); the decision
@@ -474,6 +536,13 @@ async fn forcing_is_left_out_of_results(app: TestApp) {
     assert_eq!(error_code(&r), "FORCE_TARGET_INVALID");
     let r = force(
         json!({"experimentId": exp, "variant": "short", "userId": "a", "sessionId": "b"}),
+        "editor-key",
+    )
+    .await;
+    assert_eq!(error_code(&r), "FORCE_TARGET_INVALID");
+    let long = "u".repeat(201);
+    let r = force(
+        json!({"experimentId": exp, "variant": "short", "userId": long}),
         "editor-key",
     )
     .await;
