@@ -248,6 +248,7 @@ fn submit_fixture() -> SubmitFixture {
         let baton = app.baton().clone();
         let (view, _) = baton
             .start_flow(baton::service::StartRequest {
+                mock: None,
                 flow_id: "onboarding".into(),
                 user_id: "u-1".into(),
                 user_attributes: json!({"plan": "pro"}),

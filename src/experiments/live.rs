@@ -820,7 +820,8 @@ impl FlowUsage {
                     | CompiledKind::Transform { next: edges, .. } = &flow.nodes[idx].kind
                     {
                         let refs = &self.nodes[idx].edges;
-                        evaluated(edges, refs, context, &flow.nodes[idx].id, &mut out);
+                        let node = &flow.nodes[idx].id;
+                        evaluated(edges, refs, next(), context, node, &mut out);
                     }
                 }
                 // A backend step's edges are decided when it finishes.
