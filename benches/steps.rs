@@ -61,7 +61,8 @@ async fn run() {
             let base = baton.clone();
             async move {
                 let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { status screen { id } } }";
-                let v = json!({ "i": { "flowId": "chain3", "user": { "id": format!("u{i}-{n}") } } });
+                let v =
+                    json!({ "i": { "flowId": "chain3", "user": { "id": format!("u{i}-{n}") } } });
                 (base, json!({ "query": q, "variables": v }), None)
             }
         };

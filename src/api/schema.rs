@@ -148,7 +148,8 @@ impl Mutation {
             // only a server in mock mode or a key that may start them.
             Some(_)
                 if !baton.step_settings().mock_all
-                    && crate::auth::require(ctx, crate::auth::Permission::MockSessions).is_err() =>
+                    && crate::auth::require(ctx, crate::auth::Permission::MockSessions)
+                        .is_err() =>
             {
                 return Err(to_gql(ServiceError::MockNotAllowed));
             }

@@ -75,7 +75,10 @@ impl ApprovalTask {
             .await
             .map_err(to_gql)?;
         let none = Map::new();
-        Ok(fields.iter().map(|c| Component::from_def(c, &none)).collect())
+        Ok(fields
+            .iter()
+            .map(|c| Component::from_def(c, &none))
+            .collect())
     }
     /// RFC 3339; after it the step takes its timeout edge.
     async fn due_at(&self) -> Option<String> {
@@ -186,7 +189,9 @@ impl StepQuery {
                 let cursor = match after.as_deref().map(parse_cursor) {
                     Some(Some(c)) => Some(c),
                     Some(None) => {
-                        return Err(async_graphql::Error::new("`after` is not a cursor from this connection"));
+                        return Err(async_graphql::Error::new(
+                            "`after` is not a cursor from this connection",
+                        ));
                     }
                     None => None,
                 };
@@ -356,7 +361,10 @@ impl StepMutation {
     ) -> async_graphql::Result<FlowSession> {
         let p = need(ctx, Permission::OperateSessions)?;
         let baton = ctx.data_unchecked::<Baton>();
-        let view = baton.retry_step(&session_id, &p.name).await.map_err(to_gql)?;
+        let view = baton
+            .retry_step(&session_id, &p.name)
+            .await
+            .map_err(to_gql)?;
         Ok(FlowSession::from_view(view, None))
     }
 
@@ -435,7 +443,9 @@ async fn webhook(
     let fail = |status: StatusCode, code: &str, message: String, hint: Option<String>| {
         (
             status,
-            axum::Json(serde_json::json!({ "error": { "code": code, "message": message, "hint": hint } })),
+            axum::Json(
+                serde_json::json!({ "error": { "code": code, "message": message, "hint": hint } }),
+            ),
         )
             .into_response()
     };
@@ -473,8 +483,15 @@ async fn webhook(
             );
         }
     };
-    match baton.send_event(&name, &body.correlation_key, body.payload).await {
-        Ok(n) => (StatusCode::OK, axum::Json(serde_json::json!({ "delivered": n }))).into_response(),
+    match baton
+        .send_event(&name, &body.correlation_key, body.payload)
+        .await
+    {
+        Ok(n) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "delivered": n })),
+        )
+            .into_response(),
         Err(e) => {
             let status = if e.is_internal() {
                 tracing::error!(error = %e, code = e.code(), "event delivery failed");
@@ -482,7 +499,11 @@ async fn webhook(
             } else {
                 StatusCode::BAD_REQUEST
             };
-            let message = if e.is_internal() { "internal error".into() } else { e.to_string() };
+            let message = if e.is_internal() {
+                "internal error".into()
+            } else {
+                e.to_string()
+            };
             fail(status, e.code(), message, e.hint())
         }
     }

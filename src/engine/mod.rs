@@ -291,7 +291,14 @@ pub fn start_with_flags(
         flow_version: flow.version,
     }];
     let mut tasks = Vec::new();
-    walk(flow, &mut state, flow.start, &mut events, &mut tasks, limits)?;
+    walk(
+        flow,
+        &mut state,
+        flow.start,
+        &mut events,
+        &mut tasks,
+        limits,
+    )?;
     Ok(Advance {
         state,
         events,
@@ -666,7 +673,11 @@ fn walk(
                     };
                     out.insert(key.clone(), value);
                 }
-                if let Some(steps) = state.context.get_mut("steps").and_then(Value::as_object_mut) {
+                if let Some(steps) = state
+                    .context
+                    .get_mut("steps")
+                    .and_then(Value::as_object_mut)
+                {
                     steps.insert(node.id.clone(), Value::Object(out));
                 }
                 check_context_size(&state.context, limits)?;

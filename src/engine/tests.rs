@@ -1549,7 +1549,15 @@ nodes:
 fn parked_on_call() -> (CompiledFlow, SessionState) {
     let f = flow(STEP_FLOW);
     let s = start_as(&f, client(), Value::Null).state;
-    let adv = submit(&f, &s, "ask", "go", &json!({ "n": 4 }).as_object().unwrap().clone(), &Limits::default()).unwrap();
+    let adv = submit(
+        &f,
+        &s,
+        "ask",
+        "go",
+        &json!({ "n": 4 }).as_object().unwrap().clone(),
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!(adv.state.status, Status::Waiting);
     assert_eq!(adv.state.node, "call");
     assert_eq!(adv.tasks.len(), 1);
@@ -1574,13 +1582,30 @@ fn a_step_result_picks_the_edge() {
     let (f, s) = parked_on_call();
     let l = Limits::default();
     // ok: the rules see the output.
-    let adv = resume(&f, &s, "call", result("ok", json!({ "body": { "score": 9 } })), &l).unwrap();
+    let adv = resume(
+        &f,
+        &s,
+        "call",
+        result("ok", json!({ "body": { "score": 9 } })),
+        &l,
+    )
+    .unwrap();
     assert_eq!(adv.state.node, "review");
     assert_eq!(adv.tasks[0].kind, StepKind::Approval);
     assert_eq!(adv.tasks[0].queue.as_deref(), Some("underwriter"));
     assert_eq!(adv.tasks[0].title.as_deref(), Some("Review n=4"));
-    assert_eq!(adv.tasks[0].deadline, Some(std::time::Duration::from_secs(7200)));
-    let adv2 = resume(&f, &s, "call", result("ok", json!({ "body": { "score": 1 } })), &l).unwrap();
+    assert_eq!(
+        adv.tasks[0].deadline,
+        Some(std::time::Duration::from_secs(7200))
+    );
+    let adv2 = resume(
+        &f,
+        &s,
+        "call",
+        result("ok", json!({ "body": { "score": 1 } })),
+        &l,
+    )
+    .unwrap();
     assert_eq!(adv2.state.node, "low");
     // timeout: on_timeout; error: no on_error on the step, so the flow's.
     let t = resume(&f, &s, "call", result("timeout", json!({})), &l).unwrap();
@@ -1617,10 +1642,24 @@ fn a_waiting_session_shows_a_pending_screen_and_cannot_go_back() {
 fn failing_without_an_edge_fails_where_it_stands() {
     let f = flow(&STEP_FLOW.replace("on_error: oops\n", ""));
     let s = start_as(&f, client(), Value::Null).state;
-    let s = submit(&f, &s, "ask", "go", &json!({ "n": 4 }).as_object().unwrap().clone(), &Limits::default())
-        .unwrap()
-        .state;
-    let adv = resume(&f, &s, "call", result("error", json!({ "error": "boom" })), &Limits::default()).unwrap();
+    let s = submit(
+        &f,
+        &s,
+        "ask",
+        "go",
+        &json!({ "n": 4 }).as_object().unwrap().clone(),
+        &Limits::default(),
+    )
+    .unwrap()
+    .state;
+    let adv = resume(
+        &f,
+        &s,
+        "call",
+        result("error", json!({ "error": "boom" })),
+        &Limits::default(),
+    )
+    .unwrap();
     assert_eq!(adv.state.status, Status::Failed);
     assert_eq!(adv.state.node, "call");
     let v = view(&f, &adv.state);

@@ -299,7 +299,11 @@ fn default_closed() -> (Option<String>, Vec<ComponentDef>) {
 }
 
 /// Renders one template source of the flow over `context`.
-pub fn render_source(flow: &CompiledFlow, src: &str, context: &Value) -> Result<String, EngineError> {
+pub fn render_source(
+    flow: &CompiledFlow,
+    src: &str,
+    context: &Value,
+) -> Result<String, EngineError> {
     match flow.template(src) {
         Some(t) => t
             .render(&RenderContext::new(context))
@@ -311,7 +315,11 @@ pub fn render_source(flow: &CompiledFlow, src: &str, context: &Value) -> Result<
 }
 
 /// Renders a (possibly localized) text for the context's locale.
-pub fn render_text(flow: &CompiledFlow, text: &Text, context: &Value) -> Result<String, EngineError> {
+pub fn render_text(
+    flow: &CompiledFlow,
+    text: &Text,
+    context: &Value,
+) -> Result<String, EngineError> {
     let r = Renderer {
         flow,
         rctx: RenderContext::new(context),

@@ -266,24 +266,23 @@ impl CompiledFlow {
                 NodeDef::Transform(t) => {
                     let mut set = Vec::with_capacity(t.set.len());
                     for (key, value) in &t.set {
-                        let computed = match value {
-                            serde_json::Value::Object(_) => {
-                                Computed::Rule(Rule::compile(value).map_err(|err| {
-                                    FlowError::Compile {
+                        let computed =
+                            match value {
+                                serde_json::Value::Object(_) => Computed::Rule(
+                                    Rule::compile(value).map_err(|err| FlowError::Compile {
                                         flow: def.id.clone(),
                                         message: format!(
                                             "node `{}`: rule for `{key}` does not compile: {err}",
                                             t.id
                                         ),
-                                    }
-                                })?)
-                            }
-                            serde_json::Value::String(src) => {
-                                raw_templates.push(src);
-                                Computed::Template(src.clone())
-                            }
-                            other => Computed::Literal(other.clone()),
-                        };
+                                    })?,
+                                ),
+                                serde_json::Value::String(src) => {
+                                    raw_templates.push(src);
+                                    Computed::Template(src.clone())
+                                }
+                                other => Computed::Literal(other.clone()),
+                            };
                         set.push((key.clone(), computed));
                     }
                     CompiledKind::Transform {
@@ -421,11 +420,7 @@ impl CompiledFlow {
     }
 }
 
-fn collect_pending<'a>(
-    node: &'a NodeDef,
-    texts: &mut Vec<&'a Text>,
-    patterns: &mut Vec<&'a str>,
-) {
+fn collect_pending<'a>(node: &'a NodeDef, texts: &mut Vec<&'a Text>, patterns: &mut Vec<&'a str>) {
     if let Some(p) = node.pending() {
         texts.extend(p.title.iter());
         collect_all(&p.components, texts, patterns);

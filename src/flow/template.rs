@@ -50,7 +50,10 @@ pub const CONTEXT_FIELDS: &[(&str, &[&str])] = &[
         "client",
         &["platform", "app_version", "locale", "capabilities"],
     ),
-    ("session", &["id", "flow_id", "flow_version", "started_at", "mock"]),
+    (
+        "session",
+        &["id", "flow_id", "flow_version", "started_at", "mock"],
+    ),
 ];
 
 /// The name each compiled template has inside its own environment. It has

@@ -496,8 +496,12 @@ impl<'a> Validator<'a> {
             if let Some(title) = &p.title {
                 self.check_text(title, &format!("{base}.pending.title"), id);
             }
-            let tree =
-                self.check_tree(&p.components, &format!("{base}.pending.components"), id, None);
+            let tree = self.check_tree(
+                &p.components,
+                &format!("{base}.pending.components"),
+                id,
+                None,
+            );
             if let Some((path, _)) = tree.inputs.first() {
                 self.error(
                     "INPUT_WITHOUT_SUBMIT",
@@ -554,8 +558,14 @@ impl<'a> Validator<'a> {
                             "INVALID_ID",
                             Some(id),
                             format!("{bp}.id"),
-                            format!("branch id `{}` is not a unique id of letters, digits, `_` and `-`", b.id),
-                            Some("branch results land at `steps.<step>.<branch>`; use e.g. `credit`".into()),
+                            format!(
+                                "branch id `{}` is not a unique id of letters, digits, `_` and `-`",
+                                b.id
+                            ),
+                            Some(
+                                "branch results land at `steps.<step>.<branch>`; use e.g. `credit`"
+                                    .into(),
+                            ),
                         );
                     }
                     self.check_request(&b.as_step(), &bp, id);
@@ -596,7 +606,10 @@ impl<'a> Validator<'a> {
                         "INVALID_ID",
                         Some(id),
                         format!("{base}.role"),
-                        format!("approval role `{}` must be letters, digits, `_` and `-`", a.role),
+                        format!(
+                            "approval role `{}` must be letters, digits, `_` and `-`",
+                            a.role
+                        ),
                         Some("it names the reviewer queue, e.g. `underwriter`".into()),
                     );
                 }
@@ -641,7 +654,9 @@ impl<'a> Validator<'a> {
                 }
                 if let Some(m) = &a.mock {
                     let cases = std::iter::once(("".to_string(), &m.outcome)).chain(
-                        m.scenarios.iter().map(|(k, c)| (format!(".scenarios.{k}"), &c.outcome)),
+                        m.scenarios
+                            .iter()
+                            .map(|(k, c)| (format!(".scenarios.{k}"), &c.outcome)),
                     );
                     for (sub, outcome) in cases {
                         if !a.outcomes.contains_key(outcome.as_str()) && outcome != "timeout" {
@@ -649,8 +664,13 @@ impl<'a> Validator<'a> {
                                 "INVALID_MOCK",
                                 Some(id),
                                 format!("{base}.mock{sub}.outcome"),
-                                format!("mock outcome `{outcome}` is not one of the approval's outcomes"),
-                                Some(format!("outcomes: {}", a.outcomes.keys().cloned().collect::<Vec<_>>().join(", "))),
+                                format!(
+                                    "mock outcome `{outcome}` is not one of the approval's outcomes"
+                                ),
+                                Some(format!(
+                                    "outcomes: {}",
+                                    a.outcomes.keys().cloned().collect::<Vec<_>>().join(", ")
+                                )),
                             );
                         }
                     }
@@ -712,7 +732,11 @@ impl<'a> Validator<'a> {
         }
         self.allow_secrets = false;
         self.check_duration(h.timeout.as_deref(), &format!("{base}.timeout"), id);
-        self.check_duration(h.total_timeout.as_deref(), &format!("{base}.total_timeout"), id);
+        self.check_duration(
+            h.total_timeout.as_deref(),
+            &format!("{base}.total_timeout"),
+            id,
+        );
         if let Some(r) = &h.retry {
             let rp = format!("{base}.retry");
             if r.max_attempts == 0 || r.max_attempts > defaults::MAX_ATTEMPTS_LIMIT {
@@ -720,7 +744,11 @@ impl<'a> Validator<'a> {
                     "INVALID_RETRY",
                     Some(id),
                     format!("{rp}.max_attempts"),
-                    format!("max_attempts is {}; it must be 1 to {}", r.max_attempts, defaults::MAX_ATTEMPTS_LIMIT),
+                    format!(
+                        "max_attempts is {}; it must be 1 to {}",
+                        r.max_attempts,
+                        defaults::MAX_ATTEMPTS_LIMIT
+                    ),
                     Some("1 means no retry; 3 to 5 suits most upstreams".into()),
                 );
             }
@@ -733,14 +761,20 @@ impl<'a> Validator<'a> {
                         Some(id),
                         format!("{rp}.retry_on[{k}]"),
                         format!("`{cond}` is not a retry condition"),
-                        Some("use `connect`, `timeout`, `5xx`, `4xx` or a status code such as `429`".into()),
+                        Some(
+                            "use `connect`, `timeout`, `5xx`, `4xx` or a status code such as `429`"
+                                .into(),
+                        ),
                     );
                 }
             }
         }
         if let Some(m) = &h.mock {
-            let cases = std::iter::once(("".to_string(), m.status))
-                .chain(m.scenarios.iter().map(|(k, c)| (format!(".scenarios.{k}"), c.status)));
+            let cases = std::iter::once(("".to_string(), m.status)).chain(
+                m.scenarios
+                    .iter()
+                    .map(|(k, c)| (format!(".scenarios.{k}"), c.status)),
+            );
             for (sub, status) in cases {
                 if !(100..=599).contains(&status) {
                     self.error(
@@ -1000,7 +1034,10 @@ impl<'a> Validator<'a> {
                             source.name(),
                             self.flow.nodes[i].kind()
                         ),
-                        None => format!("{} reads `{var}`, but there is no step `{step}`", source.name()),
+                        None => format!(
+                            "{} reads `{var}`, but there is no step `{step}`",
+                            source.name()
+                        ),
                     };
                     let hint = self.suggest(step);
                     self.error("UNKNOWN_STEP", Some(node), path, message, hint);
@@ -1592,24 +1629,31 @@ pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue>
             _ => continue,
         };
         for (path, url) in urls {
-        let Ok(origin) = literal_url_origin(url) else {
-            continue; // INVALID_STEP_URL reports it
-        };
-        let host = origin.host_str().unwrap_or_default();
-        if !allowed.iter().any(|a| a == host) {
-            out.push(Issue {
-                severity: Severity::Error,
-                code: "HOST_NOT_ALLOWED",
-                file: file.to_string(),
-                node: Some(node.id().to_string()),
-                path,
-                message: format!("step `{}` calls `{host}`, which the server does not allow", node.id()),
-                hint: Some(format!(
-                    "add `{host}` to --allow-hosts (BATON_ALLOW_HOSTS); allowed now: {}",
-                    if allowed.is_empty() { "none".to_string() } else { allowed.join(", ") }
-                )),
-            });
-        }
+            let Ok(origin) = literal_url_origin(url) else {
+                continue; // INVALID_STEP_URL reports it
+            };
+            let host = origin.host_str().unwrap_or_default();
+            if !allowed.iter().any(|a| a == host) {
+                out.push(Issue {
+                    severity: Severity::Error,
+                    code: "HOST_NOT_ALLOWED",
+                    file: file.to_string(),
+                    node: Some(node.id().to_string()),
+                    path,
+                    message: format!(
+                        "step `{}` calls `{host}`, which the server does not allow",
+                        node.id()
+                    ),
+                    hint: Some(format!(
+                        "add `{host}` to --allow-hosts (BATON_ALLOW_HOSTS); allowed now: {}",
+                        if allowed.is_empty() {
+                            "none".to_string()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    )),
+                });
+            }
         }
     }
     out
@@ -1633,7 +1677,10 @@ fn valid_retry_on(cond: &str) -> bool {
 }
 
 fn http_header_name_invalid(name: &str) -> bool {
-    name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The `scheme://host[:port]` of a step URL whose scheme and host are

@@ -16,8 +16,12 @@ use super::clock::Clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Closed { failures: u32 },
-    Open { until_ms: i64 },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until_ms: i64,
+    },
     /// One probe is in flight; others fail fast until it reports.
     HalfOpen,
 }
@@ -87,8 +91,14 @@ impl Breakers {
             .or_insert(State::Closed { failures: 0 });
         *entry = match (*entry, success) {
             (_, true) => State::Closed { failures: 0 },
-            (State::Closed { failures }, false) if failures + 1 >= self.config.failure_threshold => {
-                tracing::warn!(host, "circuit opened after {} consecutive failures", failures + 1);
+            (State::Closed { failures }, false)
+                if failures + 1 >= self.config.failure_threshold =>
+            {
+                tracing::warn!(
+                    host,
+                    "circuit opened after {} consecutive failures",
+                    failures + 1
+                );
                 open
             }
             (State::Closed { failures }, false) => State::Closed {

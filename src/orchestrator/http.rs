@@ -48,7 +48,15 @@ pub(super) async fn run(
     context: &Value,
 ) -> Result<(), ServiceError> {
     let first = task.attempts.max(1) as u32;
-    let Some(called) = call(shared, task, flow, step, context, Bookkeeping::Durable { first }).await?
+    let Some(called) = call(
+        shared,
+        task,
+        flow,
+        step,
+        context,
+        Bookkeeping::Durable { first },
+    )
+    .await?
     else {
         return Ok(()); // the lease was lost; the new holder finishes it
     };
@@ -77,7 +85,15 @@ pub(super) async fn run_parallel(
         .iter()
         .map(|b| async move {
             let label = format!("{}.{}", task.node, b.id);
-            let called = call(shared, task, flow, b, context, Bookkeeping::InMemory { label }).await;
+            let called = call(
+                shared,
+                task,
+                flow,
+                b,
+                context,
+                Bookkeeping::InMemory { label },
+            )
+            .await;
             (b.id.clone(), called)
         })
         .collect();
@@ -135,7 +151,11 @@ pub(super) async fn run_parallel(
         outcome: outcome.into(),
         output: Value::Object(results),
     };
-    match shared.baton.finish_step(task, result, &attempts, false).await? {
+    match shared
+        .baton
+        .finish_step(task, result, &attempts, false)
+        .await?
+    {
         StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
     }
 }
@@ -216,7 +236,12 @@ async fn call(
                 match &book {
                     Bookkeeping::Durable { .. } => {
                         let lease_until = clock.now_ms() + (delay + lease).as_millis() as i64;
-                        if !shared.baton.store().record_retry(&record, lease_until).await? {
+                        if !shared
+                            .baton
+                            .store()
+                            .record_retry(&record, lease_until)
+                            .await?
+                        {
                             // Another worker took the task over (our lease ran out).
                             return Ok(None);
                         }
@@ -437,7 +462,9 @@ fn redact(secrets: &std::collections::HashMap<String, String>, value: Value) -> 
     }
     match value {
         Value::String(s) => Value::String(redact_str(secrets, &s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| redact(secrets, v)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| redact(secrets, v)).collect())
+        }
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| (k, redact(secrets, v)))

@@ -188,7 +188,10 @@ fn start(shared: &Arc<Shared>, permits: &Arc<Semaphore>, task: TaskRecord) {
 
 /// Runs one task to its end (or until this worker loses it).
 async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> {
-    let (snap, flow) = shared.baton.step_session(&task.session_id, &task.node).await?;
+    let (snap, flow) = shared
+        .baton
+        .step_session(&task.session_id, &task.node)
+        .await?;
     if snap.state.status != Status::Waiting || snap.state.node != task.node {
         shared.baton.store().abandon_task(&task.id, "stale").await?;
         return Ok(());

@@ -42,7 +42,11 @@ fn dur(s: Option<&str>, default: Duration) -> Duration {
 impl Policy {
     pub fn of(step: &HttpStep) -> Policy {
         let retry = step.retry.clone().unwrap_or_default();
-        Policy::from_parts(&retry, step.timeout.as_deref(), step.total_timeout.as_deref())
+        Policy::from_parts(
+            &retry,
+            step.timeout.as_deref(),
+            step.total_timeout.as_deref(),
+        )
     }
 
     pub fn from_parts(retry: &RetryPolicy, timeout: Option<&str>, total: Option<&str>) -> Policy {
@@ -141,9 +145,15 @@ mod tests {
                 .map(|d| d.as_millis())
                 .collect()
         };
-        assert_eq!(ms(&policy(BackoffKind::Exponential, false)), [100, 200, 400, 800]);
+        assert_eq!(
+            ms(&policy(BackoffKind::Exponential, false)),
+            [100, 200, 400, 800]
+        );
         assert_eq!(ms(&policy(BackoffKind::Fixed, false)), [100, 100, 100, 100]);
-        assert_eq!(ms(&policy(BackoffKind::Linear, false)), [100, 200, 300, 400]);
+        assert_eq!(
+            ms(&policy(BackoffKind::Linear, false)),
+            [100, 200, 300, 400]
+        );
         let mut capped = policy(BackoffKind::Exponential, false);
         capped.max_attempts = 8;
         assert_eq!(capped.delay_after(7).unwrap().as_millis(), 1000);

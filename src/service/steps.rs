@@ -352,7 +352,14 @@ impl Baton {
             };
             let outcome = result.outcome.clone();
             match self
-                .commit_with_tasks(&snap, advance, None, Some((&task.id, &outcome)), attempts, Vec::new())
+                .commit_with_tasks(
+                    &snap,
+                    advance,
+                    None,
+                    Some((&task.id, &outcome)),
+                    attempts,
+                    Vec::new(),
+                )
                 .await
             {
                 Ok(()) => {
@@ -400,7 +407,12 @@ impl Baton {
             .inbox_event(&inbox_id, name, correlation, &payload)
             .await?;
         let mut delivered = 0;
-        for task in self.inner.store.tasks_waiting_for(name, correlation).await? {
+        for task in self
+            .inner
+            .store
+            .tasks_waiting_for(name, correlation)
+            .await?
+        {
             let output = json!({ "payload": payload, "received_at": now_ms() });
             let result = StepResult {
                 outcome: "ok".into(),
@@ -451,7 +463,11 @@ impl Baton {
         after: Option<(i64, String)>,
         first: i64,
     ) -> Result<Vec<ApprovalView>, ServiceError> {
-        let tasks = self.inner.store.open_approvals(queues, after, first).await?;
+        let tasks = self
+            .inner
+            .store
+            .open_approvals(queues, after, first)
+            .await?;
         let mut out = Vec::with_capacity(tasks.len());
         for task in tasks {
             out.push(self.approval_view(task).await?);
@@ -598,7 +614,11 @@ impl Baton {
     }
 
     /// The unfinished task the session is parked on, if any.
-    async fn open_task(&self, session_id: &str, node: &str) -> Result<Option<TaskRecord>, ServiceError> {
+    async fn open_task(
+        &self,
+        session_id: &str,
+        node: &str,
+    ) -> Result<Option<TaskRecord>, ServiceError> {
         Ok(self
             .inner
             .store
@@ -610,11 +630,16 @@ impl Baton {
     }
 
     /// Operator: run the failed step the session stopped on again.
-    pub async fn retry_step(&self, session_id: &str, by: &str) -> Result<SessionView, ServiceError> {
+    pub async fn retry_step(
+        &self,
+        session_id: &str,
+        by: &str,
+    ) -> Result<SessionView, ServiceError> {
         let (snap, flow) = self.load_trusted(session_id).await?;
         let advance = engine::reopen(&flow, &snap.state, by)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
-        self.commit_with_tasks(&snap, advance, None, None, &[], Vec::new()).await?;
+        self.commit_with_tasks(&snap, advance, None, None, &[], Vec::new())
+            .await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }
@@ -638,19 +663,25 @@ impl Baton {
         let advance = engine::skip(&flow, &snap.state, to, by, &self.inner.limits)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
         let finish = task.as_ref().map(|t| (t.id.as_str(), "skipped"));
-        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new()).await?;
+        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new())
+            .await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }
 
     /// Operator: end a session now (its open step, if any, is cancelled).
-    pub async fn cancel_session(&self, session_id: &str, by: &str) -> Result<SessionView, ServiceError> {
+    pub async fn cancel_session(
+        &self,
+        session_id: &str,
+        by: &str,
+    ) -> Result<SessionView, ServiceError> {
         let (snap, flow) = self.load_trusted(session_id).await?;
         let task = self.open_task(session_id, &snap.state.node).await?;
         let advance = engine::cancel(&snap.state, by)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
         let finish = task.as_ref().map(|t| (t.id.as_str(), "cancelled"));
-        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new()).await?;
+        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new())
+            .await?;
         self.inner.hub.publish(&view);
         Ok(view)
     }

@@ -262,9 +262,7 @@ macro_rules! in_write_tx {
 
 impl Store {
     /// PostgreSQL: a listener on [`SESSION_CHANNEL`]; `None` on SQLite.
-    pub async fn session_listener(
-        &self,
-    ) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
+    pub async fn session_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
         match &self.inner {
             Inner::Sqlite { .. } => Ok(None),
             Inner::Postgres(pool) => {
@@ -551,7 +549,10 @@ impl Store {
             "SELECT {TASK_COLUMNS} FROM step_tasks WHERE session_id = $1 ORDER BY created_at, id"
         );
         let rows: Vec<TaskRow> = with_read_pool!(self, |pool| {
-            sqlx::query_as(&sql).bind(session_id).fetch_all(pool).await?
+            sqlx::query_as(&sql)
+                .bind(session_id)
+                .fetch_all(pool)
+                .await?
         });
         rows.into_iter().map(TaskRow::into_record).collect()
     }
@@ -688,12 +689,14 @@ impl Store {
     /// task consumed it first.
     pub async fn consume_inbox_event(&self, id: &str, task_id: &str) -> Result<bool, StoreError> {
         let n = with_write_pool!(self, |pool| {
-            sqlx::query("UPDATE step_inbox SET consumed_by = $2 WHERE id = $1 AND consumed_by IS NULL")
-                .bind(id)
-                .bind(task_id)
-                .execute(pool)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE step_inbox SET consumed_by = $2 WHERE id = $1 AND consumed_by IS NULL",
+            )
+            .bind(id)
+            .bind(task_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
         });
         Ok(n > 0)
     }

@@ -205,7 +205,10 @@ async fn check_log(database_url: &str, id: &str, steps: &[&str]) {
             .iter()
             .filter(|e| e.kind == "step_completed" && e.payload["node"] == *step)
             .count();
-        assert_eq!(completed, 1, "step {step} of {id} completed {completed} times");
+        assert_eq!(
+            completed, 1,
+            "step {step} of {id} completed {completed} times"
+        );
     }
     assert_eq!(
         events.iter().filter(|e| e.kind == "ended").count(),
@@ -249,7 +252,11 @@ async fn sigkill_during_an_http_step(backend: Backend) {
     // At least once: the call was made again, with the same key.
     assert_eq!(up.calls.load(Ordering::SeqCst), 2);
     let keys = up.keys.lock().await.clone();
-    assert_eq!(keys.len(), 1, "one idempotency key for both attempts: {keys:?}");
+    assert_eq!(
+        keys.len(),
+        1,
+        "one idempotency key for both attempts: {keys:?}"
+    );
     check_log(&url, &id, &["call"]).await;
     server.kill().await;
 }

@@ -311,10 +311,7 @@ async fn checkout_validation_back_and_decision(app: TestApp) {
 /// The eligibility decision before any backend step; the steps themselves
 /// are driven in `steps.rs` (mock mode and a local upstream).
 async fn loan_received_and_declined(app: TestApp) {
-    for (status, income, expect) in [
-        ("unemployed", 0, "declined"),
-        ("employed", 100, "declined"),
-    ] {
+    for (status, income, expect) in [("unemployed", 0, "declined"), ("employed", 100, "declined")] {
         let (s, token) = app
             .start(
                 "loan",

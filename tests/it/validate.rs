@@ -1553,10 +1553,16 @@ nodes:
         ("UNUSED_TIMEOUT_EDGE", "ask"),
         ("INVALID_EVENT_NAME", "hear"),
     ] {
-        assert!(found.contains(&expected), "missing {expected:?} in {found:?}");
+        assert!(
+            found.contains(&expected),
+            "missing {expected:?} in {found:?}"
+        );
     }
     // The retry policy has two problems: both are reported.
-    assert_eq!(issues.iter().filter(|i| i.code == "INVALID_RETRY").count(), 2);
+    assert_eq!(
+        issues.iter().filter(|i| i.code == "INVALID_RETRY").count(),
+        2
+    );
     // The secret in the http step's own header is fine.
     assert!(
         !issues
@@ -1581,7 +1587,13 @@ nodes:
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].code, "HOST_NOT_ALLOWED");
     assert_eq!(issues[0].path, "$.nodes[0].url");
-    assert!(issues[0].hint.as_deref().unwrap().contains("api.example.com"));
+    assert!(
+        issues[0]
+            .hint
+            .as_deref()
+            .unwrap()
+            .contains("api.example.com")
+    );
     let ok = baton::flow::validate::check_hosts(&def, &["api.example.com".to_string()], "h.yaml");
     assert!(ok.is_empty());
 }
@@ -1598,5 +1610,8 @@ nodes:
   - { id: c, kind: end }
 "#,
     );
-    assert!(issues.iter().any(|i| i.code == "DECISION_CYCLE"), "{issues:?}");
+    assert!(
+        issues.iter().any(|i| i.code == "DECISION_CYCLE"),
+        "{issues:?}"
+    );
 }
