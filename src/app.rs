@@ -85,11 +85,16 @@ impl Application {
             },
             shutdown.clone(),
         );
-        tokio::spawn({
+        if let Some(listener) = baton
+            .store()
+            .session_listener()
+            .await
+            .context("listening for other replicas' session updates")?
+        {
             let baton = baton.clone();
             let shutdown = shutdown.clone();
-            async move { baton.relay_replica_updates(shutdown).await }
-        });
+            tokio::spawn(async move { baton.relay_replica_updates(listener, shutdown).await });
+        }
         if config.mock {
             tracing::warn!("--mock: every session runs its backend steps against their mocks");
         }

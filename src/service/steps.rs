@@ -317,9 +317,31 @@ impl Baton {
             let (snap, flow) = self.load_trusted_as(&task.session_id, read).await?;
             let cached = read == Read::Cached;
             read = Read::Fresh;
-            let advance = match engine::resume(
+            // As in `submit`: flags are evaluated for the user as the
+            // advance begins, and experiments record what it exposed and
+            // converted (a goal is often reached after a backend step).
+            let with_flags;
+            let mut experiments = None;
+            let state = if flow.flag_keys == crate::flow::compile::FlagRefs::None {
+                &snap.state
+            } else {
+                let mut st = snap.state.clone();
+                st.context["flags"] = Value::Object(self.evaluate_flags(&flow, &st.context)?);
+                let set = self.inner.flags.current();
+                let exp = self.inner.experiments.prepare(
+                    &self.inner.store,
+                    &set,
+                    &flow,
+                    &mut st,
+                    now_ms(),
+                );
+                experiments = Some(exp.await?);
+                with_flags = st;
+                &with_flags
+            };
+            let mut advance = match engine::resume(
                 &flow,
-                &snap.state,
+                state,
                 &task.node,
                 result.clone(),
                 &self.inner.limits,
@@ -338,6 +360,10 @@ impl Baton {
                     tracing::error!(session = %task.session_id, node = %task.node, code = e.code(), error = %e, "a step result could not be applied; the session fails");
                     engine::fail_step(&snap.state, &task.node, e.code())
                 }
+            };
+            let extra = match &experiments {
+                Some(prepared) => self.inner.experiments.record(&flow, prepared, &mut advance),
+                None => Vec::new(),
             };
             let view = if always_render || self.inner.hub.is_watched(&snap.id) {
                 view_of(&flow, &snap.id, &advance.state)?
@@ -358,7 +384,7 @@ impl Baton {
                     None,
                     Some((&task.id, &outcome)),
                     attempts,
-                    Vec::new(),
+                    extra,
                 )
                 .await
             {
@@ -688,19 +714,17 @@ impl Baton {
 }
 
 impl Baton {
-    /// PostgreSQL: relays other replicas' session changes to this
+    /// PostgreSQL: relays other replicas' session changes, heard on
+    /// `listener` (from [`crate::store::Store::session_listener`], set up
+    /// before the server starts so nothing is missed at startup), to this
     /// replica's `sessionUpdated` subscribers until `shutdown`. The
     /// listener reconnects by itself; a notification missed meanwhile is
     /// covered by clients polling `session` as a fallback.
-    pub async fn relay_replica_updates(&self, shutdown: tokio_util::sync::CancellationToken) {
-        let mut listener = match self.inner.store.session_listener().await {
-            Ok(Some(l)) => l,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot LISTEN for other replicas' session updates");
-                return;
-            }
-        };
+    pub async fn relay_replica_updates(
+        &self,
+        mut listener: sqlx::postgres::PgListener,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
         loop {
             let note = tokio::select! {
                 _ = shutdown.cancelled() => return,

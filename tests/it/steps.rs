@@ -809,3 +809,65 @@ async fn parallel_steps_join(backend: Backend) {
     // A 404 is not retried: one call per run that waited for branch b.
     assert!(bad_up.calls.load(Ordering::SeqCst) >= 2);
 }
+
+/// An experiment whose goal is reached after a backend step: the
+/// orchestrator's advance records the conversion like a submit would.
+#[tokio::test]
+async fn conversions_after_a_backend_step_are_recorded() {
+    let flow = r#"
+id: stepped
+start: hello
+nodes:
+  - id: hello
+    kind: screen
+    title: "Variant {{ flags.steptest }}"
+    actions: [{ id: go, validate: false, next: call }]
+  - { id: call, kind: http, url: "http://localhost/x", mock: { status: 200 }, next: done }
+  - { id: done, kind: end, title: Done }
+"#;
+    let Some(app) = TestApp::spawn_configured(Backend::Sqlite, &[("stepped.yaml", flow.to_string())], |c, dir| {
+        c.mock = true;
+        c.step_budget_ms = 5000;
+        std::fs::write(
+            dir.join("flags").join("steptest.flagd.json"),
+            r#"{"flags": {"steptest": {"state": "ENABLED", "variants": {"a": "A", "b": "B"}, "defaultVariant": "a", "targeting": {"fractional": [["a", 50], ["b", 50]]}}}}"#,
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("experiments").join("steptest.yaml"),
+            "id: steptest-exp\nflag: steptest\ncontrol: a\ngoals: [{ flow: stepped, node: done }]\n",
+        )
+        .unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let (s, token) = app
+        .start("stepped", json!({ "id": "conv-1" }), json!({}))
+        .await;
+    let id = s["id"].as_str().unwrap().to_string();
+    assert!(
+        s["screen"]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Variant "),
+        "{s}"
+    );
+    let s = app.submit(&token, &id, "hello", "go", json!({})).await;
+    assert_eq!(s["screen"]["id"], "done", "{s}");
+    let events = app.baton_events(&id).await;
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"experiment_exposed"), "{kinds:?}");
+    let converted = kinds.iter().position(|k| *k == "experiment_converted");
+    let completed = kinds.iter().position(|k| *k == "step_completed");
+    assert!(
+        converted.is_some() && converted > completed,
+        "converted after the step: {kinds:?}"
+    );
+}
