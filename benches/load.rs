@@ -14,7 +14,7 @@ use async_graphql::{EmptySubscription, Object, Schema};
 use baton::app::Application;
 use baton::config::ServeConfig;
 use serde_json::{Value, json};
-use support::{fresh_pg_schema, measure, report};
+use support::{backends, fresh_pg_schema, measure, report};
 
 const CONCURRENCY: usize = 16;
 
@@ -42,13 +42,7 @@ async fn run() {
         "{:<10} {:<22} {:>10} {:>9} {:>9} {:>11}",
         "store", "server", "req/s", "p50 ms", "p99 ms", "cpu us/req"
     );
-    let mut backends = vec![("sqlite", None)];
-    if let Ok(pg) = std::env::var("BATON_TEST_POSTGRES_URL") {
-        backends.push(("postgres", Some(pg)));
-    } else {
-        println!("(PostgreSQL skipped: BATON_TEST_POSTGRES_URL not set)");
-    }
-    for (name, pg) in backends {
+    for (name, pg) in backends() {
         let dir = tempfile::tempdir().unwrap();
         let url = async |tag: &str| match &pg {
             None => format!(

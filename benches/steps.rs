@@ -15,7 +15,7 @@ use std::time::Duration;
 use baton::app::Application;
 use baton::config::ServeConfig;
 use serde_json::{Value, json};
-use support::{fresh_pg_schema, measure, report};
+use support::{backends, fresh_pg_schema, measure, report};
 
 const CONCURRENT: usize = 64;
 
@@ -44,13 +44,7 @@ async fn run() {
         "{:<10} {:<22} {:>10} {:>9} {:>9} {:>11}",
         "store", "clients", "flows/s", "p50 ms", "p99 ms", "cpu us/flow"
     );
-    let mut backends = vec![("sqlite", None)];
-    if let Ok(pg) = std::env::var("BATON_TEST_POSTGRES_URL") {
-        backends.push(("postgres", Some(pg)));
-    } else {
-        println!("(PostgreSQL skipped: BATON_TEST_POSTGRES_URL not set)");
-    }
-    for (name, pg) in backends {
+    for (name, pg) in backends() {
         let dir = tempfile::tempdir().unwrap();
         let url = match &pg {
             None => format!("sqlite://{}", dir.path().join("steps.db").display()),

@@ -129,6 +129,17 @@ pub fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The stores to measure: SQLite, and PostgreSQL (with its base URL) when
+/// `BATON_TEST_POSTGRES_URL` is set; says so when it is not.
+pub fn backends() -> Vec<(&'static str, Option<String>)> {
+    let mut out = vec![("sqlite", None)];
+    match std::env::var("BATON_TEST_POSTGRES_URL") {
+        Ok(pg) => out.push(("postgres", Some(pg))),
+        Err(_) => println!("(PostgreSQL skipped: BATON_TEST_POSTGRES_URL not set)"),
+    }
+    out
+}
+
 pub async fn fresh_pg_schema(base: &str) -> String {
     let schema = format!("load_{}", uuid::Uuid::new_v4().simple());
     let pool = sqlx::PgPool::connect(base).await.unwrap();

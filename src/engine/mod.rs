@@ -184,16 +184,6 @@ impl StepKind {
             StepKind::Event => "event",
         }
     }
-
-    pub fn parse(s: &str) -> Option<StepKind> {
-        Some(match s {
-            "http" => StepKind::Http,
-            "wait" => StepKind::Wait,
-            "approval" => StepKind::Approval,
-            "event" => StepKind::Event,
-            _ => return None,
-        })
-    }
 }
 
 /// Backend work the session waits for, as the engine describes it; the
@@ -213,6 +203,8 @@ pub struct StepTask {
     pub queue: Option<String>,
     /// Approval: the rendered task title.
     pub title: Option<String>,
+    /// Approval: the outcomes a reviewer may choose.
+    pub outcomes: Vec<String>,
     /// Event: name and rendered correlation key.
     pub event: Option<(String, String)>,
 }
@@ -738,6 +730,7 @@ fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepT
         deadline: None,
         queue: None,
         title: None,
+        outcomes: Vec::new(),
         event: None,
     };
     match node {
@@ -755,6 +748,7 @@ fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepT
             task.kind = StepKind::Approval;
             task.deadline = duration(&a.due)?;
             task.queue = Some(a.role.clone());
+            task.outcomes = a.outcomes.keys().cloned().collect();
             task.title = a
                 .title
                 .as_ref()

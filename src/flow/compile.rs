@@ -111,19 +111,6 @@ pub enum CompiledKind {
 }
 
 impl CompiledKind {
-    pub fn name(&self) -> &'static str {
-        match self {
-            CompiledKind::Screen { .. } => "screen",
-            CompiledKind::Decision { .. } => "decision",
-            CompiledKind::End { .. } => "end",
-            CompiledKind::Http { .. } => "http",
-            CompiledKind::Transform { .. } => "transform",
-            CompiledKind::Wait { .. } => "wait",
-            CompiledKind::Approval { .. } => "approval",
-            CompiledKind::Event { .. } => "event",
-        }
-    }
-
     /// Every rule-guarded edge leaving this node.
     fn edges(&self) -> Vec<&CompiledEdge> {
         match self {

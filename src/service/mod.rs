@@ -9,6 +9,7 @@ pub mod registry;
 mod snapshots;
 pub mod steps;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,7 +25,7 @@ pub use steps::{Dispatch, StepSettings};
 use crate::engine::{
     self, Advance, ClientInfo, EngineError, FieldError, Limits, ScreenView, SessionState, Status,
 };
-use crate::experiments::live::Experiments;
+use crate::experiments::live::{Experiments, Prepared};
 use crate::flags::{EvaluationContext, FlagStore};
 use crate::flow::compile::{CompiledFlow, FlagRefs};
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
@@ -299,29 +300,10 @@ impl Baton {
             let (snap, flow) = self.load(&req.session_id, token, read).await?;
             let cached = read == Read::Cached;
             read = Read::Fresh;
-            // Flags are evaluated for this user as the advance begins.
-            let with_flags;
-            let mut experiments = None;
-            let state = if flow.flag_keys == FlagRefs::None {
-                &snap.state
-            } else {
-                let mut st = snap.state.clone();
-                st.context["flags"] = Value::Object(self.evaluate_flags(&flow, &st.context)?);
-                let set = self.inner.flags.current();
-                let exp = self.inner.experiments.prepare(
-                    &self.inner.store,
-                    &set,
-                    &flow,
-                    &mut st,
-                    now_ms(),
-                );
-                experiments = Some(exp.await?);
-                with_flags = st;
-                &with_flags
-            };
+            let (state, experiments) = self.advance_state(&flow, &snap.state).await?;
             let mut advance = match engine::submit(
                 &flow,
-                state,
+                &state,
                 &req.screen_id,
                 &req.action,
                 &req.values,
@@ -432,6 +414,28 @@ impl Baton {
         let rx = self.inner.hub.subscribe(session_id);
         let view = self.session(session_id, token).await?;
         Ok((view, rx))
+    }
+
+    /// The state an advance starts from: the flags `flow` reads evaluated
+    /// for this user now, and the experiments on them prepared (variants
+    /// pinned); the snapshot as it is when the flow reads no flag.
+    async fn advance_state<'s>(
+        &self,
+        flow: &CompiledFlow,
+        state: &'s SessionState,
+    ) -> Result<(Cow<'s, SessionState>, Option<Prepared>), ServiceError> {
+        if flow.flag_keys == FlagRefs::None {
+            return Ok((Cow::Borrowed(state), None));
+        }
+        let mut st = state.clone();
+        st.context["flags"] = Value::Object(self.evaluate_flags(flow, &st.context)?);
+        let set = self.inner.flags.current();
+        let prepared = self
+            .inner
+            .experiments
+            .prepare(&self.inner.store, &set, flow, &mut st, now_ms())
+            .await?;
+        Ok((Cow::Owned(st), Some(prepared)))
     }
 
     /// The values of the flags `flow` reads, for the user in `context`

@@ -135,13 +135,13 @@ impl Baton {
                     StepKind::Approval | StepKind::Event if mock.is_none() => {
                         task.state = state::OPEN;
                         task.due_at = t.deadline.map(|d| now.saturating_add(ms(d)));
-                        task.input = json!({ "title": t.title });
+                        task.input = json!({ "title": t.title, "outcomes": t.outcomes });
                     }
                     // Mock waits, approvals and events resolve after their
                     // simulated latency; the orchestrator reads it from the
                     // flow when it runs the task, so it is due now.
                     _ => {
-                        task.input = json!({ "title": t.title });
+                        task.input = json!({ "title": t.title, "outcomes": t.outcomes });
                     }
                 }
                 task
@@ -320,28 +320,10 @@ impl Baton {
             // As in `submit`: flags are evaluated for the user as the
             // advance begins, and experiments record what it exposed and
             // converted (a goal is often reached after a backend step).
-            let with_flags;
-            let mut experiments = None;
-            let state = if flow.flag_keys == crate::flow::compile::FlagRefs::None {
-                &snap.state
-            } else {
-                let mut st = snap.state.clone();
-                st.context["flags"] = Value::Object(self.evaluate_flags(&flow, &st.context)?);
-                let set = self.inner.flags.current();
-                let exp = self.inner.experiments.prepare(
-                    &self.inner.store,
-                    &set,
-                    &flow,
-                    &mut st,
-                    now_ms(),
-                );
-                experiments = Some(exp.await?);
-                with_flags = st;
-                &with_flags
-            };
+            let (state, experiments) = self.advance_state(&flow, &snap.state).await?;
             let mut advance = match engine::resume(
                 &flow,
-                state,
+                &state,
                 &task.node,
                 result.clone(),
                 &self.inner.limits,
@@ -496,24 +478,15 @@ impl Baton {
             .await?;
         let mut out = Vec::with_capacity(tasks.len());
         for task in tasks {
-            out.push(self.approval_view(task).await?);
+            out.push(approval_view(task));
         }
         Ok(out)
-    }
-
-    async fn approval_view(&self, task: TaskRecord) -> Result<ApprovalView, ServiceError> {
-        let (_, flow) = self.load_trusted(&task.session_id).await?;
-        let outcomes = match flow.node_index(&task.node).map(|i| flow.node_def(i)) {
-            Some(NodeDef::Approval(a)) => a.outcomes.keys().cloned().collect(),
-            _ => Vec::new(),
-        };
-        Ok(ApprovalView { task, outcomes })
     }
 
     /// The approval task `task_id` (any state).
     pub async fn approval(&self, task_id: &str) -> Result<ApprovalView, ServiceError> {
         let task = self.task_of_kind(task_id, "approval").await?;
-        self.approval_view(task).await
+        Ok(approval_view(task))
     }
 
     async fn task_of_kind(&self, task_id: &str, kind: &str) -> Result<TaskRecord, ServiceError> {
@@ -549,7 +522,7 @@ impl Baton {
     ) -> Result<ApprovalView, ServiceError> {
         let task = self.task_of_kind(task_id, "approval").await?;
         match self.inner.store.claim_approval(task_id, reviewer).await? {
-            Some(t) => self.approval_view(t).await,
+            Some(t) => Ok(approval_view(t)),
             None if task.state != state::OPEN => Err(ServiceError::TaskNotOpen {
                 task_id: task_id.into(),
                 state: task.state,
@@ -753,6 +726,21 @@ impl Baton {
             }
         }
     }
+}
+
+/// The outcomes were stored with the task when the step was entered,
+/// so listing an inbox page reads no session.
+fn approval_view(task: TaskRecord) -> ApprovalView {
+    let outcomes = task.input["outcomes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    ApprovalView { task, outcomes }
 }
 
 fn record_of(session_id: &str, t: &NewTask, now: i64) -> TaskRecord {
