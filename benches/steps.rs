@@ -10,6 +10,11 @@
 
 mod support;
 
+// The allocator the `baton` binary uses (src/main.rs), so the figures are
+// the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::Duration;
 
 use baton::app::Application;

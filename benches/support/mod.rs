@@ -131,11 +131,16 @@ pub fn process_cpu() -> Duration {
 
 /// The stores to measure: SQLite, and PostgreSQL (with its base URL) when
 /// `BATON_TEST_POSTGRES_URL` is set; says so when it is not.
+/// SQLite, and PostgreSQL when BATON_TEST_POSTGRES_URL is set;
+/// `BENCH_BACKENDS=postgres` (or `sqlite`) keeps only the one named.
 pub fn backends() -> Vec<(&'static str, Option<String>)> {
     let mut out = vec![("sqlite", None)];
     match std::env::var("BATON_TEST_POSTGRES_URL") {
         Ok(pg) => out.push(("postgres", Some(pg))),
         Err(_) => println!("(PostgreSQL skipped: BATON_TEST_POSTGRES_URL not set)"),
+    }
+    if let Ok(only) = std::env::var("BENCH_BACKENDS") {
+        out.retain(|(name, _)| only.split(',').any(|o| o.trim() == *name));
     }
     out
 }

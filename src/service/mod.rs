@@ -247,12 +247,13 @@ impl Baton {
             status: advance.state.status.as_str().to_string(),
             state: serde_json::to_value(&advance.state).map_err(ServiceError::internal)?,
         };
-        let tasks = self.new_tasks(&advance);
+        let tasks = self.new_tasks(&session_id, 0, &advance);
+        let durable = !self.runs_here(&tasks);
         let waiting = (advance.state.status == Status::Waiting)
             .then(|| self.inner.hub.subscribe(&session_id));
         self.inner
             .store
-            .create_session_with_tasks(&record, &events, &tasks)
+            .create_session_with_tasks(&record, &events, &tasks, durable)
             .await?;
         self.inner.snapshots.put(Arc::new(Snapshot {
             id: record.id,

@@ -80,7 +80,13 @@ impl Baton {
     }
 
     /// The durable tasks for the step an advance parked on.
-    pub(super) fn new_tasks(&self, advance: &Advance) -> Vec<NewTask> {
+    ///
+    /// A task's id is derived from where the session stood (`from_seq`) and
+    /// the step, not drawn at random: it is the step's `Idempotency-Key`,
+    /// and a step re-entered from the same point — after a database crash
+    /// lost a commit that was not yet durable — must present the same key
+    /// upstream.
+    pub(super) fn new_tasks(&self, session_id: &str, from_seq: i64, advance: &Advance) -> Vec<NewTask> {
         if advance.tasks.is_empty() {
             return Vec::new();
         }
@@ -92,9 +98,10 @@ impl Baton {
         advance
             .tasks
             .iter()
-            .map(|t| {
+            .enumerate()
+            .map(|(i, t)| {
                 let mut task = NewTask {
-                    id: uuid::Uuid::now_v7().to_string(),
+                    id: task_id(session_id, from_seq, i, &t.node),
                     node: t.node.clone(),
                     kind: t.kind.as_str().to_string(),
                     state: state::READY,
@@ -149,6 +156,18 @@ impl Baton {
             .collect()
     }
 
+    /// Whether the orchestrator of this process runs one of `tasks` at once
+    /// (an `http` or `parallel` step, created leased to it). A commit that
+    /// creates such a task is an intermediate point of a chain and need not
+    /// be durable on its own: the chain ends in a durable commit, or the
+    /// caller flushes before anyone acts on it (see `StepCommit::durable`).
+    pub(super) fn runs_here(&self, tasks: &[NewTask]) -> bool {
+        self.inner.dispatch.get().is_some()
+            && tasks.iter().any(|t| {
+                t.state == state::RUNNING && t.lease_owner.as_deref() == Some(&*self.inner.worker_id)
+            })
+    }
+
     /// Hands freshly committed tasks to the orchestrator.
     pub(super) fn dispatch(&self, session_id: &str, tasks: Vec<NewTask>) {
         if tasks.is_empty() {
@@ -183,6 +202,22 @@ impl Baton {
     /// backend steps; returns the newest view either way (a pending screen
     /// when the budget ran out).
     pub(super) async fn wait_for_steps(
+        &self,
+        view: SessionView,
+        rx: broadcast::Receiver<SessionView>,
+    ) -> SessionView {
+        let latest = self.wait_within_budget(view, rx).await;
+        if latest.status == Status::Waiting {
+            // What the caller is about to hand out may come from a commit
+            // that is not durable yet (a chain still running).
+            if let Err(e) = self.inner.store.flush().await {
+                tracing::warn!(session = %latest.id, error = %e, "flushing the step commits failed");
+            }
+        }
+        latest
+    }
+
+    async fn wait_within_budget(
         &self,
         view: SessionView,
         mut rx: broadcast::Receiver<SessionView>,
@@ -229,7 +264,8 @@ impl Baton {
         attempts: &[AttemptRecord],
         extra_events: Vec<crate::store::NewEvent>,
     ) -> Result<(), ServiceError> {
-        let tasks = self.new_tasks(&advance);
+        let tasks = self.new_tasks(&snap.id, snap.seq, &advance);
+        let durable = !self.runs_here(&tasks);
         let state = serde_json::to_string(&advance.state).map_err(ServiceError::internal)?;
         let mut events = to_new_events(&advance)?;
         events.extend(extra_events);
@@ -248,6 +284,7 @@ impl Baton {
                 new_tasks: &tasks,
                 attempts,
                 notify: Some(&notify),
+                durable,
             })
             .await;
         match result {
@@ -347,7 +384,8 @@ impl Baton {
                 Some(prepared) => self.inner.experiments.record(&flow, prepared, &mut advance),
                 None => Vec::new(),
             };
-            let view = if always_render || self.inner.hub.is_watched(&snap.id) {
+            let rendered = always_render || self.inner.hub.is_watched(&snap.id);
+            let view = if rendered {
                 view_of(&flow, &snap.id, &advance.state)?
             } else {
                 SessionView {
@@ -371,7 +409,7 @@ impl Baton {
                 .await
             {
                 Ok(()) => {
-                    if view.screen.is_some() || always_render {
+                    if rendered {
                         self.inner.hub.publish(&view);
                     } else if self.inner.hub.is_watched(&snap.id)
                         && let Ok((snap, flow)) = self.load_trusted(&snap.id).await
@@ -435,6 +473,9 @@ impl Baton {
                 .store
                 .consume_inbox_event(&inbox_id, "delivered")
                 .await?;
+        } else if self.inner.store.inbox_consumer(&inbox_id).await?.is_some() {
+            // A step entered just now took it from the inbox first.
+            delivered = 1;
         }
         Ok(delivered)
     }
@@ -763,4 +804,12 @@ fn record_of(session_id: &str, t: &NewTask, now: i64) -> TaskRecord {
         created_at: now,
         updated_at: now,
     }
+}
+
+/// A step task's id: a UUID (v5) of the session, the seq it advanced from,
+/// the task's place among those the advance created, and the step.
+fn task_id(session_id: &str, from_seq: i64, index: usize, node: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6261_746f_6e2d_7374_6570_2d74_6173_6b73);
+    let name = format!("{session_id}/{from_seq}/{index}/{node}");
+    uuid::Uuid::new_v5(&NAMESPACE, name.as_bytes()).to_string()
 }

@@ -32,6 +32,9 @@ use super::{pg_commit_sql, raise_message};
 /// of the last member.
 pub(super) const MAX_BATCH: usize = 64;
 
+/// Writers on PostgreSQL (each uses one pooled connection while it writes).
+const PG_WRITERS: usize = 3;
+
 /// One commit, serialized by the caller (so JSON encoding runs on the
 /// callers' threads, not in the single writer).
 pub(super) struct Commit {
@@ -117,7 +120,18 @@ impl Writer {
     pub fn spawn(target: Target) -> Writer {
         let (queue, rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(target, rx, counters.clone()));
+        // SQLite has one writing connection; on PostgreSQL a writer spends
+        // most of a batch waiting for its WAL flush, so several writers
+        // overlap: while one batch waits, the next one is taken and sent.
+        let writers = match target {
+            Target::Sqlite(_) => 1,
+            Target::Postgres(_) => PG_WRITERS,
+        };
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let target = Arc::new(target);
+        for _ in 0..writers {
+            tokio::spawn(run(target.clone(), rx.clone(), counters.clone()));
+        }
         Writer { queue, counters }
     }
 
@@ -143,9 +157,17 @@ impl Writer {
     }
 }
 
-async fn run(target: Target, mut rx: mpsc::UnboundedReceiver<Pending>, counters: Arc<Counters>) {
+async fn run(
+    target: Arc<Target>,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>,
+    counters: Arc<Counters>,
+) {
     let queued = &counters.queued;
-    while let Some(first) = rx.recv().await {
+    loop {
+        // The queue is held from the first commit until the batch is
+        // taken, so concurrent writers take disjoint batches in order.
+        let mut rx = rx.lock().await;
+        let Some(first) = rx.recv().await else { return };
         queued.fetch_sub(1, Ordering::Relaxed);
         // Take the rest of the batch only once there is a connection, so
         // commits that arrived meanwhile join it.
@@ -160,13 +182,21 @@ async fn run(target: Target, mut rx: mpsc::UnboundedReceiver<Pending>, counters:
             queued.fetch_sub(batch.len() - 1, Ordering::Relaxed);
             batch
         };
-        match &target {
+        match &*target {
             Target::Sqlite(pool) => match pool.acquire().await {
-                Ok(mut conn) => write_sqlite(&mut conn, take(&mut rx), &counters).await,
+                Ok(mut conn) => {
+                    let batch = take(&mut rx);
+                    drop(rx);
+                    write_sqlite(&mut conn, batch, &counters).await
+                }
                 Err(e) => fail_all(take(&mut rx), &e),
             },
             Target::Postgres(pool) => match pool.acquire().await {
-                Ok(mut conn) => write_postgres(&mut conn, take(&mut rx), &counters).await,
+                Ok(mut conn) => {
+                    let batch = take(&mut rx);
+                    drop(rx);
+                    write_postgres(&mut conn, batch, &counters).await
+                }
                 Err(e) => fail_all(take(&mut rx), &e),
             },
         }

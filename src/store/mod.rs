@@ -104,6 +104,9 @@ pub struct Store {
     inner: Inner,
     /// Every `commit` goes through this one writer (see [`group`]).
     writer: group::Writer,
+    /// PostgreSQL: every `commit_step` goes through these writers (see
+    /// [`step_batch`]); SQLite writes step commits directly.
+    step_writer: Option<step_batch::StepWriter>,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +180,7 @@ macro_rules! insert_tasks {
     };
 }
 
+mod step_batch;
 pub mod tasks;
 // After the pool macros, which it uses.
 pub mod experiments;
@@ -560,6 +564,7 @@ impl Store {
         };
         Ok(Store {
             writer: group::Writer::spawn(group::Target::Sqlite(write.clone())),
+            step_writer: None,
             inner: Inner::Sqlite { read, write },
         })
     }
@@ -590,6 +595,7 @@ impl Store {
             .connect_lazy_with(options);
         Ok(Store {
             writer: group::Writer::spawn(group::Target::Postgres(pool.clone())),
+            step_writer: Some(step_batch::StepWriter::spawn(pool.clone())),
             inner: Inner::Postgres(pool),
         })
     }
@@ -723,7 +729,7 @@ impl Store {
         s: &NewSession,
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
-        self.create_session_with_tasks(s, events, &[]).await
+        self.create_session_with_tasks(s, events, &[], true).await
     }
 
     /// [`Store::create_session`] plus the backend-step tasks the new
@@ -733,6 +739,7 @@ impl Store {
         s: &NewSession,
         events: &[NewEvent],
         tasks: &[tasks::NewTask],
+        durable: bool,
     ) -> Result<(), StoreError> {
         check_event_count(events.len())?;
         let state = to_json("the session state", &s.state)?;
@@ -742,6 +749,13 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let seq = seq_after(0, events.len());
         let now = now_ms();
+        if let Inner::Postgres(pool) = &self.inner
+            && !events.is_empty()
+        {
+            return self
+                .create_session_pg(pool, s, &state, &payloads, events, tasks, durable, now)
+                .await;
+        }
         let events_sql = insert_events_sql(events.len());
 
         with_write_pool!(self, |pool| {
@@ -884,6 +898,13 @@ impl Store {
     #[doc(hidden)]
     pub fn group_commit_stats(&self) -> GroupCommitStats {
         self.writer.stats()
+    }
+
+    /// Step commits written as members of a batch statement (PostgreSQL;
+    /// always 0 on SQLite), for tests.
+    #[doc(hidden)]
+    pub fn step_batch_members(&self) -> u64 {
+        self.step_writer.as_ref().map_or(0, |w| w.batched())
     }
 
     /// Why a guarded UPDATE matched no row: the session is gone or has moved on.

@@ -15,7 +15,7 @@
 
 use serde_json::Value;
 
-use super::error::is_unique_violation;
+use super::error::{constraint, is_unique_violation};
 use super::{
     BeginWrite, Inner, NewEvent, NewIdempotency, Store, StoreError, check_event_count,
     insert_events_sql, now_ms, parse_json, seq_after, to_json,
@@ -109,6 +109,15 @@ pub struct StepCommit<'a> {
     /// [`SESSION_CHANNEL`] with this payload, sent when the transaction
     /// commits). Ignored on SQLite, which has one process.
     pub notify: Option<&'a str>,
+    /// Whether the commit must reach disk before it returns. `false` is for
+    /// an intermediate step of a chain this process goes on running: on
+    /// PostgreSQL it commits with `synchronous_commit = off`, so a crash of
+    /// the database (not of Baton) may lose it — the step then runs again
+    /// under the same task id and `Idempotency-Key`, and the session never
+    /// advances twice. The next durable commit, or [`Store::flush`], makes
+    /// it durable along with everything before it. SQLite (WAL,
+    /// `synchronous = NORMAL`) treats every commit alike.
+    pub durable: bool,
 }
 
 /// The PostgreSQL channel on which replicas announce session changes that
@@ -295,6 +304,11 @@ impl Store {
             .idempotency
             .map(|i| to_json("the idempotent response", &i.response))
             .transpose()?;
+        if let Some(writer) = &self.step_writer {
+            return self
+                .commit_step_pg(writer, &c, payloads, idem_response, new_seq, now)
+                .await;
+        }
         let result: Result<(), StoreError> = in_write_tx!(self, |tx| {
             'tx: {
                 if let Some((task_id, outcome)) = c.finish {
@@ -376,6 +390,128 @@ impl Store {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// [`Store::commit_step`] on PostgreSQL: one statement, so one round
+    /// trip and an implicit transaction instead of eight round trips. The
+    /// session row is locked first (`FOR UPDATE`, re-checked against the
+    /// expected seq), the task is finished only if the session is there,
+    /// and the session advances only if the task was finished: all or
+    /// nothing, decided inside the statement.
+    async fn commit_step_pg(
+        &self,
+        writer: &super::step_batch::StepWriter,
+        c: &StepCommit<'_>,
+        payloads: Vec<String>,
+        idem_response: Option<String>,
+        new_seq: i64,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let inputs = c
+            .new_tasks
+            .iter()
+            .map(|t| to_json("a task input", &t.input))
+            .collect::<Result<Vec<_>, _>>()?;
+        let step = super::step_batch::PgStep {
+            session_id: c.session_id.to_owned(),
+            expected_seq: c.expected_seq,
+            new_seq,
+            status: c.status.to_owned(),
+            state: c.state.to_owned(),
+            now,
+            durable: c.durable,
+            finish: c.finish.map(|(t, o)| (t.to_owned(), o.to_owned())),
+            idempotency: c
+                .idempotency
+                .zip(idem_response)
+                .map(|(i, r)| (i.key.clone(), i.request_hash.clone(), r)),
+            notify: c.notify.map(str::to_owned),
+            events: c
+                .events
+                .iter()
+                .zip(payloads)
+                .enumerate()
+                .map(|(i, (e, p))| (seq_after(c.expected_seq + 1, i), e.kind.clone(), p))
+                .collect(),
+            tasks: c.new_tasks.to_vec(),
+            inputs,
+            attempts: c.attempts.to_vec(),
+        };
+        let (locked, finished, updated) = match writer.commit(step).await {
+            Ok(row) => row,
+            Err(e) if is_unique_violation(&e) && constraint(&e) == Some("idempotency_pkey") => {
+                let key = c.idempotency.map(|i| i.key.clone()).unwrap_or_default();
+                return Err(StoreError::IdempotencyKeyTaken {
+                    session_id: c.session_id.to_owned(),
+                    key,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if updated == 1 {
+            return Ok(new_seq);
+        }
+        match c.finish {
+            Some((task_id, _)) if locked == 1 && finished == 0 => Err(StoreError::TaskFinished {
+                task_id: task_id.to_owned(),
+            }),
+            _ => Err(self.why_not_at(c.session_id, c.expected_seq).await),
+        }
+    }
+
+    /// [`Store::create_session_with_tasks`] on PostgreSQL: the session, its
+    /// events and its tasks in one statement.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn create_session_pg(
+        &self,
+        pool: &sqlx::PgPool,
+        s: &super::NewSession,
+        state: &str,
+        payloads: &[String],
+        events: &[NewEvent],
+        tasks: &[NewTask],
+        durable: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let inputs = tasks
+            .iter()
+            .map(|t| to_json("a task input", &t.input))
+            .collect::<Result<Vec<_>, _>>()?;
+        let q = sqlx::query_as::<_, (String,)>(PG_CREATE_SESSION)
+            .bind(&s.id)
+            .bind(&s.flow_id)
+            .bind(s.flow_version)
+            .bind(&s.user_id)
+            .bind(&s.token_hash)
+            .bind(&s.status)
+            .bind(seq_after(0, events.len()))
+            .bind(state)
+            .bind(now)
+            .bind(if durable { "on" } else { "off" });
+        let q = bind_events(q, 1, events, payloads);
+        let q = bind_tasks(q, tasks, &inputs);
+        match q.fetch_one(pool).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) && constraint(&e) == Some("sessions_pkey") => {
+                Err(StoreError::SessionExists { id: s.id.clone() })
+            }
+            Err(e) if super::error::is_foreign_key_violation(&e) => Err(StoreError::NotFound {
+                what: format!("flow version {} of flow {}", s.flow_version, s.flow_id),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Makes every commit made so far durable (see [`StepCommit::durable`]):
+    /// on PostgreSQL a synchronous commit of a transaction that wrote its
+    /// id, which flushes the write-ahead log up to it; nothing on SQLite.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        if let Inner::Postgres(pool) = &self.inner {
+            sqlx::query("SELECT pg_current_xact_id()::text")
+                .execute(pool)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Takes up to `limit` due tasks for `worker`, leased until
@@ -701,6 +837,17 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Who consumed an inbox event (a task id, or `delivered`), if anyone.
+    pub async fn inbox_consumer(&self, id: &str) -> Result<Option<String>, StoreError> {
+        let by: Option<Option<String>> = with_read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT consumed_by FROM step_inbox WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(by.flatten())
+    }
+
     /// The oldest unconsumed inbox event for `name` and `correlation`.
     pub async fn pending_inbox_event(
         &self,
@@ -720,4 +867,269 @@ impl Store {
         row.map(|(id, payload)| Ok((id, parse_json("step_inbox", "payload", &payload)?)))
             .transpose()
     }
+}
+
+/// The statement of [`Store::commit_step`] on PostgreSQL. One text for
+/// every commit (lists travel as arrays), so each connection prepares it
+/// once and PostgreSQL reuses its plan.
+///
+/// Parameters: $1 session, $2 expected seq, $3 status, $4 state, $5 new
+/// seq, $6 now, $7 `synchronous_commit`; $8/$9 the task to finish and its
+/// outcome (NULL: none); $10–$12 the idempotency record (NULL key: none);
+/// $13/$14 the NOTIFY channel and payload (NULL payload: none); $15–$17
+/// the events, $18–$29 the new tasks, $30–$39 the attempts, as arrays.
+/// Returns (session locked at the expected seq, task finished, session
+/// advanced) as counts.
+const PG_STEP_COMMIT: &str = "WITH s AS (SELECT 1 FROM sessions WHERE id = $1 AND seq = $2 FOR UPDATE), \
+fin AS (UPDATE step_tasks SET state = 'done', outcome = $9, due_at = NULL, lease_owner = NULL, \
+  updated_at = $6 WHERE id = $8 AND state <> 'done' AND EXISTS (SELECT 1 FROM s) RETURNING 1), \
+upd AS (UPDATE sessions SET status = $3, state = $4, seq = $5, updated_at = $6 \
+  WHERE id = $1 AND seq = $2 AND EXISTS (SELECT 1 FROM s) \
+  AND ($8::TEXT IS NULL OR EXISTS (SELECT 1 FROM fin)) RETURNING seq), \
+idem AS (INSERT INTO idempotency (session_id, key, request_hash, response, created_at) \
+  SELECT $1, $10, $11, $12, $6 FROM upd WHERE $10::TEXT IS NOT NULL), \
+ev AS (INSERT INTO session_events (session_id, seq, kind, payload, created_at) \
+  SELECT $1, e.seq, e.kind, e.payload, $6 FROM upd \
+  CROSS JOIN unnest($15::BIGINT[], $16::TEXT[], $17::TEXT[]) AS e (seq, kind, payload)), \
+tk AS (INSERT INTO step_tasks (id, session_id, node, kind, state, due_at, attempts, lease_owner, \
+  queue, event_name, correlation, mock, input, created_at, updated_at) \
+  SELECT t.id, $1, t.node, t.kind, t.state, t.due_at, t.attempts, t.lease_owner, t.queue, \
+  t.event_name, t.correlation, t.mock, t.input, $6, $6 FROM upd \
+  CROSS JOIN unnest($18::TEXT[], $19::TEXT[], $20::TEXT[], $21::TEXT[], $22::BIGINT[], \
+  $23::INTEGER[], $24::TEXT[], $25::TEXT[], $26::TEXT[], $27::TEXT[], $28::TEXT[], $29::TEXT[]) \
+  AS t (id, node, kind, state, due_at, attempts, lease_owner, queue, event_name, correlation, \
+  mock, input)), \
+at AS (INSERT INTO step_attempts (task_id, attempt, session_id, node, worker, started_at, \
+  finished_at, outcome, status_code, error) SELECT a.* FROM upd \
+  CROSS JOIN unnest($30::TEXT[], $31::INTEGER[], $32::TEXT[], $33::TEXT[], $34::TEXT[], \
+  $35::BIGINT[], $36::BIGINT[], $37::TEXT[], $38::INTEGER[], $39::TEXT[]) \
+  AS a (task_id, attempt, session_id, node, worker, started_at, finished_at, outcome, \
+  status_code, error)) \
+SELECT (SELECT count(*) FROM s), (SELECT count(*) FROM fin), \
+  (SELECT count(*) FROM upd), \
+  (SELECT count(pg_notify($13, $14)) FROM upd WHERE $14::TEXT IS NOT NULL) \
+FROM (SELECT set_config('synchronous_commit', $7, true)) AS sync";
+
+/// The statement of [`Store::create_session_with_tasks`] on PostgreSQL.
+/// Parameters: $1–$9 the session (as `INSERT_SESSION`, $9 the time), $10
+/// `synchronous_commit`, $11–$13 the events and $14–$25 the tasks as arrays.
+const PG_CREATE_SESSION: &str = "WITH ins AS (INSERT INTO sessions (id, flow_id, flow_version, \
+  user_id, token_hash, status, seq, state, created_at, updated_at) \
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id), \
+ev AS (INSERT INTO session_events (session_id, seq, kind, payload, created_at) \
+  SELECT $1, e.seq, e.kind, e.payload, $9 FROM ins \
+  CROSS JOIN unnest($11::BIGINT[], $12::TEXT[], $13::TEXT[]) AS e (seq, kind, payload)), \
+tk AS (INSERT INTO step_tasks (id, session_id, node, kind, state, due_at, attempts, lease_owner, \
+  queue, event_name, correlation, mock, input, created_at, updated_at) \
+  SELECT t.id, $1, t.node, t.kind, t.state, t.due_at, t.attempts, t.lease_owner, t.queue, \
+  t.event_name, t.correlation, t.mock, t.input, $9, $9 FROM ins \
+  CROSS JOIN unnest($14::TEXT[], $15::TEXT[], $16::TEXT[], $17::TEXT[], $18::BIGINT[], \
+  $19::INTEGER[], $20::TEXT[], $21::TEXT[], $22::TEXT[], $23::TEXT[], $24::TEXT[], $25::TEXT[]) \
+  AS t (id, node, kind, state, due_at, attempts, lease_owner, queue, event_name, correlation, \
+  mock, input)) \
+SELECT set_config('synchronous_commit', $10, true)";
+
+type PgQueryAs<'q, O> = sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+/// Binds `tasks` as the twelve arrays the statements above take.
+fn bind_tasks<'q, O>(q: PgQueryAs<'q, O>, tasks: &'q [NewTask], inputs: &'q [String]) -> PgQueryAs<'q, O> {
+    let col = |f: fn(&NewTask) -> Option<&str>| tasks.iter().map(f).collect::<Vec<_>>();
+    q.bind(tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.node.as_str()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.state).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.due_at).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.attempts).collect::<Vec<_>>())
+        .bind(col(|t| t.lease_owner.as_deref()))
+        .bind(col(|t| t.queue.as_deref()))
+        .bind(col(|t| t.event_name.as_deref()))
+        .bind(col(|t| t.correlation.as_deref()))
+        .bind(col(|t| t.mock.as_deref()))
+        .bind(inputs.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Binds events (seq from `first_seq`) as the three arrays the statements
+/// above take.
+fn bind_events<'q, O>(
+    q: PgQueryAs<'q, O>,
+    first_seq: i64,
+    events: &'q [NewEvent],
+    payloads: &'q [String],
+) -> PgQueryAs<'q, O> {
+    q.bind((0..events.len()).map(|i| seq_after(first_seq, i)).collect::<Vec<_>>())
+        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+        .bind(payloads.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Writes one step commit with [`PG_STEP_COMMIT`]; returns (session locked
+/// at the expected seq, task finished, session advanced) as counts.
+pub(super) async fn write_pg_step(
+    conn: &mut sqlx::PgConnection,
+    c: &super::step_batch::PgStep,
+) -> Result<(i64, i64, i64), sqlx::Error> {
+    let (finish_id, finish_outcome) = c.finish.as_ref().map(|(t, o)| (t.as_str(), o.as_str())).unzip();
+    let idem = c.idempotency.as_ref();
+    let a = &c.attempts;
+    let q = sqlx::query_as::<_, (i64, i64, i64, i64)>(PG_STEP_COMMIT)
+        .bind(&c.session_id)
+        .bind(c.expected_seq)
+        .bind(&c.status)
+        .bind(&c.state)
+        .bind(c.new_seq)
+        .bind(c.now)
+        .bind(if c.durable { "on" } else { "off" })
+        .bind(finish_id)
+        .bind(finish_outcome)
+        .bind(idem.map(|i| i.0.as_str()))
+        .bind(idem.map(|i| i.1.as_str()))
+        .bind(idem.map(|i| i.2.as_str()))
+        .bind(SESSION_CHANNEL)
+        .bind(c.notify.as_deref())
+        .bind(c.events.iter().map(|e| e.0).collect::<Vec<_>>())
+        .bind(c.events.iter().map(|e| e.1.as_str()).collect::<Vec<_>>())
+        .bind(c.events.iter().map(|e| e.2.as_str()).collect::<Vec<_>>());
+    let q = bind_tasks(q, &c.tasks, &c.inputs);
+    let q = bind_attempts(q, a);
+    let (locked, finished, updated, _) = q.fetch_one(conn).await?;
+    Ok((locked, finished, updated))
+}
+
+fn bind_attempts<'q, O>(q: PgQueryAs<'q, O>, a: &'q [AttemptRecord]) -> PgQueryAs<'q, O> {
+    q.bind(a.iter().map(|a| a.task_id.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.attempt).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.session_id.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.node.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.worker.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.started_at).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.finished_at).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.status_code).collect::<Vec<_>>())
+        .bind(a.iter().map(|a| a.error.as_deref()).collect::<Vec<_>>())
+}
+
+/// Many step commits of distinct sessions in one statement (see
+/// [`super::step_batch`]): each member is applied exactly when its own
+/// [`PG_STEP_COMMIT`] would apply it. Parameters: $1–$12 the members
+/// (index, session, expected seq, status, state, new seq, task to finish,
+/// its outcome, idempotency key, hash, response, NOTIFY payload), $13 now,
+/// $14–$17 events, $18–$30 tasks, $31–$41 attempts (each with its member's
+/// index first), $42 `synchronous_commit`, $43 the NOTIFY channel. Returns
+/// the indexes of the members applied.
+pub(super) const PG_STEP_BATCH: &str = "WITH m AS (SELECT * FROM unnest($1::INTEGER[], $2::TEXT[], \
+  $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], \
+  $10::TEXT[], $11::TEXT[], $12::TEXT[]) AS m (i, id, seq, status, state, new_seq, fin_id, \
+  fin_outcome, idem_key, idem_hash, idem_response, note)), \
+s AS (SELECT m.i FROM sessions x JOIN m ON x.id = m.id AND x.seq = m.seq ORDER BY x.id \
+  FOR UPDATE OF x), \
+fin AS (UPDATE step_tasks t SET state = 'done', outcome = m.fin_outcome, due_at = NULL, \
+  lease_owner = NULL, updated_at = $13 FROM m WHERE t.id = m.fin_id AND t.state <> 'done' \
+  AND m.i IN (SELECT i FROM s) RETURNING m.i), \
+upd AS (UPDATE sessions x SET status = m.status, state = m.state, seq = m.new_seq, \
+  updated_at = $13 FROM m WHERE x.id = m.id AND x.seq = m.seq AND m.i IN (SELECT i FROM s) \
+  AND (m.fin_id IS NULL OR m.i IN (SELECT i FROM fin)) RETURNING m.i), \
+idem AS (INSERT INTO idempotency (session_id, key, request_hash, response, created_at) \
+  SELECT m.id, m.idem_key, m.idem_hash, m.idem_response, $13 FROM m \
+  WHERE m.idem_key IS NOT NULL AND m.i IN (SELECT i FROM upd)), \
+ev AS (INSERT INTO session_events (session_id, seq, kind, payload, created_at) \
+  SELECT m.id, e.seq, e.kind, e.payload, $13 \
+  FROM unnest($14::INTEGER[], $15::BIGINT[], $16::TEXT[], $17::TEXT[]) AS e (i, seq, kind, payload) \
+  JOIN m ON m.i = e.i WHERE e.i IN (SELECT i FROM upd)), \
+tk AS (INSERT INTO step_tasks (id, session_id, node, kind, state, due_at, attempts, lease_owner, \
+  queue, event_name, correlation, mock, input, created_at, updated_at) \
+  SELECT t.id, m.id, t.node, t.kind, t.state, t.due_at, t.attempts, t.lease_owner, t.queue, \
+  t.event_name, t.correlation, t.mock, t.input, $13, $13 \
+  FROM unnest($18::INTEGER[], $19::TEXT[], $20::TEXT[], $21::TEXT[], $22::TEXT[], $23::BIGINT[], \
+  $24::INTEGER[], $25::TEXT[], $26::TEXT[], $27::TEXT[], $28::TEXT[], $29::TEXT[], $30::TEXT[]) \
+  AS t (i, id, node, kind, state, due_at, attempts, lease_owner, queue, event_name, correlation, \
+  mock, input) JOIN m ON m.i = t.i WHERE t.i IN (SELECT i FROM upd)), \
+at AS (INSERT INTO step_attempts (task_id, attempt, session_id, node, worker, started_at, \
+  finished_at, outcome, status_code, error) \
+  SELECT a.task_id, a.attempt, a.session_id, a.node, a.worker, a.started_at, a.finished_at, \
+  a.outcome, a.status_code, a.error \
+  FROM unnest($31::INTEGER[], $32::TEXT[], $33::INTEGER[], $34::TEXT[], $35::TEXT[], $36::TEXT[], \
+  $37::BIGINT[], $38::BIGINT[], $39::TEXT[], $40::INTEGER[], $41::TEXT[]) \
+  AS a (i, task_id, attempt, session_id, node, worker, started_at, finished_at, outcome, \
+  status_code, error) WHERE a.i IN (SELECT i FROM upd)) \
+SELECT (SELECT array_agg(i) FROM upd), \
+  (SELECT count(pg_notify($43, m.note)) FROM m WHERE m.note IS NOT NULL AND m.i IN (SELECT i FROM upd)) \
+FROM (SELECT set_config('synchronous_commit', $42, true)) AS sync";
+
+/// Writes `members` (distinct sessions) with [`PG_STEP_BATCH`]; returns
+/// for each whether it was applied.
+pub(super) async fn write_pg_step_batch(
+    conn: &mut sqlx::PgConnection,
+    members: &[&super::step_batch::PgStep],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let idx = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let col = |f: fn(&super::step_batch::PgStep) -> Option<&str>| members.iter().map(|m| f(m)).collect::<Vec<_>>();
+    let durable = members.iter().any(|m| m.durable);
+    let now = members.iter().map(|m| m.now).max().unwrap_or(0);
+    let mut ev = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut tasks: Vec<(i32, &NewTask, &str)> = Vec::new();
+    let mut attempts: Vec<(i32, &AttemptRecord)> = Vec::new();
+    for (i, m) in members.iter().enumerate() {
+        for e in &m.events {
+            ev.0.push(idx(i));
+            ev.1.push(e.0);
+            ev.2.push(e.1.as_str());
+            ev.3.push(e.2.as_str());
+        }
+        tasks.extend(m.tasks.iter().zip(&m.inputs).map(|(t, input)| (idx(i), t, input.as_str())));
+        attempts.extend(m.attempts.iter().map(|a| (idx(i), a)));
+    }
+    let t = |f: fn(&NewTask) -> Option<&str>| tasks.iter().map(|(_, t, _)| f(t)).collect::<Vec<_>>();
+    let a = attempts.iter().map(|(_, a)| *a);
+    let row: (Option<Vec<i32>>, i64) = sqlx::query_as(PG_STEP_BATCH)
+        .bind((0..members.len()).map(idx).collect::<Vec<_>>())
+        .bind(members.iter().map(|m| m.session_id.as_str()).collect::<Vec<_>>())
+        .bind(members.iter().map(|m| m.expected_seq).collect::<Vec<_>>())
+        .bind(members.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
+        .bind(members.iter().map(|m| m.state.as_str()).collect::<Vec<_>>())
+        .bind(members.iter().map(|m| m.new_seq).collect::<Vec<_>>())
+        .bind(col(|m| m.finish.as_ref().map(|f| f.0.as_str())))
+        .bind(col(|m| m.finish.as_ref().map(|f| f.1.as_str())))
+        .bind(col(|m| m.idempotency.as_ref().map(|i| i.0.as_str())))
+        .bind(col(|m| m.idempotency.as_ref().map(|i| i.1.as_str())))
+        .bind(col(|m| m.idempotency.as_ref().map(|i| i.2.as_str())))
+        .bind(col(|m| m.notify.as_deref()))
+        .bind(now)
+        .bind(ev.0)
+        .bind(ev.1)
+        .bind(ev.2)
+        .bind(ev.3)
+        .bind(tasks.iter().map(|x| x.0).collect::<Vec<_>>())
+        .bind(t(|t| Some(t.id.as_str())))
+        .bind(t(|t| Some(t.node.as_str())))
+        .bind(t(|t| Some(t.kind.as_str())))
+        .bind(t(|t| Some(t.state)))
+        .bind(tasks.iter().map(|x| x.1.due_at).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|x| x.1.attempts).collect::<Vec<_>>())
+        .bind(t(|t| t.lease_owner.as_deref()))
+        .bind(t(|t| t.queue.as_deref()))
+        .bind(t(|t| t.event_name.as_deref()))
+        .bind(t(|t| t.correlation.as_deref()))
+        .bind(t(|t| t.mock.as_deref()))
+        .bind(tasks.iter().map(|x| x.2).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|x| x.0).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.task_id.as_str()).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.attempt).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.session_id.as_str()).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.node.as_str()).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.worker.as_str()).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.started_at).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.finished_at).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.outcome.as_str()).collect::<Vec<_>>())
+        .bind(a.clone().map(|a| a.status_code).collect::<Vec<_>>())
+        .bind(a.map(|a| a.error.as_deref()).collect::<Vec<_>>())
+        .bind(if durable { "on" } else { "off" })
+        .bind(SESSION_CHANNEL)
+        .fetch_one(conn)
+        .await?;
+    let mut applied = vec![false; members.len()];
+    for i in row.0.unwrap_or_default() {
+        if let Some(slot) = usize::try_from(i).ok().and_then(|i| applied.get_mut(i)) {
+            *slot = true;
+        }
+    }
+    Ok(applied)
 }

@@ -9,6 +9,7 @@ use baton::store::{
     Backend, NewEvent, NewIdempotency, NewSession, RawPools, SessionRecord, Store, StoreError,
     StoreOptions,
 };
+use baton::store::tasks::{AttemptRecord, NewTask, StepCommit, state as task_state};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -54,6 +55,9 @@ on_both_backends!(
     corrupt_json_is_reported_not_panicked,
     the_log_and_published_versions_refuse_updates,
     ping_reports_a_closed_store,
+    step_commits_are_all_or_nothing,
+    racing_step_completions_advance_once,
+    concurrent_step_commits_keep_their_own_outcomes,
 );
 
 fn flow_definition(title: &str) -> Value {
@@ -881,4 +885,309 @@ async fn postgres_schemas_isolate_tests() {
     let s = seed(&a).await;
     assert_eq!(b.session(&s.id).await.unwrap(), None);
     assert_eq!(b.latest_flow_version("signup").await.unwrap(), None);
+}
+
+fn task(id: &str, node: &str) -> NewTask {
+    NewTask {
+        id: id.to_owned(),
+        node: node.to_owned(),
+        kind: "http".to_owned(),
+        state: task_state::RUNNING,
+        due_at: Some(i64::MAX / 2),
+        lease_owner: Some("worker-a".to_owned()),
+        attempts: 1,
+        queue: None,
+        event_name: None,
+        correlation: None,
+        mock: None,
+        input: json!({ "n": 1 }),
+    }
+}
+
+fn attempt(task_id: &str, session_id: &str, n: i32) -> AttemptRecord {
+    AttemptRecord {
+        task_id: task_id.to_owned(),
+        attempt: n,
+        session_id: session_id.to_owned(),
+        node: "call".to_owned(),
+        worker: "worker-a".to_owned(),
+        started_at: 1,
+        finished_at: 2,
+        outcome: "ok".to_owned(),
+        status_code: Some(200),
+        error: None,
+    }
+}
+
+fn step_commit<'a>(
+    session_id: &'a str,
+    expected_seq: i64,
+    events: &'a [NewEvent],
+    finish: Option<(&'a str, &'a str)>,
+    new_tasks: &'a [NewTask],
+    attempts: &'a [AttemptRecord],
+    durable: bool,
+) -> StepCommit<'a> {
+    StepCommit {
+        session_id,
+        expected_seq,
+        status: "WAITING",
+        state: r#"{"node":"call"}"#,
+        events,
+        idempotency: None,
+        finish,
+        new_tasks,
+        attempts,
+        notify: Some("test|payload"),
+        durable,
+    }
+}
+
+/// A step commit finishes its task, advances the session, appends events
+/// and creates the next task together — or, when any guard fails, writes
+/// nothing at all (a stale seq must not finish the task; a finished task
+/// must not advance the session).
+async fn step_commits_are_all_or_nothing(db: TestDb) {
+    let version = db
+        .store
+        .ensure_flow_version("signup", "hash-1", &flow_definition("v1"))
+        .await
+        .unwrap();
+    let id = Uuid::now_v7().to_string();
+    let first = task(&format!("{id}-t1"), "call");
+    db.store
+        .create_session_with_tasks(
+            &new_session(&id, version.version),
+            &[event("started", 1)],
+            std::slice::from_ref(&first),
+            false,
+        )
+        .await
+        .unwrap();
+    db.store.flush().await.unwrap();
+    let got = db.store.task(&first.id).await.unwrap().expect("task created");
+    assert_eq!((got.state.as_str(), got.attempts), ("running", 1));
+    assert_eq!(got.input, json!({ "n": 1 }));
+
+    // A stale seq: nothing written, the task still running.
+    let events = [event("step", 2)];
+    let next = task(&format!("{id}-t2"), "call2");
+    let attempts = [attempt(&first.id, &id, 1)];
+    let stale = db
+        .store
+        .commit_step(step_commit(
+            &id,
+            7,
+            &events,
+            Some((&first.id, "ok")),
+            std::slice::from_ref(&next),
+            &attempts,
+            false,
+        ))
+        .await;
+    assert_eq!(code(stale), "STORE_CONFLICT");
+    assert_eq!(db.store.task(&first.id).await.unwrap().unwrap().state, "running");
+    assert!(db.store.task(&next.id).await.unwrap().is_none());
+    assert!(db.store.session_attempts(&id).await.unwrap().is_empty());
+
+    // The right seq: everything at once.
+    let seq = db
+        .store
+        .commit_step(step_commit(
+            &id,
+            1,
+            &events,
+            Some((&first.id, "ok")),
+            std::slice::from_ref(&next),
+            &attempts,
+            false,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(seq, 2);
+    let done = db.store.task(&first.id).await.unwrap().unwrap();
+    assert_eq!((done.state.as_str(), done.outcome.as_deref()), ("done", Some("ok")));
+    assert_eq!(db.store.task(&next.id).await.unwrap().unwrap().node, "call2");
+    assert_eq!(db.store.session_attempts(&id).await.unwrap().len(), 1);
+    let session = db.store.session(&id).await.unwrap().unwrap();
+    assert_eq!((session.seq, session.status.as_str()), (2, "WAITING"));
+    assert_eq!(session.state, json!({ "node": "call" }));
+
+    // Finishing the finished task again at the current seq: refused, and
+    // the session does not move.
+    let again = [event("step-again", 3)];
+    let twice = db
+        .store
+        .commit_step(step_commit(
+            &id,
+            2,
+            &again,
+            Some((&first.id, "ok")),
+            &[],
+            &[],
+            true,
+        ))
+        .await;
+    assert_eq!(code(twice), "TASK_ALREADY_FINISHED");
+    assert_eq!(db.store.session(&id).await.unwrap().unwrap().seq, 2);
+    assert_eq!(db.store.events(&id, 0, 100).await.unwrap().len(), 2);
+}
+
+/// Two workers (one through another connection pool, as another replica
+/// would) finish the same task at the same moment: one advances the
+/// session, the other hears that the task is finished or the session moved.
+async fn racing_step_completions_advance_once(db: TestDb) {
+    const RACERS: usize = 6;
+    let version = db
+        .store
+        .ensure_flow_version("signup", "hash-1", &flow_definition("v1"))
+        .await
+        .unwrap();
+    let other = db.reconnect().await;
+    for round in 0..5 {
+        let id = Uuid::now_v7().to_string();
+        let first = task(&format!("{id}-t1"), "call");
+        db.store
+            .create_session_with_tasks(
+                &new_session(&id, version.version),
+                &[event("started", 1)],
+                std::slice::from_ref(&first),
+                true,
+            )
+            .await
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let mut racers = Vec::new();
+        for i in 0..RACERS {
+            let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
+            let (barrier, id, task_id) = (barrier.clone(), id.clone(), first.id.clone());
+            racers.push(tokio::spawn(async move {
+                let events = [event("step", i as i64)];
+                let next = [task(&format!("{id}-next-{i}"), "call2")];
+                let attempts = [attempt(&task_id, &id, 1)];
+                barrier.wait().await;
+                store
+                    .commit_step(step_commit(
+                        &id,
+                        1,
+                        &events,
+                        Some((&task_id, "ok")),
+                        &next,
+                        &attempts,
+                        i % 3 == 0,
+                    ))
+                    .await
+                    .map_err(|e| e.code())
+            }));
+        }
+        let mut won = 0;
+        for r in racers {
+            match r.await.unwrap() {
+                Ok(seq) => {
+                    assert_eq!(seq, 2);
+                    won += 1;
+                }
+                Err(code) => assert!(
+                    code == "TASK_ALREADY_FINISHED" || code == "STORE_CONFLICT",
+                    "round {round}: {code}"
+                ),
+            }
+        }
+        assert_eq!(won, 1, "round {round}");
+        let tasks = db.store.session_tasks(&id).await.unwrap();
+        assert_eq!(tasks.len(), 2, "one finished task and one next task: {tasks:?}");
+        assert_eq!(db.store.session_attempts(&id).await.unwrap().len(), 1);
+        assert_eq!(db.store.events(&id, 0, 100).await.unwrap().len(), 2);
+    }
+}
+
+/// Many sessions finish steps at once, so on PostgreSQL their commits are
+/// written in batches: each commit still gets exactly its own outcome — a
+/// valid one applies, a stale one conflicts, a finished task is refused,
+/// and a session's two commits never both apply.
+async fn concurrent_step_commits_keep_their_own_outcomes(db: TestDb) {
+    const SESSIONS: usize = 30;
+    let version = db
+        .store
+        .ensure_flow_version("signup", "hash-1", &flow_definition("v1"))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..SESSIONS {
+        let id = Uuid::now_v7().to_string();
+        let first = task(&format!("{id}-t1"), "call");
+        db.store
+            .create_session_with_tasks(
+                &new_session(&id, version.version),
+                &[event("started", 1)],
+                std::slice::from_ref(&first),
+                true,
+            )
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let before = db.store.step_batch_members();
+    let mut handles = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        // kind 0: valid; 1: stale seq; 2: a task that does not exist (as
+        // good as finished). Every session also gets a valid one.
+        for kind in [0, 1, 2 * usize::from(n % 3 == 0) + usize::from(n % 3 != 0)] {
+            let (store, id) = (db.store.clone(), id.clone());
+            handles.push(tokio::spawn(async move {
+                let task_id = match kind {
+                    2 => format!("{id}-missing"),
+                    _ => format!("{id}-t1"),
+                };
+                let events = [event("step", kind as i64)];
+                let next = [task(&format!("{id}-t2-{kind}"), "call2")];
+                let attempts = [attempt(&task_id, &id, 1)];
+                let expected = if kind == 1 { 99 } else { 1 };
+                let r = store
+                    .commit_step(step_commit(
+                        &id,
+                        expected,
+                        &events,
+                        Some((&task_id, "ok")),
+                        if kind == 2 { &[] } else { &next },
+                        if kind == 2 { &[] } else { &attempts },
+                        false,
+                    ))
+                    .await
+                    .map_err(|e| e.code());
+                (id, kind, r)
+            }));
+        }
+    }
+    for h in handles {
+        let (id, kind, r) = h.await.unwrap();
+        match kind {
+            0 => assert_eq!(r, Ok(2), "{id}"),
+            // Which guard speaks first differs by backend and by which
+            // commit ran first; neither may apply.
+            _ => assert!(
+                r == Err("TASK_ALREADY_FINISHED") || r == Err("STORE_CONFLICT"),
+                "{id}: {r:?}"
+            ),
+        }
+    }
+    db.store.flush().await.unwrap();
+    for id in &ids {
+        let session = db.store.session(id).await.unwrap().unwrap();
+        assert_eq!(session.seq, 2, "{id}");
+        let events = db.store.events(id, 0, 100).await.unwrap();
+        assert_eq!(events.len(), 2, "{id}: {events:?}");
+        assert_eq!(events[1].payload, json!({ "n": 0 }));
+        let tasks = db.store.session_tasks(id).await.unwrap();
+        let nodes: Vec<_> = tasks.iter().map(|t| (t.node.as_str(), t.state.as_str())).collect();
+        assert_eq!(nodes.len(), 2, "{id}: {nodes:?}");
+        assert!(nodes.contains(&("call", "done")) && nodes.contains(&("call2", "running")));
+        assert_eq!(db.store.session_attempts(id).await.unwrap().len(), 1);
+    }
+    if db.store.backend() == baton::store::Backend::Postgres {
+        assert!(
+            db.store.step_batch_members() > before,
+            "no commit went through a batch statement"
+        );
+    }
 }
