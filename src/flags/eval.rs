@@ -445,7 +445,12 @@ impl FlagSet {
         };
         let enrichment = Enrichment {
             flag_key: key,
-            timestamp: timestamp(),
+            // Reading the clock costs about as much as a simple rule.
+            timestamp: if targeting.rule.reads_flagd_timestamp() {
+                timestamp()
+            } else {
+                0
+            },
             targeting_key_if_missing: None,
         };
         let selected = targeting

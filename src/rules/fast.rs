@@ -64,6 +64,8 @@ type Eval<'a> = Result<DataValue<'a>, Bail>;
 #[derive(Debug)]
 pub(crate) struct FastRule {
     root: Node,
+    /// Some `var` reads `$flagd.timestamp` (or the whole `$flagd`).
+    reads_timestamp: bool,
 }
 
 impl FastRule {
@@ -71,9 +73,22 @@ impl FastRule {
     /// module docs). `logic` is the rule as written, already checked by
     /// `analyze` (known operators, limits).
     pub(crate) fn compile(logic: &Value) -> Option<FastRule> {
+        let root = compile(logic)?;
+        let mut reads_timestamp = false;
+        root.visit_vars(&mut |v| {
+            reads_timestamp |= matches!(v.root, RootKey::Flagd(Some(FlagdField::Timestamp) | None));
+        });
         Some(FastRule {
-            root: compile(logic)?,
+            root,
+            reads_timestamp,
         })
+    }
+
+    /// Whether an evaluation can see `$flagd.timestamp`. Every `var` in a
+    /// fast rule has a literal path, so when this is false the clock need
+    /// not be read — on this path or on the datalogic fallback.
+    pub(crate) fn reads_timestamp(&self) -> bool {
+        self.reads_timestamp
     }
 
     /// Evaluate against `scope`. The result borrows from the rule (literals)
@@ -106,38 +121,36 @@ impl<'a> Scope<'a> {
         }
     }
 
-    /// The value at `path` (already split), `Ok(None)` when absent.
-    fn lookup(&self, path: &[Segment]) -> Result<Option<DataValue<'a>>, Bail> {
-        let Some((first, rest)) = path.split_first() else {
-            // The whole document: in targeting mode it would have to be
-            // built. Rare enough to leave to datalogic.
-            return match self.flagd {
-                Some(_) => Err(Bail),
-                None => Ok(Some(*self.root)),
-            };
+    /// The value `var` reads, `Ok(None)` when absent.
+    #[inline]
+    fn lookup(&self, var: &Var) -> Result<Option<DataValue<'a>>, Bail> {
+        let (first, rest) = var.path.split_first().expect("paths are not empty");
+        let Some(e) = self.flagd else {
+            return Ok(step(*self.root, first).and_then(|v| walk(v, rest)));
         };
-        let top = match self.flagd {
-            None => step(*self.root, first),
-            Some(e) => match &*first.key {
-                "$flagd" => {
-                    let Some((field, rest)) = rest.split_first() else {
-                        return Err(Bail);
-                    };
-                    let v = match &*field.key {
-                        "flagKey" => DataValue::String(e.flag_key),
-                        "timestamp" => DataValue::Number(NumberValue::Integer(e.timestamp)),
-                        _ => return Ok(None),
-                    };
-                    return Ok(walk(v, rest));
-                }
-                "targetingKey" if e.targeting_key_if_missing.is_some() => {
-                    Some(self.string_targeting_key().map_or_else(
-                        || DataValue::String(e.targeting_key_if_missing.unwrap_or("")),
-                        DataValue::String,
-                    ))
-                }
-                key => match self.root {
-                    DataValue::Object(pairs) => object_get(pairs, key),
+        let top = match var.root {
+            RootKey::Other => match self.root {
+                DataValue::Object(pairs) => object_get(pairs, &first.key),
+                _ => None,
+            },
+            RootKey::Flagd(field) => {
+                let v = match field {
+                    // The whole `$flagd` object would have to be built.
+                    None => return Err(Bail),
+                    Some(FlagdField::FlagKey) => DataValue::String(e.flag_key),
+                    Some(FlagdField::Timestamp) => {
+                        DataValue::Number(NumberValue::Integer(e.timestamp))
+                    }
+                    Some(FlagdField::Other) => return Ok(None),
+                };
+                return Ok(walk(v, &rest[1..]));
+            }
+            RootKey::TargetingKey => match e.targeting_key_if_missing {
+                Some(probe) => Some(DataValue::String(
+                    self.string_targeting_key().unwrap_or(probe),
+                )),
+                None => match self.root {
+                    DataValue::Object(pairs) => object_get(pairs, &first.key),
                     _ => None,
                 },
             },
@@ -195,8 +208,57 @@ fn walk<'a>(mut v: DataValue<'a>, path: &[Segment]) -> Option<DataValue<'a>> {
 }
 
 /// First member named `key` (datalogic's lookup is first-match too).
+#[inline]
 fn object_get<'a>(pairs: &'a [(&'a str, DataValue<'a>)], key: &str) -> Option<DataValue<'a>> {
-    pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    pairs.iter().find(|(k, _)| str_eq(k, key)).map(|(_, v)| *v)
+}
+
+/// String equality without a `memcmp` call for strings up to 16 bytes
+/// (member names and most compared values): the call costs more than the
+/// comparison. Two overlapping loads cover every length in a size class.
+#[inline(always)]
+fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word8 = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let word4 = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
+}
+
+/// A `var` with a literal path.
+#[derive(Debug)]
+struct Var {
+    /// Never empty.
+    path: Box<[Segment]>,
+    /// What the first segment names in a flag's targeting.
+    root: RootKey,
+    default: Option<Box<Node>>,
+}
+
+/// The first segment of a path, classified once so a targeting lookup
+/// does not compare it against flagd's names on every evaluation.
+#[derive(Debug, Clone, Copy)]
+enum RootKey {
+    /// `$flagd`, with the field read (`None`: the object itself).
+    Flagd(Option<FlagdField>),
+    TargetingKey,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FlagdField {
+    FlagKey,
+    Timestamp,
+    Other,
 }
 
 #[derive(Debug)]
@@ -277,6 +339,40 @@ enum SemVerOp {
 }
 
 #[derive(Debug)]
+struct VarTest {
+    var: Var,
+    literal: Scalar,
+    /// `{"op": [var, literal]}` rather than `[literal, var]`.
+    var_first: bool,
+    test: Test,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Test {
+    /// Baton's `==`, or `!=` when true.
+    Loose(bool),
+    StrictEq,
+    StrictNe,
+    Order(Order),
+}
+
+/// `test` of `a` and `b` as a [`VarTest`] when one is a `var` and the
+/// other a literal; else the operands back.
+fn var_test(test: Test, a: Node, b: Node) -> Result<Node, (Node, Node)> {
+    let (var, literal, var_first) = match (a, b) {
+        (Node::Var(var), Node::Literal(literal)) => (var, literal, true),
+        (Node::Literal(literal), Node::Var(var)) => (var, literal, false),
+        other => return Err(other),
+    };
+    Ok(Node::VarTest(Box::new(VarTest {
+        var,
+        literal,
+        var_first,
+        test,
+    })))
+}
+
+#[derive(Debug)]
 struct Fractional {
     /// The bucketing-key expression; `None`: flagd's implicit key.
     key: Option<Node>,
@@ -289,10 +385,7 @@ struct Fractional {
 #[derive(Debug)]
 enum Node {
     Literal(Scalar),
-    Var {
-        path: Box<[Segment]>,
-        default: Option<Box<Node>>,
-    },
+    Var(Var),
     If(Box<[Node]>),
     And(Box<[Node]>),
     Or(Box<[Node]>),
@@ -300,6 +393,9 @@ enum Node {
     Truthy(Option<Box<Node>>),
     /// Baton's `==`/`!=` (JavaScript `==`), always two arguments.
     LooseEq(Box<[Node; 2]>, bool),
+    /// A two-argument comparison of a `var` with a literal, the usual
+    /// targeting condition, evaluated without a call per operand.
+    VarTest(Box<VarTest>),
     /// `===`: every argument equals the first.
     StrictEq(Box<[Node]>),
     StrictNe(Box<[Node; 2]>),
@@ -359,9 +455,22 @@ fn compile_op(op: &str, args: &[Value]) -> Option<Node> {
         "!!" => Node::Truthy(compile_first(args)?),
         // Baton's loose equality reads exactly two arguments; other counts
         // are left to datalogic.
-        "==" | "!=" if args.len() == 2 => Node::LooseEq(compile_pair(args)?, op == "!="),
-        "===" if args.len() >= 2 => Node::StrictEq(compile_all(args)?),
-        "!==" if args.len() >= 2 => Node::StrictNe(compile_pair(args)?),
+        "==" | "!=" if args.len() == 2 => {
+            let [a, b] = *compile_pair(args)?;
+            let negate = op == "!=";
+            var_test(Test::Loose(negate), a, b)
+                .unwrap_or_else(|(a, b)| Node::LooseEq(Box::new([a, b]), negate))
+        }
+        "===" if args.len() == 2 => {
+            let [a, b] = *compile_pair(args)?;
+            var_test(Test::StrictEq, a, b).unwrap_or_else(|(a, b)| Node::StrictEq(Box::new([a, b])))
+        }
+        "===" if args.len() > 2 => Node::StrictEq(compile_all(args)?),
+        // Only the first two arguments are read.
+        "!==" if args.len() >= 2 => {
+            let [a, b] = *compile_pair(args)?;
+            var_test(Test::StrictNe, a, b).unwrap_or_else(|(a, b)| Node::StrictNe(Box::new([a, b])))
+        }
         "<" | "<=" | ">" | ">=" if args.len() >= 2 => {
             let order = match op {
                 "<" => Order::Lt,
@@ -369,7 +478,13 @@ fn compile_op(op: &str, args: &[Value]) -> Option<Node> {
                 ">" => Order::Gt,
                 _ => Order::Ge,
             };
-            Node::Compare(order, compile_all(args)?)
+            if args.len() == 2 {
+                let [a, b] = *compile_pair(args)?;
+                var_test(Test::Order(order), a, b)
+                    .unwrap_or_else(|(a, b)| Node::Compare(order, Box::new([a, b])))
+            } else {
+                Node::Compare(order, compile_all(args)?)
+            }
         }
         // datalogic answers `false` without evaluating anything.
         "in" if args.len() < 2 => Node::Literal(Scalar::Bool(false)),
@@ -401,18 +516,31 @@ fn compile_var(args: &[Value]) -> Option<Node> {
     if path.is_empty() || first == "current" || first == "accumulator" {
         return None;
     }
-    let path = path
+    let path: Box<[Segment]> = path
         .split('.')
         .map(|s| Segment {
             key: s.into(),
             index: s.parse().ok(),
         })
         .collect();
+    let root = match &*path[0].key {
+        "$flagd" => RootKey::Flagd(path.get(1).map(|f| match &*f.key {
+            "flagKey" => FlagdField::FlagKey,
+            "timestamp" => FlagdField::Timestamp,
+            _ => FlagdField::Other,
+        })),
+        "targetingKey" => RootKey::TargetingKey,
+        _ => RootKey::Other,
+    };
     let default = match args.get(1) {
         Some(d) => Some(Box::new(compile(d)?)),
         None => None,
     };
-    Some(Node::Var { path, default })
+    Some(Node::Var(Var {
+        path,
+        root,
+        default,
+    }))
 }
 
 fn compile_sem_ver(args: &[Value]) -> Option<Node> {
@@ -479,43 +607,103 @@ fn is_scalar(v: &Value) -> bool {
 }
 
 impl Node {
+    /// Literals and variables, the leaves nearly every operator reads, are
+    /// handled here without a call; operators go to [`Node::eval_op`].
+    #[inline]
     fn eval<'a>(&'a self, scope: &Scope<'a>) -> Eval<'a> {
-        Ok(match self {
-            Node::Literal(s) => s.value(),
-            Node::Var { path, default } => match scope.lookup(path)? {
-                Some(v) => v,
-                None => match default {
-                    Some(d) => d.eval(scope)?,
-                    None => DataValue::Null,
-                },
+        match self {
+            Node::Literal(s) => Ok(s.value()),
+            Node::Var(v) => match scope.lookup(v)? {
+                Some(found) => Ok(found),
+                None => v.default_value(scope),
             },
-            Node::If(args) => return eval_if(args, scope),
-            Node::And(args) => return eval_and_or(args, scope, true),
-            Node::Or(args) => return eval_and_or(args, scope, false),
-            Node::Not(arg) => DataValue::Bool(match arg {
-                Some(a) => !truthy_arena(&a.eval(scope)?),
+            _ => self.eval_op(scope),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_op<'a>(&'a self, scope: &Scope<'a>) -> Eval<'a> {
+        match self {
+            Node::Literal(_) | Node::Var(_) => self.eval(scope),
+            Node::If(args) => eval_if(args, scope),
+            Node::And(args) => eval_and_or(args, scope, true),
+            Node::Or(args) => eval_and_or(args, scope, false),
+            Node::Affix(args, prefix) => {
+                let (value, affix) = (args[0].eval(scope)?, args[1].eval(scope)?);
+                Ok(string_affix(&value, &affix, *prefix).map_or(DataValue::Null, DataValue::Bool))
+            }
+            Node::SemVer(version, op, against) => eval_sem_ver(version, *op, against, scope),
+            Node::Fractional(f) => f.eval(scope),
+            // The rest are always booleans.
+            _ => self.eval_bool(scope).map(DataValue::Bool),
+        }
+    }
+
+    /// The truthiness of the node's value, without building the value
+    /// where the operator yields a boolean anyway (conditions are the
+    /// common case: `if`'s first argument, `and`/`or`/`!` operands).
+    fn eval_bool<'a>(&'a self, scope: &Scope<'a>) -> Result<bool, Bail> {
+        Ok(match self {
+            // `and` yields its first falsy operand or its last one, so its
+            // truthiness is "all truthy", except that no operands is `null`.
+            Node::And(args) => {
+                for arg in args {
+                    if !arg.eval_bool(scope)? {
+                        return Ok(false);
+                    }
+                }
+                !args.is_empty()
+            }
+            Node::Or(args) => {
+                for arg in args {
+                    if arg.eval_bool(scope)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Node::Not(arg) => match arg {
+                Some(a) => !a.eval_bool(scope)?,
                 None => true,
-            }),
-            Node::Truthy(arg) => DataValue::Bool(match arg {
-                Some(a) => truthy_arena(&a.eval(scope)?),
+            },
+            Node::Truthy(arg) => match arg {
+                Some(a) => a.eval_bool(scope)?,
                 None => false,
-            }),
+            },
             Node::LooseEq(args, negate) => {
                 let (a, b) = (args[0].eval(scope)?, args[1].eval(scope)?);
-                DataValue::Bool(js_loose_eq(&a, &b) != *negate)
+                loose_eq(&a, &b) != *negate
             }
             Node::StrictEq(args) => {
                 let first = args[0].eval(scope)?;
                 for arg in &args[1..] {
                     if !strict_eq(&first, &arg.eval(scope)?) {
-                        return Ok(DataValue::Bool(false));
+                        return Ok(false);
                     }
                 }
-                DataValue::Bool(true)
+                true
             }
             Node::StrictNe(args) => {
                 let (a, b) = (args[0].eval(scope)?, args[1].eval(scope)?);
-                DataValue::Bool(!strict_eq(&a, &b))
+                !strict_eq(&a, &b)
+            }
+            Node::VarTest(t) => {
+                let value = match scope.lookup(&t.var)? {
+                    Some(found) => found,
+                    None => t.var.default_value(scope)?,
+                };
+                let literal = t.literal.value();
+                let (a, b) = if t.var_first {
+                    (&value, &literal)
+                } else {
+                    (&literal, &value)
+                };
+                match t.test {
+                    Test::Loose(negate) => loose_eq(a, b) != negate,
+                    Test::StrictEq => strict_eq(a, b),
+                    Test::StrictNe => !strict_eq(a, b),
+                    Test::Order(order) => compare(order, a, b)?,
+                }
             }
             Node::Compare(order, args) => {
                 // Chained, short-circuiting: `a < b < c` is `a < b && b < c`.
@@ -523,43 +711,105 @@ impl Node {
                 for arg in &args[1..] {
                     let cur = arg.eval(scope)?;
                     if !compare(*order, &prev, &cur)? {
-                        return Ok(DataValue::Bool(false));
+                        return Ok(false);
                     }
                     prev = cur;
                 }
-                DataValue::Bool(true)
+                true
             }
             Node::InList(needle, items) => {
                 let needle = needle.eval(scope)?;
-                DataValue::Bool(items.iter().any(|i| strict_eq(&i.value(), &needle)))
+                items.iter().any(|i| strict_eq(&i.value(), &needle))
             }
             Node::In(args) => {
                 let (needle, haystack) = (args[0].eval(scope)?, args[1].eval(scope)?);
-                DataValue::Bool(match haystack {
+                match haystack {
                     DataValue::String(h) => needle.as_str().is_some_and(|n| h.contains(n)),
                     DataValue::Array(items) => items.iter().any(|i| strict_eq(i, &needle)),
                     _ => false,
-                })
-            }
-            Node::Affix(args, prefix) => {
-                let (value, affix) = (args[0].eval(scope)?, args[1].eval(scope)?);
-                string_affix(&value, &affix, *prefix).map_or(DataValue::Null, DataValue::Bool)
-            }
-            Node::SemVer(version, op, against) => {
-                let version = match version.eval(scope)? {
-                    DataValue::String(s) => parse_version(s),
-                    // datalogic renders numbers to text first; not mirrored.
-                    DataValue::Number(_) => return Err(Bail),
-                    _ => None,
-                };
-                match (version, against) {
-                    (Some(v), Some(w)) => DataValue::Bool(sem_ver_holds(*op, &v, w)),
-                    _ => DataValue::Null,
                 }
             }
-            Node::Fractional(f) => return f.eval(scope),
+            _ => truthy_arena(&self.eval(scope)?),
         })
     }
+
+    /// Calls `f` on every `var` of the tree.
+    fn visit_vars(&self, f: &mut impl FnMut(&Var)) {
+        let mut all = |nodes: &[Node]| nodes.iter().for_each(|n| n.visit_vars(f));
+        match self {
+            Node::Literal(_) => {}
+            Node::Var(v) => v.visit(f),
+            Node::If(args)
+            | Node::And(args)
+            | Node::Or(args)
+            | Node::StrictEq(args)
+            | Node::Compare(_, args) => all(args),
+            Node::Not(arg) | Node::Truthy(arg) => {
+                if let Some(a) = arg {
+                    a.visit_vars(f);
+                }
+            }
+            Node::LooseEq(args, _)
+            | Node::StrictNe(args)
+            | Node::In(args)
+            | Node::Affix(args, _) => all(&args[..]),
+            Node::InList(needle, _) => needle.visit_vars(f),
+            Node::VarTest(t) => t.var.visit(f),
+            Node::SemVer(version, _, _) => version.visit_vars(f),
+            Node::Fractional(fr) => {
+                if let Some(k) = &fr.key {
+                    k.visit_vars(f);
+                }
+            }
+        }
+    }
+}
+
+impl Var {
+    /// Calls `f` on this `var` and those of its default.
+    fn visit(&self, f: &mut impl FnMut(&Var)) {
+        f(self);
+        if let Some(d) = &self.default {
+            d.visit_vars(f);
+        }
+    }
+
+    /// The default when the path is absent, else `null`.
+    #[inline(never)]
+    fn default_value<'a>(&'a self, scope: &Scope<'a>) -> Eval<'a> {
+        match &self.default {
+            Some(d) => d.eval(scope),
+            None => Ok(DataValue::Null),
+        }
+    }
+}
+
+/// Baton's `==`: strings and numbers inline, the rest in `js_loose_eq`.
+#[inline]
+fn loose_eq(a: &DataValue<'_>, b: &DataValue<'_>) -> bool {
+    match (a, b) {
+        (DataValue::String(x), DataValue::String(y)) => str_eq(x, y),
+        _ => js_loose_eq(a, b),
+    }
+}
+
+#[inline(never)]
+fn eval_sem_ver<'a>(
+    version: &'a Node,
+    op: SemVerOp,
+    against: &Option<semver::Version>,
+    scope: &Scope<'a>,
+) -> Eval<'a> {
+    let version = match version.eval(scope)? {
+        DataValue::String(s) => parse_version(s),
+        // datalogic renders numbers to text first; not mirrored.
+        DataValue::Number(_) => return Err(Bail),
+        _ => None,
+    };
+    Ok(match (version, against) {
+        (Some(v), Some(w)) => DataValue::Bool(sem_ver_holds(op, &v, w)),
+        _ => DataValue::Null,
+    })
 }
 
 fn eval_if<'a>(args: &'a [Node], scope: &Scope<'a>) -> Eval<'a> {
@@ -570,7 +820,7 @@ fn eval_if<'a>(args: &'a [Node], scope: &Scope<'a>) -> Eval<'a> {
         if i == args.len() - 1 {
             return args[i].eval(scope);
         }
-        if truthy_arena(&args[i].eval(scope)?) {
+        if args[i].eval_bool(scope)? {
             return args[i + 1].eval(scope);
         }
         i += 2;
@@ -597,6 +847,7 @@ fn eval_and_or<'a>(args: &'a [Node], scope: &Scope<'a>, and: bool) -> Eval<'a> {
 fn strict_eq(a: &DataValue<'_>, b: &DataValue<'_>) -> bool {
     match (a, b) {
         (DataValue::Number(x), DataValue::Number(y)) => x.as_f64() == y.as_f64(),
+        (DataValue::String(x), DataValue::String(y)) => str_eq(x, y),
         _ => a == b,
     }
 }
@@ -612,6 +863,7 @@ fn compare(order: Order, a: &DataValue<'_>, b: &DataValue<'_>) -> Result<bool, B
 }
 
 impl Fractional {
+    #[inline(never)]
     fn eval<'a>(&'a self, scope: &Scope<'a>) -> Eval<'a> {
         let hash = match &self.key {
             None => scope.implicit_key_hash(),
@@ -925,6 +1177,20 @@ mod tests {
             answered > 300,
             "only {answered}/1000 answered by the fast path"
         );
+    }
+
+    /// The flag layer skips the clock when this says so: it must never
+    /// miss a read.
+    #[test]
+    fn timestamp_reads_are_known() {
+        let reads = |r: Value| Rule::compile(&r).unwrap().reads_flagd_timestamp();
+        assert!(reads(json!({"<": [{"var": "$flagd.timestamp"}, 5]})));
+        assert!(reads(json!({"if": [true, {"var": ["x", {"var": "$flagd.timestamp"}]}]})));
+        assert!(reads(json!({"==": [{"var": "$flagd"}, 1]})));
+        // Not on the fast path: unknown, so assumed.
+        assert!(reads(json!({"cat": ["a", "b"]})));
+        assert!(!reads(json!({"==": [{"var": "$flagd.flagKey"}, "f"]})));
+        assert!(!reads(json!({"fractional": [["a", 1]]})));
     }
 
     /// flagd's common shapes, and the benchmark's, are in the subset.

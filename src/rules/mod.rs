@@ -151,6 +151,14 @@ impl Rule {
             .map_err(RuleError::eval)
     }
 
+    /// Whether evaluating this rule may read `$flagd.timestamp`
+    /// ([`Enrichment::timestamp`]); when not, a caller need not read the
+    /// clock. Conservative: true unless the rule is on the fast path, where
+    /// every path read is known.
+    pub fn reads_flagd_timestamp(&self) -> bool {
+        self.0.fast.as_ref().is_none_or(FastRule::reads_timestamp)
+    }
+
     /// Whether the rule compiled to the fast path (tests and benchmarks).
     #[doc(hidden)]
     pub fn has_fast_path(&self) -> bool {
