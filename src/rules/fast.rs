@@ -122,17 +122,34 @@ impl<'a> Scope<'a> {
     }
 
     /// The value `var` reads, `Ok(None)` when absent.
-    #[inline]
+    #[inline(always)]
     fn lookup(&self, var: &Var) -> Result<Option<DataValue<'a>>, Bail> {
-        let (first, rest) = var.path.split_first().expect("paths are not empty");
-        let Some(e) = self.flagd else {
-            return Ok(step(*self.root, first).and_then(|v| walk(v, rest)));
-        };
-        let top = match var.root {
-            RootKey::Other => match self.root {
+        let first = &var.path[0];
+        let top = match (self.flagd, var.root) {
+            (None, _) => step(*self.root, first),
+            (Some(_), RootKey::Other) => match self.root {
                 DataValue::Object(pairs) => object_get(pairs, &first.key),
                 _ => None,
             },
+            (Some(e), _) => return self.lookup_flagd(e, var),
+        };
+        // Most paths have one segment.
+        Ok(match var.path.get(1..) {
+            Some([]) | None => top,
+            Some(rest) => top.and_then(|v| walk(v, rest)),
+        })
+    }
+
+    /// [`Scope::lookup`] of `$flagd.*` and `targetingKey` in a targeting
+    /// scope: what flagd adds to or replaces in the context.
+    #[inline(never)]
+    fn lookup_flagd(
+        &self,
+        e: &'a Enrichment<'a>,
+        var: &Var,
+    ) -> Result<Option<DataValue<'a>>, Bail> {
+        let (first, rest) = var.path.split_first().expect("paths are not empty");
+        let top = match var.root {
             RootKey::Flagd(field) => {
                 let v = match field {
                     // The whole `$flagd` object would have to be built.
@@ -145,14 +162,15 @@ impl<'a> Scope<'a> {
                 };
                 return Ok(walk(v, &rest[1..]));
             }
-            RootKey::TargetingKey => match e.targeting_key_if_missing {
-                Some(probe) => Some(DataValue::String(
+            RootKey::TargetingKey if e.targeting_key_if_missing.is_some() => {
+                let probe = e.targeting_key_if_missing.unwrap_or("");
+                Some(DataValue::String(
                     self.string_targeting_key().unwrap_or(probe),
-                )),
-                None => match self.root {
-                    DataValue::Object(pairs) => object_get(pairs, &first.key),
-                    _ => None,
-                },
+                ))
+            }
+            _ => match self.root {
+                DataValue::Object(pairs) => object_get(pairs, &first.key),
+                _ => None,
             },
         };
         Ok(top.and_then(|v| walk(v, rest)))
@@ -208,9 +226,14 @@ fn walk<'a>(mut v: DataValue<'a>, path: &[Segment]) -> Option<DataValue<'a>> {
 }
 
 /// First member named `key` (datalogic's lookup is first-match too).
-#[inline]
+#[inline(always)]
 fn object_get<'a>(pairs: &'a [(&'a str, DataValue<'a>)], key: &str) -> Option<DataValue<'a>> {
-    pairs.iter().find(|(k, _)| str_eq(k, key)).map(|(_, v)| *v)
+    for (k, v) in pairs {
+        if str_eq(k, key) {
+            return Some(*v);
+        }
+    }
+    None
 }
 
 /// String equality without a `memcmp` call for strings up to 16 bytes
@@ -1185,7 +1208,9 @@ mod tests {
     fn timestamp_reads_are_known() {
         let reads = |r: Value| Rule::compile(&r).unwrap().reads_flagd_timestamp();
         assert!(reads(json!({"<": [{"var": "$flagd.timestamp"}, 5]})));
-        assert!(reads(json!({"if": [true, {"var": ["x", {"var": "$flagd.timestamp"}]}]})));
+        assert!(reads(
+            json!({"if": [true, {"var": ["x", {"var": "$flagd.timestamp"}]}]})
+        ));
         assert!(reads(json!({"==": [{"var": "$flagd"}, 1]})));
         // Not on the fast path: unknown, so assumed.
         assert!(reads(json!({"cat": ["a", "b"]})));
