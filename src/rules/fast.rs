@@ -867,6 +867,7 @@ fn eval_and_or<'a>(args: &'a [Node], scope: &Scope<'a>, and: bool) -> Eval<'a> {
 
 /// datalogic's `===` (and `in`'s item test): numbers by value, everything
 /// else structurally.
+#[inline]
 fn strict_eq(a: &DataValue<'_>, b: &DataValue<'_>) -> bool {
     match (a, b) {
         (DataValue::Number(x), DataValue::Number(y)) => x.as_f64() == y.as_f64(),
@@ -877,6 +878,7 @@ fn strict_eq(a: &DataValue<'_>, b: &DataValue<'_>) -> bool {
 
 /// `<` and friends for numbers with numbers and strings with strings;
 /// everything else is coerced (or an error) in datalogic.
+#[inline]
 fn compare(order: Order, a: &DataValue<'_>, b: &DataValue<'_>) -> Result<bool, Bail> {
     match (a, b) {
         (DataValue::Number(x), DataValue::Number(y)) => Ok(order.holds(&x.as_f64(), &y.as_f64())),
