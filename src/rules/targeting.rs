@@ -16,7 +16,8 @@ use super::{PreparedData, Rule, RuleError};
 pub struct Enrichment<'k> {
     /// `$flagd.flagKey`.
     pub flag_key: &'k str,
-    /// `$flagd.timestamp`: Unix seconds.
+    /// `$flagd.timestamp`: Unix seconds. Unused, and may be anything, when
+    /// [`Rule::reads_flagd_timestamp`] is false.
     pub timestamp: i64,
     /// When `Some`, `targetingKey` is set to this value if the context has
     /// no string `targetingKey`. flagd never does this; the flag layer uses
