@@ -14,6 +14,12 @@
 //! variant (no store access) — around it.
 //!
 //! `cargo bench --bench flags`
+//!
+//! For instruction counts, `BATON_FLAGS_COUNT=<flag key or "all">:<n>`
+//! makes the binary evaluate `n` times and exit instead of benchmarking;
+//! run it under `valgrind --tool=callgrind` with two values of `n`, and the
+//! difference divided by the difference in `n` is the cost of one
+//! evaluation without the setup.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -23,7 +29,31 @@ use divan::Bencher;
 use serde_json::{Map, Value, json};
 
 fn main() {
+    if let Ok(spec) = std::env::var("BATON_FLAGS_COUNT") {
+        count(&spec);
+        return;
+    }
     divan::main();
+}
+
+/// The fixed-count loop for callgrind (see the module docs).
+fn count(spec: &str) {
+    let (key, n) = spec
+        .split_once(':')
+        .expect("BATON_FLAGS_COUNT=<key|all>:<n>");
+    let n: usize = n.parse().expect("a count");
+    let set = flag_set();
+    let ctxs = contexts();
+    let mut sink = 0usize;
+    for i in 0..n {
+        let ctx = &ctxs[i & 255];
+        sink += if key == "all" {
+            set.evaluate_all(ctx).len()
+        } else {
+            set.evaluate(black_box(key), ctx).reason as usize
+        };
+    }
+    println!("{sink}");
 }
 
 /// 20 flags: the two measured ones, a static one and 17 mixed others.

@@ -16,13 +16,17 @@
 //!   evaluating many rules against one context, and [`eval_lines`] for
 //!   `baton rule eval`;
 //! * [`Rule::evaluate_targeting`]: a flagd targeting rule run against a
-//!   context enriched with `$flagd`, as the flag layer needs it.
+//!   context enriched with `$flagd`, as the flag layer needs it;
+//! * a compiled fast path (`fast.rs`) for flagd's common targeting shapes,
+//!   tried first on every evaluation; datalogic remains the reference and
+//!   evaluates whatever the fast path does not cover.
 //!
 //! Known differences from json-logic-js that configuration cannot remove
 //! are listed in `tests/fixtures/jsonlogic/README.md` and pinned by tests.
 
 mod analyze;
 mod error;
+mod fast;
 mod lines;
 mod ops;
 mod prepared;
@@ -30,7 +34,7 @@ mod targeting;
 
 use std::sync::Arc;
 
-use datalogic_rs::Logic;
+use datalogic_rs::{DataValue, Logic};
 use serde_json::Value;
 
 pub use analyze::{KNOWN_OPERATORS, RuleLimits, VarRef, VarScope};
@@ -39,6 +43,7 @@ pub use lines::{EvalSummary, eval_lines};
 pub use prepared::PreparedData;
 pub use targeting::{Enrichment, TargetingResult};
 
+use fast::{FastRule, Scope};
 use ops::ENGINE;
 use prepared::with_arena;
 
@@ -49,6 +54,8 @@ pub struct Rule(Arc<Inner>);
 struct Inner {
     source: Value,
     logic: Logic,
+    /// The same rule for the fast path, when it is within its subset.
+    fast: Option<FastRule>,
     refs: Vec<VarRef>,
 }
 
@@ -76,6 +83,7 @@ impl Rule {
         Ok(Rule(Arc::new(Inner {
             source: logic.clone(),
             logic: logic_compiled,
+            fast: FastRule::compile(logic),
             refs: analysis.refs,
         })))
     }
@@ -85,21 +93,14 @@ impl Rule {
     /// use [`PreparedData`] to evaluate several rules against one context.
     pub fn evaluate(&self, data: &Value) -> Result<Value, RuleError> {
         with_arena(|arena| {
-            ENGINE
-                .evaluate(&self.0.logic, data, arena)
-                .map(|v| v.to_serde_value())
-                .map_err(RuleError::eval)
+            let data: &DataValue<'_> = arena.alloc(DataValue::from_serde_value_in(data, arena));
+            self.run(data, arena, |v| v.to_serde_value())
         })
     }
 
     /// [`Rule::evaluate`] against prepared data.
     pub fn evaluate_prepared(&self, data: &PreparedData) -> Result<Value, RuleError> {
-        with_arena(|arena| {
-            ENGINE
-                .evaluate(&self.0.logic, data.parsed(), arena)
-                .map(|v| v.to_serde_value())
-                .map_err(RuleError::eval)
-        })
+        with_arena(|arena| self.run(data.parsed().value(), arena, |v| v.to_serde_value()))
     }
 
     /// JsonLogic truthiness of the result, exactly as jsonlogic.com defines
@@ -107,21 +108,61 @@ impl Rule {
     /// and everything else are true.
     pub fn matches(&self, data: &Value) -> Result<bool, RuleError> {
         with_arena(|arena| {
-            ENGINE
-                .evaluate(&self.0.logic, data, arena)
-                .map(ops::truthy_arena)
-                .map_err(RuleError::eval)
+            let data: &DataValue<'_> = arena.alloc(DataValue::from_serde_value_in(data, arena));
+            self.run(data, arena, ops::truthy_arena)
         })
     }
 
     /// [`Rule::matches`] against prepared data: no conversion, no result copy.
     pub fn matches_prepared(&self, data: &PreparedData) -> Result<bool, RuleError> {
-        with_arena(|arena| {
-            ENGINE
-                .evaluate(&self.0.logic, data.parsed(), arena)
-                .map(ops::truthy_arena)
-                .map_err(RuleError::eval)
-        })
+        if let Some(fast) = &self.0.fast
+            && let Ok(v) = fast.eval(&Scope::plain(data.parsed().value()))
+        {
+            return Ok(ops::truthy_arena(&v));
+        }
+        with_arena(|arena| self.run_datalogic(data.parsed().value(), arena, ops::truthy_arena))
+    }
+
+    /// The fast path if it covers this rule and evaluation, else datalogic;
+    /// `out` turns the result into what the caller returns.
+    fn run<'a, R>(
+        &'a self,
+        data: &'a DataValue<'a>,
+        arena: &'a datalogic_rs::bumpalo::Bump,
+        out: impl FnOnce(&DataValue<'_>) -> R,
+    ) -> Result<R, RuleError> {
+        if let Some(fast) = &self.0.fast
+            && let Ok(v) = fast.eval(&Scope::plain(data))
+        {
+            return Ok(out(&v));
+        }
+        self.run_datalogic(data, arena, out)
+    }
+
+    fn run_datalogic<'a, R>(
+        &'a self,
+        data: &'a DataValue<'a>,
+        arena: &'a datalogic_rs::bumpalo::Bump,
+        out: impl FnOnce(&DataValue<'_>) -> R,
+    ) -> Result<R, RuleError> {
+        ENGINE
+            .evaluate(&self.0.logic, data, arena)
+            .map(out)
+            .map_err(RuleError::eval)
+    }
+
+    /// Whether evaluating this rule may read `$flagd.timestamp`
+    /// ([`Enrichment::timestamp`]); when not, a caller need not read the
+    /// clock. Conservative: true unless the rule is on the fast path, where
+    /// every path read is known.
+    pub fn reads_flagd_timestamp(&self) -> bool {
+        self.0.fast.as_ref().is_none_or(FastRule::reads_timestamp)
+    }
+
+    /// Whether the rule compiled to the fast path (tests and benchmarks).
+    #[doc(hidden)]
+    pub fn has_fast_path(&self) -> bool {
+        self.0.fast.is_some()
     }
 
     /// The rule JSON as given to [`Rule::compile`].

@@ -107,18 +107,17 @@ impl CustomOperator for Fractional {
         ctx: &mut EvalContext<'_, 'a>,
         arena: &'a Bump,
     ) -> datalogic_rs::Result<&'a DataValue<'a>> {
-        Ok(fractional(args, ctx.root_input(), arena).unwrap_or_else(|| arena.null()))
+        Ok(fractional(args, ctx.root_input()).unwrap_or_else(|| arena.null()))
     }
 }
 
 fn fractional<'a>(
     args: &[&'a DataValue<'a>],
     root: &'a DataValue<'a>,
-    arena: &'a Bump,
 ) -> Option<&'a DataValue<'a>> {
     let (first, rest) = args.split_first()?;
-    let (key, buckets): (&str, &[&'a DataValue<'a>]) = match first.as_str() {
-        Some(explicit) => (explicit, rest),
+    let (hash, buckets): (u32, &[&'a DataValue<'a>]) = match first.as_str() {
+        Some(explicit) => (murmur3_x86_32(explicit.as_bytes()), rest),
         None => {
             let buckets = if first.is_null() { rest } else { args };
             let targeting_key = root.get("targetingKey")?.as_str()?;
@@ -127,13 +126,7 @@ fn fractional<'a>(
                 .and_then(|f| f.get("flagKey"))
                 .and_then(DataValue::as_str)
                 .unwrap_or("");
-            let mut key = datalogic_rs::bumpalo::collections::String::with_capacity_in(
-                flag_key.len() + targeting_key.len(),
-                arena,
-            );
-            key.push_str(flag_key);
-            key.push_str(targeting_key);
-            (key.into_bump_str(), buckets)
+            (implicit_key_hash(flag_key, targeting_key), buckets)
         }
     };
     if buckets.is_empty() {
@@ -152,7 +145,7 @@ fn fractional<'a>(
     if total == 0 {
         return None;
     }
-    let bucket = (u64::from(murmur3_x86_32(key.as_bytes())) * total) >> 32;
+    let bucket = bucket_position(hash, total);
     let mut end = 0;
     for b in buckets {
         let (variant, weight) = parse_bucket(b)?;
@@ -164,7 +157,33 @@ fn fractional<'a>(
     None
 }
 
-fn parse_bucket<'a>(b: &'a DataValue<'a>) -> Option<(&'a DataValue<'a>, u64)> {
+/// murmur3 of flagd's implicit bucketing key, `$flagd.flagKey` followed by
+/// `targetingKey`, concatenated on the stack when short (it nearly always
+/// is) so no evaluation allocates for it.
+pub(crate) fn implicit_key_hash(flag_key: &str, targeting_key: &str) -> u32 {
+    let len = flag_key.len() + targeting_key.len();
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    buf[..flag_key.len()].copy_from_slice(flag_key.as_bytes());
+    buf[flag_key.len()..].copy_from_slice(targeting_key.as_bytes());
+    murmur3_x86_32(buf)
+}
+
+/// flagd's bucket for a key hash: `(hash * total_weight) >> 32`, in
+/// `0..total`. The first bucket whose cumulative weight exceeds it wins.
+pub(crate) fn bucket_position(hash: u32, total: u64) -> u64 {
+    (u64::from(hash) * total) >> 32
+}
+
+/// A `fractional` bucket, `[variant]` or `[variant, weight]`, as
+/// `(variant, weight)`; `None` when malformed (see [`Fractional`]).
+pub(crate) fn parse_bucket<'a>(b: &'a DataValue<'a>) -> Option<(&'a DataValue<'a>, u64)> {
     let items = b.as_array()?;
     let variant = items.first()?;
     if !matches!(
@@ -236,15 +255,26 @@ impl CustomOperator for StringAffix {
         let [value, affix] = args else {
             return Ok(arena.null());
         };
-        let (Some(value), Some(affix)) = (value.as_str(), affix.as_str()) else {
-            return Ok(arena.null());
-        };
-        Ok(arena.bool(if self.prefix {
-            value.starts_with(affix)
-        } else {
-            value.ends_with(affix)
-        }))
+        Ok(match string_affix(value, affix, self.prefix) {
+            Some(b) => arena.bool(b),
+            None => arena.null(),
+        })
     }
+}
+
+/// `starts_with` (`prefix`) or `ends_with` on two evaluated arguments;
+/// `None` (the rule's `null`) unless both are strings.
+pub(crate) fn string_affix(
+    value: &DataValue<'_>,
+    affix: &DataValue<'_>,
+    prefix: bool,
+) -> Option<bool> {
+    let (value, affix) = (value.as_str()?, affix.as_str()?);
+    Some(if prefix {
+        value.starts_with(affix)
+    } else {
+        value.ends_with(affix)
+    })
 }
 
 /// jsonlogic.com's `log`: returns its first argument. json-logic-js also

@@ -6,6 +6,7 @@
 use datalogic_rs::DataValue;
 use datalogic_rs::bumpalo::collections::Vec as BumpVec;
 
+use super::fast::Scope;
 use super::ops::ENGINE;
 use super::prepared::with_arena;
 use super::{PreparedData, Rule, RuleError};
@@ -15,7 +16,8 @@ use super::{PreparedData, Rule, RuleError};
 pub struct Enrichment<'k> {
     /// `$flagd.flagKey`.
     pub flag_key: &'k str,
-    /// `$flagd.timestamp`: Unix seconds.
+    /// `$flagd.timestamp`: Unix seconds. Unused, and may be anything, when
+    /// [`Rule::reads_flagd_timestamp`] is false.
     pub timestamp: i64,
     /// When `Some`, `targetingKey` is set to this value if the context has
     /// no string `targetingKey`. flagd never does this; the flag layer uses
@@ -43,6 +45,22 @@ impl Rule {
     ///
     /// A `context` that is not a JSON object is treated as `{}`.
     pub fn evaluate_targeting<R>(
+        &self,
+        context: &PreparedData,
+        enrichment: &Enrichment<'_>,
+        f: impl FnOnce(TargetingResult<'_>) -> R,
+    ) -> Result<R, RuleError> {
+        if let Some(fast) = &self.0.fast
+            && let Ok(result) = fast.eval(&Scope::targeting(context.parsed().value(), enrichment))
+        {
+            return Ok(f(classify(result)));
+        }
+        self.evaluate_targeting_datalogic(context, enrichment, f)
+    }
+
+    /// [`Rule::evaluate_targeting`] on datalogic alone: the enriched
+    /// context is built as a document (top-level handles only).
+    pub(crate) fn evaluate_targeting_datalogic<R>(
         &self,
         context: &PreparedData,
         enrichment: &Enrichment<'_>,
@@ -84,12 +102,16 @@ impl Rule {
             let result = ENGINE
                 .evaluate(&self.0.logic, root, arena)
                 .map_err(RuleError::eval)?;
-            Ok(f(match result {
-                DataValue::Null => TargetingResult::Null,
-                DataValue::String(s) => TargetingResult::Text(s),
-                other => TargetingResult::Json(other.to_string()),
-            }))
+            Ok(f(classify(*result)))
         })
+    }
+}
+
+pub(super) fn classify(result: DataValue<'_>) -> TargetingResult<'_> {
+    match result {
+        DataValue::Null => TargetingResult::Null,
+        DataValue::String(s) => TargetingResult::Text(s),
+        other => TargetingResult::Json(other.to_string()),
     }
 }
 
