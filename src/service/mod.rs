@@ -507,7 +507,7 @@ impl Baton {
     ) -> Result<(), ServiceError> {
         if !advance.tasks.is_empty() {
             return self
-                .commit_with_tasks(snap, advance, idem, None, &[], extra_events)
+                .commit_with_tasks(snap, advance, idem, None, &[], extra_events, true)
                 .await;
         }
         let mut events = to_new_events(&advance)?;

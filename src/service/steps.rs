@@ -260,7 +260,7 @@ impl Baton {
     }
 
     /// Commits an advance that creates or finishes tasks, in one
-    /// transaction, then dispatches the new tasks.
+    /// transaction, then dispatches the new tasks. `in_chain`: see below.
     pub(super) async fn commit_with_tasks(
         &self,
         snap: &Snapshot,
@@ -269,9 +269,15 @@ impl Baton {
         finish: Option<(&str, &str)>,
         attempts: &[AttemptRecord],
         extra_events: Vec<crate::store::NewEvent>,
+        in_chain: bool,
     ) -> Result<(), ServiceError> {
         let tasks = self.new_tasks(&snap.id, snap.seq, &advance);
-        let durable = !self.runs_here(&tasks);
+        // Only a point in the middle of an http chain may skip the flush,
+        // and only when its caller is the chain (the orchestrator) or
+        // flushes before answering (`wait_for_steps`): a reviewer's
+        // decision, an event or an operator's retry is durable when
+        // acknowledged.
+        let durable = !(in_chain && self.runs_here(&tasks));
         let state = serde_json::to_string(&advance.state).map_err(ServiceError::internal)?;
         let mut events = to_new_events(&advance)?;
         events.extend(extra_events);
@@ -411,6 +417,9 @@ impl Baton {
                     Some((&task.id, &outcome)),
                     attempts,
                     extra,
+                    // The orchestrator goes on with the chain; anyone else
+                    // (a reviewer, an event) is answered once it is durable.
+                    !always_render,
                 )
                 .await
             {
@@ -684,7 +693,7 @@ impl Baton {
         let (snap, flow) = self.load_trusted(session_id).await?;
         let advance = engine::reopen(&flow, &snap.state, by)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
-        self.commit_with_tasks(&snap, advance, None, None, &[], Vec::new())
+        self.commit_with_tasks(&snap, advance, None, None, &[], Vec::new(), false)
             .await?;
         self.inner.hub.publish(&view);
         Ok(view)
@@ -709,7 +718,7 @@ impl Baton {
         let advance = engine::skip(&flow, &snap.state, to, by, &self.inner.limits)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
         let finish = task.as_ref().map(|t| (t.id.as_str(), "skipped"));
-        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new())
+        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new(), false)
             .await?;
         self.inner.hub.publish(&view);
         Ok(view)
@@ -726,7 +735,7 @@ impl Baton {
         let advance = engine::cancel(&snap.state, by)?;
         let view = view_of(&flow, &snap.id, &advance.state)?;
         let finish = task.as_ref().map(|t| (t.id.as_str(), "cancelled"));
-        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new())
+        self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new(), false)
             .await?;
         self.inner.hub.publish(&view);
         Ok(view)

@@ -1,7 +1,9 @@
-//! Group commit: the writer task that owns the write path of
-//! [`Store::commit`](super::Store::commit).
+//! Group commit: the writer tasks that own the write path of
+//! [`Store::commit`](super::Store::commit) (one on SQLite, which has one
+//! writing connection; [`PG_WRITERS`] on PostgreSQL, so one batch is sent
+//! while another waits for its WAL flush).
 //!
-//! Commits that arrive while the writer is busy queue up; once it has a
+//! Commits that arrive while the writers are busy queue up; once a writer has a
 //! connection it takes everything queued (at most [`MAX_BATCH`]) and writes
 //! it with ONE statement, so one round trip, one transaction and one WAL
 //! write (on PostgreSQL one WAL flush) serve many sessions. There is no
