@@ -145,9 +145,25 @@ pub fn backends() -> Vec<(&'static str, Option<String>)> {
     out
 }
 
+/// A new schema for one measurement. The first call of a run drops the
+/// schemas earlier runs left behind (each holds thousands of sessions).
 pub async fn fresh_pg_schema(base: &str) -> String {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let schema = format!("load_{}", uuid::Uuid::new_v4().simple());
     let pool = sqlx::PgPool::connect(base).await.unwrap();
+    if !SWEPT.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        let old: Vec<String> = sqlx::query_scalar(
+            "SELECT nspname::TEXT FROM pg_namespace WHERE nspname LIKE 'load\\_%'",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        for s in old {
+            let _ = sqlx::query(&format!("DROP SCHEMA {s} CASCADE"))
+                .execute(&pool)
+                .await;
+        }
+    }
     sqlx::query(&format!("CREATE SCHEMA {schema}"))
         .execute(&pool)
         .await
