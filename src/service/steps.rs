@@ -86,7 +86,12 @@ impl Baton {
     /// and a step re-entered from the same point — after a database crash
     /// lost a commit that was not yet durable — must present the same key
     /// upstream.
-    pub(super) fn new_tasks(&self, session_id: &str, from_seq: i64, advance: &Advance) -> Vec<NewTask> {
+    pub(super) fn new_tasks(
+        &self,
+        session_id: &str,
+        from_seq: i64,
+        advance: &Advance,
+    ) -> Vec<NewTask> {
         if advance.tasks.is_empty() {
             return Vec::new();
         }
@@ -164,7 +169,8 @@ impl Baton {
     pub(super) fn runs_here(&self, tasks: &[NewTask]) -> bool {
         self.inner.dispatch.get().is_some()
             && tasks.iter().any(|t| {
-                t.state == state::RUNNING && t.lease_owner.as_deref() == Some(&*self.inner.worker_id)
+                t.state == state::RUNNING
+                    && t.lease_owner.as_deref() == Some(&*self.inner.worker_id)
             })
     }
 

@@ -142,7 +142,11 @@ async fn run(
                 vec![false; steps.len()]
             }
         };
-        for ((step, reply), ok) in members.into_iter().zip(applied).chain(later.into_iter().map(|p| (p, false))) {
+        for ((step, reply), ok) in members
+            .into_iter()
+            .zip(applied)
+            .chain(later.into_iter().map(|p| (p, false)))
+        {
             let outcome = if ok {
                 batched.fetch_add(1, Ordering::Relaxed);
                 Ok((1, i64::from(step.finish.is_some()), 1))

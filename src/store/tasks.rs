@@ -932,7 +932,11 @@ SELECT set_config('synchronous_commit', $10, true)";
 type PgQueryAs<'q, O> = sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
 
 /// Binds `tasks` as the twelve arrays the statements above take.
-fn bind_tasks<'q, O>(q: PgQueryAs<'q, O>, tasks: &'q [NewTask], inputs: &'q [String]) -> PgQueryAs<'q, O> {
+fn bind_tasks<'q, O>(
+    q: PgQueryAs<'q, O>,
+    tasks: &'q [NewTask],
+    inputs: &'q [String],
+) -> PgQueryAs<'q, O> {
     let col = |f: fn(&NewTask) -> Option<&str>| tasks.iter().map(f).collect::<Vec<_>>();
     q.bind(tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
         .bind(tasks.iter().map(|t| t.node.as_str()).collect::<Vec<_>>())
@@ -956,9 +960,13 @@ fn bind_events<'q, O>(
     events: &'q [NewEvent],
     payloads: &'q [String],
 ) -> PgQueryAs<'q, O> {
-    q.bind((0..events.len()).map(|i| seq_after(first_seq, i)).collect::<Vec<_>>())
-        .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
-        .bind(payloads.iter().map(String::as_str).collect::<Vec<_>>())
+    q.bind(
+        (0..events.len())
+            .map(|i| seq_after(first_seq, i))
+            .collect::<Vec<_>>(),
+    )
+    .bind(events.iter().map(|e| e.kind.as_str()).collect::<Vec<_>>())
+    .bind(payloads.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// Writes one step commit with [`PG_STEP_COMMIT`]; returns (session locked
@@ -967,7 +975,11 @@ pub(super) async fn write_pg_step(
     conn: &mut sqlx::PgConnection,
     c: &super::step_batch::PgStep,
 ) -> Result<(i64, i64, i64), sqlx::Error> {
-    let (finish_id, finish_outcome) = c.finish.as_ref().map(|(t, o)| (t.as_str(), o.as_str())).unzip();
+    let (finish_id, finish_outcome) = c
+        .finish
+        .as_ref()
+        .map(|(t, o)| (t.as_str(), o.as_str()))
+        .unzip();
     let idem = c.idempotency.as_ref();
     let a = &c.attempts;
     let q = sqlx::query_as::<_, (i64, i64, i64, i64)>(PG_STEP_COMMIT)
@@ -1061,7 +1073,9 @@ pub(super) async fn write_pg_step_batch(
     members: &[&super::step_batch::PgStep],
 ) -> Result<Vec<bool>, sqlx::Error> {
     let idx = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let col = |f: fn(&super::step_batch::PgStep) -> Option<&str>| members.iter().map(|m| f(m)).collect::<Vec<_>>();
+    let col = |f: fn(&super::step_batch::PgStep) -> Option<&str>| {
+        members.iter().map(|m| f(m)).collect::<Vec<_>>()
+    };
     let durable = members.iter().any(|m| m.durable);
     let now = members.iter().map(|m| m.now).max().unwrap_or(0);
     let mut ev = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -1074,16 +1088,32 @@ pub(super) async fn write_pg_step_batch(
             ev.2.push(e.1.as_str());
             ev.3.push(e.2.as_str());
         }
-        tasks.extend(m.tasks.iter().zip(&m.inputs).map(|(t, input)| (idx(i), t, input.as_str())));
+        tasks.extend(
+            m.tasks
+                .iter()
+                .zip(&m.inputs)
+                .map(|(t, input)| (idx(i), t, input.as_str())),
+        );
         attempts.extend(m.attempts.iter().map(|a| (idx(i), a)));
     }
-    let t = |f: fn(&NewTask) -> Option<&str>| tasks.iter().map(|(_, t, _)| f(t)).collect::<Vec<_>>();
+    let t =
+        |f: fn(&NewTask) -> Option<&str>| tasks.iter().map(|(_, t, _)| f(t)).collect::<Vec<_>>();
     let a = attempts.iter().map(|(_, a)| *a);
     let row: (Option<Vec<i32>>, i64) = sqlx::query_as(PG_STEP_BATCH)
         .bind((0..members.len()).map(idx).collect::<Vec<_>>())
-        .bind(members.iter().map(|m| m.session_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            members
+                .iter()
+                .map(|m| m.session_id.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(members.iter().map(|m| m.expected_seq).collect::<Vec<_>>())
-        .bind(members.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
+        .bind(
+            members
+                .iter()
+                .map(|m| m.status.as_str())
+                .collect::<Vec<_>>(),
+        )
         .bind(members.iter().map(|m| m.state.as_str()).collect::<Vec<_>>())
         .bind(members.iter().map(|m| m.new_seq).collect::<Vec<_>>())
         .bind(col(|m| m.finish.as_ref().map(|f| f.0.as_str())))

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use baton::store::tasks::{AttemptRecord, NewTask, StepCommit, state as task_state};
 use baton::store::{
     Backend, NewEvent, NewIdempotency, NewSession, RawPools, SessionRecord, Store, StoreError,
     StoreOptions,
 };
-use baton::store::tasks::{AttemptRecord, NewTask, StepCommit, state as task_state};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -965,7 +965,12 @@ async fn step_commits_are_all_or_nothing(db: TestDb) {
         .await
         .unwrap();
     db.store.flush().await.unwrap();
-    let got = db.store.task(&first.id).await.unwrap().expect("task created");
+    let got = db
+        .store
+        .task(&first.id)
+        .await
+        .unwrap()
+        .expect("task created");
     assert_eq!((got.state.as_str(), got.attempts), ("running", 1));
     assert_eq!(got.input, json!({ "n": 1 }));
 
@@ -986,7 +991,10 @@ async fn step_commits_are_all_or_nothing(db: TestDb) {
         ))
         .await;
     assert_eq!(code(stale), "STORE_CONFLICT");
-    assert_eq!(db.store.task(&first.id).await.unwrap().unwrap().state, "running");
+    assert_eq!(
+        db.store.task(&first.id).await.unwrap().unwrap().state,
+        "running"
+    );
     assert!(db.store.task(&next.id).await.unwrap().is_none());
     assert!(db.store.session_attempts(&id).await.unwrap().is_empty());
 
@@ -1006,8 +1014,14 @@ async fn step_commits_are_all_or_nothing(db: TestDb) {
         .unwrap();
     assert_eq!(seq, 2);
     let done = db.store.task(&first.id).await.unwrap().unwrap();
-    assert_eq!((done.state.as_str(), done.outcome.as_deref()), ("done", Some("ok")));
-    assert_eq!(db.store.task(&next.id).await.unwrap().unwrap().node, "call2");
+    assert_eq!(
+        (done.state.as_str(), done.outcome.as_deref()),
+        ("done", Some("ok"))
+    );
+    assert_eq!(
+        db.store.task(&next.id).await.unwrap().unwrap().node,
+        "call2"
+    );
     assert_eq!(db.store.session_attempts(&id).await.unwrap().len(), 1);
     let session = db.store.session(&id).await.unwrap().unwrap();
     assert_eq!((session.seq, session.status.as_str()), (2, "WAITING"));
@@ -1059,7 +1073,11 @@ async fn racing_step_completions_advance_once(db: TestDb) {
         let barrier = Arc::new(Barrier::new(RACERS));
         let mut racers = Vec::new();
         for i in 0..RACERS {
-            let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
+            let store = if i % 2 == 0 {
+                db.store.clone()
+            } else {
+                other.clone()
+            };
             let (barrier, id, task_id) = (barrier.clone(), id.clone(), first.id.clone());
             racers.push(tokio::spawn(async move {
                 let events = [event("step", i as i64)];
@@ -1095,7 +1113,11 @@ async fn racing_step_completions_advance_once(db: TestDb) {
         }
         assert_eq!(won, 1, "round {round}");
         let tasks = db.store.session_tasks(&id).await.unwrap();
-        assert_eq!(tasks.len(), 2, "one finished task and one next task: {tasks:?}");
+        assert_eq!(
+            tasks.len(),
+            2,
+            "one finished task and one next task: {tasks:?}"
+        );
         assert_eq!(db.store.session_attempts(&id).await.unwrap().len(), 1);
         assert_eq!(db.store.events(&id, 0, 100).await.unwrap().len(), 2);
     }
@@ -1179,7 +1201,10 @@ async fn concurrent_step_commits_keep_their_own_outcomes(db: TestDb) {
         assert_eq!(events.len(), 2, "{id}: {events:?}");
         assert_eq!(events[1].payload, json!({ "n": 0 }));
         let tasks = db.store.session_tasks(id).await.unwrap();
-        let nodes: Vec<_> = tasks.iter().map(|t| (t.node.as_str(), t.state.as_str())).collect();
+        let nodes: Vec<_> = tasks
+            .iter()
+            .map(|t| (t.node.as_str(), t.state.as_str()))
+            .collect();
         assert_eq!(nodes.len(), 2, "{id}: {nodes:?}");
         assert!(nodes.contains(&("call", "done")) && nodes.contains(&("call2", "running")));
         assert_eq!(db.store.session_attempts(id).await.unwrap().len(), 1);
