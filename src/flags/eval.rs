@@ -396,7 +396,7 @@ impl FlagSet {
     /// Evaluate flag `key` for `context`, exactly as flagd does (see the
     /// module docs), with `$flagd.timestamp` = now.
     pub fn evaluate<'a>(&'a self, key: &'a str, context: &EvaluationContext) -> Resolution<'a> {
-        self.evaluate_with(key, context, unix_now)
+        self.evaluate_with(key, context, None, unix_now)
     }
 
     /// [`FlagSet::evaluate`], then OpenFeature's type check: a resolved
@@ -428,9 +428,11 @@ impl FlagSet {
     /// Every flag, in key order, against one context and one timestamp.
     pub fn evaluate_all<'a>(&'a self, context: &EvaluationContext) -> Vec<Resolution<'a>> {
         let now = unix_now();
+        // Found once for all the flags.
+        let positions = context.slots_for(self);
         self.keys
             .iter()
-            .map(|key| self.evaluate_at(key, context, now))
+            .map(|key| self.evaluate_with(key, context, Some(&positions), || now))
             .collect()
     }
 
@@ -441,14 +443,17 @@ impl FlagSet {
         context: &EvaluationContext,
         timestamp: i64,
     ) -> Resolution<'a> {
-        self.evaluate_with(key, context, || timestamp)
+        self.evaluate_with(key, context, None, || timestamp)
     }
 
-    /// The clock is read only for flags that have targeting.
+    /// The clock is read only for flags that have targeting. `positions`:
+    /// the context's slot positions for this set, when the caller already
+    /// has them (else found on the context).
     fn evaluate_with<'a>(
         &'a self,
         key: &'a str,
         context: &EvaluationContext,
+        positions: Option<&[u32]>,
         timestamp: impl FnOnce() -> i64,
     ) -> Resolution<'a> {
         let Some(flag) = self.flags.get(key) else {
@@ -486,7 +491,7 @@ impl FlagSet {
             };
             return Resolution::ok(key, flag, reason, default);
         };
-        targeted(self, key, flag, targeting, context, timestamp)
+        targeted(self, key, flag, targeting, context, positions, timestamp)
     }
 }
 
@@ -499,6 +504,7 @@ fn targeted<'a>(
     flag: &'a Flag,
     targeting: &Targeting,
     context: &EvaluationContext,
+    positions: Option<&[u32]>,
     timestamp: impl FnOnce() -> i64,
 ) -> Resolution<'a> {
     let default = || {
@@ -517,7 +523,14 @@ fn targeted<'a>(
         },
         targeting_key_if_missing: None,
     };
-    let positions = context.slots_for(set);
+    let found;
+    let positions = match positions {
+        Some(p) => p,
+        None => {
+            found = context.slots_for(set);
+            &*found
+        }
+    };
     // Empty when not found (the rule then reads members by name).
     let slots = positions.get(targeting.slots.clone()).unwrap_or(&[]);
     let selected =

@@ -1456,7 +1456,7 @@ mod tests {
                 .map(|v| format!("{:?}", super::super::targeting::classify(v)));
             if let Ok(got) = got {
                 let want = compiled
-                    .evaluate_targeting_datalogic(&prepared, &e, |r| format!("{r:?}"))
+                    .evaluate_targeting_datalogic(prepared, &e, |r| format!("{r:?}"))
                     .map_err(|e| e.to_string());
                 prop_assert_eq!(
                     Ok(got),
@@ -1497,7 +1497,7 @@ mod tests {
         ]}, "on", "off"]});
         let compiled = Rule::compile(&rule).unwrap();
         assert_eq!(
-            &*compiled.0.fast.as_ref().unwrap().slot_names(),
+            compiled.0.fast.as_ref().unwrap().slot_names(),
             &["age".into(), "platform".into(), "tier".into()] as &[Box<str>]
         );
         for text in [
