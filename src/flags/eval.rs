@@ -30,6 +30,7 @@
 //! `TYPE_MISMATCH` when a resolved value is not of the requested type; an
 //! integer request accepts whole numbers only (no silent truncation).
 
+use std::cell::{Ref, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
@@ -145,10 +146,24 @@ impl FlagType {
 /// flags can be evaluated against it without converting it again.
 ///
 /// `Send` but not `Sync`: build one per request.
+///
+/// The first evaluation against a [`FlagSet`] also finds, once, the
+/// context members that set's targeting rules read (their positions, kept
+/// here until the context is used with another set), so that each `var` in
+/// targeting is an indexed load rather than a search by name.
 #[derive(Debug)]
 pub struct EvaluationContext {
     prepared: PreparedData,
     targeting_key: Option<String>,
+    slots: RefCell<Slots>,
+}
+
+/// The positions in the context of one set's [`FlagSet::slot_names`].
+#[derive(Debug, Default)]
+struct Slots {
+    /// The set's id; `0` (a set with no slots) to begin with.
+    set: u64,
+    positions: Vec<u32>,
 }
 
 impl EvaluationContext {
@@ -157,6 +172,7 @@ impl EvaluationContext {
         EvaluationContext {
             prepared: PreparedData::from_json("{}").expect("`{}` is valid JSON"),
             targeting_key: None,
+            slots: RefCell::default(),
         }
     }
 
@@ -173,6 +189,7 @@ impl EvaluationContext {
                 .get("targetingKey")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
+            slots: RefCell::default(),
         })
     }
 
@@ -227,6 +244,7 @@ impl EvaluationContext {
         Ok(EvaluationContext {
             prepared,
             targeting_key: Some(targeting_key.to_owned()),
+            slots: RefCell::default(),
         })
     }
 
@@ -245,6 +263,31 @@ impl EvaluationContext {
     /// The string `targetingKey`, if the context has one.
     pub fn targeting_key(&self) -> Option<&str> {
         self.targeting_key.as_deref()
+    }
+
+    /// The positions of `set`'s slot names in this context, found on the
+    /// first call for `set`. Empty (lookups by name) in the one case they
+    /// cannot be updated: while another evaluation still borrows them,
+    /// which the flag layer never does.
+    fn slots_for(&self, set: &FlagSet) -> Ref<'_, [u32]> {
+        if self.slots.borrow().set != set.id
+            && let Ok(mut slots) = self.slots.try_borrow_mut()
+        {
+            slots.set = set.id;
+            slots.positions.clear();
+            slots.positions.extend(
+                set.slot_names
+                    .iter()
+                    .map(|name| self.prepared.member_position(name)),
+            );
+        }
+        Ref::map(self.slots.borrow(), |s| {
+            if s.set == set.id {
+                &s.positions[..]
+            } else {
+                &[]
+            }
+        })
     }
 }
 
@@ -353,7 +396,7 @@ impl FlagSet {
     /// Evaluate flag `key` for `context`, exactly as flagd does (see the
     /// module docs), with `$flagd.timestamp` = now.
     pub fn evaluate<'a>(&'a self, key: &'a str, context: &EvaluationContext) -> Resolution<'a> {
-        self.evaluate_with(key, context, unix_now)
+        self.evaluate_with(key, context, None, unix_now)
     }
 
     /// [`FlagSet::evaluate`], then OpenFeature's type check: a resolved
@@ -385,9 +428,11 @@ impl FlagSet {
     /// Every flag, in key order, against one context and one timestamp.
     pub fn evaluate_all<'a>(&'a self, context: &EvaluationContext) -> Vec<Resolution<'a>> {
         let now = unix_now();
+        // Found once for all the flags.
+        let positions = context.slots_for(self);
         self.keys
             .iter()
-            .map(|key| self.evaluate_at(key, context, now))
+            .map(|key| self.evaluate_with(key, context, Some(&positions), || now))
             .collect()
     }
 
@@ -398,14 +443,17 @@ impl FlagSet {
         context: &EvaluationContext,
         timestamp: i64,
     ) -> Resolution<'a> {
-        self.evaluate_with(key, context, || timestamp)
+        self.evaluate_with(key, context, None, || timestamp)
     }
 
-    /// The clock is read only for flags that have targeting.
+    /// The clock is read only for flags that have targeting. `positions`:
+    /// the context's slot positions for this set, when the caller already
+    /// has them (else found on the context).
     fn evaluate_with<'a>(
         &'a self,
         key: &'a str,
         context: &EvaluationContext,
+        positions: Option<&[u32]>,
         timestamp: impl FnOnce() -> i64,
     ) -> Resolution<'a> {
         let Some(flag) = self.flags.get(key) else {
@@ -443,7 +491,7 @@ impl FlagSet {
             };
             return Resolution::ok(key, flag, reason, default);
         };
-        targeted(key, flag, targeting, context, timestamp)
+        targeted(self, key, flag, targeting, context, positions, timestamp)
     }
 }
 
@@ -451,10 +499,12 @@ impl FlagSet {
 /// disabled flags, the cheapest evaluations, do not pay for its frame.
 #[inline(never)]
 fn targeted<'a>(
+    set: &FlagSet,
     key: &'a str,
     flag: &'a Flag,
     targeting: &Targeting,
     context: &EvaluationContext,
+    positions: Option<&[u32]>,
     timestamp: impl FnOnce() -> i64,
 ) -> Resolution<'a> {
     let default = || {
@@ -473,9 +523,20 @@ fn targeted<'a>(
         },
         targeting_key_if_missing: None,
     };
-    let selected = targeting
-        .rule
-        .evaluate_targeting(&context.prepared, &enrichment, |r| select(flag, r));
+    let found;
+    let positions = match positions {
+        Some(p) => p,
+        None => {
+            found = context.slots_for(set);
+            &*found
+        }
+    };
+    // Empty when not found (the rule then reads members by name).
+    let slots = positions.get(targeting.slots.clone()).unwrap_or(&[]);
+    let selected =
+        targeting
+            .rule
+            .evaluate_targeting_at(&context.prepared, slots, &enrichment, |r| select(flag, r));
     match selected {
         Err(e) => Resolution::error(
             key,
@@ -495,7 +556,7 @@ fn targeted<'a>(
         Ok(Selected::Null) => {
             if targeting.reads_targeting_key
                 && context.targeting_key.is_none()
-                && needed_targeting_key(flag, &context.prepared, &enrichment)
+                && needed_targeting_key(flag, &context.prepared, slots, &enrichment)
             {
                 return Resolution::error(
                     key,
@@ -538,7 +599,12 @@ fn select<'a>(flag: &'a Flag, result: TargetingResult<'_>) -> Selected<'a> {
 
 /// Whether a `null` targeting result is down to the missing targeting key:
 /// the same rule with `targetingKey: ""` selects something.
-fn needed_targeting_key(flag: &Flag, context: &PreparedData, enrichment: &Enrichment<'_>) -> bool {
+fn needed_targeting_key(
+    flag: &Flag,
+    context: &PreparedData,
+    slots: &[u32],
+    enrichment: &Enrichment<'_>,
+) -> bool {
     let Some(targeting) = &flag.targeting else {
         return false;
     };
@@ -548,7 +614,7 @@ fn needed_targeting_key(flag: &Flag, context: &PreparedData, enrichment: &Enrich
     };
     targeting
         .rule
-        .evaluate_targeting(context, &probe, |r| r != TargetingResult::Null)
+        .evaluate_targeting_at(context, slots, &probe, |r| r != TargetingResult::Null)
         .unwrap_or(false)
 }
 

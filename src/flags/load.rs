@@ -566,6 +566,8 @@ fn build_flag(
                         flag.targeting = Some(Targeting {
                             rule,
                             reads_targeting_key,
+                            // Assigned when the set is built.
+                            slots: 0..0,
                         });
                     }
                 },

@@ -2,6 +2,8 @@
 //! reload builds a new one and swaps it in ([`FlagStore`]).
 
 use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwap;
@@ -21,6 +23,16 @@ pub struct FlagSet {
     /// Flag keys in ascending order: bulk evaluation answers in this order,
     /// so the same flags and context give the same bytes (and ETag).
     pub(crate) keys: Vec<Box<str>>,
+    /// Tells sets apart for the context member positions an
+    /// `EvaluationContext` keeps (0 only for a set with no slots).
+    pub(crate) id: u64,
+    /// Every targeting rule's slot names (the top-level context members
+    /// its fast path reads by position), one rule after another; each
+    /// [`Targeting::slots`] is its rule's range. An evaluation context
+    /// finds these members once per set, so a `var` in targeting is an
+    /// indexed load. Names shared by rules are repeated: finding one is a
+    /// scan of the context's members, once per request.
+    pub(crate) slot_names: Vec<Box<str>>,
 }
 
 /// One flag, ready to evaluate.
@@ -42,17 +54,30 @@ pub(crate) struct Targeting {
     /// The rule reads `targetingKey` (directly or through `fractional`'s
     /// implicit bucketing key).
     pub(crate) reads_targeting_key: bool,
+    /// The rule's slots in [`FlagSet::slot_names`].
+    pub(crate) slots: Range<usize>,
 }
 
 pub(crate) static EMPTY_METADATA: LazyLock<Map<String, Value>> = LazyLock::new(Map::new);
 
 impl FlagSet {
-    pub(crate) fn from_flags(flags: HashMap<Box<str>, Flag>) -> FlagSet {
+    pub(crate) fn from_flags(mut flags: HashMap<Box<str>, Flag>) -> FlagSet {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let mut keys: Vec<Box<str>> = flags.keys().cloned().collect();
         keys.sort();
+        let mut slot_names = Vec::new();
+        for key in &keys {
+            if let Some(t) = flags.get_mut(key).and_then(|f| f.targeting.as_mut()) {
+                let names = t.rule.slot_names();
+                t.slots = slot_names.len()..slot_names.len() + names.len();
+                slot_names.extend_from_slice(names);
+            }
+        }
         FlagSet {
             flags: flags.into_iter().collect(),
             keys,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            slot_names,
         }
     }
 

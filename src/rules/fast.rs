@@ -41,6 +41,17 @@
 //! `$flagd.timestamp` and the probe `targetingKey` come from the
 //! [`Enrichment`] instead of a rebuilt root object, so an evaluation
 //! allocates nothing.
+//!
+//! Context members by position ("slots"): a rule numbers the distinct
+//! top-level member names its `var`s read (other than flagd's), and a
+//! caller that evaluates many rules against one context can find those
+//! members once ([`PreparedData::member_position`]) and pass their
+//! positions in the [`Scope`]; a `var` is then an indexed load instead of
+//! a scan of the context's members by name, which was most of the cost of
+//! a rule of a few comparisons. Without positions the lookup is by name,
+//! with the same result.
+//!
+//! [`PreparedData::member_position`]: super::PreparedData::member_position
 
 use datalogic_rs::DataValue;
 use datalogic_rs::bumpalo::Bump;
@@ -66,6 +77,8 @@ pub(crate) struct FastRule {
     root: Node,
     /// Some `var` reads `$flagd.timestamp` (or the whole `$flagd`).
     reads_timestamp: bool,
+    /// The context member each slot names (see the module docs).
+    slot_names: Box<[Box<str>]>,
 }
 
 impl FastRule {
@@ -73,15 +86,35 @@ impl FastRule {
     /// module docs). `logic` is the rule as written, already checked by
     /// `analyze` (known operators, limits).
     pub(crate) fn compile(logic: &Value) -> Option<FastRule> {
-        let root = compile(logic)?;
+        let mut root = compile(logic)?;
         let mut reads_timestamp = false;
         root.visit_vars(&mut |v| {
             reads_timestamp |= matches!(v.root, RootKey::Flagd(Some(FlagdField::Timestamp) | None));
         });
+        let mut slot_names: Vec<Box<str>> = Vec::new();
+        root.visit_vars_mut(&mut |v| {
+            if let RootKey::Other = v.root {
+                let name = &v.path[0].key;
+                v.slot = match slot_names.iter().position(|n| n == name) {
+                    Some(i) => i as u32,
+                    None => {
+                        slot_names.push(name.clone());
+                        (slot_names.len() - 1) as u32
+                    }
+                };
+            }
+        });
         Some(FastRule {
             root,
             reads_timestamp,
+            slot_names: slot_names.into(),
         })
+    }
+
+    /// The top-level context members this rule reads by slot, in slot
+    /// order (see the module docs).
+    pub(crate) fn slot_names(&self) -> &[Box<str>] {
+        &self.slot_names
     }
 
     /// Whether an evaluation can see `$flagd.timestamp`. Every `var` in a
@@ -94,7 +127,12 @@ impl FastRule {
     /// Evaluate against `scope`. The result borrows from the rule (literals)
     /// and from the data.
     pub(crate) fn eval<'a>(&'a self, scope: &Scope<'a>) -> Eval<'a> {
-        self.root.eval(scope)
+        match &self.root {
+            // Most targeting is an `if`: straight to it, not through the
+            // large frame of `Node::eval_op`.
+            Node::If(args) => eval_if(args, scope),
+            root => root.eval(scope),
+        }
     }
 }
 
@@ -103,27 +141,89 @@ impl FastRule {
 pub(crate) struct Scope<'a> {
     root: &'a DataValue<'a>,
     flagd: Option<&'a Enrichment<'a>>,
+    /// Targeting only, and empty when not known: for each slot of the
+    /// rule, the position of the first member of that name in the context
+    /// object, or [`ABSENT`].
+    slots: &'a [u32],
+    /// The context object's members when `slots` is not empty.
+    pairs: &'a [(&'a str, DataValue<'a>)],
 }
+
+/// A slot whose member the context does not have.
+pub(crate) const ABSENT: u32 = u32::MAX;
 
 impl<'a> Scope<'a> {
     /// `data` as the whole document (`Rule::evaluate` and friends).
     pub(crate) fn plain(root: &'a DataValue<'a>) -> Scope<'a> {
-        Scope { root, flagd: None }
+        Scope {
+            root,
+            flagd: None,
+            slots: &[],
+            pairs: &[],
+        }
     }
 
     /// The document `Rule::evaluate_targeting` builds — the context (an
     /// object, else `{}`) with `$flagd` replaced and, when asked,
     /// `targetingKey` supplied — without building it.
+    #[cfg(test)]
     pub(crate) fn targeting(context: &'a DataValue<'a>, enrichment: &'a Enrichment<'a>) -> Self {
         Scope {
             root: context,
             flagd: Some(enrichment),
+            slots: &[],
+            pairs: &[],
         }
+    }
+
+    /// [`Scope::targeting`] with the positions of `rule`'s slots in
+    /// `context` (see [`Scope::slots`]); positions for another rule or of
+    /// the wrong length are ignored.
+    pub(crate) fn targeting_at(
+        context: &'a DataValue<'a>,
+        enrichment: &'a Enrichment<'a>,
+        rule: &FastRule,
+        slots: &'a [u32],
+    ) -> Self {
+        let (slots, pairs) = match context {
+            DataValue::Object(pairs) if slots.len() == rule.slot_names.len() => (slots, *pairs),
+            _ => (&[][..], &[][..]),
+        };
+        Scope {
+            root: context,
+            flagd: Some(enrichment),
+            slots,
+            pairs,
+        }
+    }
+
+    /// The value of a [`Var::direct`] `var` by position, without copying
+    /// it: `None` when the scope has no positions or the `var` is not
+    /// direct (then [`Scope::lookup`] it).
+    #[inline(always)]
+    fn direct(&self, var: &Var) -> Option<&'a DataValue<'a>> {
+        const NULL: &DataValue<'static> = &DataValue::Null;
+        if !var.direct {
+            return None;
+        }
+        let &at = self.slots.get(var.slot as usize)?;
+        // Absent, with no default: `null`.
+        Some(self.pairs.get(at as usize).map_or(NULL, |(_, v)| v))
     }
 
     /// The value `var` reads, `Ok(None)` when absent.
     #[inline(always)]
     fn lookup(&self, var: &Var) -> Result<Option<DataValue<'a>>, Bail> {
+        // By position (only targeting scopes have slots, and only
+        // `RootKey::Other` vars a slot); `ABSENT` is past the end of any
+        // context.
+        if let Some(&at) = self.slots.get(var.slot as usize) {
+            let top = self.pairs.get(at as usize).map(|(_, v)| *v);
+            return Ok(match var.path.get(1..) {
+                Some([]) | None => top,
+                Some(rest) => top.and_then(|v| walk(v, rest)),
+            });
+        }
         let first = &var.path[0];
         let top = match (self.flagd, var.root) {
             (None, _) => step(*self.root, first),
@@ -264,6 +364,12 @@ struct Var {
     path: Box<[Segment]>,
     /// What the first segment names in a flag's targeting.
     root: RootKey,
+    /// This rule's slot for the first segment when `root` is
+    /// [`RootKey::Other`] (see the module docs); else unused.
+    slot: u32,
+    /// One segment, [`RootKey::Other`] and no default: with positions,
+    /// the value is the member at the slot's position or `null`.
+    direct: bool,
     default: Option<Box<Node>>,
 }
 
@@ -339,6 +445,17 @@ enum Order {
 }
 
 impl Order {
+    /// The same test with the operands swapped.
+    fn flip(self) -> Order {
+        match self {
+            Order::Lt => Order::Gt,
+            Order::Le => Order::Ge,
+            Order::Gt => Order::Lt,
+            Order::Ge => Order::Le,
+        }
+    }
+
+    #[inline(always)]
     fn holds<T: PartialOrd + ?Sized>(self, a: &T, b: &T) -> bool {
         match self {
             Order::Lt => a < b,
@@ -368,6 +485,25 @@ struct VarTest {
     /// `{"op": [var, literal]}` rather than `[literal, var]`.
     var_first: bool,
     test: Test,
+    /// The test specialised by the literal's type, decided at compile
+    /// time.
+    quick: Quick,
+}
+
+/// A [`VarTest`] specialised by its literal's type: what it is when the
+/// value read has the type the specialisation expects. Any other value
+/// type takes the general test.
+#[derive(Debug, Clone, Copy)]
+enum Quick {
+    /// No specialisation.
+    None,
+    /// An ordering against a number: `value <order> literal` (operands
+    /// already swapped for `[literal, var]`). A value that is not a
+    /// number bails, as [`compare`] does.
+    Number(Order, f64),
+    /// Loose (in)equality with a string literal: for a string value,
+    /// string equality (`!=` when true).
+    Str(bool),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -387,12 +523,28 @@ fn var_test(test: Test, a: Node, b: Node) -> Result<Node, (Node, Node)> {
         (Node::Literal(literal), Node::Var(var)) => (var, literal, false),
         other => return Err(other),
     };
+    let quick = match (test, &literal) {
+        (Test::Order(order), Scalar::Number(n)) => {
+            Quick::Number(if var_first { order } else { order.flip() }, n.as_f64())
+        }
+        (Test::Loose(negate), Scalar::String(_)) => Quick::Str(negate),
+        _ => Quick::None,
+    };
     Ok(Node::VarTest(Box::new(VarTest {
         var,
         literal,
         var_first,
         test,
+        quick,
     })))
+}
+
+#[derive(Debug)]
+struct InList {
+    needle: Node,
+    items: Box<[Scalar]>,
+    /// Every item is a string.
+    strings: bool,
 }
 
 #[derive(Debug)]
@@ -424,7 +576,7 @@ enum Node {
     StrictNe(Box<[Node; 2]>),
     Compare(Order, Box<[Node]>),
     /// `in` against a literal array of scalars.
-    InList(Box<Node>, Box<[Scalar]>),
+    InList(Box<InList>),
     In(Box<[Node; 2]>),
     Affix(Box<[Node; 2]>, bool),
     SemVer(Box<Node>, SemVerOp, Option<semver::Version>),
@@ -512,10 +664,16 @@ fn compile_op(op: &str, args: &[Value]) -> Option<Node> {
         // datalogic answers `false` without evaluating anything.
         "in" if args.len() < 2 => Node::Literal(Scalar::Bool(false)),
         "in" => match &args[1] {
-            Value::Array(items) => Node::InList(
-                Box::new(compile(&args[0])?),
-                items.iter().map(Scalar::from_json).collect::<Option<_>>()?,
-            ),
+            Value::Array(items) => {
+                let items: Box<[Scalar]> =
+                    items.iter().map(Scalar::from_json).collect::<Option<_>>()?;
+                let strings = items.iter().all(|i| matches!(i, Scalar::String(_)));
+                Node::InList(Box::new(InList {
+                    needle: compile(&args[0])?,
+                    items,
+                    strings,
+                }))
+            }
             _ => Node::In(compile_pair(args)?),
         },
         "starts_with" | "ends_with" if args.len() == 2 => {
@@ -560,8 +718,10 @@ fn compile_var(args: &[Value]) -> Option<Node> {
         None => None,
     };
     Some(Node::Var(Var {
+        direct: path.len() == 1 && matches!(root, RootKey::Other) && default.is_none(),
         path,
         root,
+        slot: ABSENT,
         default,
     }))
 }
@@ -671,7 +831,7 @@ impl Node {
             // truthiness is "all truthy", except that no operands is `null`.
             Node::And(args) => {
                 for arg in args {
-                    if !arg.eval_bool(scope)? {
+                    if !arg.eval_cond(scope)? {
                         return Ok(false);
                     }
                 }
@@ -679,7 +839,7 @@ impl Node {
             }
             Node::Or(args) => {
                 for arg in args {
-                    if arg.eval_bool(scope)? {
+                    if arg.eval_cond(scope)? {
                         return Ok(true);
                     }
                 }
@@ -710,24 +870,7 @@ impl Node {
                 let (a, b) = (args[0].eval(scope)?, args[1].eval(scope)?);
                 !strict_eq(&a, &b)
             }
-            Node::VarTest(t) => {
-                let value = match scope.lookup(&t.var)? {
-                    Some(found) => found,
-                    None => t.var.default_value(scope)?,
-                };
-                let literal = t.literal.value();
-                let (a, b) = if t.var_first {
-                    (&value, &literal)
-                } else {
-                    (&literal, &value)
-                };
-                match t.test {
-                    Test::Loose(negate) => loose_eq(a, b) != negate,
-                    Test::StrictEq => strict_eq(a, b),
-                    Test::StrictNe => !strict_eq(a, b),
-                    Test::Order(order) => compare(order, a, b)?,
-                }
-            }
+            Node::VarTest(t) => t.holds(scope)?,
             Node::Compare(order, args) => {
                 // Chained, short-circuiting: `a < b < c` is `a < b && b < c`.
                 let mut prev = args[0].eval(scope)?;
@@ -740,10 +883,7 @@ impl Node {
                 }
                 true
             }
-            Node::InList(needle, items) => {
-                let needle = needle.eval(scope)?;
-                items.iter().any(|i| strict_eq(&i.value(), &needle))
-            }
+            Node::InList(list) => list.holds(scope)?,
             Node::In(args) => {
                 let (needle, haystack) = (args[0].eval(scope)?, args[1].eval(scope)?);
                 match haystack {
@@ -754,6 +894,19 @@ impl Node {
             }
             _ => truthy_arena(&self.eval(scope)?),
         })
+    }
+
+    /// [`Node::eval_bool`] with the usual conditions — a `var` compared
+    /// with a literal, a `var` in a literal list — evaluated in place,
+    /// without a call into the general (large) `eval_bool`: the operands
+    /// of `and`/`or` and `if`'s conditions.
+    #[inline(always)]
+    fn eval_cond<'a>(&'a self, scope: &Scope<'a>) -> Result<bool, Bail> {
+        match self {
+            Node::VarTest(t) => t.holds(scope),
+            Node::InList(list) => list.holds(scope),
+            _ => self.eval_bool(scope),
+        }
     }
 
     /// Calls `f` on every `var` of the tree.
@@ -776,7 +929,7 @@ impl Node {
             | Node::StrictNe(args)
             | Node::In(args)
             | Node::Affix(args, _) => all(&args[..]),
-            Node::InList(needle, _) => needle.visit_vars(f),
+            Node::InList(list) => list.needle.visit_vars(f),
             Node::VarTest(t) => t.var.visit(f),
             Node::SemVer(version, _, _) => version.visit_vars(f),
             Node::Fractional(fr) => {
@@ -788,7 +941,129 @@ impl Node {
     }
 }
 
+impl Node {
+    /// [`Node::visit_vars`], mutably (slot numbering at compile time).
+    fn visit_vars_mut(&mut self, f: &mut impl FnMut(&mut Var)) {
+        let mut all = |nodes: &mut [Node]| nodes.iter_mut().for_each(|n| n.visit_vars_mut(f));
+        match self {
+            Node::Literal(_) => {}
+            Node::Var(v) => v.visit_mut(f),
+            Node::If(args)
+            | Node::And(args)
+            | Node::Or(args)
+            | Node::StrictEq(args)
+            | Node::Compare(_, args) => all(args),
+            Node::Not(arg) | Node::Truthy(arg) => {
+                if let Some(a) = arg {
+                    a.visit_vars_mut(f);
+                }
+            }
+            Node::LooseEq(args, _)
+            | Node::StrictNe(args)
+            | Node::In(args)
+            | Node::Affix(args, _) => all(&mut args[..]),
+            Node::InList(list) => list.needle.visit_vars_mut(f),
+            Node::VarTest(t) => t.var.visit_mut(f),
+            Node::SemVer(version, _, _) => version.visit_vars_mut(f),
+            Node::Fractional(fr) => {
+                if let Some(k) = &mut fr.key {
+                    k.visit_vars_mut(f);
+                }
+            }
+        }
+    }
+}
+
+impl VarTest {
+    /// The test, specialised by the literal's type where the value read
+    /// has that type; [`VarTest::holds_general`] otherwise.
+    #[inline(always)]
+    fn holds<'a>(&'a self, scope: &Scope<'a>) -> Result<bool, Bail> {
+        if let Some(value) = scope.direct(&self.var) {
+            return self.test(value);
+        }
+        let value = match scope.lookup(&self.var)? {
+            Some(found) => found,
+            None => self.var.default_value(scope)?,
+        };
+        self.test(&value)
+    }
+
+    #[inline(always)]
+    fn test(&self, value: &DataValue<'_>) -> Result<bool, Bail> {
+        match (self.quick, value, &self.literal) {
+            (Quick::Number(order, literal), DataValue::Number(x), _) => {
+                Ok(order.holds(&x.as_f64(), &literal))
+            }
+            (Quick::Number(..), _, _) => Err(Bail),
+            (Quick::Str(negate), DataValue::String(x), Scalar::String(literal)) => {
+                Ok(str_eq(x, literal) != negate)
+            }
+            _ => self.holds_general(value),
+        }
+    }
+
+    #[inline(never)]
+    fn holds_general(&self, value: &DataValue<'_>) -> Result<bool, Bail> {
+        let literal = self.literal.value();
+        let (a, b) = if self.var_first {
+            (value, &literal)
+        } else {
+            (&literal, value)
+        };
+        Ok(match self.test {
+            Test::Loose(negate) => loose_eq(a, b) != negate,
+            Test::StrictEq => strict_eq(a, b),
+            Test::StrictNe => !strict_eq(a, b),
+            Test::Order(order) => compare(order, a, b)?,
+        })
+    }
+}
+
+impl InList {
+    #[inline(always)]
+    fn holds<'a>(&'a self, scope: &Scope<'a>) -> Result<bool, Bail> {
+        if let Node::Var(v) = &self.needle
+            && let Some(needle) = scope.direct(v)
+        {
+            return Ok(self.contains(needle));
+        }
+        Ok(self.contains(&self.needle.eval(scope)?))
+    }
+
+    #[inline(always)]
+    fn contains(&self, needle: &DataValue<'_>) -> bool {
+        match needle {
+            // A string against a list of strings (the usual
+            // `tier in [...]`): a scan with no type dispatch.
+            DataValue::String(n) if self.strings => {
+                for item in &self.items {
+                    if let Scalar::String(s) = item
+                        && str_eq(s, n)
+                    {
+                        return true;
+                    }
+                }
+                false
+            }
+            _ => self.contains_general(needle),
+        }
+    }
+
+    #[inline(never)]
+    fn contains_general(&self, needle: &DataValue<'_>) -> bool {
+        self.items.iter().any(|i| strict_eq(&i.value(), needle))
+    }
+}
+
 impl Var {
+    fn visit_mut(&mut self, f: &mut impl FnMut(&mut Var)) {
+        f(self);
+        if let Some(d) = &mut self.default {
+            d.visit_vars_mut(f);
+        }
+    }
+
     /// Calls `f` on this `var` and those of its default.
     fn visit(&self, f: &mut impl FnMut(&Var)) {
         f(self);
@@ -835,6 +1110,7 @@ fn eval_sem_ver<'a>(
     })
 }
 
+#[inline(never)]
 fn eval_if<'a>(args: &'a [Node], scope: &Scope<'a>) -> Eval<'a> {
     // datalogic's `if`: condition/value pairs, an odd last argument is the
     // else branch, and no match without one is `null`.
@@ -843,7 +1119,7 @@ fn eval_if<'a>(args: &'a [Node], scope: &Scope<'a>) -> Eval<'a> {
         if i == args.len() - 1 {
             return args[i].eval(scope);
         }
-        if args[i].eval_bool(scope)? {
+        if args[i].eval_cond(scope)? {
             return args[i + 1].eval(scope);
         }
         i += 2;
@@ -1143,26 +1419,53 @@ mod tests {
         })?;
 
         let prepared = PreparedData::new(data).unwrap();
-        for missing in [None, Some(""), Some("probe")] {
+        check_targeting(rule, data, &compiled, &prepared)
+    }
+
+    /// The targeting half of [`check`], by name and by slot (positions
+    /// found the way the flag layer finds them).
+    fn check_targeting(
+        rule: &Value,
+        data: &impl std::fmt::Display,
+        compiled: &Rule,
+        prepared: &PreparedData,
+    ) -> Result<(), TestCaseError> {
+        let fast = compiled.0.fast.as_ref().unwrap();
+        let positions: Vec<u32> = fast
+            .slot_names()
+            .iter()
+            .map(|n| prepared.member_position(n))
+            .collect();
+        for (missing, slotted) in [None, Some(""), Some("probe")]
+            .into_iter()
+            .flat_map(|m| [(m, false), (m, true)])
+        {
             let e = Enrichment {
                 flag_key: "flag",
                 timestamp: 1_700_000_000,
                 targeting_key_if_missing: missing,
             };
+            let root = prepared.parsed().value();
+            let scope = if slotted {
+                Scope::targeting_at(root, &e, fast, &positions)
+            } else {
+                Scope::targeting(root, &e)
+            };
             let got = fast
-                .eval(&Scope::targeting(prepared.parsed().value(), &e))
+                .eval(&scope)
                 .map(|v| format!("{:?}", super::super::targeting::classify(v)));
             if let Ok(got) = got {
                 let want = compiled
-                    .evaluate_targeting_datalogic(&prepared, &e, |r| format!("{r:?}"))
+                    .evaluate_targeting_datalogic(prepared, &e, |r| format!("{r:?}"))
                     .map_err(|e| e.to_string());
                 prop_assert_eq!(
                     Ok(got),
                     want,
-                    "targeting {} on {} ({:?})",
+                    "targeting {} on {} ({:?}, by slot: {})",
                     rule,
                     data,
-                    missing
+                    missing,
+                    slotted
                 );
             }
         }
@@ -1180,6 +1483,53 @@ mod tests {
         fn fast_path_agrees_with_datalogic(rule in rule(), data in document()) {
             check(&rule, &data)?;
         }
+    }
+
+    /// Slots find the first member of a name, as a lookup by name does;
+    /// a context may repeat a name when built from JSON text.
+    #[test]
+    fn slots_read_the_first_of_repeated_members() {
+        let rule = json!({"if": [{"and": [
+            {">=": [{"var": "age"}, 18]},
+            {"==": ["android", {"var": "platform"}]},
+            {"in": [{"var": "tier"}, ["gold", "platinum"]]},
+            {">": [65, {"var": "age"}]}
+        ]}, "on", "off"]});
+        let compiled = Rule::compile(&rule).unwrap();
+        assert_eq!(
+            compiled.0.fast.as_ref().unwrap().slot_names(),
+            &["age".into(), "platform".into(), "tier".into()] as &[Box<str>]
+        );
+        for text in [
+            r#"{"age": 30, "age": 10, "platform": "android", "tier": "gold"}"#,
+            r#"{"age": 10, "age": 30, "platform": "android", "tier": "gold"}"#,
+            r#"{"tier": "platinum", "platform": "ios", "age": 30}"#,
+            r#"{"tier": "platinum", "platform": "android", "age": 30}"#,
+            r#"{"tier": "silver", "platform": "android", "age": 30}"#,
+            r#"{"tier": "gold", "platform": "android", "age": "30"}"#,
+            r#"{"tier": "gold", "platform": "android"}"#,
+            r#"{"platform": "android", "age": 65, "tier": "gold"}"#,
+            r#"{}"#,
+        ] {
+            let prepared = PreparedData::from_json(text).unwrap();
+            check_targeting(&rule, &text, &compiled, &prepared).unwrap();
+        }
+    }
+
+    /// Positions of the wrong length (another rule's) are not used.
+    #[test]
+    fn slots_of_another_length_are_ignored() {
+        let compiled = Rule::compile(&json!({"==": [{"var": "b"}, 2]})).unwrap();
+        let fast = compiled.0.fast.as_ref().unwrap();
+        let prepared = PreparedData::from_json(r#"{"a": 1, "b": 2}"#).unwrap();
+        let e = Enrichment {
+            flag_key: "flag",
+            timestamp: 0,
+            targeting_key_if_missing: None,
+        };
+        let wrong = [0, 1];
+        let scope = Scope::targeting_at(prepared.parsed().value(), &e, fast, &wrong);
+        assert_eq!(fast.eval(&scope), Ok(DataValue::Bool(true)));
     }
 
     /// The generator must exercise the fast path, not only the fallback.

@@ -160,6 +160,13 @@ impl Rule {
     }
 
     /// Whether the rule compiled to the fast path (tests and benchmarks).
+    /// The top-level context members the rule's fast path reads by
+    /// position (see [`Rule::evaluate_targeting_at`]); empty without a
+    /// fast path.
+    pub(crate) fn slot_names(&self) -> &[Box<str>] {
+        self.0.fast.as_ref().map_or(&[], FastRule::slot_names)
+    }
+
     #[doc(hidden)]
     pub fn has_fast_path(&self) -> bool {
         self.0.fast.is_some()

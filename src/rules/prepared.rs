@@ -3,8 +3,8 @@
 
 use std::cell::RefCell;
 
-use datalogic_rs::ParsedData;
 use datalogic_rs::bumpalo::Bump;
+use datalogic_rs::{DataValue, ParsedData};
 
 use super::RuleError;
 
@@ -70,6 +70,19 @@ impl PreparedData {
     }
 
     /// Bytes held by the handle (JSON text + tree).
+    /// The position of the first top-level member named `name` (the one
+    /// a lookup by name finds), or [`ABSENT`](super::fast::ABSENT) when
+    /// there is none or the document is not an object.
+    pub(crate) fn member_position(&self, name: &str) -> u32 {
+        match self.parsed.value() {
+            DataValue::Object(pairs) => pairs
+                .iter()
+                .position(|(k, _)| *k == name)
+                .map_or(super::fast::ABSENT, |i| i as u32),
+            _ => super::fast::ABSENT,
+        }
+    }
+
     pub fn allocated_bytes(&self) -> usize {
         self.parsed.allocated_bytes()
     }

@@ -50,8 +50,27 @@ impl Rule {
         enrichment: &Enrichment<'_>,
         f: impl FnOnce(TargetingResult<'_>) -> R,
     ) -> Result<R, RuleError> {
+        self.evaluate_targeting_at(context, &[], enrichment, f)
+    }
+
+    /// [`Rule::evaluate_targeting`] with `slots`: for each of
+    /// [`Rule::slot_names`], [`PreparedData::member_position`] in
+    /// `context` (or `&[]` when not known). The fast path then reads those
+    /// members by position instead of by name.
+    pub(crate) fn evaluate_targeting_at<R>(
+        &self,
+        context: &PreparedData,
+        slots: &[u32],
+        enrichment: &Enrichment<'_>,
+        f: impl FnOnce(TargetingResult<'_>) -> R,
+    ) -> Result<R, RuleError> {
         if let Some(fast) = &self.0.fast
-            && let Ok(result) = fast.eval(&Scope::targeting(context.parsed().value(), enrichment))
+            && let Ok(result) = fast.eval(&Scope::targeting_at(
+                context.parsed().value(),
+                enrichment,
+                fast,
+                slots,
+            ))
         {
             return Ok(f(classify(result)));
         }

@@ -128,6 +128,41 @@ fn static_flag_resolves_its_default_variant() {
     assert_ok(&r, Reason::Static, Some("off"), Some(json!(false)));
 }
 
+/// A context remembers where its members are per flag set (positions by
+/// which targeting reads them): used with one set, another that reads
+/// other members, and the first again, it answers each as a fresh one
+/// would.
+#[test]
+fn one_context_against_sets_that_read_different_members() {
+    let a = set(json!({"flags": {
+        "f": bool_flag(json!({"targeting": {"if": [{"==": [{"var": "plan"}, "pro"]}, "on", "off"]}})),
+        "g": bool_flag(json!({"targeting": {"if": [{">=": [{"var": "age"}, 18]}, "on", "off"]}})),
+    }}));
+    let b = set(json!({"flags": {
+        "f": bool_flag(json!({"targeting": {"if": [
+            {"and": [{"<": [{"var": "age"}, 18]}, {"in": [{"var": "plan"}, ["pro", "max"]]}]},
+            "on", "off"]}})),
+    }}));
+    let c = ctx(json!({"age": 30, "plan": "pro", "x": 1}));
+    for _ in 0..2 {
+        for (set, key, variant) in [(&a, "f", "on"), (&a, "g", "on"), (&b, "f", "off")] {
+            let r = set.evaluate(key, &c);
+            assert_ok(
+                &r,
+                Reason::TargetingMatch,
+                Some(variant),
+                Some(json!(variant == "on")),
+            );
+            let fresh = set.evaluate(key, &ctx(json!({"age": 30, "plan": "pro", "x": 1})));
+            assert_eq!(r, fresh);
+        }
+    }
+    let young = ctx(json!({"plan": "max", "age": 12}));
+    assert_eq!(b.evaluate("f", &young).variant, Some("on"));
+    assert_eq!(a.evaluate("g", &young).variant, Some("off"));
+    assert_eq!(a.evaluate("f", &young).variant, Some("off"));
+}
+
 #[test]
 fn targeting_match_and_default() {
     let s = set(json!({"flags": {"f": bool_flag(json!({"targeting":
