@@ -261,6 +261,7 @@ impl Baton {
 
     /// Commits an advance that creates or finishes tasks, in one
     /// transaction, then dispatches the new tasks. `in_chain`: see below.
+    #[allow(clippy::too_many_arguments)] // one internal call shape, five callers
     pub(super) async fn commit_with_tasks(
         &self,
         snap: &Snapshot,
