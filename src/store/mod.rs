@@ -13,7 +13,10 @@
 //! round trip and no explicit transaction: a data-modifying CTE on
 //! PostgreSQL, an insert into a view whose trigger does the work on SQLite
 //! (see `migrations/sqlite`). Commits go through one writer task per store
-//! that writes whatever queued up meanwhile as one statement (see [`group`]).
+//! that writes whatever queued up meanwhile as one statement (`group.rs`).
+//! Step commits ([`Store::commit_step`]) are one statement each on
+//! PostgreSQL too, batched the same way (`step_batch.rs`); on SQLite they
+//! are a transaction on its single writing connection.
 
 mod error;
 mod group;
