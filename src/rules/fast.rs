@@ -88,11 +88,9 @@ impl FastRule {
     pub(crate) fn compile(logic: &Value) -> Option<FastRule> {
         let mut root = compile(logic)?;
         let mut reads_timestamp = false;
-        root.visit_vars(&mut |v| {
-            reads_timestamp |= matches!(v.root, RootKey::Flagd(Some(FlagdField::Timestamp) | None));
-        });
         let mut slot_names: Vec<Box<str>> = Vec::new();
         root.visit_vars_mut(&mut |v| {
+            reads_timestamp |= matches!(v.root, RootKey::Flagd(Some(FlagdField::Timestamp) | None));
             if let RootKey::Other = v.root {
                 let name = &v.path[0].key;
                 v.slot = match slot_names.iter().position(|n| n == name) {
@@ -908,41 +906,11 @@ impl Node {
             _ => self.eval_bool(scope),
         }
     }
-
-    /// Calls `f` on every `var` of the tree.
-    fn visit_vars(&self, f: &mut impl FnMut(&Var)) {
-        let mut all = |nodes: &[Node]| nodes.iter().for_each(|n| n.visit_vars(f));
-        match self {
-            Node::Literal(_) => {}
-            Node::Var(v) => v.visit(f),
-            Node::If(args)
-            | Node::And(args)
-            | Node::Or(args)
-            | Node::StrictEq(args)
-            | Node::Compare(_, args) => all(args),
-            Node::Not(arg) | Node::Truthy(arg) => {
-                if let Some(a) = arg {
-                    a.visit_vars(f);
-                }
-            }
-            Node::LooseEq(args, _)
-            | Node::StrictNe(args)
-            | Node::In(args)
-            | Node::Affix(args, _) => all(&args[..]),
-            Node::InList(list) => list.needle.visit_vars(f),
-            Node::VarTest(t) => t.var.visit(f),
-            Node::SemVer(version, _, _) => version.visit_vars(f),
-            Node::Fractional(fr) => {
-                if let Some(k) = &fr.key {
-                    k.visit_vars(f);
-                }
-            }
-        }
-    }
 }
 
 impl Node {
-    /// [`Node::visit_vars`], mutably (slot numbering at compile time).
+    /// Calls `f` on every `var` of the tree (slot numbering and what a
+    /// rule reads, at compile time).
     fn visit_vars_mut(&mut self, f: &mut impl FnMut(&mut Var)) {
         let mut all = |nodes: &mut [Node]| nodes.iter_mut().for_each(|n| n.visit_vars_mut(f));
         match self {
@@ -1057,18 +1025,11 @@ impl InList {
 }
 
 impl Var {
+    /// Calls `f` on this `var` and those of its default.
     fn visit_mut(&mut self, f: &mut impl FnMut(&mut Var)) {
         f(self);
         if let Some(d) = &mut self.default {
             d.visit_vars_mut(f);
-        }
-    }
-
-    /// Calls `f` on this `var` and those of its default.
-    fn visit(&self, f: &mut impl FnMut(&Var)) {
-        f(self);
-        if let Some(d) = &self.default {
-            d.visit_vars(f);
         }
     }
 

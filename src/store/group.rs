@@ -235,17 +235,15 @@ fn replicate(e: &sqlx::Error) -> sqlx::Error {
 /// Which members go into the batch statement: the first commit of each
 /// session. A later one expects the seq the earlier one sets, which one
 /// statement cannot express; it is written alone afterwards, in order.
-fn first_of_each_session(batch: &[Pending]) -> Vec<bool> {
+/// Also used by the step-commit writers (`step_batch.rs`).
+pub(super) fn first_of_each_session<'a>(sessions: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
     let mut seen = HashSet::new();
-    batch
-        .iter()
-        .map(|(c, _)| seen.insert(c.session_id.as_str()))
-        .collect()
+    sessions.into_iter().map(|id| seen.insert(id)).collect()
 }
 
 async fn write_sqlite(conn: &mut PoolConnection<Sqlite>, batch: Vec<Pending>, counters: &Counters) {
     let now = super::now_ms();
-    let mut in_batch = first_of_each_session(&batch);
+    let mut in_batch = first_of_each_session(batch.iter().map(|(c, _)| c.session_id.as_str()));
     let members: Vec<&Commit> = batch
         .iter()
         .zip(&in_batch)
@@ -356,7 +354,7 @@ async fn write_postgres(
     counters: &Counters,
 ) {
     let now = super::now_ms();
-    let in_batch = first_of_each_session(&batch);
+    let in_batch = first_of_each_session(batch.iter().map(|(c, _)| c.session_id.as_str()));
     let members: Vec<&Commit> = batch
         .iter()
         .zip(&in_batch)

@@ -9,21 +9,23 @@
 //! one transaction serve many sessions. There is no timer: a lone commit is
 //! written at once with the single-commit statement.
 //!
-//! Each member keeps the semantics of a commit on its own. A member the
-//! batch did not apply (a stale seq, a finished task) and a second commit
-//! of a session already in the batch are written alone afterwards with the
+//! The same shape as `group.rs` (the writer of `Store::commit`), for a
+//! different statement. Each member keeps the semantics of a commit on its
+//! own. A member the batch did not apply (a stale seq, a finished task) and
+//! a second commit of a session already in the batch are written alone
+//! afterwards with the
 //! single-commit statement, which decides again and says why it fails. If
 //! the batch statement fails as a whole (a statement is atomic: nothing of
 //! it was written), every member is written alone. A member hears
 //! "applied" only once the statement that applied it has committed.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::group::first_of_each_session;
 use super::tasks::{AttemptRecord, NewTask, write_pg_step, write_pg_step_batch};
 
 /// Most commits written together.
@@ -128,26 +130,23 @@ async fn run(
             }
             continue;
         }
-        // A session's second commit waits for its first (it expects the
-        // seq the first one writes).
-        let mut seen = HashSet::new();
-        let (members, later): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|(s, _)| seen.insert(s.session_id.clone()));
-        let steps: Vec<&PgStep> = members.iter().map(|(s, _)| s).collect();
-        let applied = match write_pg_step_batch(&mut conn, &steps).await {
+        let in_batch = first_of_each_session(batch.iter().map(|(s, _)| s.session_id.as_str()));
+        let steps: Vec<&PgStep> = batch
+            .iter()
+            .zip(&in_batch)
+            .filter_map(|((s, _), &first)| first.then_some(s))
+            .collect();
+        let mut applied = match write_pg_step_batch(&mut conn, &steps).await {
             Ok(applied) => applied,
             Err(e) => {
                 tracing::debug!(error = %e, size = steps.len(), "a step batch failed; writing its members one by one");
                 vec![false; steps.len()]
             }
-        };
-        for ((step, reply), ok) in members
-            .into_iter()
-            .zip(applied)
-            .chain(later.into_iter().map(|p| (p, false)))
-        {
-            let outcome = if ok {
+        }
+        .into_iter();
+        // In queue order, so a session's later commit follows its first.
+        for ((step, reply), first) in batch.into_iter().zip(in_batch) {
+            let outcome = if first && applied.next() == Some(true) {
                 batched.fetch_add(1, Ordering::Relaxed);
                 Ok((1, i64::from(step.finish.is_some()), 1))
             } else {

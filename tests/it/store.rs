@@ -919,6 +919,23 @@ fn attempt(task_id: &str, session_id: &str, n: i32) -> AttemptRecord {
     }
 }
 
+/// A session at seq 1 waiting on one running task (`<id>-t1`, node
+/// `call`), created with `durable` as given.
+async fn seed_with_task(store: &Store, version: i32, durable: bool) -> (String, NewTask) {
+    let id = Uuid::now_v7().to_string();
+    let first = task(&format!("{id}-t1"), "call");
+    store
+        .create_session_with_tasks(
+            &new_session(&id, version),
+            &[event("started", 1)],
+            std::slice::from_ref(&first),
+            durable,
+        )
+        .await
+        .unwrap();
+    (id, first)
+}
+
 fn step_commit<'a>(
     session_id: &'a str,
     expected_seq: i64,
@@ -953,17 +970,7 @@ async fn step_commits_are_all_or_nothing(db: TestDb) {
         .ensure_flow_version("signup", "hash-1", &flow_definition("v1"))
         .await
         .unwrap();
-    let id = Uuid::now_v7().to_string();
-    let first = task(&format!("{id}-t1"), "call");
-    db.store
-        .create_session_with_tasks(
-            &new_session(&id, version.version),
-            &[event("started", 1)],
-            std::slice::from_ref(&first),
-            false,
-        )
-        .await
-        .unwrap();
+    let (id, first) = seed_with_task(&db.store, version.version, false).await;
     db.store.flush().await.unwrap();
     let got = db
         .store
@@ -1059,17 +1066,7 @@ async fn racing_step_completions_advance_once(db: TestDb) {
         .unwrap();
     let other = db.reconnect().await;
     for round in 0..5 {
-        let id = Uuid::now_v7().to_string();
-        let first = task(&format!("{id}-t1"), "call");
-        db.store
-            .create_session_with_tasks(
-                &new_session(&id, version.version),
-                &[event("started", 1)],
-                std::slice::from_ref(&first),
-                true,
-            )
-            .await
-            .unwrap();
+        let (id, first) = seed_with_task(&db.store, version.version, true).await;
         let barrier = Arc::new(Barrier::new(RACERS));
         let mut racers = Vec::new();
         for i in 0..RACERS {
@@ -1136,17 +1133,7 @@ async fn concurrent_step_commits_keep_their_own_outcomes(db: TestDb) {
         .unwrap();
     let mut ids = Vec::new();
     for _ in 0..SESSIONS {
-        let id = Uuid::now_v7().to_string();
-        let first = task(&format!("{id}-t1"), "call");
-        db.store
-            .create_session_with_tasks(
-                &new_session(&id, version.version),
-                &[event("started", 1)],
-                std::slice::from_ref(&first),
-                true,
-            )
-            .await
-            .unwrap();
+        let (id, _) = seed_with_task(&db.store, version.version, true).await;
         ids.push(id);
     }
     let before = db.store.step_batch_members();
