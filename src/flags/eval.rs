@@ -38,7 +38,7 @@ use serde_json::{Map, Value};
 
 use super::error::FlagError;
 use super::set::{EMPTY_METADATA, Flag, FlagSet, Targeting};
-use crate::rules::{Enrichment, PreparedData, TargetingResult};
+use crate::rules::{Enrichment, PreparedData, TargetingResult, str_eq};
 
 /// OpenFeature resolution reasons produced by flag evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -571,12 +571,13 @@ fn targeted<'a>(
 }
 
 /// The variant named `name`. Flags have a handful of variants: comparing
-/// names one by one is cheaper than hashing the name (SipHash, in
-/// serde_json's map); many variants still go through the map.
+/// names one by one (inline, no `memcmp` call for short names) is cheaper
+/// than hashing the name (SipHash, in serde_json's map); many variants
+/// still go through the map.
 fn variant<'a>(flag: &'a Flag, name: &str) -> Option<(&'a String, &'a Value)> {
     const SCAN_UP_TO: usize = 8;
     if flag.variants.len() <= SCAN_UP_TO {
-        flag.variants.iter().find(|(k, _)| k.as_str() == name)
+        flag.variants.iter().find(|(k, _)| str_eq(k, name))
     } else {
         flag.variants.get_key_value(name)
     }

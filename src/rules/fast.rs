@@ -53,6 +53,8 @@
 //!
 //! [`PreparedData::member_position`]: super::PreparedData::member_position
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use datalogic_rs::DataValue;
 use datalogic_rs::bumpalo::Bump;
 use datalogic_rs::datavalue::{NumberValue, OwnedDataValue};
@@ -102,6 +104,7 @@ impl FastRule {
                 };
             }
         });
+        root.flatten_plain_ands();
         Some(FastRule {
             root,
             reads_timestamp,
@@ -120,6 +123,13 @@ impl FastRule {
     /// not be read — on this path or on the datalogic fallback.
     pub(crate) fn reads_timestamp(&self) -> bool {
         self.reads_timestamp
+    }
+
+    /// The truthiness of [`FastRule::eval`]'s result, without building
+    /// the result where the rule yields a boolean anyway (a condition of
+    /// comparisons, the usual decision rule).
+    pub(crate) fn matches<'a>(&'a self, scope: &Scope<'a>) -> Result<bool, Bail> {
+        self.root.eval_cond(scope)
     }
 
     /// Evaluate against `scope`. The result borrows from the rule (literals)
@@ -145,19 +155,25 @@ pub(crate) struct Scope<'a> {
     slots: &'a [u32],
     /// The context object's members when `slots` is not empty.
     pairs: &'a [(&'a str, DataValue<'a>)],
+    /// The root's members have distinct names, so a lookup by name may
+    /// start from the position it found last time ([`Var::hint`]).
+    unique: bool,
 }
 
 /// A slot whose member the context does not have.
 pub(crate) const ABSENT: u32 = u32::MAX;
 
 impl<'a> Scope<'a> {
-    /// `data` as the whole document (`Rule::evaluate` and friends).
-    pub(crate) fn plain(root: &'a DataValue<'a>) -> Scope<'a> {
+    /// `data` as the whole document (`Rule::evaluate` and friends);
+    /// `unique`: its top-level members have distinct names (see
+    /// [`PreparedData::unique_members`](super::PreparedData)).
+    pub(crate) fn plain(root: &'a DataValue<'a>, unique: bool) -> Scope<'a> {
         Scope {
             root,
             flagd: None,
             slots: &[],
             pairs: &[],
+            unique,
         }
     }
 
@@ -171,6 +187,7 @@ impl<'a> Scope<'a> {
             flagd: Some(enrichment),
             slots: &[],
             pairs: &[],
+            unique: false,
         }
     }
 
@@ -192,6 +209,7 @@ impl<'a> Scope<'a> {
             flagd: Some(enrichment),
             slots,
             pairs,
+            unique: false,
         }
     }
 
@@ -200,13 +218,34 @@ impl<'a> Scope<'a> {
     /// direct (then [`Scope::lookup`] it).
     #[inline(always)]
     fn direct(&self, var: &Var) -> Option<&'a DataValue<'a>> {
-        const NULL: &DataValue<'static> = &DataValue::Null;
         if !var.direct {
             return None;
         }
-        let &at = self.slots.get(var.slot as usize)?;
-        // Absent, with no default: `null`.
-        Some(self.pairs.get(at as usize).map_or(NULL, |(_, v)| v))
+        self.member(var.slot, &var.path[0].key, &var.hint)
+    }
+
+    /// The top-level member a direct `var` reads — by the slot's position,
+    /// or by `name` starting at `hint` in a plain scope whose members have
+    /// distinct names — without copying it; `null` when absent. `None`
+    /// when the scope offers neither (see [`Scope::members_direct`]).
+    #[inline(always)]
+    fn member(&self, slot: u32, name: &str, hint: &AtomicU32) -> Option<&'a DataValue<'a>> {
+        const NULL: &DataValue<'static> = &DataValue::Null;
+        if let Some(&at) = self.slots.get(slot as usize) {
+            return Some(self.pairs.get(at as usize).map_or(NULL, |(_, v)| v));
+        }
+        match self.root {
+            DataValue::Object(pairs) if self.unique && self.flagd.is_none() => {
+                Some(object_get_hinted(pairs, name, hint).unwrap_or(NULL))
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether [`Scope::member`] answers (for every slot and name).
+    fn members_direct(&self) -> bool {
+        !self.slots.is_empty()
+            || (self.unique && self.flagd.is_none() && matches!(self.root, DataValue::Object(_)))
     }
 
     /// The value `var` reads, `Ok(None)` when absent.
@@ -223,13 +262,14 @@ impl<'a> Scope<'a> {
             });
         }
         let first = &var.path[0];
-        let top = match (self.flagd, var.root) {
-            (None, _) => step(*self.root, first),
-            (Some(_), RootKey::Other) => match self.root {
-                DataValue::Object(pairs) => object_get(pairs, &first.key),
-                _ => None,
-            },
-            (Some(e), _) => return self.lookup_flagd(e, var),
+        let top = match (self.flagd, var.root, self.root) {
+            (None, _, DataValue::Object(pairs)) if self.unique => {
+                object_get_hinted(pairs, &first.key, &var.hint).copied()
+            }
+            (None, _, _) => step(*self.root, first),
+            (Some(_), RootKey::Other, DataValue::Object(pairs)) => object_get(pairs, &first.key),
+            (Some(_), RootKey::Other, _) => None,
+            (Some(e), _, _) => return self.lookup_flagd(e, var),
         };
         // Most paths have one segment.
         Ok(match var.path.get(1..) {
@@ -323,6 +363,28 @@ fn walk<'a>(mut v: DataValue<'a>, path: &[Segment]) -> Option<DataValue<'a>> {
     Some(v)
 }
 
+/// The member named `key` of an object whose members have distinct names,
+/// tried first at `hint`, the position it was found at last time: a rule
+/// evaluated against many documents of one shape then compares one name
+/// per `var` instead of scanning (an inline cache, as JavaScript engines
+/// keep for property reads). The hint is only a guess, always checked, so
+/// threads sharing the rule may overwrite each other's freely.
+#[inline(always)]
+fn object_get_hinted<'a>(
+    pairs: &'a [(&'a str, DataValue<'a>)],
+    key: &str,
+    hint: &AtomicU32,
+) -> Option<&'a DataValue<'a>> {
+    if let Some((k, v)) = pairs.get(hint.load(Ordering::Relaxed) as usize)
+        && str_eq(k, key)
+    {
+        return Some(v);
+    }
+    let at = pairs.iter().position(|(k, _)| str_eq(k, key))?;
+    hint.store(at as u32, Ordering::Relaxed);
+    Some(&pairs[at].1)
+}
+
 /// First member named `key` (datalogic's lookup is first-match too).
 #[inline(always)]
 fn object_get<'a>(pairs: &'a [(&'a str, DataValue<'a>)], key: &str) -> Option<DataValue<'a>> {
@@ -338,7 +400,7 @@ fn object_get<'a>(pairs: &'a [(&'a str, DataValue<'a>)], key: &str) -> Option<Da
 /// (member names and most compared values): the call costs more than the
 /// comparison. Two overlapping loads cover every length in a size class.
 #[inline(always)]
-fn str_eq(a: &str, b: &str) -> bool {
+pub(crate) fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let n = a.len();
     if n != b.len() {
@@ -369,6 +431,9 @@ struct Var {
     /// the value is the member at the slot's position or `null`.
     direct: bool,
     default: Option<Box<Node>>,
+    /// Where the first segment was found last time in a document of
+    /// distinct member names (see [`object_get_hinted`]).
+    hint: AtomicU32,
 }
 
 /// The first segment of a path, classified once so a targeting lookup
@@ -545,6 +610,127 @@ struct InList {
     strings: bool,
 }
 
+/// The usual targeting condition — an `and` of comparisons of top-level
+/// context members with literals — as a flat list the evaluation runs
+/// through in one loop: per operand an indexed load, a type check and the
+/// comparison, with no dispatch on node kinds. `nodes` are the operands as
+/// compiled, which decide every case the plain form does not: a scope
+/// without positions, or a value of another type than the literal's.
+#[derive(Debug)]
+struct AndPlain {
+    plain: Box<[Plain]>,
+    nodes: Box<[Node]>,
+}
+
+/// A [`VarTest`] with a [`Quick`] form, or a string [`InList`], of a
+/// [`Var::direct`] `var`.
+#[derive(Debug)]
+struct Plain {
+    slot: u32,
+    /// The member's name and lookup hint, for plain scopes (see
+    /// [`Scope::member`]).
+    name: Box<str>,
+    hint: AtomicU32,
+    test: PlainTest,
+}
+
+#[derive(Debug)]
+enum PlainTest {
+    /// `value <order> literal` for a number value.
+    Number(Order, f64),
+    /// `==` (`!=` when true) with a string literal, for a string value.
+    Str(Box<str>, bool),
+    /// `in` a list of strings, for a string value.
+    InStrs(Box<[Box<str>]>),
+}
+
+impl Plain {
+    /// The plain form of `node`, when it has one.
+    fn of(node: &Node) -> Option<Plain> {
+        match node {
+            Node::VarTest(t) if t.var.direct => {
+                let test = match (t.quick, &t.literal) {
+                    (Quick::Number(order, n), _) => PlainTest::Number(order, n),
+                    (Quick::Str(negate), Scalar::String(s)) => PlainTest::Str(s.clone(), negate),
+                    _ => return None,
+                };
+                Some(Plain {
+                    slot: t.var.slot,
+                    name: t.var.path[0].key.clone(),
+                    hint: AtomicU32::new(0),
+                    test,
+                })
+            }
+            Node::InList(list) if list.strings => match &list.needle {
+                Node::Var(v) if v.direct => Some(Plain {
+                    slot: v.slot,
+                    name: v.path[0].key.clone(),
+                    hint: AtomicU32::new(0),
+                    test: PlainTest::InStrs(
+                        list.items
+                            .iter()
+                            .filter_map(|i| match i {
+                                Scalar::String(s) => Some(s.clone()),
+                                _ => None,
+                            })
+                            .collect(),
+                    ),
+                }),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The test on `value`, `None` when the value's type is not the one
+    /// this form is for.
+    #[inline(always)]
+    fn test(&self, value: &DataValue<'_>) -> Option<bool> {
+        match (&self.test, value) {
+            (PlainTest::Number(order, literal), DataValue::Number(x)) => {
+                Some(order.holds(&x.as_f64(), literal))
+            }
+            (PlainTest::Str(literal, negate), DataValue::String(x)) => {
+                Some(str_eq(x, literal) != *negate)
+            }
+            (PlainTest::InStrs(items), DataValue::String(x)) => {
+                Some(items.iter().any(|s| str_eq(s, x)))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl AndPlain {
+    /// Truthiness of the `and` (all operands true; operands are never
+    /// empty here).
+    #[inline(never)]
+    fn holds<'a>(&'a self, scope: &Scope<'a>) -> Result<bool, Bail> {
+        const NULL: &DataValue<'static> = &DataValue::Null;
+        if !scope.members_direct() {
+            for node in &self.nodes {
+                if !node.eval_cond(scope)? {
+                    return Ok(false);
+                }
+            }
+            return Ok(true);
+        }
+        for (plain, node) in self.plain.iter().zip(&self.nodes) {
+            let value = scope
+                .member(plain.slot, &plain.name, &plain.hint)
+                .unwrap_or(NULL);
+            let holds = match plain.test(value) {
+                Some(h) => h,
+                None => node.eval_cond(scope)?,
+            };
+            if !holds {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
 #[derive(Debug)]
 struct Fractional {
     /// The bucketing-key expression; `None`: flagd's implicit key.
@@ -561,6 +747,9 @@ enum Node {
     Var(Var),
     If(Box<[Node]>),
     And(Box<[Node]>),
+    /// An `and` whose operands are all plain tests of a top-level member
+    /// (see [`Plain`]); made from [`Node::And`] once slots are numbered.
+    AndPlain(Box<AndPlain>),
     Or(Box<[Node]>),
     Not(Option<Box<Node>>),
     Truthy(Option<Box<Node>>),
@@ -721,6 +910,7 @@ fn compile_var(args: &[Value]) -> Option<Node> {
         root,
         slot: ABSENT,
         default,
+        hint: AtomicU32::new(0),
     }))
 }
 
@@ -808,6 +998,7 @@ impl Node {
             Node::Literal(_) | Node::Var(_) => self.eval(scope),
             Node::If(args) => eval_if(args, scope),
             Node::And(args) => eval_and_or(args, scope, true),
+            Node::AndPlain(and) => eval_and_or(&and.nodes, scope, true),
             Node::Or(args) => eval_and_or(args, scope, false),
             Node::Affix(args, prefix) => {
                 let (value, affix) = (args[0].eval(scope)?, args[1].eval(scope)?);
@@ -869,6 +1060,7 @@ impl Node {
                 !strict_eq(&a, &b)
             }
             Node::VarTest(t) => t.holds(scope)?,
+            Node::AndPlain(and) => and.holds(scope)?,
             Node::Compare(order, args) => {
                 // Chained, short-circuiting: `a < b < c` is `a < b && b < c`.
                 let mut prev = args[0].eval(scope)?;
@@ -903,19 +1095,51 @@ impl Node {
         match self {
             Node::VarTest(t) => t.holds(scope),
             Node::InList(list) => list.holds(scope),
+            Node::AndPlain(and) => and.holds(scope),
             _ => self.eval_bool(scope),
         }
     }
+}
+
+/// What [`Node::walk_mut`] shows its callback.
+enum Visit<'n> {
+    Var(&'n mut Var),
+    Node(&'n mut Node),
 }
 
 impl Node {
     /// Calls `f` on every `var` of the tree (slot numbering and what a
     /// rule reads, at compile time).
     fn visit_vars_mut(&mut self, f: &mut impl FnMut(&mut Var)) {
-        let mut all = |nodes: &mut [Node]| nodes.iter_mut().for_each(|n| n.visit_vars_mut(f));
+        self.walk_mut(&mut |v| {
+            if let Visit::Var(var) = v {
+                f(var);
+            }
+        });
+    }
+
+    /// Replaces every `and` of plain tests with its flat form
+    /// ([`Node::AndPlain`]); needs the slots numbered.
+    fn flatten_plain_ands(&mut self) {
+        self.walk_mut(&mut |v| {
+            if let Visit::Node(node) = v
+                && let Node::And(args) = node
+                && !args.is_empty()
+                && let Some(plain) = args.iter().map(Plain::of).collect::<Option<Box<[_]>>>()
+            {
+                let nodes = std::mem::take(args);
+                *node = Node::AndPlain(Box::new(AndPlain { plain, nodes }));
+            }
+        });
+    }
+
+    /// Calls `f` on every node and `var` of the tree, a node after what it
+    /// contains.
+    fn walk_mut(&mut self, f: &mut impl FnMut(Visit<'_>)) {
+        let mut all = |nodes: &mut [Node]| nodes.iter_mut().for_each(|n| n.walk_mut(f));
         match self {
             Node::Literal(_) => {}
-            Node::Var(v) => v.visit_mut(f),
+            Node::Var(v) => v.walk_mut(f),
             Node::If(args)
             | Node::And(args)
             | Node::Or(args)
@@ -923,22 +1147,24 @@ impl Node {
             | Node::Compare(_, args) => all(args),
             Node::Not(arg) | Node::Truthy(arg) => {
                 if let Some(a) = arg {
-                    a.visit_vars_mut(f);
+                    a.walk_mut(f);
                 }
             }
             Node::LooseEq(args, _)
             | Node::StrictNe(args)
             | Node::In(args)
             | Node::Affix(args, _) => all(&mut args[..]),
-            Node::InList(list) => list.needle.visit_vars_mut(f),
-            Node::VarTest(t) => t.var.visit_mut(f),
-            Node::SemVer(version, _, _) => version.visit_vars_mut(f),
+            Node::AndPlain(and) => all(&mut and.nodes),
+            Node::InList(list) => list.needle.walk_mut(f),
+            Node::VarTest(t) => t.var.walk_mut(f),
+            Node::SemVer(version, _, _) => version.walk_mut(f),
             Node::Fractional(fr) => {
                 if let Some(k) = &mut fr.key {
-                    k.visit_vars_mut(f);
+                    k.walk_mut(f);
                 }
             }
         }
+        f(Visit::Node(self));
     }
 }
 
@@ -1025,11 +1251,11 @@ impl InList {
 }
 
 impl Var {
-    /// Calls `f` on this `var` and those of its default.
-    fn visit_mut(&mut self, f: &mut impl FnMut(&mut Var)) {
-        f(self);
+    /// Calls `f` on this `var`, then on its default's nodes and `var`s.
+    fn walk_mut(&mut self, f: &mut impl FnMut(Visit<'_>)) {
+        f(Visit::Var(self));
         if let Some(d) = &mut self.default {
-            d.visit_vars_mut(f);
+            d.walk_mut(f);
         }
     }
 
@@ -1284,6 +1510,22 @@ mod tests {
         ]
     }
 
+    /// A plain test (see [`Plain`]) of a top-level member, the literal
+    /// first or last: what an `and` of them is flattened from; the literal
+    /// may be of any type, so some tests are not plain after all.
+    fn plain_test() -> impl Strategy<Value = Value> {
+        let member = proptest::sample::select(vec!["a", "b", "s", "n", "missing"]);
+        let op = proptest::sample::select(vec!["<", "<=", ">", ">=", "==", "!="]);
+        let strings = proptest::collection::vec(string(), 0..4);
+        prop_oneof![
+            3 => (op, member.clone(), scalar(), proptest::bool::ANY).prop_map(|(op, m, lit, first)| {
+                let var = json!({"var": m});
+                if first { json!({ op: [var, lit] }) } else { json!({ op: [lit, var] }) }
+            }),
+            1 => (member, strings).prop_map(|(m, list)| json!({"in": [{"var": m}, list]})),
+        ]
+    }
+
     fn rule() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             3 => scalar(),
@@ -1306,6 +1548,8 @@ mod tests {
                 2 => (proptest::sample::select(vec!["and", "or"]),
                       proptest::collection::vec(inner.clone(), 0..4))
                     .prop_map(|(op, a)| json!({ op: a })),
+                2 => proptest::collection::vec(plain_test(), 1..5)
+                    .prop_map(|a| json!({"and": a})),
                 1 => (proptest::sample::select(vec!["!", "!!"]), inner.clone())
                     .prop_map(|(op, a)| json!({ op: [a] })),
                 1 => inner.clone().prop_map(|a| json!({"!": a})),
@@ -1363,12 +1607,18 @@ mod tests {
         let Ok(compiled) = Rule::compile(rule) else {
             return Ok(());
         };
+        check_compiled(rule, &compiled, data)
+    }
+
+    /// [`check`] with the rule compiled once by the caller (whose lookup
+    /// hints then carry over from one document to the next).
+    fn check_compiled(rule: &Value, compiled: &Rule, data: &Value) -> Result<(), TestCaseError> {
         let Some(fast) = &compiled.0.fast else {
             return Ok(());
         };
         with_arena(|arena| {
             let dv: &DataValue<'_> = arena.alloc(DataValue::from_serde_value_in(data, arena));
-            if let Ok(got) = fast.eval(&Scope::plain(dv)) {
+            if let Ok(got) = fast.eval(&Scope::plain(dv, true)) {
                 ANSWERED.with(|c| c.set(c.get() + 1));
                 let want = ENGINE
                     .evaluate(&compiled.0.logic, dv, arena)
@@ -1376,11 +1626,18 @@ mod tests {
                     .map_err(|e| e.to_string());
                 prop_assert_eq!(Ok(got.to_serde_value()), want, "rule {} on {}", rule, data);
             }
+            if let Ok(got) = fast.matches(&Scope::plain(dv, true)) {
+                let want = ENGINE
+                    .evaluate(&compiled.0.logic, dv, arena)
+                    .map(|v| truthy_arena(v))
+                    .map_err(|e| e.to_string());
+                prop_assert_eq!(Ok(got), want, "truthiness of {} on {}", rule, data);
+            }
             Ok(())
         })?;
 
         let prepared = PreparedData::new(data).unwrap();
-        check_targeting(rule, data, &compiled, &prepared)
+        check_targeting(rule, data, compiled, &prepared)
     }
 
     /// The targeting half of [`check`], by name and by slot (positions
@@ -1444,6 +1701,87 @@ mod tests {
         fn fast_path_agrees_with_datalogic(rule in rule(), data in document()) {
             check(&rule, &data)?;
         }
+
+        /// One rule against several documents in turn: a lookup by name
+        /// starts where the previous document had the member, which must
+        /// never change a result.
+        #[test]
+        fn lookup_hints_never_change_results(
+            rule in rule(),
+            docs in proptest::collection::vec(document(), 2..6),
+        ) {
+            if let Ok(compiled) = Rule::compile(&rule) {
+                for data in &docs {
+                    check_compiled(&rule, &compiled, data)?;
+                }
+            }
+        }
+
+        /// The flat `and` ([`Node::AndPlain`]) as a condition, on documents
+        /// whose members are mostly of the literals' types.
+        #[test]
+        fn plain_ands_agree_with_datalogic(
+            tests in proptest::collection::vec(plain_test(), 1..5),
+            negate in proptest::bool::ANY,
+            members in proptest::collection::vec(
+                (proptest::sample::select(vec!["a", "b", "s", "n"]), scalar()), 0..6),
+        ) {
+            let and = json!({"and": tests});
+            let cond = if negate { json!({"!": and}) } else { and };
+            let rule = json!({"if": [cond, "on", "off"]});
+            let data = Value::Object(members.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+            check(&rule, &data)?;
+        }
+    }
+
+    /// A document with a repeated member name reads the first, even when
+    /// the rule's lookup hint points at a later one.
+    #[test]
+    fn repeated_members_do_not_use_lookup_hints() {
+        let rule = Rule::compile(&json!({"==": [{"var": "age"}, 34]})).unwrap();
+        let unique = PreparedData::from_json(r#"{"x": 1, "age": 34}"#).unwrap();
+        assert!(unique.unique_members());
+        assert!(rule.matches_prepared(&unique).unwrap());
+        // The hint is now position 1, which here is the second `age`.
+        let repeated = PreparedData::from_json(r#"{"age": 10, "age": 34}"#).unwrap();
+        assert!(!repeated.unique_members());
+        assert!(!rule.matches_prepared(&repeated).unwrap());
+        assert_eq!(
+            rule.evaluate_prepared(&repeated).unwrap(),
+            json!(false),
+            "the same through evaluate"
+        );
+        let many: Vec<String> = (0..40).map(|i| format!("\"m{i}\": {i}")).collect();
+        let text = format!("{{{}, \"m7\": 0}}", many.join(", "));
+        assert!(!PreparedData::from_json(&text).unwrap().unique_members());
+        let text = format!("{{{}}}", many.join(", "));
+        assert!(PreparedData::from_json(&text).unwrap().unique_members());
+    }
+
+    /// An `and` of plain tests takes the flat form, also inside other
+    /// operators; one test that is not plain keeps the tree form.
+    #[test]
+    fn plain_ands_are_flattened() {
+        let flat = |rule: Value| {
+            let mut found = false;
+            let mut fast = FastRule::compile(&rule).unwrap();
+            fast.root.walk_mut(&mut |v| {
+                found |= matches!(v, Visit::Node(Node::AndPlain(_)));
+            });
+            found
+        };
+        let tests = json!([
+            {">=": [{"var": "age"}, 18]},
+            {"==": ["android", {"var": "platform"}]},
+            {"in": [{"var": "tier"}, ["gold", "platinum"]]},
+            {"!=": [{"var": "tier"}, "tin"]}
+        ]);
+        assert!(flat(json!({"if": [{"and": tests}, "on", "off"]})));
+        assert!(flat(json!({"!": {"or": [false, {"and": tests}]}})));
+        let mut mixed = tests.clone();
+        mixed.as_array_mut().unwrap().push(json!({"var": "beta"}));
+        assert!(!flat(json!({"and": mixed})));
+        assert!(!flat(json!({"and": [{"==": [{"var": "a.b"}, "x"]}]})));
     }
 
     /// Slots find the first member of a name, as a lookup by name does;

@@ -27,6 +27,7 @@
 mod analyze;
 mod error;
 mod fast;
+pub(crate) use fast::str_eq;
 mod lines;
 mod ops;
 mod prepared;
@@ -94,13 +95,17 @@ impl Rule {
     pub fn evaluate(&self, data: &Value) -> Result<Value, RuleError> {
         with_arena(|arena| {
             let data: &DataValue<'_> = arena.alloc(DataValue::from_serde_value_in(data, arena));
-            self.run(data, arena, |v| v.to_serde_value())
+            self.run(data, true, arena, |v| v.to_serde_value())
         })
     }
 
     /// [`Rule::evaluate`] against prepared data.
     pub fn evaluate_prepared(&self, data: &PreparedData) -> Result<Value, RuleError> {
-        with_arena(|arena| self.run(data.parsed().value(), arena, |v| v.to_serde_value()))
+        with_arena(|arena| {
+            self.run(data.parsed().value(), data.unique_members(), arena, |v| {
+                v.to_serde_value()
+            })
+        })
     }
 
     /// JsonLogic truthiness of the result, exactly as jsonlogic.com defines
@@ -109,30 +114,37 @@ impl Rule {
     pub fn matches(&self, data: &Value) -> Result<bool, RuleError> {
         with_arena(|arena| {
             let data: &DataValue<'_> = arena.alloc(DataValue::from_serde_value_in(data, arena));
-            self.run(data, arena, ops::truthy_arena)
+            if let Some(fast) = &self.0.fast
+                && let Ok(m) = fast.matches(&Scope::plain(data, true))
+            {
+                return Ok(m);
+            }
+            self.run_datalogic(data, arena, ops::truthy_arena)
         })
     }
 
     /// [`Rule::matches`] against prepared data: no conversion, no result copy.
     pub fn matches_prepared(&self, data: &PreparedData) -> Result<bool, RuleError> {
         if let Some(fast) = &self.0.fast
-            && let Ok(v) = fast.eval(&Scope::plain(data.parsed().value()))
+            && let Ok(m) = fast.matches(&Scope::plain(data.parsed().value(), data.unique_members()))
         {
-            return Ok(ops::truthy_arena(&v));
+            return Ok(m);
         }
         with_arena(|arena| self.run_datalogic(data.parsed().value(), arena, ops::truthy_arena))
     }
 
     /// The fast path if it covers this rule and evaluation, else datalogic;
     /// `out` turns the result into what the caller returns.
+    /// `unique`: `data`'s members have distinct names.
     fn run<'a, R>(
         &'a self,
         data: &'a DataValue<'a>,
+        unique: bool,
         arena: &'a datalogic_rs::bumpalo::Bump,
         out: impl FnOnce(&DataValue<'_>) -> R,
     ) -> Result<R, RuleError> {
         if let Some(fast) = &self.0.fast
-            && let Ok(v) = fast.eval(&Scope::plain(data))
+            && let Ok(v) = fast.eval(&Scope::plain(data, unique))
         {
             return Ok(out(&v));
         }

@@ -45,6 +45,9 @@ pub(crate) fn with_arena<R>(f: impl FnOnce(&Bump) -> R) -> R {
 /// request/task.
 pub struct PreparedData {
     parsed: ParsedData,
+    /// The document is an object whose members have distinct names (JSON
+    /// text may repeat one; a `serde_json::Value` cannot).
+    unique_members: bool,
 }
 
 impl PreparedData {
@@ -53,20 +56,40 @@ impl PreparedData {
         let text = serde_json::to_string(data).map_err(|e| RuleError::Data {
             message: e.to_string(),
         })?;
-        Self::from_json(&text)
+        let parsed = Self::parse(&text)?;
+        Ok(PreparedData {
+            parsed,
+            unique_members: data.is_object(),
+        })
     }
 
     /// Parse JSON text directly, skipping the `serde_json::Value` step.
     pub fn from_json(text: &str) -> Result<Self, RuleError> {
-        ParsedData::from_json(text)
-            .map(|parsed| PreparedData { parsed })
-            .map_err(|e| RuleError::Data {
-                message: e.to_string(),
-            })
+        let parsed = Self::parse(text)?;
+        let unique_members = match parsed.value() {
+            DataValue::Object(pairs) => distinct_names(pairs),
+            _ => false,
+        };
+        Ok(PreparedData {
+            parsed,
+            unique_members,
+        })
+    }
+
+    fn parse(text: &str) -> Result<ParsedData, RuleError> {
+        ParsedData::from_json(text).map_err(|e| RuleError::Data {
+            message: e.to_string(),
+        })
     }
 
     pub(crate) fn parsed(&self) -> &ParsedData {
         &self.parsed
+    }
+
+    /// Whether the document is an object whose members have distinct
+    /// names, so a lookup by name may start from a remembered position.
+    pub(crate) fn unique_members(&self) -> bool {
+        self.unique_members
     }
 
     /// Bytes held by the handle (JSON text + tree).
@@ -86,6 +109,21 @@ impl PreparedData {
     pub fn allocated_bytes(&self) -> usize {
         self.parsed.allocated_bytes()
     }
+}
+
+/// Whether no two members share a name: pairwise for the usual few
+/// members, sorted for many.
+fn distinct_names(pairs: &[(&str, DataValue<'_>)]) -> bool {
+    const PAIRWISE_UP_TO: usize = 16;
+    if pairs.len() <= PAIRWISE_UP_TO {
+        return pairs
+            .iter()
+            .enumerate()
+            .all(|(i, (a, _))| pairs[..i].iter().all(|(b, _)| a != b));
+    }
+    let mut names: Vec<&str> = pairs.iter().map(|(k, _)| *k).collect();
+    names.sort_unstable();
+    names.windows(2).all(|w| w[0] != w[1])
 }
 
 impl std::fmt::Debug for PreparedData {
