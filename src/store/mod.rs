@@ -16,15 +16,18 @@
 //! that writes whatever queued up meanwhile as one statement (`group.rs`).
 //! Step commits ([`Store::commit_step`]) are one statement each on
 //! PostgreSQL too, batched the same way (`step_batch.rs`); on SQLite they
-//! are a transaction on its single writing connection.
+//! are a transaction on its single writing connection. A SQLite file's WAL
+//! is checkpointed by a task beside that connection, not inside its
+//! commits (`checkpoint.rs`).
 
+mod checkpoint;
 mod error;
 mod group;
 mod records;
 
 use std::borrow::Cow;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -110,6 +113,9 @@ pub struct Store {
     /// PostgreSQL: every `commit_step` goes through these writers (see
     /// [`step_batch`]); SQLite writes step commits directly.
     step_writer: Option<step_batch::StepWriter>,
+    /// SQLite files: keeps the WAL checkpoint task running (see
+    /// [`checkpoint`]).
+    _checkpointer: Option<Arc<checkpoint::Checkpointer>>,
 }
 
 #[derive(Debug, Clone)]
@@ -537,6 +543,11 @@ impl Store {
             // statement journal; in memory it costs no temp-file
             // open/write/close per commit.
             .pragma("temp_store", "memory");
+        // Checkpoints run beside the writer, not in its commits (see
+        // `checkpoint.rs`); read connections never checkpoint on their own.
+        let write_options = options
+            .clone()
+            .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string());
 
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -552,7 +563,11 @@ impl Store {
         };
         // Eager: a file that cannot be opened fails here, not on first use.
         let write = write
-            .connect_with(options.clone())
+            .connect_with(if in_memory {
+                options.clone()
+            } else {
+                write_options
+            })
             .await
             .map_err(connect_error)?;
         SQLITE_MIGRATOR.run(&write).await?;
@@ -565,10 +580,12 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_lazy_with(options)
         };
+        let checkpointer = (!in_memory).then(|| checkpoint::spawn(read.clone()));
         Ok(Store {
             writer: group::Writer::spawn(group::Target::Sqlite(write.clone())),
             step_writer: None,
             inner: Inner::Sqlite { read, write },
+            _checkpointer: checkpointer,
         })
     }
 
@@ -600,6 +617,7 @@ impl Store {
             writer: group::Writer::spawn(group::Target::Postgres(pool.clone())),
             step_writer: Some(step_batch::StepWriter::spawn(pool.clone())),
             inner: Inner::Postgres(pool),
+            _checkpointer: None,
         })
     }
 

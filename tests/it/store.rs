@@ -844,6 +844,58 @@ async fn sqlite_creates_missing_directories() {
     assert!(path.exists());
 }
 
+/// Commits leave their pages in the WAL; the store's checkpoint task, not
+/// the commits, copies them into the database file (whose automatic
+/// checkpoint would not start before thousands of pages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_checkpoints_the_wal_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()), quick())
+        .await
+        .unwrap();
+    let s = seed(&store).await;
+    // Wait until the checkpoint task has copied the migrations and the seed,
+    // so what follows starts from a database file that is up to date.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut before = std::fs::metadata(&path).unwrap().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = std::fs::metadata(&path).unwrap().len();
+        if now == before && now > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file never settled"
+        );
+        before = now;
+    }
+    // About 200 KB of new events: dozens of new pages, far from the backstop.
+    let mut seq = s.seq;
+    for n in 0..100 {
+        let big = NewEvent::new("step", json!({ "n": n, "pad": "x".repeat(2000) }));
+        seq = store
+            .commit(&s.id, seq, "ACTIVE", &json!({ "n": n }), &[big], None)
+            .await
+            .unwrap();
+    }
+    let grown = loop {
+        let len = std::fs::metadata(&path).unwrap().len();
+        if len > before + 100_000 {
+            break len;
+        }
+        assert!(
+            std::time::Instant::now() < deadline + Duration::from_secs(10),
+            "the database file stayed at {len} bytes: the WAL was not checkpointed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(grown > before);
+    // And everything committed reads back.
+    assert_eq!(store.session(&s.id).await.unwrap().unwrap().seq, seq);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_memory_is_one_database_for_the_whole_pool() {
     let store = Store::connect("sqlite::memory:", StoreOptions::default())
