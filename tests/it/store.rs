@@ -844,6 +844,97 @@ async fn sqlite_creates_missing_directories() {
     assert!(path.exists());
 }
 
+/// A database written by the schema before idempotency records moved to a
+/// rowid table (migration 4) keeps its records, and the moved table still
+/// refuses a taken key inside a commit.
+#[tokio::test]
+async fn sqlite_idempotency_records_survive_their_table_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("old.db").display());
+    {
+        let mut old = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite"
+        )))
+        .await
+        .unwrap();
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version < 4)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .connect_with(
+                url.parse::<sqlx::sqlite::SqliteConnectOptions>()
+                    .unwrap()
+                    .create_if_missing(true),
+            )
+            .await
+            .unwrap();
+        old.run(&pool).await.unwrap();
+        for sql in [
+            "INSERT INTO flow_versions VALUES ('signup', 1, 'h', '{}', 0)",
+            "INSERT INTO sessions VALUES ('s1', 'signup', 1, 'u', 't', 'ACTIVE', 2, '{}', 0, 0)",
+            "INSERT INTO idempotency VALUES ('s1', 'k1', 'hash-1', '{\"screen\":\"a\"}', 7)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let store = Store::connect(&url, quick()).await.unwrap();
+    let record = store
+        .idempotent_response("s1", "k1")
+        .await
+        .unwrap()
+        .expect("the record survived the move");
+    assert_eq!(record.request_hash, "hash-1");
+    assert_eq!(record.response, json!({ "screen": "a" }));
+    let taken = NewIdempotency {
+        key: "k1".to_owned(),
+        request_hash: "hash-2".to_owned(),
+        response: json!({}),
+    };
+    assert_eq!(
+        code(
+            store
+                .commit(
+                    "s1",
+                    2,
+                    "ACTIVE",
+                    &json!({}),
+                    &[event("x", 3)],
+                    Some(&taken)
+                )
+                .await
+        ),
+        "IDEMPOTENCY_KEY_TAKEN"
+    );
+    let fresh = NewIdempotency {
+        key: "k2".to_owned(),
+        ..taken
+    };
+    store
+        .commit(
+            "s1",
+            2,
+            "ACTIVE",
+            &json!({}),
+            &[event("x", 3)],
+            Some(&fresh),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .idempotent_response("s1", "k2")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 /// Commits leave their pages in the WAL; the store's checkpoint task, not
 /// the commits, copies them into the database file (whose automatic
 /// checkpoint would not start before thousands of pages).
