@@ -347,7 +347,8 @@ impl Baton {
                 Some(key) => Some(NewIdempotency {
                     key: key.to_string(),
                     request_hash: request_hash.clone(),
-                    response: serde_json::to_value(&view).map_err(ServiceError::internal)?,
+                    response: serde_json::value::to_raw_value(&view)
+                        .map_err(ServiceError::internal)?,
                 }),
                 None => None,
             };

@@ -883,7 +883,7 @@ impl Store {
                 Ok::<_, StoreError>(group::Idempotency {
                     key: i.key.clone(),
                     request_hash: i.request_hash.clone(),
-                    response: to_json("the idempotent response", &i.response)?,
+                    response: i.response.get().to_owned(),
                 })
             })
             .transpose()?;

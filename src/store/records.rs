@@ -4,6 +4,7 @@
 //! process that writes the row.
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// One published, immutable version of a flow definition.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,13 +77,14 @@ pub struct EventRecord {
 }
 
 /// The idempotency record to write with a commit.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct NewIdempotency {
     pub key: String,
     /// Hash of the request, so a replay with a different body can be told apart.
     pub request_hash: String,
-    /// The response to return on replay.
-    pub response: Value,
+    /// The response to return on replay, as JSON (serialized by the caller
+    /// straight from its own type: a submit's view never becomes a `Value`).
+    pub response: Box<RawValue>,
 }
 
 /// A stored idempotency record.

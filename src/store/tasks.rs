@@ -300,10 +300,7 @@ impl Store {
         let new_seq = seq_after(c.expected_seq, c.events.len());
         let now = now_ms();
         let events_sql = insert_events_sql(c.events.len());
-        let idem_response = c
-            .idempotency
-            .map(|i| to_json("the idempotent response", &i.response))
-            .transpose()?;
+        let idem_response = c.idempotency.map(|i| i.response.get().to_owned());
         if let Some(writer) = &self.step_writer {
             return self
                 .commit_step_pg(writer, &c, payloads, idem_response, new_seq, now)

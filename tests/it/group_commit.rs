@@ -13,6 +13,7 @@ use sqlx::{Postgres, Sqlite};
 use uuid::Uuid;
 
 use crate::common::TestDb;
+use crate::store::raw;
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
@@ -70,7 +71,7 @@ impl Job {
         let idem = self.key.map(|key| NewIdempotency {
             key: key.to_owned(),
             request_hash: format!("hash-{}", self.expected),
-            response: json!({ "answer": self.session }),
+            response: raw(json!({ "answer": self.session })),
         });
         store
             .commit(

@@ -81,6 +81,11 @@ fn new_session(id: &str, version: i32) -> NewSession {
     }
 }
 
+/// An idempotent response as the store takes it (JSON text).
+pub(crate) fn raw(v: Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::to_raw_value(&v).unwrap()
+}
+
 fn event(kind: &str, n: i64) -> NewEvent {
     NewEvent::new(kind, json!({ "n": n }))
 }
@@ -348,7 +353,7 @@ async fn taken_idempotency_key_rolls_back_everything(db: TestDb) {
     let first = NewIdempotency {
         key: "key-1".to_owned(),
         request_hash: "req-hash-1".to_owned(),
-        response: json!({ "screen": "profile", "order": { "b": 1, "a": 2 } }),
+        response: raw(json!({ "screen": "profile", "order": { "b": 1, "a": 2 } })),
     };
     let seq = store
         .commit(
@@ -371,7 +376,7 @@ async fn taken_idempotency_key_rolls_back_everything(db: TestDb) {
     assert_eq!(saved.session_id, s.id);
     assert_eq!(saved.key, "key-1");
     assert_eq!(saved.request_hash, "req-hash-1");
-    assert_eq!(saved.response, first.response);
+    assert_eq!(saved.response.to_string(), first.response.get());
     assert_eq!(
         serde_json::to_string(&saved.response["order"]).unwrap(),
         r#"{"b":1,"a":2}"#
@@ -386,7 +391,7 @@ async fn taken_idempotency_key_rolls_back_everything(db: TestDb) {
     let reuse = NewIdempotency {
         key: "key-1".to_owned(),
         request_hash: "req-hash-2".to_owned(),
-        response: json!({ "screen": "other" }),
+        response: raw(json!({ "screen": "other" })),
     };
     let taken = store
         .commit(
@@ -607,7 +612,7 @@ async fn data_survives_a_restart(mut db: TestDb) {
     let key = NewIdempotency {
         key: "k".to_owned(),
         request_hash: "h".to_owned(),
-        response: json!({ "ok": true }),
+        response: raw(json!({ "ok": true })),
     };
     db.store
         .commit(
@@ -677,7 +682,7 @@ async fn concurrent_commits_on_distinct_sessions_all_succeed(db: TestDb) {
                 let key = NewIdempotency {
                     key: format!("k{n}"),
                     request_hash: "h".to_owned(),
-                    response: json!({ "n": n }),
+                    response: raw(json!({ "n": n })),
                 };
                 seq = store
                     .commit(
@@ -894,7 +899,7 @@ async fn sqlite_idempotency_records_survive_their_table_move() {
     let taken = NewIdempotency {
         key: "k1".to_owned(),
         request_hash: "hash-2".to_owned(),
-        response: json!({}),
+        response: raw(json!({})),
     };
     assert_eq!(
         code(
