@@ -227,7 +227,7 @@ impl<'a> Scope<'a> {
     /// The top-level member a direct `var` reads — by the slot's position,
     /// or by `name` starting at `hint` in a plain scope whose members have
     /// distinct names — without copying it; `null` when absent. `None`
-    /// when the scope offers neither (see [`Scope::members_direct`]).
+    /// when the scope offers neither (the `var` is then looked up).
     #[inline(always)]
     fn member(&self, slot: u32, name: &str, hint: &AtomicU32) -> Option<&'a DataValue<'a>> {
         const NULL: &DataValue<'static> = &DataValue::Null;
@@ -240,12 +240,6 @@ impl<'a> Scope<'a> {
             }
             _ => None,
         }
-    }
-
-    /// Whether [`Scope::member`] answers (for every slot and name).
-    fn members_direct(&self) -> bool {
-        !self.slots.is_empty()
-            || (self.unique && self.flagd.is_none() && matches!(self.root, DataValue::Object(_)))
     }
 
     /// The value `var` reads, `Ok(None)` when absent.
@@ -612,10 +606,13 @@ struct InList {
 
 /// The usual targeting condition — an `and` of comparisons of top-level
 /// context members with literals — as a flat list the evaluation runs
-/// through in one loop: per operand an indexed load, a type check and the
-/// comparison, with no dispatch on node kinds. `nodes` are the operands as
-/// compiled, which decide every case the plain form does not: a scope
-/// without positions, or a value of another type than the literal's.
+/// through in one loop: per operand an indexed (or hinted) load, a type
+/// check and the comparison, with no dispatch on node kinds. `nodes` are
+/// the operands as compiled, which decide every case the plain form does
+/// not: a scope with neither positions nor hints, or a value of another
+/// type than the literal's. `plain` repeats each operand's member name and
+/// literal next to one another (a copy of what `nodes` hold) so the loop
+/// reads one contiguous slice instead of a boxed node per operand.
 #[derive(Debug)]
 struct AndPlain {
     plain: Box<[Plain]>,
@@ -706,20 +703,11 @@ impl AndPlain {
     /// empty here).
     #[inline(never)]
     fn holds<'a>(&'a self, scope: &Scope<'a>) -> Result<bool, Bail> {
-        const NULL: &DataValue<'static> = &DataValue::Null;
-        if !scope.members_direct() {
-            for node in &self.nodes {
-                if !node.eval_cond(scope)? {
-                    return Ok(false);
-                }
-            }
-            return Ok(true);
-        }
         for (plain, node) in self.plain.iter().zip(&self.nodes) {
-            let value = scope
+            let quick = scope
                 .member(plain.slot, &plain.name, &plain.hint)
-                .unwrap_or(NULL);
-            let holds = match plain.test(value) {
+                .and_then(|value| plain.test(value));
+            let holds = match quick {
                 Some(h) => h,
                 None => node.eval_cond(scope)?,
             };

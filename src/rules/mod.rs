@@ -114,23 +114,31 @@ impl Rule {
     pub fn matches(&self, data: &Value) -> Result<bool, RuleError> {
         with_arena(|arena| {
             let data: &DataValue<'_> = arena.alloc(DataValue::from_serde_value_in(data, arena));
-            if let Some(fast) = &self.0.fast
-                && let Ok(m) = fast.matches(&Scope::plain(data, true))
-            {
-                return Ok(m);
+            match self.fast_matches(data, true) {
+                Some(m) => Ok(m),
+                None => self.run_datalogic(data, arena, ops::truthy_arena),
             }
-            self.run_datalogic(data, arena, ops::truthy_arena)
         })
     }
 
     /// [`Rule::matches`] against prepared data: no conversion, no result copy.
     pub fn matches_prepared(&self, data: &PreparedData) -> Result<bool, RuleError> {
-        if let Some(fast) = &self.0.fast
-            && let Ok(m) = fast.matches(&Scope::plain(data.parsed().value(), data.unique_members()))
-        {
-            return Ok(m);
+        let value = data.parsed().value();
+        match self.fast_matches(value, data.unique_members()) {
+            Some(m) => Ok(m),
+            None => with_arena(|arena| self.run_datalogic(value, arena, ops::truthy_arena)),
         }
-        with_arena(|arena| self.run_datalogic(data.parsed().value(), arena, ops::truthy_arena))
+    }
+
+    /// The truthiness through the fast path, `None` where it does not
+    /// answer (then datalogic does). `unique`: `data`'s members have
+    /// distinct names.
+    fn fast_matches(&self, data: &DataValue<'_>, unique: bool) -> Option<bool> {
+        self.0
+            .fast
+            .as_ref()?
+            .matches(&Scope::plain(data, unique))
+            .ok()
     }
 
     /// The fast path if it covers this rule and evaluation, else datalogic;

@@ -5,15 +5,18 @@
 //! database file and, with `synchronous = NORMAL`, waits for two fsyncs,
 //! while every other commit queues behind the single write connection. Under
 //! load that is a stall every few hundred commits (`cargo bench --bench
-//! load` measured p99 10.9 ms with it and 4.5 ms without, and 24% more
-//! submits per second).
+//! load`, session 4's machine: `submit` p99 10.2–11.4 ms with it, 8.3–9.7 ms
+//! with this task, and about 20% more submits per second; see the README).
 //!
 //! So the write connection's automatic checkpoint is only a backstop
 //! ([`BACKSTOP_PAGES`]), and a task checkpoints every [`EVERY`] from a read
 //! connection in `PASSIVE` mode, which neither waits for nor blocks the
 //! writer: commits go on appending to the WAL while the checkpoint copies
 //! and syncs. Once a checkpoint has caught up, the next commit starts the
-//! WAL over from its beginning, so the file stays small.
+//! WAL over from its beginning. Under writes that never pause a checkpoint
+//! may not catch up; the WAL then grows until the backstop checkpoints in
+//! the writer, as before, but at most a tenth as often (10,000 pages
+//! instead of 1,000).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

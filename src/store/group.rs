@@ -176,13 +176,7 @@ async fn run(
         // Take the rest of the batch only once there is a connection, so
         // commits that arrived meanwhile join it.
         let take = |rx: &mut mpsc::UnboundedReceiver<Pending>| {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
-            }
+            let batch = take_batch(first, rx);
             queued.fetch_sub(batch.len() - 1, Ordering::Relaxed);
             batch
         };
@@ -232,23 +226,41 @@ fn replicate(e: &sqlx::Error) -> sqlx::Error {
     }
 }
 
+/// `first` and whatever else is queued, at most [`MAX_BATCH`] in all, in
+/// queue order. Also used by the step-commit writers (`step_batch.rs`).
+pub(super) fn take_batch<T>(first: T, rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(p) => batch.push(p),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 /// Which members go into the batch statement: the first commit of each
 /// session. A later one expects the seq the earlier one sets, which one
 /// statement cannot express; it is written alone afterwards, in order.
+/// Returns those members and, per queued commit, whether it is one of them.
 /// Also used by the step-commit writers (`step_batch.rs`).
-pub(super) fn first_of_each_session<'a>(sessions: impl IntoIterator<Item = &'a str>) -> Vec<bool> {
+pub(super) fn first_of_each_session<'a, T, R>(
+    batch: &'a [(T, R)],
+    session: impl Fn(&T) -> &str,
+) -> (Vec<&'a T>, Vec<bool>) {
     let mut seen = HashSet::new();
-    sessions.into_iter().map(|id| seen.insert(id)).collect()
+    let firsts: Vec<bool> = batch.iter().map(|(c, _)| seen.insert(session(c))).collect();
+    let members = batch
+        .iter()
+        .zip(&firsts)
+        .filter_map(|((c, _), &first)| first.then_some(c))
+        .collect();
+    (members, firsts)
 }
 
 async fn write_sqlite(conn: &mut PoolConnection<Sqlite>, batch: Vec<Pending>, counters: &Counters) {
     let now = super::now_ms();
-    let mut in_batch = first_of_each_session(batch.iter().map(|(c, _)| c.session_id.as_str()));
-    let members: Vec<&Commit> = batch
-        .iter()
-        .zip(&in_batch)
-        .filter_map(|((c, _), &first)| first.then_some(c))
-        .collect();
+    let (members, mut in_batch) = first_of_each_session(&batch, |c| &c.session_id);
     // All or nothing: a RAISE in the commit trigger for any row undoes the
     // whole statement.
     let written = members.len() >= 2 && {
@@ -354,12 +366,7 @@ async fn write_postgres(
     counters: &Counters,
 ) {
     let now = super::now_ms();
-    let in_batch = first_of_each_session(batch.iter().map(|(c, _)| c.session_id.as_str()));
-    let members: Vec<&Commit> = batch
-        .iter()
-        .zip(&in_batch)
-        .filter_map(|((c, _), &first)| first.then_some(c))
-        .collect();
+    let (members, in_batch) = first_of_each_session(&batch, |c| &c.session_id);
     // A deadlock with another replica's batch, a key race, a lost
     // connection… fail the statement as a whole: then nobody was applied.
     let applied: HashSet<String> = if members.len() < 2 {

@@ -543,11 +543,16 @@ impl Store {
             // statement journal; in memory it costs no temp-file
             // open/write/close per commit.
             .pragma("temp_store", "memory");
-        // Checkpoints run beside the writer, not in its commits (see
-        // `checkpoint.rs`); read connections never checkpoint on their own.
-        let write_options = options
-            .clone()
-            .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string());
+        // A file's checkpoints run beside the writer, not in its commits
+        // (see `checkpoint.rs`); read connections never checkpoint on their
+        // own, and an in-memory database has no WAL.
+        let write_options = if in_memory {
+            options.clone()
+        } else {
+            options
+                .clone()
+                .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
+        };
 
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -563,11 +568,7 @@ impl Store {
         };
         // Eager: a file that cannot be opened fails here, not on first use.
         let write = write
-            .connect_with(if in_memory {
-                options.clone()
-            } else {
-                write_options
-            })
+            .connect_with(write_options)
             .await
             .map_err(connect_error)?;
         SQLITE_MIGRATOR.run(&write).await?;
@@ -878,15 +879,11 @@ impl Store {
                     .collect(),
             ),
         };
-        let idem = idempotency
-            .map(|i| {
-                Ok::<_, StoreError>(group::Idempotency {
-                    key: i.key.clone(),
-                    request_hash: i.request_hash.clone(),
-                    response: i.response.get().to_owned(),
-                })
-            })
-            .transpose()?;
+        let idem = idempotency.map(|i| group::Idempotency {
+            key: i.key.clone(),
+            request_hash: i.request_hash.clone(),
+            response: i.response.get().to_owned(),
+        });
         let commit = group::Commit {
             session_id: session_id.to_owned(),
             expected_seq,

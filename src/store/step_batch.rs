@@ -25,11 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::PgPool;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::group::first_of_each_session;
+use super::group::{first_of_each_session, take_batch};
 use super::tasks::{AttemptRecord, NewTask, write_pg_step, write_pg_step_batch};
-
-/// Most commits written together.
-const MAX_BATCH: usize = 64;
 
 /// Writers (each holds one pooled connection while it writes): while one
 /// batch waits for its WAL flush, the next is taken and sent.
@@ -116,13 +113,7 @@ async fn run(
             }
         };
         // Commits that arrived while a connection was found join the batch.
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+        let batch = take_batch(first, &mut queue);
         drop(queue);
         if batch.len() == 1 {
             for (step, reply) in batch {
@@ -130,12 +121,7 @@ async fn run(
             }
             continue;
         }
-        let in_batch = first_of_each_session(batch.iter().map(|(s, _)| s.session_id.as_str()));
-        let steps: Vec<&PgStep> = batch
-            .iter()
-            .zip(&in_batch)
-            .filter_map(|((s, _), &first)| first.then_some(s))
-            .collect();
+        let (steps, in_batch) = first_of_each_session(&batch, |s| &s.session_id);
         let mut applied = match write_pg_step_batch(&mut conn, &steps).await {
             Ok(applied) => applied,
             Err(e) => {
