@@ -244,10 +244,10 @@ pub(super) fn take_batch<T>(first: T, rx: &mut mpsc::UnboundedReceiver<T>) -> Ve
 /// statement cannot express; it is written alone afterwards, in order.
 /// Returns those members and, per queued commit, whether it is one of them.
 /// Also used by the step-commit writers (`step_batch.rs`).
-pub(super) fn first_of_each_session<'a, T, R>(
-    batch: &'a [(T, R)],
+pub(super) fn first_of_each_session<T, R>(
+    batch: &[(T, R)],
     session: impl Fn(&T) -> &str,
-) -> (Vec<&'a T>, Vec<bool>) {
+) -> (Vec<&T>, Vec<bool>) {
     let mut seen = HashSet::new();
     let firsts: Vec<bool> = batch.iter().map(|(c, _)| seen.insert(session(c))).collect();
     let members = batch
