@@ -42,7 +42,7 @@ use sqlx::{Connection, PgConnection, Postgres, Sqlite, Transaction};
 pub use error::StoreError;
 use error::{is_foreign_key_violation, is_unique_violation};
 #[doc(hidden)]
-pub use group::GroupCommitStats;
+pub use group::{GroupCommitStats, MAX_BATCH as GROUP_COMMIT_MAX_BATCH, MAX_HELD_BATCHES};
 pub use records::{
     EventRecord, FlowVersionRecord, IdempotencyRecord, NewEvent, NewIdempotency, NewSession,
     SessionRecord,

@@ -6,7 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use baton::store::{NewEvent, NewIdempotency, NewSession, RawPools, Store, StoreError};
+use baton::store::{
+    GROUP_COMMIT_MAX_BATCH, MAX_HELD_BATCHES, NewEvent, NewIdempotency, NewSession, RawPools,
+    Store, StoreError,
+};
 use serde_json::{Value, json};
 use sqlx::pool::PoolConnection;
 use sqlx::{Postgres, Sqlite};
@@ -42,6 +45,7 @@ on_both_backends!(
     a_batch_that_fails_as_a_whole_writes_each_commit_alone,
     more_commits_than_one_batch_holds_are_all_written,
     commits_on_a_closed_store_are_unavailable,
+    a_queue_longer_than_one_connection_hold_is_answered_in_full,
 );
 
 /// A commit to run inside a batch.
@@ -366,4 +370,58 @@ async fn commits_on_a_closed_store_are_unavailable(db: TestDb) {
     db.store.close().await;
     let result = Job::new(&id, 2).run(clone).await;
     assert_eq!(code(&result), "STORE_UNAVAILABLE");
+}
+
+/// The writer keeps its connection for up to `MAX_HELD_BATCHES` batches in
+/// a row while commits keep queuing, then gives it back and takes it again.
+/// A queue longer than that is answered in full across the hand-over: each
+/// commit is applied or refused, none is dropped (a dropped one would come
+/// back as STORE_UNAVAILABLE), and the store's other writes still go through.
+async fn a_queue_longer_than_one_connection_hold_is_answered_in_full(db: TestDb) {
+    let store = &db.store;
+    let held_capacity = GROUP_COMMIT_MAX_BATCH * MAX_HELD_BATCHES;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        ids.push(session(store).await);
+    }
+    let per_session = held_capacity / ids.len() + 20;
+    let held = hold_writer(store).await;
+    let tasks: Vec<_> = ids
+        .iter()
+        .flat_map(|id| std::iter::repeat_n(id, per_session))
+        .map(|id| tokio::spawn(Job::new(id, 2).run(store.clone())))
+        .collect();
+    assert!(tasks.len() > held_capacity);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.group_commit_stats().queued < tasks.len() - 1 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            store.group_commit_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    drop(held);
+    // Meanwhile another write (a new session) waits its turn for the pool.
+    let other = tokio::spawn({
+        let store = store.clone();
+        async move { session(&store).await }
+    });
+    let mut applied = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(seq) => {
+                assert_eq!(seq, 4);
+                applied += 1;
+            }
+            Err(e) => assert_eq!(e.code(), "STORE_CONFLICT", "{e:?}"),
+        }
+    }
+    // Exactly one commit per session expected seq 2 first.
+    assert_eq!(applied, ids.len());
+    for id in &ids {
+        assert_eq!(store.events(id, 0, 100).await.unwrap().len(), 4);
+    }
+    let other = other.await.unwrap();
+    assert_eq!(store.events(&other, 0, 100).await.unwrap().len(), 2);
 }
