@@ -58,6 +58,7 @@ on_both_backends!(
     step_commits_are_all_or_nothing,
     racing_step_completions_advance_once,
     concurrent_step_commits_keep_their_own_outcomes,
+    deleting_a_session_deletes_its_log_and_idempotency_records,
 );
 
 fn flow_definition(title: &str) -> Value {
@@ -766,6 +767,70 @@ async fn the_log_and_published_versions_refuse_updates(db: TestDb) {
             .definition,
         flow_definition("v1")
     );
+}
+
+/// Retention deletes sessions by hand (`DELETE FROM sessions …`); their log
+/// and idempotency records go with them on both backends (a foreign key
+/// cascade on SQLite, a trigger on PostgreSQL), and nobody else's do.
+async fn deleting_a_session_deletes_its_log_and_idempotency_records(db: TestDb) {
+    let store = &db.store;
+    let (gone, kept) = (seed(store).await, seed(store).await);
+    for s in [&gone, &kept] {
+        let idem = NewIdempotency {
+            key: "k1".to_owned(),
+            request_hash: "h".to_owned(),
+            response: raw(json!({ "screen": "a" })),
+        };
+        store
+            .commit(
+                &s.id,
+                s.seq,
+                "ACTIVE",
+                &json!({}),
+                &[event("x", 3)],
+                Some(&idem),
+            )
+            .await
+            .unwrap();
+    }
+    let count = async |table: &str, id: &str| -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE session_id = '{id}'");
+        match store.raw_pools() {
+            RawPools::Sqlite { read, .. } => sqlx::query_scalar(&sql).fetch_one(read).await,
+            RawPools::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await,
+        }
+        .unwrap()
+    };
+    assert_eq!(count("session_events", &gone.id).await, 3);
+    assert_eq!(count("idempotency", &gone.id).await, 1);
+    let deleted = raw_execute(
+        store,
+        &format!("DELETE FROM sessions WHERE id = '{}'", gone.id),
+    )
+    .await
+    .unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(count("session_events", &gone.id).await, 0);
+    assert_eq!(count("idempotency", &gone.id).await, 0);
+    assert_eq!(count("session_events", &kept.id).await, 3);
+    assert_eq!(count("idempotency", &kept.id).await, 1);
+    // A commit for the deleted session writes nothing.
+    assert_eq!(
+        code(
+            store
+                .commit(
+                    &gone.id,
+                    gone.seq + 1,
+                    "ACTIVE",
+                    &json!({}),
+                    &[event("y", 4)],
+                    None
+                )
+                .await
+        ),
+        "STORE_NOT_FOUND"
+    );
+    assert_eq!(count("session_events", &gone.id).await, 0);
 }
 
 async fn ping_reports_a_closed_store(db: TestDb) {
