@@ -3,7 +3,8 @@
 //! side by side in one run, on SQLite and (with BATON_TEST_POSTGRES_URL)
 //! PostgreSQL. Bounded: each measurement runs LOAD_SECS seconds (default 5).
 //!
-//! `cargo bench --bench load`
+//! `cargo bench --bench load`; `LOAD_ROUNDS=n` alternates the two servers
+//! n times and reports the median ratio.
 
 mod support;
 
@@ -47,6 +48,11 @@ async fn run() {
         "{:<10} {:<22} {:>10} {:>9} {:>9} {:>11}",
         "store", "server", "req/s", "p50 ms", "p99 ms", "cpu us/req"
     );
+    let rounds: usize = std::env::var("LOAD_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     for (name, pg) in backends() {
         let dir = tempfile::tempdir().unwrap();
         let url = async |tag: &str| match &pg {
@@ -57,26 +63,51 @@ async fn run() {
             Some(base) => fresh_pg_schema(base).await,
         };
         let baseline = spawn_baseline(&url("baseline").await).await;
-        let r = measure(CONCURRENCY, dur, move |i, n| {
-            let base = baseline.clone();
-            async move { (base, json!({ "query": "mutation($id: String!) { insert(id: $id) }", "variables": { "id": format!("{i}-{n}") } }), None) }
-        })
-        .await;
-        report(name, "bare insert baseline", &r);
-
         let baton = spawn_baton(&url("baton").await).await;
         let sessions = Arc::new(start_sessions(&baton).await);
-        let r = measure(CONCURRENCY, dur, move |i, n| {
-            let base = baton.clone();
-            let (id, token) = sessions[i].clone();
-            async move {
-                let q = "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
-                let v = json!({ "i": { "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n }, "idempotencyKey": format!("k{n}") } });
-                (base, json!({ "query": q, "variables": v }), Some(token))
-            }
-        })
-        .await;
-        report(name, "baton submit", &r);
+        // Rounds alternate the two servers, so a change in the machine's
+        // speed during the run falls on both; the ratio of each round is
+        // what to read.
+        let mut ratios = Vec::new();
+        for round in 0..rounds {
+            let base = baseline.clone();
+            let bare = measure(CONCURRENCY, dur, move |i, n| {
+                let base = base.clone();
+                async move { (base, json!({ "query": "mutation($id: String!) { insert(id: $id) }", "variables": { "id": format!("{round}-{i}-{n}") } }), None) }
+            })
+            .await;
+            report(name, "bare insert baseline", &bare);
+            let (base, sessions) = (baton.clone(), sessions.clone());
+            let submit = measure(CONCURRENCY, dur, move |i, n| {
+                let base = base.clone();
+                let (id, token) = sessions[i].clone();
+                async move {
+                    let q = "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
+                    let v = json!({ "i": { "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n }, "idempotencyKey": format!("k{round}-{n}") } });
+                    (base, json!({ "query": q, "variables": v }), Some(token))
+                }
+            })
+            .await;
+            report(name, "baton submit", &submit);
+            ratios.push((
+                submit.rate() / bare.rate(),
+                submit.percentile_ms(0.99) / bare.percentile_ms(0.99),
+            ));
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "{name}: submit / baseline over {rounds} round(s): req/s {:.0}% (median; rounds {}), p99 {:.2}x (median)",
+            100.0 * median(ratios.iter().map(|r| r.0).collect()),
+            ratios
+                .iter()
+                .map(|r| format!("{:.0}%", 100.0 * r.0))
+                .collect::<Vec<_>>()
+                .join(" "),
+            median(ratios.iter().map(|r| r.1).collect()),
+        );
     }
 }
 

@@ -17,21 +17,28 @@ pub struct Measured {
     pub latencies: Vec<Duration>,
 }
 
-pub fn report(store: &str, server: &str, m: &Measured) {
-    let mut l = m.latencies.clone();
-    l.sort();
-    let pct = |p: f64| {
+impl Measured {
+    pub fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The latency at percentile `p` (0 to 1), in milliseconds.
+    pub fn percentile_ms(&self, p: f64) -> f64 {
+        let mut l = self.latencies.clone();
+        l.sort();
         l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1e3)
-            .unwrap_or(0.0)
-    };
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    }
+}
+
+pub fn report(store: &str, server: &str, m: &Measured) {
     println!(
         "{:<10} {:<22} {:>10.0} {:>9.2} {:>9.2} {:>11.0}{}",
         store,
         server,
-        m.count as f64 / m.elapsed.as_secs_f64(),
-        pct(0.50),
-        pct(0.99),
+        m.rate(),
+        m.percentile_ms(0.50),
+        m.percentile_ms(0.99),
         m.cpu.as_secs_f64() * 1e6 / m.count.max(1) as f64,
         if m.errors > 0 {
             format!("  ({} errors)", m.errors)
@@ -72,14 +79,21 @@ where
                 if let Some(tok) = token {
                     req = req.bearer_auth(tok);
                 }
-                let ok = match req.send().await {
-                    Ok(r) => r
-                        .json::<Value>()
-                        .await
-                        .map(|v| v.get("errors").is_none())
-                        .unwrap_or(false),
-                    Err(_) => false,
+                let failure = match req.send().await {
+                    Ok(r) => match r.json::<Value>().await {
+                        Ok(v) => v.get("errors").map(|e| e.to_string()),
+                        Err(e) => Some(e.to_string()),
+                    },
+                    Err(e) => Some(e.to_string()),
                 };
+                // The first failure of each worker, so a run with errors
+                // says what they were.
+                if let Some(failure) = &failure
+                    && errors == 0
+                {
+                    eprintln!("worker {i}: request {n} failed: {failure}");
+                }
+                let ok = failure.is_none();
                 lat.push(t.elapsed());
                 if !ok {
                     errors += 1;
