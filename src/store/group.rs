@@ -183,13 +183,14 @@ async fn run(
     }
 }
 
-/// A backend's batch writer.
+/// A backend's batch writer. It answers every member of the batch, and
+/// returns whether the connection is fit for the next batch.
 trait WriteBatch: sqlx::Database {
     fn write_batch(
         conn: &mut PoolConnection<Self>,
         batch: Vec<Pending>,
         counters: &Counters,
-    ) -> impl Future<Output = ()> + Send;
+    ) -> impl Future<Output = bool> + Send;
 }
 
 impl WriteBatch for Sqlite {
@@ -197,7 +198,7 @@ impl WriteBatch for Sqlite {
         conn: &mut PoolConnection<Self>,
         batch: Vec<Pending>,
         counters: &Counters,
-    ) -> impl Future<Output = ()> + Send {
+    ) -> impl Future<Output = bool> + Send {
         write_sqlite(conn, batch, counters)
     }
 }
@@ -207,7 +208,7 @@ impl WriteBatch for Postgres {
         conn: &mut PoolConnection<Self>,
         batch: Vec<Pending>,
         counters: &Counters,
-    ) -> impl Future<Output = ()> + Send {
+    ) -> impl Future<Output = bool> + Send {
         write_postgres(conn, batch, counters)
     }
 }
@@ -246,8 +247,10 @@ async fn serve<DB: WriteBatch>(
     let mut batch = take(first, &mut queue);
     drop(queue);
     for written in 1.. {
-        DB::write_batch(&mut conn, batch, counters).await;
-        if written == MAX_HELD_BATCHES {
+        // A connection that failed goes back, and the pool checks it
+        // before anyone gets it again.
+        let fit = DB::write_batch(&mut conn, batch, counters).await;
+        if !fit || written == MAX_HELD_BATCHES {
             return;
         }
         let Ok(mut queue) = rx.try_lock() else { return };
@@ -314,7 +317,11 @@ pub(super) fn first_of_each_session<T, R>(
     (members, firsts)
 }
 
-async fn write_sqlite(conn: &mut PoolConnection<Sqlite>, batch: Vec<Pending>, counters: &Counters) {
+async fn write_sqlite(
+    conn: &mut PoolConnection<Sqlite>,
+    batch: Vec<Pending>,
+    counters: &Counters,
+) -> bool {
     let now = super::now_ms();
     let (members, mut in_batch) = first_of_each_session(&batch, |c| &c.session_id);
     // All or nothing: a RAISE in the commit trigger for any row undoes the
@@ -327,14 +334,22 @@ async fn write_sqlite(conn: &mut PoolConnection<Sqlite>, batch: Vec<Pending>, co
     if !written {
         in_batch.fill(false);
     }
+    let mut fit = true;
     for ((commit, reply), applied) in batch.into_iter().zip(in_batch) {
         let result = if applied {
             Ok(())
         } else {
             sqlite_commit_one(conn, &commit, now).await
         };
+        fit &= connection_fit(&result);
         let _ = reply.send(result);
     }
+    fit
+}
+
+/// False after an error that may have left the connection unusable.
+fn connection_fit(result: &Result<(), Rejected>) -> bool {
+    !matches!(result, Err(Rejected::Db(e)) if is_unavailable(e))
 }
 
 /// The SQLite batch statement: one multi-row INSERT into the
@@ -420,7 +435,7 @@ async fn write_postgres(
     conn: &mut PoolConnection<Postgres>,
     batch: Vec<Pending>,
     counters: &Counters,
-) {
+) -> bool {
     let now = super::now_ms();
     let (members, in_batch) = first_of_each_session(&batch, |c| &c.session_id);
     // A deadlock with another replica's batch, a key race, a lost
@@ -432,14 +447,17 @@ async fn write_postgres(
         counters.count_batch(result.is_ok());
         result.map(HashSet::from_iter).unwrap_or_default()
     };
+    let mut fit = true;
     for ((commit, reply), first) in batch.into_iter().zip(in_batch) {
         let result = if first && applied.contains(&commit.session_id) {
             Ok(())
         } else {
             pg_commit_one(conn, &commit, now).await
         };
+        fit &= connection_fit(&result);
         let _ = reply.send(result);
     }
+    fit
 }
 
 /// The batch statement: the members' columns as parallel arrays, unnested.
@@ -561,5 +579,24 @@ async fn pg_commit_one(
             _ => Rejected::Db(e),
         }),
         Err(e) => Err(Rejected::Db(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_errors_of_the_connection_give_it_back() {
+        assert!(connection_fit(&Ok(())));
+        assert!(connection_fit(&Err(Rejected::StaleSeq)));
+        assert!(connection_fit(&Err(Rejected::KeyTaken)));
+        let protocol = sqlx::Error::Protocol("bad row".into());
+        assert!(connection_fit(&Err(Rejected::Db(protocol))));
+        let lost = sqlx::Error::Io(std::io::Error::other("connection reset"));
+        assert!(!connection_fit(&Err(Rejected::Db(lost))));
+        assert!(!connection_fit(&Err(Rejected::Db(
+            sqlx::Error::WorkerCrashed
+        ))));
     }
 }
