@@ -14,6 +14,7 @@ pub struct Measured {
     pub elapsed: Duration,
     /// CPU time of the whole process (client and server) during the run.
     pub cpu: Duration,
+    /// Sorted, shortest first.
     pub latencies: Vec<Duration>,
 }
 
@@ -24,8 +25,7 @@ impl Measured {
 
     /// The latency at percentile `p` (0 to 1), in milliseconds.
     pub fn percentile_ms(&self, p: f64) -> f64 {
-        let mut l = self.latencies.clone();
-        l.sort();
+        let l = &self.latencies;
         l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
             .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     }
@@ -93,9 +93,8 @@ where
                 {
                     eprintln!("worker {i}: request {n} failed: {failure}");
                 }
-                let ok = failure.is_none();
                 lat.push(t.elapsed());
-                if !ok {
+                if failure.is_some() {
                     errors += 1;
                 }
                 n += 1;
@@ -118,6 +117,7 @@ where
     }
     m.elapsed = started.elapsed();
     m.cpu = process_cpu().saturating_sub(cpu_before);
+    m.latencies.sort();
     m
 }
 

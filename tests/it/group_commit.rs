@@ -144,6 +144,19 @@ async fn hold_writer(store: &Store) -> Held {
     }
 }
 
+/// Waits until at least `n` commits wait in the writer's queue.
+async fn wait_until_queued(store: &Store, n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while store.group_commit_stats().queued < n {
+        assert!(
+            Instant::now() < deadline,
+            "commits did not queue: {:?}",
+            store.group_commit_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Runs `jobs` so that they are written as one batch (at most the writer's
 /// batch size of them) and returns their results in order.
 async fn in_one_batch(store: &Store, jobs: Vec<Job>) -> Vec<Result<i64, StoreError>> {
@@ -155,15 +168,7 @@ async fn in_one_batch(store: &Store, jobs: Vec<Job>) -> Vec<Result<i64, StoreErr
         .collect();
     // The writer takes the first commit, then waits for a connection; the
     // rest queue behind it and join its batch once it has one.
-    let deadline = Instant::now() + Duration::from_secs(4);
-    while store.group_commit_stats().queued < n - 1 {
-        assert!(
-            Instant::now() < deadline,
-            "commits did not queue: {:?}",
-            store.group_commit_stats()
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until_queued(store, n - 1, Duration::from_secs(4)).await;
     drop(held);
     let mut results = Vec::new();
     for task in tasks {
@@ -342,15 +347,7 @@ async fn more_commits_than_one_batch_holds_are_all_written(db: TestDb) {
         .iter()
         .map(|id| tokio::spawn(Job::new(id, 2).run(store.clone())))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(4);
-    while store.group_commit_stats().queued < ids.len() - 1 {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}",
-            store.group_commit_stats()
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until_queued(store, ids.len() - 1, Duration::from_secs(4)).await;
     drop(held);
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), 4);
@@ -392,15 +389,7 @@ async fn a_queue_longer_than_one_connection_hold_is_answered_in_full(db: TestDb)
         .map(|id| tokio::spawn(Job::new(id, 2).run(store.clone())))
         .collect();
     assert!(tasks.len() > held_capacity);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while store.group_commit_stats().queued < tasks.len() - 1 {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}",
-            store.group_commit_stats()
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_until_queued(store, tasks.len() - 1, Duration::from_secs(10)).await;
     drop(held);
     // Meanwhile another write (a new session) waits its turn for the pool.
     let other = tokio::spawn({

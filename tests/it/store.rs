@@ -725,6 +725,16 @@ async fn raw_execute(store: &Store, sql: &str) -> Result<u64, sqlx::Error> {
     }
 }
 
+/// `SELECT COUNT(*) <rest>` on whichever backend `store` uses.
+async fn raw_count(store: &Store, rest: &str) -> i64 {
+    let sql = format!("SELECT COUNT(*) {rest}");
+    match store.raw_pools() {
+        RawPools::Sqlite { read, .. } => sqlx::query_scalar(&sql).fetch_one(read).await,
+        RawPools::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await,
+    }
+    .unwrap()
+}
+
 async fn corrupt_json_is_reported_not_panicked(db: TestDb) {
     let store = &db.store;
     let s = seed(store).await;
@@ -793,13 +803,8 @@ async fn deleting_a_session_deletes_its_log_and_idempotency_records(db: TestDb) 
             .await
             .unwrap();
     }
-    let count = async |table: &str, id: &str| -> i64 {
-        let sql = format!("SELECT COUNT(*) FROM {table} WHERE session_id = '{id}'");
-        match store.raw_pools() {
-            RawPools::Sqlite { read, .. } => sqlx::query_scalar(&sql).fetch_one(read).await,
-            RawPools::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await,
-        }
-        .unwrap()
+    let count = async |table: &str, id: &str| {
+        raw_count(store, &format!("FROM {table} WHERE session_id = '{id}'")).await
     };
     assert_eq!(count("session_events", &gone.id).await, 3);
     assert_eq!(count("idempotency", &gone.id).await, 1);
