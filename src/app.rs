@@ -203,10 +203,10 @@ fn log_reload(reload: &Reload) {
     for issue in &reload.issues {
         match issue.severity {
             Severity::Error => {
-                tracing::error!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message)
+                tracing::error!(file = %issue.file, code = %issue.code, path = %issue.path, "{}", issue.message)
             }
             Severity::Warning => {
-                tracing::warn!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message)
+                tracing::warn!(file = %issue.file, code = %issue.code, path = %issue.path, "{}", issue.message)
             }
         }
     }
@@ -314,10 +314,10 @@ fn log_issues(issues: &[crate::flow::validate::Issue]) {
     for issue in issues {
         match issue.severity {
             Severity::Error => {
-                tracing::error!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message)
+                tracing::error!(file = %issue.file, code = %issue.code, path = %issue.path, "{}", issue.message)
             }
             Severity::Warning => {
-                tracing::warn!(file = %issue.file, code = issue.code, path = %issue.path, "{}", issue.message)
+                tracing::warn!(file = %issue.file, code = %issue.code, path = %issue.path, "{}", issue.message)
             }
         }
     }

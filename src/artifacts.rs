@@ -1,6 +1,6 @@
-//! Generated artifacts: the GraphQL SDL and the flow JSON Schema, both
-//! derived from the code. `baton schema` writes them; `--check` (and a
-//! test) fails when the committed copies are stale.
+//! Generated artifacts: the GraphQL SDL, the flow JSON Schema and the
+//! error-code reference, all derived from the code. `baton schema` writes
+//! them; `--check` (and a test) fails when the committed copies are stale.
 
 use std::path::{Path, PathBuf};
 
@@ -8,6 +8,7 @@ use crate::flow::model::FlowDef;
 
 pub const GRAPHQL_FILE: &str = "baton.graphql";
 pub const FLOW_SCHEMA_FILE: &str = "flow.schema.json";
+pub const ERRORS_FILE: &str = "errors.md";
 
 /// The app-facing GraphQL schema in SDL.
 pub fn graphql_sdl() -> String {
@@ -29,21 +30,28 @@ pub fn flow_json_schema() -> String {
     text
 }
 
-/// Writes both files under `dir`, or with `check` only compares; returns
-/// the files that were stale.
-pub fn write_or_check(dir: &Path, check: bool) -> std::io::Result<Vec<PathBuf>> {
+/// Writes the schema files under `schema_dir` and the error reference under
+/// `docs_dir`, or with `check` only compares; returns the files that were
+/// stale.
+pub fn write_or_check(
+    schema_dir: &Path,
+    docs_dir: &Path,
+    check: bool,
+) -> std::io::Result<Vec<PathBuf>> {
     let mut stale = Vec::new();
-    for (name, content) in [
-        (GRAPHQL_FILE, graphql_sdl()),
-        (FLOW_SCHEMA_FILE, flow_json_schema()),
+    for (path, content) in [
+        (schema_dir.join(GRAPHQL_FILE), graphql_sdl()),
+        (schema_dir.join(FLOW_SCHEMA_FILE), flow_json_schema()),
+        (docs_dir.join(ERRORS_FILE), crate::codes::markdown()),
     ] {
-        let path = dir.join(name);
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current != content {
             if check {
                 stale.push(path);
             } else {
-                std::fs::create_dir_all(dir)?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
                 std::fs::write(&path, content)?;
             }
         }

@@ -25,6 +25,7 @@
 //!
 //! The file is read at startup only; a change needs a restart.
 
+use crate::codes::Code;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -545,18 +546,18 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            AuthError::FileUnreadable { .. } => "API_KEYS_UNREADABLE",
-            AuthError::FileTooLarge { .. } => "API_KEYS_TOO_LARGE",
-            AuthError::Syntax { .. } => "API_KEYS_SYNTAX",
-            AuthError::Structure { .. } => "API_KEYS_INVALID",
-            AuthError::NameInvalid { .. } => "API_KEY_NAME_INVALID",
-            AuthError::NameDuplicate { .. } => "API_KEY_NAME_DUPLICATE",
-            AuthError::DigestInvalid { .. } => "API_KEY_SHA256_INVALID",
-            AuthError::DigestDuplicate { .. } => "API_KEY_SHA256_DUPLICATE",
-            AuthError::QueuesNotReviewer { .. } => "API_KEY_QUEUES_NOT_REVIEWER",
-            AuthError::QueueInvalid { .. } => "API_KEY_QUEUE_INVALID",
+            AuthError::FileUnreadable { .. } => Code::ApiKeysUnreadable,
+            AuthError::FileTooLarge { .. } => Code::ApiKeysTooLarge,
+            AuthError::Syntax { .. } => Code::ApiKeysSyntax,
+            AuthError::Structure { .. } => Code::ApiKeysInvalid,
+            AuthError::NameInvalid { .. } => Code::ApiKeyNameInvalid,
+            AuthError::NameDuplicate { .. } => Code::ApiKeyNameDuplicate,
+            AuthError::DigestInvalid { .. } => Code::ApiKeySha256Invalid,
+            AuthError::DigestDuplicate { .. } => Code::ApiKeySha256Duplicate,
+            AuthError::QueuesNotReviewer { .. } => Code::ApiKeyQueuesNotReviewer,
+            AuthError::QueueInvalid { .. } => Code::ApiKeyQueueInvalid,
         }
     }
 

@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod artifacts;
 pub mod auth;
+pub mod codes;
 pub mod config;
 pub mod document;
 pub mod engine;

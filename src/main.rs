@@ -58,10 +58,14 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// Write the generated artifacts (GraphQL SDL, flow JSON Schema) to `schema/`.
+    /// Write the generated artifacts: the GraphQL SDL and the flow JSON
+    /// Schema to `schema/`, the error-code reference to `docs/errors.md`.
     Schema {
         #[arg(long, default_value = "schema")]
         out: PathBuf,
+        /// Where `errors.md` goes.
+        #[arg(long, default_value = "docs")]
+        docs: PathBuf,
         /// Do not write; exit 1 when a file on disk differs from the generated one.
         #[arg(long)]
         check: bool,
@@ -184,19 +188,21 @@ fn main() -> ExitCode {
                     format,
                 },
         } => key_new(&name, role, queues, format),
-        Command::Schema { out, check } => match baton::artifacts::write_or_check(&out, check) {
-            Ok(stale) if stale.is_empty() => ExitCode::SUCCESS,
-            Ok(stale) => {
-                for f in stale {
-                    eprintln!("{} is stale: run `baton schema` and commit it", f.display());
+        Command::Schema { out, docs, check } => {
+            match baton::artifacts::write_or_check(&out, &docs, check) {
+                Ok(stale) if stale.is_empty() => ExitCode::SUCCESS,
+                Ok(stale) => {
+                    for f in stale {
+                        eprintln!("{} is stale: run `baton schema` and commit it", f.display());
+                    }
+                    ExitCode::FAILURE
                 }
-                ExitCode::FAILURE
+                Err(e) => {
+                    eprintln!("baton schema: {e}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("baton schema: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }
 

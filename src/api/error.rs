@@ -38,6 +38,7 @@
 //! GraphQL field error: its HTTP status stays 200 (the GraphQL-over-HTTP
 //! spec's "execution began"), the status column only documents intent.
 
+use crate::codes::Code;
 use async_graphql::{ErrorExtensionValues, ErrorExtensions, ServerError};
 use axum::http::StatusCode;
 
@@ -148,29 +149,29 @@ impl ApiError {
     }
 
     /// The stable, public, UPPER_SNAKE code (`extensions.code`).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::BadRequest { .. } => "BAD_REQUEST",
-            Self::BatchNotSupported => "BATCH_NOT_SUPPORTED",
-            Self::BodyTooLarge { .. } => "BODY_TOO_LARGE",
-            Self::UnsupportedMediaType { .. } => "UNSUPPORTED_MEDIA_TYPE",
-            Self::NotAcceptable => "NOT_ACCEPTABLE",
-            Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
-            Self::QueryTooDeep { .. } => "QUERY_TOO_DEEP",
-            Self::QueryTooComplex { .. } => "QUERY_TOO_COMPLEX",
-            Self::RouteNotFound { .. } => "ROUTE_NOT_FOUND",
-            Self::NotReady => "NOT_READY",
-            Self::Unauthenticated(_) => "UNAUTHENTICATED",
-            Self::Forbidden(_) => "FORBIDDEN",
-            Self::ApiKeyRequired { .. } => "API_KEY_REQUIRED",
-            Self::InvalidApiKey => "INVALID_API_KEY",
-            Self::ForbiddenRole { .. } => "FORBIDDEN_ROLE",
-            Self::NotFound { .. } => "NOT_FOUND",
-            Self::BadUserInput { .. } => "BAD_USER_INPUT",
-            Self::Conflict { .. } => "CONFLICT",
-            Self::RateLimited { .. } => "RATE_LIMITED",
-            Self::Unavailable(_) => "UNAVAILABLE",
-            Self::Internal(_) => "INTERNAL",
+            Self::BadRequest { .. } => Code::BadRequest,
+            Self::BatchNotSupported => Code::BatchNotSupported,
+            Self::BodyTooLarge { .. } => Code::BodyTooLarge,
+            Self::UnsupportedMediaType { .. } => Code::UnsupportedMediaType,
+            Self::NotAcceptable => Code::NotAcceptable,
+            Self::MethodNotAllowed { .. } => Code::MethodNotAllowed,
+            Self::QueryTooDeep { .. } => Code::QueryTooDeep,
+            Self::QueryTooComplex { .. } => Code::QueryTooComplex,
+            Self::RouteNotFound { .. } => Code::RouteNotFound,
+            Self::NotReady => Code::NotReady,
+            Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::Forbidden(_) => Code::Forbidden,
+            Self::ApiKeyRequired { .. } => Code::ApiKeyRequired,
+            Self::InvalidApiKey => Code::InvalidApiKey,
+            Self::ForbiddenRole { .. } => Code::ForbiddenRole,
+            Self::NotFound { .. } => Code::NotFound,
+            Self::BadUserInput { .. } => Code::BadUserInput,
+            Self::Conflict { .. } => Code::Conflict,
+            Self::RateLimited { .. } => Code::RateLimited,
+            Self::Unavailable(_) => Code::Unavailable,
+            Self::Internal(_) => Code::Internal,
         }
     }
 
@@ -247,52 +248,123 @@ impl ApiError {
         }
     }
 
-    fn extension_values(&self) -> ErrorExtensionValues {
-        let mut ext = ErrorExtensionValues::default();
-        ext.set("code", self.code());
-        if let Some(hint) = self.hint() {
-            ext.set("hint", hint);
-        }
-        if let Self::RateLimited { retry_after_secs } = self {
-            ext.set("retryAfterSeconds", *retry_after_secs);
-        }
-        ext
-    }
-
-    /// Logs what must be logged before the error leaves the process: the
-    /// detail of an internal error, which the client never sees.
-    fn log(&self) {
-        if let Self::Internal(source) = self {
-            let request_id = super::http::current_request_id();
-            tracing::error!(
-                request_id = request_id.as_deref().unwrap_or("-"),
-                error = format!("{source:#}"),
-                "internal error"
-            );
-        }
-    }
-
     /// A GraphQL error with `extensions.code` and `extensions.hint`.
     /// Internal errors are logged here and come out with a generic message.
     pub fn into_graphql(self) -> async_graphql::Error {
-        self.extend()
+        graphql_error(&self)
     }
 
     /// The GraphQL error object of a transport-level error response.
     pub(crate) fn to_server_error(&self) -> ServerError {
-        self.log();
-        let mut err = ServerError::new(self.to_string(), None);
-        err.extensions = Some(self.extension_values());
+        let message = log_and_message(self);
+        let mut err = ServerError::new(message, None);
+        err.extensions = Some(extension_values(self));
         err
+    }
+}
+
+/// What every error that reaches an API client offers. [`graphql_error`]
+/// is the one route from such an error to a GraphQL error, so codes, hints
+/// and the hiding of internal detail work the same for every layer.
+pub trait ClientError: std::fmt::Display {
+    fn code(&self) -> Code;
+    /// Advice that knows this instance; `None` falls back to the code's
+    /// catalogue hint.
+    fn hint(&self) -> Option<String>;
+    /// Errors whose detail must not reach clients: logged, then answered
+    /// with a generic message.
+    fn is_internal(&self) -> bool;
+    /// Extra `extensions` members beyond `code` and `hint`.
+    fn extend_extensions(&self, _ext: &mut ErrorExtensionValues) {}
+    /// What the log gets for an internal error.
+    fn detail(&self) -> String {
+        self.to_string()
+    }
+}
+
+/// A GraphQL error with `extensions.code` and `extensions.hint` (always
+/// present: the error's own hint or the catalogue's).
+pub fn graphql_error(err: &impl ClientError) -> async_graphql::Error {
+    let mut gql = async_graphql::Error::new(log_and_message(err));
+    gql.extensions = Some(extension_values(err));
+    gql
+}
+
+fn extension_values(err: &impl ClientError) -> ErrorExtensionValues {
+    let code = err.code();
+    let mut ext = ErrorExtensionValues::default();
+    ext.set("code", code.as_str());
+    ext.set("hint", err.hint().unwrap_or_else(|| code.hint().to_owned()));
+    err.extend_extensions(&mut ext);
+    ext
+}
+
+/// The client-facing message; an internal error's detail is logged with
+/// the request id instead.
+fn log_and_message(err: &impl ClientError) -> String {
+    if !err.is_internal() {
+        return err.to_string();
+    }
+    let request_id = super::http::current_request_id();
+    tracing::error!(
+        request_id = request_id.as_deref().unwrap_or("-"),
+        code = %err.code(),
+        error = err.detail(),
+        "internal error"
+    );
+    "internal error".to_owned()
+}
+
+impl ClientError for ApiError {
+    fn code(&self) -> Code {
+        ApiError::code(self)
+    }
+    fn hint(&self) -> Option<String> {
+        ApiError::hint(self)
+    }
+    fn is_internal(&self) -> bool {
+        matches!(self, ApiError::Internal(_))
+    }
+    fn detail(&self) -> String {
+        match self {
+            ApiError::Internal(source) => format!("{source:#}"),
+            other => other.to_string(),
+        }
+    }
+    fn extend_extensions(&self, ext: &mut ErrorExtensionValues) {
+        if let Self::RateLimited { retry_after_secs } = self {
+            ext.set("retryAfterSeconds", *retry_after_secs);
+        }
+    }
+}
+
+impl ClientError for crate::service::ServiceError {
+    fn code(&self) -> Code {
+        crate::service::ServiceError::code(self)
+    }
+    fn hint(&self) -> Option<String> {
+        crate::service::ServiceError::hint(self)
+    }
+    fn is_internal(&self) -> bool {
+        crate::service::ServiceError::is_internal(self)
+    }
+}
+
+impl ClientError for crate::experiments::live::ExperimentRunError {
+    fn code(&self) -> Code {
+        crate::experiments::live::ExperimentRunError::code(self)
+    }
+    fn hint(&self) -> Option<String> {
+        crate::experiments::live::ExperimentRunError::hint(self)
+    }
+    fn is_internal(&self) -> bool {
+        crate::experiments::live::ExperimentRunError::is_internal(self)
     }
 }
 
 impl ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
-        self.log();
-        let mut err = async_graphql::Error::new(self.to_string());
-        err.extensions = Some(self.extension_values());
-        err
+        graphql_error(self)
     }
 }
 
@@ -311,7 +383,7 @@ mod tests {
     }
 
     #[test]
-    fn every_variant_has_an_upper_snake_code_and_a_hint() {
+    fn every_variant_has_a_hint_of_its_own() {
         let all = [
             ApiError::bad_request("x", "y"),
             ApiError::BatchNotSupported,
@@ -362,10 +434,6 @@ mod tests {
         ];
         for err in &all {
             let code = err.code();
-            assert!(
-                code.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
-                "{code}"
-            );
             assert!(err.hint().is_some_and(|h| !h.is_empty()), "{code}");
         }
     }

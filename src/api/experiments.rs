@@ -16,20 +16,7 @@ pub struct ExperimentQuery;
 pub struct ExperimentMutation;
 
 fn run_error(err: ExperimentRunError) -> async_graphql::Error {
-    use async_graphql::ErrorExtensions;
-    let message = if err.is_internal() {
-        tracing::error!(error = %err, "experiment operation failed");
-        "internal error".to_owned()
-    } else {
-        err.to_string()
-    };
-    let (code, hint) = (err.code(), err.hint());
-    async_graphql::Error::new(message).extend_with(|_, ext| {
-        ext.set("code", code);
-        if let Some(hint) = hint {
-            ext.set("hint", hint);
-        }
-    })
+    crate::api::error::graphql_error(&err)
 }
 
 fn auth_error(err: crate::api::ApiError) -> async_graphql::Error {

@@ -23,6 +23,7 @@
 //! `BODY_TOO_LARGE`. Browsers may call the endpoints from any origin (CORS):
 //! the keys are client keys, shipped inside apps, not secrets.
 
+use crate::codes::Code;
 use std::sync::Arc;
 
 use axum::{
@@ -138,13 +139,13 @@ pub enum OfrepError {
 
 impl OfrepError {
     /// Stable code; `INVALID_CONTEXT` is OpenFeature's own.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            OfrepError::Unauthenticated => "UNAUTHENTICATED",
-            OfrepError::Forbidden => "FORBIDDEN",
-            OfrepError::InvalidContext { .. } => "INVALID_CONTEXT",
-            OfrepError::BodyTooLarge { .. } => "BODY_TOO_LARGE",
-            OfrepError::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            OfrepError::Unauthenticated => Code::Unauthenticated,
+            OfrepError::Forbidden => Code::Forbidden,
+            OfrepError::InvalidContext { .. } => Code::InvalidContext,
+            OfrepError::BodyTooLarge { .. } => Code::BodyTooLarge,
+            OfrepError::MethodNotAllowed { .. } => Code::MethodNotAllowed,
         }
     }
 
@@ -179,7 +180,10 @@ impl OfrepError {
         if let Some(key) = key {
             body.insert("key".into(), Value::String(key.to_owned()));
         }
-        body.insert("errorCode".into(), Value::String(self.code().into()));
+        body.insert(
+            "errorCode".into(),
+            Value::String(self.code().as_str().into()),
+        );
         body.insert("errorDetails".into(), Value::String(self.to_string()));
         if let Some(hint) = self.hint() {
             body.insert("hint".into(), Value::String(hint));

@@ -2,8 +2,7 @@
 //! and `sessionUpdated`, exactly as named in the design brief.
 
 use async_graphql::{
-    Context, ErrorExtensions, ID, InputObject, Json, MergedObject, Object, Schema, SchemaBuilder,
-    Subscription,
+    Context, ID, InputObject, Json, MergedObject, Object, Schema, SchemaBuilder, Subscription,
 };
 use futures_util::{Stream, StreamExt, stream};
 use serde_json::{Map, Value};
@@ -76,23 +75,10 @@ pub struct SubmitInput {
     pub idempotency_key: Option<String>,
 }
 
-/// Maps a service error to a GraphQL error with `extensions.code` (and
-/// `hint`); internal details are logged, never sent.
+/// Maps a service error to a GraphQL error with `extensions.code` and
+/// `hint`; internal details are logged, never sent.
 pub fn to_gql(err: ServiceError) -> async_graphql::Error {
-    let message = if err.is_internal() {
-        tracing::error!(error = %err, code = err.code(), "request failed");
-        "internal error".to_string()
-    } else {
-        err.to_string()
-    };
-    let code = err.code();
-    let hint = err.hint();
-    async_graphql::Error::new(message).extend_with(|_, ext| {
-        ext.set("code", code);
-        if let Some(hint) = hint {
-            ext.set("hint", hint);
-        }
-    })
+    crate::api::error::graphql_error(&err)
 }
 
 fn token<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {

@@ -4,6 +4,7 @@
 //! / cancel. Every call here needs an API key (`X-API-Key`) whose role
 //! allows it; the app-facing session token is not enough.
 
+use crate::codes::Code;
 use async_graphql::connection::{Connection, Edge, EmptyFields, query};
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use serde_json::{Map, Value};
@@ -440,11 +441,11 @@ async fn webhook(
 ) -> axum::response::Response {
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
-    let fail = |status: StatusCode, code: &str, message: String, hint: Option<String>| {
+    let fail = |status: StatusCode, code: Code, message: String, hint: Option<String>| {
         (
             status,
             axum::Json(
-                serde_json::json!({ "error": { "code": code, "message": message, "hint": hint } }),
+                serde_json::json!({ "error": { "code": code.as_str(), "message": message, "hint": hint } }),
             ),
         )
             .into_response()
@@ -457,7 +458,7 @@ async fn webhook(
         None => {
             return fail(
                 StatusCode::UNAUTHORIZED,
-                "API_KEY_REQUIRED",
+                Code::ApiKeyRequired,
                 "sending events needs an API key".into(),
                 Some("send `X-API-Key` with a publisher or admin key".into()),
             );
@@ -465,7 +466,7 @@ async fn webhook(
         Some(p) if !p.allows(Permission::SendEvents) => {
             return fail(
                 StatusCode::FORBIDDEN,
-                "FORBIDDEN_ROLE",
+                Code::ForbiddenRole,
                 format!("key `{}` ({}) may not send events", p.name, p.role.as_str()),
                 Some("use a publisher or admin key".into()),
             );
@@ -477,7 +478,7 @@ async fn webhook(
         Err(e) => {
             return fail(
                 e.status(),
-                "BAD_REQUEST",
+                Code::BadRequest,
                 e.body_text(),
                 Some("send JSON: {\"correlationKey\": \"…\", \"payload\": {…}}".into()),
             );
@@ -494,7 +495,7 @@ async fn webhook(
             .into_response(),
         Err(e) => {
             let status = if e.is_internal() {
-                tracing::error!(error = %e, code = e.code(), "event delivery failed");
+                tracing::error!(error = %e, code = %e.code(), "event delivery failed");
                 StatusCode::INTERNAL_SERVER_ERROR
             } else {
                 StatusCode::BAD_REQUEST

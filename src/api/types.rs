@@ -100,7 +100,7 @@ impl Screen {
                 .into_iter()
                 .map(|e| FieldError {
                     field: e.field.map(ID),
-                    code: e.code,
+                    code: e.code.as_str().to_owned(),
                     message: e.message,
                 })
                 .collect(),

@@ -1,6 +1,7 @@
 //! Engine errors: what can go wrong stepping a flow. Each has a stable code
 //! that the API surfaces as `extensions.code`.
 
+use crate::codes::Code;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -34,21 +35,21 @@ pub enum EngineError {
 }
 
 impl EngineError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            EngineError::StaleScreen { .. } => "STALE_SCREEN",
-            EngineError::UnknownAction { .. } => "UNKNOWN_ACTION",
-            EngineError::SessionEnded { .. } => "SESSION_ENDED",
-            EngineError::NoPreviousScreen => "NO_PREVIOUS_SCREEN",
-            EngineError::NoMatchingEdge { .. } => "NO_MATCHING_EDGE",
-            EngineError::StepLimit { .. } => "STEP_LIMIT_EXCEEDED",
-            EngineError::Rule { .. } => "RULE_FAILED",
-            EngineError::Template { .. } => "TEMPLATE_FAILED",
-            EngineError::ContextTooLarge { .. } => "CONTEXT_TOO_LARGE",
-            EngineError::UnknownNode { .. } => "UNKNOWN_NODE",
-            EngineError::StepNotCurrent { .. } => "STEP_NOT_CURRENT",
-            EngineError::UnknownOutcome { .. } => "UNKNOWN_OUTCOME",
-            EngineError::SessionWaiting { .. } => "SESSION_WAITING",
+            EngineError::StaleScreen { .. } => Code::StaleScreen,
+            EngineError::UnknownAction { .. } => Code::UnknownAction,
+            EngineError::SessionEnded { .. } => Code::SessionEnded,
+            EngineError::NoPreviousScreen => Code::NoPreviousScreen,
+            EngineError::NoMatchingEdge { .. } => Code::NoMatchingEdge,
+            EngineError::StepLimit { .. } => Code::StepLimitExceeded,
+            EngineError::Rule { .. } => Code::RuleFailed,
+            EngineError::Template { .. } => Code::TemplateFailed,
+            EngineError::ContextTooLarge { .. } => Code::ContextTooLarge,
+            EngineError::UnknownNode { .. } => Code::UnknownNode,
+            EngineError::StepNotCurrent { .. } => Code::StepNotCurrent,
+            EngineError::UnknownOutcome { .. } => Code::UnknownOutcome,
+            EngineError::SessionWaiting { .. } => Code::SessionWaiting,
         }
     }
 

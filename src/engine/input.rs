@@ -1,6 +1,7 @@
 //! Server-side input validation: whatever the client checked, a submit is
 //! checked again here against the components the client was shown.
 
+use crate::codes::Code;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -16,15 +17,15 @@ use crate::flow::validate;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: Option<String>,
-    pub code: String,
+    pub code: Code,
     pub message: String,
 }
 
 impl FieldError {
-    fn new(field: &str, code: &str, message: impl Into<String>) -> Self {
+    fn new(field: &str, code: Code, message: impl Into<String>) -> Self {
         FieldError {
             field: Some(field.to_string()),
-            code: code.to_string(),
+            code,
             message: message.into(),
         }
     }
@@ -116,7 +117,7 @@ fn is_required(c: &ComponentDef) -> bool {
 }
 
 fn required_error(id: &str) -> FieldError {
-    FieldError::new(id, "REQUIRED", "This field is required.")
+    FieldError::new(id, Code::Required, "This field is required.")
 }
 
 /// Ok(None): empty and optional, nothing to store.
@@ -145,7 +146,7 @@ fn check(
             ..
         } => {
             let Value::String(s) = raw else {
-                return Err(FieldError::new(id, "INVALID_TYPE", "Expected text."));
+                return Err(FieldError::new(id, Code::InvalidType, "Expected text."));
             };
             let len = s.chars().count() as u32;
             if let Some(min) = min_length
@@ -153,7 +154,7 @@ fn check(
             {
                 return Err(FieldError::new(
                     id,
-                    "TOO_SHORT",
+                    Code::TooShort,
                     format!("Enter at least {min} characters."),
                 ));
             }
@@ -161,7 +162,7 @@ fn check(
             if len > max {
                 return Err(FieldError::new(
                     id,
-                    "TOO_LONG",
+                    Code::TooLong,
                     format!("Enter at most {max} characters."),
                 ));
             }
@@ -174,7 +175,7 @@ fn check(
                         .as_ref()
                         .and_then(|t| super::view::text_for_message(flow, t, context))
                         .unwrap_or_else(|| "The value has the wrong format.".to_string());
-                    return Err(FieldError::new(id, "PATTERN_MISMATCH", message));
+                    return Err(FieldError::new(id, Code::PatternMismatch, message));
                 }
             }
             Ok(Some(Value::String(s.clone())))
@@ -185,7 +186,7 @@ fn check(
             }
             _ => Err(FieldError::new(
                 id,
-                "INVALID_EMAIL",
+                Code::InvalidEmail,
                 "Enter a valid e-mail address.",
             )),
         },
@@ -198,17 +199,21 @@ fn check(
                 _ => None,
             };
             let Some(n) = n else {
-                return Err(FieldError::new(id, "INVALID_NUMBER", "Enter a number."));
+                return Err(FieldError::new(id, Code::InvalidNumber, "Enter a number."));
             };
             if *integer && n.fract() != 0.0 {
-                return Err(FieldError::new(id, "NOT_INTEGER", "Enter a whole number."));
+                return Err(FieldError::new(
+                    id,
+                    Code::NotInteger,
+                    "Enter a whole number.",
+                ));
             }
             if let Some(min) = min
                 && n < *min
             {
                 return Err(FieldError::new(
                     id,
-                    "TOO_SMALL",
+                    Code::TooSmall,
                     format!("Enter {min} or more."),
                 ));
             }
@@ -217,7 +222,7 @@ fn check(
             {
                 return Err(FieldError::new(
                     id,
-                    "TOO_LARGE",
+                    Code::TooLarge,
                     format!("Enter {max} or less."),
                 ));
             }
@@ -232,7 +237,7 @@ fn check(
             Value::String(s) if options.iter().any(|o| &o.value == s) => Ok(Some(raw.clone())),
             _ => Err(FieldError::new(
                 id,
-                "INVALID_OPTION",
+                Code::InvalidOption,
                 "Choose one of the options.",
             )),
         },
@@ -243,13 +248,17 @@ fn check(
                 _ => {
                     return Err(FieldError::new(
                         id,
-                        "INVALID_TYPE",
+                        Code::InvalidType,
                         "Expected true or false.",
                     ));
                 }
             };
             if *required && !checked {
-                return Err(FieldError::new(id, "REQUIRED", "This box must be checked."));
+                return Err(FieldError::new(
+                    id,
+                    Code::Required,
+                    "This box must be checked.",
+                ));
             }
             Ok(Some(Value::Bool(checked)))
         }
@@ -261,7 +270,7 @@ fn check(
             else {
                 return Err(FieldError::new(
                     id,
-                    "INVALID_DATE",
+                    Code::InvalidDate,
                     "Enter a date as YYYY-MM-DD.",
                 ));
             };
@@ -271,7 +280,7 @@ fn check(
             {
                 return Err(FieldError::new(
                     id,
-                    "TOO_EARLY",
+                    Code::TooEarly,
                     format!("Enter {min} or later."),
                 ));
             }
@@ -280,7 +289,7 @@ fn check(
             {
                 return Err(FieldError::new(
                     id,
-                    "TOO_LATE",
+                    Code::TooLate,
                     format!("Enter {max} or earlier."),
                 ));
             }

@@ -114,7 +114,7 @@ fn rejected(flow: &CompiledFlow, state: &SessionState, values: Value) -> Vec<(St
     adv.state
         .errors
         .iter()
-        .map(|e| (e.field.clone().unwrap_or_default(), e.code.clone()))
+        .map(|e| (e.field.clone().unwrap_or_default(), e.code.to_string()))
         .collect()
 }
 
@@ -130,7 +130,7 @@ fn one_error(flow: &CompiledFlow, values: Value) -> FieldError {
 }
 
 fn code_for(flow: &CompiledFlow, values: Value) -> String {
-    one_error(flow, values).code
+    one_error(flow, values).code.to_string()
 }
 
 /// What `a`/`next` stored for the screen.

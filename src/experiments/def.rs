@@ -20,6 +20,7 @@
 //! A file is an experiment file when its top level has both `flag` and
 //! `goals` ([`is_experiment_document`]), wherever it lives.
 
+use crate::codes::Code;
 use std::collections::HashMap;
 use std::fs;
 use std::io::Cursor;
@@ -554,7 +555,7 @@ impl Experiment {
             let compile_err = |message: String| {
                 vec![Issue {
                     severity: Severity::Error,
-                    code: "EXPERIMENT_STRUCTURE",
+                    code: Code::ExperimentStructure,
                     file: exp.file.display().to_string(),
                     node: None,
                     path: "$".into(),

@@ -4,6 +4,7 @@
 //!
 //! Codes are stable UPPER_SNAKE (`EXPERIMENT_*`, `STATS_*`); never rename one.
 
+use crate::codes::Code;
 use std::path::PathBuf;
 
 use crate::flow::validate::{Issue, Severity};
@@ -167,31 +168,31 @@ pub enum ExperimentError {
 
 impl ExperimentError {
     /// Stable UPPER_SNAKE code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            ExperimentError::DirUnreadable { .. } => "EXPERIMENT_DIR_UNREADABLE",
-            ExperimentError::FileUnreadable { .. } => "EXPERIMENT_FILE_UNREADABLE",
-            ExperimentError::FileTooLarge { .. } => "EXPERIMENT_FILE_TOO_LARGE",
-            ExperimentError::Syntax { .. } => "EXPERIMENT_FILE_SYNTAX",
-            ExperimentError::Structure { .. } => "EXPERIMENT_STRUCTURE",
-            ExperimentError::IdInvalid { .. } => "EXPERIMENT_ID_INVALID",
-            ExperimentError::IdDuplicate { .. } => "EXPERIMENT_ID_DUPLICATE",
-            ExperimentError::FlagUnknown { .. } => "EXPERIMENT_FLAG_UNKNOWN",
-            ExperimentError::ControlUnknown { .. } => "EXPERIMENT_CONTROL_UNKNOWN",
-            ExperimentError::FlagNotRandomized { .. } => "EXPERIMENT_FLAG_NOT_RANDOMIZED",
-            ExperimentError::RuleInvalid { .. } => "EXPERIMENT_RULE_INVALID",
-            ExperimentError::TimestampInvalid { .. } => "EXPERIMENT_TIMESTAMP_INVALID",
-            ExperimentError::StopBeforeStart { .. } => "EXPERIMENT_STOP_BEFORE_START",
-            ExperimentError::GoalsEmpty { .. } => "EXPERIMENT_GOALS_EMPTY",
-            ExperimentError::RangeOutOfBounds { .. } => "EXPERIMENT_RANGE_OUT_OF_BOUNDS",
-            ExperimentError::RangeEmpty { .. } => "EXPERIMENT_RANGE_EMPTY",
-            ExperimentError::NamespaceOverlap { .. } => "EXPERIMENT_NAMESPACE_OVERLAP",
-            ExperimentError::GoalFlowUnknown { .. } => "EXPERIMENT_GOAL_FLOW_UNKNOWN",
-            ExperimentError::GoalNodeUnknown { .. } => "EXPERIMENT_GOAL_NODE_UNKNOWN",
+            ExperimentError::DirUnreadable { .. } => Code::ExperimentDirUnreadable,
+            ExperimentError::FileUnreadable { .. } => Code::ExperimentFileUnreadable,
+            ExperimentError::FileTooLarge { .. } => Code::ExperimentFileTooLarge,
+            ExperimentError::Syntax { .. } => Code::ExperimentFileSyntax,
+            ExperimentError::Structure { .. } => Code::ExperimentStructure,
+            ExperimentError::IdInvalid { .. } => Code::ExperimentIdInvalid,
+            ExperimentError::IdDuplicate { .. } => Code::ExperimentIdDuplicate,
+            ExperimentError::FlagUnknown { .. } => Code::ExperimentFlagUnknown,
+            ExperimentError::ControlUnknown { .. } => Code::ExperimentControlUnknown,
+            ExperimentError::FlagNotRandomized { .. } => Code::ExperimentFlagNotRandomized,
+            ExperimentError::RuleInvalid { .. } => Code::ExperimentRuleInvalid,
+            ExperimentError::TimestampInvalid { .. } => Code::ExperimentTimestampInvalid,
+            ExperimentError::StopBeforeStart { .. } => Code::ExperimentStopBeforeStart,
+            ExperimentError::GoalsEmpty { .. } => Code::ExperimentGoalsEmpty,
+            ExperimentError::RangeOutOfBounds { .. } => Code::ExperimentRangeOutOfBounds,
+            ExperimentError::RangeEmpty { .. } => Code::ExperimentRangeEmpty,
+            ExperimentError::NamespaceOverlap { .. } => Code::ExperimentNamespaceOverlap,
+            ExperimentError::GoalFlowUnknown { .. } => Code::ExperimentGoalFlowUnknown,
+            ExperimentError::GoalNodeUnknown { .. } => Code::ExperimentGoalNodeUnknown,
             ExperimentError::ConversionsExceedExposures { .. } => {
-                "STATS_CONVERSIONS_EXCEED_EXPOSURES"
+                Code::StatsConversionsExceedExposures
             }
-            ExperimentError::ArmDuplicate { .. } => "STATS_ARM_DUPLICATE",
+            ExperimentError::ArmDuplicate { .. } => Code::StatsArmDuplicate,
         }
     }
 

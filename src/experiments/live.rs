@@ -37,6 +37,7 @@
 //! Exposures under a forced variant are marked `forced`, and a session
 //! that was ever forced is left out of results entirely.
 
+use crate::codes::Code;
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 
@@ -967,15 +968,15 @@ pub enum ExperimentRunError {
 }
 
 impl ExperimentRunError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            ExperimentRunError::NotFound { .. } => "EXPERIMENT_NOT_FOUND",
-            ExperimentRunError::VariantUnknown { .. } => "EXPERIMENT_VARIANT_UNKNOWN",
-            ExperimentRunError::TargetInvalid { .. } => "FORCE_TARGET_INVALID",
-            ExperimentRunError::SessionNotFound { .. } => "SESSION_NOT_FOUND",
-            ExperimentRunError::SessionEnded { .. } => "SESSION_ENDED",
-            ExperimentRunError::SessionBusy { .. } => "SESSION_BUSY",
-            ExperimentRunError::Store(_) | ExperimentRunError::Internal(_) => "INTERNAL",
+            ExperimentRunError::NotFound { .. } => Code::ExperimentNotFound,
+            ExperimentRunError::VariantUnknown { .. } => Code::ExperimentVariantUnknown,
+            ExperimentRunError::TargetInvalid { .. } => Code::ForceTargetInvalid,
+            ExperimentRunError::SessionNotFound { .. } => Code::SessionNotFound,
+            ExperimentRunError::SessionEnded { .. } => Code::SessionEnded,
+            ExperimentRunError::SessionBusy { .. } => Code::SessionBusy,
+            ExperimentRunError::Store(_) | ExperimentRunError::Internal(_) => Code::Internal,
         }
     }
 

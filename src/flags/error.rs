@@ -7,6 +7,7 @@
 //! `PARSE_ERROR`, …), which are data in a [`Resolution`](super::Resolution)
 //! (see [`ErrorCode`](super::ErrorCode)).
 
+use crate::codes::Code;
 use std::path::PathBuf;
 
 use crate::flow::validate::{Issue, Severity};
@@ -165,30 +166,30 @@ pub enum FlagError {
 
 impl FlagError {
     /// Stable UPPER_SNAKE code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            FlagError::DirUnreadable { .. } => "FLAG_DIR_UNREADABLE",
-            FlagError::FileUnreadable { .. } => "FLAG_FILE_UNREADABLE",
-            FlagError::FileTooLarge { .. } => "FLAG_FILE_TOO_LARGE",
-            FlagError::Syntax { .. } => "FLAG_FILE_SYNTAX",
-            FlagError::FileInvalid { .. } => "FLAG_FILE_INVALID",
-            FlagError::FieldInvalid { .. } => "FLAG_FIELD_INVALID",
-            FlagError::StateInvalid { .. } => "FLAG_STATE_INVALID",
-            FlagError::VariantsInvalid { .. } => "FLAG_VARIANTS_INVALID",
-            FlagError::VariantTypesMixed { .. } => "FLAG_VARIANT_TYPES_MIXED",
-            FlagError::DefaultVariantUnknown { .. } => "FLAG_DEFAULT_VARIANT_UNKNOWN",
-            FlagError::MetadataInvalid { .. } => "FLAG_METADATA_INVALID",
-            FlagError::EvaluatorInvalid { .. } => "FLAG_EVALUATOR_INVALID",
-            FlagError::RefUnknown { .. } => "FLAG_REF_UNKNOWN",
-            FlagError::RefCycle { .. } => "FLAG_REF_CYCLE",
-            FlagError::TargetingInvalid { .. } => "FLAG_TARGETING_INVALID",
-            FlagError::KeyDuplicate { .. } => "FLAG_KEY_DUPLICATE",
-            FlagError::FieldUnknown { .. } => "FLAG_FIELD_UNKNOWN",
-            FlagError::TargetingUnknownVariant { .. } => "FLAG_TARGETING_UNKNOWN_VARIANT",
-            FlagError::ContextInvalid { .. } => "FLAG_CONTEXT_INVALID",
-            FlagError::LineNotJson { .. } => "FLAG_LINE_NOT_JSON",
-            FlagError::LineMissingFlag => "FLAG_LINE_MISSING_FLAG",
-            FlagError::LineTypeInvalid { .. } => "FLAG_LINE_TYPE_INVALID",
+            FlagError::DirUnreadable { .. } => Code::FlagDirUnreadable,
+            FlagError::FileUnreadable { .. } => Code::FlagFileUnreadable,
+            FlagError::FileTooLarge { .. } => Code::FlagFileTooLarge,
+            FlagError::Syntax { .. } => Code::FlagFileSyntax,
+            FlagError::FileInvalid { .. } => Code::FlagFileInvalid,
+            FlagError::FieldInvalid { .. } => Code::FlagFieldInvalid,
+            FlagError::StateInvalid { .. } => Code::FlagStateInvalid,
+            FlagError::VariantsInvalid { .. } => Code::FlagVariantsInvalid,
+            FlagError::VariantTypesMixed { .. } => Code::FlagVariantTypesMixed,
+            FlagError::DefaultVariantUnknown { .. } => Code::FlagDefaultVariantUnknown,
+            FlagError::MetadataInvalid { .. } => Code::FlagMetadataInvalid,
+            FlagError::EvaluatorInvalid { .. } => Code::FlagEvaluatorInvalid,
+            FlagError::RefUnknown { .. } => Code::FlagRefUnknown,
+            FlagError::RefCycle { .. } => Code::FlagRefCycle,
+            FlagError::TargetingInvalid { .. } => Code::FlagTargetingInvalid,
+            FlagError::KeyDuplicate { .. } => Code::FlagKeyDuplicate,
+            FlagError::FieldUnknown { .. } => Code::FlagFieldUnknown,
+            FlagError::TargetingUnknownVariant { .. } => Code::FlagTargetingUnknownVariant,
+            FlagError::ContextInvalid { .. } => Code::FlagContextInvalid,
+            FlagError::LineNotJson { .. } => Code::FlagLineNotJson,
+            FlagError::LineMissingFlag => Code::FlagLineMissingFlag,
+            FlagError::LineTypeInvalid { .. } => Code::FlagLineTypeInvalid,
         }
     }
 

@@ -30,6 +30,7 @@
 //! `TYPE_MISMATCH` when a resolved value is not of the requested type; an
 //! integer request accepts whole numbers only (no silent truncation).
 
+use crate::codes::Code;
 use std::cell::{Ref, RefCell};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -79,14 +80,19 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub fn as_str(self) -> &'static str {
+    /// OpenFeature's code, as the catalogue holds it.
+    pub fn code(self) -> Code {
         match self {
-            ErrorCode::FlagNotFound => "FLAG_NOT_FOUND",
-            ErrorCode::TypeMismatch => "TYPE_MISMATCH",
-            ErrorCode::ParseError => "PARSE_ERROR",
-            ErrorCode::TargetingKeyMissing => "TARGETING_KEY_MISSING",
-            ErrorCode::General => "GENERAL",
+            ErrorCode::FlagNotFound => Code::FlagNotFound,
+            ErrorCode::TypeMismatch => Code::TypeMismatch,
+            ErrorCode::ParseError => Code::ParseError,
+            ErrorCode::TargetingKeyMissing => Code::TargetingKeyMissing,
+            ErrorCode::General => Code::General,
         }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.code().as_str()
     }
 }
 

@@ -7,6 +7,7 @@
 //! file does not hide the others); [`FlowError::to_issue`] is the bridge,
 //! and an issue's code is the error's code.
 
+use crate::codes::Code;
 use std::path::PathBuf;
 
 use super::validate::{Issue, Severity};
@@ -73,18 +74,18 @@ fn errors(issues: &[Issue]) -> usize {
 }
 
 impl FlowError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            FlowError::DirUnreadable { .. } => "FLOW_DIR_UNREADABLE",
-            FlowError::FileUnreadable { .. } => "FLOW_FILE_UNREADABLE",
-            FlowError::FileTooLarge { .. } => "FLOW_FILE_TOO_LARGE",
-            FlowError::UnsupportedFormat { .. } => "FLOW_UNSUPPORTED_FORMAT",
-            FlowError::Syntax { .. } => "FLOW_SYNTAX",
-            FlowError::Structure { .. } => "FLOW_STRUCTURE",
-            FlowError::TooManyNodes { .. } => "FLOW_TOO_MANY_NODES",
-            FlowError::DuplicateFlowId { .. } => "FLOW_DUPLICATE_ID",
-            FlowError::Invalid { .. } => "FLOW_INVALID",
-            FlowError::Compile { .. } => "FLOW_COMPILE_FAILED",
+            FlowError::DirUnreadable { .. } => Code::FlowDirUnreadable,
+            FlowError::FileUnreadable { .. } => Code::FlowFileUnreadable,
+            FlowError::FileTooLarge { .. } => Code::FlowFileTooLarge,
+            FlowError::UnsupportedFormat { .. } => Code::FlowUnsupportedFormat,
+            FlowError::Syntax { .. } => Code::FlowSyntax,
+            FlowError::Structure { .. } => Code::FlowStructure,
+            FlowError::TooManyNodes { .. } => Code::FlowTooManyNodes,
+            FlowError::DuplicateFlowId { .. } => Code::FlowDuplicateId,
+            FlowError::Invalid { .. } => Code::FlowInvalid,
+            FlowError::Compile { .. } => Code::FlowCompileFailed,
         }
     }
 

@@ -12,6 +12,7 @@
 //! Choosing the locale string of a [`Text`](super::model::Text) is the
 //! engine's job; this module renders one source string.
 
+use crate::codes::Code;
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -96,13 +97,13 @@ pub enum TemplateError {
 }
 
 impl TemplateError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            TemplateError::Syntax { .. } => "TEMPLATE_SYNTAX",
-            TemplateError::SourceTooLarge { .. } => "TEMPLATE_TOO_LARGE",
-            TemplateError::Render { .. } => "TEMPLATE_RENDER",
-            TemplateError::OutOfFuel { .. } => "TEMPLATE_OUT_OF_FUEL",
-            TemplateError::OutputTooLarge { .. } => "TEMPLATE_OUTPUT_TOO_LARGE",
+            TemplateError::Syntax { .. } => Code::TemplateSyntax,
+            TemplateError::SourceTooLarge { .. } => Code::TemplateTooLarge,
+            TemplateError::Render { .. } => Code::TemplateRender,
+            TemplateError::OutOfFuel { .. } => Code::TemplateOutOfFuel,
+            TemplateError::OutputTooLarge { .. } => Code::TemplateOutputTooLarge,
         }
     }
 

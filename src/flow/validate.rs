@@ -44,6 +44,7 @@
 //! | `FALLBACK_INPUT_MISMATCH` | warning | a fallback input has another kind than the screen's input of the same id |
 //! | `FALLBACK_MISSING_INPUT` | warning | a required input of the screen is missing from its fallback |
 
+use crate::codes::Code;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 
@@ -76,7 +77,7 @@ impl Severity {
 pub struct Issue {
     pub severity: Severity,
     /// Stable UPPER_SNAKE code (see the module docs).
-    pub code: &'static str,
+    pub code: Code,
     /// The flow file, as given to [`validate`].
     pub file: String,
     /// Id of the node the problem is in, if any.
@@ -298,7 +299,7 @@ impl<'a> Validator<'a> {
     fn push(
         &mut self,
         severity: Severity,
-        code: &'static str,
+        code: Code,
         node: Option<&str>,
         path: impl Into<String>,
         message: impl Into<String>,
@@ -317,7 +318,7 @@ impl<'a> Validator<'a> {
 
     fn error(
         &mut self,
-        code: &'static str,
+        code: Code,
         node: Option<&str>,
         path: impl Into<String>,
         message: impl Into<String>,
@@ -328,7 +329,7 @@ impl<'a> Validator<'a> {
 
     fn warning(
         &mut self,
-        code: &'static str,
+        code: Code,
         node: Option<&str>,
         path: impl Into<String>,
         message: impl Into<String>,
@@ -341,7 +342,7 @@ impl<'a> Validator<'a> {
         let flow = self.flow;
         if !valid_flow_id(&flow.id) {
             self.error(
-                "INVALID_FLOW_ID",
+                Code::InvalidFlowId,
                 None,
                 "$.id",
                 format!("flow id `{}` is not a valid flow id", flow.id),
@@ -354,7 +355,7 @@ impl<'a> Validator<'a> {
         if !self.index.contains_key(flow.start.as_str()) {
             let hint = self.suggest(&flow.start);
             self.error(
-                "UNKNOWN_START",
+                Code::UnknownStart,
                 None,
                 "$.start",
                 format!("`start` is `{}`, but no node has that id", flow.start),
@@ -392,7 +393,7 @@ impl<'a> Validator<'a> {
         let id = node.id();
         if !valid_id(id) {
             self.error(
-                "INVALID_ID",
+                Code::InvalidId,
                 Some(id),
                 format!("{base}.id"),
                 format!("node id `{id}` is empty or has characters other than letters, digits, `_` and `-`"),
@@ -402,7 +403,7 @@ impl<'a> Validator<'a> {
         if self.duplicates.contains(&i) {
             let first = self.index.get(id).copied().unwrap_or(0);
             self.error(
-                "DUPLICATE_NODE_ID",
+                Code::DuplicateNodeId,
                 Some(id),
                 format!("{base}.id"),
                 format!("node id `{id}` is already used by $.nodes[{first}]"),
@@ -425,7 +426,7 @@ impl<'a> Validator<'a> {
                 if screen.actions.is_empty() {
                     self.broken_ends.insert(i);
                     self.error(
-                        "DEAD_END_SCREEN",
+                        Code::DeadEndScreen,
                         Some(id),
                         format!("{base}.actions"),
                         format!("screen `{id}` has no actions, so the user can never leave it"),
@@ -444,7 +445,7 @@ impl<'a> Validator<'a> {
                     && !screen.actions.iter().any(|a| a.validate)
                 {
                     self.error(
-                        "INPUT_WITHOUT_SUBMIT",
+                        Code::InputWithoutSubmit,
                         Some(id),
                         format!("{base}.actions"),
                         format!("screen `{id}` has inputs, but no action submits them (every action has `validate: false`)"),
@@ -470,7 +471,7 @@ impl<'a> Validator<'a> {
                     self.check_tree(&end.components, &format!("{base}.components"), id, None);
                 if let Some((path, _)) = tree.inputs.first() {
                     self.error(
-                        "INPUT_WITHOUT_SUBMIT",
+                        Code::InputWithoutSubmit,
                         Some(id),
                         path.clone(),
                         format!("end node `{id}` has an input, but end nodes have no actions to submit it"),
@@ -479,7 +480,7 @@ impl<'a> Validator<'a> {
                 }
                 if let Some(path) = tree.customs.first() {
                     self.error(
-                        "MISSING_FALLBACK",
+                        Code::MissingFallback,
                         Some(id),
                         path.clone(),
                         format!("end node `{id}` uses a custom component, but end nodes cannot declare a fallback"),
@@ -504,7 +505,7 @@ impl<'a> Validator<'a> {
             );
             if let Some((path, _)) = tree.inputs.first() {
                 self.error(
-                    "INPUT_WITHOUT_SUBMIT",
+                    Code::InputWithoutSubmit,
                     Some(id),
                     path.clone(),
                     "a pending screen has no actions, so an input on it can never be submitted",
@@ -513,7 +514,7 @@ impl<'a> Validator<'a> {
             }
             if let Some(path) = tree.customs.first() {
                 self.error(
-                    "MISSING_FALLBACK",
+                    Code::MissingFallback,
                     Some(id),
                     path.clone(),
                     "a pending screen cannot declare a fallback, so it must use core components only",
@@ -543,7 +544,7 @@ impl<'a> Validator<'a> {
                 edge(self, &p.on_timeout, "on_timeout");
                 if p.branches.is_empty() {
                     self.error(
-                        "EMPTY_PARALLEL",
+                        Code::EmptyParallel,
                         Some(id),
                         format!("{base}.branches"),
                         "a parallel step needs at least one branch",
@@ -555,7 +556,7 @@ impl<'a> Validator<'a> {
                     let bp = format!("{base}.branches[{k}]");
                     if !valid_id(&b.id) || !seen.insert(b.id.as_str()) {
                         self.error(
-                            "INVALID_ID",
+                            Code::InvalidId,
                             Some(id),
                             format!("{bp}.id"),
                             format!(
@@ -592,7 +593,7 @@ impl<'a> Validator<'a> {
                     }
                     (None, Some(u)) => self.check_template_str(u, &format!("{base}.until"), id),
                     _ => self.error(
-                        "INVALID_WAIT",
+                        Code::InvalidWait,
                         Some(id),
                         base.to_string(),
                         "a wait step needs exactly one of `duration` and `until`",
@@ -603,7 +604,7 @@ impl<'a> Validator<'a> {
             NodeDef::Approval(a) => {
                 if !valid_id(&a.role) {
                     self.error(
-                        "INVALID_ID",
+                        Code::InvalidId,
                         Some(id),
                         format!("{base}.role"),
                         format!(
@@ -620,7 +621,7 @@ impl<'a> Validator<'a> {
                 if a.outcomes.is_empty() {
                     self.broken_ends.insert(i);
                     self.error(
-                        "NO_EDGES",
+                        Code::NoEdges,
                         Some(id),
                         format!("{base}.outcomes"),
                         "an approval needs at least one outcome",
@@ -630,7 +631,7 @@ impl<'a> Validator<'a> {
                 for (name, to) in &a.outcomes {
                     if name == "timeout" || !valid_id(name) {
                         self.error(
-                            "INVALID_OUTCOME",
+                            Code::InvalidOutcome,
                             Some(id),
                             format!("{base}.outcomes.{name}"),
                             format!("`{name}` cannot be an outcome name"),
@@ -645,7 +646,7 @@ impl<'a> Validator<'a> {
                 self.check_duration(a.due.as_deref(), &format!("{base}.due"), id);
                 if a.on_timeout.is_some() && a.due.is_none() {
                     self.warning(
-                        "UNUSED_TIMEOUT_EDGE",
+                        Code::UnusedTimeoutEdge,
                         Some(id),
                         format!("{base}.on_timeout"),
                         "`on_timeout` is never taken: the approval has no `due`",
@@ -661,7 +662,7 @@ impl<'a> Validator<'a> {
                     for (sub, outcome) in cases {
                         if !a.outcomes.contains_key(outcome.as_str()) && outcome != "timeout" {
                             self.error(
-                                "INVALID_MOCK",
+                                Code::InvalidMock,
                                 Some(id),
                                 format!("{base}.mock{sub}.outcome"),
                                 format!(
@@ -682,7 +683,7 @@ impl<'a> Validator<'a> {
                 edge(self, &e.on_timeout, "on_timeout");
                 if e.event.trim().is_empty() || e.event.len() > 200 {
                     self.error(
-                        "INVALID_EVENT_NAME",
+                        Code::InvalidEventName,
                         Some(id),
                         format!("{base}.event"),
                         "the event name must be 1 to 200 characters",
@@ -693,7 +694,7 @@ impl<'a> Validator<'a> {
                 self.check_duration(e.timeout.as_deref(), &format!("{base}.timeout"), id);
                 if e.on_timeout.is_some() && e.timeout.is_none() {
                     self.warning(
-                        "UNUSED_TIMEOUT_EDGE",
+                        Code::UnusedTimeoutEdge,
                         Some(id),
                         format!("{base}.on_timeout"),
                         "`on_timeout` is never taken: the event step has no `timeout`",
@@ -714,7 +715,7 @@ impl<'a> Validator<'a> {
         for (name, value) in &h.headers {
             if http_header_name_invalid(name) {
                 self.error(
-                    "INVALID_HEADER",
+                    Code::InvalidHeader,
                     Some(id),
                     format!("{base}.headers.{name}"),
                     format!("`{name}` is not a valid HTTP header name"),
@@ -741,7 +742,7 @@ impl<'a> Validator<'a> {
             let rp = format!("{base}.retry");
             if r.max_attempts == 0 || r.max_attempts > defaults::MAX_ATTEMPTS_LIMIT {
                 self.error(
-                    "INVALID_RETRY",
+                    Code::InvalidRetry,
                     Some(id),
                     format!("{rp}.max_attempts"),
                     format!(
@@ -757,7 +758,7 @@ impl<'a> Validator<'a> {
             for (k, cond) in r.retry_on.iter().flatten().enumerate() {
                 if !valid_retry_on(cond) {
                     self.error(
-                        "INVALID_RETRY",
+                        Code::InvalidRetry,
                         Some(id),
                         format!("{rp}.retry_on[{k}]"),
                         format!("`{cond}` is not a retry condition"),
@@ -778,7 +779,7 @@ impl<'a> Validator<'a> {
             for (sub, status) in cases {
                 if !(100..=599).contains(&status) {
                     self.error(
-                        "INVALID_MOCK",
+                        Code::InvalidMock,
                         Some(id),
                         format!("{base}.mock{sub}.status"),
                         format!("status {status} is not an HTTP status"),
@@ -798,14 +799,14 @@ impl<'a> Validator<'a> {
         match parse_duration(d) {
             Ok(dur) if !dur.is_zero() => {}
             Ok(_) => self.error(
-                "INVALID_DURATION",
+                Code::InvalidDuration,
                 Some(node),
                 path,
                 format!("duration `{d}` is zero"),
                 Some("use a positive duration such as `500ms`, `30s` or `48h`".into()),
             ),
             Err(e) => self.error(
-                "INVALID_DURATION",
+                Code::InvalidDuration,
                 Some(node),
                 path,
                 format!("`{d}` is not a duration: {e}"),
@@ -819,7 +820,7 @@ impl<'a> Validator<'a> {
     fn check_url(&mut self, url: &str, path: &str, node: &str) {
         if let Err(reason) = literal_url_origin(url) {
             self.error(
-                "INVALID_STEP_URL",
+                Code::InvalidStepUrl,
                 Some(node),
                 path,
                 format!("step URL `{url}`: {reason}"),
@@ -835,7 +836,7 @@ impl<'a> Validator<'a> {
             let path = format!("{base}.actions[{j}]");
             if !valid_id(&action.id) {
                 self.error(
-                    "INVALID_ID",
+                    Code::InvalidId,
                     Some(id),
                     format!("{path}.id"),
                     format!("action id `{}` is empty or has characters other than letters, digits, `_` and `-`", action.id),
@@ -844,7 +845,7 @@ impl<'a> Validator<'a> {
             }
             if let Some(first) = seen.get(action.id.as_str()) {
                 self.error(
-                    "DUPLICATE_ACTION_ID",
+                    Code::DuplicateActionId,
                     Some(id),
                     format!("{path}.id"),
                     format!(
@@ -877,7 +878,7 @@ impl<'a> Validator<'a> {
             Edges::List(list) => {
                 if list.is_empty() {
                     self.error(
-                        "NO_EDGES",
+                        Code::NoEdges,
                         Some(node),
                         path,
                         "`next` is an empty list, so there is nowhere to go",
@@ -894,7 +895,7 @@ impl<'a> Validator<'a> {
                     let target = self.check_target(&edge.to, &format!("{edge_path}.to"), node);
                     if let Some(d) = default_at {
                         self.warning(
-                            "UNREACHABLE_EDGE",
+                            Code::UnreachableEdge,
                             Some(node),
                             edge_path,
                             format!("this edge is never taken: {path}[{d}] has no `when`, so it always matches first"),
@@ -909,7 +910,7 @@ impl<'a> Validator<'a> {
                 }
                 if default_at.is_none() {
                     self.warning(
-                        "NO_DEFAULT_EDGE",
+                        Code::NoDefaultEdge,
                         Some(node),
                         path,
                         "every edge has a `when`; if none matches, the session cannot move on",
@@ -927,7 +928,7 @@ impl<'a> Validator<'a> {
             None => {
                 let hint = self.suggest(to);
                 self.error(
-                    "UNKNOWN_TARGET",
+                    Code::UnknownTarget,
                     Some(node),
                     path,
                     format!("edge goes to `{to}`, but no node has that id"),
@@ -950,7 +951,7 @@ impl<'a> Validator<'a> {
                 }
             }
             Err(e) => self.error(
-                "INVALID_RULE",
+                Code::InvalidRule,
                 Some(node),
                 path,
                 format!("rule does not compile ({}): {e}", e.code()),
@@ -964,7 +965,7 @@ impl<'a> Validator<'a> {
             && map.is_empty()
         {
             self.error(
-                "EMPTY_TEXT",
+                Code::EmptyText,
                 Some(node),
                 path,
                 "localized text has no locales",
@@ -983,7 +984,7 @@ impl<'a> Validator<'a> {
                     }
                 }
                 Err(e) => self.error(
-                    "INVALID_TEMPLATE",
+                    Code::InvalidTemplate,
                     Some(node),
                     path,
                     e.to_string(),
@@ -1005,7 +1006,7 @@ impl<'a> Validator<'a> {
         if root == "secrets" {
             if !self.allow_secrets {
                 self.error(
-                    "SECRET_OUTSIDE_HTTP",
+                    Code::SecretOutsideHttp,
                     Some(node),
                     path,
                     format!("{} reads `{var}`, but secrets may only be used in an `http` step's url, headers or body", source.name()),
@@ -1013,7 +1014,7 @@ impl<'a> Validator<'a> {
                 );
             } else if segs.next().is_none_or(str::is_empty) {
                 self.error(
-                    "INVALID_SECRET_REF",
+                    Code::InvalidSecretRef,
                     Some(node),
                     path,
                     format!("template reads `{var}`; name one secret"),
@@ -1040,7 +1041,7 @@ impl<'a> Validator<'a> {
                         ),
                     };
                     let hint = self.suggest(step);
-                    self.error("UNKNOWN_STEP", Some(node), path, message, hint);
+                    self.error(Code::UnknownStep, Some(node), path, message, hint);
                 }
             }
             return;
@@ -1052,7 +1053,7 @@ impl<'a> Validator<'a> {
                 format!("paths start with one of: {}", CONTEXT_ROOTS.join(", "))
             };
             self.error(
-                "UNKNOWN_CONTEXT_ROOT",
+                Code::UnknownContextRoot,
                 Some(node),
                 path,
                 format!(
@@ -1068,7 +1069,7 @@ impl<'a> Validator<'a> {
                 && !known.contains(&field)
             {
                 self.error(
-                    "UNKNOWN_CONTEXT_FIELD",
+                    Code::UnknownContextField,
                     Some(node),
                     path,
                     format!(
@@ -1097,7 +1098,7 @@ impl<'a> Validator<'a> {
                 ),
             };
             let hint = self.suggest(screen);
-            self.error("UNKNOWN_INPUT_SCREEN", Some(node), path, message, hint);
+            self.error(Code::UnknownInputScreen, Some(node), path, message, hint);
             return;
         };
         let Some(field) = segs.next() else { return };
@@ -1108,7 +1109,7 @@ impl<'a> Validator<'a> {
                 format!("inputs of `{screen}`: {}", fields.join(", "))
             };
             self.error(
-                "UNKNOWN_INPUT_FIELD",
+                Code::UnknownInputField,
                 Some(node),
                 path,
                 format!(
@@ -1136,7 +1137,7 @@ impl<'a> Validator<'a> {
             if let Some(cid) = c.id() {
                 if !valid_id(cid) {
                     self.error(
-                        "INVALID_ID",
+                        Code::InvalidId,
                         Some(node),
                         format!("{path}.id"),
                         format!("component id `{cid}` is empty or has characters other than letters, digits, `_` and `-`"),
@@ -1145,7 +1146,7 @@ impl<'a> Validator<'a> {
                 }
                 if let Some(first) = seen.get(cid) {
                     self.error(
-                        "DUPLICATE_COMPONENT_ID",
+                        Code::DuplicateComponentId,
                         Some(node),
                         format!("{path}.id"),
                         format!("component id `{cid}` is already used by {first}"),
@@ -1182,7 +1183,7 @@ impl<'a> Validator<'a> {
                 texts.push(("text", text));
                 if !(1..=6).contains(level) {
                     self.error(
-                        "INVALID_HEADING_LEVEL",
+                        Code::InvalidHeadingLevel,
                         Some(node),
                         format!("{path}.level"),
                         format!("heading level is {level}, but levels go from 1 to 6"),
@@ -1216,7 +1217,7 @@ impl<'a> Validator<'a> {
                     && min > max
                 {
                     self.error(
-                        "INVALID_LENGTH_RANGE",
+                        Code::InvalidLengthRange,
                         Some(node),
                         format!("{path}.min_length"),
                         format!("min_length {min} is greater than max_length {max}; no value can be valid"),
@@ -1227,7 +1228,7 @@ impl<'a> Validator<'a> {
                     && let Err(e) = compile_input_pattern(pattern)
                 {
                     self.error(
-                        "INVALID_PATTERN",
+                        Code::InvalidPattern,
                         Some(node),
                         format!("{path}.pattern"),
                         format!("pattern is not a valid regular expression: {}", one_line(&e.to_string())),
@@ -1243,7 +1244,7 @@ impl<'a> Validator<'a> {
                     && min > max
                 {
                     self.error(
-                        "INVALID_NUMBER_RANGE",
+                        Code::InvalidNumberRange,
                         Some(node),
                         format!("{path}.min"),
                         format!("min {min} is greater than max {max}; no value can be valid"),
@@ -1263,7 +1264,7 @@ impl<'a> Validator<'a> {
                 texts.push(("label", label));
                 if options.is_empty() {
                     self.error(
-                        "EMPTY_SELECT",
+                        Code::EmptySelect,
                         Some(node),
                         format!("{path}.options"),
                         "select has no options, so nothing can be chosen",
@@ -1274,7 +1275,7 @@ impl<'a> Validator<'a> {
                 for (k, opt) in options.iter().enumerate() {
                     if let Some(first) = seen.get(opt.value.as_str()) {
                         self.error(
-                            "DUPLICATE_OPTION_VALUE",
+                            Code::DuplicateOptionValue,
                             Some(node),
                             format!("{path}.options[{k}].value"),
                             format!(
@@ -1302,7 +1303,7 @@ impl<'a> Validator<'a> {
                     parsed[slot] = parse_date(bound);
                     if parsed[slot].is_none() {
                         self.error(
-                            "INVALID_DATE",
+                            Code::InvalidDate,
                             Some(node),
                             format!("{path}.{name}"),
                             format!(
@@ -1316,7 +1317,7 @@ impl<'a> Validator<'a> {
                     && lo > hi
                 {
                     self.error(
-                        "INVALID_DATE_RANGE",
+                        Code::InvalidDateRange,
                         Some(node),
                         format!("{path}.min"),
                         "date min is after max; no date can be valid",
@@ -1340,7 +1341,7 @@ impl<'a> Validator<'a> {
                         ),
                     };
                     self.error(
-                        "UNKNOWN_BUTTON_ACTION",
+                        Code::UnknownButtonAction,
                         Some(node),
                         format!("{path}.action"),
                         format!(
@@ -1375,7 +1376,7 @@ impl<'a> Validator<'a> {
             && parse_app_version(v).is_none()
         {
             self.error(
-                "INVALID_APP_VERSION",
+                Code::InvalidAppVersion,
                 Some(id),
                 format!("{base}.min_app_version"),
                 format!("min_app_version `{v}` is not a version"),
@@ -1396,7 +1397,7 @@ impl<'a> Validator<'a> {
                     "uses a custom component"
                 };
                 self.error(
-                    "MISSING_FALLBACK",
+                    Code::MissingFallback,
                     Some(id),
                     path,
                     format!("screen `{id}` {why}, so older or other clients need a `fallback`, and it has none"),
@@ -1407,7 +1408,7 @@ impl<'a> Validator<'a> {
         };
         if needs.is_none() {
             self.warning(
-                "UNUSED_FALLBACK",
+                Code::UnusedFallback,
                 Some(id),
                 format!("{base}.fallback"),
                 format!("screen `{id}` uses only core components and no `min_app_version`, so no client ever gets its fallback"),
@@ -1425,7 +1426,7 @@ impl<'a> Validator<'a> {
         );
         for path in &fb.customs {
             self.error(
-                "FALLBACK_NOT_CORE",
+                Code::FallbackNotCore,
                 Some(id),
                 path.clone(),
                 "a fallback must use core components only, but this one is custom",
@@ -1446,7 +1447,7 @@ impl<'a> Validator<'a> {
                 && main_c.kind() != c.kind()
             {
                 self.warning(
-                    "FALLBACK_INPUT_MISMATCH",
+                    Code::FallbackInputMismatch,
                     Some(id),
                     format!("{path}.kind"),
                     format!(
@@ -1465,7 +1466,7 @@ impl<'a> Validator<'a> {
                 && !fb_ids.contains(cid)
             {
                 self.warning(
-                    "FALLBACK_MISSING_INPUT",
+                    Code::FallbackMissingInput,
                     Some(id),
                     path.clone(),
                     format!("required input `{cid}` is missing from the fallback, so clients on the fallback never submit it"),
@@ -1497,7 +1498,7 @@ impl<'a> Validator<'a> {
         for (i, node) in self.flow.nodes.iter().enumerate() {
             if !reached[i] && !self.duplicates.contains(&i) {
                 self.warning(
-                    "UNREACHABLE_NODE",
+                    Code::UnreachableNode,
                     Some(node.id()),
                     format!("$.nodes[{i}]"),
                     format!(
@@ -1539,7 +1540,7 @@ impl<'a> Validator<'a> {
         for (i, node) in self.flow.nodes.iter().enumerate() {
             if reached[i] && !can_finish[i] {
                 self.warning(
-                    "NO_PATH_TO_END",
+                    Code::NoPathToEnd,
                     Some(node.id()),
                     format!("$.nodes[{i}]"),
                     format!("from {} `{}` no path leads to an `end` node; sessions that get here never finish", node.kind(), node.id()),
@@ -1597,7 +1598,7 @@ impl<'a> Validator<'a> {
                 )
             };
             self.error(
-                "DECISION_CYCLE",
+                Code::DecisionCycle,
                 Some(nodes[first].id()),
                 format!("$.nodes[{first}]"),
                 message,
@@ -1636,7 +1637,7 @@ pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue>
             if !allowed.iter().any(|a| a == host) {
                 out.push(Issue {
                     severity: Severity::Error,
-                    code: "HOST_NOT_ALLOWED",
+                    code: Code::HostNotAllowed,
                     file: file.to_string(),
                     node: Some(node.id().to_string()),
                     path,

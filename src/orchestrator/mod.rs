@@ -174,7 +174,7 @@ fn start(shared: &Arc<Shared>, permits: &Arc<Semaphore>, task: TaskRecord) {
         };
         let id = task.id.clone();
         if let Err(e) = execute(&shared, task).await {
-            tracing::warn!(task = %id, code = e.code(), error = %e, "step task failed to run; it runs again shortly");
+            tracing::warn!(task = %id, code = %e.code(), error = %e, "step task failed to run; it runs again shortly");
             // Hand it back for a new try soon; if even that fails, the
             // lease runs out and the task is taken again then.
             let again = shared.config.clock.now_ms() + RERUN_AFTER_ERROR.as_millis() as i64;

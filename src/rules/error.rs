@@ -3,6 +3,8 @@
 //! Codes are stable (`RULE_*`, UPPER_SNAKE); they end up in GraphQL
 //! `extensions.code` and in `baton rule eval` output, so never rename one.
 
+use crate::codes::Code;
+
 /// Errors from the rule layer. See [`RuleError::code`] for the stable codes.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
@@ -66,16 +68,16 @@ pub enum RuleError {
 
 impl RuleError {
     /// Stable UPPER_SNAKE code for this error.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            RuleError::TooDeep { .. } => "RULE_TOO_DEEP",
-            RuleError::TooLarge { .. } => "RULE_TOO_LARGE",
-            RuleError::UnknownOperator { .. } => "RULE_UNKNOWN_OPERATOR",
-            RuleError::Invalid { .. } => "RULE_INVALID",
-            RuleError::Eval { .. } => "RULE_EVAL_FAILED",
-            RuleError::Data { .. } => "RULE_DATA_INVALID",
-            RuleError::LineNotJson { .. } => "RULE_LINE_NOT_JSON",
-            RuleError::LineMissingRule => "RULE_LINE_MISSING_RULE",
+            RuleError::TooDeep { .. } => Code::RuleTooDeep,
+            RuleError::TooLarge { .. } => Code::RuleTooLarge,
+            RuleError::UnknownOperator { .. } => Code::RuleUnknownOperator,
+            RuleError::Invalid { .. } => Code::RuleInvalid,
+            RuleError::Eval { .. } => Code::RuleEvalFailed,
+            RuleError::Data { .. } => Code::RuleDataInvalid,
+            RuleError::LineNotJson { .. } => Code::RuleLineNotJson,
+            RuleError::LineMissingRule => Code::RuleLineMissingRule,
         }
     }
 

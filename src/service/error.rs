@@ -1,5 +1,6 @@
 //! Service errors: the codes the API shows for everything below it.
 
+use crate::codes::Code;
 use thiserror::Error;
 
 use crate::engine::EngineError;
@@ -52,25 +53,25 @@ impl ServiceError {
         ServiceError::Internal(e.to_string())
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            ServiceError::FlowNotFound { .. } => "FLOW_NOT_FOUND",
-            ServiceError::FlowVersionNotFound { .. } => "FLOW_VERSION_NOT_FOUND",
-            ServiceError::SessionNotFound { .. } => "SESSION_NOT_FOUND",
-            ServiceError::Unauthenticated => "UNAUTHENTICATED",
-            ServiceError::Forbidden => "FORBIDDEN",
-            ServiceError::InvalidInput { .. } => "BAD_USER_INPUT",
-            ServiceError::IdempotencyKeyReused { .. } => "IDEMPOTENCY_KEY_REUSED",
-            ServiceError::Busy => "SESSION_BUSY",
+            ServiceError::FlowNotFound { .. } => Code::FlowNotFound,
+            ServiceError::FlowVersionNotFound { .. } => Code::FlowVersionNotFound,
+            ServiceError::SessionNotFound { .. } => Code::SessionNotFound,
+            ServiceError::Unauthenticated => Code::Unauthenticated,
+            ServiceError::Forbidden => Code::Forbidden,
+            ServiceError::InvalidInput { .. } => Code::BadUserInput,
+            ServiceError::IdempotencyKeyReused { .. } => Code::IdempotencyKeyReused,
+            ServiceError::Busy => Code::SessionBusy,
             ServiceError::Engine(e) => e.code(),
             ServiceError::Store(e) => e.code(),
             ServiceError::Flow(e) => e.code(),
-            ServiceError::TaskNotFound { .. } => "TASK_NOT_FOUND",
-            ServiceError::TaskNotOpen { .. } => "TASK_NOT_OPEN",
-            ServiceError::TaskClaimed { .. } => "TASK_CLAIMED",
-            ServiceError::InvalidDecision { .. } => "INVALID_DECISION",
-            ServiceError::MockNotAllowed => "MOCK_NOT_ALLOWED",
-            ServiceError::Internal(_) => "INTERNAL",
+            ServiceError::TaskNotFound { .. } => Code::TaskNotFound,
+            ServiceError::TaskNotOpen { .. } => Code::TaskNotOpen,
+            ServiceError::TaskClaimed { .. } => Code::TaskClaimed,
+            ServiceError::InvalidDecision { .. } => Code::InvalidDecision,
+            ServiceError::MockNotAllowed => Code::MockNotAllowed,
+            ServiceError::Internal(_) => Code::Internal,
         }
     }
 

@@ -326,7 +326,7 @@ impl Baton {
                     if let Some(screen) = view.screen.as_mut() {
                         screen.errors = vec![FieldError {
                             field: None,
-                            code: "STALE_SCREEN".into(),
+                            code: crate::codes::Code::StaleScreen,
                             message: format!(
                                 "`{submitted}` is no longer the current screen; this is `{current}`."
                             ),

@@ -389,8 +389,8 @@ impl Baton {
                 // rule error, the context grew too large): fail the
                 // session visibly rather than leave it parked forever.
                 Err(e) => {
-                    tracing::error!(session = %task.session_id, node = %task.node, code = e.code(), error = %e, "a step result could not be applied; the session fails");
-                    engine::fail_step(&snap.state, &task.node, e.code())
+                    tracing::error!(session = %task.session_id, node = %task.node, code = %e.code(), error = %e, "a step result could not be applied; the session fails");
+                    engine::fail_step(&snap.state, &task.node, e.code().as_str())
                 }
             };
             let extra = match &experiments {

@@ -3,6 +3,7 @@
 //! The `Display` text may contain the driver's own message (useful in logs);
 //! API responses must use [`StoreError::code`] and [`StoreError::hint`] only.
 
+use crate::codes::Code;
 use sqlx::error::ErrorKind;
 
 /// An error from the store layer.
@@ -78,21 +79,21 @@ pub enum StoreError {
 
 impl StoreError {
     /// Stable, public, UPPER_SNAKE code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            StoreError::BadUrl { .. } => "STORE_BAD_URL",
-            StoreError::Unavailable { .. } => "STORE_UNAVAILABLE",
-            StoreError::Migration { .. } => "STORE_MIGRATION_FAILED",
+            StoreError::BadUrl { .. } => Code::StoreBadUrl,
+            StoreError::Unavailable { .. } => Code::StoreUnavailable,
+            StoreError::Migration { .. } => Code::StoreMigrationFailed,
             StoreError::Conflict { .. } | StoreError::FlowVersionContended { .. } => {
-                "STORE_CONFLICT"
+                Code::StoreConflict
             }
-            StoreError::IdempotencyKeyTaken { .. } => "IDEMPOTENCY_KEY_TAKEN",
-            StoreError::NotFound { .. } => "STORE_NOT_FOUND",
-            StoreError::SessionExists { .. } => "SESSION_EXISTS",
-            StoreError::TaskFinished { .. } => "TASK_ALREADY_FINISHED",
-            StoreError::Corrupt { .. } => "STORE_CORRUPT",
-            StoreError::InvalidInput { .. } => "STORE_INVALID_INPUT",
-            StoreError::Internal { .. } => "STORE_INTERNAL",
+            StoreError::IdempotencyKeyTaken { .. } => Code::IdempotencyKeyTaken,
+            StoreError::NotFound { .. } => Code::StoreNotFound,
+            StoreError::SessionExists { .. } => Code::SessionExists,
+            StoreError::TaskFinished { .. } => Code::TaskAlreadyFinished,
+            StoreError::Corrupt { .. } => Code::StoreCorrupt,
+            StoreError::InvalidInput { .. } => Code::StoreInvalidInput,
+            StoreError::Internal { .. } => Code::StoreInternal,
         }
     }
 

@@ -108,12 +108,19 @@ not json
 #[test]
 fn schema_check_passes_on_committed_artifacts() {
     let out = Command::new(BIN)
-        .args(["schema", "--check", "--out", &repo("schema")])
+        .args([
+            "schema",
+            "--check",
+            "--out",
+            &repo("schema"),
+            "--docs",
+            &repo("docs"),
+        ])
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "schema/ is stale; run `cargo run -- schema` and commit:\n{}",
+        "schema/ or docs/errors.md is stale; run `cargo run -- schema` and commit:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
@@ -122,7 +129,13 @@ fn schema_check_passes_on_committed_artifacts() {
 fn schema_check_fails_on_a_stale_file() {
     let dir = tempfile::tempdir().unwrap();
     let write = Command::new(BIN)
-        .args(["schema", "--out", dir.path().to_str().unwrap()])
+        .args([
+            "schema",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--docs",
+            dir.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(write.status.success());
@@ -134,7 +147,14 @@ fn schema_check_fails_on_a_stale_file() {
     );
     std::fs::write(&sdl, text.replace("startFlow", "beginFlow")).unwrap();
     let check = Command::new(BIN)
-        .args(["schema", "--check", "--out", dir.path().to_str().unwrap()])
+        .args([
+            "schema",
+            "--check",
+            "--out",
+            dir.path().to_str().unwrap(),
+            "--docs",
+            dir.path().to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert_eq!(check.status.code(), Some(1));

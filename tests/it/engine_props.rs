@@ -368,7 +368,11 @@ fn run(
             adv.state
         }
         Err(e) => {
-            prop_assert!(is_code(e.code()), "bad code {:?} for {e}", e.code());
+            prop_assert!(
+                is_code(e.code().as_str()),
+                "bad code {:?} for {e}",
+                e.code()
+            );
             return Ok(());
         }
     };
@@ -457,7 +461,11 @@ fn run(
                 state = adv.state;
             }
             Err(e) => {
-                prop_assert!(is_code(e.code()), "bad code {:?} for {e}", e.code());
+                prop_assert!(
+                    is_code(e.code().as_str()),
+                    "bad code {:?} for {e}",
+                    e.code()
+                );
                 if was_terminal && !matches!(op, Op::Resume { .. }) {
                     prop_assert_eq!(e.code(), "SESSION_ENDED");
                 }

@@ -92,7 +92,10 @@ fn variant(edit: impl Fn(&str) -> String) -> LoadedExperiment {
 }
 
 fn triples(issues: &[Issue]) -> Vec<(&str, &str)> {
-    issues.iter().map(|i| (i.code, i.path.as_str())).collect()
+    issues
+        .iter()
+        .map(|i| (i.code.as_str(), i.path.as_str()))
+        .collect()
 }
 
 #[track_caller]

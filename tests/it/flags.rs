@@ -44,7 +44,10 @@ fn ctx(v: Value) -> EvaluationContext {
 
 /// (code, path) of each issue, in order.
 fn pairs(issues: &[Issue]) -> Vec<(&str, &str)> {
-    issues.iter().map(|i| (i.code, i.path.as_str())).collect()
+    issues
+        .iter()
+        .map(|i| (i.code.as_str(), i.path.as_str()))
+        .collect()
 }
 
 #[track_caller]
@@ -610,7 +613,7 @@ fn each_validation_error_has_its_code_and_path() {
         assert!(issue.hint.is_some(), "{issue:?}");
         assert_eq!(issue.file, "t.flagd.json");
         let warning = matches!(
-            issue.code,
+            issue.code.as_str(),
             "FLAG_FIELD_UNKNOWN" | "FLAG_TARGETING_UNKNOWN_VARIANT"
         );
         assert_eq!(issue.severity == Severity::Warning, warning, "{issue:?}");

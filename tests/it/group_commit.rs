@@ -180,7 +180,7 @@ async fn in_one_batch(store: &Store, jobs: Vec<Job>) -> Vec<Result<i64, StoreErr
 fn code(result: &Result<i64, StoreError>) -> &'static str {
     match result {
         Ok(seq) => panic!("expected an error, got Ok({seq})"),
-        Err(e) => e.code(),
+        Err(e) => e.code().as_str(),
     }
 }
 

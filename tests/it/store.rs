@@ -99,7 +99,7 @@ fn code<T: std::fmt::Debug>(result: Result<T, StoreError>) -> &'static str {
             if e.code() != "STORE_INTERNAL" {
                 assert!(e.hint().is_some_and(|h| !h.is_empty()), "{e:?} has no hint");
             }
-            e.code()
+            e.code().as_str()
         }
     }
 }
@@ -1393,7 +1393,8 @@ async fn concurrent_step_commits_keep_their_own_outcomes(db: TestDb) {
             // Which guard speaks first differs by backend and by which
             // commit ran first; neither may apply.
             _ => assert!(
-                r == Err("TASK_ALREADY_FINISHED") || r == Err("STORE_CONFLICT"),
+                r.map_err(|c| c.as_str()) == Err("TASK_ALREADY_FINISHED")
+                    || r.map_err(|c| c.as_str()) == Err("STORE_CONFLICT"),
                 "{id}: {r:?}"
             ),
         }
