@@ -4,6 +4,7 @@
 //! the engine walks ([`compile`]).
 
 pub mod compile;
+pub mod diff;
 pub mod error;
 pub mod load;
 pub mod model;
