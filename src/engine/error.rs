@@ -31,6 +31,8 @@ pub enum EngineError {
     UnknownOutcome { node: String, outcome: String },
     #[error("the session is waiting for backend step `{node}`")]
     SessionWaiting { node: String },
+    #[error("this client cannot render screen `{screen}`, and no fallback fits it: {reason}")]
+    ClientUnsupported { screen: String, reason: String },
 }
 
 impl EngineError {
@@ -49,6 +51,7 @@ impl EngineError {
             EngineError::StepNotCurrent { .. } => "STEP_NOT_CURRENT",
             EngineError::UnknownOutcome { .. } => "UNKNOWN_OUTCOME",
             EngineError::SessionWaiting { .. } => "SESSION_WAITING",
+            EngineError::ClientUnsupported { .. } => "CLIENT_UNSUPPORTED",
         }
     }
 
@@ -78,6 +81,9 @@ impl EngineError {
             }
             EngineError::SessionWaiting { .. } => {
                 "wait for `sessionUpdated` (or poll `session`) until the step finishes".into()
+            }
+            EngineError::ClientUnsupported { .. } => {
+                "list every component kind the client renders in `capabilities` (omit it to mean every core kind), or update the app; the flow author can add a `fallback` this client renders".into()
             }
         })
     }

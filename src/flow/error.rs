@@ -156,6 +156,8 @@ impl FlowError {
             path,
             message,
             hint: self.hint(),
+            line: None,
+            column: None,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod error;
 pub mod load;
 pub mod model;
+pub mod position;
 pub mod steps;
 pub mod template;
 pub mod validate;

@@ -20,6 +20,8 @@ pub enum ServiceError {
     Forbidden,
     #[error("invalid `{field}`: {message}")]
     InvalidInput { field: String, message: String },
+    #[error("invalid `client.appVersion`: `{version}` is not a version")]
+    InvalidAppVersion { version: String },
     #[error("idempotency key `{key}` was already used for a different submit")]
     IdempotencyKeyReused { key: String },
     #[error("the session is being changed by other requests; try again")]
@@ -59,7 +61,9 @@ impl ServiceError {
             ServiceError::SessionNotFound { .. } => "SESSION_NOT_FOUND",
             ServiceError::Unauthenticated => "UNAUTHENTICATED",
             ServiceError::Forbidden => "FORBIDDEN",
-            ServiceError::InvalidInput { .. } => "BAD_USER_INPUT",
+            ServiceError::InvalidInput { .. } | ServiceError::InvalidAppVersion { .. } => {
+                "BAD_USER_INPUT"
+            }
             ServiceError::IdempotencyKeyReused { .. } => "IDEMPOTENCY_KEY_REUSED",
             ServiceError::Busy => "SESSION_BUSY",
             ServiceError::Engine(e) => e.code(),
@@ -107,6 +111,9 @@ impl ServiceError {
             ServiceError::InvalidDecision { .. } => {
                 Some("fill the approval's fields as `errors` describes".into())
             }
+            ServiceError::InvalidAppVersion { .. } => Some(
+                "send the app's version as semver, e.g. `6.1.0` (`6.1`, `6` and `v6.1.0` are read as 6.1.0), or omit `appVersion` to be treated as current".into(),
+            ),
             ServiceError::Engine(e) => e.hint(),
             ServiceError::Store(e) => e.hint(),
             ServiceError::Flow(e) => e.hint(),

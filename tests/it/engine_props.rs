@@ -271,7 +271,11 @@ fn inputs(flow: &CompiledFlow, node: &str) -> Vec<ComponentDef> {
     let Some(NodeDef::Screen(s)) = flow.node_index(node).map(|i| flow.node_def(i)) else {
         return out;
     };
-    let fallback = s.fallback.iter().flat_map(|f| f.components.iter());
+    let fallback = s
+        .fallback
+        .iter()
+        .flat_map(|f| f.list())
+        .flat_map(|f| f.components.iter());
     for c in s.components.iter().chain(fallback) {
         c.walk("", &mut |c, _| {
             if c.is_input() {
