@@ -447,6 +447,9 @@ catalogue! {
         SessionWaiting "SESSION_WAITING" _
             "`back` while the session waits for a backend step"
             "wait for `sessionUpdated` (or poll `session`) until the step finishes";
+        ClientUnsupported "CLIENT_UNSUPPORTED" _
+            "the client's `capabilities` (or app version) fit neither the screen nor any of its fallbacks; a client is never sent a kind it did not list"
+            "list every component kind the client renders in `capabilities` (omit it to mean every core kind), or update the app; the flow author can add a `fallback` this client renders";
         StepNotCurrent "STEP_NOT_CURRENT" _
             "a step result, skip or retry for a step the session is not parked on (finished already, or the session moved on)"
             "the step already finished or the session moved on; read the session";
@@ -707,11 +710,26 @@ catalogue! {
             "a custom component or `min_app_version` without a `fallback`"
             "declare a `fallback` for clients that cannot render it";
         FallbackNotCore "FALLBACK_NOT_CORE" _
-            "a fallback uses a custom component"
-            "build fallbacks from core components only";
+            "the last fallback uses a custom component"
+            "make the last fallback of the list out of core components only";
         InvalidAppVersion "INVALID_APP_VERSION" _
-            "`min_app_version` is not a version"
+            "a screen's or component's `min_app_version` is not a version"
             "write versions like 6.1 or 6.1.2";
+        NotARule "NOT_A_RULE" _
+            "a `when` or `visible_when` is a string, number, list or null: JsonLogic reads it as a constant, so it always (or never) matches"
+            "write the rule as a JsonLogic object, e.g. {\"==\": [{\"var\": \"input.s.f\"}, \"x\"]}; `true`/`false` mean always/never";
+        UnknownFlag "UNKNOWN_FLAG" _
+            "`flags.<key>` names no flag of the `--flags` directory"
+            "define the flag in the flag files, or fix the key (the message suggests one)";
+        FlagTypeMismatch "FLAG_TYPE_MISMATCH" _
+            "a rule compares a flag with a literal of a type none of its variants has"
+            "compare with a value of the flag variants' type";
+        CustomInputMismatch "CUSTOM_INPUT_MISMATCH" _
+            "a fallback's inputs differ in name or kind from what the screen (core inputs and custom components' declared `inputs`) submits"
+            "give the fallback the same inputs, so its values validate alike";
+        InvalidCustomInput "INVALID_CUSTOM_INPUT" _
+            "a custom input's `min`/`max`/`pattern`/`options` do not fit its `type`"
+            "use constraints that fit the input's type";
         UnreachableNode "UNREACHABLE_NODE" _
             "warning: no path from `start` reaches the node"
             "connect the node or remove it";

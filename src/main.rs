@@ -37,6 +37,10 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+        /// The flag directory `flags.<key>` in flows is checked against, as
+        /// `baton serve --flags` reads it (a missing directory: no flags).
+        #[arg(long = "flags", env = "BATON_FLAGS", default_value = "flags")]
+        flag_dir: PathBuf,
     },
     /// Work with rules.
     Rule {
@@ -135,8 +139,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.serve),
-        Command::Validate { paths, format } => {
-            let issues = baton::flow::load::check_paths(&paths);
+        Command::Validate {
+            paths,
+            format,
+            flag_dir,
+        } => {
+            let flags = match baton::flags::load_or_empty(&flag_dir) {
+                Ok(load) => load.set,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = baton::flow::load::CheckOptions { flags: Some(flags) };
+            let issues = baton::flow::load::check_paths_with(&paths, &opts);
             match format {
                 Format::Human => print!("{}", baton::flow::validate::format_human(&issues)),
                 Format::Json => println!(

@@ -147,6 +147,15 @@ impl Mutation {
                 message: "must be 1 to 100 bytes".into(),
             }));
         }
+        // A version that does not parse would silently count as current
+        // and get screens the app may not render.
+        if let Some(v) = &client.app_version
+            && crate::flow::compile::lenient_semver(v).is_none()
+        {
+            return Err(to_gql(ServiceError::InvalidAppVersion {
+                version: v.clone(),
+            }));
+        }
         let req = StartRequest {
             mock,
             flow_id: input.flow_id.0,

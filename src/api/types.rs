@@ -367,6 +367,7 @@ impl Component {
                 max_length,
                 pattern,
                 pattern_message,
+                ..
             } => Component::TextInput(TextInputComponent {
                 id,
                 kind,
@@ -386,6 +387,7 @@ impl Component {
                 min,
                 max,
                 integer,
+                ..
             } => Component::NumberInput(NumberInputComponent {
                 id,
                 kind,
@@ -402,6 +404,7 @@ impl Component {
                 label,
                 placeholder,
                 required,
+                ..
             } => Component::EmailInput(EmailInputComponent {
                 id,
                 kind,
@@ -415,6 +418,7 @@ impl Component {
                 label,
                 options,
                 required,
+                ..
             } => Component::Select(SelectComponent {
                 id,
                 kind,
@@ -433,6 +437,7 @@ impl Component {
                 id: key,
                 label,
                 required,
+                ..
             } => Component::Checkbox(CheckboxComponent {
                 id,
                 kind,
@@ -446,6 +451,7 @@ impl Component {
                 required,
                 min,
                 max,
+                ..
             } => Component::Date(DateComponent {
                 id,
                 kind,

@@ -32,6 +32,8 @@ pub enum EngineError {
     UnknownOutcome { node: String, outcome: String },
     #[error("the session is waiting for backend step `{node}`")]
     SessionWaiting { node: String },
+    #[error("this client cannot render screen `{screen}`, and no fallback fits it: {reason}")]
+    ClientUnsupported { screen: String, reason: String },
 }
 
 impl EngineError {
@@ -50,6 +52,7 @@ impl EngineError {
             EngineError::StepNotCurrent { .. } => Code::StepNotCurrent,
             EngineError::UnknownOutcome { .. } => Code::UnknownOutcome,
             EngineError::SessionWaiting { .. } => Code::SessionWaiting,
+            EngineError::ClientUnsupported { .. } => Code::ClientUnsupported,
         }
     }
 
@@ -79,6 +82,9 @@ impl EngineError {
             }
             EngineError::SessionWaiting { .. } => {
                 "wait for `sessionUpdated` (or poll `session`) until the step finishes".into()
+            }
+            EngineError::ClientUnsupported { .. } => {
+                "list every component kind the client renders in `capabilities` (omit it to mean every core kind), or update the app; the flow author can add a `fallback` this client renders".into()
             }
         })
     }

@@ -51,22 +51,38 @@ pub const DEFAULT_MAX_TEXT_CHARS: u32 = 4096;
 /// inputs only) to show again with them.
 pub type Rejected = (Vec<FieldError>, Map<String, Value>);
 
-/// Validates `values` against every input in `components`. On success
-/// returns the cleaned values (known inputs only, normalized types); on
-/// failure the errors and the draft (what was typed, known inputs only).
+/// Validates `values` against every shown input in `components`, and
+/// against what each shown custom component submits: its declared
+/// `inputs`, or else the inputs of `inherited` (the screen's first
+/// fallback). On success returns the cleaned values (known inputs only,
+/// normalized types); on failure the errors and the draft (what was
+/// typed, known inputs only).
 pub fn validate(
     flow: &CompiledFlow,
     components: &[ComponentDef],
+    inherited: &[ComponentDef],
     values: &Map<String, Value>,
     context: &Value,
 ) -> Result<Map<String, Value>, Rejected> {
     let mut clean = Map::new();
     let mut draft = Map::new();
     let mut errors = Vec::new();
+    let version = context["client"]["app_version"]
+        .as_str()
+        .and_then(crate::flow::compile::lenient_semver);
+    let mut customs: Vec<&ComponentDef> = Vec::new();
     let mut visit = |c: &ComponentDef| {
         let Some(id) = c.id().filter(|_| c.is_input()) else {
             return;
         };
+        if clean.contains_key(id)
+            || errors
+                .iter()
+                .any(|e: &FieldError| e.field.as_deref() == Some(id))
+        {
+            // Declared twice (a custom input and the fallback's): checked once.
+            return;
+        }
         let raw = values.get(id).unwrap_or(&Value::Null);
         if !raw.is_null() {
             draft.insert(id.to_string(), raw.clone());
@@ -79,8 +95,36 @@ pub fn validate(
             Err(e) => errors.push(e),
         }
     };
+    let shown = |c: &ComponentDef| {
+        // A guard whose rule fails hides nothing: render fails the same way.
+        super::view::visible(flow, c, context, version.as_ref()).unwrap_or(true)
+    };
     for c in components {
-        walk(c, &mut visit);
+        walk(c, &shown, &mut |c| {
+            if matches!(c, ComponentDef::Custom { .. }) {
+                customs.push(c);
+            }
+            visit(c);
+        });
+    }
+    let mut inherit = false;
+    for custom in customs {
+        match custom {
+            ComponentDef::Custom {
+                inputs: Some(inputs),
+                ..
+            } => {
+                for input in inputs {
+                    visit(&input.to_component());
+                }
+            }
+            _ => inherit = true,
+        }
+    }
+    if inherit {
+        for c in inherited {
+            walk(c, &shown, &mut visit);
+        }
     }
     if errors.is_empty() {
         Ok(clean)
@@ -89,10 +133,18 @@ pub fn validate(
     }
 }
 
-fn walk(c: &ComponentDef, f: &mut dyn FnMut(&ComponentDef)) {
+/// Visits the shown components of the tree under `c`, depth first.
+fn walk<'a>(
+    c: &'a ComponentDef,
+    shown: &dyn Fn(&ComponentDef) -> bool,
+    f: &mut dyn FnMut(&'a ComponentDef),
+) {
+    if !shown(c) {
+        return;
+    }
     f(c);
     for child in c.children() {
-        walk(child, f);
+        walk(child, shown, f);
     }
 }
 

@@ -338,8 +338,8 @@ pub fn submit(
     let mut events = Vec::new();
 
     if action.validate {
-        let components = view::effective_components(flow, screen, &state.context);
-        match input::validate(flow, components, values, &state.context) {
+        let (components, inherited) = view::effective_components(flow, screen, &state.context)?;
+        match input::validate(flow, components, inherited, values, &state.context) {
             Ok(clean) => {
                 if let Some(inputs) = next.context.get_mut("input").and_then(Value::as_object_mut) {
                     inputs.insert(screen_id.to_string(), Value::Object(clean.clone()));

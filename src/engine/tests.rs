@@ -1330,22 +1330,190 @@ fn missing_capabilities_and_custom_components_get_the_fallback() {
         "custom props pass through untouched"
     );
     assert!(
-        seen(Some(&["button", "custom:map_picker"])).fallback,
+        seen(Some(&["button", "custom:map_picker", "text_input"])).fallback,
         "no `card`"
     );
-    assert!(seen(Some(&["card", "button", "custom:other"])).fallback);
-    assert!(seen(Some(&[])).fallback);
+    assert!(seen(Some(&["card", "button", "custom:other", "text_input"])).fallback);
 }
 
 #[test]
-fn a_screen_without_fallback_is_sent_as_designed() {
+fn a_client_is_never_sent_a_kind_it_does_not_list() {
+    // No fallback at all: an error, not a screen the client breaks on.
     let f = flow(STEPS);
-    let v = view(
-        &f,
-        &start_as(&f, with_caps(Some(&["text"])), Value::Null).state,
+    let state = start_as(&f, with_caps(Some(&["text"])), Value::Null).state;
+    let err = render(&f, &state).unwrap_err();
+    assert_eq!(err.code(), "CLIENT_UNSUPPORTED");
+    assert!(err.to_string().contains("text_input"), "{err}");
+    assert!(err.hint().is_some());
+    // The fallback is itself checked: one that needs `text_input` does
+    // not fit a client without it.
+    let f = flow(CUSTOM);
+    let state = start_as(&f, with_caps(Some(&["card", "button"])), Value::Null).state;
+    let err = render(&f, &state).unwrap_err();
+    assert_eq!(err.code(), "CLIENT_UNSUPPORTED");
+    assert!(
+        err.to_string().contains("fallback 1 uses `text_input`"),
+        "{err}"
     );
+}
+
+const FALLBACKS: &str = r#"
+id: fallbacks
+start: a
+nodes:
+  - id: a
+    kind: screen
+    components:
+      - { kind: custom, name: map_picker }
+    fallback:
+      - components: [{ kind: custom, name: simple_map }]
+      - title: Address
+        components: [{ kind: text_input, id: address, label: Address }]
+      - components: [{ kind: text, text: "Call us." }]
+    actions:
+      - { id: next, next: done }
+  - { id: done, kind: end }
+"#;
+
+#[test]
+fn fallbacks_are_tried_in_order_and_the_first_that_fits_wins() {
+    let f = flow(FALLBACKS);
+    let seen = |caps: &[&str]| view(&f, &start_as(&f, with_caps(Some(caps)), Value::Null).state);
+    let v = seen(&["custom:map_picker"]);
     assert!(!v.fallback);
-    assert_eq!(components(&v)[0]["kind"], "text_input");
+    let v = seen(&["custom:simple_map", "text_input"]);
+    assert_eq!(
+        components(&v),
+        json!([{ "kind": "custom", "name": "simple_map", "props": null }])
+    );
+    let v = seen(&["text_input", "text"]);
+    assert!(v.fallback);
+    assert_eq!(plain(&v.title), "Address");
+    assert_eq!(components(&v)[0]["id"], "address");
+    let v = seen(&["text"]);
+    assert_eq!(
+        components(&v),
+        json!([{ "kind": "text", "text": "Call us." }])
+    );
+    let state = start_as(&f, with_caps(Some(&["image"])), Value::Null).state;
+    assert_eq!(render(&f, &state).unwrap_err().code(), "CLIENT_UNSUPPORTED");
+}
+
+const GUARDED: &str = r#"
+id: guarded
+start: a
+nodes:
+  - id: a
+    kind: screen
+    components:
+      - { kind: text, id: pro, text: "Pro perks", visible_when: { "==": [{ "var": "user.attributes.plan" }, "pro"] } }
+      - kind: card
+        min_app_version: "6.0"
+        children:
+          - { kind: text_input, id: promo, label: Promo, required: true }
+      - { kind: text, id: never, text: "hidden", visible_when: false }
+      - { kind: text, id: always, text: "shown" }
+    actions:
+      - { id: next, next: done }
+  - { id: done, kind: end }
+"#;
+
+#[test]
+fn components_show_by_visible_when_and_min_app_version() {
+    let f = flow(GUARDED);
+    let client = |v: &str| ClientInfo {
+        app_version: Some(v.into()),
+        ..ClientInfo::default()
+    };
+    let old = start_as(&f, client("5.9"), json!({ "plan": "free" })).state;
+    let v = view(&f, &old);
+    assert_eq!(
+        components(&v),
+        json!([{ "kind": "text", "id": "always", "text": "shown" }])
+    );
+    // A hidden required input is not expected.
+    assert_eq!(
+        submit_ok(&f, &old, "a", "next", json!({})).state.node,
+        "done"
+    );
+
+    let new = start_as(&f, client("6.1"), json!({ "plan": "pro" })).state;
+    let ids: Vec<Value> = components(&view(&f, &new))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("pro"), Value::Null, json!("always")]);
+    assert_eq!(
+        rejected(&f, &new, json!({})),
+        [("promo".to_string(), "REQUIRED".to_string())]
+    );
+    // Guards are the server's business: the client never gets them.
+    assert!(
+        !serde_json::to_string(&view(&f, &new).components)
+            .unwrap()
+            .contains("visible_when")
+    );
+}
+
+const CUSTOM_INPUTS: &str = r#"
+id: custom_inputs
+start: a
+nodes:
+  - id: a
+    kind: screen
+    components:
+      - kind: custom
+        name: map_picker
+        inputs:
+          - { id: lat, type: number, min: -90, max: 90, required: true }
+          - { id: zone, type: select, options: [north, south] }
+      - { kind: custom, name: signature }
+    fallback:
+      components:
+        - { kind: number_input, id: lat, label: Latitude, min: -90, max: 90, required: true }
+        - { kind: select, id: zone, label: Zone, options: [{ value: north, label: N }, { value: south, label: S }] }
+        - { kind: checkbox, id: signed, label: Signed, required: true }
+    actions:
+      - { id: next, next: done }
+  - { id: done, kind: end }
+"#;
+
+#[test]
+fn custom_components_values_are_validated() {
+    let f = flow(CUSTOM_INPUTS);
+    let caps = ["custom:map_picker", "custom:signature"];
+    let s = start_as(&f, with_caps(Some(&caps)), Value::Null).state;
+    assert!(!view(&f, &s).fallback);
+    assert_eq!(
+        rejected(
+            &f,
+            &s,
+            json!({ "lat": 100, "zone": "east", "signed": true })
+        ),
+        [
+            ("lat".to_string(), "TOO_LARGE".to_string()),
+            ("zone".to_string(), "INVALID_OPTION".to_string()),
+        ]
+    );
+    // `signature` declares nothing: it submits what the fallback does.
+    assert_eq!(
+        rejected(&f, &s, json!({ "lat": 45 })),
+        [("signed".to_string(), "REQUIRED".to_string())]
+    );
+    let done = submit_ok(
+        &f,
+        &s,
+        "a",
+        "next",
+        json!({ "lat": "45", "signed": true, "extra": 1 }),
+    );
+    assert_eq!(done.state.node, "done");
+    assert_eq!(
+        done.state.context["input"]["a"],
+        json!({ "lat": 45, "signed": true })
+    );
 }
 
 #[test]

@@ -9,7 +9,9 @@ use super::EngineError;
 use super::input::FieldError;
 use super::{SessionState, Status};
 use crate::flow::compile::{CompiledFlow, lenient_semver};
-use crate::flow::model::{CORE_KINDS, ComponentDef, NodeDef, ScreenNode, SelectOption, Text};
+use crate::flow::model::{
+    CORE_KINDS, ComponentDef, Fallbacks, NodeDef, ScreenNode, SelectOption, Text,
+};
 use crate::flow::template::RenderContext;
 
 /// What the client said about itself at `startFlow`.
@@ -52,11 +54,21 @@ impl ClientInfo {
         }
     }
 
-    fn supports(&self, capability: &str) -> bool {
-        match &self.capabilities {
-            Some(list) => list.iter().any(|c| c == capability),
-            None => CORE_KINDS.contains(&capability),
+    /// Whether the client renders `c`'s kind (not its children).
+    fn supports(&self, c: &ComponentDef) -> bool {
+        match (&self.capabilities, c) {
+            (Some(list), ComponentDef::Custom { name, .. }) => list
+                .iter()
+                .any(|have| have.strip_prefix("custom:") == Some(name.as_str())),
+            (Some(list), core) => list.iter().any(|have| have == core.kind()),
+            (None, ComponentDef::Custom { .. }) => false,
+            (None, core) => CORE_KINDS.contains(&core.kind()),
         }
+    }
+
+    /// The client's app version; `None` when it sent none (assumed current).
+    fn version(&self) -> Option<semver::Version> {
+        self.app_version.as_deref().and_then(lenient_semver)
     }
 }
 
@@ -84,52 +96,123 @@ pub struct ActionView {
     pub validates: bool,
 }
 
-/// Whether this client gets the fallback of `screen`.
-fn needs_fallback(flow: &CompiledFlow, screen: &ScreenNode, client: &ClientInfo) -> bool {
-    if screen.fallback.is_none() {
-        return false;
-    }
-    if let Some(min) = &screen.min_app_version {
-        // An app that does not say its version is assumed current: web
-        // clients often have none.
-        if let (Some(min), Some(have)) = (
-            lenient_semver(min),
-            client.app_version.as_deref().and_then(lenient_semver),
-        ) && have < min
-        {
-            return true;
+/// Which tree of `screen` this client gets: `None` the screen's own,
+/// `Some(k)` its fallback `k`, the first the client can render. A client
+/// gets no component kind it does not render: when no tree fits, the
+/// answer is an error, not a screen it would break on.
+fn choose(
+    flow: &CompiledFlow,
+    screen: &ScreenNode,
+    client: &ClientInfo,
+    version: Option<&semver::Version>,
+    context: &Value,
+) -> Result<Option<usize>, EngineError> {
+    // An app that does not say its version is assumed current: web
+    // clients often have none.
+    let too_old = match (
+        screen.min_app_version.as_deref().and_then(lenient_semver),
+        version,
+    ) {
+        (Some(min), Some(have)) => *have < min,
+        _ => false,
+    };
+    let mut reasons = Vec::new();
+    if too_old {
+        reasons.push(format!(
+            "app version {} is older than the screen's min_app_version {}",
+            client.app_version.as_deref().unwrap_or_default(),
+            screen.min_app_version.as_deref().unwrap_or_default()
+        ));
+    } else {
+        match lacking(flow, &screen.components, client, version, context)? {
+            None => return Ok(None),
+            Some(kind) => reasons.push(format!("the screen uses `{kind}`")),
         }
     }
-    let mut missing = false;
-    let _ = flow;
-    for c in &screen.components {
-        walk(c, &mut |c| {
-            if !client.supports(&c.capability()) {
-                missing = true;
-            }
-        });
+    let fallbacks = screen.fallback.as_ref().map_or(&[][..], Fallbacks::list);
+    for (k, fb) in fallbacks.iter().enumerate() {
+        match lacking(flow, &fb.components, client, version, context)? {
+            None => return Ok(Some(k)),
+            Some(kind) => reasons.push(format!("fallback {} uses `{kind}`", k + 1)),
+        }
     }
-    missing
+    Err(EngineError::ClientUnsupported {
+        screen: screen.id.clone(),
+        reason: reasons.join("; "),
+    })
 }
 
-fn walk(c: &ComponentDef, f: &mut dyn FnMut(&ComponentDef)) {
-    f(c);
-    for child in c.children() {
-        walk(child, f);
+/// The first capability (`text`, `custom:<name>`) a shown component of
+/// `list` needs that the client lacks.
+fn lacking(
+    flow: &CompiledFlow,
+    list: &[ComponentDef],
+    client: &ClientInfo,
+    version: Option<&semver::Version>,
+    context: &Value,
+) -> Result<Option<String>, EngineError> {
+    for c in list {
+        if !visible(flow, c, context, version)? {
+            continue;
+        }
+        if !client.supports(c) {
+            return Ok(Some(c.capability()));
+        }
+        if let Some(kind) = lacking(flow, c.children(), client, version, context)? {
+            return Ok(Some(kind));
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `c` is shown: its `min_app_version` is met (an unknown version
+/// is current) and its `visible_when` holds.
+pub(super) fn visible(
+    flow: &CompiledFlow,
+    c: &ComponentDef,
+    context: &Value,
+    version: Option<&semver::Version>,
+) -> Result<bool, EngineError> {
+    if let (Some(min), Some(have)) = (c.min_app_version().and_then(lenient_semver), version)
+        && *have < min
+    {
+        return Ok(false);
+    }
+    match c.visible_when() {
+        None => Ok(true),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(rule) => match flow.guard(rule) {
+            Some(rule) => rule.matches(context).map_err(|err| EngineError::Rule {
+                node: format!("{} (visible_when)", c.id().unwrap_or(c.kind())),
+                message: err.to_string(),
+            }),
+            // Every guard is compiled with the flow; a missing one is a
+            // compiler gap, and showing the component loses nothing.
+            None => Ok(true),
+        },
     }
 }
 
-/// The components the client in `context` is shown for `screen`.
+/// What the client in `context` is shown for `screen`, to check a submit
+/// against: the components, and the inputs a custom component without
+/// declared `inputs` submits (its first fallback's).
 pub fn effective_components<'a>(
     flow: &CompiledFlow,
     screen: &'a ScreenNode,
     context: &Value,
-) -> &'a [ComponentDef] {
+) -> Result<(&'a [ComponentDef], &'a [ComponentDef]), EngineError> {
     let client = ClientInfo::from_context(context);
-    match &screen.fallback {
-        Some(fb) if needs_fallback(flow, screen, &client) => &fb.components,
-        _ => &screen.components,
-    }
+    let version = client.version();
+    let fallbacks = screen.fallback.as_ref().map_or(&[][..], Fallbacks::list);
+    Ok(
+        match choose(flow, screen, &client, version.as_ref(), context)? {
+            Some(k) => (&fallbacks[k].components, &[][..]),
+            None => (
+                &screen.components,
+                fallbacks.first().map_or(&[][..], |f| &f.components),
+            ),
+        },
+    )
 }
 
 /// Renders the screen the session rests on, or `None` for an end node
@@ -145,17 +228,17 @@ pub fn render(
             version: flow.version,
         })?;
     let ctx = &state.context;
-    let r = Renderer {
-        flow,
-        rctx: RenderContext::new(ctx),
-        locale: ctx["client"]["locale"].as_str(),
-    };
+    let r = Renderer::new(flow, ctx);
     match flow.node_def(idx) {
         NodeDef::Screen(screen) => {
             let client = ClientInfo::from_context(ctx);
-            let fallback = needs_fallback(flow, screen, &client);
-            let (title, components) = match (&screen.fallback, fallback) {
-                (Some(fb), true) => (fb.title.as_ref().or(screen.title.as_ref()), &fb.components),
+            let chosen = choose(flow, screen, &client, r.version.as_ref(), ctx)?;
+            let fallback = chosen.is_some();
+            let (title, components) = match (&screen.fallback, chosen) {
+                (Some(fbs), Some(k)) => {
+                    let fb = &fbs.list()[k];
+                    (fb.title.as_ref().or(screen.title.as_ref()), &fb.components)
+                }
                 _ => (screen.title.as_ref(), &screen.components),
             };
             let values = match &state.draft {
@@ -271,6 +354,8 @@ fn default_pending() -> (Option<String>, Vec<ComponentDef>) {
         Some("One moment".into()),
         vec![ComponentDef::Text {
             id: Some("pending".into()),
+            visible_when: None,
+            min_app_version: None,
             text: Text::Plain("We are working on it. This screen updates by itself.".into()),
         }],
     )
@@ -281,6 +366,8 @@ fn default_error() -> (Option<String>, Vec<ComponentDef>) {
         Some("Something went wrong".into()),
         vec![ComponentDef::Text {
             id: Some("error".into()),
+            visible_when: None,
+            min_app_version: None,
             text: Text::Plain(
                 "We could not finish this step. Nothing was lost; please try again later.".into(),
             ),
@@ -293,6 +380,8 @@ fn default_closed() -> (Option<String>, Vec<ComponentDef>) {
         Some("This session has ended".into()),
         vec![ComponentDef::Text {
             id: Some("closed".into()),
+            visible_when: None,
+            min_app_version: None,
             text: Text::Plain("Start again to continue.".into()),
         }],
     )
@@ -320,11 +409,7 @@ pub fn render_text(
     text: &Text,
     context: &Value,
 ) -> Result<String, EngineError> {
-    let r = Renderer {
-        flow,
-        rctx: RenderContext::new(context),
-        locale: context["client"]["locale"].as_str(),
-    };
+    let r = Renderer::new(flow, context);
     r.text(text)
 }
 
@@ -334,11 +419,7 @@ pub fn render_components(
     list: &[ComponentDef],
     context: &Value,
 ) -> Result<Vec<ComponentDef>, EngineError> {
-    let r = Renderer {
-        flow,
-        rctx: RenderContext::new(context),
-        locale: context["client"]["locale"].as_str(),
-    };
+    let r = Renderer::new(flow, context);
     r.components(list)
 }
 
@@ -349,11 +430,7 @@ pub(super) fn text_for_message(
     text: &Text,
     context: &Value,
 ) -> Option<String> {
-    let r = Renderer {
-        flow,
-        rctx: RenderContext::new(context),
-        locale: context["client"]["locale"].as_str(),
-    };
+    let r = Renderer::new(flow, context);
     r.text(text).ok()
 }
 
@@ -361,9 +438,23 @@ struct Renderer<'a> {
     flow: &'a CompiledFlow,
     rctx: RenderContext,
     locale: Option<&'a str>,
+    context: &'a Value,
+    version: Option<semver::Version>,
 }
 
-impl Renderer<'_> {
+impl<'a> Renderer<'a> {
+    fn new(flow: &'a CompiledFlow, context: &'a Value) -> Self {
+        Renderer {
+            flow,
+            rctx: RenderContext::new(context),
+            locale: context["client"]["locale"].as_str(),
+            context,
+            version: context["client"]["app_version"]
+                .as_str()
+                .and_then(lenient_semver),
+        }
+    }
+
     /// Picks the locale's string: exact locale, then its language, then
     /// `en`, then the first one.
     fn pick<'t>(&self, text: &'t Text) -> &'t str {
@@ -407,23 +498,38 @@ impl Renderer<'_> {
         self.text(text).map(Text::Plain)
     }
 
+    /// The shown components of `list`, rendered, without their guards.
     fn components(&self, list: &[ComponentDef]) -> Result<Vec<ComponentDef>, EngineError> {
-        list.iter().map(|c| self.component(c)).collect()
+        let mut out = Vec::with_capacity(list.len());
+        for c in list {
+            if visible(self.flow, c, self.context, self.version.as_ref())? {
+                out.push(self.component(c)?);
+            }
+        }
+        Ok(out)
     }
 
     fn component(&self, c: &ComponentDef) -> Result<ComponentDef, EngineError> {
         use ComponentDef as C;
         Ok(match c {
-            C::Text { id, text } => C::Text {
+            C::Text { id, text, .. } => C::Text {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 text: self.plain(text)?,
             },
-            C::Heading { id, text, level } => C::Heading {
+            C::Heading {
+                id, text, level, ..
+            } => C::Heading {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 text: self.plain(text)?,
                 level: *level,
             },
-            C::Image { id, url, alt } => C::Image {
+            C::Image { id, url, alt, .. } => C::Image {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 url: self.plain(url)?,
                 alt: self.opt(alt)?,
@@ -437,7 +543,10 @@ impl Renderer<'_> {
                 max_length,
                 pattern,
                 pattern_message,
+                ..
             } => C::TextInput {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
                 placeholder: self.opt(placeholder)?,
@@ -454,7 +563,10 @@ impl Renderer<'_> {
                 min,
                 max,
                 integer,
+                ..
             } => C::NumberInput {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
                 required: *required,
@@ -467,7 +579,10 @@ impl Renderer<'_> {
                 label,
                 placeholder,
                 required,
+                ..
             } => C::EmailInput {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
                 placeholder: self.opt(placeholder)?,
@@ -478,7 +593,10 @@ impl Renderer<'_> {
                 label,
                 options,
                 required,
+                ..
             } => C::Select {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
                 options: options
@@ -496,7 +614,10 @@ impl Renderer<'_> {
                 id,
                 label,
                 required,
+                ..
             } => C::Checkbox {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
                 required: *required,
@@ -507,7 +628,10 @@ impl Renderer<'_> {
                 required,
                 min,
                 max,
+                ..
             } => C::Date {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
                 required: *required,
@@ -519,7 +643,10 @@ impl Renderer<'_> {
                 label,
                 action,
                 style,
+                ..
             } => C::Button {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
                 action: action.clone(),
@@ -529,7 +656,10 @@ impl Renderer<'_> {
                 id,
                 ordered,
                 children,
+                ..
             } => C::List {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 ordered: *ordered,
                 children: self.components(children)?,
@@ -538,7 +668,10 @@ impl Renderer<'_> {
                 id,
                 title,
                 children,
+                ..
             } => C::Card {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 title: self.opt(title)?,
                 children: self.components(children)?,
@@ -547,16 +680,34 @@ impl Renderer<'_> {
                 id,
                 direction,
                 children,
+                ..
             } => C::Stack {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 direction: *direction,
                 children: self.components(children)?,
             },
-            C::Markdown { id, text } => C::Markdown {
+            C::Markdown { id, text, .. } => C::Markdown {
+                visible_when: None,
+                min_app_version: None,
                 id: id.clone(),
                 text: self.plain(text)?,
             },
-            C::Custom { .. } => c.clone(),
+            C::Custom {
+                id,
+                name,
+                props,
+                inputs,
+                ..
+            } => C::Custom {
+                visible_when: None,
+                min_app_version: None,
+                id: id.clone(),
+                name: name.clone(),
+                props: props.clone(),
+                inputs: inputs.clone(),
+            },
         })
     }
 }

@@ -561,6 +561,8 @@ impl Experiment {
                     path: "$".into(),
                     message,
                     hint: None,
+                    line: None,
+                    column: None,
                 }]
             };
             // validate checked all of these; a failure here is a bug, but

@@ -308,6 +308,8 @@ impl ExperimentError {
             path,
             message: self.to_string(),
             hint: self.hint(),
+            line: None,
+            column: None,
         }
     }
 }

@@ -730,13 +730,23 @@ impl FlowUsage {
                         let mut doc = serde_json::to_value(s).unwrap_or_default();
                         let fallback = doc.as_object_mut().and_then(|o| o.remove("fallback"));
                         usage.render = template_refs(flow, &doc);
-                        if let Some(mut fb) = fallback {
-                            // The fallback replaces the title only when it has one.
-                            if fb.get("title").is_none() {
-                                fb["title"] = doc.get("title").cloned().unwrap_or_default();
+                        if let Some(fb) = fallback {
+                            // Any of a list of fallbacks may be the one shown:
+                            // their reads count together.
+                            let list = match fb {
+                                Value::Array(list) => list,
+                                one => vec![one],
+                            };
+                            let mut shown = Vec::with_capacity(list.len());
+                            for mut fb in list.into_iter().filter(Value::is_object) {
+                                // A fallback replaces the title only when it has one.
+                                if fb.get("title").is_none() {
+                                    fb["title"] = doc.get("title").cloned().unwrap_or_default();
+                                }
+                                fb["actions"] = doc.get("actions").cloned().unwrap_or_default();
+                                shown.push(fb);
                             }
-                            fb["actions"] = doc.get("actions").cloned().unwrap_or_default();
-                            usage.render_fallback = template_refs(flow, &fb);
+                            usage.render_fallback = template_refs(flow, &Value::Array(shown));
                         }
                     }
                     NodeDef::End(e) => {
@@ -847,7 +857,8 @@ impl FlowUsage {
             let usage = &self.nodes[idx];
             let refs = match flow.node_def(idx) {
                 NodeDef::Screen(s) if s.fallback.is_some() => {
-                    let shown = crate::engine::view::effective_components(flow, s, context);
+                    let shown = crate::engine::view::effective_components(flow, s, context)
+                        .map_or(s.components.as_slice(), |(shown, _)| shown);
                     if std::ptr::eq(shown, s.components.as_slice()) {
                         &usage.render
                     } else {

@@ -309,6 +309,8 @@ impl FlagError {
             path,
             message: self.to_string(),
             hint: self.hint(),
+            line: None,
+            column: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use regex::Regex;
 
 use super::error::FlowError;
-use super::model::{ComponentDef, FlowDef, NodeDef, Outcome, Text};
+use super::model::{ComponentDef, FlowDef, NodeDef, Outcome, Text, walk_components};
 use super::template::Template;
 use super::validate;
 use crate::rules::Rule;
@@ -30,6 +30,9 @@ pub struct CompiledFlow {
     templates: HashMap<String, Template>,
     /// Input patterns, anchored, keyed by their source.
     patterns: HashMap<String, Regex>,
+    /// Components' `visible_when` rules, keyed by their JSON text (only
+    /// guarded components pay for the lookup).
+    guards: HashMap<String, Rule>,
     /// Flags the flow's rules and templates read (`flags.<key>`), which the
     /// service evaluates for the session before each advance.
     pub flag_keys: FlagRefs,
@@ -201,7 +204,7 @@ impl CompiledFlow {
                 NodeDef::Screen(s) => {
                     texts.extend(s.title.iter());
                     collect_all(&s.components, &mut texts, &mut pattern_sources);
-                    if let Some(fb) = &s.fallback {
+                    for fb in s.fallback.iter().flat_map(|f| f.list()) {
                         texts.extend(fb.title.iter());
                         collect_all(&fb.components, &mut texts, &mut pattern_sources);
                     }
@@ -363,6 +366,41 @@ impl CompiledFlow {
                 }
             }
         }
+        // Component guards, and the patterns of custom components' inputs.
+        let mut guards = HashMap::new();
+        for tree in component_trees(&def) {
+            walk_components(tree, "", &mut |c, _| {
+                if let ComponentDef::Custom {
+                    inputs: Some(inputs),
+                    ..
+                } = c
+                {
+                    pattern_sources.extend(inputs.iter().filter_map(|i| i.pattern.as_deref()));
+                }
+            });
+        }
+        for tree in component_trees(&def) {
+            let mut rules = Vec::new();
+            walk_components(tree, "", &mut |c, _| {
+                if let Some(rule @ serde_json::Value::Object(_)) = c.visible_when() {
+                    rules.push(rule);
+                }
+            });
+            for rule in rules {
+                let key = rule.to_string();
+                if guards.contains_key(&key) {
+                    continue;
+                }
+                let compiled = Rule::compile(rule).map_err(|err| FlowError::Compile {
+                    flow: def.id.clone(),
+                    message: format!("visible_when rule does not compile: {err}"),
+                })?;
+                for path in compiled.var_paths() {
+                    flag_keys.add_path(&path);
+                }
+                guards.insert(key, compiled);
+            }
+        }
         let mut patterns = HashMap::new();
         for src in pattern_sources {
             let re = validate::compile_input_pattern(src).map_err(|err| FlowError::Compile {
@@ -385,8 +423,14 @@ impl CompiledFlow {
             index,
             templates,
             patterns,
+            guards,
             flag_keys,
         })
+    }
+
+    /// The compiled form of a component's `visible_when` rule.
+    pub fn guard(&self, rule: &serde_json::Value) -> Option<&Rule> {
+        self.guards.get(&rule.to_string())
     }
 
     pub fn node_index(&self, id: &str) -> Option<NodeIdx> {
@@ -405,6 +449,32 @@ impl CompiledFlow {
     pub fn pattern(&self, source: &str) -> Option<&Regex> {
         self.patterns.get(source)
     }
+}
+
+/// Every component tree of the flow: screens and their fallbacks, end
+/// nodes, pending screens and approval fields.
+fn component_trees(def: &FlowDef) -> Vec<&[ComponentDef]> {
+    let mut out: Vec<&[ComponentDef]> = Vec::new();
+    for node in &def.nodes {
+        match node {
+            NodeDef::Screen(s) => {
+                out.push(&s.components);
+                out.extend(
+                    s.fallback
+                        .iter()
+                        .flat_map(|f| f.list())
+                        .map(|f| f.components.as_slice()),
+                );
+            }
+            NodeDef::End(e) => out.push(&e.components),
+            NodeDef::Approval(a) => out.push(&a.fields),
+            _ => {}
+        }
+        if let Some(p) = node.pending() {
+            out.push(&p.components);
+        }
+    }
+    out
 }
 
 fn collect_pending<'a>(node: &'a NodeDef, texts: &mut Vec<&'a Text>, patterns: &mut Vec<&'a str>) {

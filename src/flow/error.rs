@@ -157,6 +157,8 @@ impl FlowError {
             path,
             message,
             hint: self.hint(),
+            line: None,
+            column: None,
         }
     }
 }

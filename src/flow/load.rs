@@ -15,9 +15,10 @@ use sha2::{Digest, Sha256};
 
 use super::error::FlowError;
 use super::model::{
-    ComponentDef, DecisionNode, EndNode, FlowDef, NodeDef, ScreenNode, SelectOption,
+    ApprovalStep, ComponentDef, DecisionNode, EndNode, EventStep, FallbackDef, FlowDef, HttpStep,
+    NODE_KINDS, NodeDef, ParallelStep, ScreenNode, SelectOption, TransformStep, WaitStep,
 };
-use super::validate::{Issue, Severity, validate};
+use super::validate::{Issue, Severity};
 
 /// Largest flow file read.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -68,6 +69,14 @@ use crate::document::{Format, format_of, yaml_message, yaml_options};
 /// twice is an issue on the later file, whose flow is left out. Only an
 /// unreadable directory is an `Err`.
 pub fn load_dir(dir: &Path) -> Result<LoadReport, FlowError> {
+    scan_dir(dir, None)
+}
+
+/// [`load_dir`] (`checks: None`), or the lenient read `baton validate`
+/// does (`Some`): a flow whose only structural problems are unknown fields
+/// is validated as if they were not there, so one typo hides nothing, and
+/// every issue carries its line and column.
+fn scan_dir(dir: &Path, checks: Option<&CheckOptions>) -> Result<LoadReport, FlowError> {
     let unreadable = |source| FlowError::DirUnreadable {
         dir: dir.to_path_buf(),
         source,
@@ -89,7 +98,27 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, FlowError> {
     let mut report = LoadReport::default();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
-        match load_file(&file) {
+        let loaded = match checks {
+            None => load_file(&file),
+            Some(opts) => {
+                let (def, issues) = check_file(&file, opts);
+                let salvaged = issues.iter().any(|i| i.code == "FLOW_STRUCTURE");
+                match def {
+                    Some(def) if !salvaged => {
+                        report.issues.extend(issues);
+                        Ok(def)
+                    }
+                    // A flow read without its unknown fields is checked,
+                    // not kept.
+                    Some(_) => {
+                        report.issues.extend(issues);
+                        continue;
+                    }
+                    None => Err(issues),
+                }
+            }
+        };
+        match loaded {
             Ok(def) => {
                 if let Some(first) = seen.get(&def.id) {
                     report.issues.push(
@@ -117,15 +146,120 @@ pub fn load_dir(dir: &Path) -> Result<LoadReport, FlowError> {
     Ok(report)
 }
 
-/// [`load_dir`], then [`validate`] on every flow that parsed; validation
-/// issues are appended to the report.
+/// [`load_dir`], then [`validate`] on every flow that parsed (see
+/// [`check_file`]); validation issues are appended to the report.
 pub fn check_dir(dir: &Path) -> Result<LoadReport, FlowError> {
-    let mut report = load_dir(dir)?;
-    for flow in &report.flows {
-        let file = flow.file.display().to_string();
-        report.issues.extend(validate(&flow.def, &file));
+    check_dir_with(dir, &CheckOptions::default())
+}
+
+/// [`check_dir`] with the flag definitions flows are checked against.
+pub fn check_dir_with(dir: &Path, opts: &CheckOptions) -> Result<LoadReport, FlowError> {
+    scan_dir(dir, Some(opts))
+}
+
+/// What `baton validate` checks flows against besides the flows themselves.
+#[derive(Debug, Default)]
+pub struct CheckOptions {
+    /// The flags `flags.<key>` must name (`--flags`); `None`: not checked.
+    pub flags: Option<crate::flags::FlagSet>,
+}
+
+/// `baton validate` on one flow file: every parse and validation issue,
+/// with line and column. Unknown fields are reported and then left out, so
+/// the rest of the file is still validated; the flow comes back when it
+/// could be read that way.
+pub fn check_file(path: &Path, opts: &CheckOptions) -> (Option<FlowDef>, Vec<Issue>) {
+    let text = match read_text(path) {
+        Ok(text) => text,
+        Err(issues) => return (None, issues),
+    };
+    let (def, mut issues) = match parse_value(path, &text) {
+        Ok(value) => parse_flow_lenient(path, &value),
+        Err(issues) => (None, issues),
+    };
+    if let Some(def) = &def {
+        let file = path.display().to_string();
+        issues.extend(super::validate::validate_with(
+            def,
+            &file,
+            opts.flags.as_ref(),
+        ));
     }
-    Ok(report)
+    if let Some(positions) = super::position::Positions::of(&text) {
+        for issue in issues.iter_mut().filter(|i| i.line.is_none()) {
+            if let Some((line, column)) = positions.find(&issue.path) {
+                issue.line = Some(line);
+                issue.column = Some(column);
+            }
+        }
+    }
+    (def, issues)
+}
+
+/// Like [`parse_flow_value`], but a flow whose only structural problems
+/// are unknown fields is still returned (without them), next to the issues.
+pub fn parse_flow_lenient(path: &Path, value: &Value) -> (Option<FlowDef>, Vec<Issue>) {
+    let mut issues = match parse_flow_value(path, value) {
+        Ok(def) => return (Some(def), Vec::new()),
+        Err(issues) => issues,
+    };
+    let mut value = value.clone();
+    let mut reported = issues.len();
+    // Each round removes the unknown fields found so far; a node reports
+    // one problem at a time, so a node with two typos takes two rounds.
+    for _ in 0..MAX_REPAIR_ROUNDS {
+        let mut repaired = false;
+        for issue in &issues[issues.len() - reported..] {
+            if issue.code == "FLOW_STRUCTURE" && issue.message.starts_with("unknown field") {
+                repaired |= remove_path(&mut value, &issue.path);
+            } else {
+                return (None, issues);
+            }
+        }
+        if !repaired {
+            return (None, issues);
+        }
+        match parse_flow_value(path, &value) {
+            Ok(def) => return (Some(def), issues),
+            Err(more) => {
+                reported = more.len();
+                issues.extend(more);
+            }
+        }
+    }
+    (None, issues)
+}
+
+/// Most unknown-field repair rounds per file: a file with more typos than
+/// this in one node still gets every typo reported, only not validated.
+const MAX_REPAIR_ROUNDS: usize = 20;
+
+/// Removes the member `path` (`$.nodes[0].urll`) names; whether it did.
+fn remove_path(value: &mut Value, path: &str) -> bool {
+    let Some((parent, key)) = path.rsplit_once('.') else {
+        return false;
+    };
+    if key.contains('[') {
+        return false;
+    }
+    let Some(segs) = super::position::segments(parent) else {
+        return false;
+    };
+    let mut here = value;
+    for seg in segs {
+        here = match seg {
+            super::position::Seg::Key(k) => match here.get_mut(k) {
+                Some(v) => v,
+                None => return false,
+            },
+            super::position::Seg::Index(i) => match here.get_mut(i) {
+                Some(v) => v,
+                None => return false,
+            },
+        };
+    }
+    here.as_object_mut()
+        .is_some_and(|o| o.remove(key).is_some())
 }
 
 /// Reads and parses one flow file, refusing files over [`MAX_FILE_BYTES`]
@@ -153,11 +287,39 @@ pub fn load_file(path: &Path) -> Result<FlowDef, Vec<Issue>> {
     parse_flow(path, &text)
 }
 
+/// The text of a flow file, within [`MAX_FILE_BYTES`].
+fn read_text(path: &Path) -> Result<String, Vec<Issue>> {
+    let one = |e: FlowError| vec![e.to_issue()];
+    if format_of(path).is_none() {
+        return Err(one(FlowError::UnsupportedFormat {
+            file: path.to_path_buf(),
+        }));
+    }
+    let unreadable = |source| FlowError::FileUnreadable {
+        file: path.to_path_buf(),
+        source,
+    };
+    let size = fs::metadata(path).map_err(|e| one(unreadable(e)))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(one(FlowError::FileTooLarge {
+            file: path.to_path_buf(),
+            size,
+            max: MAX_FILE_BYTES,
+        }));
+    }
+    fs::read_to_string(path).map_err(|e| one(unreadable(e)))
+}
+
 /// Parses flow text. `path` picks the format by extension (`.json` is
 /// JSON, anything else YAML) and names the file in issues. Structural
 /// problems come back all at once where they are independent: one for the
 /// flow's own fields and one per broken node.
 pub fn parse_flow(path: &Path, text: &str) -> Result<FlowDef, Vec<Issue>> {
+    parse_flow_value(path, &parse_value(path, text)?)
+}
+
+/// The document in `text`, as JSON or YAML by `path`'s extension.
+fn parse_value(path: &Path, text: &str) -> Result<Value, Vec<Issue>> {
     let one = |e: FlowError| vec![e.to_issue()];
     if text.len() as u64 > MAX_FILE_BYTES {
         return Err(one(FlowError::FileTooLarge {
@@ -182,7 +344,7 @@ pub fn parse_flow(path: &Path, text: &str) -> Result<FlowDef, Vec<Issue>> {
             })
         })?,
     };
-    parse_flow_value(path, &value)
+    Ok(value)
 }
 
 /// Turns an already-parsed document into a [`FlowDef`] (the GraphQL API
@@ -325,10 +487,17 @@ fn locate_node(v: &Value, base: &str) -> (String, String) {
             format!("expected a node object, found {}", type_name(v)),
         );
     };
+    let kinds = || {
+        NODE_KINDS
+            .iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let Some(kind) = obj.get("kind") else {
         return (
             base.into(),
-            "missing field `kind` (one of `screen`, `decision`, `end`)".into(),
+            format!("missing field `kind` (one of {})", kinds()),
         );
     };
     let mut fields = obj.clone();
@@ -338,12 +507,19 @@ fn locate_node(v: &Value, base: &str) -> (String, String) {
         Some("screen") => probe_struct::<ScreenNode>(&fields),
         Some("decision") => probe_struct::<DecisionNode>(&fields),
         Some("end") => probe_struct::<EndNode>(&fields),
+        Some("http") => probe_struct::<HttpStep>(&fields),
+        Some("transform") => probe_struct::<TransformStep>(&fields),
+        Some("wait") => probe_struct::<WaitStep>(&fields),
+        Some("approval") => probe_struct::<ApprovalStep>(&fields),
+        Some("event") => probe_struct::<EventStep>(&fields),
+        Some("parallel") => probe_struct::<ParallelStep>(&fields),
         _ => {
             return (
                 format!("{base}.kind"),
                 format!(
-                    "unknown node kind {}, expected one of `screen`, `decision`, `end`",
-                    show(kind)
+                    "unknown node kind {}, expected one of {}",
+                    show(kind),
+                    kinds()
                 ),
             );
         }
@@ -389,8 +565,24 @@ fn descend(
             _ => break,
         }
     }
-    if matches!(parent_key, Some("components" | "children")) {
+    if matches!(parent_key, Some("components" | "children" | "fields")) {
         return locate_component(here, &at);
+    }
+    if last_key == Some("fallback") {
+        // One fallback or a list of them: serde only says neither fits.
+        let items: Vec<(String, &Value)> = match here {
+            Value::Array(list) => list
+                .iter()
+                .enumerate()
+                .map(|(k, v)| (format!("{at}[{k}]"), v))
+                .collect(),
+            one => vec![(at.clone(), one)],
+        };
+        for (item_at, item) in items {
+            if let Some(e) = probe_struct::<FallbackDef>(item) {
+                return descend(item, &item_at, e.path(), &e.inner().to_string());
+            }
+        }
     }
     (at, improve(message))
 }
@@ -533,6 +725,11 @@ fn json_path(base: &str, path: &serde_path_to_error::Path) -> String {
 /// `experiments`, or with top-level `flag` and `goals`) by
 /// [`crate::experiments::check_paths`].
 pub fn check_paths(paths: &[std::path::PathBuf]) -> Vec<Issue> {
+    check_paths_with(paths, &CheckOptions::default())
+}
+
+/// [`check_paths`] against `opts` (the flags of `--flags`).
+pub fn check_paths_with(paths: &[std::path::PathBuf], opts: &CheckOptions) -> Vec<Issue> {
     let mut issues = Vec::new();
     for path in paths {
         let in_experiments_dir = path
@@ -544,7 +741,7 @@ pub fn check_paths(paths: &[std::path::PathBuf]) -> Vec<Issue> {
         {
             // Checked below, with the flags.
         } else if path.is_dir() {
-            match check_dir(path) {
+            match check_dir_with(path, opts) {
                 Ok(report) => issues.extend(report.issues),
                 Err(e) => issues.push(e.to_issue()),
             }
@@ -555,10 +752,7 @@ pub fn check_paths(paths: &[std::path::PathBuf]) -> Vec<Issue> {
         } else if crate::flags::load::is_flag_file(path) {
             issues.extend(crate::flags::load::check_file(path));
         } else {
-            match load_file(path) {
-                Ok(def) => issues.extend(validate(&def, &path.display().to_string())),
-                Err(found) => issues.extend(found),
-            }
+            issues.extend(check_file(path, opts).1);
         }
     }
     issues.extend(crate::experiments::check_paths(paths));

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod error;
 pub mod load;
 pub mod model;
+pub mod position;
 pub mod steps;
 pub mod template;
 pub mod validate;

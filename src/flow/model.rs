@@ -137,9 +137,37 @@ pub struct ScreenNode {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_app_version: Option<String>,
     /// What a client gets when it lacks a component kind this screen uses
-    /// or is older than `min_app_version`. Must use core components only.
+    /// or is older than `min_app_version`: one alternative, or an ordered
+    /// list of them. Each is checked against the client in turn and the
+    /// first it can render wins; the last must use core components only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fallback: Option<FallbackDef>,
+    pub fallback: Option<Fallbacks>,
+}
+
+/// One fallback, or an ordered list of them.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Fallbacks {
+    One(FallbackDef),
+    List(Vec<FallbackDef>),
+}
+
+impl Fallbacks {
+    /// The fallbacks in the order they are tried.
+    pub fn list(&self) -> &[FallbackDef] {
+        match self {
+            Fallbacks::One(f) => std::slice::from_ref(f),
+            Fallbacks::List(list) => list,
+        }
+    }
+
+    /// The JSON path of fallback `k` under `base` (`$.nodes[0].fallback`).
+    pub fn path(&self, base: &str, k: usize) -> String {
+        match self {
+            Fallbacks::One(_) => base.to_string(),
+            Fallbacks::List(_) => format!("{base}[{k}]"),
+        }
+    }
 }
 
 /// The alternative component tree for clients that cannot render a screen.
@@ -288,6 +316,14 @@ pub enum ComponentDef {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         text: Text,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// A heading; `level` 1 (largest) to 6.
     Heading {
@@ -296,6 +332,14 @@ pub enum ComponentDef {
         text: Text,
         #[serde(default = "one")]
         level: u8,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// An image by URL.
     Image {
@@ -304,6 +348,14 @@ pub enum ComponentDef {
         url: Text,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         alt: Option<Text>,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// Single-line text entry.
     TextInput {
@@ -323,6 +375,14 @@ pub enum ComponentDef {
         /// Message shown when `pattern` does not match (template, localizable).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pattern_message: Option<Text>,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// Numeric entry.
     NumberInput {
@@ -337,6 +397,14 @@ pub enum ComponentDef {
         /// Only whole numbers are accepted.
         #[serde(default)]
         integer: bool,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// E-mail address entry.
     EmailInput {
@@ -346,6 +414,14 @@ pub enum ComponentDef {
         placeholder: Option<Text>,
         #[serde(default)]
         required: bool,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// Choice among fixed options.
     Select {
@@ -354,6 +430,14 @@ pub enum ComponentDef {
         options: Vec<SelectOption>,
         #[serde(default)]
         required: bool,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// A yes/no box; `required` means it must be checked (e.g. terms).
     Checkbox {
@@ -361,6 +445,14 @@ pub enum ComponentDef {
         label: Text,
         #[serde(default)]
         required: bool,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// A calendar date, `YYYY-MM-DD`.
     Date {
@@ -374,6 +466,14 @@ pub enum ComponentDef {
         /// Latest allowed date, `YYYY-MM-DD`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max: Option<String>,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// Triggers one of the screen's actions.
     Button {
@@ -384,6 +484,14 @@ pub enum ComponentDef {
         action: String,
         #[serde(default)]
         style: ButtonStyle,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// A vertical list of items.
     List {
@@ -392,6 +500,14 @@ pub enum ComponentDef {
         #[serde(default)]
         ordered: bool,
         children: Vec<ComponentDef>,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// A visually grouped box with an optional title.
     Card {
@@ -400,6 +516,14 @@ pub enum ComponentDef {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<Text>,
         children: Vec<ComponentDef>,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// Lays children out in a row or a column.
     Stack {
@@ -408,16 +532,33 @@ pub enum ComponentDef {
         #[serde(default)]
         direction: StackDirection,
         children: Vec<ComponentDef>,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// Rich text in CommonMark (template, localizable).
     Markdown {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         text: Text,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
     /// Escape hatch: a component kind only some clients know. Clients list
     /// the names they render as `custom:<name>` in their capabilities; a
-    /// screen using one must declare a `fallback`.
+    /// screen using one must declare a `fallback`. What it submits is
+    /// declared in `inputs` (or is what the fallback's inputs submit).
     Custom {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
@@ -427,11 +568,159 @@ pub enum ComponentDef {
         /// are not rendered as templates.
         #[serde(default)]
         props: Value,
+        /// The values it submits, checked by the server like core inputs.
+        /// Omitted: the inputs of the screen's first fallback.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        inputs: Option<Vec<CustomInput>>,
+        /// Rule over the session context: while it is false the component
+        /// (with its children) is left out, and its inputs are not expected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        visible_when: Option<Value>,
+        /// Lowest client app version (semver) that gets this component;
+        /// older clients do not (without `appVersion`: current).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        min_app_version: Option<String>,
     },
 }
 
 fn one() -> u8 {
     1
+}
+
+/// A value a custom component submits: its key, its type and the
+/// constraints the matching core input has.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomInput {
+    /// Key of the value in `submit(values:)` and `input.<screen>.<id>`.
+    pub id: String,
+    /// The value's type, checked as the core input of that kind checks it.
+    #[serde(rename = "type")]
+    pub kind: InputType,
+    #[serde(default)]
+    pub required: bool,
+    /// `text`: fewest characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<u32>,
+    /// `text`: most characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<u32>,
+    /// `text`: regular expression the whole value must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// `number`: smallest value; `date`: earliest `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<Value>,
+    /// `number`: largest value; `date`: latest `YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Value>,
+    /// `number`: whole numbers only.
+    #[serde(default)]
+    pub integer: bool,
+    /// `select`: the values that may be submitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+}
+
+/// The type of a custom component's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InputType {
+    Text,
+    Number,
+    Email,
+    Select,
+    Checkbox,
+    Date,
+}
+
+impl InputType {
+    /// The core component kind that checks values of this type.
+    pub fn component_kind(self) -> &'static str {
+        match self {
+            InputType::Text => "text_input",
+            InputType::Number => "number_input",
+            InputType::Email => "email_input",
+            InputType::Select => "select",
+            InputType::Checkbox => "checkbox",
+            InputType::Date => "date",
+        }
+    }
+}
+
+impl CustomInput {
+    /// The core input that checks this value (no label: it is never shown).
+    pub fn to_component(&self) -> ComponentDef {
+        let id = self.id.clone();
+        let label = Text::Plain(String::new());
+        let required = self.required;
+        let (visible_when, min_app_version) = (None, None);
+        let num = |v: &Option<Value>| v.as_ref().and_then(Value::as_f64);
+        let date = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
+        match self.kind {
+            InputType::Text => ComponentDef::TextInput {
+                id,
+                label,
+                placeholder: None,
+                required,
+                min_length: self.min_length,
+                max_length: self.max_length,
+                pattern: self.pattern.clone(),
+                pattern_message: None,
+                visible_when,
+                min_app_version,
+            },
+            InputType::Number => ComponentDef::NumberInput {
+                id,
+                label,
+                required,
+                min: num(&self.min),
+                max: num(&self.max),
+                integer: self.integer,
+                visible_when,
+                min_app_version,
+            },
+            InputType::Email => ComponentDef::EmailInput {
+                id,
+                label,
+                placeholder: None,
+                required,
+                visible_when,
+                min_app_version,
+            },
+            InputType::Select => ComponentDef::Select {
+                id,
+                label,
+                options: self
+                    .options
+                    .iter()
+                    .map(|o| SelectOption {
+                        value: o.clone(),
+                        label: Text::Plain(o.clone()),
+                    })
+                    .collect(),
+                required,
+                visible_when,
+                min_app_version,
+            },
+            InputType::Checkbox => ComponentDef::Checkbox {
+                id,
+                label,
+                required,
+                visible_when,
+                min_app_version,
+            },
+            InputType::Date => ComponentDef::Date {
+                id,
+                label,
+                required,
+                min: date(&self.min),
+                max: date(&self.max),
+                visible_when,
+                min_app_version,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -450,6 +739,19 @@ pub enum StackDirection {
     Vertical,
     Horizontal,
 }
+
+/// Every node `kind`, in the order the docs list them.
+pub const NODE_KINDS: &[&str] = &[
+    "screen",
+    "decision",
+    "end",
+    "http",
+    "transform",
+    "wait",
+    "approval",
+    "event",
+    "parallel",
+];
 
 /// Component kinds every client is assumed to render. Anything else
 /// (`custom:<name>`) needs a capability and a fallback.
@@ -517,6 +819,78 @@ impl ComponentDef {
             | ComponentDef::Stack { id, .. }
             | ComponentDef::Markdown { id, .. }
             | ComponentDef::Custom { id, .. } => id.as_deref(),
+        }
+    }
+
+    /// The rule that shows or hides this component, if any.
+    pub fn visible_when(&self) -> Option<&Value> {
+        match self {
+            ComponentDef::Text { visible_when, .. }
+            | ComponentDef::Heading { visible_when, .. }
+            | ComponentDef::Image { visible_when, .. }
+            | ComponentDef::TextInput { visible_when, .. }
+            | ComponentDef::NumberInput { visible_when, .. }
+            | ComponentDef::EmailInput { visible_when, .. }
+            | ComponentDef::Select { visible_when, .. }
+            | ComponentDef::Checkbox { visible_when, .. }
+            | ComponentDef::Date { visible_when, .. }
+            | ComponentDef::Button { visible_when, .. }
+            | ComponentDef::List { visible_when, .. }
+            | ComponentDef::Card { visible_when, .. }
+            | ComponentDef::Stack { visible_when, .. }
+            | ComponentDef::Markdown { visible_when, .. }
+            | ComponentDef::Custom { visible_when, .. } => visible_when.as_ref(),
+        }
+    }
+
+    /// The lowest app version that gets this component, if any.
+    pub fn min_app_version(&self) -> Option<&str> {
+        match self {
+            ComponentDef::Text {
+                min_app_version, ..
+            }
+            | ComponentDef::Heading {
+                min_app_version, ..
+            }
+            | ComponentDef::Image {
+                min_app_version, ..
+            }
+            | ComponentDef::TextInput {
+                min_app_version, ..
+            }
+            | ComponentDef::NumberInput {
+                min_app_version, ..
+            }
+            | ComponentDef::EmailInput {
+                min_app_version, ..
+            }
+            | ComponentDef::Select {
+                min_app_version, ..
+            }
+            | ComponentDef::Checkbox {
+                min_app_version, ..
+            }
+            | ComponentDef::Date {
+                min_app_version, ..
+            }
+            | ComponentDef::Button {
+                min_app_version, ..
+            }
+            | ComponentDef::List {
+                min_app_version, ..
+            }
+            | ComponentDef::Card {
+                min_app_version, ..
+            }
+            | ComponentDef::Stack {
+                min_app_version, ..
+            }
+            | ComponentDef::Markdown {
+                min_app_version, ..
+            }
+            | ComponentDef::Custom {
+                min_app_version, ..
+            } => min_app_version.as_deref(),
         }
     }
 

@@ -16,6 +16,9 @@
 //! | `DUPLICATE_COMPONENT_ID` | error | two components of one tree share an id |
 //! | `DEAD_END_SCREEN` | error | a screen without actions |
 //! | `INVALID_RULE` | error | a `when` rule does not compile |
+//! | `NOT_A_RULE` | error | a `when` or `visible_when` is a string, number, list or null instead of a rule object or `true`/`false` |
+//! | `UNKNOWN_FLAG` | error | `flags.<key>` names no flag of the `--flags` directory (only with flags given) |
+//! | `FLAG_TYPE_MISMATCH` | error | a rule compares a flag with a literal none of its variants has the type of |
 //! | `INVALID_TEMPLATE` | error | a string does not compile as a template |
 //! | `EMPTY_TEXT` | error | a localized text with no locales |
 //! | `UNKNOWN_CONTEXT_ROOT` | error | a template or rule reads a root that is not in the context |
@@ -34,8 +37,10 @@
 //! | `EMPTY_SELECT` | error | a select without options |
 //! | `DUPLICATE_OPTION_VALUE` | error | two options of a select share a value |
 //! | `MISSING_FALLBACK` | error | custom component or `min_app_version` without `fallback` |
-//! | `FALLBACK_NOT_CORE` | error | a fallback uses a custom component |
-//! | `INVALID_APP_VERSION` | error | `min_app_version` is not a version |
+//! | `FALLBACK_NOT_CORE` | error | the last fallback uses a custom component |
+//! | `CUSTOM_INPUT_MISMATCH` | error | a fallback's inputs differ in name or kind from what the screen (its core inputs and its custom components' declared `inputs`) submits |
+//! | `INVALID_CUSTOM_INPUT` | error | a custom input's `min`/`max`/`pattern`/`options` do not fit its `type` |
+//! | `INVALID_APP_VERSION` | error | a screen's or component's `min_app_version` is not a version |
 //! | `UNREACHABLE_NODE` | warning | no path from `start` reaches the node |
 //! | `NO_PATH_TO_END` | warning | from this node no `end` can be reached |
 //! | `NO_DEFAULT_EDGE` | warning | every edge has a `when`; nothing matches → the session is stuck |
@@ -53,6 +58,7 @@ use serde_json::Value;
 
 use super::model::{ActionDef, ComponentDef, Edges, FlowDef, NodeDef, Text, walk_components};
 use super::template::{CONTEXT_FIELDS, CONTEXT_ROOTS, Template};
+use crate::flags::FlagSet;
 use crate::flow::steps::{defaults, parse_duration};
 use crate::rules::Rule;
 
@@ -86,22 +92,44 @@ pub struct Issue {
     pub path: String,
     pub message: String,
     pub hint: Option<String>,
+    /// 1-based line of the offending value in the file, when known
+    /// (`baton validate` reads the file for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// 1-based column, with `line`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<u64>,
 }
 
 /// Every problem in `flow`, in file order, flow-wide graph problems last.
 /// Never panics, whatever the flow holds.
 pub fn validate(flow: &FlowDef, file: &str) -> Vec<Issue> {
+    validate_with(flow, file, None)
+}
+
+/// [`validate`], and with `flags` also that every `flags.<key>` the flow
+/// reads is a defined flag, compared only with values of its variants'
+/// types.
+pub fn validate_with(flow: &FlowDef, file: &str, flags: Option<&FlagSet>) -> Vec<Issue> {
     let mut v = Validator::new(flow, file);
     v.run();
+    if let Some(flags) = flags {
+        v.check_flag_reads(flags);
+    }
     v.issues
 }
 
-/// One line per issue plus a summary line:
-/// ``flows/a.yaml: error[UNKNOWN_TARGET] node `welcome` at $.nodes[0].actions[0].next: … (hint: …)``
+/// One line per issue plus a summary line (`file:line:column:` when the
+/// line is known):
+/// ``flows/a.yaml:12:9: error[UNKNOWN_TARGET] node `welcome` at $.nodes[0].actions[0].next: … (hint: …)``
 pub fn format_human(issues: &[Issue]) -> String {
     let mut out = String::new();
     for i in issues {
-        let _ = write!(out, "{}: {}[{}]", i.file, i.severity.as_str(), i.code);
+        let _ = write!(out, "{}", i.file);
+        if let (Some(line), Some(column)) = (i.line, i.column) {
+            let _ = write!(out, ":{line}:{column}");
+        }
+        let _ = write!(out, ": {}[{}]", i.severity.as_str(), i.code);
         if let Some(node) = &i.node {
             let _ = write!(out, " node `{node}`");
         }
@@ -255,6 +283,17 @@ struct Validator<'a> {
     /// Set while checking an `http` step's request templates, the only
     /// place `secrets.NAME` may be read (it never reaches a client).
     allow_secrets: bool,
+    /// Every `flags.<key>` read, in file order, for [`validate_with`].
+    flag_reads: Vec<FlagRead>,
+}
+
+/// One read of a flag by a rule or template.
+struct FlagRead {
+    key: String,
+    node: String,
+    path: String,
+    /// A literal a rule compares the flag with (`{"==": [{"var": "flags.k"}, 3]}`).
+    compared: Option<Value>,
 }
 
 impl<'a> Validator<'a> {
@@ -270,13 +309,24 @@ impl<'a> Validator<'a> {
             index.insert(node.id(), i);
             if let NodeDef::Screen(s) = node {
                 let mut ids = Vec::new();
-                let fallback = s.fallback.iter().flat_map(|f| f.components.iter());
+                let fallback = s
+                    .fallback
+                    .iter()
+                    .flat_map(|f| f.list())
+                    .flat_map(|f| f.components.iter());
                 for c in s.components.iter().chain(fallback) {
                     c.walk("", &mut |c, _| {
                         if (c.is_input() || matches!(c, ComponentDef::Custom { .. }))
                             && let Some(id) = c.id()
                         {
                             ids.push(id);
+                        }
+                        if let ComponentDef::Custom {
+                            inputs: Some(inputs),
+                            ..
+                        } = c
+                        {
+                            ids.extend(inputs.iter().map(|i| i.id.as_str()));
                         }
                     });
                 }
@@ -293,6 +343,7 @@ impl<'a> Validator<'a> {
             adjacency: vec![Vec::new(); flow.nodes.len()],
             broken_ends: HashSet::new(),
             allow_secrets: false,
+            flag_reads: Vec::new(),
         }
     }
 
@@ -313,6 +364,8 @@ impl<'a> Validator<'a> {
             path: path.into(),
             message: message.into(),
             hint,
+            line: None,
+            column: None,
         });
     }
 
@@ -435,7 +488,7 @@ impl<'a> Validator<'a> {
                 }
                 self.check_capabilities(screen, &base, &main);
                 let has_inputs = !main.inputs.is_empty()
-                    || screen.fallback.as_ref().is_some_and(|f| {
+                    || screen.fallback.iter().flat_map(|f| f.list()).any(|f| {
                         let mut any = false;
                         walk_components(&f.components, "", &mut |c, _| any |= c.is_input());
                         any
@@ -890,7 +943,7 @@ impl<'a> Validator<'a> {
                 for (k, edge) in list.iter().enumerate() {
                     let edge_path = format!("{path}[{k}]");
                     if let Some(when) = &edge.when {
-                        self.check_rule(when, &format!("{edge_path}.when"), node);
+                        self.check_guard(when, &format!("{edge_path}.when"), node);
                     }
                     let target = self.check_target(&edge.to, &format!("{edge_path}.to"), node);
                     if let Some(d) = default_at {
@@ -943,11 +996,47 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A rule in a position that decides something (`when`,
+    /// `visible_when`): a JsonLogic object, or `true` / `false`. Anything
+    /// else is a JsonLogic literal, always truthy or always falsy, which
+    /// is never what was meant (`"a == 'b'"` would always match).
+    fn check_guard(&mut self, logic: &Value, path: &str, node: &str) {
+        match logic {
+            Value::Object(_) => self.check_rule(logic, path, node),
+            Value::Bool(_) => {}
+            other => self.error(
+                Code::NotARule,
+                Some(node),
+                path,
+                format!(
+                    "expected a rule (a JsonLogic object, or true/false), found {}",
+                    match other {
+                        Value::String(s) => format!("the string {s:?}"),
+                        Value::Number(n) => format!("the number {n}"),
+                        Value::Array(_) => "a list".to_string(),
+                        _ => "null".to_string(),
+                    }
+                ),
+                Some("write the rule as an object, e.g. {\"==\": [{\"var\": \"input.form.plan\"}, \"pro\"]}; a string or number here is a constant, so the edge would always (or never) match".into()),
+            ),
+        }
+    }
+
     fn check_rule(&mut self, logic: &Value, path: &str, node: &str) {
         match Rule::compile(logic) {
             Ok(rule) => {
                 for var in rule.var_paths() {
                     self.check_ref(&var, path, node, Source::Rule);
+                }
+                let mut compared = Vec::new();
+                flag_comparisons(logic, &mut compared);
+                for (key, literal) in compared {
+                    self.flag_reads.push(FlagRead {
+                        key,
+                        node: node.to_string(),
+                        path: path.to_string(),
+                        compared: Some(literal),
+                    });
                 }
             }
             Err(e) => self.error(
@@ -1003,6 +1092,17 @@ impl<'a> Validator<'a> {
         }
         let mut segs = var.split('.');
         let root = segs.next().unwrap_or_default();
+        if root == "flags"
+            && let Some(key) = var.strip_prefix("flags.").and_then(|k| k.split('.').next())
+            && !key.is_empty()
+        {
+            self.flag_reads.push(FlagRead {
+                key: key.to_string(),
+                node: node.to_string(),
+                path: path.to_string(),
+                compared: None,
+            });
+        }
         if root == "secrets" {
             if !self.allow_secrets {
                 self.error(
@@ -1121,6 +1221,73 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// `flags.<key>` must be a defined flag, and a literal a rule compares
+    /// it with must have the type of one of its variants.
+    fn check_flag_reads(&mut self, flags: &FlagSet) {
+        let reads = std::mem::take(&mut self.flag_reads);
+        let mut unknown_seen: HashSet<(String, String)> = HashSet::new();
+        for read in reads {
+            let Some(flag) = flags.flags.get(read.key.as_str()) else {
+                if !unknown_seen.insert((read.key.clone(), read.path.clone())) {
+                    continue;
+                }
+                let keys: Vec<&str> = flags.keys().collect();
+                let hint = match keys.iter().min_by_key(|k| edit_distance(&read.key, k)) {
+                    Some(best)
+                        if edit_distance(&read.key, best)
+                            <= read.key.len().max(best.len()) / 3 + 1 =>
+                    {
+                        format!("did you mean `flags.{best}`?")
+                    }
+                    _ if keys.is_empty() => "no flags are defined; flags are read from the `--flags` directory (default `flags`), as `baton serve` reads them".to_string(),
+                    _ => format!(
+                        "defined flags: {} (from the `--flags` directory, default `flags`)",
+                        keys.iter().take(20).copied().collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                self.error(
+                    Code::UnknownFlag,
+                    Some(&read.node),
+                    read.path,
+                    format!(
+                        "reads `flags.{}`, but no flag `{}` is defined",
+                        read.key, read.key
+                    ),
+                    Some(hint),
+                );
+                continue;
+            };
+            let Some(literal) = &read.compared else {
+                continue;
+            };
+            let mut types: Vec<&str> = flag.variants.values().map(json_type).collect();
+            types.sort_unstable();
+            types.dedup();
+            let have = json_type(literal);
+            if types.is_empty() || types.contains(&have) {
+                continue;
+            }
+            self.error(
+                Code::FlagTypeMismatch,
+                Some(&read.node),
+                read.path,
+                format!(
+                    "compares `flags.{}` with the {have} {literal}, but its variants are {}",
+                    read.key,
+                    types.join(" or ")
+                ),
+                Some(format!(
+                    "compare with one of its variant values: {}",
+                    flag.variants
+                        .values()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            );
+        }
+    }
+
     /// Checks a component tree (a screen's, a fallback's or an end node's).
     fn check_tree(
         &mut self,
@@ -1161,6 +1328,7 @@ impl<'a> Validator<'a> {
             }
             if matches!(c, ComponentDef::Custom { .. }) {
                 tree.customs.push(path.clone());
+                tree.custom_defs.push(c);
             }
             self.check_component(c, &path, node, actions);
         }
@@ -1175,6 +1343,27 @@ impl<'a> Validator<'a> {
         actions: Option<&[ActionDef]>,
     ) {
         let mut texts: Vec<(&str, &Text)> = Vec::new();
+        if let Some(rule) = c.visible_when() {
+            self.check_guard(rule, &format!("{path}.visible_when"), node);
+        }
+        if let Some(v) = c.min_app_version()
+            && parse_app_version(v).is_none()
+        {
+            self.error(
+                Code::InvalidAppVersion,
+                Some(node),
+                format!("{path}.min_app_version"),
+                format!("min_app_version `{v}` is not a version"),
+                Some("use semver such as 5.2.0 (5.2 and 5 are read as 5.2.0 and 5.0.0)".into()),
+            );
+        }
+        if let ComponentDef::Custom {
+            inputs: Some(inputs),
+            ..
+        } = c
+        {
+            self.check_declared_inputs(inputs, path, node);
+        }
         match c {
             ComponentDef::Text { text, .. } | ComponentDef::Markdown { text, .. } => {
                 texts.push(("text", text))
@@ -1389,7 +1578,8 @@ impl<'a> Validator<'a> {
                 .as_ref()
                 .map(|_| format!("{base}.min_app_version"))
         });
-        let Some(fallback) = &screen.fallback else {
+        let fallbacks = screen.fallback.as_ref().map_or(&[][..], |f| f.list());
+        let Some(all) = screen.fallback.as_ref().filter(|_| !fallbacks.is_empty()) else {
             if let Some(path) = needs {
                 let why = if main.customs.is_empty() {
                     "declares `min_app_version`"
@@ -1415,62 +1605,218 @@ impl<'a> Validator<'a> {
                 Some("remove the fallback, or set `min_app_version`".into()),
             );
         }
-        if let Some(title) = &fallback.title {
-            self.check_text(title, &format!("{base}.fallback.title"), id);
-        }
-        let fb = self.check_tree(
-            &fallback.components,
-            &format!("{base}.fallback.components"),
-            id,
-            Some(&screen.actions),
-        );
-        for path in &fb.customs {
-            self.error(
-                Code::FallbackNotCore,
-                Some(id),
-                path.clone(),
-                "a fallback must use core components only, but this one is custom",
-                Some(format!(
-                    "core components: {}",
-                    super::model::CORE_KINDS.join(", ")
-                )),
-            );
+        // What the screen submits when shown as designed: its core inputs
+        // and the inputs its custom components declare.
+        let mut declared: BTreeMap<&str, &'static str> = main
+            .inputs
+            .iter()
+            .filter_map(|(_, c)| Some((c.id()?, c.kind())))
+            .collect();
+        let mut custom_declares = false;
+        for c in &main.custom_defs {
+            if let ComponentDef::Custom {
+                inputs: Some(inputs),
+                ..
+            } = c
+            {
+                custom_declares = true;
+                for input in inputs {
+                    declared.insert(&input.id, input.kind.component_kind());
+                }
+            }
         }
         let main_kinds: BTreeMap<&str, &ComponentDef> = main
             .inputs
             .iter()
             .filter_map(|(_, c)| Some((c.id()?, *c)))
             .collect();
-        let fb_ids: HashSet<&str> = fb.inputs.iter().filter_map(|(_, c)| c.id()).collect();
-        for (path, c) in &fb.inputs {
-            if let Some(main_c) = c.id().and_then(|cid| main_kinds.get(cid))
-                && main_c.kind() != c.kind()
-            {
-                self.warning(
-                    Code::FallbackInputMismatch,
-                    Some(id),
-                    format!("{path}.kind"),
+        let base_fb = format!("{base}.fallback");
+        for (k, fallback) in fallbacks.iter().enumerate() {
+            let fb_base = all.path(&base_fb, k);
+            if let Some(title) = &fallback.title {
+                self.check_text(title, &format!("{fb_base}.title"), id);
+            }
+            let fb = self.check_tree(
+                &fallback.components,
+                &format!("{fb_base}.components"),
+                id,
+                Some(&screen.actions),
+            );
+            // Earlier fallbacks may use custom kinds (a client without them
+            // gets the next); the last is what every client can render.
+            if k + 1 == fallbacks.len() {
+                for path in &fb.customs {
+                    self.error(
+                        Code::FallbackNotCore,
+                        Some(id),
+                        path.clone(),
+                        "the last fallback must use core components only, but this one is custom",
+                        Some(format!(
+                            "core components: {}",
+                            super::model::CORE_KINDS.join(", ")
+                        )),
+                    );
+                }
+            }
+            let fb_ids: HashSet<&str> = fb.inputs.iter().filter_map(|(_, c)| c.id()).collect();
+            for (path, c) in &fb.inputs {
+                if let Some(main_c) = c.id().and_then(|cid| main_kinds.get(cid))
+                    && main_c.kind() != c.kind()
+                {
+                    self.warning(
+                        Code::FallbackInputMismatch,
+                        Some(id),
+                        format!("{path}.kind"),
+                        format!(
+                            "fallback input `{}` is a {}, but the screen's input of that id is a {}",
+                            c.id().unwrap_or_default(),
+                            c.kind(),
+                            main_c.kind()
+                        ),
+                        Some("use the same kind so the submitted value has the same type".into()),
+                    );
+                }
+            }
+            for (path, c) in &main.inputs {
+                if is_required(c)
+                    && let Some(cid) = c.id()
+                    && !fb_ids.contains(cid)
+                {
+                    self.warning(
+                        Code::FallbackMissingInput,
+                        Some(id),
+                        path.clone(),
+                        format!("required input `{cid}` is missing from the fallback, so clients on the fallback never submit it"),
+                        Some(format!("add an input with id `{cid}` to the fallback")),
+                    );
+                }
+            }
+            if custom_declares {
+                self.check_custom_inputs(id, &fb_base, &declared, &fb);
+            }
+        }
+    }
+
+    /// A custom component's declared `inputs`: unique valid ids, and
+    /// constraints that fit the type.
+    fn check_declared_inputs(
+        &mut self,
+        inputs: &[super::model::CustomInput],
+        path: &str,
+        node: &str,
+    ) {
+        use super::model::InputType;
+        let mut seen = HashSet::new();
+        for (k, input) in inputs.iter().enumerate() {
+            let ip = format!("{path}.inputs[{k}]");
+            if !valid_id(&input.id) || !seen.insert(input.id.as_str()) {
+                self.error(
+                    Code::InvalidId,
+                    Some(node),
+                    format!("{ip}.id"),
                     format!(
-                        "fallback input `{}` is a {}, but the screen's input of that id is a {}",
-                        c.id().unwrap_or_default(),
-                        c.kind(),
-                        main_c.kind()
+                        "input id `{}` is not a unique id of letters, digits, `_` and `-`",
+                        input.id
                     ),
-                    Some("use the same kind so the submitted value has the same type".into()),
+                    Some("it is the key of the submitted value, e.g. `address`".into()),
+                );
+            }
+            let bound_ok = |v: &Option<Value>| match (input.kind, v) {
+                (_, None) => true,
+                (InputType::Number, Some(v)) => v.is_number(),
+                (InputType::Date, Some(Value::String(s))) => parse_date(s).is_some(),
+                _ => false,
+            };
+            let misplaced = [
+                ("min", !bound_ok(&input.min)),
+                ("max", !bound_ok(&input.max)),
+                (
+                    "pattern",
+                    input.pattern.is_some() && input.kind != InputType::Text,
+                ),
+                (
+                    "options",
+                    input.kind == InputType::Select && input.options.is_empty(),
+                ),
+            ];
+            for (field, bad) in misplaced {
+                if bad {
+                    self.error(
+                        Code::InvalidCustomInput,
+                        Some(node),
+                        format!("{ip}.{field}"),
+                        format!("`{field}` does not fit an input of type `{}`", input.kind.component_kind()),
+                        Some("`min`/`max` are numbers for `number` and YYYY-MM-DD dates for `date`; `pattern` is for `text`; a `select` needs `options`".into()),
+                    );
+                }
+            }
+            if let Some(pattern) = &input.pattern
+                && let Err(e) = compile_input_pattern(pattern)
+            {
+                self.error(
+                    Code::InvalidPattern,
+                    Some(node),
+                    format!("{ip}.pattern"),
+                    format!("pattern is not a valid regular expression: {}", one_line(&e.to_string())),
+                    Some("patterns use Rust regex syntax (https://docs.rs/regex); the whole value must match".into()),
                 );
             }
         }
-        for (path, c) in &main.inputs {
-            if is_required(c)
-                && let Some(cid) = c.id()
-                && !fb_ids.contains(cid)
-            {
-                self.warning(
-                    Code::FallbackMissingInput,
+    }
+
+    /// A fallback of a screen whose custom components declare `inputs`
+    /// must submit the same values: the same names with the same types.
+    fn check_custom_inputs(
+        &mut self,
+        id: &str,
+        fb_base: &str,
+        declared: &BTreeMap<&str, &'static str>,
+        fb: &Tree<'a>,
+    ) {
+        let got: BTreeMap<&str, (&str, String)> = fb
+            .inputs
+            .iter()
+            .filter_map(|(path, c)| Some((c.id()?, (c.kind(), path.clone()))))
+            .collect();
+        let describe = |m: &BTreeMap<&str, &str>| {
+            m.iter()
+                .map(|(k, t)| format!("{k} ({t})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let hint = Some(format!(
+            "the screen submits: {}; give the fallback inputs with the same ids and kinds",
+            describe(declared)
+        ));
+        for (name, kind) in declared {
+            match got.get(name) {
+                None => self.error(
+                    Code::CustomInputMismatch,
                     Some(id),
-                    path.clone(),
-                    format!("required input `{cid}` is missing from the fallback, so clients on the fallback never submit it"),
-                    Some(format!("add an input with id `{cid}` to the fallback")),
+                    format!("{fb_base}.components"),
+                    format!("the screen submits `{name}`, but this fallback has no input `{name}`"),
+                    hint.clone(),
+                ),
+                Some((have, path)) if have != kind => self.error(
+                    Code::CustomInputMismatch,
+                    Some(id),
+                    format!("{path}.kind"),
+                    format!("the screen submits `{name}` as a {kind}, but this fallback's input is a {have}"),
+                    hint.clone(),
+                ),
+                Some(_) => {}
+            }
+        }
+        for (name, (_, path)) in &got {
+            if !declared.contains_key(name) {
+                self.error(
+                    Code::CustomInputMismatch,
+                    Some(id),
+                    format!("{path}.id"),
+                    format!(
+                        "this fallback submits `{name}`, which the screen as designed does not"
+                    ),
+                    hint.clone(),
                 );
             }
         }
@@ -1613,6 +1959,7 @@ impl<'a> Validator<'a> {
 struct Tree<'a> {
     inputs: Vec<(String, &'a ComponentDef)>,
     customs: Vec<String>,
+    custom_defs: Vec<&'a ComponentDef>,
 }
 
 /// `http` steps whose host is not in `allowed` (exact host names or IPs).
@@ -1653,11 +2000,63 @@ pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue>
                             allowed.join(", ")
                         }
                     )),
+                    line: None,
+                    column: None,
                 });
             }
         }
     }
     out
+}
+
+/// JSON type names as messages use them.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "list",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `(flag key, literal)` for every comparison in `logic` between a
+/// `flags.<key>` var and a scalar literal (`null` left out: comparing
+/// with null asks "is it unset", which fits any flag).
+fn flag_comparisons(logic: &Value, out: &mut Vec<(String, Value)>) {
+    const COMPARISONS: &[&str] = &["==", "===", "!=", "!==", "<", "<=", ">", ">="];
+    match logic {
+        Value::Object(map) => {
+            for (op, args) in map {
+                if let (true, Value::Array(args)) = (COMPARISONS.contains(&op.as_str()), args) {
+                    let keys: Vec<&str> = args.iter().filter_map(flag_var).collect();
+                    for key in keys {
+                        for lit in args.iter().filter(|a| {
+                            matches!(a, Value::Bool(_) | Value::Number(_) | Value::String(_))
+                        }) {
+                            out.push((key.to_string(), lit.clone()));
+                        }
+                    }
+                }
+                flag_comparisons(args, out);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| flag_comparisons(i, out)),
+        _ => {}
+    }
+}
+
+/// The key of `{"var": "flags.<key>"}` (or `{"var": ["flags.<key>", default]}`).
+fn flag_var(v: &Value) -> Option<&str> {
+    let var = v.as_object()?.get("var")?;
+    let path = match var {
+        Value::String(s) => s.as_str(),
+        Value::Array(a) => a.first()?.as_str()?,
+        _ => return None,
+    };
+    let key = path.strip_prefix("flags.")?;
+    (!key.contains('.') && !key.is_empty()).then_some(key)
 }
 
 fn is_step(node: &NodeDef) -> bool {

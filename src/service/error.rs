@@ -21,6 +21,8 @@ pub enum ServiceError {
     Forbidden,
     #[error("invalid `{field}`: {message}")]
     InvalidInput { field: String, message: String },
+    #[error("invalid `client.appVersion`: `{version}` is not a version")]
+    InvalidAppVersion { version: String },
     #[error("idempotency key `{key}` was already used for a different submit")]
     IdempotencyKeyReused { key: String },
     #[error("the session is being changed by other requests; try again")]
@@ -60,7 +62,9 @@ impl ServiceError {
             ServiceError::SessionNotFound { .. } => Code::SessionNotFound,
             ServiceError::Unauthenticated => Code::Unauthenticated,
             ServiceError::Forbidden => Code::Forbidden,
-            ServiceError::InvalidInput { .. } => Code::BadUserInput,
+            ServiceError::InvalidInput { .. } | ServiceError::InvalidAppVersion { .. } => {
+                Code::BadUserInput
+            }
             ServiceError::IdempotencyKeyReused { .. } => Code::IdempotencyKeyReused,
             ServiceError::Busy => Code::SessionBusy,
             ServiceError::Engine(e) => e.code(),
@@ -108,6 +112,9 @@ impl ServiceError {
             ServiceError::InvalidDecision { .. } => {
                 Some("fill the approval's fields as `errors` describes".into())
             }
+            ServiceError::InvalidAppVersion { .. } => Some(
+                "send the app's version as semver, e.g. `6.1.0` (`6.1`, `6` and `v6.1.0` are read as 6.1.0), or omit `appVersion` to be treated as current".into(),
+            ),
             ServiceError::Engine(e) => e.hint(),
             ServiceError::Store(e) => e.hint(),
             ServiceError::Flow(e) => e.hint(),

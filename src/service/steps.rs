@@ -634,18 +634,18 @@ impl Baton {
             }
             .into());
         }
-        let clean = match engine::input::validate(&flow, &step.fields, values, &snap.state.context)
-        {
-            Ok(clean) => clean,
-            Err((errors, _)) => {
-                let summary = errors
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field.as_deref().unwrap_or("-"), e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                return Err(ServiceError::InvalidDecision { summary, errors });
-            }
-        };
+        let clean =
+            match engine::input::validate(&flow, &step.fields, &[], values, &snap.state.context) {
+                Ok(clean) => clean,
+                Err((errors, _)) => {
+                    let summary = errors
+                        .iter()
+                        .map(|e| format!("{}: {}", e.field.as_deref().unwrap_or("-"), e.message))
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    return Err(ServiceError::InvalidDecision { summary, errors });
+                }
+            };
         let result = StepResult {
             outcome: outcome.to_string(),
             output: json!({

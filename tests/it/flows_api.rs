@@ -141,7 +141,7 @@ async fn onboarding_android_capabilities(app: TestApp) {
     assert_eq!(s["screen"]["components"][0]["kind"], "text");
 
     // A new app that lacks the custom component also gets the fallback.
-    let (s, token) = app.start("onboarding", user.clone(), json!({ "platform": "android", "appVersion": "5.2.0", "capabilities": ["text", "button"] })).await;
+    let (s, token) = app.start("onboarding", user.clone(), json!({ "platform": "android", "appVersion": "5.2.0", "capabilities": ["text", "heading", "button"] })).await;
     let s = app
         .submit(
             &token,
@@ -491,7 +491,40 @@ async fn sessions_keep_their_flow_version(app: TestApp) {
     assert_eq!(s["data"]["session"]["screen"]["title"], "Your cart");
 }
 
+/// A client is never sent what it cannot render, nor treated as current
+/// when its version is not a version.
+async fn capabilities_keep_their_promise(app: TestApp) {
+    let start = |client: Value| {
+        let app = &app;
+        async move {
+            app.gql(
+                "mutation($i: StartFlowInput!) { startFlow(input: $i) { id } }",
+                json!({ "i": { "flowId": "onboarding", "user": { "id": "u-9" }, "client": client } }),
+                None,
+            )
+            .await
+        }
+    };
+    let r = start(json!({ "appVersion": "banana" })).await;
+    assert_eq!(error_code(&r), "BAD_USER_INPUT", "{r}");
+    assert!(
+        r["errors"][0]["extensions"]["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("semver")),
+        "{r}"
+    );
+    // `welcome` uses a heading and has no fallback: a client without
+    // headings gets a clear error, not a screen it cannot draw.
+    let r = start(json!({ "capabilities": ["text", "button"] })).await;
+    assert_eq!(error_code(&r), "CLIENT_UNSUPPORTED", "{r}");
+    assert!(r["errors"][0]["extensions"]["hint"].is_string(), "{r}");
+    let r =
+        start(json!({ "appVersion": "v6.1", "capabilities": ["text", "heading", "button"] })).await;
+    assert!(r["data"]["startFlow"]["id"].is_string(), "{r}");
+}
+
 crate::both_backends! {
+    capabilities_keep_their_promise => capabilities_keep_their_promise;
     onboarding_ios_pro_german => onboarding_ios_pro_german;
     onboarding_android_capabilities => onboarding_android_capabilities;
     onboarding_web_skip => onboarding_web_skip;

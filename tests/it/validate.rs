@@ -1611,3 +1611,220 @@ nodes:
         "{issues:?}"
     );
 }
+
+// ------------------------------------------- what run time would trip on
+
+#[test]
+fn a_rule_that_is_not_a_rule_is_an_error() {
+    let issues = assert_issues(
+        r#"
+id: t
+start: d
+nodes:
+  - kind: decision
+    id: d
+    next:
+      - {when: "input.a.plan == 'pro'", to: b}
+      - {when: 3, to: b}
+      - {when: [{"var": "user.id"}], to: b}
+      - {when: false, to: b}
+      - {when: {"==": [{"var": "user.id"}, "u1"]}, to: b}
+      - {when: true, to: b}
+  - {kind: end, id: b}
+"#,
+        &[
+            ("NOT_A_RULE", Some("d"), "$.nodes[0].next[0].when"),
+            ("NOT_A_RULE", Some("d"), "$.nodes[0].next[1].when"),
+            ("NOT_A_RULE", Some("d"), "$.nodes[0].next[2].when"),
+        ],
+    );
+    assert!(
+        issues[0].message.contains("the string"),
+        "{}",
+        issues[0].message
+    );
+    assert!(
+        issues[0].hint.as_deref().unwrap().contains(r#"{"==": "#),
+        "the hint shows the object form"
+    );
+}
+
+fn test_flags() -> baton::flags::FlagSet {
+    let load = baton::flags::load_str(
+        Path::new("f.json"),
+        r#"{"flags": {
+            "new-ui": {"state": "ENABLED", "variants": {"on": true, "off": false}, "defaultVariant": "off"},
+            "limit": {"state": "ENABLED", "variants": {"low": 3, "high": 5}, "defaultVariant": "low"}
+        }}"#,
+    );
+    assert!(load.issues.is_empty(), "{}", format_human(&load.issues));
+    load.set
+}
+
+#[test]
+fn flags_a_flow_reads_must_exist_and_be_compared_by_type() {
+    let def = flow(
+        r#"
+id: t
+start: d
+nodes:
+  - kind: decision
+    id: d
+    next:
+      - {when: {"==": [{"var": "flags.new-ui"}, 1]}, to: s}
+      - {when: {">": [{"var": "flags.limit"}, 4]}, to: s}
+      - {when: {"==": [{"var": "flags.new-ux"}, true]}, to: s}
+      - {when: {"==": [{"var": "flags.new-ui"}, true]}, to: s}
+      - to: s
+  - kind: screen
+    id: s
+    title: "{{ flags.missing }}"
+    actions: [{id: go, next: e}]
+  - {kind: end, id: e}
+"#,
+    );
+    let issues = baton::flow::validate::validate_with(&def, "t.yaml", Some(&test_flags()));
+    assert_eq!(
+        triples(&issues),
+        [
+            ("FLAG_TYPE_MISMATCH", Some("d"), "$.nodes[0].next[0].when"),
+            ("UNKNOWN_FLAG", Some("d"), "$.nodes[0].next[2].when"),
+            ("UNKNOWN_FLAG", Some("s"), "$.nodes[1].title"),
+        ],
+        "\n{}",
+        format_human(&issues)
+    );
+    assert!(
+        issues[0].message.contains("boolean"),
+        "{}",
+        issues[0].message
+    );
+    assert_eq!(
+        issues[1].hint.as_deref(),
+        Some("did you mean `flags.new-ui`?")
+    );
+    // Without flags given, nothing is said about them.
+    assert!(validate(&def, "t.yaml").is_empty());
+}
+
+#[test]
+fn an_unknown_field_hides_no_other_check_and_issues_have_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("typo.yaml");
+    std::fs::write(
+        &file,
+        "id: typo\nstart: a\nnodes:\n  - kind: screen\n    id: a\n    titel: Hi\n    actions:\n      - {id: go, next: nowhere}\n  - kind: http\n    id: call\n    urll: http://x\n    url: http://127.0.0.1/x\n    nxt: a\n    next: a\n",
+    )
+    .unwrap();
+    let issues = baton::flow::load::check_paths(&[file]);
+    let got: Vec<(&str, &str, Option<u64>, Option<u64>)> = issues
+        .iter()
+        .map(|i| (i.code.as_str(), i.path.as_str(), i.line, i.column))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("FLOW_STRUCTURE", "$.nodes[0].titel", Some(6), Some(5)),
+            ("FLOW_STRUCTURE", "$.nodes[1].urll", Some(11), Some(5)),
+            ("FLOW_STRUCTURE", "$.nodes[1].nxt", Some(13), Some(5)),
+            (
+                "UNKNOWN_TARGET",
+                "$.nodes[0].actions[0].next",
+                Some(8),
+                Some(18)
+            ),
+            ("UNREACHABLE_NODE", "$.nodes[1]", Some(9), Some(5)),
+        ],
+        "\n{}",
+        format_human(&issues)
+    );
+    assert!(format_human(&issues).contains("typo.yaml:6:5: error[FLOW_STRUCTURE]"));
+}
+
+#[test]
+fn a_typo_in_a_step_names_the_field_and_unknown_kinds_list_every_kind() {
+    let issues = parse_err(
+        "s.yaml",
+        r#"
+id: t
+start: a
+nodes:
+  - {kind: wait, id: a, duraton: 1h, next: b}
+  - {kind: approval, id: r, role: x, outcomes: {ok: b}, fields: [{kind: text_input, id: n, lable: x}]}
+  - {kind: nope, id: b}
+"#,
+    );
+    assert_eq!(
+        triples(&issues),
+        [
+            ("FLOW_STRUCTURE", Some("a"), "$.nodes[0].duraton"),
+            ("FLOW_STRUCTURE", Some("r"), "$.nodes[1].fields[0].lable"),
+            ("FLOW_STRUCTURE", Some("b"), "$.nodes[2].kind"),
+        ],
+        "\n{}",
+        format_human(&issues)
+    );
+    for kind in baton::flow::model::NODE_KINDS {
+        assert!(
+            issues[2].message.contains(&format!("`{kind}`")),
+            "{}",
+            issues[2].message
+        );
+    }
+}
+
+#[test]
+fn fallback_lists_guards_and_custom_inputs_are_checked() {
+    let issues = assert_issues(
+        r#"
+id: t
+start: a
+nodes:
+  - id: a
+    kind: screen
+    components:
+      - {kind: text, text: hi, visible_when: "yes", min_app_version: "soon"}
+      - kind: custom
+        name: map
+        inputs:
+          - {id: lat, type: number, min: "north"}
+    fallback:
+      - components: [{kind: custom, name: simple_map}, {kind: number_input, id: lat, label: Lat}]
+      - components: [{kind: text_input, id: lat, label: Lat}, {kind: text_input, id: extra, label: X}]
+    actions: [{id: go, next: e}]
+  - {kind: end, id: e}
+"#,
+        &[
+            (
+                "NOT_A_RULE",
+                Some("a"),
+                "$.nodes[0].components[0].visible_when",
+            ),
+            (
+                "INVALID_APP_VERSION",
+                Some("a"),
+                "$.nodes[0].components[0].min_app_version",
+            ),
+            (
+                "INVALID_CUSTOM_INPUT",
+                Some("a"),
+                "$.nodes[0].components[1].inputs[0].min",
+            ),
+            (
+                "CUSTOM_INPUT_MISMATCH",
+                Some("a"),
+                "$.nodes[0].fallback[1].components[0].kind",
+            ),
+            (
+                "CUSTOM_INPUT_MISMATCH",
+                Some("a"),
+                "$.nodes[0].fallback[1].components[1].id",
+            ),
+        ],
+    );
+    assert!(
+        issues[3].message.contains("number_input"),
+        "{}",
+        issues[3].message
+    );
+}
