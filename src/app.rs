@@ -102,6 +102,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             max_depth: config.max_query_depth,
             max_complexity: config.max_query_complexity,
+            max_fields: config.max_query_fields,
         };
         let schema = http_limits
             .apply(api::schema::builder(baton.clone()))

@@ -53,6 +53,11 @@ pub struct ServeConfig {
     /// Highest accepted GraphQL query complexity.
     #[arg(long, env = "BATON_MAX_QUERY_COMPLEXITY", default_value_t = 1000)]
     pub max_query_complexity: usize,
+    /// Most selections a GraphQL document may expand to: fields (aliases
+    /// and `__typename` included), fragment spreads and inline fragments,
+    /// counting a fragment again at every use.
+    #[arg(long, env = "BATON_MAX_QUERY_FIELDS", default_value_t = 2000)]
+    pub max_query_fields: usize,
     /// Nodes one submit may pass before it is stopped (loops without a screen).
     #[arg(long, env = "BATON_MAX_STEPS_PER_ADVANCE", default_value_t = 64)]
     pub max_steps_per_advance: u32,
@@ -133,6 +138,7 @@ impl ServeConfig {
             max_body_bytes: 64 * 1024,
             max_query_depth: 16,
             max_query_complexity: 1000,
+            max_query_fields: 2000,
             max_steps_per_advance: 64,
             max_context_bytes: 256 * 1024,
             db_connections: 16,

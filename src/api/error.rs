@@ -20,6 +20,7 @@
 //! | `METHOD_NOT_ALLOWED` | 405 | a mutation over GET, or a method `/graphql` does not serve |
 //! | `QUERY_TOO_DEEP` | 400 | the operation nests deeper than `Limits::max_depth` |
 //! | `QUERY_TOO_COMPLEX` | 400 | the operation is over `Limits::max_complexity` |
+//! | `QUERY_TOO_LARGE` | 400 | the document expands (fragments included) past `Limits::max_fields` selections |
 //! | `ROUTE_NOT_FOUND` | 404 | no such HTTP route |
 //! | `NOT_READY` | 503 | the readiness check failed |
 //! | `UNAUTHENTICATED` | 401 | no valid bearer token |
@@ -78,6 +79,9 @@ pub enum ApiError {
     /// The operation's complexity is over the configured limit.
     #[error("query complexity is over the limit of {limit}")]
     QueryTooComplex { limit: usize },
+    /// The document, fragments expanded, has more selections than allowed.
+    #[error("query expands to more than {limit} fields, fragment spreads and inline fragments")]
+    QueryTooLarge { limit: usize },
     /// No HTTP route matches.
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
@@ -158,6 +162,7 @@ impl ApiError {
             Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
             Self::QueryTooDeep { .. } => "QUERY_TOO_DEEP",
             Self::QueryTooComplex { .. } => "QUERY_TOO_COMPLEX",
+            Self::QueryTooLarge { .. } => "QUERY_TOO_LARGE",
             Self::RouteNotFound { .. } => "ROUTE_NOT_FOUND",
             Self::NotReady => "NOT_READY",
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
@@ -195,6 +200,10 @@ impl ApiError {
             Self::QueryTooComplex { .. } => {
                 "select fewer fields, or split the query into several requests".to_owned()
             }
+            Self::QueryTooLarge { limit } => format!(
+                "select at most {limit} fields counting every use of a fragment, \
+                 or split the query into several requests"
+            ),
             Self::RouteNotFound { .. } => {
                 "GraphQL is served at /graphql; probes at /healthz and /readyz".to_owned()
             }
@@ -230,6 +239,7 @@ impl ApiError {
             | Self::BatchNotSupported
             | Self::QueryTooDeep { .. }
             | Self::QueryTooComplex { .. }
+            | Self::QueryTooLarge { .. }
             | Self::BadUserInput { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -324,6 +334,7 @@ mod tests {
             },
             ApiError::QueryTooDeep { limit: 1 },
             ApiError::QueryTooComplex { limit: 1 },
+            ApiError::QueryTooLarge { limit: 1 },
             ApiError::RouteNotFound {
                 method: "GET".into(),
                 path: "/".into(),

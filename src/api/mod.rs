@@ -14,6 +14,7 @@ mod experiments;
 pub mod http;
 mod negotiate;
 pub mod ofrep;
+mod query_size;
 pub mod schema;
 pub mod steps;
 pub mod types;
