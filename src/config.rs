@@ -47,6 +47,18 @@ pub struct ServeConfig {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest accepted request header fields, all together, in bytes.
+    #[arg(long, env = "BATON_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Requests per minute one client address may send (in bursts of up
+    /// to as many); 0 = no limit. Behind a proxy every client shares its
+    /// address.
+    #[arg(long, env = "BATON_RATE_LIMIT_PER_ADDRESS", default_value_t = 60_000)]
+    pub rate_limit_per_address: u32,
+    /// Operations per minute on one session (`session`, `submit`, `back`,
+    /// `sessionUpdated`), in bursts of up to as many; 0 = no limit.
+    #[arg(long, env = "BATON_RATE_LIMIT_PER_SESSION", default_value_t = 1800)]
+    pub rate_limit_per_session: u32,
     /// Deepest accepted GraphQL query.
     #[arg(long, env = "BATON_MAX_QUERY_DEPTH", default_value_t = 16)]
     pub max_query_depth: usize,
@@ -136,6 +148,9 @@ impl ServeConfig {
             cors_allow_origin: Vec::new(),
             watch: false,
             max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            rate_limit_per_address: 60_000,
+            rate_limit_per_session: 1800,
             max_query_depth: 16,
             max_query_complexity: 1000,
             max_query_fields: 2000,

@@ -15,6 +15,7 @@
 //! | `BAD_REQUEST` | 400 | not a well-formed GraphQL-over-HTTP request |
 //! | `BATCH_NOT_SUPPORTED` | 400 | the body is a JSON array of operations |
 //! | `BODY_TOO_LARGE` | 413 | the body is over `Limits::max_body_bytes` |
+//! | `HEADERS_TOO_LARGE` | 431 | the request's header fields add up to more than `--max-header-bytes` |
 //! | `UNSUPPORTED_MEDIA_TYPE` | 415 | POST without `Content-Type: application/json` |
 //! | `NOT_ACCEPTABLE` | 406 | `Accept` allows no JSON response type |
 //! | `METHOD_NOT_ALLOWED` | 405 | a mutation over GET, or a method `/graphql` does not serve |
@@ -31,7 +32,7 @@
 //! | `NOT_FOUND` | 404 | the addressed object does not exist |
 //! | `BAD_USER_INPUT` | 400 | an argument value is invalid |
 //! | `CONFLICT` | 409 | the request conflicts with the current state |
-//! | `RATE_LIMITED` | 429 | too many requests; retry later |
+//! | `RATE_LIMITED` | 429 | over the per-address or per-session rate limit; `Retry-After` says when to retry |
 //! | `UNAVAILABLE` | 503 | a dependency is down; retry later |
 //! | `INTERNAL` | 500 | a bug or an unexpected failure; details only in the log |
 //!
@@ -60,6 +61,9 @@ pub enum ApiError {
     /// The request body is over the configured limit.
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The request's header fields are over the configured limit.
+    #[error("request header fields are larger than the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     /// POST body media type other than `application/json` (UTF-8).
     #[error("unsupported request media type {}", content_type.as_deref().unwrap_or("(none)"))]
     UnsupportedMediaType { content_type: Option<String> },
@@ -157,6 +161,7 @@ impl ApiError {
             Self::BadRequest { .. } => "BAD_REQUEST",
             Self::BatchNotSupported => "BATCH_NOT_SUPPORTED",
             Self::BodyTooLarge { .. } => "BODY_TOO_LARGE",
+            Self::HeadersTooLarge { .. } => "HEADERS_TOO_LARGE",
             Self::UnsupportedMediaType { .. } => "UNSUPPORTED_MEDIA_TYPE",
             Self::NotAcceptable => "NOT_ACCEPTABLE",
             Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
@@ -187,6 +192,9 @@ impl ApiError {
             Self::BodyTooLarge { limit } => {
                 format!("keep the request body under {limit} bytes")
             }
+            Self::HeadersTooLarge { limit } => format!(
+                "keep the request's headers (cookies included) under {limit} bytes in all"
+            ),
             Self::UnsupportedMediaType { .. } => {
                 "send the body as JSON with `Content-Type: application/json`".to_owned()
             }
@@ -242,6 +250,7 @@ impl ApiError {
             | Self::QueryTooLarge { .. }
             | Self::BadUserInput { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -326,6 +335,7 @@ mod tests {
             ApiError::bad_request("x", "y"),
             ApiError::BatchNotSupported,
             ApiError::BodyTooLarge { limit: 1 },
+            ApiError::HeadersTooLarge { limit: 1 },
             ApiError::UnsupportedMediaType { content_type: None },
             ApiError::NotAcceptable,
             ApiError::MethodNotAllowed {

@@ -767,7 +767,7 @@ fn graphql_response(
 
 /// A transport error as a GraphQL-shaped body: `{"errors": [{message,
 /// extensions: {code, hint}}]}`, so clients read every error the same way.
-fn error_response(err: &ApiError, media: Media) -> Response {
+pub(super) fn error_response(err: &ApiError, media: Media) -> Response {
     #[derive(Serialize)]
     struct Errors<'a> {
         errors: [&'a ServerError; 1],
@@ -783,7 +783,31 @@ fn error_response(err: &ApiError, media: Media) -> Response {
     if let ApiError::MethodNotAllowed { allow, .. } = err {
         headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
+    if let Some(after) = super::rate_limit::retry_after(err) {
+        headers.insert(header::RETRY_AFTER, after);
+    }
     out
+}
+
+/// Refuses a request whose header fields (names and values, as sent) add
+/// up to more than `max_bytes`, with 431 `HEADERS_TOO_LARGE`, before any
+/// route sees it. (Far larger heads, over hyper's buffer, are cut off by
+/// the HTTP parser itself with a bare 431.)
+pub async fn limit_headers(
+    State(max_bytes): State<usize>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let size = request
+        .headers()
+        .iter()
+        // ": " and CRLF, as on the wire.
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .fold(0usize, usize::saturating_add);
+    if size > max_bytes {
+        return error_response(&ApiError::HeadersTooLarge { limit: max_bytes }, Media::Json);
+    }
+    next.run(request).await
 }
 
 fn graphiql<E>(shared: &Shared<E>) -> Response {

@@ -243,3 +243,55 @@ async fn the_expansion_limit_is_configurable() {
     let r = app.gql(q, json!({}), None).await;
     assert_eq!(error_code(&r), "QUERY_TOO_LARGE", "{r}");
 }
+
+#[tokio::test]
+async fn oversized_headers_are_431_with_a_code() {
+    let (app, _dir) = app_with(None, |c| c.max_header_bytes = 2048).await;
+    let send = |pad: usize| {
+        app.client
+            .post(format!("{}/graphql", app.base))
+            .header("x-pad", "p".repeat(pad))
+            .json(&json!({ "query": "{ __typename }" }))
+            .send()
+    };
+    let ok = send(1024).await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let resp = send(4096).await.unwrap();
+    assert_eq!(resp.status(), 431);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&body), "HEADERS_TOO_LARGE", "{body}");
+    assert!(body["errors"][0]["extensions"]["hint"].as_str().unwrap().contains("2048"));
+    // Every route: the probes and OFREP too.
+    let resp = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-pad", "p".repeat(4096))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+}
+
+#[tokio::test]
+async fn the_default_header_limit_takes_a_large_token() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    // A long bearer token (a JWT with many claims) fits under the default.
+    let resp = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth("t".repeat(8 * 1024))
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth("t".repeat(17 * 1024))
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+}

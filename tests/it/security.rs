@@ -410,6 +410,66 @@ async fn no_session_oracle(backend: Backend) {
     assert_eq!(r["data"]["sessionSteps"][0]["state"], "open", "{r}");
 }
 
+/// The per-session limit: calls with a token count against the session's
+/// id, over it the answer is `RATE_LIMITED` with when to retry, and other
+/// sessions (and calls without a token) are not affected.
+async fn sessions_are_rate_limited(backend: Backend) {
+    let Some(app) = TestApp::spawn_configured(backend, &[], |c, _| {
+        c.rate_limit_per_session = 3;
+    })
+    .await
+    else {
+        return;
+    };
+    let (s, token) = app.start("checkout", json!({ "id": "r" }), json!({})).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let (other, other_token) = app.start("checkout", json!({ "id": "o" }), json!({})).await;
+    // Calls without a token are refused before the limit and do not use it up.
+    for _ in 0..5 {
+        let r = app.session(None, &id).await;
+        assert_eq!(error_code(&r), "UNAUTHENTICATED", "{r}");
+    }
+    let r = app.session(Some(&token), &id).await;
+    assert_eq!(r["data"]["session"]["id"], id.as_str(), "{r}");
+    app.submit(&token, &id, "cart", "next", json!({ "quantity": 1 }))
+        .await;
+    let r = app.back(&token, &id).await;
+    assert!(r["data"]["back"].is_object(), "{r}");
+    // The fourth within the minute is refused, over HTTP with Retry-After.
+    let q = format!(
+        "query($s: ID!) {{ session(id: $s) {{ ...S }} }} {}",
+        crate::testapp::SESSION_FIELDS
+    );
+    let resp = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&token)
+        .json(&json!({ "query": q, "variables": { "s": id } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "a field error");
+    let after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&after), "{after}");
+    let r: Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&r), "RATE_LIMITED", "{r}");
+    assert!(r["errors"][0]["extensions"]["retryAfterSeconds"].as_u64().unwrap() >= 1);
+    let r = app
+        .submit_raw(&token, &id, "shipping", "next", json!({}), None)
+        .await;
+    assert_eq!(error_code(&r), "RATE_LIMITED", "{r}");
+    // The subscription counts too.
+    let mut ws = crate::subscription::subscribe(&app, &id, &token).await;
+    let msg = crate::subscription::next_json(&mut ws).await;
+    assert_eq!(
+        msg["payload"]["errors"][0]["extensions"]["code"], "RATE_LIMITED",
+        "{msg}"
+    );
+    // Another session is not affected.
+    let r = app.session(Some(&other_token), other["id"].as_str().unwrap()).await;
+    assert!(r["data"]["session"].is_object(), "{r}");
+}
+
 macro_rules! security_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -421,4 +481,46 @@ macro_rules! security_tests {
     };
 }
 
-security_tests!(role_matrix, no_session_oracle);
+security_tests!(role_matrix, no_session_oracle, sessions_are_rate_limited);
+
+#[tokio::test]
+async fn addresses_are_rate_limited() {
+    let app = TestApp::spawn_configured(Backend::Sqlite, &[], |c, _| {
+        c.rate_limit_per_address = 3;
+    })
+    .await
+    .unwrap();
+    let get = |path: &'static str| app.client.get(format!("{}{path}", app.base)).send();
+    for _ in 0..3 {
+        assert_eq!(get("/healthz").await.unwrap().status(), 200);
+    }
+    // Every route counts: GraphQL is refused now too.
+    let resp = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    let after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&after), "{after}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+}
+
+#[tokio::test]
+async fn rate_limits_can_be_turned_off() {
+    let app = TestApp::spawn_configured(Backend::Sqlite, &[], |c, _| {
+        c.rate_limit_per_address = 0;
+        c.rate_limit_per_session = 0;
+    })
+    .await
+    .unwrap();
+    let (s, token) = app.start("checkout", json!({ "id": "r" }), json!({})).await;
+    let id = s["id"].as_str().unwrap();
+    for _ in 0..20 {
+        let r = app.session(Some(&token), id).await;
+        assert!(r["data"]["session"].is_object(), "{r}");
+    }
+}
