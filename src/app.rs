@@ -214,8 +214,8 @@ impl Application {
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(shutdown)
-            .await;
+        .with_graceful_shutdown(shutdown)
+        .await;
         drop(stop);
         // Running steps stop with the process; their leases expire and any
         // replica (or this one, restarted) takes them over.

@@ -192,9 +192,9 @@ impl ApiError {
             Self::BodyTooLarge { limit } => {
                 format!("keep the request body under {limit} bytes")
             }
-            Self::HeadersTooLarge { limit } => format!(
-                "keep the request's headers (cookies included) under {limit} bytes in all"
-            ),
+            Self::HeadersTooLarge { limit } => {
+                format!("keep the request's headers (cookies included) under {limit} bytes in all")
+            }
             Self::UnsupportedMediaType { .. } => {
                 "send the body as JSON with `Content-Type: application/json`".to_owned()
             }

@@ -346,7 +346,11 @@ impl StepMutation {
     ) -> async_graphql::Result<ApprovalDecision> {
         let principal = need_decider(ctx)?;
         let baton = ctx.data_unchecked::<Baton>();
-        visible(principal, baton.approval(&input.task_id).await, &input.task_id)?;
+        visible(
+            principal,
+            baton.approval(&input.task_id).await,
+            &input.task_id,
+        )?;
         let values = json_object(input.values, "values")?;
         let done = baton
             .complete_approval(

@@ -155,7 +155,11 @@ async fn refused_over_http(app: TestApp) {
     // k = 60 stands for 2^60 fields: only a count that never expands can answer.
     for k in [30, 60] {
         let query = doubling_fragments("RootQuery", k);
-        assert!(query.len() < 4096, "a small document: {} bytes", query.len());
+        assert!(
+            query.len() < 4096,
+            "a small document: {} bytes",
+            query.len()
+        );
         let resp = app
             .client
             .post(format!("{}/graphql", app.base))
@@ -217,10 +221,7 @@ async fn refused_over_websocket(app: TestApp) {
         .unwrap();
     let ack = crate::subscription::next_json(&mut ws).await;
     assert_eq!(ack["type"], "connection_ack");
-    let query = format!(
-        "subscription {}",
-        doubling_fragments("Subscription", 30)
-    );
+    let query = format!("subscription {}", doubling_fragments("Subscription", 30));
     let sub = json!({ "id": "1", "type": "subscribe", "payload": { "query": query } });
     ws.send(Message::Text(sub.to_string().into()))
         .await
@@ -237,7 +238,13 @@ async fn refused_over_websocket(app: TestApp) {
 #[tokio::test]
 async fn the_expansion_limit_is_configurable() {
     let (app, _dir) = app_with(None, |c| c.max_query_fields = 3).await;
-    let r = app.gql("{ a: __typename b: __typename c: __typename }", json!({}), None).await;
+    let r = app
+        .gql(
+            "{ a: __typename b: __typename c: __typename }",
+            json!({}),
+            None,
+        )
+        .await;
     assert_eq!(r["data"]["c"], "RootQuery", "{r}");
     let q = "{ ...F } fragment F on RootQuery { a: __typename b: __typename c: __typename }";
     let r = app.gql(q, json!({}), None).await;
@@ -260,7 +267,12 @@ async fn oversized_headers_are_431_with_a_code() {
     assert_eq!(resp.status(), 431);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(error_code(&body), "HEADERS_TOO_LARGE", "{body}");
-    assert!(body["errors"][0]["extensions"]["hint"].as_str().unwrap().contains("2048"));
+    assert!(
+        body["errors"][0]["extensions"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("2048")
+    );
     // Every route: the probes and OFREP too.
     let resp = app
         .client

@@ -155,9 +155,7 @@ fn matrix() -> Vec<Row> {
             op: "completeApprovalTask",
             permission: Some(decide),
             query: "mutation($i: CompleteApprovalInput!) { completeApprovalTask(input: $i) { taskId } }",
-            variables: |t, _| {
-                json!({ "i": { "taskId": t, "outcome": "declined", "values": { "rate": 5 } } })
-            },
+            variables: |t, _| json!({ "i": { "taskId": t, "outcome": "declined", "values": { "rate": 5 } } }),
         },
         Row {
             op: "sendEvent",
@@ -360,7 +358,8 @@ async fn no_session_oracle(backend: Backend) {
     let (session, _token, _) = waiting_review(&app).await;
     let (other, other_token) = app.start("checkout", json!({ "id": "o" }), json!({})).await;
     assert_ne!(other["id"], session.as_str());
-    let ops: [(&str, &str, fn(&str) -> Value); 3] = [
+    type Vars = fn(&str) -> Value;
+    let ops: [(&str, &str, Vars); 3] = [
         (
             "session",
             "query($s: ID!) { session(id: $s) { id status } }",
@@ -397,7 +396,10 @@ async fn no_session_oracle(backend: Backend) {
             let msg = crate::subscription::next_json(&mut ws).await;
             answers.push(normalized(&msg, &[id]));
         }
-        assert_eq!(answers[0], answers[1], "sessionUpdated with token {token:?}");
+        assert_eq!(
+            answers[0], answers[1],
+            "sessionUpdated with token {token:?}"
+        );
     }
     // The session itself is untouched and its own token still works.
     let (_, r) = app
@@ -449,11 +451,20 @@ async fn sessions_are_rate_limited(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200, "a field error");
-    let after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&after), "{after}");
     let r: Value = resp.json().await.unwrap();
     assert_eq!(error_code(&r), "RATE_LIMITED", "{r}");
-    assert!(r["errors"][0]["extensions"]["retryAfterSeconds"].as_u64().unwrap() >= 1);
+    assert!(
+        r["errors"][0]["extensions"]["retryAfterSeconds"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
     let r = app
         .submit_raw(&token, &id, "shipping", "next", json!({}), None)
         .await;
@@ -466,7 +477,9 @@ async fn sessions_are_rate_limited(backend: Backend) {
         "{msg}"
     );
     // Another session is not affected.
-    let r = app.session(Some(&other_token), other["id"].as_str().unwrap()).await;
+    let r = app
+        .session(Some(&other_token), other["id"].as_str().unwrap())
+        .await;
     assert!(r["data"]["session"].is_object(), "{r}");
 }
 
@@ -503,7 +516,11 @@ async fn addresses_are_rate_limited() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 429);
-    let after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&after), "{after}");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
