@@ -115,6 +115,10 @@ async fn spawn_baton(url: &str) -> String {
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/flows");
     let mut config = ServeConfig::for_database(url, flows);
     config.db_connections = CONCURRENCY as u32;
+    // The bench measures the server, not its limits: all its connections
+    // come from one address.
+    config.rate_limit_per_address = 0;
+    config.rate_limit_per_session = 0;
     let app = Application::build(config).await.unwrap();
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));

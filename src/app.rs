@@ -102,9 +102,27 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             max_depth: config.max_query_depth,
             max_complexity: config.max_query_complexity,
+            max_fields: config.max_query_fields,
         };
+        let rate_limits = api::rate_limit::RateLimits::new(api::rate_limit::RateLimitConfig {
+            per_address_per_minute: config.rate_limit_per_address,
+            per_session_per_minute: config.rate_limit_per_session,
+        });
+        {
+            let (rate_limits, shutdown) = (rate_limits.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(60));
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = every.tick() => rate_limits.forget_idle(),
+                    }
+                }
+            });
+        }
         let schema = http_limits
             .apply(api::schema::builder(baton.clone()))
+            .data(rate_limits.clone())
             .finish();
         let ofrep_keys = api::ofrep::ClientKeys::new(&config.ofrep_keys);
         if ofrep_keys.is_open() {
@@ -139,6 +157,16 @@ impl Application {
                 flags.clone(),
                 ofrep_keys,
                 config.max_body_bytes,
+            ))
+            // Last added runs first: headers are measured before a request
+            // is counted against its address.
+            .layer(axum::middleware::from_fn_with_state(
+                rate_limits,
+                api::rate_limit::per_address,
+            ))
+            .layer(axum::middleware::from_fn_with_state(
+                config.max_header_bytes,
+                api::http::limit_headers,
             ));
         let listener = TcpListener::bind(config.addr)
             .await
@@ -180,9 +208,14 @@ impl Application {
         }
         tracing::info!(addr = %self.local_addr(), "baton listening; GraphiQL at /graphql");
         let stop = self.shutdown;
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            self.listener,
+            // The peer address feeds the per-address rate limit.
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         drop(stop);
         // Running steps stop with the process; their leases expire and any
         // replica (or this one, restarted) takes them over.

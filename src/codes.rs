@@ -292,6 +292,9 @@ catalogue! {
         BodyTooLarge "BODY_TOO_LARGE" 413
             "the request body is over `--max-body-bytes` (GraphQL and OFREP)"
             "send a smaller body, or raise `--max-body-bytes`";
+        HeadersTooLarge "HEADERS_TOO_LARGE" 431
+            "the request's header fields add up to more than `--max-header-bytes` (every route)"
+            "send fewer or shorter headers (cookies included), or raise `--max-header-bytes`";
         UnsupportedMediaType "UNSUPPORTED_MEDIA_TYPE" 415
             "POST without `Content-Type: application/json`"
             "send the body as JSON with `Content-Type: application/json`";
@@ -307,6 +310,9 @@ catalogue! {
         QueryTooComplex "QUERY_TOO_COMPLEX" 400
             "the operation is more complex than `--max-query-complexity`"
             "select fewer fields, or split the query into several requests";
+        QueryTooLarge "QUERY_TOO_LARGE" 400
+            "the document expands to more than `--max-query-fields` selections (fields, aliases and `__typename` included, fragment spreads, inline fragments; a fragment counts at every use); checked before validation, also for WebSocket subscriptions"
+            "select fewer fields counting every use of a fragment, or split the query into several requests";
         RouteNotFound "ROUTE_NOT_FOUND" 404
             "no such HTTP route"
             "GraphQL is served at /graphql; probes at /healthz and /readyz";
@@ -323,7 +329,7 @@ catalogue! {
             "the request conflicts with the object's current state"
             "read the object again and decide on its current state";
         RateLimited "RATE_LIMITED" 429
-            "too many requests from this client or for this session"
+            "over the per-address or per-session rate limit (`--rate-limit-per-address`, `--rate-limit-per-session`)"
             "wait as long as `Retry-After` says, then retry";
         Unavailable "UNAVAILABLE" 503
             "a dependency (the database) is unreachable or overloaded for now"

@@ -47,12 +47,29 @@ pub struct ServeConfig {
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest accepted request header fields, all together, in bytes.
+    #[arg(long, env = "BATON_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Requests per minute one client address may send (in bursts of up
+    /// to as many); 0 = no limit. Behind a proxy every client shares its
+    /// address.
+    #[arg(long, env = "BATON_RATE_LIMIT_PER_ADDRESS", default_value_t = 60_000)]
+    pub rate_limit_per_address: u32,
+    /// Operations per minute on one session (`session`, `submit`, `back`,
+    /// `sessionUpdated`), in bursts of up to as many; 0 = no limit.
+    #[arg(long, env = "BATON_RATE_LIMIT_PER_SESSION", default_value_t = 1800)]
+    pub rate_limit_per_session: u32,
     /// Deepest accepted GraphQL query.
     #[arg(long, env = "BATON_MAX_QUERY_DEPTH", default_value_t = 16)]
     pub max_query_depth: usize,
     /// Highest accepted GraphQL query complexity.
     #[arg(long, env = "BATON_MAX_QUERY_COMPLEXITY", default_value_t = 1000)]
     pub max_query_complexity: usize,
+    /// Most selections a GraphQL document may expand to: fields (aliases
+    /// and `__typename` included), fragment spreads and inline fragments,
+    /// counting a fragment again at every use.
+    #[arg(long, env = "BATON_MAX_QUERY_FIELDS", default_value_t = 2000)]
+    pub max_query_fields: usize,
     /// Nodes one submit may pass before it is stopped (loops without a screen).
     #[arg(long, env = "BATON_MAX_STEPS_PER_ADVANCE", default_value_t = 64)]
     pub max_steps_per_advance: u32,
@@ -131,8 +148,12 @@ impl ServeConfig {
             cors_allow_origin: Vec::new(),
             watch: false,
             max_body_bytes: 64 * 1024,
+            max_header_bytes: 16 * 1024,
+            rate_limit_per_address: 60_000,
+            rate_limit_per_session: 1800,
             max_query_depth: 16,
             max_query_complexity: 1000,
+            max_query_fields: 2000,
             max_steps_per_advance: 64,
             max_context_bytes: 256 * 1024,
             db_connections: 16,

@@ -15,11 +15,13 @@
 //! | `BAD_REQUEST` | 400 | not a well-formed GraphQL-over-HTTP request |
 //! | `BATCH_NOT_SUPPORTED` | 400 | the body is a JSON array of operations |
 //! | `BODY_TOO_LARGE` | 413 | the body is over `Limits::max_body_bytes` |
+//! | `HEADERS_TOO_LARGE` | 431 | the request's header fields add up to more than `--max-header-bytes` |
 //! | `UNSUPPORTED_MEDIA_TYPE` | 415 | POST without `Content-Type: application/json` |
 //! | `NOT_ACCEPTABLE` | 406 | `Accept` allows no JSON response type |
 //! | `METHOD_NOT_ALLOWED` | 405 | a mutation over GET, or a method `/graphql` does not serve |
 //! | `QUERY_TOO_DEEP` | 400 | the operation nests deeper than `Limits::max_depth` |
 //! | `QUERY_TOO_COMPLEX` | 400 | the operation is over `Limits::max_complexity` |
+//! | `QUERY_TOO_LARGE` | 400 | the document expands (fragments included) past `Limits::max_fields` selections |
 //! | `ROUTE_NOT_FOUND` | 404 | no such HTTP route |
 //! | `NOT_READY` | 503 | the readiness check failed |
 //! | `UNAUTHENTICATED` | 401 | no valid bearer token |
@@ -30,7 +32,7 @@
 //! | `NOT_FOUND` | 404 | the addressed object does not exist |
 //! | `BAD_USER_INPUT` | 400 | an argument value is invalid |
 //! | `CONFLICT` | 409 | the request conflicts with the current state |
-//! | `RATE_LIMITED` | 429 | too many requests; retry later |
+//! | `RATE_LIMITED` | 429 | over the per-address or per-session rate limit; `Retry-After` says when to retry |
 //! | `UNAVAILABLE` | 503 | a dependency is down; retry later |
 //! | `INTERNAL` | 500 | a bug or an unexpected failure; details only in the log |
 //!
@@ -60,6 +62,9 @@ pub enum ApiError {
     /// The request body is over the configured limit.
     #[error("request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// The request's header fields are over the configured limit.
+    #[error("request header fields are larger than the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     /// POST body media type other than `application/json` (UTF-8).
     #[error("unsupported request media type {}", content_type.as_deref().unwrap_or("(none)"))]
     UnsupportedMediaType { content_type: Option<String> },
@@ -79,6 +84,9 @@ pub enum ApiError {
     /// The operation's complexity is over the configured limit.
     #[error("query complexity is over the limit of {limit}")]
     QueryTooComplex { limit: usize },
+    /// The document, fragments expanded, has more selections than allowed.
+    #[error("query expands to more than {limit} fields, fragment spreads and inline fragments")]
+    QueryTooLarge { limit: usize },
     /// No HTTP route matches.
     #[error("no route for {method} {path}")]
     RouteNotFound { method: String, path: String },
@@ -154,11 +162,13 @@ impl ApiError {
             Self::BadRequest { .. } => Code::BadRequest,
             Self::BatchNotSupported => Code::BatchNotSupported,
             Self::BodyTooLarge { .. } => Code::BodyTooLarge,
+            Self::HeadersTooLarge { .. } => Code::HeadersTooLarge,
             Self::UnsupportedMediaType { .. } => Code::UnsupportedMediaType,
             Self::NotAcceptable => Code::NotAcceptable,
             Self::MethodNotAllowed { .. } => Code::MethodNotAllowed,
             Self::QueryTooDeep { .. } => Code::QueryTooDeep,
             Self::QueryTooComplex { .. } => Code::QueryTooComplex,
+            Self::QueryTooLarge { .. } => Code::QueryTooLarge,
             Self::RouteNotFound { .. } => Code::RouteNotFound,
             Self::NotReady => Code::NotReady,
             Self::Unauthenticated(_) => Code::Unauthenticated,
@@ -183,6 +193,9 @@ impl ApiError {
             Self::BodyTooLarge { limit } => {
                 format!("keep the request body under {limit} bytes")
             }
+            Self::HeadersTooLarge { limit } => {
+                format!("keep the request's headers (cookies included) under {limit} bytes in all")
+            }
             Self::UnsupportedMediaType { .. } => {
                 "send the body as JSON with `Content-Type: application/json`".to_owned()
             }
@@ -196,6 +209,10 @@ impl ApiError {
             Self::QueryTooComplex { .. } => {
                 "select fewer fields, or split the query into several requests".to_owned()
             }
+            Self::QueryTooLarge { limit } => format!(
+                "select at most {limit} fields counting every use of a fragment, \
+                 or split the query into several requests"
+            ),
             Self::RouteNotFound { .. } => {
                 "GraphQL is served at /graphql; probes at /healthz and /readyz".to_owned()
             }
@@ -231,8 +248,10 @@ impl ApiError {
             | Self::BatchNotSupported
             | Self::QueryTooDeep { .. }
             | Self::QueryTooComplex { .. }
+            | Self::QueryTooLarge { .. }
             | Self::BadUserInput { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -388,6 +407,7 @@ mod tests {
             ApiError::bad_request("x", "y"),
             ApiError::BatchNotSupported,
             ApiError::BodyTooLarge { limit: 1 },
+            ApiError::HeadersTooLarge { limit: 1 },
             ApiError::UnsupportedMediaType { content_type: None },
             ApiError::NotAcceptable,
             ApiError::MethodNotAllowed {
@@ -396,6 +416,7 @@ mod tests {
             },
             ApiError::QueryTooDeep { limit: 1 },
             ApiError::QueryTooComplex { limit: 1 },
+            ApiError::QueryTooLarge { limit: 1 },
             ApiError::RouteNotFound {
                 method: "GET".into(),
                 path: "/".into(),

@@ -13,6 +13,9 @@
 //! - not a well-formed request (bad JSON or URL params, missing `query`,
 //!   `variables` not an object) → 400 `BAD_REQUEST`; a JSON array → 400
 //!   `BATCH_NOT_SUPPORTED`;
+//! - a document that expands (fragments included) past
+//!   [`Limits::max_fields`] selections → 400 `QUERY_TOO_LARGE`, before
+//!   async-graphql validates it;
 //! - a mutation over GET → 405 `METHOD_NOT_ALLOWED` with `Allow: POST`;
 //! - otherwise the operation is executed. With `application/json` the status
 //!   is 200; with `application/graphql-response+json` it is 400 for a request
@@ -72,6 +75,7 @@ use crate::auth::{API_KEY_HEADER, ApiKeys};
 use super::{
     error::ApiError,
     negotiate::{Media, accepts_html, check_json_content_type, negotiate},
+    query_size::{self, Oversize},
 };
 
 /// The path GraphQL (HTTP, WebSocket and GraphiQL) is served at.
@@ -94,6 +98,10 @@ pub struct Limits {
     /// Highest accepted query complexity (async-graphql's count: one per
     /// field unless a field declares its own cost).
     pub max_complexity: usize,
+    /// Most selections (fields, fragment spreads, inline fragments) a
+    /// document may expand to, checked before async-graphql parses further
+    /// (see [`super::query_size`]).
+    pub max_fields: usize,
 }
 
 impl Default for Limits {
@@ -102,6 +110,7 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             max_depth: 16,
             max_complexity: 1000,
+            max_fields: 2000,
         }
     }
 }
@@ -438,6 +447,9 @@ async fn graphql_post<E: Executor>(State(shared): AppState<E>, request: Request)
         Err(err) => return error_response(&err, media),
     };
     shared.documents.prepare(&mut gql);
+    if let Err(err) = check_size(&mut gql, &shared.limits) {
+        return error_response(&err, media);
+    }
     gql.data.insert(BearerToken::from_headers(&parts.headers));
     gql.data.insert(caller);
     let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
@@ -472,6 +484,9 @@ async fn graphql_get<E: Executor>(State(shared): AppState<E>, request: Request) 
     // Parsing here is not wasted: the document stays in the request and
     // execution reuses it. A parse error is left for execution to report.
     shared.documents.prepare(&mut gql);
+    if let Err(err) = check_size(&mut gql, &shared.limits) {
+        return error_response(&err, media);
+    }
     let operation_name = gql.operation_name.take();
     let is_mutation = gql.parsed_query().is_ok_and(|doc| {
         selected_operation(doc, operation_name.as_deref()) == Some(OperationType::Mutation)
@@ -606,6 +621,27 @@ fn selected_operation(doc: &ExecutableDocument, name: Option<&str>) -> Option<Op
     }
 }
 
+/// Refuses a document that expands past [`Limits::max_fields`] before
+/// async-graphql validates it (its validation walks the expansion). A
+/// document that does not parse is left for execution to report.
+fn check_size(request: &mut async_graphql::Request, limits: &Limits) -> Result<(), ApiError> {
+    let Ok(doc) = request.parsed_query() else {
+        return Ok(());
+    };
+    query_size::check(doc, limits.max_fields).map_err(|oversize| match oversize {
+        Oversize::TooLarge => ApiError::QueryTooLarge {
+            limit: limits.max_fields,
+        },
+        Oversize::TooDeep => ApiError::QueryTooDeep {
+            limit: limits.max_depth,
+        },
+        Oversize::Cycle(name) => ApiError::bad_request(
+            format!("fragment `{name}` spreads itself, directly or through other fragments"),
+            "a fragment may not include itself; repeat its fields instead",
+        ),
+    })
+}
+
 /// Reads the whole body, refusing more than `limit` bytes. A body that
 /// arrives in one chunk (the usual case) is returned without a copy.
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
@@ -731,7 +767,7 @@ fn graphql_response(
 
 /// A transport error as a GraphQL-shaped body: `{"errors": [{message,
 /// extensions: {code, hint}}]}`, so clients read every error the same way.
-fn error_response(err: &ApiError, media: Media) -> Response {
+pub(super) fn error_response(err: &ApiError, media: Media) -> Response {
     #[derive(Serialize)]
     struct Errors<'a> {
         errors: [&'a ServerError; 1],
@@ -747,7 +783,31 @@ fn error_response(err: &ApiError, media: Media) -> Response {
     if let ApiError::MethodNotAllowed { allow, .. } = err {
         headers.insert(header::ALLOW, HeaderValue::from_static(allow));
     }
+    if let Some(after) = super::rate_limit::retry_after(err) {
+        headers.insert(header::RETRY_AFTER, after);
+    }
     out
+}
+
+/// Refuses a request whose header fields (names and values, as sent) add
+/// up to more than `max_bytes`, with 431 `HEADERS_TOO_LARGE`, before any
+/// route sees it. (Far larger heads, over hyper's buffer, are cut off by
+/// the HTTP parser itself with a bare 431.)
+pub async fn limit_headers(
+    State(max_bytes): State<usize>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let size = request
+        .headers()
+        .iter()
+        // ": " and CRLF, as on the wire.
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .fold(0usize, usize::saturating_add);
+    if size > max_bytes {
+        return error_response(&ApiError::HeadersTooLarge { limit: max_bytes }, Media::Json);
+    }
+    next.run(request).await
 }
 
 fn graphiql<E>(shared: &Shared<E>) -> Response {
@@ -851,7 +911,10 @@ struct WsExecutor<E> {
 }
 
 impl<E: Executor> Executor for WsExecutor<E> {
-    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+    async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
+        if let Err(err) = check_size(&mut request, &self.limits) {
+            return async_graphql::Response::from_errors(vec![err.to_server_error()]);
+        }
         let mut response = self.inner.execute(request).await;
         if is_request_error(&response) {
             tag_limit_errors(&mut response.errors, &self.limits);
@@ -861,9 +924,13 @@ impl<E: Executor> Executor for WsExecutor<E> {
 
     fn execute_stream(
         &self,
-        request: async_graphql::Request,
+        mut request: async_graphql::Request,
         session_data: Option<Arc<Data>>,
     ) -> BoxStream<'static, async_graphql::Response> {
+        if let Err(err) = check_size(&mut request, &self.limits) {
+            let refused = async_graphql::Response::from_errors(vec![err.to_server_error()]);
+            return futures_util::stream::once(async move { refused }).boxed();
+        }
         let limits = self.limits;
         self.inner
             .execute_stream(request, session_data)

@@ -14,6 +14,8 @@ mod experiments;
 pub mod http;
 mod negotiate;
 pub mod ofrep;
+mod query_size;
+pub mod rate_limit;
 pub mod schema;
 pub mod steps;
 pub mod types;

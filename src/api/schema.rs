@@ -85,6 +85,25 @@ fn token<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
     BearerToken::of(ctx)
 }
 
+/// Counts an operation on `session_id` against the per-session rate limit.
+/// Only calls with a token count: one without is refused before any lookup
+/// anyway, and must not let anyone who knows an id throttle its session
+/// (a wrong token still counts: the id is all the limit knows).
+fn rate_limit(ctx: &Context<'_>, session_id: &str) -> async_graphql::Result<()> {
+    let Some(limits) = ctx.data_opt::<std::sync::Arc<super::rate_limit::RateLimits>>() else {
+        return Ok(());
+    };
+    if token(ctx).is_none() {
+        return Ok(());
+    }
+    limits.check_session(session_id).map_err(|err| {
+        if let Some(after) = super::rate_limit::retry_after(&err) {
+            ctx.insert_http_header(axum::http::header::RETRY_AFTER, after);
+        }
+        err.into_graphql()
+    })
+}
+
 #[derive(Default)]
 pub struct Query;
 
@@ -96,6 +115,7 @@ impl Query {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Option<FlowSession>> {
+        rate_limit(ctx, &id)?;
         let baton = ctx.data_unchecked::<Baton>();
         match baton.session(&id, token(ctx)).await {
             Ok(v) => Ok(Some(FlowSession::from_view(v, None))),
@@ -189,6 +209,7 @@ impl Mutation {
                 }));
             }
         };
+        rate_limit(ctx, &input.session_id)?;
         let req = SubmitRequest {
             session_id: input.session_id.0,
             screen_id: input.screen_id.0,
@@ -202,6 +223,7 @@ impl Mutation {
 
     /// Returns to the previous screen, with the values entered there.
     async fn back(&self, ctx: &Context<'_>, session_id: ID) -> async_graphql::Result<FlowSession> {
+        rate_limit(ctx, &session_id)?;
         let baton = ctx.data_unchecked::<Baton>();
         let view = baton.back(&session_id, token(ctx)).await.map_err(to_gql)?;
         Ok(FlowSession::from_view(view, None))
@@ -218,6 +240,7 @@ impl Subscription {
         ctx: &Context<'_>,
         session_id: ID,
     ) -> async_graphql::Result<impl Stream<Item = FlowSession> + use<>> {
+        rate_limit(ctx, &session_id)?;
         let baton = ctx.data_unchecked::<Baton>();
         let (first, rx) = baton.watch(&session_id, token(ctx)).await.map_err(to_gql)?;
         let ended = first.status.is_terminal();

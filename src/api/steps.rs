@@ -214,15 +214,18 @@ impl StepQuery {
         .await
     }
 
-    /// One approval task (any state).
+    /// One approval task (any state); `null` for an unknown id and for
+    /// another queue's task alike.
     async fn approval_task(
         &self,
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<Option<ApprovalTask>> {
-        need(ctx, Permission::ListApprovals)?;
+        let principal = need(ctx, Permission::ListApprovals)?;
         let baton = ctx.data_unchecked::<Baton>();
         match baton.approval(&id).await {
+            // Another queue's task is answered as an unknown id.
+            Ok(view) if !may_see(principal, &view) => Ok(None),
             Ok(view) => Ok(Some(ApprovalTask { view })),
             Err(ServiceError::TaskNotFound { .. }) => Ok(None),
             Err(e) => Err(to_gql(e)),
@@ -243,6 +246,37 @@ impl StepQuery {
             .iter()
             .map(|t| step_run(t, &history.attempts))
             .collect())
+    }
+}
+
+/// The role check of deciding, made before a task is looked up so that a
+/// key which decides no queue learns nothing about the id. Listing has the
+/// deciders' roles (a test pins it); [`visible`] then checks the queue.
+fn need_decider<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a crate::auth::Principal> {
+    need(ctx, Permission::ListApprovals)
+}
+
+/// Whether `principal` may see (and decide) the task: its queue is one of
+/// a reviewer's, or the principal is an admin.
+fn may_see(principal: &crate::auth::Principal, view: &ApprovalView) -> bool {
+    let queue = view.task.queue.as_deref().unwrap_or_default();
+    principal.allows(Permission::DecideApproval { queue })
+}
+
+/// The task if `principal` may decide it; another queue's task is
+/// `TASK_NOT_FOUND` like an unknown id, so task ids cannot be probed (the
+/// role itself was checked before the lookup, for the same reason).
+fn visible(
+    principal: &crate::auth::Principal,
+    found: Result<ApprovalView, ServiceError>,
+    task_id: &str,
+) -> async_graphql::Result<ApprovalView> {
+    match found {
+        Ok(view) if may_see(principal, &view) => Ok(view),
+        Ok(_) => Err(to_gql(ServiceError::TaskNotFound {
+            task_id: task_id.to_string(),
+        })),
+        Err(e) => Err(to_gql(e)),
     }
 }
 
@@ -295,10 +329,9 @@ impl StepMutation {
         ctx: &Context<'_>,
         task_id: ID,
     ) -> async_graphql::Result<ApprovalTask> {
+        let principal = need_decider(ctx)?;
         let baton = ctx.data_unchecked::<Baton>();
-        let task = baton.approval(&task_id).await.map_err(to_gql)?;
-        let queue = task.task.queue.clone().unwrap_or_default();
-        let principal = need(ctx, Permission::DecideApproval { queue: &queue })?;
+        visible(principal, baton.approval(&task_id).await, &task_id)?;
         let view = baton
             .claim_approval(&task_id, &principal.name)
             .await
@@ -312,10 +345,13 @@ impl StepMutation {
         ctx: &Context<'_>,
         input: CompleteApprovalInput,
     ) -> async_graphql::Result<ApprovalDecision> {
+        let principal = need_decider(ctx)?;
         let baton = ctx.data_unchecked::<Baton>();
-        let task = baton.approval(&input.task_id).await.map_err(to_gql)?;
-        let queue = task.task.queue.clone().unwrap_or_default();
-        let principal = need(ctx, Permission::DecideApproval { queue: &queue })?;
+        visible(
+            principal,
+            baton.approval(&input.task_id).await,
+            &input.task_id,
+        )?;
         let values = json_object(input.values, "values")?;
         let done = baton
             .complete_approval(
@@ -507,5 +543,16 @@ async fn webhook(
             };
             fail(status, e.code(), message, e.hint())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::auth::Permission;
+
+    #[test]
+    fn listing_and_deciding_need_the_same_roles() {
+        let decide = Permission::DecideApproval { queue: "q" };
+        assert_eq!(Permission::ListApprovals.roles(), decide.roles());
     }
 }

@@ -13,7 +13,8 @@ pub enum ServiceError {
     FlowNotFound { flow_id: String },
     #[error("flow `{flow_id}` has no version {version}")]
     FlowVersionNotFound { flow_id: String, version: i32 },
-    #[error("no session `{session_id}`")]
+    /// Also a token that is not this session's: the two answer alike.
+    #[error("no session `{session_id}` for this token")]
     SessionNotFound { session_id: String },
     #[error("this call needs the session's token")]
     Unauthenticated,
@@ -84,9 +85,11 @@ impl ServiceError {
             ServiceError::FlowNotFound { .. } => {
                 Some("check `flowId`; `baton validate flows/` lists the flows that load".into())
             }
-            ServiceError::SessionNotFound { .. } => {
-                Some("sessions are created by `startFlow`".into())
-            }
+            ServiceError::SessionNotFound { .. } => Some(
+                "check the id and send the token `startFlow` returned for that session; \
+                 sessions are created by `startFlow`"
+                    .into(),
+            ),
             ServiceError::Unauthenticated => Some(
                 "send `Authorization: Bearer <token>` with the token `startFlow` returned".into(),
             ),

@@ -545,18 +545,24 @@ impl Baton {
     }
 
     /// The session's snapshot (checked against `token`) and its flow version.
+    /// An unknown id and a token that is not the session's are the same
+    /// `SESSION_NOT_FOUND`, so ids cannot be probed.
     async fn load(
         &self,
         session_id: &str,
         token: Option<&str>,
         read: Read,
     ) -> Result<(Arc<Snapshot>, Arc<CompiledFlow>), ServiceError> {
-        let snap = self.snapshot(session_id, read).await?;
+        // No existence oracle: without a token nothing is looked up, and a
+        // token that is not this session's answers as an unknown id does.
         let Some(token) = token else {
             return Err(ServiceError::Unauthenticated);
         };
+        let snap = self.snapshot(session_id, read).await?;
         if hash_token(token) != snap.token_hash {
-            return Err(ServiceError::Forbidden);
+            return Err(ServiceError::SessionNotFound {
+                session_id: session_id.to_string(),
+            });
         }
         let flow = self
             .inner

@@ -750,6 +750,7 @@ async fn custom_limits_apply() {
         max_body_bytes: 256,
         max_depth: 3,
         max_complexity: 5,
+        max_fields: 2000,
     };
     let app = TestApp::spawn_with(limits).await;
     let a = app.post(Some(GRJ), json!({"query": nested_query(4)})).await;

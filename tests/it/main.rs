@@ -17,6 +17,7 @@ mod flows_api;
 mod group_commit;
 mod limits;
 mod rules;
+mod security;
 mod steps;
 mod store;
 mod subscription;

@@ -86,7 +86,7 @@ async fn a_wrong_token_gets_an_error_not_updates() {
     let msg = next_json(&mut ws).await;
     assert_eq!(msg["payload"]["data"], Value::Null, "{msg}");
     assert_eq!(
-        msg["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        msg["payload"]["errors"][0]["extensions"]["code"], "SESSION_NOT_FOUND",
         "{msg}"
     );
     assert_eq!(next_json(&mut ws).await["type"], "complete");
