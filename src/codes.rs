@@ -406,6 +406,9 @@ catalogue! {
         MockNotAllowed "MOCK_NOT_ALLOWED" _
             "`startFlow` with `mock` on a server without `--mock`, and no key with the `editor`, `publisher` or `admin` role"
             "start the server with --mock (BATON_MOCK=1), or send an API key whose role may start mock sessions as X-API-Key";
+        UnknownMockScenario "UNKNOWN_MOCK_SCENARIO" _
+            "`startFlow` (or `baton validate --scenario`) names a mock scenario that no step of the flow declares; the session would otherwise run the default mocks silently"
+            "use one of the scenarios the flow's steps declare under `mock.scenarios` (the error's hint lists them), or `default`";
         TaskNotFound "TASK_NOT_FOUND" _
             "`claimApprovalTask` / `completeApprovalTask` on an unknown task id"
             "list open tasks with `approvalTasks`; ids come from there";

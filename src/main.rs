@@ -41,6 +41,10 @@ enum Command {
         /// `baton serve --flags` reads it (a missing directory: no flags).
         #[arg(long = "flags", env = "BATON_FLAGS", default_value = "flags")]
         flag_dir: PathBuf,
+        /// A mock scenario every flow checked must declare (repeatable): the
+        /// names your scripts and end-to-end tests start sessions with.
+        #[arg(long = "scenario")]
+        scenarios: Vec<String>,
     },
     /// Work with rules.
     Rule {
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             paths,
             format,
             flag_dir,
+            scenarios,
         } => {
             let flags = match baton::flags::load_or_empty(&flag_dir) {
                 Ok(load) => load.set,
@@ -151,7 +156,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let opts = baton::flow::load::CheckOptions { flags: Some(flags) };
+            let opts = baton::flow::load::CheckOptions {
+                flags: Some(flags),
+                scenarios,
+            };
             let issues = baton::flow::load::check_paths_with(&paths, &opts);
             match format {
                 Format::Human => print!("{}", baton::flow::validate::format_human(&issues)),

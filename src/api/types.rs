@@ -32,6 +32,28 @@ impl From<engine::Status> for SessionStatus {
     }
 }
 
+/// How a session ended, as its flow's `end` node says: a business result,
+/// apart from the technical `status` (a declined application is a
+/// `COMPLETED` session whose outcome the flow names `FAILED` or
+/// `ABANDONED`, not a crash).
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+pub enum SessionOutcome {
+    Completed,
+    Abandoned,
+    Failed,
+}
+
+impl From<crate::flow::model::Outcome> for SessionOutcome {
+    fn from(o: crate::flow::model::Outcome) -> Self {
+        use crate::flow::model::Outcome;
+        match o {
+            Outcome::Completed => SessionOutcome::Completed,
+            Outcome::Abandoned => SessionOutcome::Abandoned,
+            Outcome::Failed => SessionOutcome::Failed,
+        }
+    }
+}
+
 /// One user's walk through one pinned flow version.
 #[derive(SimpleObject, Clone, Debug)]
 pub struct FlowSession {
@@ -41,6 +63,8 @@ pub struct FlowSession {
     pub flow_id: ID,
     pub flow_version: i32,
     pub status: SessionStatus,
+    /// The `end` node's outcome; null until the session ends.
+    pub outcome: Option<SessionOutcome>,
     /// The screen to show now; null once the session ended without a last screen.
     pub screen: Option<Screen>,
 }
@@ -53,6 +77,7 @@ impl FlowSession {
             flow_id: ID(v.flow_id),
             flow_version: v.flow_version,
             status: v.status.into(),
+            outcome: v.outcome.map(Into::into),
             screen: v.screen.map(Screen::from_view),
         }
     }

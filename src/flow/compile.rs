@@ -38,6 +38,8 @@ pub struct CompiledFlow {
     pub flag_keys: FlagRefs,
     /// The flow-level `on_error` target.
     pub on_error: Option<NodeIdx>,
+    /// Mock scenarios the steps declare, for checking a session's choice.
+    pub mock_scenarios: std::collections::BTreeSet<String>,
 }
 
 /// Which flags a flow reads.
@@ -414,6 +416,7 @@ impl CompiledFlow {
         let on_error = resolve_opt(&def.on_error, "on_error")?;
         Ok(CompiledFlow {
             on_error,
+            mock_scenarios: def.mock_scenarios(),
             id: def.id.clone(),
             version,
             hash,

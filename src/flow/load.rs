@@ -162,6 +162,9 @@ pub fn check_dir_with(dir: &Path, opts: &CheckOptions) -> Result<LoadReport, Flo
 pub struct CheckOptions {
     /// The flags `flags.<key>` must name (`--flags`); `None`: not checked.
     pub flags: Option<crate::flags::FlagSet>,
+    /// Mock scenarios that every flow checked must declare (`--scenario`):
+    /// what scripts, end-to-end tests and docs ask for by name.
+    pub scenarios: Vec<String>,
 }
 
 /// `baton validate` on one flow file: every parse and validation issue,
@@ -184,6 +187,26 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> (Option<FlowDef>, Vec<Iss
             &file,
             opts.flags.as_ref(),
         ));
+        let declared = def.mock_scenarios();
+        for scenario in opts.scenarios.iter().filter(|s| !declared.contains(*s)) {
+            issues.push(Issue {
+                severity: super::validate::Severity::Error,
+                code: crate::codes::Code::UnknownMockScenario,
+                file: file.clone(),
+                node: None,
+                path: "$".into(),
+                message: format!(
+                    "no step of flow `{}` declares the mock scenario `{scenario}`",
+                    def.id
+                ),
+                hint: Some(format!(
+                    "declared: {}",
+                    declared.iter().cloned().collect::<Vec<_>>().join(", ")
+                )),
+                line: None,
+                column: None,
+            });
+        }
     }
     if let Some(positions) = super::position::Positions::of(&text) {
         for issue in issues.iter_mut().filter(|i| i.line.is_none()) {

@@ -39,6 +39,33 @@ pub struct FlowDef {
     pub on_error: Option<String>,
 }
 
+impl FlowDef {
+    /// The mock scenarios the flow's steps declare (`mock.scenarios` keys
+    /// of every step, branch included), sorted. `default` (the steps'
+    /// default mocks) is always there.
+    pub fn mock_scenarios(&self) -> std::collections::BTreeSet<String> {
+        fn collect(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+            match v {
+                Value::Object(map) => {
+                    if let Some(Value::Object(scenarios)) =
+                        map.get("mock").and_then(|m| m.get("scenarios"))
+                    {
+                        out.extend(scenarios.keys().cloned());
+                    }
+                    map.values().for_each(|c| collect(c, out));
+                }
+                Value::Array(items) => items.iter().for_each(|c| collect(c, out)),
+                _ => {}
+            }
+        }
+        let mut out = std::collections::BTreeSet::from(["default".to_owned()]);
+        if let Ok(json) = serde_json::to_value(self) {
+            collect(&json, &mut out);
+        }
+        out
+    }
+}
+
 /// One node of the graph; `kind` selects which.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -47,6 +47,11 @@ pub enum ServiceError {
     },
     #[error("mock sessions are not enabled on this server")]
     MockNotAllowed,
+    #[error("no step of this flow declares the mock scenario `{scenario}`")]
+    UnknownMockScenario {
+        scenario: String,
+        declared: Vec<String>,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -76,6 +81,7 @@ impl ServiceError {
             ServiceError::TaskClaimed { .. } => Code::TaskClaimed,
             ServiceError::InvalidDecision { .. } => Code::InvalidDecision,
             ServiceError::MockNotAllowed => Code::MockNotAllowed,
+            ServiceError::UnknownMockScenario { .. } => Code::UnknownMockScenario,
             ServiceError::Internal(_) => Code::Internal,
         }
     }
@@ -112,6 +118,10 @@ impl ServiceError {
             ServiceError::MockNotAllowed => Some(
                 "start the server with --mock (BATON_MOCK=1), or send an API key whose role may start mock sessions (editor, publisher, admin) as X-API-Key".into(),
             ),
+            ServiceError::UnknownMockScenario { declared, .. } => Some(format!(
+                "the flow declares: {}",
+                declared.join(", ")
+            )),
             ServiceError::InvalidDecision { .. } => {
                 Some("fill the approval's fields as `errors` describes".into())
             }

@@ -41,7 +41,36 @@ pub struct SessionView {
     pub flow_id: String,
     pub flow_version: i32,
     pub status: Status,
+    /// The `end` node's outcome once the session has ended.
+    #[serde(default)]
+    pub outcome: Option<crate::flow::model::Outcome>,
     pub screen: Option<ScreenView>,
+    /// What a waiting session waits for when no step of this server will
+    /// finish it soon; not part of the answer.
+    #[serde(skip)]
+    pub parked: Option<Parked>,
+}
+
+/// What a waiting session waits for, when it is not a step this server
+/// runs now: a request need not hold on for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parked {
+    /// An approval: a reviewer decides.
+    Person,
+    /// An external event.
+    Event,
+    /// A timer, for this long (`None`: until a rendered time).
+    Timer(Option<std::time::Duration>),
+}
+
+impl Parked {
+    /// Whether the session will still be parked after `remaining`.
+    pub fn outlasts(self, remaining: std::time::Duration) -> bool {
+        match self {
+            Parked::Person | Parked::Event | Parked::Timer(None) => true,
+            Parked::Timer(Some(d)) => d >= remaining,
+        }
+    }
 }
 
 /// What a caller wants to start.
@@ -189,6 +218,13 @@ impl Baton {
                 })?;
         let session_id = uuid::Uuid::now_v7().to_string();
         let mock = match req.mock {
+            // A scenario no step declares would silently run the default mocks.
+            Some(scenario) if !flow.mock_scenarios.contains(&scenario) => {
+                return Err(ServiceError::UnknownMockScenario {
+                    scenario,
+                    declared: flow.mock_scenarios.iter().cloned().collect(),
+                });
+            }
             Some(scenario) => Some(scenario),
             None if self.inner.steps.mock_all => Some("default".to_string()),
             None => None,
@@ -314,27 +350,38 @@ impl Baton {
                 // Only a commit may rest on a cached snapshot: decide anything
                 // else again on what the store says now.
                 Err(_) if cached => continue,
-                Err(EngineError::StaleScreen { submitted, current }) => {
-                    // A retry of a submit that was applied: answer as the first time.
+                Err(e) => {
+                    // A retry of a submit that was answered before (it may have
+                    // ended the session, or moved it on): answer as the first time.
                     if let Some(key) = key
                         && let Some(done) = self.replay(&req.session_id, key, &request_hash).await?
                     {
                         return Ok(done);
                     }
-                    // Not applied: the client gets the screen it should show.
-                    let mut view = view_of(&flow, &snap.id, &snap.state)?;
-                    if let Some(screen) = view.screen.as_mut() {
-                        screen.errors = vec![FieldError {
-                            field: None,
-                            code: crate::codes::Code::StaleScreen,
-                            message: format!(
-                                "`{submitted}` is no longer the current screen; this is `{current}`."
-                            ),
-                        }];
+                    match e {
+                        EngineError::StaleScreen { submitted, current } => {
+                            // Not applied: the client gets the screen it should show.
+                            let mut view = view_of(&flow, &snap.id, &snap.state)?;
+                            if let Some(screen) = view.screen.as_mut() {
+                                screen.errors = vec![FieldError {
+                                    field: None,
+                                    code: crate::codes::Code::StaleScreen,
+                                    message: format!(
+                                        "`{submitted}` is no longer the current screen; this is `{current}`."
+                                    ),
+                                }];
+                            }
+                            // Answered, not applied: a replay gets this same answer even
+                            // after the session has moved on.
+                            if let Some(key) = key {
+                                self.record_answer(&req.session_id, key, &request_hash, &view)
+                                    .await?;
+                            }
+                            return Ok(view);
+                        }
+                        e => return Err(e.into()),
                     }
-                    return Ok(view);
                 }
-                Err(e) => return Err(e.into()),
             };
             let extra = match &experiments {
                 Some(prepared) => self.inner.experiments.record(&flow, prepared, &mut advance),
@@ -355,10 +402,19 @@ impl Baton {
             match self.commit(&snap, advance, idem.as_ref(), extra).await {
                 Ok(()) => {
                     self.inner.hub.publish(&view);
-                    return Ok(match waiting {
-                        Some(rx) => self.wait_for_steps(view, rx).await,
-                        None => view,
-                    });
+                    let Some(rx) = waiting else { return Ok(view) };
+                    let latest = self.wait_for_steps(view, rx).await;
+                    // The record holds the answer from before the steps ran; a
+                    // replay must get what this client gets now.
+                    if let Some(idem) = &idem {
+                        let latest_json =
+                            serde_json::to_string(&latest).map_err(ServiceError::internal)?;
+                        if latest_json != idem.response.get() {
+                            self.record_answer(&req.session_id, &idem.key, &request_hash, &latest)
+                                .await?;
+                        }
+                    }
+                    return Ok(latest);
                 }
                 // Someone else advanced the session first: start over from
                 // what they stored.
@@ -472,6 +528,22 @@ impl Baton {
             out.insert(key.to_string(), value);
         }
         Ok(out)
+    }
+
+    /// Stores `view` as the answer to `key`, for replays.
+    async fn record_answer(
+        &self,
+        session_id: &str,
+        key: &str,
+        request_hash: &str,
+        view: &SessionView,
+    ) -> Result<(), ServiceError> {
+        let idem = NewIdempotency {
+            key: key.to_string(),
+            request_hash: request_hash.to_string(),
+            response: serde_json::value::to_raw_value(view).map_err(ServiceError::internal)?,
+        };
+        Ok(self.inner.store.record_response(session_id, &idem).await?)
     }
 
     async fn replay(
@@ -648,8 +720,30 @@ fn view_of(
         flow_id: flow.id.clone(),
         flow_version: flow.version,
         status: state.status,
+        outcome: state.outcome,
         screen: engine::render(flow, state)?,
+        parked: parked(flow, state),
     })
+}
+
+/// What `state` waits for, if it is parked on something no step of this
+/// server finishes soon. Mock sessions resolve approvals, events and timers
+/// by their mocks, so they are never parked.
+fn parked(flow: &CompiledFlow, state: &SessionState) -> Option<Parked> {
+    if state.status != Status::Waiting || !state.context["session"]["mock"].is_null() {
+        return None;
+    }
+    let idx = flow.node_index(&state.node)?;
+    match flow.node_def(idx) {
+        crate::flow::model::NodeDef::Approval(_) => Some(Parked::Person),
+        crate::flow::model::NodeDef::Event(_) => Some(Parked::Event),
+        crate::flow::model::NodeDef::Wait(w) => Some(Parked::Timer(
+            w.duration
+                .as_deref()
+                .and_then(|d| humantime::parse_duration(d).ok()),
+        )),
+        _ => None,
+    }
 }
 
 fn to_new_events(advance: &Advance) -> Result<Vec<NewEvent>, ServiceError> {

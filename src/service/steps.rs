@@ -229,7 +229,7 @@ impl Baton {
         mut rx: broadcast::Receiver<SessionView>,
     ) -> SessionView {
         let budget = self.inner.steps.budget;
-        if budget.is_zero() {
+        if budget.is_zero() || view.parked.is_some_and(|p| p.outlasts(budget)) {
             return view;
         }
         let mut latest = view;
@@ -237,7 +237,11 @@ impl Baton {
         loop {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Ok(v)) => {
-                    let done = v.status != Status::Waiting;
+                    // Parked on a person, an event or a timer past the budget:
+                    // nothing comes within it.
+                    let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                    let done = v.status != Status::Waiting
+                        || v.parked.is_some_and(|p| p.outlasts(remaining));
                     latest = v;
                     if done {
                         return latest;
@@ -248,7 +252,7 @@ impl Baton {
                     if let Ok((snap, flow)) = self.load_trusted(&latest.id).await
                         && let Ok(v) = view_of(&flow, &snap.id, &snap.state)
                     {
-                        if v.status != Status::Waiting {
+                        if v.status != Status::Waiting || v.parked.is_some() {
                             return v;
                         }
                         latest = v;
@@ -406,7 +410,9 @@ impl Baton {
                     flow_id: flow.id.clone(),
                     flow_version: flow.version,
                     status: advance.state.status,
+                    outcome: advance.state.outcome,
                     screen: None,
+                    parked: None,
                 }
             };
             let outcome = result.outcome.clone();

@@ -241,6 +241,13 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, flow_id, flow_version, u
 const SQLITE_COMMIT: &str = "INSERT INTO session_commits (session_id, expected_seq, status, \
      state, at, events, idem_key, idem_request_hash, idem_response) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// A keyed answer that is not part of a commit (a stale screen), or that
+/// changed after its commit (steps finished within the budget): stored or
+/// replaced, but never under another request's key.
+const UPSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (session_id, key, request_hash, \
+     response, created_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (session_id, key) DO UPDATE SET response = excluded.response \
+     WHERE idempotency.request_hash = excluded.request_hash";
 const SELECT_IDEMPOTENCY: &str = "SELECT session_id, key, request_hash, response, created_at \
      FROM idempotency WHERE session_id = $1 AND key = $2";
 const SELECT_EVENTS: &str = "SELECT seq, kind, payload, created_at FROM session_events \
@@ -944,6 +951,27 @@ impl Store {
             },
             Err(e) => e.into(),
         }
+    }
+
+    /// Records `idem` as the answer to its key, replacing an earlier answer
+    /// to the same request (not to another one). Durable when it returns.
+    pub async fn record_response(
+        &self,
+        session_id: &str,
+        idem: &NewIdempotency,
+    ) -> Result<(), StoreError> {
+        with_write_pool!(self, |pool| {
+            sqlx::query(UPSERT_IDEMPOTENCY)
+                .bind(session_id)
+                .bind(&idem.key)
+                .bind(&idem.request_hash)
+                .bind(idem.response.get())
+                .bind(now_ms())
+                .execute(pool)
+                .await
+                .map(|_| ())?
+        });
+        Ok(())
     }
 
     /// The response recorded with `key` for this session, if any.

@@ -160,3 +160,27 @@ fn schema_check_fails_on_a_stale_file() {
     assert_eq!(check.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&check.stderr).contains("baton.graphql is stale"));
 }
+
+#[test]
+fn validate_checks_the_mock_scenarios_scripts_ask_for() {
+    let run = |scenario: &str| {
+        Command::new(BIN)
+            .args(["validate", "--scenario", scenario, &repo("flows/loan.yaml")])
+            .output()
+            .unwrap()
+    };
+    let known = run("declined");
+    assert!(
+        known.status.success(),
+        "{}",
+        String::from_utf8_lossy(&known.stdout)
+    );
+    let typo = run("declinde");
+    let out = String::from_utf8_lossy(&typo.stdout);
+    assert_eq!(typo.status.code(), Some(1), "{out}");
+    assert!(out.contains("UNKNOWN_MOCK_SCENARIO"), "{out}");
+    assert!(
+        out.contains("credit_service_down"),
+        "the hint lists the declared ones: {out}"
+    );
+}

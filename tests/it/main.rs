@@ -16,6 +16,7 @@ mod flags;
 mod flows_api;
 mod group_commit;
 mod limits;
+mod replay;
 mod rules;
 mod security;
 mod steps;

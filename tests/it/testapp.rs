@@ -11,7 +11,7 @@ use tempfile::TempDir;
 
 pub const SESSION_FIELDS: &str = r#"
 fragment S on FlowSession {
-  id token flowId flowVersion status
+  id token flowId flowVersion status outcome
   screen {
     id title fallback terminal values
     actions { id label validates }
