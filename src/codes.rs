@@ -871,9 +871,6 @@ catalogue! {
         General "GENERAL" 400
             "targeting returned something that names no variant"
             "make every targeting branch return a variant name";
-        TargetingKeyMissing "TARGETING_KEY_MISSING" 400
-            "the context has no string `targetingKey` where the flag needs one"
-            "send the user's id as `targetingKey`";
     }
     ExperimentFiles {
         ExperimentDirUnreadable "EXPERIMENT_DIR_UNREADABLE" _

@@ -28,8 +28,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server (the default when no command is given).
-    Serve,
+    /// Run the server (the default when no command is given). Its options
+    /// may also stand before any command: `baton --addr … ` is `baton serve --addr …`.
+    Serve(Box<ServeConfig>),
     /// Check flow and flag files and report every problem at once; exit 1 on any error.
     Validate {
         /// Flow or flag files, or directories of them (flag files have a top-level `flags`).
@@ -141,8 +142,11 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.serve),
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(Box::new(cli.serve.clone())))
+    {
+        Command::Serve(config) => serve(*config),
         Command::Validate {
             paths,
             format,
@@ -350,7 +354,12 @@ fn serve(config: ServeConfig) -> ExitCode {
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Colours only for a person at a terminal: a file or a log collector
+    // gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -8,7 +8,7 @@
 //!   default applies: `DISABLED`, or `DEFAULT` without a default variant);
 //!   404 `{key, errorCode: FLAG_NOT_FOUND, errorDetails}`; 400 `{key,
 //!   errorCode, errorDetails}` for the other evaluation errors
-//!   (`PARSE_ERROR`, `GENERAL`, `TARGETING_KEY_MISSING`) and for a body that
+//!   (`PARSE_ERROR`, `GENERAL`) and for a body that
 //!   is not `{"context": {...}}` (`INVALID_CONTEXT`).
 //! - `POST /ofrep/v1/evaluate/flags`: every flag, in key order, as `{flags:
 //!   [...]}` (errors as entries), with an `ETag` over the answer's bytes;

@@ -25,8 +25,7 @@ fn need<'a>(
 }
 
 fn time(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
+    crate::engine::rfc3339(ms)
 }
 
 /// A human task waiting for a reviewer.

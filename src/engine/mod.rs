@@ -264,7 +264,7 @@ pub fn start_with_flags(
             "id": input.session_id,
             "flow_id": flow.id,
             "flow_version": flow.version,
-            "started_at": input.started_at_ms,
+            "started_at": rfc3339(input.started_at_ms),
             "mock": input.mock,
         },
     });
@@ -813,4 +813,12 @@ fn check_context_size(context: &Value, limits: &Limits) -> Result<(), EngineErro
         });
     }
     Ok(())
+}
+
+/// A time in the context, as templates and rules read it: RFC 3339 in UTC
+/// with milliseconds (`2026-12-05T09:30:00.000Z`), which sorts as text and
+/// is what `wait.until` takes back.
+pub fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
 }

@@ -17,14 +17,12 @@
 //!    by value, other results by their JSON text, so `true` names variant
 //!    `"true"`) → `TARGETING_MATCH`; any other result → `ERROR` / `GENERAL`.
 //!
-//! Baton's additions, both errors where flagd has no answer:
-//! * a flag that failed validation → `ERROR` / `PARSE_ERROR` (flagd would
-//!   refuse the whole file, or fail the same way at evaluation);
-//! * `TARGETING_KEY_MISSING`: the context has no string `targetingKey`, the
-//!   targeting reads it, returned `null`, and would have selected a
-//!   variant had a targeting key been there (typically a `fractional`
-//!   without a bucketing expression). flagd answers `DEFAULT` here, which
-//!   silently gives every caller that forgot the key the default variant.
+//! Baton's one addition, an error where flagd has no answer: a flag that
+//! failed validation → `ERROR` / `PARSE_ERROR` (flagd would refuse the
+//! whole file, or fail the same way at evaluation). A `fractional` without
+//! a bucketing key (no `targetingKey`) returns `null` and so `DEFAULT`, as
+//! in flagd: OpenFeature users who switch providers get the same answers
+//! (flagd-testbed's evaluator suite runs in the tests).
 //!
 //! Typed evaluation ([`FlagSet::evaluate_as`]) adds OpenFeature's
 //! `TYPE_MISMATCH` when a resolved value is not of the requested type; an
@@ -75,7 +73,6 @@ pub enum ErrorCode {
     FlagNotFound,
     TypeMismatch,
     ParseError,
-    TargetingKeyMissing,
     General,
 }
 
@@ -86,7 +83,6 @@ impl ErrorCode {
             ErrorCode::FlagNotFound => Code::FlagNotFound,
             ErrorCode::TypeMismatch => Code::TypeMismatch,
             ErrorCode::ParseError => Code::ParseError,
-            ErrorCode::TargetingKeyMissing => Code::TargetingKeyMissing,
             ErrorCode::General => Code::General,
         }
     }
@@ -559,20 +555,7 @@ fn targeted<'a>(
             ErrorCode::General,
             format!("targeting of flag `{key}` returned {name}, which is not one of its variants"),
         ),
-        Ok(Selected::Null) => {
-            if targeting.reads_targeting_key
-                && context.targeting_key.is_none()
-                && needed_targeting_key(flag, &context.prepared, slots, &enrichment)
-            {
-                return Resolution::error(
-                    key,
-                    &flag.metadata,
-                    ErrorCode::TargetingKeyMissing,
-                    format!("flag `{key}` buckets on `targetingKey`, and the context has none"),
-                );
-            }
-            Resolution::ok(key, flag, Reason::Default, default())
-        }
+        Ok(Selected::Null) => Resolution::ok(key, flag, Reason::Default, default()),
     }
 }
 
@@ -602,27 +585,6 @@ fn select<'a>(flag: &'a Flag, result: TargetingResult<'_>) -> Selected<'a> {
             _ => Value::String(name.to_owned()).to_string(),
         }),
     }
-}
-
-/// Whether a `null` targeting result is down to the missing targeting key:
-/// the same rule with `targetingKey: ""` selects something.
-fn needed_targeting_key(
-    flag: &Flag,
-    context: &PreparedData,
-    slots: &[u32],
-    enrichment: &Enrichment<'_>,
-) -> bool {
-    let Some(targeting) = &flag.targeting else {
-        return false;
-    };
-    let probe = Enrichment {
-        targeting_key_if_missing: Some(""),
-        ..*enrichment
-    };
-    targeting
-        .rule
-        .evaluate_targeting_at(context, slots, &probe, |r| r != TargetingResult::Null)
-        .unwrap_or(false)
 }
 
 fn unix_now() -> i64 {

@@ -558,14 +558,8 @@ fn build_flag(
                                 }
                             }
                         }
-                        // A `fractional` whose bucketing expression gives
-                        // no string falls back to `targetingKey` too.
-                        let reads_targeting_key =
-                            rule.var_paths().iter().any(|p| p == "targetingKey")
-                                || uses_operator(&resolved, "fractional");
                         flag.targeting = Some(Targeting {
                             rule,
-                            reads_targeting_key,
                             // Assigned when the set is built.
                             slots: 0..0,
                         });
@@ -696,16 +690,6 @@ impl RefResolver<'_> {
             // Evaluators are checked to be objects.
             _ => Ok(Map::new()),
         }
-    }
-}
-
-fn uses_operator(v: &Value, op: &str) -> bool {
-    match v {
-        Value::Array(items) => items.iter().any(|i| uses_operator(i, op)),
-        Value::Object(map) => map
-            .iter()
-            .any(|(k, v)| (map.len() == 1 && k == op) || uses_operator(v, op)),
-        _ => false,
     }
 }
 

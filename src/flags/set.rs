@@ -51,9 +51,6 @@ pub(crate) struct Flag {
 #[derive(Debug)]
 pub(crate) struct Targeting {
     pub(crate) rule: Rule,
-    /// The rule reads `targetingKey` (directly or through `fractional`'s
-    /// implicit bucketing key).
-    pub(crate) reads_targeting_key: bool,
     /// The rule's slots in [`FlagSet::slot_names`].
     pub(crate) slots: Range<usize>,
 }

@@ -218,7 +218,7 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
             }
             StepResult {
                 outcome: "ok".into(),
-                output: json!({ "waited_until": clock.now_ms() }),
+                output: json!({ "waited_until": crate::engine::rfc3339(clock.now_ms()) }),
             }
         }
         NodeDef::Approval(a) if mock => {
@@ -253,11 +253,11 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
                 Some(c) if c.timeout => timed_out(clock.now_ms()),
                 Some(c) => StepResult {
                     outcome: "ok".into(),
-                    output: json!({ "payload": c.payload, "received_at": clock.now_ms() }),
+                    output: json!({ "payload": c.payload, "received_at": crate::engine::rfc3339(clock.now_ms()) }),
                 },
                 None => StepResult {
                     outcome: "ok".into(),
-                    output: json!({ "payload": Value::Null, "received_at": clock.now_ms() }),
+                    output: json!({ "payload": Value::Null, "received_at": crate::engine::rfc3339(clock.now_ms()) }),
                 },
             }
         }

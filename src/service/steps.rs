@@ -481,7 +481,8 @@ impl Baton {
             .tasks_waiting_for(name, correlation)
             .await?
         {
-            let output = json!({ "payload": payload, "received_at": now_ms() });
+            let output =
+                json!({ "payload": payload, "received_at": crate::engine::rfc3339(now_ms()) });
             let result = StepResult {
                 outcome: "ok".into(),
                 output,
@@ -521,7 +522,7 @@ impl Baton {
         }
         let result = StepResult {
             outcome: "ok".into(),
-            output: json!({ "payload": payload, "received_at": now_ms() }),
+            output: json!({ "payload": payload, "received_at": crate::engine::rfc3339(now_ms()) }),
         };
         self.complete_step(task, result, &[]).await?;
         Ok(())

@@ -184,3 +184,85 @@ fn validate_checks_the_mock_scenarios_scripts_ask_for() {
         "the hint lists the declared ones: {out}"
     );
 }
+
+#[test]
+fn serve_takes_its_options_after_the_command_and_lists_them() {
+    let help = Command::new(BIN)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{text}");
+    for option in [
+        "--addr",
+        "--database-url",
+        "--flows",
+        "--max-query-fields",
+        "--step-budget-ms",
+    ] {
+        assert!(
+            text.contains(option),
+            "`baton serve --help` lacks {option}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn serve_after_the_command_listens_where_told_and_logs_plain_text_when_piped() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = format!("sqlite://{}", dir.path().join("b.db").display());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+            "--database-url",
+            &db,
+        ])
+        .args([
+            "--flows",
+            &repo("flows"),
+            "--flags",
+            &repo("flags"),
+            "--experiments",
+            &repo("experiments"),
+        ])
+        .env_remove("BATON_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let listening = loop {
+        match lines.next() {
+            Some(Ok(line)) => {
+                let found = line.contains("listening");
+                seen.push(line);
+                if found {
+                    break true;
+                }
+            }
+            _ => break false,
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = seen.join("\n");
+    assert!(listening, "no `listening` line:\n{log}");
+    assert!(
+        log.contains(&format!("127.0.0.1:{port}")),
+        "not on the port asked for:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log:\n{log:?}"
+    );
+}

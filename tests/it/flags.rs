@@ -353,7 +353,7 @@ fn a_flag_that_fails_validation_is_parse_error_and_the_others_still_work() {
 }
 
 #[test]
-fn targeting_key_missing_only_when_the_key_decided_it() {
+fn a_missing_targeting_key_falls_back_to_the_default_as_in_flagd() {
     let s = set(json!({"flags": {
         "rollout": bool_flag(json!({"targeting": {"fractional": [["on", 50], ["off", 50]]}})),
         "android-rollout": bool_flag(json!({"targeting": {"if": [
@@ -365,14 +365,15 @@ fn targeting_key_missing_only_when_the_key_decided_it() {
         "key-compare": bool_flag(json!({"targeting": {"if": [{"==": [{"var": "targetingKey"}, "vip"]}, "on", null]}}))
     }}));
     let no_key = ctx(json!({"platform": "android", "email": "ada@example.com"}));
-    assert_err(
-        &s.evaluate("rollout", &no_key),
-        ErrorCode::TargetingKeyMissing,
-    );
-    assert_err(
-        &s.evaluate("android-rollout", &no_key),
-        ErrorCode::TargetingKeyMissing,
-    );
+    // No key to bucket on: the fractional gives `null`, so flagd's DEFAULT.
+    for flag in ["rollout", "android-rollout"] {
+        assert_ok(
+            &s.evaluate(flag, &no_key),
+            Reason::Default,
+            Some("off"),
+            Some(json!(false)),
+        );
+    }
     // Not android: the fractional never ran, so flagd's DEFAULT stands.
     let ios = ctx(json!({"platform": "ios"}));
     assert_ok(
@@ -395,9 +396,11 @@ fn targeting_key_missing_only_when_the_key_decided_it() {
     );
     // A non-string targeting key is no targeting key.
     let numeric = ctx(json!({"targetingKey": 42}));
-    assert_err(
+    assert_ok(
         &s.evaluate("rollout", &numeric),
-        ErrorCode::TargetingKeyMissing,
+        Reason::Default,
+        Some("off"),
+        Some(json!(false)),
     );
     // With a key, the rollout resolves.
     let with_key = ctx(json!({"targetingKey": "u-1", "platform": "android"}));
@@ -1156,10 +1159,11 @@ async fn ofrep_single_flag_evaluation() {
         (400, &json!("GENERAL")),
         "{body}"
     );
+    // No targetingKey to bucket on: flagd's DEFAULT, not an error.
     let (status, _, body) = post(&app, &one("rollout"), "{}", &[AUTH]).await;
     assert_eq!(
-        (status, &body["errorCode"]),
-        (400, &json!("TARGETING_KEY_MISSING")),
+        (status, &body["reason"]),
+        (200, &json!("DEFAULT")),
         "{body}"
     );
 }
