@@ -525,6 +525,9 @@ catalogue! {
         StoreUnavailable "STORE_UNAVAILABLE" _
             "cannot connect, pool timeout, database busy or read-only"
             "check that the database is running and that the URL is right, then retry";
+        StorageFull "STORAGE_FULL" _
+            "the database's disk is full (SQLite's FULL, PostgreSQL's disk_full): nothing of the request was stored, reads still work, and writes work again once space is freed"
+            "free space on the database's volume, then retry with the same idempotency key";
         StoreMigrationFailed "STORE_MIGRATION_FAILED" _
             "migrations failed or do not match the database"
             "run the Baton version that last migrated this database, or use a fresh database";

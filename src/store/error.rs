@@ -21,6 +21,14 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    /// The database's disk (or its size limit) is full: nothing of the
+    /// write was stored, and writes work again once space is freed.
+    #[error("store full: {source}")]
+    Full {
+        #[source]
+        source: sqlx::Error,
+    },
+
     /// Applying the embedded migrations failed, or the database was migrated
     /// by a different build of Baton.
     #[error("store migration failed: {source}")]
@@ -83,6 +91,7 @@ impl StoreError {
         match self {
             StoreError::BadUrl { .. } => Code::StoreBadUrl,
             StoreError::Unavailable { .. } => Code::StoreUnavailable,
+            StoreError::Full { .. } => Code::StorageFull,
             StoreError::Migration { .. } => Code::StoreMigrationFailed,
             StoreError::Conflict { .. } | StoreError::FlowVersionContended { .. } => {
                 Code::StoreConflict
@@ -105,6 +114,12 @@ impl StoreError {
                 "{reason}; use sqlite://path/to/baton.db, sqlite::memory: (tests only) or \
                  postgres://user@host:5432/dbname"
             ),
+            StoreError::Full { .. } => {
+                "the database's disk is full; nothing of this request was stored. Free space \
+                 on the database's volume (or raise its quota), then retry with the same \
+                 idempotency key"
+                    .to_owned()
+            }
             StoreError::Unavailable { .. } => {
                 "the database is unreachable or busy; check that it is running and that the \
                  URL is right, then retry"
@@ -161,6 +176,9 @@ impl From<sqlx::Error> for StoreError {
     /// violation check for it before falling back to this.
     fn from(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
+        if is_full(&e) {
+            return StoreError::Full { source: e };
+        }
         if is_unavailable(&e) {
             return StoreError::Unavailable { source: e };
         }
@@ -176,6 +194,20 @@ impl From<sqlx::Error> for StoreError {
             e => StoreError::Internal { source: e },
         }
     }
+}
+
+/// A full disk: SQLite's FULL (13, also in an extended code's low byte) or
+/// PostgreSQL's `disk_full` (53100).
+pub(crate) fn is_full(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let code = db.code();
+    let code = code.as_deref().unwrap_or("");
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return code.parse::<i64>().is_ok_and(|n| n & 0xff == 13);
+    }
+    code == "53100"
 }
 
 /// Errors where the database, not the request, is the problem.

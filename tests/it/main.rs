@@ -12,6 +12,7 @@ mod engine_props;
 mod experiment_runs;
 mod experiment_store;
 mod experiments;
+mod faults;
 mod flagd_testbed;
 mod flags;
 mod flows_api;
