@@ -16,6 +16,7 @@ mod faults;
 mod flagd_testbed;
 mod flags;
 mod flows_api;
+mod fuzz;
 mod group_commit;
 mod limits;
 mod replay;
