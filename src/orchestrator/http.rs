@@ -456,6 +456,10 @@ fn redact_str(secrets: &std::collections::HashMap<String, String>, s: &str) -> S
     out
 }
 
+/// [`redact_str`] over a whole JSON value: strings and object keys alike
+/// (an upstream may echo a header back as a key). Keys that only differ by
+/// a secret would collide once redacted; the later ones get `#2`, `#3`, …
+/// so no member is lost.
 fn redact(secrets: &std::collections::HashMap<String, String>, value: Value) -> Value {
     if secrets.is_empty() {
         return value;
@@ -465,11 +469,21 @@ fn redact(secrets: &std::collections::HashMap<String, String>, value: Value) -> 
         Value::Array(items) => {
             Value::Array(items.into_iter().map(|v| redact(secrets, v)).collect())
         }
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, redact(secrets, v)))
-                .collect(),
-        ),
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for (k, v) in map {
+                let mut key = redact_str(secrets, &k);
+                if out.contains_key(&key) {
+                    let base = key.clone();
+                    key = (2..)
+                        .map(|n| format!("{base}#{n}"))
+                        .find(|candidate| !out.contains_key(candidate))
+                        .expect("an unused suffix");
+                }
+                out.insert(key, redact(secrets, v));
+            }
+            Value::Object(out)
+        }
         other => other,
     }
 }

@@ -21,6 +21,7 @@ mod group_commit;
 mod limits;
 mod replay;
 mod rules;
+mod secrets;
 mod security;
 mod steps;
 mod store;
