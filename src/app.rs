@@ -42,7 +42,15 @@ impl Application {
         )
         .await
         .with_context(|| format!("opening the store at {}", redact(&config.database_url)))?;
-        let registry = Registry::with_allowed_hosts(store.clone(), config.allow_hosts.clone());
+        let allow_hosts =
+            crate::flow::hosts::AllowList::parse(&config.allow_hosts).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: {e} (hint: {})",
+                    crate::codes::Code::InvalidAllowHosts,
+                    crate::codes::Code::InvalidAllowHosts.hint()
+                )
+            })?;
+        let registry = Registry::with_allowed_hosts(store.clone(), allow_hosts.clone());
         let reload = registry
             .load_dir(&config.flows)
             .await
@@ -72,7 +80,7 @@ impl Application {
             baton.clone(),
             OrchestratorConfig {
                 poll: Duration::from_millis(config.task_poll_ms.max(10)),
-                allow_hosts: config.allow_hosts.clone(),
+                allow_hosts,
                 breaker: BreakerConfig {
                     failure_threshold: config.breaker_failures,
                     open_for: Duration::from_millis(config.breaker_open_ms),

@@ -512,8 +512,11 @@ catalogue! {
     }
     Steps {
         HostNotAllowed "HOST_NOT_ALLOWED" _
-            "an `http` step calls a host outside `--allow-hosts`: a validation error when flows load, and at run time such a call fails without being sent (not retried)"
+            "an `http` step calls a host or port outside `--allow-hosts`, or (at run time) a name that resolves to a loopback, link-local, private, shared or unspecified address that no IP or range entry allows: a validation error when flows load and in `baton validate`, and at run time the call fails without being sent (not retried)"
             "add the host to --allow-hosts, or call an allowed host";
+        InvalidAllowHosts "INVALID_ALLOW_HOSTS" _
+            "an `--allow-hosts` entry is not a host name, an IP address, `host:port` or a CIDR range (`10.0.0.0/8`); the server does not start, `baton validate` stops"
+            "write entries like `api.example.com`, `api.example.com:8443`, `127.0.0.1` or `10.0.0.0/8`, comma separated";
         ResponseTooLarge "RESPONSE_TOO_LARGE" _
             "an upstream's response body is over 256 KiB (not retried)"
             "have the upstream answer with less, or page it";

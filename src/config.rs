@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+/// What `http` steps may call when `--allow-hosts` is not given (serve and
+/// validate alike).
+pub const DEFAULT_ALLOW_HOSTS: &str = "localhost,127.0.0.1";
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
     /// Address to listen on.
@@ -92,7 +96,7 @@ pub struct ServeConfig {
         long,
         env = "BATON_ALLOW_HOSTS",
         value_delimiter = ',',
-        default_value = "localhost,127.0.0.1"
+        default_value = DEFAULT_ALLOW_HOSTS
     )]
     pub allow_hosts: Vec<String>,
     /// How long `startFlow` / `submit` wait for the backend steps they

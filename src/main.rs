@@ -46,6 +46,14 @@ enum Command {
         /// names your scripts and end-to-end tests start sessions with.
         #[arg(long = "scenario")]
         scenarios: Vec<String>,
+        /// Hosts `http` steps may call, as `baton serve --allow-hosts` takes them.
+        #[arg(
+            long,
+            env = "BATON_ALLOW_HOSTS",
+            value_delimiter = ',',
+            default_value = baton::config::DEFAULT_ALLOW_HOSTS
+        )]
+        allow_hosts: Vec<String>,
     },
     /// Work with rules.
     Rule {
@@ -152,7 +160,16 @@ fn main() -> ExitCode {
             format,
             flag_dir,
             scenarios,
+            allow_hosts,
         } => {
+            let allow_hosts = match baton::flow::hosts::AllowList::parse(&allow_hosts) {
+                Ok(list) => list,
+                Err(e) => {
+                    let code = baton::codes::Code::InvalidAllowHosts;
+                    eprintln!("error[{code}]: {e} (hint: {})", code.hint());
+                    return ExitCode::from(2);
+                }
+            };
             let flags = match baton::flags::load_or_empty(&flag_dir) {
                 Ok(load) => load.set,
                 Err(e) => {
@@ -163,6 +180,7 @@ fn main() -> ExitCode {
             let opts = baton::flow::load::CheckOptions {
                 flags: Some(flags),
                 scenarios,
+                allow_hosts: Some(allow_hosts),
             };
             let issues = baton::flow::load::check_paths_with(&paths, &opts);
             match format {

@@ -165,6 +165,8 @@ pub struct CheckOptions {
     /// Mock scenarios that every flow checked must declare (`--scenario`):
     /// what scripts, end-to-end tests and docs ask for by name.
     pub scenarios: Vec<String>,
+    /// What `http` steps may call (`--allow-hosts`); `None`: not checked.
+    pub allow_hosts: Option<super::hosts::AllowList>,
 }
 
 /// `baton validate` on one flow file: every parse and validation issue,
@@ -187,6 +189,9 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> (Option<FlowDef>, Vec<Iss
             &file,
             opts.flags.as_ref(),
         ));
+        if let Some(allow) = &opts.allow_hosts {
+            issues.extend(super::validate::check_hosts(def, allow, &file));
+        }
         let declared = def.mock_scenarios();
         for scenario in opts.scenarios.iter().filter(|s| !declared.contains(*s)) {
             issues.push(Issue {

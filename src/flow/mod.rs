@@ -6,6 +6,7 @@
 pub mod compile;
 pub mod diff;
 pub mod error;
+pub mod hosts;
 pub mod load;
 pub mod model;
 pub mod position;

@@ -1962,8 +1962,12 @@ struct Tree<'a> {
     custom_defs: Vec<&'a ComponentDef>,
 }
 
-/// `http` steps whose host is not in `allowed` (exact host names or IPs).
-pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue> {
+/// `http` steps whose host and port `allowed` refuses.
+pub fn check_hosts(
+    flow: &FlowDef,
+    allowed: &crate::flow::hosts::AllowList,
+    file: &str,
+) -> Vec<Issue> {
     let mut out = Vec::new();
     for (i, node) in flow.nodes.iter().enumerate() {
         let urls: Vec<(String, &str)> = match node {
@@ -1981,7 +1985,8 @@ pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue>
                 continue; // INVALID_STEP_URL reports it
             };
             let host = origin.host_str().unwrap_or_default();
-            if !allowed.iter().any(|a| a == host) {
+            let port = origin.port_or_known_default().unwrap_or(0);
+            if !allowed.allows(host, port) {
                 out.push(Issue {
                     severity: Severity::Error,
                     code: Code::HostNotAllowed,
@@ -1989,16 +1994,12 @@ pub fn check_hosts(flow: &FlowDef, allowed: &[String], file: &str) -> Vec<Issue>
                     node: Some(node.id().to_string()),
                     path,
                     message: format!(
-                        "step `{}` calls `{host}`, which the server does not allow",
+                        "step `{}` calls `{host}:{port}`, which the server does not allow",
                         node.id()
                     ),
                     hint: Some(format!(
-                        "add `{host}` to --allow-hosts (BATON_ALLOW_HOSTS); allowed now: {}",
-                        if allowed.is_empty() {
-                            "none".to_string()
-                        } else {
-                            allowed.join(", ")
-                        }
+                        "add `{host}` (or `{host}:{port}`) to --allow-hosts (BATON_ALLOW_HOSTS); allowed now: {}",
+                        allowed.describe()
                     )),
                     line: None,
                     column: None,

@@ -4,6 +4,7 @@
 //! The `Idempotency-Key` header is the task id, the same on every attempt,
 //! so an upstream that honours it applies an at-least-once call once.
 
+use crate::flow::hosts::AllowList;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -351,10 +352,20 @@ async fn real_attempt(
         .and_then(|_| url::Url::parse(&url).map_err(|e| e.to_string()))
         .map_err(|e| Failure::Permanent(format!("URL: {e}")))?;
     let host = parsed.host_str().unwrap_or_default().to_string();
-    if !shared.config.allow_hosts.iter().any(|h| h == &host) {
+    let port = parsed.port_or_known_default().unwrap_or(0);
+    let allow = &shared.config.allow_hosts;
+    if !allow.allows(&host, port) {
         return Err(Failure::Permanent(format!(
-            "HOST_NOT_ALLOWED: `{host}` is not in the server's --allow-hosts"
+            "HOST_NOT_ALLOWED: `{host}:{port}` is not in the server's --allow-hosts"
         )));
+    }
+    // An IP literal connects without the resolver: check it here.
+    if let Ok(ip) = host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
+        && !allow.allows_address(&host, ip)
+    {
+        return Err(Failure::Permanent(refused_address(&host, ip)));
     }
     if !shared.breakers.allow(&host) {
         return Err(Failure::Connect(format!("circuit open for `{host}`")));
@@ -405,6 +416,14 @@ async fn send(req: reqwest::RequestBuilder, max_bytes: usize) -> Result<Response
 }
 
 fn classify(e: reqwest::Error) -> Failure {
+    // The resolver's refusal arrives as a connect error; it is final.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(refused) = err.downcast_ref::<AddressRefused>() {
+            return Failure::Permanent(refused.0.clone());
+        }
+        source = err.source();
+    }
     if e.is_timeout() {
         Failure::Timeout
     } else if e.is_builder() {
@@ -485,5 +504,51 @@ fn redact(secrets: &std::collections::HashMap<String, String>, value: Value) -> 
             Value::Object(out)
         }
         other => other,
+    }
+}
+
+/// Resolves step hosts and keeps only the addresses `--allow-hosts` allows
+/// the name to reach; none left is a refusal, never a fallback.
+pub(crate) struct AllowedResolver(pub AllowList);
+
+/// The resolver's refusal, told apart from a failed lookup in [`classify`].
+#[derive(Debug)]
+struct AddressRefused(String);
+
+impl std::fmt::Display for AddressRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AddressRefused {}
+
+fn refused_address(host: &str, ip: std::net::IpAddr) -> String {
+    format!(
+        "HOST_NOT_ALLOWED: `{host}` resolves to {ip}, a {} address that --allow-hosts does not allow explicitly (add the address or its range, e.g. `{ip}`)",
+        crate::flow::hosts::special_range(ip).unwrap_or("special")
+    )
+}
+
+impl reqwest::dns::Resolve for AllowedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<std::net::SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<std::net::SocketAddr> = addrs
+                .iter()
+                .copied()
+                .filter(|a| allow.allows_address(&host, a.ip()))
+                .collect();
+            match (allowed.is_empty(), addrs.first()) {
+                (true, Some(first)) => {
+                    Err(Box::new(AddressRefused(refused_address(&host, first.ip())))
+                        as Box<dyn std::error::Error + Send + Sync>)
+                }
+                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
     }
 }

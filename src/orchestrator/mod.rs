@@ -16,6 +16,7 @@ pub mod clock;
 mod http;
 pub mod policy;
 
+use crate::flow::hosts::AllowList;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,8 +42,8 @@ pub struct OrchestratorConfig {
     pub poll: Duration,
     /// Tasks run at once by this process.
     pub concurrency: usize,
-    /// Hosts `http` steps may call (exact host names or IPs).
-    pub allow_hosts: Vec<String>,
+    /// Hosts `http` steps may call, and the addresses names may resolve to.
+    pub allow_hosts: AllowList,
     pub breaker: BreakerConfig,
     /// Largest upstream response body read, in bytes.
     pub max_response_bytes: usize,
@@ -56,7 +57,7 @@ impl Default for OrchestratorConfig {
         OrchestratorConfig {
             poll: Duration::from_secs(1),
             concurrency: 256,
-            allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],
+            allow_hosts: AllowList::parse(&["localhost", "127.0.0.1"]).expect("valid entries"),
             breaker: BreakerConfig::default(),
             max_response_bytes: 256 * 1024,
             secrets: HashMap::new(),
@@ -98,6 +99,10 @@ pub fn spawn(
     let client = reqwest::Client::builder()
         // Steps must not be redirected to a host the allowlist never saw.
         .redirect(reqwest::redirect::Policy::none())
+        // Names are checked against the addresses the connection uses, so
+        // a name cannot be re-pointed at an internal address after the
+        // check (DNS rebinding).
+        .dns_resolver(Arc::new(http::AllowedResolver(config.allow_hosts.clone())))
         .build()
         .expect("an HTTP client without TLS always builds");
     let shared = Arc::new(Shared {

@@ -21,7 +21,7 @@ pub struct Registry {
     versions: DashMap<(String, i32), Arc<CompiledFlow>>,
     /// Hosts `http` steps may call; `None` skips the check (tools, tests
     /// that never run steps).
-    allowed_hosts: Option<Vec<String>>,
+    allowed_hosts: Option<crate::flow::hosts::AllowList>,
 }
 
 /// What a (re)load did.
@@ -44,7 +44,7 @@ impl Registry {
 
     /// A registry that rejects flows whose `http` steps call hosts outside
     /// `hosts` (the error `HOST_NOT_ALLOWED` when the flow loads).
-    pub fn with_allowed_hosts(store: Store, hosts: Vec<String>) -> Registry {
+    pub fn with_allowed_hosts(store: Store, hosts: crate::flow::hosts::AllowList) -> Registry {
         Registry {
             allowed_hosts: Some(hosts),
             ..Registry::new(store)

@@ -266,3 +266,28 @@ fn serve_after_the_command_listens_where_told_and_logs_plain_text_when_piped() {
         "colour codes in a piped log:\n{log:?}"
     );
 }
+
+#[test]
+fn validate_applies_the_allowlist_serve_would() {
+    let run = |allow: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["validate", &repo("flows/loan.yaml")])
+            .env_remove("BATON_ALLOW_HOSTS");
+        if let Some(a) = allow {
+            cmd.args(["--allow-hosts", a]);
+        }
+        cmd.output().unwrap()
+    };
+    // The default is serve's (localhost, 127.0.0.1): the loan flow passes.
+    assert!(run(None).status.success());
+    let refused = run(Some("api.example.com,localhost:9999"));
+    let out = String::from_utf8_lossy(&refused.stdout);
+    assert_eq!(refused.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("HOST_NOT_ALLOWED") && out.contains("localhost:8090"),
+        "{out}"
+    );
+    let bad = run(Some("not a host"));
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("INVALID_ALLOW_HOSTS"));
+}

@@ -18,6 +18,7 @@ mod flags;
 mod flows_api;
 mod fuzz;
 mod group_commit;
+mod hosts;
 mod limits;
 mod replay;
 mod rules;

@@ -1579,7 +1579,11 @@ nodes:
 "#,
     );
     assert!(baton::flow::validate::validate(&def, "h.yaml").is_empty());
-    let issues = baton::flow::validate::check_hosts(&def, &["localhost".to_string()], "h.yaml");
+    let issues = baton::flow::validate::check_hosts(
+        &def,
+        &baton::flow::hosts::AllowList::parse(&["localhost"]).unwrap(),
+        "h.yaml",
+    );
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].code, "HOST_NOT_ALLOWED");
     assert_eq!(issues[0].path, "$.nodes[0].url");
@@ -1590,7 +1594,11 @@ nodes:
             .unwrap()
             .contains("api.example.com")
     );
-    let ok = baton::flow::validate::check_hosts(&def, &["api.example.com".to_string()], "h.yaml");
+    let ok = baton::flow::validate::check_hosts(
+        &def,
+        &baton::flow::hosts::AllowList::parse(&["api.example.com"]).unwrap(),
+        "h.yaml",
+    );
     assert!(ok.is_empty());
 }
 
