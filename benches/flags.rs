@@ -297,6 +297,7 @@ fn submit_fixture() -> SubmitFixture {
         let baton = app.baton().clone();
         let (view, _) = baton
             .start_flow(baton::service::StartRequest {
+                bound_to: None,
                 mock: None,
                 flow_id: "onboarding".into(),
                 user_id: "u-1".into(),

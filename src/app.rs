@@ -128,10 +128,22 @@ impl Application {
                 }
             });
         }
-        let schema = http_limits
+        let identity = crate::identity::Identity::from_config(&crate::identity::IdentityConfig {
+            secret: config.jwt_secret.clone(),
+            jwks: config.jwt_jwks.clone(),
+            audience: config.jwt_audience.clone(),
+            issuer: config.jwt_issuer.clone(),
+            leeway_secs: config.jwt_leeway_secs,
+        })
+        .map_err(|e| anyhow::anyhow!("{}: {e} (hint: {})", e.code(), e.code().hint()))?;
+        let mut schema = http_limits
             .apply(api::schema::builder(baton.clone()))
-            .data(rate_limits.clone())
-            .finish();
+            .data(rate_limits.clone());
+        if let Some(identity) = identity {
+            tracing::info!("user identity on: sessions are bound to the subject of X-User-Token");
+            schema = schema.data(std::sync::Arc::new(identity));
+        }
+        let schema = schema.finish();
         let ofrep_keys = api::ofrep::ClientKeys::new(&config.ofrep_keys);
         if ofrep_keys.is_open() {
             tracing::warn!(

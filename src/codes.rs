@@ -377,6 +377,9 @@ catalogue! {
         ApiKeyQueueInvalid "API_KEY_QUEUE_INVALID" _
             "a queue name that is not 1–64 letters, digits, `.`, `_`, `-`, `@`"
             "use the queue names the flows' approval steps use";
+        IdentityConfigInvalid "IDENTITY_CONFIG_INVALID" _
+            "the `--jwt-*` options do not make a usable identity check (both a secret and a JWKS, a short secret, an unreadable or empty JWKS, no audience or issuer); the server does not start"
+            "give --jwt-secret (32+ bytes) or --jwt-jwks FILE, plus --jwt-audience and --jwt-issuer";
     }
     Sessions {
         FlowNotFound "FLOW_NOT_FOUND" _
@@ -421,6 +424,18 @@ catalogue! {
         InvalidDecision "INVALID_DECISION" _
             "the reviewer's `values` fail the approval's field rules (required, min/max, pattern, …)"
             "fill the approval's fields as the message lists them";
+        UserTokenRequired "USER_TOKEN_REQUIRED" 401
+            "the server binds sessions to users (`--jwt-secret` or `--jwt-jwks`) and the request sent no `X-User-Token`"
+            "send the JWT your backend signed for the user as `X-User-Token` (over WebSocket: in the connection_init payload)";
+        UserTokenInvalid "USER_TOKEN_INVALID" 401
+            "`X-User-Token` is not a JWT this server accepts: bad signature, another audience or issuer, an unknown `kid`, another algorithm, no `sub`"
+            "sign the JWT with the configured key, with `aud` = --jwt-audience, `iss` = --jwt-issuer, `sub` = the user id and an `exp`";
+        UserTokenExpired "USER_TOKEN_EXPIRED" 401
+            "`X-User-Token` has expired"
+            "get a fresh token from your backend and send the request again";
+        UserIdMismatch "USER_ID_MISMATCH" 400
+            "`startFlow`'s `user.id` differs from the verified subject of `X-User-Token`"
+            "leave `user.id` as the token's `sub` (the session's user comes from the token)";
     }
     Engine {
         StaleScreen "STALE_SCREEN" _

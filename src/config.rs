@@ -99,6 +99,23 @@ pub struct ServeConfig {
         default_value = DEFAULT_ALLOW_HOSTS
     )]
     pub allow_hosts: Vec<String>,
+    /// Shared secret of the HS256 JWTs that assert the user (`X-User-Token`);
+    /// at least 32 bytes. Turns user identity on.
+    #[arg(long, env = "BATON_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// JWKS file of the public keys (RS256/ES256) of the JWTs that assert
+    /// the user. Turns user identity on.
+    #[arg(long, env = "BATON_JWT_JWKS")]
+    pub jwt_jwks: Option<PathBuf>,
+    /// The `aud` user JWTs must carry.
+    #[arg(long, env = "BATON_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The `iss` user JWTs must carry.
+    #[arg(long, env = "BATON_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Clock skew allowed on a user JWT's `exp`/`nbf`, in seconds.
+    #[arg(long, env = "BATON_JWT_LEEWAY_SECS", default_value_t = 30)]
+    pub jwt_leeway_secs: u64,
     /// How long `startFlow` / `submit` wait for the backend steps they
     /// started before answering `WAITING` with the pending screen, in ms.
     #[arg(long, env = "BATON_STEP_BUDGET_MS", default_value_t = 2000)]
@@ -164,6 +181,11 @@ impl ServeConfig {
             log_format: LogFormat::Text,
             mock: false,
             allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],
+            jwt_secret: None,
+            jwt_jwks: None,
+            jwt_audience: None,
+            jwt_issuer: None,
+            jwt_leeway_secs: 30,
             step_budget_ms: 2000,
             task_lease_ms: 30_000,
             task_poll_ms: 1000,

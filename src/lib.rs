@@ -26,6 +26,7 @@ pub mod engine;
 pub mod experiments;
 pub mod flags;
 pub mod flow;
+pub mod identity;
 pub mod orchestrator;
 pub mod rules;
 pub mod service;

@@ -381,6 +381,18 @@ impl ClientError for crate::experiments::live::ExperimentRunError {
     }
 }
 
+impl ClientError for crate::identity::IdentityError {
+    fn code(&self) -> Code {
+        crate::identity::IdentityError::code(self)
+    }
+    fn hint(&self) -> Option<String> {
+        None
+    }
+    fn is_internal(&self) -> bool {
+        false
+    }
+}
+
 impl ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
         graphql_error(self)

@@ -179,6 +179,33 @@ impl BearerToken {
     }
 }
 
+/// The raw `X-User-Token` (a JWT asserting the user), in the request data
+/// of every operation; verified by the resolvers when identity is on.
+#[derive(Clone, Default)]
+pub struct UserToken(pub Option<String>);
+
+impl UserToken {
+    const HEADER: &'static str = "x-user-token";
+
+    fn from_headers(headers: &HeaderMap) -> Self {
+        Self(
+            headers
+                .get(Self::HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty()),
+        )
+    }
+
+    fn from_init_payload(payload: &serde_json::Value) -> Option<Self> {
+        let (_, value) = payload
+            .as_object()?
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(Self::HEADER))?;
+        Some(Self(value.as_str().map(|v| v.trim().to_owned())))
+    }
+}
+
 impl std::fmt::Debug for BearerToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self.0 {
@@ -451,6 +478,7 @@ async fn graphql_post<E: Executor>(State(shared): AppState<E>, request: Request)
         return error_response(&err, media);
     }
     gql.data.insert(BearerToken::from_headers(&parts.headers));
+    gql.data.insert(UserToken::from_headers(&parts.headers));
     gql.data.insert(caller);
     let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
     graphql_response(response, media, &shared.limits)
@@ -504,6 +532,7 @@ async fn graphql_get<E: Executor>(State(shared): AppState<E>, request: Request) 
         Err(err) => return error_response(&err, media),
     };
     gql.data.insert(BearerToken::from_headers(&parts.headers));
+    gql.data.insert(UserToken::from_headers(&parts.headers));
     gql.data.insert(caller);
     let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
     graphql_response(response, media, &shared.limits)
@@ -854,6 +883,7 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
     };
     let mut data = Data::default();
     data.insert(BearerToken::from_headers(&parts.headers));
+    data.insert(UserToken::from_headers(&parts.headers));
     data.insert(caller);
     let api_keys = shared.api_keys.clone();
     let request_id = parts.headers.get(X_REQUEST_ID).cloned();
@@ -871,6 +901,9 @@ async fn websocket<E: Executor>(shared: Arc<Shared<E>>, parts: &mut Parts) -> Re
                     let mut data = Data::default();
                     if let Some(token) = BearerToken::from_init_payload(&payload) {
                         data.insert(token);
+                    }
+                    if let Some(user) = UserToken::from_init_payload(&payload) {
+                        data.insert(user);
                     }
                     // A key in the payload replaces the upgrade request's;
                     // an unknown one refuses the connection.

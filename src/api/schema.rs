@@ -81,8 +81,29 @@ pub fn to_gql(err: ServiceError) -> async_graphql::Error {
     crate::api::error::graphql_error(&err)
 }
 
-fn token<'a>(ctx: &'a Context<'_>) -> Option<&'a str> {
-    BearerToken::of(ctx)
+/// The session token as the service checks it: bound to the verified
+/// user when identity is on (a missing or bad user JWT is refused before
+/// any session is looked up).
+fn token(ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+    let token = BearerToken::of(ctx);
+    match user(ctx)? {
+        Some(subject) => Ok(token.map(|t| crate::identity::bind(t, Some(&subject)))),
+        None => Ok(token.map(str::to_owned)),
+    }
+}
+
+/// The verified subject of `X-User-Token`, when identity is on.
+fn user(ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
+    let Some(identity) = ctx.data_opt::<std::sync::Arc<crate::identity::Identity>>() else {
+        return Ok(None);
+    };
+    let jwt = ctx
+        .data_opt::<super::http::UserToken>()
+        .and_then(|u| u.0.as_deref());
+    identity
+        .verify(jwt)
+        .map(Some)
+        .map_err(|e| crate::api::error::graphql_error(&e))
 }
 
 /// Counts an operation on `session_id` against the per-session rate limit.
@@ -93,7 +114,7 @@ fn rate_limit(ctx: &Context<'_>, session_id: &str) -> async_graphql::Result<()> 
     let Some(limits) = ctx.data_opt::<std::sync::Arc<super::rate_limit::RateLimits>>() else {
         return Ok(());
     };
-    if token(ctx).is_none() {
+    if BearerToken::of(ctx).is_none() {
         return Ok(());
     }
     limits.check_session(session_id).map_err(|err| {
@@ -117,7 +138,8 @@ impl Query {
     ) -> async_graphql::Result<Option<FlowSession>> {
         rate_limit(ctx, &id)?;
         let baton = ctx.data_unchecked::<Baton>();
-        match baton.session(&id, token(ctx)).await {
+        let token = token(ctx)?;
+        match baton.session(&id, token.as_deref()).await {
             Ok(v) => Ok(Some(FlowSession::from_view(v, None))),
             Err(ServiceError::SessionNotFound { .. }) => Ok(None),
             Err(e) => Err(to_gql(e)),
@@ -176,8 +198,21 @@ impl Mutation {
                 version: v.clone(),
             }));
         }
+        // With identity on, the session's user is the token's subject.
+        let bound_to = user(ctx)?;
+        if let Some(subject) = &bound_to
+            && *subject != input.user.id.0
+        {
+            return Err(crate::api::error::graphql_error(
+                &crate::identity::IdentityError::UserMismatch {
+                    subject: subject.clone(),
+                    given: input.user.id.0,
+                },
+            ));
+        }
         let req = StartRequest {
             mock,
+            bound_to,
             flow_id: input.flow_id.0,
             user_id: input.user.id.0,
             user_attributes: input.user.attributes.map(|j| j.0).unwrap_or(Value::Null),
@@ -217,7 +252,8 @@ impl Mutation {
             values,
             idempotency_key: input.idempotency_key,
         };
-        let view = baton.submit(req, token(ctx)).await.map_err(to_gql)?;
+        let token = token(ctx)?;
+        let view = baton.submit(req, token.as_deref()).await.map_err(to_gql)?;
         Ok(FlowSession::from_view(view, None))
     }
 
@@ -225,7 +261,11 @@ impl Mutation {
     async fn back(&self, ctx: &Context<'_>, session_id: ID) -> async_graphql::Result<FlowSession> {
         rate_limit(ctx, &session_id)?;
         let baton = ctx.data_unchecked::<Baton>();
-        let view = baton.back(&session_id, token(ctx)).await.map_err(to_gql)?;
+        let token = token(ctx)?;
+        let view = baton
+            .back(&session_id, token.as_deref())
+            .await
+            .map_err(to_gql)?;
         Ok(FlowSession::from_view(view, None))
     }
 }
@@ -242,7 +282,11 @@ impl Subscription {
     ) -> async_graphql::Result<impl Stream<Item = FlowSession> + use<>> {
         rate_limit(ctx, &session_id)?;
         let baton = ctx.data_unchecked::<Baton>();
-        let (first, rx) = baton.watch(&session_id, token(ctx)).await.map_err(to_gql)?;
+        let token = token(ctx)?;
+        let (first, rx) = baton
+            .watch(&session_id, token.as_deref())
+            .await
+            .map_err(to_gql)?;
         let ended = first.status.is_terminal();
         let head = stream::once(async move { FlowSession::from_view(first, None) });
         let tail = stream::unfold((rx, ended), |(mut rx, ended)| async move {

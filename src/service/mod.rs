@@ -83,6 +83,9 @@ pub struct StartRequest {
     pub user_id: String,
     pub user_attributes: Value,
     pub client: ClientInfo,
+    /// The verified user (a JWT's subject) the session's token is bound
+    /// to: later calls need a JWT of the same subject with the token.
+    pub bound_to: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +212,7 @@ impl Baton {
                 message: "must be a JSON object".into(),
             });
         }
+        let bound_to = req.bound_to.clone();
         let flow =
             self.inner
                 .registry
@@ -279,7 +283,7 @@ impl Baton {
             flow_id: flow.id.clone(),
             flow_version: flow.version,
             user_id: req.user_id,
-            token_hash: hash_token(&token),
+            token_hash: hash_token(&crate::identity::bind(&token, bound_to.as_deref())),
             status: advance.state.status.as_str().to_string(),
             state: serde_json::to_value(&advance.state).map_err(ServiceError::internal)?,
         };

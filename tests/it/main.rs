@@ -19,6 +19,7 @@ mod flows_api;
 mod fuzz;
 mod group_commit;
 mod hosts;
+mod identity;
 mod limits;
 mod replay;
 mod rules;
