@@ -322,18 +322,9 @@ catalogue! {
         InvalidApiKey "INVALID_API_KEY" 401
             "`X-API-Key` (or `X-API-Key` in a WebSocket `connection_init` payload) matches no key of the `--api-keys` file; refused before execution, whatever the operation"
             "send a key listed (as its SHA-256) in the server's --api-keys file, or no X-API-Key header at all";
-        NotFound "NOT_FOUND" 404
-            "the addressed object does not exist, or is not visible to the caller"
-            "check the id; it may have expired or been deleted";
-        Conflict "CONFLICT" 409
-            "the request conflicts with the object's current state"
-            "read the object again and decide on its current state";
         RateLimited "RATE_LIMITED" 429
             "over the per-address or per-session rate limit (`--rate-limit-per-address`, `--rate-limit-per-session`)"
             "wait as long as `Retry-After` says, then retry";
-        Unavailable "UNAVAILABLE" 503
-            "a dependency (the database) is unreachable or overloaded for now"
-            "retry with backoff; idempotent submits are safe to send again";
         Internal "INTERNAL" 500
             "anything unexpected; the detail is only in the server's log, with the request id"
             "retry later; report the x-request-id if it persists";

@@ -10,31 +10,8 @@
 //!   [`ApiError::into_graphql`] or the [`ErrorExtensions`] impl (so
 //!   `result.extend()?` works in a resolver).
 //!
-//! | code | status | meaning |
-//! |------|--------|---------|
-//! | `BAD_REQUEST` | 400 | not a well-formed GraphQL-over-HTTP request |
-//! | `BATCH_NOT_SUPPORTED` | 400 | the body is a JSON array of operations |
-//! | `BODY_TOO_LARGE` | 413 | the body is over `Limits::max_body_bytes` |
-//! | `HEADERS_TOO_LARGE` | 431 | the request's header fields add up to more than `--max-header-bytes` |
-//! | `UNSUPPORTED_MEDIA_TYPE` | 415 | POST without `Content-Type: application/json` |
-//! | `NOT_ACCEPTABLE` | 406 | `Accept` allows no JSON response type |
-//! | `METHOD_NOT_ALLOWED` | 405 | a mutation over GET, or a method `/graphql` does not serve |
-//! | `QUERY_TOO_DEEP` | 400 | the operation nests deeper than `Limits::max_depth` |
-//! | `QUERY_TOO_COMPLEX` | 400 | the operation is over `Limits::max_complexity` |
-//! | `QUERY_TOO_LARGE` | 400 | the document expands (fragments included) past `Limits::max_fields` selections |
-//! | `ROUTE_NOT_FOUND` | 404 | no such HTTP route |
-//! | `NOT_READY` | 503 | the readiness check failed |
-//! | `UNAUTHENTICATED` | 401 | no valid bearer token |
-//! | `FORBIDDEN` | 403 | the token is valid but not allowed to do this |
-//! | `API_KEY_REQUIRED` | 401 | an admin call without `X-API-Key` |
-//! | `INVALID_API_KEY` | 401 | `X-API-Key` matches no configured key (refused before execution) |
-//! | `FORBIDDEN_ROLE` | 403 | the API key's role lacks the permission |
-//! | `NOT_FOUND` | 404 | the addressed object does not exist |
-//! | `BAD_USER_INPUT` | 400 | an argument value is invalid |
-//! | `CONFLICT` | 409 | the request conflicts with the current state |
-//! | `RATE_LIMITED` | 429 | over the per-address or per-session rate limit; `Retry-After` says when to retry |
-//! | `UNAVAILABLE` | 503 | a dependency is down; retry later |
-//! | `INTERNAL` | 500 | a bug or an unexpected failure; details only in the log |
+//! Codes, statuses and default hints live in the catalogue
+//! ([`crate::codes`]); this enum says which instance of them applies.
 //!
 //! The status is what a transport error answers with. A resolver error is a
 //! GraphQL field error: its HTTP status stays 200 (the GraphQL-over-HTTP
@@ -95,12 +72,6 @@ pub enum ApiError {
     NotReady,
 
     // ---- resolvers ----
-    /// No (valid) bearer token.
-    #[error("{0}")]
-    Unauthenticated(String),
-    /// The caller is known but not allowed to do this.
-    #[error("{0}")]
-    Forbidden(String),
     /// An admin call without an API key.
     #[error("this needs an API key ({permission}); none was sent")]
     ApiKeyRequired { permission: String, who: String },
@@ -115,27 +86,9 @@ pub enum ApiError {
         permission: String,
         who: String,
     },
-    /// The addressed object does not exist (or is not visible to the caller).
-    #[error("{what} `{id}` not found")]
-    NotFound { what: &'static str, id: String },
-    /// An argument value is invalid.
-    #[error("{message}")]
-    BadUserInput {
-        message: String,
-        hint: Option<String>,
-    },
-    /// The request conflicts with the current state (e.g. a stale screen).
-    #[error("{message}")]
-    Conflict {
-        message: String,
-        hint: Option<String>,
-    },
     /// Too many requests.
     #[error("too many requests")]
     RateLimited { retry_after_secs: u64 },
-    /// A dependency is temporarily unavailable.
-    #[error("{0}")]
-    Unavailable(String),
     /// Anything unexpected. The source is logged when the error is turned
     /// into a response and never shown to the client.
     #[error("internal error")]
@@ -171,16 +124,10 @@ impl ApiError {
             Self::QueryTooLarge { .. } => Code::QueryTooLarge,
             Self::RouteNotFound { .. } => Code::RouteNotFound,
             Self::NotReady => Code::NotReady,
-            Self::Unauthenticated(_) => Code::Unauthenticated,
-            Self::Forbidden(_) => Code::Forbidden,
             Self::ApiKeyRequired { .. } => Code::ApiKeyRequired,
             Self::InvalidApiKey => Code::InvalidApiKey,
             Self::ForbiddenRole { .. } => Code::ForbiddenRole,
-            Self::NotFound { .. } => Code::NotFound,
-            Self::BadUserInput { .. } => Code::BadUserInput,
-            Self::Conflict { .. } => Code::Conflict,
             Self::RateLimited { .. } => Code::RateLimited,
-            Self::Unavailable(_) => Code::Unavailable,
             Self::Internal(_) => Code::Internal,
         }
     }
@@ -219,11 +166,6 @@ impl ApiError {
             Self::NotReady => {
                 "retry later; the server is starting or a dependency is down".to_owned()
             }
-            Self::Unauthenticated(_) => "send `Authorization: Bearer <token>` (HTTP) or \
-                                         `{\"Authorization\": \"Bearer <token>\"}` as the \
-                                         connection_init payload (WebSocket)"
-                .to_owned(),
-            Self::Forbidden(_) => "the token is valid but lacks the permission for this".to_owned(),
             Self::ApiKeyRequired { who, .. } => {
                 format!("send `X-API-Key: <key>` with {who}")
             }
@@ -231,12 +173,9 @@ impl ApiError {
                                    --api-keys file, or no X-API-Key header at all"
                 .to_owned(),
             Self::ForbiddenRole { who, .. } => format!("this needs {who}"),
-            Self::NotFound { .. } => "check the id; it may have expired or been deleted".to_owned(),
-            Self::BadUserInput { hint, .. } | Self::Conflict { hint, .. } => return hint.clone(),
             Self::RateLimited { retry_after_secs } => {
                 format!("retry after {retry_after_secs} s")
             }
-            Self::Unavailable(_) => "retry with backoff".to_owned(),
             Self::Internal(_) => "retry later; report the x-request-id if it persists".to_owned(),
         })
     }
@@ -248,20 +187,16 @@ impl ApiError {
             | Self::BatchNotSupported
             | Self::QueryTooDeep { .. }
             | Self::QueryTooComplex { .. }
-            | Self::QueryTooLarge { .. }
-            | Self::BadUserInput { .. } => StatusCode::BAD_REQUEST,
+            | Self::QueryTooLarge { .. } => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotAcceptable => StatusCode::NOT_ACCEPTABLE,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::RouteNotFound { .. } | Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::NotReady | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Unauthenticated(_) | Self::ApiKeyRequired { .. } | Self::InvalidApiKey => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::Forbidden(_) | Self::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
-            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::RouteNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ApiKeyRequired { .. } | Self::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            Self::ForbiddenRole { .. } => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -434,8 +369,6 @@ mod tests {
                 path: "/".into(),
             },
             ApiError::NotReady,
-            ApiError::Unauthenticated("x".into()),
-            ApiError::Forbidden("x".into()),
             ApiError::ApiKeyRequired {
                 permission: "x".into(),
                 who: "y".into(),
@@ -447,22 +380,9 @@ mod tests {
                 permission: "x".into(),
                 who: "y".into(),
             },
-            ApiError::NotFound {
-                what: "session",
-                id: "1".into(),
-            },
-            ApiError::BadUserInput {
-                message: "x".into(),
-                hint: Some("y".into()),
-            },
-            ApiError::Conflict {
-                message: "x".into(),
-                hint: Some("y".into()),
-            },
             ApiError::RateLimited {
                 retry_after_secs: 1,
             },
-            ApiError::Unavailable("x".into()),
             ApiError::internal(anyhow::anyhow!("x")),
         ];
         for err in &all {

@@ -356,7 +356,8 @@ async fn real_attempt(
     let allow = &shared.config.allow_hosts;
     if !allow.allows(&host, port) {
         return Err(Failure::Permanent(format!(
-            "HOST_NOT_ALLOWED: `{host}:{port}` is not in the server's --allow-hosts"
+            "{}: `{host}:{port}` is not in the server's --allow-hosts",
+            crate::codes::Code::HostNotAllowed
         )));
     }
     // An IP literal connects without the resolver: check it here.
@@ -401,7 +402,8 @@ async fn send(req: reqwest::RequestBuilder, max_bytes: usize) -> Result<Response
     while let Some(chunk) = resp.chunk().await.map_err(classify)? {
         if bytes.len() + chunk.len() > max_bytes {
             return Err(Failure::Permanent(format!(
-                "RESPONSE_TOO_LARGE: the response is over {max_bytes} bytes"
+                "{}: the response is over {max_bytes} bytes",
+                crate::codes::Code::ResponseTooLarge
             )));
         }
         bytes.extend_from_slice(&chunk);
@@ -525,7 +527,8 @@ impl std::error::Error for AddressRefused {}
 
 fn refused_address(host: &str, ip: std::net::IpAddr) -> String {
     format!(
-        "HOST_NOT_ALLOWED: `{host}` resolves to {ip}, a {} address that --allow-hosts does not allow explicitly (add the address or its range, e.g. `{ip}`)",
+        "{}: `{host}` resolves to {ip}, a {} address that --allow-hosts does not allow explicitly (add the address or its range, e.g. `{ip}`)",
+        crate::codes::Code::HostNotAllowed,
         crate::flow::hosts::special_range(ip).unwrap_or("special")
     )
 }

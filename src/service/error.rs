@@ -18,8 +18,6 @@ pub enum ServiceError {
     SessionNotFound { session_id: String },
     #[error("this call needs the session's token")]
     Unauthenticated,
-    #[error("the token does not belong to this session")]
-    Forbidden,
     #[error("invalid `{field}`: {message}")]
     InvalidInput { field: String, message: String },
     #[error("invalid `client.appVersion`: `{version}` is not a version")]
@@ -67,7 +65,6 @@ impl ServiceError {
             ServiceError::FlowVersionNotFound { .. } => Code::FlowVersionNotFound,
             ServiceError::SessionNotFound { .. } => Code::SessionNotFound,
             ServiceError::Unauthenticated => Code::Unauthenticated,
-            ServiceError::Forbidden => Code::Forbidden,
             ServiceError::InvalidInput { .. } | ServiceError::InvalidAppVersion { .. } => {
                 Code::BadUserInput
             }
@@ -99,9 +96,6 @@ impl ServiceError {
             ServiceError::Unauthenticated => Some(
                 "send `Authorization: Bearer <token>` with the token `startFlow` returned".into(),
             ),
-            ServiceError::Forbidden => {
-                Some("use the token `startFlow` returned for this session".into())
-            }
             ServiceError::IdempotencyKeyReused { .. } => {
                 Some("use a new key for each distinct submit".into())
             }

@@ -43,9 +43,9 @@ impl Query {
     }
     /// A field error with a code, as Baton resolvers raise them.
     async fn session(&self, id: String) -> Result<String> {
-        Err(ApiError::NotFound {
-            what: "session",
-            id,
+        Err(ApiError::ApiKeyRequired {
+            permission: format!("READ_SESSIONS({id})"),
+            who: "a viewer key".into(),
         }
         .extend())
     }
@@ -587,9 +587,12 @@ async fn field_errors_keep_data_status_200_and_carry_code_and_hint() {
         assert_eq!(a.json["data"]["hello"], "hello world");
         // `session` is non-null: the error nulls the whole data.
         let err = &a.json["errors"][0];
-        assert_eq!(err["message"], "session `s-1` not found");
+        assert_eq!(
+            err["message"],
+            "this needs an API key (READ_SESSIONS(s-1)); none was sent"
+        );
         assert_eq!(err["path"], json!(["session"]));
-        assert_eq!(err["extensions"]["code"], "NOT_FOUND");
+        assert_eq!(err["extensions"]["code"], "API_KEY_REQUIRED");
         assert!(err["extensions"]["hint"].is_string());
     }
     // Non-null field error at the root: data is null, yet execution began.
