@@ -293,26 +293,7 @@ fn remove_path(value: &mut Value, path: &str) -> bool {
 /// Reads and parses one flow file, refusing files over [`MAX_FILE_BYTES`]
 /// before reading them.
 pub fn load_file(path: &Path) -> Result<FlowDef, Vec<Issue>> {
-    let one = |e: FlowError| vec![e.to_issue()];
-    if format_of(path).is_none() {
-        return Err(one(FlowError::UnsupportedFormat {
-            file: path.to_path_buf(),
-        }));
-    }
-    let unreadable = |source| FlowError::FileUnreadable {
-        file: path.to_path_buf(),
-        source,
-    };
-    let size = fs::metadata(path).map_err(|e| one(unreadable(e)))?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(one(FlowError::FileTooLarge {
-            file: path.to_path_buf(),
-            size,
-            max: MAX_FILE_BYTES,
-        }));
-    }
-    let text = fs::read_to_string(path).map_err(|e| one(unreadable(e)))?;
-    parse_flow(path, &text)
+    parse_flow(path, &read_text(path)?)
 }
 
 /// The text of a flow file, within [`MAX_FILE_BYTES`].
