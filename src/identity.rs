@@ -31,9 +31,8 @@ enum Keys {
 /// Verifies user tokens; built once at startup.
 pub struct Identity {
     keys: Keys,
-    audience: String,
-    issuer: String,
-    leeway_secs: u64,
+    /// The checks per algorithm this server takes, built once.
+    validations: Vec<(Algorithm, Validation)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,12 +110,22 @@ impl Identity {
             .issuer
             .clone()
             .ok_or_else(|| bad("--jwt-issuer is required with a JWT key"))?;
-        Ok(Some(Identity {
-            keys,
-            audience,
-            issuer,
-            leeway_secs: config.leeway_secs,
-        }))
+        let algorithms: &[Algorithm] = match keys {
+            Keys::Secret(_) => &[Algorithm::HS256],
+            Keys::Jwks(_) => &[Algorithm::RS256, Algorithm::ES256],
+        };
+        let validations = algorithms
+            .iter()
+            .map(|&algorithm| {
+                let mut v = Validation::new(algorithm);
+                v.leeway = config.leeway_secs;
+                v.set_audience(&[&audience]);
+                v.set_issuer(&[&issuer]);
+                v.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
+                (algorithm, v)
+            })
+            .collect();
+        Ok(Some(Identity { keys, validations }))
     }
 
     /// The verified subject of `jwt`.
@@ -127,15 +136,16 @@ impl Identity {
             kind => IdentityError::Invalid(format!("{kind:?}")),
         };
         let header = jsonwebtoken::decode_header(jwt).map_err(invalid)?;
-        let (key, algorithm) = match &self.keys {
-            Keys::Secret(key) => (key.clone(), Algorithm::HS256),
+        let Some((_, validation)) = self.validations.iter().find(|(a, _)| *a == header.alg) else {
+            return Err(IdentityError::Invalid(format!(
+                "algorithm {:?}; this server takes {:?}",
+                header.alg,
+                self.validations.iter().map(|(a, _)| a).collect::<Vec<_>>()
+            )));
+        };
+        let key = match &self.keys {
+            Keys::Secret(key) => key.clone(),
             Keys::Jwks(set) => {
-                if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
-                    return Err(IdentityError::Invalid(format!(
-                        "algorithm {:?}; the JWKS takes RS256 or ES256",
-                        header.alg
-                    )));
-                }
                 let jwk = match &header.kid {
                     Some(kid) => set.find(kid),
                     None if set.keys.len() == 1 => set.keys.first(),
@@ -144,15 +154,10 @@ impl Identity {
                 .ok_or_else(|| {
                     IdentityError::Invalid("no key of the JWKS has this `kid`".into())
                 })?;
-                (DecodingKey::from_jwk(jwk).map_err(invalid)?, header.alg)
+                DecodingKey::from_jwk(jwk).map_err(invalid)?
             }
         };
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = self.leeway_secs;
-        validation.set_audience(&[&self.audience]);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
-        let data = jsonwebtoken::decode::<Claims>(jwt, &key, &validation).map_err(invalid)?;
+        let data = jsonwebtoken::decode::<Claims>(jwt, &key, validation).map_err(invalid)?;
         if data.claims.sub.is_empty() {
             return Err(IdentityError::Invalid("empty `sub`".into()));
         }

@@ -5,6 +5,7 @@
 //! allows it; the app-facing session token is not enough.
 
 use crate::codes::Code;
+use crate::engine::rfc3339;
 use async_graphql::connection::{Connection, Edge, EmptyFields, query};
 use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
 use serde_json::{Map, Value};
@@ -22,10 +23,6 @@ fn need<'a>(
     permission: Permission<'_>,
 ) -> async_graphql::Result<&'a crate::auth::Principal> {
     require(ctx, permission).map_err(|e| e.into_graphql())
-}
-
-fn time(ms: i64) -> String {
-    crate::engine::rfc3339(ms)
 }
 
 /// A human task waiting for a reviewer.
@@ -85,10 +82,10 @@ impl ApprovalTask {
         (self.view.task.state == "open")
             .then_some(self.view.task.due_at)
             .flatten()
-            .map(time)
+            .map(rfc3339)
     }
     async fn created_at(&self) -> String {
-        time(self.view.task.created_at)
+        rfc3339(self.view.task.created_at)
     }
 }
 
@@ -113,7 +110,7 @@ impl From<&AttemptRecord> for StepAttempt {
             status_code: a.status_code,
             error: a.error.clone(),
             worker: a.worker.clone(),
-            started_at: time(a.started_at),
+            started_at: rfc3339(a.started_at),
             duration_ms: i32::try_from(a.finished_at - a.started_at).unwrap_or(i32::MAX),
         }
     }
@@ -147,8 +144,8 @@ fn step_run(task: &TaskRecord, attempts: &[AttemptRecord]) -> StepRun {
             .filter(|a| a.task_id == task.id)
             .map(StepAttempt::from)
             .collect(),
-        created_at: time(task.created_at),
-        updated_at: time(task.updated_at),
+        created_at: rfc3339(task.created_at),
+        updated_at: rfc3339(task.updated_at),
     }
 }
 

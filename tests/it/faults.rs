@@ -163,6 +163,16 @@ async fn sqlite_on_a_full_disk_answers_storage_full_and_recovers() {
     pool.close().await;
 }
 
+/// Runs a PostgreSQL tool as the `postgres` OS user (they refuse root).
+fn as_postgres(tool: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(tool)
+        .args(args)
+        .output()
+        .expect("runuser")
+}
+
 /// A PostgreSQL cluster of the test's own (never the shared one), run as
 /// the `postgres` OS user, stopped and removed when dropped.
 struct PrivatePostgres {
@@ -187,28 +197,23 @@ impl PrivatePostgres {
         };
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let as_postgres = |args: &[&str]| {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .args(args)
-                .output()
-                .expect("runuser")
-        };
         Command::new("chown")
             .args(["-R", "postgres"])
             .arg(dir.path())
             .status()
             .unwrap();
-        let out = as_postgres(&[
-            bin.join("initdb").to_str().unwrap(),
-            "-D",
-            data.to_str().unwrap(),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "--no-sync",
-        ]);
+        let out = as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
         assert!(
             out.status.success(),
             "initdb: {}",
@@ -235,14 +240,11 @@ impl PrivatePostgres {
             self.port,
             self.data.display()
         );
-        let out = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", self.data.to_str().unwrap(), "-o", &opts, "-w", "-l"])
-            .arg(self.data.join("log"))
-            .args(action)
-            .output()
-            .expect("pg_ctl");
+        let log = self.data.join("log");
+        let mut args = vec!["-D", self.data.to_str().unwrap(), "-o", &opts, "-w", "-l"];
+        args.push(log.to_str().unwrap());
+        args.extend_from_slice(action);
+        let out = as_postgres(&self.bin.join("pg_ctl"), &args);
         assert!(
             out.status.success(),
             "pg_ctl {action:?}: {}",
@@ -257,11 +259,10 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"])
-            .output();
+        let _ = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", self.data.to_str().unwrap(), "-m", "immediate", "stop"],
+        );
     }
 }
 
