@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::engine::{self, ScreenView};
 use crate::flow::model::{
-    ButtonStyle as ModelButtonStyle, ComponentDef, StackDirection as ModelStackDirection, Text,
+    self, ButtonStyle as ModelButtonStyle, ComponentDef, InputType,
+    StackDirection as ModelStackDirection, Text,
 };
 use crate::service::SessionView;
 
@@ -339,6 +340,73 @@ pub struct CustomComponent {
     /// The custom kind's name; clients advertise it as `custom:<name>`.
     pub name: String,
     pub props: Json<Value>,
+    /// The values it submits, each checked by the server; null when the
+    /// flow declares none (it then submits what the screen's first
+    /// fallback's inputs submit).
+    pub inputs: Option<Vec<CustomInput>>,
+}
+
+/// One value a custom component submits, and how the server checks it.
+#[derive(SimpleObject, Clone, Debug)]
+pub struct CustomInput {
+    /// Key of the value in `submit(values:)`.
+    pub id: ID,
+    #[graphql(name = "type")]
+    pub kind: CustomInputType,
+    pub required: bool,
+    pub min_length: Option<u32>,
+    pub max_length: Option<u32>,
+    /// Regular expression the whole value must match.
+    pub pattern: Option<String>,
+    /// Smallest number, or earliest `YYYY-MM-DD`.
+    pub min: Option<Json<Value>>,
+    /// Largest number, or latest `YYYY-MM-DD`.
+    pub max: Option<Json<Value>>,
+    /// Whole numbers only.
+    pub integer: bool,
+    /// The values a `SELECT` may submit.
+    pub options: Vec<String>,
+}
+
+/// The type of a custom component's input value.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CustomInputType {
+    Text,
+    Number,
+    Email,
+    Select,
+    Checkbox,
+    Date,
+}
+
+impl From<InputType> for CustomInputType {
+    fn from(t: InputType) -> Self {
+        match t {
+            InputType::Text => CustomInputType::Text,
+            InputType::Number => CustomInputType::Number,
+            InputType::Email => CustomInputType::Email,
+            InputType::Select => CustomInputType::Select,
+            InputType::Checkbox => CustomInputType::Checkbox,
+            InputType::Date => CustomInputType::Date,
+        }
+    }
+}
+
+impl From<&model::CustomInput> for CustomInput {
+    fn from(i: &model::CustomInput) -> Self {
+        CustomInput {
+            id: ID(i.id.clone()),
+            kind: i.kind.into(),
+            required: i.required,
+            min_length: i.min_length,
+            max_length: i.max_length,
+            pattern: i.pattern.clone(),
+            min: i.min.clone().map(Json),
+            max: i.max.clone().map(Json),
+            integer: i.integer,
+            options: i.options.clone(),
+        }
+    }
 }
 
 /// Rendered texts are always `Text::Plain`; anything else renders empty.
@@ -540,11 +608,19 @@ impl Component {
                 kind,
                 text: s(text),
             }),
-            C::Custom { name, props, .. } => Component::Custom(CustomComponent {
+            C::Custom {
+                name,
+                props,
+                inputs,
+                ..
+            } => Component::Custom(CustomComponent {
                 id,
                 kind,
                 name: name.clone(),
                 props: Json(props.clone()),
+                inputs: inputs
+                    .as_ref()
+                    .map(|list| list.iter().map(CustomInput::from).collect()),
             }),
         }
     }

@@ -1838,3 +1838,57 @@ fn failing_without_an_edge_fails_where_it_stands() {
     assert_eq!(again.state.status, Status::Waiting);
     assert_eq!(again.tasks.len(), 1);
 }
+
+const LAST_SCREENS: &str = r#"
+id: last_screens
+start: wait
+nodes:
+  - id: wait
+    kind: wait
+    duration: 1h
+    next: done
+    pending:
+      title: Hold on
+      components:
+        - { kind: image, url: "https://example.test/spinner.gif", alt: Busy }
+  - id: done
+    kind: end
+    outcome: failed
+    title: Declined
+    components:
+      - { kind: image, url: "https://example.test/sad.png", alt: Sad }
+"#;
+
+#[test]
+fn end_and_pending_screens_never_send_a_kind_the_client_lacks() {
+    let f = flow(LAST_SCREENS);
+    let waiting = |caps: Option<&[&str]>| start_as(&f, with_caps(caps), Value::Null).state;
+
+    let v = view(&f, &waiting(Some(&["image", "text"])));
+    assert!(!v.fallback);
+    assert_eq!(components(&v)[0]["kind"], "image");
+
+    // No `image`: the built-in text screen, under the pending title.
+    let v = view(&f, &waiting(Some(&["text"])));
+    assert!(v.fallback);
+    assert_eq!(plain(&v.title), "Hold on");
+    assert_eq!(components(&v)[0]["kind"], "text");
+    let err = render(&f, &waiting(Some(&["button"]))).unwrap_err();
+    assert_eq!(err.code(), "CLIENT_UNSUPPORTED");
+    assert!(err.to_string().contains("`image`"), "{err}");
+
+    let mut ended = waiting(Some(&["text"]));
+    ended.node = "done".into();
+    ended.status = Status::Failed;
+    let v = view(&f, &ended);
+    assert!(v.fallback && v.terminal);
+    assert_eq!(plain(&v.title), "Declined");
+    assert_eq!(
+        components(&v),
+        json!([{ "kind": "text", "id": "end", "text": "We could not complete this." }])
+    );
+    ended.context["client"]["capabilities"] = json!(["image", "text"]);
+    assert_eq!(components(&view(&f, &ended))[0]["kind"], "image");
+    ended.context["client"]["capabilities"] = json!(["heading"]);
+    assert_eq!(render(&f, &ended).unwrap_err().code(), "CLIENT_UNSUPPORTED");
+}

@@ -10,7 +10,7 @@ use super::input::FieldError;
 use super::{SessionState, Status};
 use crate::flow::compile::{CompiledFlow, lenient_semver};
 use crate::flow::model::{
-    CORE_KINDS, ComponentDef, Fallbacks, NodeDef, ScreenNode, SelectOption, Text,
+    CORE_KINDS, ComponentDef, Fallbacks, NodeDef, Outcome, ScreenNode, SelectOption, Text,
 };
 use crate::flow::template::RenderContext;
 
@@ -272,14 +272,25 @@ pub fn render(
             }))
         }
         NodeDef::End(end) if !end.components.is_empty() || end.title.is_some() => {
+            let (components, fallback) = match core_or_generic(
+                flow,
+                &end.id,
+                &end.components,
+                ctx,
+                r.version.as_ref(),
+                || generic_end(end.outcome),
+            )? {
+                Tree::AsDesigned => (r.components(&end.components)?, false),
+                Tree::Generic(list) => (r.components(&list)?, true),
+            };
             Ok(Some(ScreenView {
                 id: end.id.clone(),
                 title: end.title.as_ref().map(|t| r.text(t)).transpose()?,
-                components: r.components(&end.components)?,
+                components,
                 actions: Vec::new(),
                 errors: Vec::new(),
                 values: Map::new(),
-                fallback: false,
+                fallback,
                 terminal: true,
             }))
         }
@@ -291,12 +302,26 @@ pub fn render(
         | NodeDef::Parallel(_))
             if state.status == Status::Waiting =>
         {
-            let (title, components) = match node.pending() {
-                Some(p) => (
-                    p.title.as_ref().map(|t| r.text(t)).transpose()?,
-                    r.components(&p.components)?,
-                ),
-                None => default_pending(),
+            let (title, components, fallback) = match node.pending() {
+                Some(p) => {
+                    let title = p.title.as_ref().map(|t| r.text(t)).transpose()?;
+                    match core_or_generic(
+                        flow,
+                        node.id(),
+                        &p.components,
+                        ctx,
+                        r.version.as_ref(),
+                        || default_pending().1,
+                    )? {
+                        Tree::AsDesigned => (title, r.components(&p.components)?, false),
+                        Tree::Generic(list) => (title, list, true),
+                    }
+                }
+                None => {
+                    let (title, list) = default_pending();
+                    require_generic(node.id(), ctx, "the built-in pending screen")?;
+                    (title, list, false)
+                }
             };
             Ok(Some(ScreenView {
                 id: node.id().to_string(),
@@ -305,7 +330,7 @@ pub fn render(
                 actions: Vec::new(),
                 errors: Vec::new(),
                 values: Map::new(),
-                fallback: false,
+                fallback,
                 terminal: false,
             }))
         }
@@ -317,6 +342,7 @@ pub fn render(
         | NodeDef::Event(_)
         | NodeDef::Parallel(_)
         | NodeDef::Transform(_)) => {
+            require_generic(node.id(), ctx, "the session ended on a step")?;
             let (title, components) = if state.status == Status::Failed {
                 default_error()
             } else {
@@ -347,6 +373,62 @@ pub fn render(
             })
         }
     }
+}
+
+/// Which tree an end or pending screen is sent as.
+enum Tree {
+    AsDesigned,
+    /// The built-in text screen standing in for it.
+    Generic(Vec<ComponentDef>),
+}
+
+/// End and pending screens declare no fallback (validation keeps them to
+/// core kinds), so a client that lacks one of their kinds, or is too old
+/// for a component's `min_app_version`, gets a built-in text screen in
+/// their place rather than a kind it would break on.
+fn core_or_generic(
+    flow: &CompiledFlow,
+    node: &str,
+    components: &[ComponentDef],
+    context: &Value,
+    version: Option<&semver::Version>,
+    generic: impl FnOnce() -> Vec<ComponentDef>,
+) -> Result<Tree, EngineError> {
+    let client = ClientInfo::from_context(context);
+    match lacking(flow, components, &client, version, context)? {
+        None => Ok(Tree::AsDesigned),
+        Some(kind) => {
+            require_generic(node, context, &format!("it uses `{kind}`"))?;
+            Ok(Tree::Generic(generic()))
+        }
+    }
+}
+
+/// The built-in screens are plain `text`: a client that cannot render even
+/// that gets `CLIENT_UNSUPPORTED` instead of a kind it lacks.
+fn require_generic(node: &str, context: &Value, why: &str) -> Result<(), EngineError> {
+    let client = ClientInfo::from_context(context);
+    match &client.capabilities {
+        Some(list) if !list.iter().any(|k| k == "text") => Err(EngineError::ClientUnsupported {
+            screen: node.to_string(),
+            reason: format!("{why}, and the client lacks `text` for the built-in screen"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn generic_end(outcome: Outcome) -> Vec<ComponentDef> {
+    let text = match outcome {
+        Outcome::Completed => "All done. Thank you!",
+        Outcome::Abandoned => "This flow was closed.",
+        Outcome::Failed => "We could not complete this.",
+    };
+    vec![ComponentDef::Text {
+        id: Some("end".into()),
+        visible_when: None,
+        min_app_version: None,
+        text: Text::Plain(text.into()),
+    }]
 }
 
 fn default_pending() -> (Option<String>, Vec<ComponentDef>) {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::testapp::{TestApp, component, error_code};
+use crate::testapp::{Backend, TestApp, component, error_code};
 
 fn codes(session: &Value) -> Vec<(String, String)> {
     session["screen"]["errors"]
@@ -522,6 +522,85 @@ async fn capabilities_keep_their_promise(app: TestApp) {
     let r =
         start(json!({ "appVersion": "v6.1", "capabilities": ["text", "heading", "button"] })).await;
     assert!(r["data"]["startFlow"]["id"].is_string(), "{r}");
+}
+
+const RATING_FLOW: &str = r#"
+id: rating
+start: rate
+nodes:
+  - id: rate
+    kind: screen
+    components:
+      - kind: custom
+        id: stars
+        name: star_rating
+        inputs:
+          - { id: stars, type: number, required: true, min: 1, max: 5, integer: true }
+      - { kind: button, label: Send, action: send }
+    fallback:
+      components:
+        - { kind: number_input, id: stars, label: Stars, required: true, min: 1, max: 5, integer: true }
+        - { kind: button, label: Send, action: send }
+    actions:
+      - { id: send, next: thanks }
+  - id: thanks
+    kind: end
+    title: Thanks
+    components:
+      - { kind: image, url: "https://example.test/heart.png", alt: Heart }
+"#;
+
+/// A custom component tells the client what it submits, and the end screen
+/// of a client without `image` is the built-in text one.
+async fn custom_inputs_and_last_screens(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_configured(backend, &[("rating.yaml", RATING_FLOW.into())], |_, _| {})
+            .await
+    else {
+        return;
+    };
+    let (s, token) = app
+        .start(
+            "rating",
+            json!({ "id": "u-rating" }),
+            json!({ "capabilities": ["custom:star_rating", "button", "text"] }),
+        )
+        .await;
+    let id = s["id"].as_str().expect("session id").to_string();
+    let r = app
+        .gql(
+            "query($id: ID!) { session(id: $id) { screen { components { ... on CustomComponent \
+             { name inputs { id type required min max integer options } } } } } }",
+            json!({ "id": id }),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(
+        r["data"]["session"]["screen"]["components"][0],
+        json!({ "name": "star_rating", "inputs": [{ "id": "stars", "type": "NUMBER", "required": true,
+            "min": 1, "max": 5, "integer": true, "options": [] }] }),
+        "{r}"
+    );
+    let r = app
+        .submit(&token, &id, "rate", "send", json!({ "stars": 9 }))
+        .await;
+    assert_eq!(r["screen"]["errors"][0]["field"], "stars", "{r}");
+    let r = app
+        .submit(&token, &id, "rate", "send", json!({ "stars": 4 }))
+        .await;
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    assert_eq!(r["screen"]["fallback"], true, "{r}");
+    assert_eq!(r["screen"]["components"][0]["kind"], "text", "{r}");
+}
+
+#[tokio::test]
+async fn custom_inputs_and_last_screens_sqlite() {
+    custom_inputs_and_last_screens(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn custom_inputs_and_last_screens_postgres() {
+    custom_inputs_and_last_screens(Backend::Postgres).await;
 }
 
 crate::both_backends! {
