@@ -50,7 +50,8 @@ impl Application {
                     crate::codes::Code::InvalidAllowHosts.hint()
                 )
             })?;
-        let registry = Registry::with_allowed_hosts(store.clone(), allow_hosts.clone());
+        let registry = Registry::with_allowed_hosts(store.clone(), allow_hosts.clone())
+            .files_as_drafts(config.flows_as_drafts);
         let reload = registry
             .load_dir(&config.flows)
             .await
@@ -265,6 +266,9 @@ fn log_reload(reload: &Reload) {
     }
     for (flow, version) in &reload.published {
         tracing::info!(flow = %flow, version, "flow version serving new sessions");
+    }
+    for (flow, version) in &reload.drafts {
+        tracing::info!(flow = %flow, version, "flow file recorded as a draft; publish it to serve it");
     }
 }
 

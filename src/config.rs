@@ -48,6 +48,15 @@ pub struct ServeConfig {
     /// new flow version, running sessions keep theirs.
     #[arg(long, env = "BATON_WATCH")]
     pub watch: bool,
+    /// Flow files that changed become drafts to publish over the API or
+    /// `baton push`, instead of going live for every new session at once.
+    #[arg(long, env = "BATON_FLOWS_AS_DRAFTS")]
+    pub flows_as_drafts: bool,
+    /// A publish needs a second publisher: the first `publishFlow` records
+    /// a request, and another publisher's `publishFlow` of the same version
+    /// carries it out (the requester cannot approve their own).
+    #[arg(long, env = "BATON_REQUIRE_REVIEW")]
+    pub require_review: bool,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -168,6 +177,8 @@ impl ServeConfig {
             api_keys: None,
             cors_allow_origin: Vec::new(),
             watch: false,
+            flows_as_drafts: false,
+            require_review: false,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             rate_limit_per_address: 60_000,

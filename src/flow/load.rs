@@ -174,11 +174,17 @@ pub struct CheckOptions {
 /// the rest of the file is still validated; the flow comes back when it
 /// could be read that way.
 pub fn check_file(path: &Path, opts: &CheckOptions) -> (Option<FlowDef>, Vec<Issue>) {
-    let text = match read_text(path) {
-        Ok(text) => text,
-        Err(issues) => return (None, issues),
-    };
-    let (def, mut issues) = match parse_value(path, &text) {
+    match read_text(path) {
+        Ok(text) => check_text(path, &text, opts),
+        Err(issues) => (None, issues),
+    }
+}
+
+/// [`check_file`] on text that is not on disk (a draft saved over the
+/// API); `path` names it in issues and its extension picks the format
+/// (YAML, which JSON also is, unless it ends in `.json`).
+pub fn check_text(path: &Path, text: &str, opts: &CheckOptions) -> (Option<FlowDef>, Vec<Issue>) {
+    let (def, mut issues) = match parse_value(path, text) {
         Ok(value) => parse_flow_lenient(path, &value),
         Err(issues) => (None, issues),
     };
@@ -213,7 +219,7 @@ pub fn check_file(path: &Path, opts: &CheckOptions) -> (Option<FlowDef>, Vec<Iss
             });
         }
     }
-    if let Some(positions) = super::position::Positions::of(&text) {
+    if let Some(positions) = super::position::Positions::of(text) {
         for issue in issues.iter_mut().filter(|i| i.line.is_none()) {
             if let Some((line, column)) = positions.find(&issue.path) {
                 issue.line = Some(line);

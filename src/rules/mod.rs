@@ -44,6 +44,13 @@ pub use lines::{EvalSummary, eval_lines};
 pub use prepared::PreparedData;
 pub use targeting::{Enrichment, TargetingResult};
 
+/// The bucket 0–99 of `key` in `fractional`'s bucketing (murmur3 x86_32,
+/// scaled), so a rollout splits users exactly as a 100-bucket `fractional`
+/// flag over the same key would.
+pub fn percent_bucket(key: &str) -> u32 {
+    ((u64::from(ops::murmur3_x86_32(key.as_bytes())) * 100) >> 32) as u32
+}
+
 use fast::{FastRule, Scope};
 use ops::ENGINE;
 use prepared::with_arena;

@@ -216,7 +216,7 @@ impl Baton {
         let flow =
             self.inner
                 .registry
-                .latest(&req.flow_id)
+                .for_user(&req.flow_id, &req.user_id)
                 .ok_or_else(|| ServiceError::FlowNotFound {
                     flow_id: req.flow_id.clone(),
                 })?;

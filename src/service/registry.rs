@@ -1,27 +1,70 @@
-//! The registry of compiled flow versions. Files are loaded, validated and
-//! recorded in the store as immutable versions; sessions look their pinned
-//! version up here (compiled once, shared behind an `Arc`). A file that
-//! fails validation never replaces the last good version.
+//! The registry of compiled flow versions and of what each flow serves to
+//! new sessions (its release: a live version, and optionally a rollout
+//! version for a share of users). Versions live in the store, immutable;
+//! sessions look their pinned version up here (compiled once, shared
+//! behind an `Arc`). Files in the flows directory become versions as they
+//! change; a file that fails validation never becomes one.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use dashmap::DashMap;
+use serde_json::json;
 
 use super::ServiceError;
 use crate::flow::compile::CompiledFlow;
 use crate::flow::load;
 use crate::flow::model::FlowDef;
 use crate::flow::validate::{self, Issue, Severity};
-use crate::store::Store;
+use crate::store::flows::{NewAudit, NewFlowVersion, ReleaseRecord};
+use crate::store::{FILES_AUTHOR, Store};
+
+/// How often a release change is retried when another writer changed the
+/// same release in between.
+const RELEASE_ATTEMPTS: usize = 8;
 
 pub struct Registry {
     store: Store,
-    latest: DashMap<String, Arc<CompiledFlow>>,
+    releases: DashMap<String, Release>,
     versions: DashMap<(String, i32), Arc<CompiledFlow>>,
     /// Hosts `http` steps may call; `None` skips the check (tools, tests
     /// that never run steps).
     allowed_hosts: Option<crate::flow::hosts::AllowList>,
+    /// Changed files become drafts instead of going live.
+    files_as_drafts: bool,
+}
+
+/// What new sessions of one flow start on.
+#[derive(Clone)]
+pub struct Release {
+    pub record: ReleaseRecord,
+    pub live: Arc<CompiledFlow>,
+    pub rollout: Option<Arc<CompiledFlow>>,
+}
+
+impl Release {
+    /// The version `user_id` starts on: the rollout version when the user's
+    /// bucket (by flow and user, as `fractional` buckets) is under the
+    /// rollout percentage. A user's bucket never changes, so while the
+    /// percentage only grows a user never goes back to the older version.
+    pub fn pick(&self, user_id: &str) -> &Arc<CompiledFlow> {
+        match &self.rollout {
+            Some(next)
+                if self.record.rollout_percent >= 100
+                    || (self.record.rollout_percent > 0
+                        && rollout_bucket(&self.record.flow_id, user_id)
+                            < self.record.rollout_percent.unsigned_abs()) =>
+            {
+                next
+            }
+            _ => &self.live,
+        }
+    }
+}
+
+/// The rollout bucket 0–99 of a user in a flow.
+pub fn rollout_bucket(flow_id: &str, user_id: &str) -> u32 {
+    crate::rules::percent_bucket(&format!("{flow_id}{user_id}"))
 }
 
 /// What a (re)load did.
@@ -29,6 +72,8 @@ pub struct Registry {
 pub struct Reload {
     /// (flow id, version) now served for new sessions, for flows that changed.
     pub published: Vec<(String, i32)>,
+    /// (flow id, version) recorded as drafts (`--flows-as-drafts`).
+    pub drafts: Vec<(String, i32)>,
     pub issues: Vec<Issue>,
 }
 
@@ -36,9 +81,10 @@ impl Registry {
     pub fn new(store: Store) -> Registry {
         Registry {
             store,
-            latest: DashMap::new(),
+            releases: DashMap::new(),
             versions: DashMap::new(),
             allowed_hosts: None,
+            files_as_drafts: false,
         }
     }
 
@@ -51,8 +97,27 @@ impl Registry {
         }
     }
 
-    /// Loads every flow file in `dir`. Valid flows whose content changed
-    /// become new versions; invalid ones are reported and skipped.
+    /// Changed flow files become drafts to review and publish, not live
+    /// versions (`--flows-as-drafts`).
+    pub fn files_as_drafts(mut self, yes: bool) -> Registry {
+        self.files_as_drafts = yes;
+        self
+    }
+
+    pub fn allowed_hosts(&self) -> Option<&crate::flow::hosts::AllowList> {
+        self.allowed_hosts.as_ref()
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Loads every flow file in `dir`. A valid file whose content matches
+    /// no stored version of its flow becomes a new version, published at
+    /// once unless files are drafts; a file equal to an earlier version
+    /// changes nothing, so a restart never undoes a publish made over the
+    /// API. Invalid files are reported and skipped. Then every release in
+    /// the store is loaded, including flows that exist only there.
     pub async fn load_dir(&self, dir: &Path) -> Result<Reload, ServiceError> {
         let report = load::load_dir(dir)?;
         let mut out = Reload {
@@ -70,47 +135,202 @@ impl Registry {
             if bad {
                 continue;
             }
-            let unchanged = self
-                .latest
+            let served = self
+                .releases
                 .get(&loaded.def.id)
-                .is_some_and(|f| f.hash == loaded.hash);
-            if unchanged {
+                .is_some_and(|r| r.live.hash == loaded.hash);
+            if served {
                 continue;
             }
-            let definition = serde_json::to_value(&loaded.def).map_err(ServiceError::internal)?;
             // Compile before recording a version, so a flow the compiler
             // refuses never becomes a version, and the other files still load.
-            let mut flow = match CompiledFlow::compile(loaded.def, 0, loaded.hash.clone()) {
-                Ok(f) => f,
-                Err(e) => {
-                    out.issues.push(Issue {
-                        file: file.clone(),
-                        ..e.to_issue()
-                    });
-                    continue;
-                }
-            };
-            let rec = self
-                .store
-                .ensure_flow_version(&flow.id, &loaded.hash, &definition)
+            if let Err(e) = CompiledFlow::compile(loaded.def.clone(), 0, loaded.hash.clone()) {
+                out.issues.push(Issue {
+                    file: file.clone(),
+                    ..e.to_issue()
+                });
+                continue;
+            }
+            let source = std::fs::read_to_string(&loaded.file).ok();
+            let name = loaded
+                .file
+                .file_name()
+                .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
+            let message = format!("from {name}");
+            let (rec, created) = self
+                .save_version(&loaded.def, &loaded.hash, source.as_deref(), FILES_AUTHOR, &message)
                 .await?;
-            flow.version = rec.version;
-            flow.hash = rec.content_hash;
-            let flow = Arc::new(flow);
-            self.versions
-                .insert((flow.id.clone(), flow.version), flow.clone());
-            out.published.push((flow.id.clone(), flow.version));
-            self.latest.insert(flow.id.clone(), flow);
+            let released = self.store.flow_release(&rec.flow_id).await?.is_some();
+            if self.files_as_drafts || (!created && released) {
+                if created {
+                    out.drafts.push((rec.flow_id.clone(), rec.version));
+                }
+                continue;
+            }
+            let version = rec.version;
+            self.change_release(
+                &rec.flow_id,
+                Some(version),
+                |_| {
+                    Ok(ReleaseRecord {
+                        flow_id: rec.flow_id.clone(),
+                        live_version: version,
+                        rollout_version: None,
+                        rollout_percent: 0,
+                        revision: 0,
+                        updated_at: 0,
+                    })
+                },
+                NewAudit {
+                    actor: FILES_AUTHOR.into(),
+                    action: "flow.published".into(),
+                    subject: format!("flow:{}", rec.flow_id),
+                    version: Some(version),
+                    message: Some(message),
+                    detail: json!({ "rolloutPercent": 100, "file": name }),
+                },
+            )
+            .await?;
+            out.published.push((rec.flow_id.clone(), version));
         }
+        self.refresh_all().await?;
         Ok(out)
     }
 
-    pub fn latest(&self, flow_id: &str) -> Option<Arc<CompiledFlow>> {
-        self.latest.get(flow_id).map(|f| f.clone())
+    /// Records a flow definition as a version (or finds the version with
+    /// the same content), with its audit record.
+    pub(crate) async fn save_version(
+        &self,
+        def: &FlowDef,
+        hash: &str,
+        source: Option<&str>,
+        author: &str,
+        message: &str,
+    ) -> Result<(crate::store::FlowVersionRecord, bool), ServiceError> {
+        let definition = serde_json::to_value(def).map_err(ServiceError::internal)?;
+        Ok(self
+            .store
+            .save_flow_version(
+                &NewFlowVersion {
+                    flow_id: &def.id,
+                    content_hash: hash,
+                    definition: &definition,
+                    source,
+                    author,
+                    message,
+                },
+                &NewAudit {
+                    actor: author.into(),
+                    action: "flow.draft_saved".into(),
+                    subject: format!("flow:{}", def.id),
+                    version: None,
+                    message: Some(message.into()).filter(|m: &String| !m.is_empty()),
+                    detail: json!({ "contentHash": hash }),
+                },
+            )
+            .await?)
     }
 
+    /// Changes a flow's release: `next` builds the new release from the
+    /// current one (`None` before the first publish) and may refuse. The
+    /// change, the first publication of `published` and `audit` are one
+    /// transaction; a concurrent change makes it start over from the new
+    /// current release. Every replica serves it once it is loaded.
+    pub(crate) async fn change_release(
+        &self,
+        flow_id: &str,
+        published: Option<i32>,
+        next: impl Fn(Option<&ReleaseRecord>) -> Result<ReleaseRecord, ServiceError>,
+        audit: NewAudit,
+    ) -> Result<Release, ServiceError> {
+        for _ in 0..RELEASE_ATTEMPTS {
+            let current = self.store.flow_release(flow_id).await?;
+            let wanted = next(current.as_ref())?;
+            // Compile what will be served before it is in force.
+            self.version(flow_id, wanted.live_version).await?;
+            if let Some(v) = wanted.rollout_version {
+                self.version(flow_id, v).await?;
+            }
+            let expected = current.as_ref().map(|r| r.revision);
+            if let Some(rec) = self
+                .store
+                .replace_release(expected, &wanted, published, &audit)
+                .await?
+            {
+                return self.install(rec).await;
+            }
+        }
+        Err(crate::store::StoreError::FlowVersionContended {
+            flow_id: flow_id.to_owned(),
+        }
+        .into())
+    }
+
+    /// Loads every release from the store (startup, and when another
+    /// replica changed one).
+    pub async fn refresh_all(&self) -> Result<(), ServiceError> {
+        for rec in self.store.flow_releases().await? {
+            let stale = self
+                .releases
+                .get(&rec.flow_id)
+                .is_none_or(|r| r.record.revision != rec.revision);
+            if stale {
+                self.install(rec).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads one flow's release from the store.
+    pub async fn refresh(&self, flow_id: &str) -> Result<(), ServiceError> {
+        if let Some(rec) = self.store.flow_release(flow_id).await? {
+            self.install(rec).await?;
+        }
+        Ok(())
+    }
+
+    async fn install(&self, rec: ReleaseRecord) -> Result<Release, ServiceError> {
+        let live = self.version(&rec.flow_id, rec.live_version).await?;
+        let rollout = match rec.rollout_version {
+            Some(v) => Some(self.version(&rec.flow_id, v).await?),
+            None => None,
+        };
+        let release = Release {
+            record: rec,
+            live,
+            rollout,
+        };
+        // A slower refresh must not replace a newer release.
+        let mut entry = self
+            .releases
+            .entry(release.record.flow_id.clone())
+            .or_insert_with(|| release.clone());
+        if entry.record.revision < release.record.revision {
+            *entry = release.clone();
+        }
+        Ok(entry.clone())
+    }
+
+    /// The version a new session of `user_id` starts on.
+    pub fn for_user(&self, flow_id: &str, user_id: &str) -> Option<Arc<CompiledFlow>> {
+        self.releases
+            .get(flow_id)
+            .map(|r| r.pick(user_id).clone())
+    }
+
+    /// The release of a flow as this replica serves it.
+    pub fn release(&self, flow_id: &str) -> Option<Release> {
+        self.releases.get(flow_id).map(|r| r.clone())
+    }
+
+    /// The live version of a flow.
+    pub fn latest(&self, flow_id: &str) -> Option<Arc<CompiledFlow>> {
+        self.releases.get(flow_id).map(|r| r.live.clone())
+    }
+
+    /// The flows that serve new sessions.
     pub fn flow_ids(&self) -> Vec<String> {
-        let mut ids: Vec<String> = self.latest.iter().map(|e| e.key().clone()).collect();
+        let mut ids: Vec<String> = self.releases.iter().map(|e| e.key().clone()).collect();
         ids.sort();
         ids
     }

@@ -56,6 +56,9 @@ static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 /// what a single request can append.
 pub const MAX_EVENTS_PER_WRITE: usize = 1000;
 
+/// The author of versions recorded from the flows directory.
+pub const FILES_AUTHOR: &str = "files";
+
 /// How often `ensure_flow_version` re-reads after losing an insert race.
 const FLOW_VERSION_ATTEMPTS: usize = 8;
 
@@ -191,6 +194,7 @@ macro_rules! insert_tasks {
 
 mod step_batch;
 pub mod tasks;
+pub mod flows;
 // After the pool macros, which it uses.
 pub mod experiments;
 
@@ -223,10 +227,11 @@ impl BeginWrite for PgPool {
     }
 }
 
-const SELECT_FLOW_VERSION: &str = "SELECT flow_id, version, content_hash, definition, created_at \
-     FROM flow_versions WHERE flow_id = $1 AND version = $2";
+const SELECT_FLOW_VERSION: &str = "SELECT flow_id, version, content_hash, definition, created_at, \
+     author, message, source FROM flow_versions WHERE flow_id = $1 AND version = $2";
 const SELECT_LATEST_FLOW_VERSION: &str = "SELECT flow_id, version, content_hash, definition, \
-     created_at FROM flow_versions WHERE flow_id = $1 ORDER BY version DESC LIMIT 1";
+     created_at, author, message, source FROM flow_versions WHERE flow_id = $1 \
+     ORDER BY version DESC LIMIT 1";
 const INSERT_FLOW_VERSION: &str = "INSERT INTO flow_versions \
      (flow_id, version, content_hash, definition, created_at) VALUES ($1, $2, $3, $4, $5)";
 const SELECT_SESSION: &str = "SELECT id, flow_id, flow_version, user_id, token_hash, status, seq, \
@@ -344,6 +349,9 @@ struct FlowVersionRow {
     content_hash: String,
     definition: String,
     created_at: i64,
+    author: String,
+    message: String,
+    source: Option<String>,
 }
 
 impl FlowVersionRow {
@@ -354,6 +362,9 @@ impl FlowVersionRow {
             version: self.version,
             content_hash: self.content_hash,
             created_at: self.created_at,
+            author: self.author,
+            message: self.message,
+            source: self.source,
         })
     }
 }
@@ -708,6 +719,9 @@ impl Store {
                         content_hash: hash.to_owned(),
                         definition: definition.clone(),
                         created_at: now,
+                        author: FILES_AUTHOR.to_owned(),
+                        message: String::new(),
+                        source: None,
                     });
                 }
                 // Another replica published this version number first; its

@@ -17,6 +17,12 @@ pub struct FlowVersionRecord {
     /// The flow definition as published (JSON of the flow file).
     pub definition: Value,
     pub created_at: i64,
+    /// The API key's name that saved it, or `files`.
+    pub author: String,
+    pub message: String,
+    /// The text as saved (YAML or JSON); `None` for versions recorded from
+    /// files before the release process existed.
+    pub source: Option<String>,
 }
 
 /// A session to create.
