@@ -51,7 +51,8 @@ impl Application {
                 )
             })?;
         let registry = Registry::with_allowed_hosts(store.clone(), allow_hosts.clone())
-            .files_as_drafts(config.flows_as_drafts);
+            .files_as_drafts(config.flows_as_drafts)
+            .require_review(config.require_review);
         let reload = registry
             .load_dir(&config.flows)
             .await

@@ -61,11 +61,13 @@ pub const KEY_PREFIX: &str = "bk_";
 #[serde(rename_all = "lowercase")]
 #[graphql(name = "ApiKeyRole")]
 pub enum Role {
-    /// Reads sessions and experiment results.
+    /// Reads sessions, experiment results, flows and the audit log.
     Viewer,
-    /// A viewer who also forces variants and runs sessions in mock mode (QA).
+    /// A viewer who also saves flow drafts, forces variants and runs
+    /// sessions in mock mode (QA).
     Editor,
-    /// An editor who also sends external events into sessions.
+    /// An editor who also publishes flows, changes rollouts, rolls back and
+    /// sends external events into sessions.
     Publisher,
     /// Decides the approval tasks of its queues, and lists approvals.
     Reviewer,
@@ -120,6 +122,14 @@ pub enum Permission<'a> {
     DecideApproval { queue: &'a str },
     /// List approval tasks.
     ListApprovals,
+    /// Read flows, their versions, diffs and compatibility reports.
+    ReadFlows,
+    /// Save flow drafts.
+    SaveDrafts,
+    /// Publish flow versions, change rollouts, roll back.
+    PublishFlows,
+    /// Read the audit log.
+    ReadAudit,
 }
 
 impl Permission<'_> {
@@ -129,10 +139,14 @@ impl Permission<'_> {
     pub fn roles(&self) -> &'static [Role] {
         use Role::*;
         match self {
-            Permission::ReadSessions | Permission::ReadResults => {
-                &[Viewer, Editor, Publisher, Admin]
+            Permission::ReadSessions
+            | Permission::ReadResults
+            | Permission::ReadFlows
+            | Permission::ReadAudit => &[Viewer, Editor, Publisher, Admin],
+            Permission::ForceVariant | Permission::MockSessions | Permission::SaveDrafts => {
+                &[Editor, Publisher, Admin]
             }
-            Permission::ForceVariant | Permission::MockSessions => &[Editor, Publisher, Admin],
+            Permission::PublishFlows => &[Publisher, Admin],
             Permission::SendEvents => &[Publisher, Admin],
             Permission::OperateSessions => &[Admin],
             Permission::DecideApproval { .. } | Permission::ListApprovals => &[Reviewer, Admin],
@@ -150,6 +164,10 @@ impl Permission<'_> {
             Permission::OperateSessions => "OPERATE_SESSIONS".into(),
             Permission::DecideApproval { queue } => format!("DECIDE_APPROVAL({queue})"),
             Permission::ListApprovals => "LIST_APPROVALS".into(),
+            Permission::ReadFlows => "READ_FLOWS".into(),
+            Permission::SaveDrafts => "SAVE_DRAFTS".into(),
+            Permission::PublishFlows => "PUBLISH_FLOWS".into(),
+            Permission::ReadAudit => "READ_AUDIT".into(),
         }
     }
 

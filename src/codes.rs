@@ -33,11 +33,12 @@ pub enum Layer {
     ExperimentFiles,
     ExperimentStats,
     ExperimentRuns,
+    Releases,
     Ofrep,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 17] = [
+    pub const ALL: [Layer; 18] = [
         Layer::Transport,
         Layer::Admin,
         Layer::ApiKeys,
@@ -54,6 +55,7 @@ impl Layer {
         Layer::ExperimentFiles,
         Layer::ExperimentStats,
         Layer::ExperimentRuns,
+        Layer::Releases,
         Layer::Ofrep,
     ];
 
@@ -86,6 +88,7 @@ impl Layer {
             Layer::ExperimentRuns => {
                 "Experiments at run time (`ExperimentRunError`, `src/experiments/live.rs`)"
             }
+            Layer::Releases => "Flow releases (`ReleaseError`, `src/service/lifecycle.rs`)",
             Layer::Ofrep => "OFREP (`OfrepError`, `src/api/ofrep.rs`)",
         }
     }
@@ -174,6 +177,11 @@ impl Layer {
             Layer::ExperimentRuns => {
                 "From `forceVariant`, `clearForcedVariant`, `experimentResults` and `baton \
                  experiment results`."
+            }
+            Layer::Releases => {
+                "GraphQL field errors of `saveDraft`, `publishFlow`, `setRollout`, \
+                 `rollbackFlow`, `flowVersions` and `flowDiff`. A draft that fails validation is \
+                 not an error: `saveDraft` answers its issues as data."
             }
             Layer::Ofrep => {
                 "Bodies are `{key?, errorCode, errorDetails, hint}` with the HTTP status shown."
@@ -961,6 +969,41 @@ catalogue! {
         ForceTargetInvalid "FORCE_TARGET_INVALID" _
             "not exactly one of `userId` and `sessionId`, or a user id over 200 bytes"
             "give exactly one of userId and sessionId";
+    }
+    Releases {
+        UnknownFlowVersion "UNKNOWN_FLOW_VERSION" _
+            "an admin call names a version the flow does not have (a diff, a publish, a rollout, a rollback)"
+            "`flowVersions(flowId:)` lists the versions";
+        FlowIdMismatch "FLOW_ID_MISMATCH" _
+            "`saveDraft`: the source's `id` is not the `flowId` it is saved under"
+            "save the source under its own `id`, or change the `id` in the source";
+        DraftInvalid "DRAFT_INVALID" _
+            "`publishFlow` of a version that fails validation today (flags or allowed hosts changed since it was saved)"
+            "save a corrected draft; `saveDraft` lists every issue";
+        MessageRequired "MESSAGE_REQUIRED" _
+            "`publishFlow` or `rollbackFlow` with an empty `message`"
+            "say why, in a sentence: it goes into the audit log";
+        RolloutOutOfRange "ROLLOUT_OUT_OF_RANGE" _
+            "a rollout percentage below 0 or above 100"
+            "give a whole percentage from 0 to 100";
+        RolloutNeedsLiveVersion "ROLLOUT_NEEDS_LIVE_VERSION" _
+            "a flow's first publish below 100%: the other users would have no version"
+            "publish the first version at 100 (the default)";
+        VersionNotServed "VERSION_NOT_SERVED" _
+            "`setRollout` on a version that is neither the live nor the rollout version"
+            "publish the version first (`publishFlow` with `rolloutPercent`), or use `rollbackFlow` to make an earlier one live";
+        VersionNeverPublished "VERSION_NEVER_PUBLISHED" _
+            "`rollbackFlow` to a version that was never published (a draft)"
+            "roll back to a version `flowVersions` shows as PUBLISHED or RETIRED, or publish the draft";
+        SelfApproval "SELF_APPROVAL" _
+            "with `--require-review`, the publisher who requested a publish tried to carry it out"
+            "ask another publisher to call `publishFlow` for this version";
+        OverrideReasonRequired "OVERRIDE_REASON_REQUIRED" _
+            "`publishFlow` with an `override` that is blank"
+            "say why the publish may go ahead anyway, in a sentence";
+        IncompatibleWithCohorts "INCOMPATIBLE_WITH_COHORTS" _
+            "`publishFlow` of a version that an app cohort with recent sessions could not render"
+            "read `compatibilityReport`, add fallbacks, or publish with `override` and a reason";
     }
     Ofrep {
         InvalidContext "INVALID_CONTEXT" 400

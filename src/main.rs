@@ -178,7 +178,7 @@ fn main() -> ExitCode {
                 }
             };
             let opts = baton::flow::load::CheckOptions {
-                flags: Some(flags),
+                flags: Some(std::sync::Arc::new(flags)),
                 scenarios,
                 allow_hosts: Some(allow_hosts),
             };

@@ -16,6 +16,7 @@ mod negotiate;
 pub mod ofrep;
 mod query_size;
 pub mod rate_limit;
+mod releases;
 pub mod schema;
 pub mod steps;
 pub mod types;

@@ -23,6 +23,7 @@ pub struct RootQuery(
     super::admin::AdminQuery,
     super::steps::StepQuery,
     super::experiments::ExperimentQuery,
+    super::releases::ReleaseQuery,
 );
 
 /// The schema with its resolvers' state; limits are applied by the caller.
@@ -155,6 +156,7 @@ pub struct RootMutation(
     Mutation,
     super::steps::StepMutation,
     super::experiments::ExperimentMutation,
+    super::releases::ReleaseMutation,
 );
 
 #[derive(Default)]

@@ -161,7 +161,7 @@ pub fn check_dir_with(dir: &Path, opts: &CheckOptions) -> Result<LoadReport, Flo
 #[derive(Debug, Default)]
 pub struct CheckOptions {
     /// The flags `flags.<key>` must name (`--flags`); `None`: not checked.
-    pub flags: Option<crate::flags::FlagSet>,
+    pub flags: Option<std::sync::Arc<crate::flags::FlagSet>>,
     /// Mock scenarios that every flow checked must declare (`--scenario`):
     /// what scripts, end-to-end tests and docs ask for by name.
     pub scenarios: Vec<String>,
@@ -193,7 +193,7 @@ pub fn check_text(path: &Path, text: &str, opts: &CheckOptions) -> (Option<FlowD
         issues.extend(super::validate::validate_with(
             def,
             &file,
-            opts.flags.as_ref(),
+            opts.flags.as_deref(),
         ));
         if let Some(allow) = &opts.allow_hosts {
             issues.extend(super::validate::check_hosts(def, allow, &file));

@@ -32,6 +32,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Flow(#[from] FlowError),
+    #[error(transparent)]
+    Release(#[from] super::lifecycle::ReleaseError),
     #[error("no step task `{task_id}`")]
     TaskNotFound { task_id: String },
     #[error("step task `{task_id}` is not open ({state})")]
@@ -73,6 +75,7 @@ impl ServiceError {
             ServiceError::Engine(e) => e.code(),
             ServiceError::Store(e) => e.code(),
             ServiceError::Flow(e) => e.code(),
+            ServiceError::Release(e) => e.code(),
             ServiceError::TaskNotFound { .. } => Code::TaskNotFound,
             ServiceError::TaskNotOpen { .. } => Code::TaskNotOpen,
             ServiceError::TaskClaimed { .. } => Code::TaskClaimed,
@@ -125,6 +128,7 @@ impl ServiceError {
             ServiceError::Engine(e) => e.hint(),
             ServiceError::Store(e) => e.hint(),
             ServiceError::Flow(e) => e.hint(),
+            ServiceError::Release(e) => e.hint(),
             _ => None,
         }
     }

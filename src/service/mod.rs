@@ -5,6 +5,7 @@
 
 mod error;
 pub mod hub;
+pub mod lifecycle;
 pub mod registry;
 mod snapshots;
 pub mod steps;

@@ -32,6 +32,8 @@ pub struct Registry {
     allowed_hosts: Option<crate::flow::hosts::AllowList>,
     /// Changed files become drafts instead of going live.
     files_as_drafts: bool,
+    /// A publish needs a second publisher (`--require-review`).
+    require_review: bool,
 }
 
 /// What new sessions of one flow start on.
@@ -85,6 +87,7 @@ impl Registry {
             versions: DashMap::new(),
             allowed_hosts: None,
             files_as_drafts: false,
+            require_review: false,
         }
     }
 
@@ -104,12 +107,18 @@ impl Registry {
         self
     }
 
-    pub fn allowed_hosts(&self) -> Option<&crate::flow::hosts::AllowList> {
-        self.allowed_hosts.as_ref()
+    /// Publishes need a second publisher (`--require-review`).
+    pub fn require_review(mut self, yes: bool) -> Registry {
+        self.require_review = yes;
+        self
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
+    pub fn requires_review(&self) -> bool {
+        self.require_review
+    }
+
+    pub fn allowed_hosts(&self) -> Option<&crate::flow::hosts::AllowList> {
+        self.allowed_hosts.as_ref()
     }
 
     /// Loads every flow file in `dir`. A valid file whose content matches
