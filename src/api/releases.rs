@@ -14,9 +14,7 @@ use crate::engine::rfc3339;
 use crate::flow::diff::{self, Change, ChangeKind, Subject};
 use crate::flow::validate::{Issue, Severity};
 use crate::service::Baton;
-use crate::service::lifecycle::{
-    FlowSummaryInfo, Publish, SaveDraft, VersionInfo, VersionStatus,
-};
+use crate::service::lifecycle::{FlowSummaryInfo, Publish, SaveDraft, VersionInfo, VersionStatus};
 use crate::service::registry::Release;
 use crate::store::flows::{AuditRecord, MAX_AUDIT_PAGE, PublishRequestRecord, ReleaseRecord};
 
@@ -370,10 +368,7 @@ impl ReleaseQuery {
     ) -> async_graphql::Result<FlowDiff> {
         need(ctx, Permission::ReadFlows)?;
         let baton = ctx.data_unchecked::<Baton>();
-        let changes = baton
-            .flow_diff(&flow_id, from, to)
-            .await
-            .map_err(to_gql)?;
+        let changes = baton.flow_diff(&flow_id, from, to).await.map_err(to_gql)?;
         Ok(FlowDiff {
             text: diff::format_text(&changes),
             flow_id,

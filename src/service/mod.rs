@@ -214,13 +214,13 @@ impl Baton {
             });
         }
         let bound_to = req.bound_to.clone();
-        let flow =
-            self.inner
-                .registry
-                .for_user(&req.flow_id, &req.user_id)
-                .ok_or_else(|| ServiceError::FlowNotFound {
-                    flow_id: req.flow_id.clone(),
-                })?;
+        let flow = self
+            .inner
+            .registry
+            .for_user(&req.flow_id, &req.user_id)
+            .ok_or_else(|| ServiceError::FlowNotFound {
+                flow_id: req.flow_id.clone(),
+            })?;
         let session_id = uuid::Uuid::now_v7().to_string();
         let mock = match req.mock {
             // A scenario no step declares would silently run the default mocks.

@@ -167,7 +167,13 @@ impl Registry {
                 .map_or_else(|| file.clone(), |n| n.to_string_lossy().into_owned());
             let message = format!("from {name}");
             let (rec, created) = self
-                .save_version(&loaded.def, &loaded.hash, source.as_deref(), FILES_AUTHOR, &message)
+                .save_version(
+                    &loaded.def,
+                    &loaded.hash,
+                    source.as_deref(),
+                    FILES_AUTHOR,
+                    &message,
+                )
                 .await?;
             let released = self.store.flow_release(&rec.flow_id).await?.is_some();
             if self.files_as_drafts || (!created && released) {
@@ -322,9 +328,7 @@ impl Registry {
 
     /// The version a new session of `user_id` starts on.
     pub fn for_user(&self, flow_id: &str, user_id: &str) -> Option<Arc<CompiledFlow>> {
-        self.releases
-            .get(flow_id)
-            .map(|r| r.pick(user_id).clone())
+        self.releases.get(flow_id).map(|r| r.pick(user_id).clone())
     }
 
     /// The release of a flow as this replica serves it.

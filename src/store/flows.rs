@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::error::is_unique_violation;
 use super::{
-    Backend, FLOW_VERSION_ATTEMPTS, Inner, FlowVersionRecord, FlowVersionRow, Store, StoreError, now_ms,
-    to_json,
+    Backend, FLOW_VERSION_ATTEMPTS, FlowVersionRecord, FlowVersionRow, Inner, Store, StoreError,
+    now_ms, to_json,
 };
 
 /// The PostgreSQL channel a release change is announced on (payload: the
@@ -278,7 +278,10 @@ impl Store {
     pub async fn flow_release(&self, flow_id: &str) -> Result<Option<ReleaseRecord>, StoreError> {
         let q = format!("SELECT {RELEASE_COLUMNS} FROM flow_releases WHERE flow_id = $1");
         let row: Option<ReleaseRow> = with_read_pool!(self, |pool| {
-            sqlx::query_as(&q).bind(flow_id).fetch_optional(pool).await?
+            sqlx::query_as(&q)
+                .bind(flow_id)
+                .fetch_optional(pool)
+                .await?
         });
         Ok(row.map(ReleaseRecord::from))
     }

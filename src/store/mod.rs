@@ -192,9 +192,9 @@ macro_rules! insert_tasks {
     };
 }
 
+pub mod flows;
 mod step_batch;
 pub mod tasks;
-pub mod flows;
 // After the pool macros, which it uses.
 pub mod experiments;
 

@@ -554,8 +554,7 @@ nodes:
 /// of a client without `image` is the built-in text one.
 async fn custom_inputs_and_last_screens(backend: Backend) {
     let Some(app) =
-        TestApp::spawn_configured(backend, &[("rating.yaml", RATING_FLOW.into())], |_, _| {})
-            .await
+        TestApp::spawn_configured(backend, &[("rating.yaml", RATING_FLOW.into())], |_, _| {}).await
     else {
         return;
     };

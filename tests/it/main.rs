@@ -21,6 +21,7 @@ mod group_commit;
 mod hosts;
 mod identity;
 mod limits;
+mod releases;
 mod replay;
 mod rules;
 mod secrets;

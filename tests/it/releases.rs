@@ -1,0 +1,579 @@
+//! The release process from outside, over GraphQL, on both stores: import
+//! the flows directory, save a draft (a broken one first), diff it, publish
+//! it to 10% and watch new sessions split by user bucket, go to 100%,
+//! restart, roll back, and read all of it in the audit log; each refusal
+//! with its own code.
+
+use serde_json::{Value, json};
+
+use crate::testapp::{Backend, TestApp, error_code, write_test_keys};
+
+const TOUR_V1: &str = r#"
+id: tour
+title: Product tour
+start: hello
+nodes:
+  - id: hello
+    kind: screen
+    title: Hello
+    components: [{ kind: text, text: "Welcome aboard" }]
+    actions: [{ id: next, next: done }]
+  - { id: done, kind: end, title: Bye }
+"#;
+
+const TOUR_V2: &str = r#"
+id: tour
+title: Product tour
+start: hello
+nodes:
+  - id: hello
+    kind: screen
+    title: Hello again
+    components: [{ kind: text, text: "Welcome aboard" }]
+    actions: [{ id: next, next: tips }]
+  - id: tips
+    kind: screen
+    title: Tips
+    components: [{ kind: text, text: "Swipe left" }]
+    actions: [{ id: next, next: done }]
+  - { id: done, kind: end, title: Bye }
+"#;
+
+/// Two authoring mistakes at once: a rule written as a string, and a
+/// misspelt field.
+const TOUR_BROKEN: &str = r#"
+id: tour
+start: hello
+nodes:
+  - id: hello
+    kind: screen
+    titel: Hello
+    actions:
+      - id: next
+        next:
+          - { when: "user.id == 'x'", to: done }
+          - to: done
+  - { id: done, kind: end }
+"#;
+
+async fn app(backend: Backend, review: bool) -> Option<TestApp> {
+    TestApp::spawn_configured(backend, &[("tour.yaml", TOUR_V1.into())], |c, dir| {
+        c.api_keys = Some(write_test_keys(dir));
+        c.require_review = review;
+    })
+    .await
+}
+
+/// An admin call that must succeed; returns `data`.
+async fn ok(app: &TestApp, key: &str, query: &str, variables: Value) -> Value {
+    let (_, r) = app.gql_key(query, variables, Some(key)).await;
+    assert!(r.get("errors").is_none(), "{query}: {r}");
+    r["data"].clone()
+}
+
+/// An admin call that must fail; returns its error code.
+async fn refused(app: &TestApp, key: &str, query: &str, variables: Value) -> String {
+    let (_, r) = app.gql_key(query, variables, Some(key)).await;
+    assert!(r["data"].is_null() || r.get("errors").is_some(), "{r}");
+    error_code(&r).to_string()
+}
+
+const SAVE: &str = "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { ok created \
+    version { number status author message servingPercent } \
+    issues { severity code path line column hint } } }";
+const PUBLISH: &str = "mutation($i: PublishFlowInput!) { publishFlow(input: $i) { \
+    number status servingPercent publishedBy pendingReview { requestedBy rolloutPercent } } }";
+const ROLLOUT: &str = "mutation($i: SetRolloutInput!) { setRollout(input: $i) { \
+    liveVersion rollout { version percent } } }";
+const ROLLBACK: &str = "mutation($i: RollbackFlowInput!) { rollbackFlow(input: $i) { \
+    liveVersion rollout { version percent } } }";
+const VERSIONS: &str =
+    "query($f: ID!) { flowVersions(flowId: $f) { number status servingPercent } }";
+
+async fn statuses(app: &TestApp) -> Vec<(i64, String, i64)> {
+    let d = ok(app, "viewer-key", VERSIONS, json!({ "f": "tour" })).await;
+    d["flowVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["number"].as_i64().unwrap(),
+                v["status"].as_str().unwrap().to_string(),
+                v["servingPercent"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The version each of `users` starts on.
+async fn versions_started(app: &TestApp, users: &[String]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for user in users {
+        let (s, _) = app.start("tour", json!({ "id": user }), json!({})).await;
+        out.push(s["flowVersion"].as_i64().unwrap());
+    }
+    out
+}
+
+async fn whole_release(backend: Backend) {
+    let Some(app) = app(backend, false).await else {
+        return;
+    };
+    // The flows directory was imported: every file is version 1, live.
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ flows { id title liveVersion rollout { version } openDraft } }",
+        json!({}),
+    )
+    .await;
+    let ids: Vec<&str> = d["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["checkout", "loan", "onboarding", "tour"], "{d}");
+    assert_eq!(
+        d["flows"][3],
+        json!({ "id": "tour", "title": "Product tour", "liveVersion": 1, "rollout": null, "openDraft": null })
+    );
+
+    // A broken draft: every issue as data, with line and column; nothing saved.
+    let d = ok(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "tour", "source": TOUR_BROKEN } }),
+    )
+    .await;
+    let r = &d["saveDraft"];
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["version"].is_null());
+    let codes: Vec<&str> = r["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"NOT_A_RULE"), "{r}");
+    assert!(codes.contains(&"FLOW_STRUCTURE"), "{r}");
+    let rule = r["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["code"] == "NOT_A_RULE")
+        .unwrap();
+    assert_eq!(rule["line"], 11, "{rule}");
+    assert!(rule["hint"].is_string());
+    assert_eq!(statuses(&app).await, [(1, "PUBLISHED".into(), 100)]);
+
+    // A draft saved under another flow's id is refused.
+    let code = refused(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "checkout", "source": TOUR_V2 } }),
+    )
+    .await;
+    assert_eq!(code, "FLOW_ID_MISMATCH");
+
+    // The real draft; saving it again finds the same version.
+    let i = json!({ "i": { "flowId": "tour", "source": TOUR_V2, "message": "a tips screen" } });
+    let d = ok(&app, "editor-key", SAVE, i.clone()).await;
+    assert_eq!(
+        d["saveDraft"]["version"],
+        json!({ "number": 2, "status": "DRAFT", "author": "editor-1", "message": "a tips screen", "servingPercent": 0 })
+    );
+    assert_eq!(d["saveDraft"]["created"], true);
+    let d = ok(&app, "editor-key", SAVE, i).await;
+    assert_eq!(d["saveDraft"]["created"], false);
+    assert_eq!(d["saveDraft"]["version"]["number"], 2);
+    let d = ok(&app, "viewer-key", "{ flows { id openDraft } }", json!({})).await;
+    assert_eq!(d["flows"][3]["openDraft"], 2, "{d}");
+
+    // Its diff names the new node and the changed title.
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ flowDiff(flowId: \"tour\", from: 1, to: 2) { changes { kind subject node path } text } }",
+        json!({}),
+    )
+    .await;
+    let changes = d["flowDiff"]["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["kind"] == "ADDED"
+            && c["subject"] == "NODE"
+            && c["path"].as_str().unwrap().contains("tips")),
+        "{d}"
+    );
+    assert!(
+        changes
+            .iter()
+            .any(|c| c["kind"] == "CHANGED" && c["node"] == "hello"),
+        "{d}"
+    );
+    assert!(d["flowDiff"]["text"].as_str().unwrap().contains("tips"));
+    let code = refused(
+        &app,
+        "viewer-key",
+        "{ flowDiff(flowId: \"tour\", from: 1, to: 9) { text } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, "UNKNOWN_FLOW_VERSION");
+
+    // Editors save; only publishers publish.
+    let publish = |version: i64, percent: Option<i64>| json!({ "i": { "flowId": "tour", "version": version, "message": "ship it", "rolloutPercent": percent } });
+    assert_eq!(
+        refused(&app, "editor-key", PUBLISH, publish(2, Some(10))).await,
+        "FORBIDDEN_ROLE"
+    );
+    assert_eq!(
+        refused(&app, "publisher-key", PUBLISH, publish(2, Some(101))).await,
+        "ROLLOUT_OUT_OF_RANGE"
+    );
+    let (_, r) = app
+        .gql_key(
+            PUBLISH,
+            json!({ "i": { "flowId": "tour", "version": 2, "message": " ", "rolloutPercent": 10 } }),
+            Some("publisher-key"),
+        )
+        .await;
+    assert_eq!(error_code(&r), "MESSAGE_REQUIRED", "{r}");
+    let (_, r) = app
+        .gql_key(
+            PUBLISH,
+            json!({ "i": { "flowId": "tour", "version": 2, "message": "m", "override": "  " } }),
+            Some("publisher-key"),
+        )
+        .await;
+    assert_eq!(error_code(&r), "OVERRIDE_REASON_REQUIRED", "{r}");
+
+    // 10% of new sessions, chosen by the user's bucket.
+    let d = ok(&app, "publisher-key", PUBLISH, publish(2, Some(10))).await;
+    assert_eq!(
+        d["publishFlow"],
+        json!({ "number": 2, "status": "PUBLISHED", "servingPercent": 10, "publishedBy": "publisher-1", "pendingReview": null })
+    );
+    assert_eq!(
+        statuses(&app).await,
+        [(1, "PUBLISHED".into(), 90), (2, "PUBLISHED".into(), 10)]
+    );
+    let users: Vec<String> = (0..120).map(|i| format!("user-{i}")).collect();
+    let expected: Vec<i64> = users
+        .iter()
+        .map(|u| {
+            if baton::service::registry::rollout_bucket("tour", u) < 10 {
+                2
+            } else {
+                1
+            }
+        })
+        .collect();
+    assert!(
+        expected.contains(&1) && expected.contains(&2),
+        "the sample must hold both"
+    );
+    let started = versions_started(&app, &users).await;
+    assert_eq!(started, expected);
+    let (pinned, pinned_token) = app
+        .start("tour", json!({ "id": "user-0" }), json!({}))
+        .await;
+    let pinned_version = pinned["flowVersion"].as_i64().unwrap();
+
+    // setRollout refuses a version that serves nothing, then widens.
+    assert_eq!(
+        refused(
+            &app,
+            "publisher-key",
+            ROLLOUT,
+            json!({ "i": { "flowId": "tour", "version": 1, "percent": 50 } })
+        )
+        .await,
+        "VERSION_NOT_SERVED"
+    );
+    let d = ok(
+        &app,
+        "publisher-key",
+        ROLLOUT,
+        json!({ "i": { "flowId": "tour", "version": 2, "percent": 50 } }),
+    )
+    .await;
+    assert_eq!(
+        d["setRollout"]["rollout"],
+        json!({ "version": 2, "percent": 50 })
+    );
+    // A user on the new version stays on it while the percentage grows.
+    let widened = versions_started(&app, &users).await;
+    for (before, after) in started.iter().zip(&widened) {
+        assert!(
+            *before == 1 || *after == 2,
+            "a user went back: {started:?} {widened:?}"
+        );
+    }
+    let d = ok(
+        &app,
+        "publisher-key",
+        ROLLOUT,
+        json!({ "i": { "flowId": "tour", "version": 2, "percent": 100 } }),
+    )
+    .await;
+    assert_eq!(
+        d["setRollout"],
+        json!({ "liveVersion": 2, "rollout": null })
+    );
+    assert_eq!(
+        statuses(&app).await,
+        [(1, "RETIRED".into(), 0), (2, "PUBLISHED".into(), 100)]
+    );
+    assert!(
+        versions_started(&app, &users[..5])
+            .await
+            .iter()
+            .all(|v| *v == 2)
+    );
+
+    // A restart keeps the release: the file (version 1) does not come back.
+    let app = app.restart().await;
+    assert!(
+        versions_started(&app, &users[..5])
+            .await
+            .iter()
+            .all(|v| *v == 2)
+    );
+    // A running session stays on the version it started on.
+    let s = app
+        .session(Some(&pinned_token), pinned["id"].as_str().unwrap())
+        .await;
+    assert_eq!(s["data"]["session"]["flowVersion"], pinned_version, "{s}");
+
+    // Roll back in one call.
+    assert_eq!(
+        refused(
+            &app,
+            "publisher-key",
+            ROLLBACK,
+            json!({ "i": { "flowId": "tour", "toVersion": 1, "message": "" } })
+        )
+        .await,
+        "MESSAGE_REQUIRED"
+    );
+    let d = ok(
+        &app,
+        "publisher-key",
+        ROLLBACK,
+        json!({ "i": { "flowId": "tour", "toVersion": 1, "message": "tips confuse people" } }),
+    )
+    .await;
+    assert_eq!(
+        d["rollbackFlow"],
+        json!({ "liveVersion": 1, "rollout": null })
+    );
+    assert!(
+        versions_started(&app, &users[..5])
+            .await
+            .iter()
+            .all(|v| *v == 1)
+    );
+
+    // A draft that was never published is no rollback target, and a new
+    // flow's first publish takes everyone.
+    let d = ok(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "tour", "source": TOUR_V2.replace("Swipe left", "Swipe right") } }),
+    )
+    .await;
+    assert_eq!(d["saveDraft"]["version"]["number"], 3);
+    assert_eq!(
+        refused(
+            &app,
+            "publisher-key",
+            ROLLBACK,
+            json!({ "i": { "flowId": "tour", "toVersion": 3, "message": "m" } })
+        )
+        .await,
+        "VERSION_NEVER_PUBLISHED"
+    );
+    let fresh = TOUR_V1.replace("id: tour", "id: fresh");
+    let d = ok(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "fresh", "source": fresh } }),
+    )
+    .await;
+    assert_eq!(d["saveDraft"]["version"]["number"], 1);
+    assert_eq!(
+        refused(
+            &app,
+            "publisher-key",
+            PUBLISH,
+            json!({ "i": { "flowId": "fresh", "version": 1, "message": "m", "rolloutPercent": 50 } })
+        )
+        .await,
+        "ROLLOUT_NEEDS_LIVE_VERSION"
+    );
+    let r = app
+        .gql(
+            "mutation { startFlow(input: { flowId: \"fresh\", user: { id: \"u\" } }) { id } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        error_code(&r),
+        "FLOW_NOT_FOUND",
+        "a draft serves nobody: {r}"
+    );
+
+    // The audit log tells the whole story, newest first, paged.
+    let audit = "query($after: String) { auditLog(first: 4, after: $after, subject: \"flow:tour\") { \
+        edges { cursor node { actor action version message detail } } pageInfo { hasNextPage endCursor } } }";
+    let mut entries = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let d = ok(&app, "viewer-key", audit, json!({ "after": after })).await;
+        let page = &d["auditLog"];
+        entries.extend(
+            page["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"].clone()),
+        );
+        if page["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    let story: Vec<(String, String, Value)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["actor"].as_str().unwrap().to_string(),
+                e["action"].as_str().unwrap().to_string(),
+                e["version"].clone(),
+            )
+        })
+        .collect();
+    let step = |actor: &str, action: &str, version: i64| {
+        (actor.to_string(), action.to_string(), json!(version))
+    };
+    assert_eq!(
+        story,
+        [
+            step("editor-1", "flow.draft_saved", 3),
+            step("publisher-1", "flow.rolled_back", 1),
+            step("publisher-1", "flow.rollout_set", 2),
+            step("publisher-1", "flow.rollout_set", 2),
+            step("publisher-1", "flow.published", 2),
+            step("editor-1", "flow.draft_saved", 2),
+            step("files", "flow.published", 1),
+            step("files", "flow.draft_saved", 1),
+        ]
+    );
+    assert_eq!(entries[1]["message"], "tips confuse people");
+    assert_eq!(entries[1]["detail"]["previous"]["liveVersion"], 2);
+    assert_eq!(entries[4]["detail"]["rolloutPercent"], 10);
+    // The other flows' records are there under their own subjects.
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ auditLog(first: 100, subject: \"flow:\") { edges { node { subject } } } }",
+        json!({}),
+    )
+    .await;
+    let subjects: std::collections::BTreeSet<&str> = d["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects.into_iter().collect::<Vec<_>>(),
+        [
+            "flow:checkout",
+            "flow:fresh",
+            "flow:loan",
+            "flow:onboarding",
+            "flow:tour"
+        ]
+    );
+}
+
+/// With `--require-review` a publish takes two publishers.
+async fn four_eyes(backend: Backend) {
+    let Some(app) = app(backend, true).await else {
+        return;
+    };
+    ok(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "tour", "source": TOUR_V2 } }),
+    )
+    .await;
+    let publish = json!({ "i": { "flowId": "tour", "version": 2, "message": "tips", "rolloutPercent": 100 } });
+    let d = ok(&app, "publisher-key", PUBLISH, publish.clone()).await;
+    assert_eq!(
+        d["publishFlow"],
+        json!({ "number": 2, "status": "DRAFT", "servingPercent": 0, "publishedBy": null,
+                "pendingReview": { "requestedBy": "publisher-1", "rolloutPercent": 100 } })
+    );
+    assert_eq!(
+        refused(&app, "publisher-key", PUBLISH, publish.clone()).await,
+        "SELF_APPROVAL"
+    );
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ flows { id liveVersion pendingReviews { version requestedBy } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(d["flows"][3]["liveVersion"], 1);
+    assert_eq!(
+        d["flows"][3]["pendingReviews"],
+        json!([{ "version": 2, "requestedBy": "publisher-1" }])
+    );
+    let d = ok(&app, "admin-key", PUBLISH, publish).await;
+    assert_eq!(d["publishFlow"]["status"], "PUBLISHED", "{d}");
+    assert_eq!(d["publishFlow"]["publishedBy"], "admin-1");
+    assert!(d["publishFlow"]["pendingReview"].is_null());
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ auditLog(first: 2, subject: \"flow:tour\") { edges { node { actor action detail } } } }",
+        json!({}),
+    )
+    .await;
+    let edges = &d["auditLog"]["edges"];
+    assert_eq!(edges[0]["node"]["action"], "flow.published");
+    assert_eq!(edges[0]["node"]["detail"]["requestedBy"], "publisher-1");
+    assert_eq!(edges[1]["node"]["action"], "flow.publish_requested");
+    assert_eq!(edges[1]["node"]["actor"], "publisher-1");
+}
+
+#[tokio::test]
+async fn whole_release_sqlite() {
+    whole_release(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn whole_release_postgres() {
+    whole_release(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn four_eyes_sqlite() {
+    four_eyes(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn four_eyes_postgres() {
+    four_eyes(Backend::Postgres).await;
+}
