@@ -577,3 +577,55 @@ async fn four_eyes_sqlite() {
 async fn four_eyes_postgres() {
     four_eyes(Backend::Postgres).await;
 }
+
+/// `--flows-as-drafts`: a changed file waits for a publish.
+async fn files_as_drafts(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_configured(backend, &[("tour.yaml", TOUR_V1.into())], |c, dir| {
+            c.api_keys = Some(write_test_keys(dir));
+            c.flows_as_drafts = true;
+        })
+        .await
+    else {
+        return;
+    };
+    // Nothing was ever published, so nothing serves.
+    let r = app
+        .gql(
+            "mutation { startFlow(input: { flowId: \"tour\", user: { id: \"u\" } }) { id } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(error_code(&r), "FLOW_NOT_FOUND", "{r}");
+    assert_eq!(statuses(&app).await, [(1, "DRAFT".into(), 0)]);
+    let d = ok(
+        &app,
+        "publisher-key",
+        PUBLISH,
+        json!({ "i": { "flowId": "tour", "version": 1, "message": "first" } }),
+    )
+    .await;
+    assert_eq!(d["publishFlow"]["status"], "PUBLISHED");
+    let (s, _) = app.start("tour", json!({ "id": "u" }), json!({})).await;
+    assert_eq!(s["flowVersion"], 1);
+    // A changed file on restart is a draft; version 1 keeps serving.
+    std::fs::write(app.flows.join("tour.yaml"), TOUR_V2).unwrap();
+    let app = app.restart().await;
+    assert_eq!(
+        statuses(&app).await,
+        [(1, "PUBLISHED".into(), 100), (2, "DRAFT".into(), 0)]
+    );
+    let (s, _) = app.start("tour", json!({ "id": "u" }), json!({})).await;
+    assert_eq!(s["flowVersion"], 1);
+}
+
+#[tokio::test]
+async fn files_as_drafts_sqlite() {
+    files_as_drafts(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn files_as_drafts_postgres() {
+    files_as_drafts(Backend::Postgres).await;
+}
