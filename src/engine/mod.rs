@@ -6,6 +6,7 @@
 //! Cost per step depends on the nodes passed in this advance and the size of
 //! the context, never on the length of the session's history.
 
+pub mod compat;
 mod error;
 pub mod input;
 pub use view::render;

@@ -55,7 +55,7 @@ impl ClientInfo {
     }
 
     /// Whether the client renders `c`'s kind (not its children).
-    fn supports(&self, c: &ComponentDef) -> bool {
+    pub(super) fn supports(&self, c: &ComponentDef) -> bool {
         match (&self.capabilities, c) {
             (Some(list), ComponentDef::Custom { name, .. }) => list
                 .iter()
@@ -67,7 +67,7 @@ impl ClientInfo {
     }
 
     /// The client's app version; `None` when it sent none (assumed current).
-    fn version(&self) -> Option<semver::Version> {
+    pub(super) fn version(&self) -> Option<semver::Version> {
         self.app_version.as_deref().and_then(lenient_semver)
     }
 }
@@ -107,6 +107,22 @@ fn choose(
     version: Option<&semver::Version>,
     context: &Value,
 ) -> Result<Option<usize>, EngineError> {
+    choose_with(screen, client, version, &|c: &ComponentDef| {
+        visible(flow, c, context, version)
+    })
+}
+
+/// Whether a component is shown; the session's context decides at run
+/// time, a cohort's client alone when the compatibility report asks.
+pub(super) type Shown<'a> = dyn Fn(&ComponentDef) -> Result<bool, EngineError> + 'a;
+
+/// [`choose`] with the visibility of each component decided by `shown`.
+pub(super) fn choose_with(
+    screen: &ScreenNode,
+    client: &ClientInfo,
+    version: Option<&semver::Version>,
+    shown: &Shown<'_>,
+) -> Result<Option<usize>, EngineError> {
     // An app that does not say its version is assumed current: web
     // clients often have none.
     let too_old = match (
@@ -124,14 +140,14 @@ fn choose(
             screen.min_app_version.as_deref().unwrap_or_default()
         ));
     } else {
-        match lacking(flow, &screen.components, client, version, context)? {
+        match lacking_with(&screen.components, client, shown)? {
             None => return Ok(None),
             Some(kind) => reasons.push(format!("the screen uses `{kind}`")),
         }
     }
     let fallbacks = screen.fallback.as_ref().map_or(&[][..], Fallbacks::list);
     for (k, fb) in fallbacks.iter().enumerate() {
-        match lacking(flow, &fb.components, client, version, context)? {
+        match lacking_with(&fb.components, client, shown)? {
             None => return Ok(Some(k)),
             Some(kind) => reasons.push(format!("fallback {} uses `{kind}`", k + 1)),
         }
@@ -151,14 +167,25 @@ fn lacking(
     version: Option<&semver::Version>,
     context: &Value,
 ) -> Result<Option<String>, EngineError> {
+    lacking_with(list, client, &|c: &ComponentDef| {
+        visible(flow, c, context, version)
+    })
+}
+
+/// [`lacking`] with the visibility of each component decided by `shown`.
+pub(super) fn lacking_with(
+    list: &[ComponentDef],
+    client: &ClientInfo,
+    shown: &Shown<'_>,
+) -> Result<Option<String>, EngineError> {
     for c in list {
-        if !visible(flow, c, context, version)? {
+        if !shown(c)? {
             continue;
         }
         if !client.supports(c) {
             return Ok(Some(c.capability()));
         }
-        if let Some(kind) = lacking(flow, c.children(), client, version, context)? {
+        if let Some(kind) = lacking_with(c.children(), client, shown)? {
             return Ok(Some(kind));
         }
     }
