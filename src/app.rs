@@ -52,7 +52,8 @@ impl Application {
             })?;
         let registry = Registry::with_allowed_hosts(store.clone(), allow_hosts.clone())
             .files_as_drafts(config.flows_as_drafts)
-            .require_review(config.require_review);
+            .require_review(config.require_review)
+            .cohort_days(config.cohort_days);
         let reload = registry
             .load_dir(&config.flows)
             .await

@@ -57,6 +57,11 @@ pub struct ServeConfig {
     /// carries it out (the requester cannot approve their own).
     #[arg(long, env = "BATON_REQUIRE_REVIEW")]
     pub require_review: bool,
+    /// Sessions of the last this many days make the app cohorts of the
+    /// compatibility report and the publish check (1–3650).
+    #[arg(long, env = "BATON_COHORT_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub cohort_days: u32,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -179,6 +184,7 @@ impl ServeConfig {
             watch: false,
             flows_as_drafts: false,
             require_review: false,
+            cohort_days: 30,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             rate_limit_per_address: 60_000,

@@ -10,11 +10,14 @@ use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use serde_json::Value;
 
 use crate::auth::{Permission, Principal, require};
+use crate::engine::compat::{Cohort, Problem};
 use crate::engine::rfc3339;
 use crate::flow::diff::{self, Change, ChangeKind, Subject};
 use crate::flow::validate::{Issue, Severity};
 use crate::service::Baton;
-use crate::service::lifecycle::{FlowSummaryInfo, Publish, SaveDraft, VersionInfo, VersionStatus};
+use crate::service::lifecycle::{
+    CohortLine, Compatibility, FlowSummaryInfo, Publish, SaveDraft, VersionInfo, VersionStatus,
+};
 use crate::service::registry::Release;
 use crate::store::flows::{AuditRecord, MAX_AUDIT_PAGE, PublishRequestRecord, ReleaseRecord};
 
@@ -315,6 +318,93 @@ impl From<AuditRecord> for AuditEntry {
     }
 }
 
+/// An app cohort: platform × app version × advertised capabilities.
+#[derive(InputObject)]
+pub struct CohortInput {
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+    /// Omitted: every core kind and no custom one.
+    pub capabilities: Option<Vec<String>>,
+}
+
+/// A reachable screen a cohort cannot be shown as designed.
+#[derive(SimpleObject)]
+pub struct ScreenProblem {
+    pub node: String,
+    pub reason: String,
+}
+
+impl From<Problem> for ScreenProblem {
+    fn from(p: Problem) -> Self {
+        ScreenProblem {
+            node: p.node,
+            reason: p.reason,
+        }
+    }
+}
+
+/// What one cohort meets in a version.
+#[derive(SimpleObject)]
+pub struct CohortCompatibility {
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+    pub capabilities: Option<Vec<String>>,
+    /// Sessions of this cohort in the window.
+    pub sessions: i64,
+    /// Asked for in `cohorts` rather than learned from sessions.
+    pub declared: bool,
+    /// It would meet a screen it cannot render.
+    pub blocking: bool,
+    /// Screens and end nodes it can reach.
+    pub reachable: Vec<String>,
+    /// Screens it cannot render: it would get `CLIENT_UNSUPPORTED`.
+    pub unrenderable: Vec<ScreenProblem>,
+    /// End and pending screens it gets as the built-in text screen.
+    pub degraded: Vec<ScreenProblem>,
+}
+
+impl From<CohortLine> for CohortCompatibility {
+    fn from(c: CohortLine) -> Self {
+        CohortCompatibility {
+            blocking: c.report.blocking(),
+            platform: c.report.cohort.platform,
+            app_version: c.report.cohort.app_version,
+            capabilities: c.report.cohort.capabilities,
+            sessions: c.sessions,
+            declared: c.declared,
+            reachable: c.report.reachable,
+            unrenderable: c.report.unrenderable.into_iter().map(Into::into).collect(),
+            degraded: c.report.degraded.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// Which app cohorts could walk a version, and where they would break.
+#[derive(SimpleObject)]
+pub struct CompatibilityReport {
+    pub flow_id: ID,
+    pub version: i32,
+    /// Sessions of the last this many days make the cohorts.
+    pub window_days: u32,
+    /// A cohort with sessions would meet an unrenderable screen:
+    /// `publishFlow` refuses without `override`.
+    pub blocking: bool,
+    /// Learned cohorts, most sessions first, then declared ones.
+    pub cohorts: Vec<CohortCompatibility>,
+}
+
+impl From<Compatibility> for CompatibilityReport {
+    fn from(c: Compatibility) -> Self {
+        CompatibilityReport {
+            blocking: c.blocking(),
+            flow_id: ID(c.flow_id),
+            version: c.version,
+            window_days: c.window_days,
+            cohorts: c.cohorts.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
 fn summary_of(flow_id: &str, release: &Release) -> FlowSummary {
     FlowSummary {
         id: ID(flow_id.to_string()),
@@ -376,6 +466,34 @@ impl ReleaseQuery {
             to,
             changes: changes.into_iter().map(Into::into).collect(),
         })
+    }
+
+    /// Per app cohort (learned from the flow's sessions of the last
+    /// `--cohort-days`, plus `cohorts`): the screens it can reach in this
+    /// version and those it cannot render.
+    async fn compatibility_report(
+        &self,
+        ctx: &Context<'_>,
+        flow_id: ID,
+        version: i32,
+        cohorts: Option<Vec<CohortInput>>,
+    ) -> async_graphql::Result<CompatibilityReport> {
+        need(ctx, Permission::ReadFlows)?;
+        let baton = ctx.data_unchecked::<Baton>();
+        let declared: Vec<Cohort> = cohorts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| Cohort {
+                platform: c.platform,
+                app_version: c.app_version,
+                capabilities: c.capabilities,
+            })
+            .collect();
+        Ok(baton
+            .compatibility_report(&flow_id, version, &declared)
+            .await
+            .map_err(to_gql)?
+            .into())
     }
 
     /// Every change to flows and every operator action, newest first.

@@ -12,6 +12,7 @@ use thiserror::Error;
 use super::registry::Release;
 use super::{Baton, ServiceError};
 use crate::codes::Code;
+use crate::engine::compat::{self, Cohort, CohortReport};
 use crate::flow::compile::CompiledFlow;
 use crate::flow::diff::{self, Change};
 use crate::flow::load::{self, CheckOptions};
@@ -56,6 +57,37 @@ pub struct FlowSummaryInfo {
     /// The newest version when no version as new was ever published.
     pub open_draft: Option<i32>,
     pub pending_reviews: Vec<PublishRequestRecord>,
+}
+
+/// Most cohorts a report may be asked to add.
+pub const MAX_DECLARED_COHORTS: usize = 500;
+
+/// One cohort in a compatibility report.
+#[derive(Debug, Clone)]
+pub struct CohortLine {
+    pub report: CohortReport,
+    /// Sessions it had in the window (0 for a declared cohort never seen).
+    pub sessions: i64,
+    /// Asked for by the caller rather than learned from sessions.
+    pub declared: bool,
+}
+
+/// The compatibility report of one version.
+#[derive(Debug, Clone)]
+pub struct Compatibility {
+    pub flow_id: String,
+    pub version: i32,
+    pub window_days: u32,
+    pub cohorts: Vec<CohortLine>,
+}
+
+impl Compatibility {
+    /// Whether a cohort that had sessions would meet an unrenderable screen.
+    pub fn blocking(&self) -> bool {
+        self.cohorts
+            .iter()
+            .any(|c| c.sessions > 0 && c.report.blocking())
+    }
 }
 
 /// What `saveDraft` did.
@@ -112,6 +144,16 @@ pub enum ReleaseError {
     SelfApproval { actor: String },
     #[error("`override` is blank")]
     OverrideReasonRequired,
+    #[error(
+        "version {version} of `{flow_id}` has screens that app cohorts with recent sessions cannot render: {summary}"
+    )]
+    IncompatibleWithCohorts {
+        flow_id: String,
+        version: i32,
+        summary: String,
+    },
+    #[error("at most {max} cohorts may be declared in one report")]
+    TooManyCohorts { max: usize },
 }
 
 impl ReleaseError {
@@ -128,12 +170,17 @@ impl ReleaseError {
             ReleaseError::VersionNeverPublished { .. } => Code::VersionNeverPublished,
             ReleaseError::SelfApproval { .. } => Code::SelfApproval,
             ReleaseError::OverrideReasonRequired => Code::OverrideReasonRequired,
+            ReleaseError::IncompatibleWithCohorts { .. } => Code::IncompatibleWithCohorts,
+            ReleaseError::TooManyCohorts { .. } => Code::BadUserInput,
         }
     }
 
     pub fn hint(&self) -> Option<String> {
         match self {
             ReleaseError::MessageTooLong { .. } => Some("say it in fewer words".into()),
+            ReleaseError::TooManyCohorts { .. } => {
+                Some("declare fewer cohorts; learned ones come on their own".into())
+            }
             other => Some(other.code().hint().to_string()),
         }
     }
@@ -332,6 +379,33 @@ impl Baton {
         check_percent(percent)?;
         let info = self.version_info(flow_id, version).await?;
         self.revalidate(&info.record)?;
+        if override_reason.is_none() {
+            let report = self.compatibility_report(flow_id, version, &[]).await?;
+            if report.blocking() {
+                let summary = report
+                    .cohorts
+                    .iter()
+                    .filter(|c| c.sessions > 0 && c.report.blocking())
+                    .map(|c| {
+                        let p = &c.report.unrenderable[0];
+                        format!(
+                            "{} ({} sessions): `{}` {}",
+                            cohort_name(&c.report.cohort),
+                            c.sessions,
+                            p.node,
+                            p.reason
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(ReleaseError::IncompatibleWithCohorts {
+                    flow_id: flow_id.to_string(),
+                    version,
+                    summary,
+                }
+                .into());
+            }
+        }
         let current = self.store().flow_release(flow_id).await?;
         if current.is_none() && percent < 100 {
             return Err(ReleaseError::RolloutNeedsLiveVersion {
@@ -578,6 +652,60 @@ impl Baton {
         serde_json::from_value(rec.definition).map_err(ServiceError::internal)
     }
 
+    /// What each app cohort meets in `version`: the cohorts of the
+    /// flow's sessions in the window, then `declared` ones.
+    pub async fn compatibility_report(
+        &self,
+        flow_id: &str,
+        version: i32,
+        declared: &[Cohort],
+    ) -> Result<Compatibility, ServiceError> {
+        if declared.len() > MAX_DECLARED_COHORTS {
+            return Err(ReleaseError::TooManyCohorts {
+                max: MAX_DECLARED_COHORTS,
+            }
+            .into());
+        }
+        self.definition(flow_id, version).await?;
+        let flow = self.registry().version(flow_id, version).await?;
+        let days = self.registry().cohort_window_days();
+        let since = super::now_ms() - i64::from(days) * 86_400_000;
+        let mut learned: std::collections::BTreeMap<Cohort, i64> = Default::default();
+        for t in self.store().session_clients(flow_id, since).await? {
+            let cohort = normalized(Cohort {
+                platform: t.platform,
+                app_version: t.app_version,
+                capabilities: t.capabilities,
+            });
+            *learned.entry(cohort).or_default() += t.sessions;
+        }
+        let mut lines: Vec<(Cohort, i64, bool)> =
+            learned.into_iter().map(|(c, n)| (c, n, false)).collect();
+        lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for c in declared {
+            let c = normalized(c.clone());
+            if !lines.iter().any(|(have, _, _)| *have == c) {
+                lines.push((c, 0, true));
+            }
+        }
+        let cohorts: Vec<Cohort> = lines.iter().map(|(c, _, _)| c.clone()).collect();
+        let reports = compat::report(&flow, &cohorts);
+        Ok(Compatibility {
+            flow_id: flow_id.to_string(),
+            version,
+            window_days: days,
+            cohorts: reports
+                .into_iter()
+                .zip(lines)
+                .map(|(report, (_, sessions, declared))| CohortLine {
+                    report,
+                    sessions,
+                    declared,
+                })
+                .collect(),
+        })
+    }
+
     /// The audit log, newest first.
     pub async fn audit_log(
         &self,
@@ -605,6 +733,28 @@ fn release_json(r: &ReleaseRecord) -> serde_json::Value {
         "rolloutVersion": r.rollout_version,
         "rolloutPercent": r.rollout_percent,
     })
+}
+
+/// One cohort per distinct client: capabilities sorted and deduplicated.
+fn normalized(mut c: Cohort) -> Cohort {
+    if let Some(caps) = &mut c.capabilities {
+        caps.sort();
+        caps.dedup();
+    }
+    c
+}
+
+/// `ios 6.1 [text, image]`, for messages.
+pub fn cohort_name(c: &Cohort) -> String {
+    format!(
+        "{} {} {}",
+        c.platform.as_deref().unwrap_or("any platform"),
+        c.app_version.as_deref().unwrap_or("current"),
+        c.capabilities.as_ref().map_or_else(
+            || "[every core kind]".to_string(),
+            |k| format!("[{}]", k.join(", "))
+        )
+    )
 }
 
 /// How a draft's source is named in its issues.

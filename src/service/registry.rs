@@ -23,6 +23,9 @@ use crate::store::{FILES_AUTHOR, Store};
 /// same release in between.
 const RELEASE_ATTEMPTS: usize = 8;
 
+/// Default of `--cohort-days`.
+pub const DEFAULT_COHORT_DAYS: u32 = 30;
+
 pub struct Registry {
     store: Store,
     releases: DashMap<String, Release>,
@@ -34,6 +37,9 @@ pub struct Registry {
     files_as_drafts: bool,
     /// A publish needs a second publisher (`--require-review`).
     require_review: bool,
+    /// How far back sessions count towards the app cohorts of the
+    /// compatibility report (`--cohort-days`).
+    cohort_days: u32,
 }
 
 /// What new sessions of one flow start on.
@@ -88,6 +94,7 @@ impl Registry {
             allowed_hosts: None,
             files_as_drafts: false,
             require_review: false,
+            cohort_days: DEFAULT_COHORT_DAYS,
         }
     }
 
@@ -115,6 +122,16 @@ impl Registry {
 
     pub fn requires_review(&self) -> bool {
         self.require_review
+    }
+
+    /// Sessions of the last `days` days make the app cohorts.
+    pub fn cohort_days(mut self, days: u32) -> Registry {
+        self.cohort_days = days;
+        self
+    }
+
+    pub fn cohort_window_days(&self) -> u32 {
+        self.cohort_days
     }
 
     pub fn allowed_hosts(&self) -> Option<&crate::flow::hosts::AllowList> {

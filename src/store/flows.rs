@@ -515,3 +515,77 @@ impl Store {
             .collect()
     }
 }
+
+/// Sessions of one client kind: what `startFlow` said about the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientTally {
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+    /// The JSON list as sent; `None` when the client sent none.
+    pub capabilities: Option<Vec<String>>,
+    pub sessions: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    platform: Option<String>,
+    app_version: Option<String>,
+    capabilities: Option<String>,
+    sessions: i64,
+}
+
+const SQLITE_CLIENTS: &str = "SELECT json_extract(state, '$.context.client.platform') AS platform, \
+     json_extract(state, '$.context.client.app_version') AS app_version, \
+     json_extract(state, '$.context.client.capabilities') AS capabilities, \
+     COUNT(*) AS sessions FROM sessions WHERE flow_id = $1 AND created_at >= $2 \
+     GROUP BY 1, 2, 3";
+const POSTGRES_CLIENTS: &str = "SELECT s.state::jsonb #>> '{context,client,platform}' AS platform, \
+     s.state::jsonb #>> '{context,client,app_version}' AS app_version, \
+     NULLIF(s.state::jsonb #>> '{context,client,capabilities}', 'null') AS capabilities, \
+     COUNT(*) AS sessions FROM sessions s WHERE s.flow_id = $1 AND s.created_at >= $2 \
+     GROUP BY 1, 2, 3";
+
+impl Store {
+    /// The clients of `flow_id`'s sessions created since `since` (epoch
+    /// ms), counted by platform, app version and capabilities.
+    pub async fn session_clients(
+        &self,
+        flow_id: &str,
+        since: i64,
+    ) -> Result<Vec<ClientTally>, StoreError> {
+        let sql = match self.backend() {
+            Backend::Sqlite => SQLITE_CLIENTS,
+            Backend::Postgres => POSTGRES_CLIENTS,
+        };
+        let rows: Vec<ClientRow> = with_read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(flow_id)
+                .bind(since)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(|r| {
+                let capabilities = match r.capabilities {
+                    Some(text) => {
+                        Some(serde_json::from_str::<Vec<String>>(&text).map_err(|e| {
+                            StoreError::Corrupt {
+                                table: "sessions",
+                                detail: format!(
+                                    "client capabilities are not a list of strings: {e}"
+                                ),
+                            }
+                        })?)
+                    }
+                    None => None,
+                };
+                Ok(ClientTally {
+                    platform: r.platform,
+                    app_version: r.app_version,
+                    capabilities,
+                    sessions: r.sessions,
+                })
+            })
+            .collect()
+    }
+}

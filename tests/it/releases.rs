@@ -629,3 +629,171 @@ async fn files_as_drafts_sqlite() {
 async fn files_as_drafts_postgres() {
     files_as_drafts(Backend::Postgres).await;
 }
+
+/// Version 3 shows Android users a screen with an image; iOS users never
+/// reach it (the edge reads only `client.platform`).
+const TOUR_ANDROID_IMAGE: &str = r#"
+id: tour
+title: Product tour
+start: hello
+nodes:
+  - id: hello
+    kind: screen
+    title: Hello
+    components: [{ kind: text, text: "Welcome aboard" }]
+    actions:
+      - id: next
+        next:
+          - { when: { "==": [{ var: client.platform }, "android"] }, to: android_tips }
+          - to: done
+  - id: android_tips
+    kind: screen
+    components: [{ kind: image, url: "https://example.test/tips.png", alt: Tips }]
+    actions: [{ id: next, next: done }]
+  - { id: done, kind: end, title: Bye }
+"#;
+
+/// The compatibility report learns cohorts from sessions, prunes edges the
+/// client decides, and blocks a publish that would break one, unless
+/// overridden with a reason.
+async fn compatibility(backend: Backend) {
+    let Some(app) = app(backend, false).await else {
+        return;
+    };
+    let clients = [
+        (
+            json!({ "platform": "ios", "appVersion": "6.1", "capabilities": ["text", "button"] }),
+            3,
+        ),
+        (
+            json!({ "platform": "android", "appVersion": "5.0", "capabilities": ["button", "text"] }),
+            2,
+        ),
+        (
+            json!({ "platform": "android", "appVersion": "6.0", "capabilities": ["text", "image", "button"] }),
+            1,
+        ),
+    ];
+    let mut n = 0;
+    for (client, count) in &clients {
+        for _ in 0..*count {
+            n += 1;
+            app.start("tour", json!({ "id": format!("c-{n}") }), client.clone())
+                .await;
+        }
+    }
+    let d = ok(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "tour", "source": TOUR_ANDROID_IMAGE } }),
+    )
+    .await;
+    assert_eq!(d["saveDraft"]["version"]["number"], 2, "{d}");
+    let report = "query($c: [CohortInput!]) { compatibilityReport(flowId: \"tour\", version: 2, cohorts: $c) { \
+        windowDays blocking cohorts { platform appVersion capabilities sessions declared blocking \
+        reachable unrenderable { node reason } } } }";
+    let d = ok(
+        &app,
+        "viewer-key",
+        report,
+        json!({ "c": [{ "platform": "web", "capabilities": ["text"] }] }),
+    )
+    .await;
+    let r = &d["compatibilityReport"];
+    assert_eq!(r["blocking"], true, "{r}");
+    assert_eq!(r["windowDays"], 30);
+    let cohorts = r["cohorts"].as_array().unwrap();
+    assert_eq!(cohorts.len(), 4, "{r}");
+    // Most sessions first; capabilities sorted, so the two android 5.0
+    // orders are one cohort.
+    assert_eq!(
+        cohorts[0],
+        json!({ "platform": "ios", "appVersion": "6.1", "capabilities": ["button", "text"], "sessions": 3,
+                "declared": false, "blocking": false, "reachable": ["hello", "done"], "unrenderable": [] })
+    );
+    assert_eq!(cohorts[1]["appVersion"], "5.0");
+    assert_eq!(cohorts[1]["sessions"], 2);
+    assert_eq!(cohorts[1]["blocking"], true);
+    assert_eq!(
+        cohorts[1]["reachable"],
+        json!(["hello", "android_tips", "done"])
+    );
+    assert_eq!(cohorts[1]["unrenderable"][0]["node"], "android_tips");
+    assert!(
+        cohorts[1]["unrenderable"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("`image`"),
+        "{r}"
+    );
+    assert_eq!(cohorts[2]["appVersion"], "6.0");
+    assert_eq!(cohorts[2]["blocking"], false);
+    assert_eq!(cohorts[3]["declared"], true);
+    assert_eq!(cohorts[3]["sessions"], 0);
+    // Version 1 breaks nobody.
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ compatibilityReport(flowId: \"tour\", version: 1) { blocking } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(d["compatibilityReport"]["blocking"], false);
+
+    // The publish is refused, naming the cohort, unless overridden.
+    let (_, r) = app
+        .gql_key(
+            PUBLISH,
+            json!({ "i": { "flowId": "tour", "version": 2, "message": "tips for android" } }),
+            Some("publisher-key"),
+        )
+        .await;
+    assert_eq!(error_code(&r), "INCOMPATIBLE_WITH_COHORTS", "{r}");
+    let message = r["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("android 5.0") && message.contains("android_tips"),
+        "{message}"
+    );
+    assert!(r["errors"][0]["extensions"]["hint"].is_string());
+    assert_eq!(statuses(&app).await[1], (2, "DRAFT".into(), 0));
+    let d = ok(
+        &app,
+        "publisher-key",
+        PUBLISH,
+        json!({ "i": { "flowId": "tour", "version": 2, "message": "tips for android",
+                       "override": "android 5 is sunset next week" } }),
+    )
+    .await;
+    assert_eq!(d["publishFlow"]["status"], "PUBLISHED");
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ auditLog(first: 1, subject: \"flow:tour\") { edges { node { action detail } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        d["auditLog"]["edges"][0]["node"]["detail"]["override"],
+        "android 5 is sunset next week"
+    );
+    // Unknown versions have their code here too.
+    let code = refused(
+        &app,
+        "viewer-key",
+        "{ compatibilityReport(flowId: \"tour\", version: 7) { blocking } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(code, "UNKNOWN_FLOW_VERSION");
+}
+
+#[tokio::test]
+async fn compatibility_sqlite() {
+    compatibility(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn compatibility_postgres() {
+    compatibility(Backend::Postgres).await;
+}

@@ -206,6 +206,12 @@ fn matrix() -> Vec<Row> {
             variables: |_, _| json!({}),
         },
         Row {
+            op: "compatibilityReport",
+            permission: Some(Permission::ReadFlows),
+            query: "{ compatibilityReport(flowId: \"review\", version: 1) { blocking } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
             op: "auditLog",
             permission: Some(Permission::ReadAudit),
             query: "{ auditLog(first: 5) { edges { node { action subject } } } }",
