@@ -106,6 +106,11 @@ impl Application {
             let shutdown = shutdown.clone();
             tokio::spawn(async move { baton.relay_replica_updates(listener, shutdown).await });
         }
+        {
+            let (baton, shutdown) = (baton.clone(), shutdown.clone());
+            let every = Duration::from_millis(config.release_poll_ms);
+            tokio::spawn(async move { poll_releases(baton, every, shutdown).await });
+        }
         if config.mock {
             tracing::warn!("--mock: every session runs its backend steps against their mocks");
         }
@@ -252,6 +257,33 @@ fn readiness(baton: Baton) -> impl api::Readiness {
     move || {
         let baton = baton.clone();
         async move { baton.store().ping().await.map_err(|e| e.to_string()) }
+    }
+}
+
+/// Picks up release changes other replicas made: one cheap query per
+/// tick, and a reload only when a revision moved.
+async fn poll_releases(baton: Baton, every: Duration, shutdown: CancellationToken) {
+    let mut seen = baton.store().release_revision().await.ok();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = match baton.store().release_revision().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "checking for release changes failed");
+                continue;
+            }
+        };
+        if seen != Some(now) {
+            match baton.registry().refresh_all().await {
+                Ok(()) => seen = Some(now),
+                Err(e) => tracing::warn!(error = %e, "reloading flow releases failed"),
+            }
+        }
     }
 }
 

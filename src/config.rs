@@ -62,6 +62,12 @@ pub struct ServeConfig {
     #[arg(long, env = "BATON_COHORT_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub cohort_days: u32,
+    /// How often this replica checks the store for release changes made
+    /// elsewhere (publish, rollout, rollback). On PostgreSQL they also
+    /// arrive at once by LISTEN/NOTIFY; this is the safety net.
+    #[arg(long, env = "BATON_RELEASE_POLL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub release_poll_ms: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -185,6 +191,7 @@ impl ServeConfig {
             flows_as_drafts: false,
             require_review: false,
             cohort_days: 30,
+            release_poll_ms: 1000,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             rate_limit_per_address: 60_000,

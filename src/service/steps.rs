@@ -772,9 +772,19 @@ impl Baton {
                 Err(e) => {
                     tracing::warn!(error = %e, "LISTEN connection failed; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
+                    // Release changes announced meanwhile were lost.
+                    if let Err(e) = self.inner.registry.refresh_all().await {
+                        tracing::warn!(error = %e, "reloading flow releases failed");
+                    }
                     continue;
                 }
             };
+            if note.channel() == crate::store::flows::RELEASE_CHANNEL {
+                if let Err(e) = self.inner.registry.refresh(note.payload()).await {
+                    tracing::warn!(flow = note.payload(), error = %e, "reloading a flow release failed");
+                }
+                continue;
+            }
             let Some((origin, session_id)) = note.payload().split_once('|') else {
                 continue;
             };

@@ -270,13 +270,15 @@ macro_rules! in_write_tx {
 }
 
 impl Store {
-    /// PostgreSQL: a listener on [`SESSION_CHANNEL`]; `None` on SQLite.
+    /// PostgreSQL: a listener on [`SESSION_CHANNEL`] and
+    /// [`super::flows::RELEASE_CHANNEL`]; `None` on SQLite.
     pub async fn session_listener(&self) -> Result<Option<sqlx::postgres::PgListener>, StoreError> {
         match &self.inner {
             Inner::Sqlite { .. } => Ok(None),
             Inner::Postgres(pool) => {
                 let mut l = sqlx::postgres::PgListener::connect_with(pool).await?;
-                l.listen(SESSION_CHANNEL).await?;
+                l.listen_all([SESSION_CHANNEL, super::flows::RELEASE_CHANNEL])
+                    .await?;
                 Ok(Some(l))
             }
         }

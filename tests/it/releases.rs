@@ -797,3 +797,133 @@ async fn compatibility_sqlite() {
 async fn compatibility_postgres() {
     compatibility(Backend::Postgres).await;
 }
+
+/// A `baton serve` process on the same database as `app`.
+struct OtherProcess {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for OtherProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn other_process(app: &TestApp, release_poll_ms: u64) -> OtherProcess {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let c = &app.config;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("serve")
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", &c.database_url])
+        .arg("--flows")
+        .arg(&c.flows)
+        .arg("--flags")
+        .arg(&c.flags)
+        .arg("--experiments")
+        .arg(&c.experiments)
+        .arg("--api-keys")
+        .arg(c.api_keys.as_ref().unwrap())
+        .args(["--release-poll-ms", &release_poll_ms.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("baton serve starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return OtherProcess { child, base };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the second process did not become ready");
+}
+
+/// The version a new session of `user` starts on at `base`.
+async fn version_at(base: &str, user: &str) -> i64 {
+    let r: Value = reqwest::Client::new()
+        .post(format!("{base}/graphql"))
+        .json(&json!({
+            "query": "mutation($u: String!) { startFlow(input: { flowId: \"tour\", user: { id: $u } }) { flowVersion } }",
+            "variables": { "u": user }
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["data"]["startFlow"]["flowVersion"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{r}"))
+}
+
+/// Waits (bounded) until `base` serves `want` to new sessions; returns how
+/// long it took, for the log.
+async fn until_serving(base: &str, want: i64) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    for i in 0..400 {
+        if version_at(base, &format!("probe-{i}")).await == want {
+            return started.elapsed();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the other process never served version {want}");
+}
+
+/// A publish, a rollout change and a rollback on one process are in force
+/// on another. On PostgreSQL the other process's poll is off (10 minutes),
+/// so only LISTEN/NOTIFY can carry them.
+async fn replicas(backend: Backend) {
+    let Some(app) = app(backend, false).await else {
+        return;
+    };
+    let poll = match backend {
+        Backend::Postgres => 600_000,
+        Backend::Sqlite => 200,
+    };
+    let other = other_process(&app, poll).await;
+    assert_eq!(version_at(&other.base, "first").await, 1);
+    ok(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "tour", "source": TOUR_V2 } }),
+    )
+    .await;
+    let publish = json!({ "i": { "flowId": "tour", "version": 2, "message": "tips" } });
+    ok(&app, "publisher-key", PUBLISH, publish).await;
+    let took = until_serving(&other.base, 2).await;
+    eprintln!("{backend:?}: publish in force on the other process after {took:?}");
+    ok(
+        &app,
+        "publisher-key",
+        ROLLBACK,
+        json!({ "i": { "flowId": "tour", "toVersion": 1, "message": "back" } }),
+    )
+    .await;
+    let took = until_serving(&other.base, 1).await;
+    eprintln!("{backend:?}: rollback in force on the other process after {took:?}");
+}
+
+#[tokio::test]
+async fn replicas_sqlite() {
+    replicas(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn replicas_postgres() {
+    replicas(Backend::Postgres).await;
+}
