@@ -28,6 +28,7 @@ pub mod flags;
 pub mod flow;
 pub mod identity;
 pub mod orchestrator;
+pub mod remote;
 pub mod rules;
 pub mod service;
 pub mod store;

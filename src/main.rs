@@ -55,6 +55,46 @@ enum Command {
         )]
         allow_hosts: Vec<String>,
     },
+    /// Save every flow file of DIR as a draft on a running server (and
+    /// publish each new version with --publish); exit 1 if any file has
+    /// validation errors.
+    Push {
+        #[arg(default_value = "flows")]
+        dir: PathBuf,
+        /// Why: goes with every version into the audit log.
+        #[arg(long, short, default_value = "baton push")]
+        message: String,
+        /// Publish every new version to this share of new sessions (0–100).
+        #[arg(long, num_args = 0..=1, default_missing_value = "100",
+              value_parser = clap::value_parser!(i32).range(0..=100))]
+        publish: Option<i32>,
+        #[command(flatten)]
+        remote: baton::remote::Remote,
+    },
+    /// Write the live version of every flow on a running server into DIR.
+    Pull {
+        #[arg(default_value = "flows")]
+        dir: PathBuf,
+        #[command(flatten)]
+        remote: baton::remote::Remote,
+    },
+    /// The structural diff between two versions of a flow on a running server.
+    Diff {
+        flow: String,
+        from: i32,
+        to: i32,
+        #[command(flatten)]
+        remote: baton::remote::Remote,
+    },
+    /// The compatibility report of a flow version per app cohort; exit 1
+    /// when it blocks a publish.
+    Compat {
+        flow: String,
+        #[arg(long)]
+        version: i32,
+        #[command(flatten)]
+        remote: baton::remote::Remote,
+    },
     /// Work with rules.
     Rule {
         #[command(subcommand)]
@@ -234,6 +274,57 @@ fn main() -> ExitCode {
                     format,
                 },
         } => key_new(&name, role, queues, format),
+        Command::Push {
+            dir,
+            message,
+            publish,
+            remote,
+        } => remote_call(async move {
+            let pushed = baton::remote::push(&remote, &dir, &message, publish).await?;
+            let mut failed = false;
+            for p in &pushed {
+                for issue in &p.issues {
+                    println!("{issue}");
+                }
+                match p.version {
+                    Some(v) => println!(
+                        "{}: version {v} {}{}",
+                        p.flow_id,
+                        if p.created { "saved" } else { "unchanged" },
+                        if p.published { ", published" } else { "" }
+                    ),
+                    None => {
+                        failed = true;
+                        println!("{}: not saved ({})", p.flow_id, p.file.display());
+                    }
+                }
+            }
+            Ok(!failed)
+        }),
+        Command::Pull { dir, remote } => remote_call(async move {
+            for (id, v) in baton::remote::pull(&remote, &dir).await? {
+                println!("{id}: version {v}");
+            }
+            Ok(true)
+        }),
+        Command::Diff {
+            flow,
+            from,
+            to,
+            remote,
+        } => remote_call(async move {
+            print!("{}", baton::remote::diff(&remote, &flow, from, to).await?);
+            Ok(true)
+        }),
+        Command::Compat {
+            flow,
+            version,
+            remote,
+        } => remote_call(async move {
+            let (table, blocking) = baton::remote::compat(&remote, &flow, version).await?;
+            print!("{table}");
+            Ok(!blocking)
+        }),
         Command::Schema { out, docs, check } => {
             match baton::artifacts::write_or_check(&out, &docs, check) {
                 Ok(stale) if stale.is_empty() => ExitCode::SUCCESS,
@@ -254,6 +345,31 @@ fn main() -> ExitCode {
 
 /// Problems in the flag files go to stderr (flags with errors answer
 /// `PARSE_ERROR`); only an unreadable directory or I/O stops it.
+/// Runs a call against a server: exit 0 when it succeeds and answers
+/// true, 1 when it answers false, 2 when the call fails.
+fn remote_call(
+    call: impl std::future::Future<Output = Result<bool, baton::remote::RemoteError>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("baton: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(call) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn flag_eval(dir: &std::path::Path) -> ExitCode {
     let load = match baton::flags::load_dir(dir) {
         Ok(load) => load,

@@ -927,3 +927,124 @@ async fn replicas_sqlite() {
 async fn replicas_postgres() {
     replicas(Backend::Postgres).await;
 }
+
+/// `baton push`, `diff`, `compat` and `pull` against a running server.
+async fn cli(backend: Backend) {
+    let Some(app) = app(backend, false).await else {
+        return;
+    };
+    // The server runs on this test's runtime: the CLI waits off it.
+    let run = |args: &[&str], key: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_baton"));
+        cmd.args(args).env("BATON_URL", &app.base);
+        match key {
+            Some(k) => cmd.env("BATON_API_KEY", k),
+            None => cmd.env_remove("BATON_API_KEY"),
+        };
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output())
+                .await
+                .unwrap()
+                .expect("baton runs");
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    std::fs::write(flows.join("tour.yaml"), TOUR_V2).unwrap();
+    std::fs::write(
+        flows.join("broken.yaml"),
+        TOUR_BROKEN.replace("id: tour", "id: broken"),
+    )
+    .unwrap();
+    let flows_arg = flows.to_str().unwrap();
+
+    let (code, out, err) = run(&["push", flows_arg, "-m", "tips"], Some("editor-key")).await;
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("broken.yaml:11:15: error NOT_A_RULE"), "{out}");
+    assert!(out.contains("broken: not saved"), "{out}");
+    assert!(out.contains("tour: version 2 saved"), "{out}");
+    std::fs::remove_file(flows.join("broken.yaml")).unwrap();
+    let (code, out, _) = run(&["push", flows_arg], Some("editor-key")).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("tour: version 2 unchanged"), "{out}");
+
+    let (code, out, _) = run(&["diff", "tour", "1", "2"], Some("viewer-key")).await;
+    assert_eq!(code, Some(0));
+    assert!(out.contains("tips"), "{out}");
+    let (code, out, err) = run(&["diff", "tour", "1", "9"], Some("viewer-key")).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("UNKNOWN_FLOW_VERSION"), "{out}{err}");
+
+    app.start(
+        "tour",
+        json!({ "id": "cli-user" }),
+        json!({ "platform": "ios", "appVersion": "6.1", "capabilities": ["text"] }),
+    )
+    .await;
+    let (code, out, _) = run(&["compat", "tour", "--version", "2"], Some("viewer-key")).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ios"), "{out}");
+
+    // An editor may not publish; a publisher pushes a new version to 10%.
+    std::fs::write(
+        flows.join("tour.yaml"),
+        TOUR_V2.replace("Swipe left", "Swipe up"),
+    )
+    .unwrap();
+    let (code, _, err) = run(&["push", flows_arg, "--publish", "10"], Some("editor-key")).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("FORBIDDEN_ROLE"), "{err}");
+    let (code, out, err) = run(
+        &["push", flows_arg, "--publish", "10", "-m", "swipe up"],
+        Some("publisher-key"),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    // The editor's push above saved version 3 already; this one publishes it.
+    assert!(
+        out.contains("tour: version 3 unchanged, published"),
+        "{out}"
+    );
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ flows { id rollout { version percent } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        d["flows"][3]["rollout"],
+        json!({ "version": 3, "percent": 10 })
+    );
+
+    // Pull writes the live versions: tour is still version 1, as its file was.
+    let pulled = dir.path().join("pulled");
+    let (code, out, err) = run(&["pull", pulled.to_str().unwrap()], Some("viewer-key")).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("tour: version 1"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(pulled.join("tour.yaml")).unwrap(),
+        TOUR_V1
+    );
+    assert!(pulled.join("checkout.yaml").exists());
+
+    let (code, _, err) = run(&["diff", "tour", "1", "2"], None).await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("API_KEY_REQUIRED"), "{err}");
+}
+
+#[tokio::test]
+async fn cli_sqlite() {
+    cli(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn cli_postgres() {
+    cli(Backend::Postgres).await;
+}

@@ -1,0 +1,309 @@
+//! The CLI side of the release process: `baton push`, `pull`, `diff` and
+//! `compat` call a running server's admin GraphQL API with an API key, so
+//! a directory in git and the server's versions stay in step without
+//! anyone touching the server's disk.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::flow::load;
+
+/// Where the server is and which key to use.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Remote {
+    /// The server's base URL.
+    #[arg(long, env = "BATON_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// An API key (prefer the environment variable: arguments show in `ps`).
+    #[arg(long, env = "BATON_API_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+/// A failed call: what to print.
+#[derive(Debug)]
+pub struct RemoteError(pub String);
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Remote {
+    /// One GraphQL call; GraphQL errors become a [`RemoteError`] with the
+    /// code and hint the server gave.
+    async fn call(&self, query: &str, variables: Value) -> Result<Value, RemoteError> {
+        let url = format!("{}/graphql", self.server.trim_end_matches('/'));
+        let mut req = reqwest::Client::new()
+            .post(&url)
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(key) = &self.key {
+            req = req.header(crate::auth::API_KEY_HEADER, key);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| RemoteError(format!("cannot reach {url}: {e} (hint: is `baton serve` running there? set --server or BATON_URL)")))?;
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| RemoteError(format!("{url} did not answer JSON: {e}")))?;
+        if let Some(err) = body["errors"].as_array().and_then(|e| e.first()) {
+            let code = err["extensions"]["code"].as_str().unwrap_or("ERROR");
+            let mut text = format!(
+                "{code}: {}",
+                err["message"].as_str().unwrap_or("the call failed")
+            );
+            if let Some(hint) = err["extensions"]["hint"].as_str() {
+                let _ = write!(text, " (hint: {hint})");
+            }
+            return Err(RemoteError(text));
+        }
+        Ok(body["data"].clone())
+    }
+}
+
+/// What `push` did with one file.
+#[derive(Debug)]
+pub struct Pushed {
+    pub file: PathBuf,
+    pub flow_id: String,
+    /// The saved version, or `None` when validation stopped it.
+    pub version: Option<i64>,
+    pub created: bool,
+    pub published: bool,
+    /// Issues, one per line, as `baton validate` prints them.
+    pub issues: Vec<String>,
+}
+
+const SAVE: &str = "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { ok created \
+    version { number status } issues { severity code path line column message hint } } }";
+const PUBLISH: &str = "mutation($i: PublishFlowInput!) { publishFlow(input: $i) { number status \
+    servingPercent pendingReview { requestedBy } } }";
+
+/// Saves every flow file of `dir` as a draft; with `publish`, publishes
+/// each new version to `percent` of new sessions.
+pub async fn push(
+    remote: &Remote,
+    dir: &Path,
+    message: &str,
+    publish: Option<i32>,
+) -> Result<Vec<Pushed>, RemoteError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| RemoteError(format!("cannot read {}: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| load::is_flow_file(p))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for file in files {
+        let source = std::fs::read_to_string(&file)
+            .map_err(|e| RemoteError(format!("cannot read {}: {e}", file.display())))?;
+        // The id inside the file names the flow; an unreadable file is
+        // still sent under its file name, so the server lists its issues.
+        let flow_id = load::load_file(&file).map(|d| d.id).unwrap_or_else(|_| {
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        let d = remote
+            .call(
+                SAVE,
+                json!({ "i": { "flowId": flow_id, "source": source, "message": message } }),
+            )
+            .await?;
+        let r = &d["saveDraft"];
+        let issues = r["issues"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|i| issue_line(&file, i))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let version = r["version"]["number"].as_i64();
+        let created = r["created"].as_bool().unwrap_or(false);
+        let mut published = false;
+        // A draft is published whether this push or an earlier one saved it;
+        // a version that serves already, or served once, is left alone.
+        let draft = r["version"]["status"] == "DRAFT";
+        if let (Some(v), Some(percent), true) = (version, publish, draft) {
+            let p = remote
+                .call(
+                    PUBLISH,
+                    json!({ "i": { "flowId": flow_id, "version": v, "message": message,
+                                   "rolloutPercent": percent } }),
+                )
+                .await?;
+            published = p["publishFlow"]["status"] == "PUBLISHED";
+        }
+        out.push(Pushed {
+            file,
+            flow_id,
+            version,
+            created,
+            published,
+            issues,
+        });
+    }
+    Ok(out)
+}
+
+fn issue_line(file: &Path, i: &Value) -> String {
+    let at = match (i["line"].as_u64(), i["column"].as_u64()) {
+        (Some(l), Some(c)) => format!("{}:{l}:{c}", file.display()),
+        _ => file.display().to_string(),
+    };
+    let mut line = format!(
+        "{at}: {} {} at {}: {}",
+        i["severity"].as_str().unwrap_or("ERROR").to_lowercase(),
+        i["code"].as_str().unwrap_or_default(),
+        i["path"].as_str().unwrap_or_default(),
+        i["message"].as_str().unwrap_or_default()
+    );
+    if let Some(hint) = i["hint"].as_str() {
+        let _ = write!(line, " (hint: {hint})");
+    }
+    line
+}
+
+/// Writes the live version of every flow into `dir` as `<id>.yaml` (the
+/// text as it was saved); returns (flow id, version) written.
+pub async fn pull(remote: &Remote, dir: &Path) -> Result<Vec<(String, i64)>, RemoteError> {
+    let d = remote
+        .call("{ flows { id liveVersion } }", json!({}))
+        .await?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| RemoteError(format!("cannot create {}: {e}", dir.display())))?;
+    // A flow already in the directory keeps its file name, so a pull never
+    // leaves two files with one flow id.
+    let mut existing = std::collections::HashMap::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if load::is_flow_file(&path)
+            && let Ok(def) = load::load_file(&path)
+        {
+            existing.insert(def.id, path);
+        }
+    }
+    let mut out = Vec::new();
+    for f in d["flows"].as_array().into_iter().flatten() {
+        let (Some(id), Some(live)) = (f["id"].as_str(), f["liveVersion"].as_i64()) else {
+            continue;
+        };
+        let v = remote
+            .call(
+                "query($f: ID!) { flowVersions(flowId: $f) { number source } }",
+                json!({ "f": id }),
+            )
+            .await?;
+        let Some(source) = v["flowVersions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|x| x["number"].as_i64() == Some(live))
+            .and_then(|x| x["source"].as_str())
+        else {
+            continue;
+        };
+        let path = existing
+            .remove(id)
+            .unwrap_or_else(|| dir.join(format!("{id}.yaml")));
+        std::fs::write(&path, source)
+            .map_err(|e| RemoteError(format!("cannot write {}: {e}", path.display())))?;
+        out.push((id.to_string(), live));
+    }
+    Ok(out)
+}
+
+/// The text diff between two versions.
+pub async fn diff(remote: &Remote, flow: &str, from: i32, to: i32) -> Result<String, RemoteError> {
+    let d = remote
+        .call(
+            "query($f: ID!, $a: Int!, $b: Int!) { flowDiff(flowId: $f, from: $a, to: $b) { text } }",
+            json!({ "f": flow, "a": from, "b": to }),
+        )
+        .await?;
+    Ok(d["flowDiff"]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
+}
+
+/// The compatibility report as a table, and whether it blocks a publish.
+pub async fn compat(
+    remote: &Remote,
+    flow: &str,
+    version: i32,
+) -> Result<(String, bool), RemoteError> {
+    let d = remote
+        .call(
+            "query($f: ID!, $v: Int!) { compatibilityReport(flowId: $f, version: $v) { windowDays blocking \
+             cohorts { platform appVersion capabilities sessions blocking reachable \
+             unrenderable { node reason } degraded { node reason } } } }",
+            json!({ "f": flow, "v": version }),
+        )
+        .await?;
+    let r = &d["compatibilityReport"];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{flow} v{version}: cohorts of the last {} days",
+        r["windowDays"]
+    );
+    let _ = writeln!(
+        out,
+        "{:<10} {:<10} {:>8}  {:<7} {:>9}  capabilities",
+        "platform", "version", "sessions", "status", "reachable"
+    );
+    for c in r["cohorts"].as_array().into_iter().flatten() {
+        let status = if c["blocking"] == true {
+            "BLOCKS"
+        } else if c["degraded"].as_array().is_some_and(|d| !d.is_empty()) {
+            "degraded"
+        } else {
+            "ok"
+        };
+        let caps = match c["capabilities"].as_array() {
+            Some(list) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            None => "(every core kind)".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{:<10} {:<10} {:>8}  {:<7} {:>9}  {caps}",
+            c["platform"].as_str().unwrap_or("-"),
+            c["appVersion"].as_str().unwrap_or("-"),
+            c["sessions"],
+            status,
+            c["reachable"].as_array().map_or(0, Vec::len),
+        );
+        for p in c["unrenderable"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    cannot render `{}`: {}",
+                p["node"].as_str().unwrap_or_default(),
+                p["reason"].as_str().unwrap_or_default()
+            );
+        }
+        for p in c["degraded"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                out,
+                "    built-in text for `{}`: {}",
+                p["node"].as_str().unwrap_or_default(),
+                p["reason"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    let blocking = r["blocking"] == true;
+    if blocking {
+        out.push_str("blocking: publishFlow refuses this version without `override`\n");
+    }
+    Ok((out, blocking))
+}
