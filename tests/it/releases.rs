@@ -835,16 +835,20 @@ async fn other_process(app: &TestApp, release_poll_ms: u64) -> OtherProcess {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("baton serve starts");
-    let base = format!("http://127.0.0.1:{port}");
+    // Killed and reaped on every path, a failed start included.
+    let other = OtherProcess {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let client = reqwest::Client::new();
     for _ in 0..300 {
         if client
-            .get(format!("{base}/readyz"))
+            .get(format!("{}/readyz", other.base))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return OtherProcess { child, base };
+            return other;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
