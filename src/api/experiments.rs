@@ -316,6 +316,19 @@ impl ExperimentMutation {
                 .await
                 .map_err(run_error)?,
         };
+        let subject = match &target {
+            Target::User(u) => format!("user:{u}"),
+            Target::Session(s) => format!("session:{s}"),
+        };
+        baton
+            .audit(
+                &who.name,
+                "experiment.variant_forced",
+                &format!("experiment:{}", input.experiment_id.as_str()),
+                None,
+                serde_json::json!({ "variant": input.variant, "target": subject }),
+            )
+            .await;
         let (user_id, session_id) = match target {
             Target::User(u) => (Some(ID(u)), None),
             Target::Session(s) => (None, Some(ID(s))),
@@ -340,7 +353,12 @@ impl ExperimentMutation {
         let baton = ctx.data_unchecked::<Baton>();
         let flags = baton.flags().current();
         let experiments = baton.experiments();
-        match target(input.user_id, input.session_id)? {
+        let target = target(input.user_id, input.session_id)?;
+        let subject = match &target {
+            Target::User(u) => format!("user:{u}"),
+            Target::Session(s) => format!("session:{s}"),
+        };
+        let cleared = match target {
             Target::User(user) => experiments
                 .force_user(
                     baton.store(),
@@ -363,6 +381,16 @@ impl ExperimentMutation {
                 )
                 .await
                 .map_err(run_error),
-        }
+        }?;
+        baton
+            .audit(
+                &who.name,
+                "experiment.variant_cleared",
+                &format!("experiment:{}", input.experiment_id.as_str()),
+                None,
+                serde_json::json!({ "target": subject, "cleared": cleared }),
+            )
+            .await;
+        Ok(cleared)
     }
 }

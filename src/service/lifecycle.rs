@@ -706,6 +706,30 @@ impl Baton {
         })
     }
 
+    /// Records an operator action that is already done (a session
+    /// operated, a variant forced). The action stands whatever happens
+    /// here, so a failed write is logged as an error rather than answered.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        version: Option<i32>,
+        detail: serde_json::Value,
+    ) {
+        let record = NewAudit {
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            version,
+            message: None,
+            detail,
+        };
+        if let Err(e) = self.store().append_audit(&record).await {
+            tracing::error!(actor, action, subject, error = %e, "writing an audit record failed");
+        }
+    }
+
     /// The audit log, newest first.
     pub async fn audit_log(
         &self,

@@ -704,6 +704,13 @@ impl Baton {
         self.commit_with_tasks(&snap, advance, None, None, &[], Vec::new(), false)
             .await?;
         self.inner.hub.publish(&view);
+        self.audit_operator(
+            by,
+            "session.step_retried",
+            &snap,
+            serde_json::json!({ "node": snap.state.node }),
+        )
+        .await;
         Ok(view)
     }
 
@@ -729,6 +736,13 @@ impl Baton {
         self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new(), false)
             .await?;
         self.inner.hub.publish(&view);
+        self.audit_operator(
+            by,
+            "session.step_skipped",
+            &snap,
+            serde_json::json!({ "node": snap.state.node, "to": to }),
+        )
+        .await;
         Ok(view)
     }
 
@@ -746,11 +760,35 @@ impl Baton {
         self.commit_with_tasks(&snap, advance, None, finish, &[], Vec::new(), false)
             .await?;
         self.inner.hub.publish(&view);
+        self.audit_operator(
+            by,
+            "session.cancelled",
+            &snap,
+            serde_json::json!({ "node": snap.state.node }),
+        )
+        .await;
         Ok(view)
     }
 }
 
 impl Baton {
+    async fn audit_operator(
+        &self,
+        by: &str,
+        action: &str,
+        snap: &super::snapshots::Snapshot,
+        detail: serde_json::Value,
+    ) {
+        self.audit(
+            by,
+            action,
+            &format!("session:{}", snap.id),
+            Some(snap.flow_version),
+            serde_json::json!({ "flow": snap.flow_id, "action": detail }),
+        )
+        .await;
+    }
+
     /// PostgreSQL: relays other replicas' session changes, heard on
     /// `listener` (from [`crate::store::Store::session_listener`], set up
     /// before the server starts so nothing is missed at startup), to this

@@ -1052,3 +1052,69 @@ async fn cli_sqlite() {
 async fn cli_postgres() {
     cli(Backend::Postgres).await;
 }
+
+/// Operator actions on sessions and forced variants are in the audit log.
+async fn operator_actions(backend: Backend) {
+    let Some(app) = app(backend, false).await else {
+        return;
+    };
+    let (s, _) = app
+        .start("tour", json!({ "id": "op-user" }), json!({}))
+        .await;
+    let id = s["id"].as_str().unwrap();
+    ok(
+        &app,
+        "admin-key",
+        "mutation($s: ID!) { cancelSession(sessionId: $s) { status } }",
+        json!({ "s": id }),
+    )
+    .await;
+    ok(
+        &app,
+        "editor-key",
+        "mutation { forceVariant(input: { experimentId: \"onboarding-headline\", variant: \"short\", userId: \"qa-1\" }) { variant } }",
+        json!({}),
+    )
+    .await;
+    ok(
+        &app,
+        "editor-key",
+        "mutation { clearForcedVariant(input: { experimentId: \"onboarding-headline\", userId: \"qa-1\" }) }",
+        json!({}),
+    )
+    .await;
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ auditLog(first: 3) { edges { node { actor action subject version detail } } } }",
+        json!({}),
+    )
+    .await;
+    let nodes: Vec<&Value> = d["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .collect();
+    assert_eq!(nodes[0]["action"], "experiment.variant_cleared");
+    assert_eq!(nodes[0]["detail"]["target"], "user:qa-1");
+    assert_eq!(nodes[1]["action"], "experiment.variant_forced");
+    assert_eq!(nodes[1]["actor"], "editor-1");
+    assert_eq!(nodes[1]["subject"], "experiment:onboarding-headline");
+    assert_eq!(nodes[1]["detail"]["variant"], "short");
+    assert_eq!(nodes[2]["action"], "session.cancelled");
+    assert_eq!(nodes[2]["actor"], "admin-1");
+    assert_eq!(nodes[2]["subject"], format!("session:{id}"));
+    assert_eq!(nodes[2]["version"], 1);
+    assert_eq!(nodes[2]["detail"]["flow"], "tour");
+}
+
+#[tokio::test]
+async fn operator_actions_sqlite() {
+    operator_actions(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn operator_actions_postgres() {
+    operator_actions(Backend::Postgres).await;
+}
