@@ -19,6 +19,7 @@ pub mod rate_limit;
 mod releases;
 pub mod schema;
 pub mod steps;
+mod support;
 pub mod types;
 
 pub use error::ApiError;

@@ -24,6 +24,7 @@ pub struct RootQuery(
     super::steps::StepQuery,
     super::experiments::ExperimentQuery,
     super::releases::ReleaseQuery,
+    super::support::SupportQuery,
 );
 
 /// The schema with its resolvers' state; limits are applied by the caller.
@@ -131,7 +132,9 @@ pub struct Query;
 
 #[Object]
 impl Query {
-    /// A session as it is now; needs the session's token.
+    /// A session as it is now; needs the session's token, or (support) an
+    /// `X-API-Key` whose role reads sessions. `null` for an unknown id and
+    /// for another session's token alike.
     async fn session(
         &self,
         ctx: &Context<'_>,
@@ -140,6 +143,14 @@ impl Query {
         rate_limit(ctx, &id)?;
         let baton = ctx.data_unchecked::<Baton>();
         let token = token(ctx)?;
+        // Support reads any session with a key instead of its token.
+        if token.is_none() && super::support::reads_sessions(ctx) {
+            return match baton.support_session(&id).await {
+                Ok(s) => Ok(Some(super::support::support_session(s))),
+                Err(ServiceError::SessionNotFound { .. }) => Ok(None),
+                Err(e) => Err(to_gql(e)),
+            };
+        }
         match baton.session(&id, token.as_deref()).await {
             Ok(v) => Ok(Some(FlowSession::from_view(v, None))),
             Err(ServiceError::SessionNotFound { .. }) => Ok(None),
@@ -157,6 +168,7 @@ pub struct RootMutation(
     super::steps::StepMutation,
     super::experiments::ExperimentMutation,
     super::releases::ReleaseMutation,
+    super::support::SupportMutation,
 );
 
 #[derive(Default)]

@@ -21,6 +21,20 @@ pub enum SessionStatus {
     Expired,
 }
 
+impl SessionStatus {
+    /// The status as the store keeps it.
+    pub fn as_stored(self) -> &'static str {
+        match self {
+            SessionStatus::Active => engine::Status::Active,
+            SessionStatus::Waiting => engine::Status::Waiting,
+            SessionStatus::Completed => engine::Status::Completed,
+            SessionStatus::Failed => engine::Status::Failed,
+            SessionStatus::Expired => engine::Status::Expired,
+        }
+        .as_str()
+    }
+}
+
 impl From<engine::Status> for SessionStatus {
     fn from(s: engine::Status) -> Self {
         match s {
@@ -57,6 +71,7 @@ impl From<crate::flow::model::Outcome> for SessionOutcome {
 
 /// One user's walk through one pinned flow version.
 #[derive(SimpleObject, Clone, Debug)]
+#[graphql(complex)]
 pub struct FlowSession {
     pub id: ID,
     /// Returned by `startFlow` only; send it back as `Authorization: Bearer <token>`.
@@ -68,6 +83,9 @@ pub struct FlowSession {
     pub outcome: Option<SessionOutcome>,
     /// The screen to show now; null once the session ended without a last screen.
     pub screen: Option<Screen>,
+    /// What support reads with an API key (see `super::support`).
+    #[graphql(skip)]
+    pub support: Option<std::sync::Arc<crate::service::support::SupportView>>,
 }
 
 impl FlowSession {
@@ -80,6 +98,7 @@ impl FlowSession {
             status: v.status.into(),
             outcome: v.outcome.map(Into::into),
             screen: v.screen.map(Screen::from_view),
+            support: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod registry;
 mod snapshots;
 pub mod steps;
+pub mod support;
 
 use std::borrow::Cow;
 use std::sync::Arc;

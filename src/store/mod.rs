@@ -193,6 +193,7 @@ macro_rules! insert_tasks {
 }
 
 pub mod flows;
+pub mod search;
 mod step_batch;
 pub mod tasks;
 // After the pool macros, which it uses.

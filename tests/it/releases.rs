@@ -1118,3 +1118,163 @@ async fn operator_actions_sqlite() {
 async fn operator_actions_postgres() {
     operator_actions(Backend::Postgres).await;
 }
+
+const SUPPORT_SESSION: &str = "query($id: ID!) { session(id: $id) { id status outcome userId createdAt \
+    context screen { id } events(first: 2) { edges { cursor node { seq kind at } } pageInfo { hasNextPage endCursor } } } }";
+
+/// Support reads a session with a key, finds sessions by filter and
+/// cancels a filter's sessions in bulk, audited.
+async fn support(backend: Backend) {
+    let Some(app) = app(backend, false).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for user in ["sup-a", "sup-b", "sup-a"] {
+        let (s, token) = app
+            .start(
+                "tour",
+                json!({ "id": user, "attributes": { "plan": "pro" } }),
+                json!({ "platform": "web" }),
+            )
+            .await;
+        ids.push((s["id"].as_str().unwrap().to_string(), token));
+    }
+    let (first, token) = &ids[0];
+    app.submit(token, first, "hello", "next", json!({})).await;
+
+    // Without a key or token: nothing; an app token does not see support data.
+    let r = app.gql(SUPPORT_SESSION, json!({ "id": first }), None).await;
+    assert_eq!(error_code(&r), "UNAUTHENTICATED", "{r}");
+    let r = app
+        .gql(SUPPORT_SESSION, json!({ "id": first }), Some(token))
+        .await;
+    assert_eq!(error_code(&r), "API_KEY_REQUIRED", "{r}");
+
+    let d = ok(&app, "viewer-key", SUPPORT_SESSION, json!({ "id": first })).await;
+    let s = &d["session"];
+    assert_eq!(s["status"], "COMPLETED", "{s}");
+    assert_eq!(s["userId"], "sup-a");
+    assert_eq!(s["context"]["user"]["attributes"]["plan"], "pro");
+    assert_eq!(s["context"]["client"]["platform"], "web");
+    assert_eq!(s["screen"]["id"], "done");
+    let events = s["events"]["edges"].as_array().unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["node"]["seq"], 1);
+    assert_eq!(s["events"]["pageInfo"]["hasNextPage"], true);
+    let unknown = ok(
+        &app,
+        "viewer-key",
+        SUPPORT_SESSION,
+        json!({ "id": "0190a0a0-0000-7000-8000-00000000beef" }),
+    )
+    .await;
+    assert!(unknown["session"].is_null());
+
+    // Find by user, newest first, paged.
+    let find = "query($f: SessionFilter, $after: String) { sessions(filter: $f, first: 1, after: $after) { \
+        edges { node { id userId status } } pageInfo { hasNextPage endCursor } } }";
+    let mut found = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let d = ok(
+            &app,
+            "viewer-key",
+            find,
+            json!({ "f": { "userId": "sup-a" }, "after": after }),
+        )
+        .await;
+        let page = &d["sessions"];
+        found.extend(
+            page["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"]["id"].as_str().unwrap().to_string()),
+        );
+        if page["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(found, [ids[2].0.clone(), ids[0].0.clone()]);
+    let d = ok(
+        &app,
+        "viewer-key",
+        find,
+        json!({ "f": { "flowId": "tour", "status": "ACTIVE" } }),
+    )
+    .await;
+    assert_eq!(d["sessions"]["edges"][0]["node"]["status"], "ACTIVE");
+    let (_, r) = app
+        .gql_key(
+            find,
+            json!({ "f": { "from": "yesterday" } }),
+            Some("viewer-key"),
+        )
+        .await;
+    assert_eq!(error_code(&r), "BAD_USER_INPUT", "{r}");
+
+    // Bulk cancel: a viewer may not; an empty filter is refused; the ended
+    // session is skipped with its reason.
+    let cancel = "mutation($f: SessionFilter!) { cancelSessions(filter: $f) { matched done skipped { sessionId reason } more } }";
+    assert_eq!(
+        refused(
+            &app,
+            "viewer-key",
+            cancel,
+            json!({ "f": { "userId": "sup-a" } })
+        )
+        .await,
+        "FORBIDDEN_ROLE"
+    );
+    assert_eq!(
+        refused(&app, "admin-key", cancel, json!({ "f": {} })).await,
+        "BAD_USER_INPUT"
+    );
+    let d = ok(
+        &app,
+        "admin-key",
+        cancel,
+        json!({ "f": { "userId": "sup-a" } }),
+    )
+    .await;
+    let r = &d["cancelSessions"];
+    assert_eq!(r["matched"], 2, "{r}");
+    assert_eq!(r["done"], 1, "{r}");
+    assert_eq!(r["skipped"][0]["sessionId"], ids[0].0.as_str());
+    assert_eq!(r["more"], false);
+    let d = ok(
+        &app,
+        "viewer-key",
+        SUPPORT_SESSION,
+        json!({ "id": ids[2].0 }),
+    )
+    .await;
+    assert_eq!(d["session"]["status"], "COMPLETED", "{d}");
+    assert_eq!(d["session"]["outcome"], "ABANDONED", "{d}");
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ auditLog(first: 2) { edges { node { action subject detail } } } }",
+        json!({}),
+    )
+    .await;
+    let bulk = &d["auditLog"]["edges"][0]["node"];
+    assert_eq!(bulk["action"], "sessions.bulk_cancelled");
+    assert_eq!(bulk["detail"]["filter"]["userId"], "sup-a");
+    assert_eq!(bulk["detail"]["done"], 1);
+    assert_eq!(
+        d["auditLog"]["edges"][1]["node"]["action"],
+        "session.cancelled"
+    );
+}
+
+#[tokio::test]
+async fn support_sqlite() {
+    support(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn support_postgres() {
+    support(Backend::Postgres).await;
+}

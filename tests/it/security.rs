@@ -212,6 +212,24 @@ fn matrix() -> Vec<Row> {
             variables: |_, _| json!({}),
         },
         Row {
+            op: "sessions",
+            permission: Some(Permission::ReadSessions),
+            query: "{ sessions(filter: { flowId: \"review\" }, first: 2) { edges { node { id } } } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
+            op: "cancelSessions",
+            permission: Some(Permission::OperateSessions),
+            query: "mutation { cancelSessions(filter: { userId: \"nobody\" }) { matched } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
+            op: "retrySessions",
+            permission: Some(Permission::OperateSessions),
+            query: "mutation { retrySessions(filter: { userId: \"nobody\" }) { matched } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
             op: "auditLog",
             permission: Some(Permission::ReadAudit),
             query: "{ auditLog(first: 5) { edges { node { action subject } } } }",
