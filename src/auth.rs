@@ -130,6 +130,8 @@ pub enum Permission<'a> {
     PublishFlows,
     /// Read the audit log.
     ReadAudit,
+    /// Start preview sessions of drafts and versions.
+    Preview,
 }
 
 impl Permission<'_> {
@@ -143,9 +145,10 @@ impl Permission<'_> {
             | Permission::ReadResults
             | Permission::ReadFlows
             | Permission::ReadAudit => &[Viewer, Editor, Publisher, Admin],
-            Permission::ForceVariant | Permission::MockSessions | Permission::SaveDrafts => {
-                &[Editor, Publisher, Admin]
-            }
+            Permission::ForceVariant
+            | Permission::MockSessions
+            | Permission::SaveDrafts
+            | Permission::Preview => &[Editor, Publisher, Admin],
             Permission::PublishFlows => &[Publisher, Admin],
             Permission::SendEvents => &[Publisher, Admin],
             Permission::OperateSessions => &[Admin],
@@ -168,6 +171,7 @@ impl Permission<'_> {
             Permission::SaveDrafts => "SAVE_DRAFTS".into(),
             Permission::PublishFlows => "PUBLISH_FLOWS".into(),
             Permission::ReadAudit => "READ_AUDIT".into(),
+            Permission::Preview => "PREVIEW".into(),
         }
     }
 

@@ -1001,6 +1001,15 @@ catalogue! {
         OverrideReasonRequired "OVERRIDE_REASON_REQUIRED" _
             "`publishFlow` with an `override` that is blank"
             "say why the publish may go ahead anyway, in a sentence";
+        UnknownPreviewNode "UNKNOWN_PREVIEW_NODE" _
+            "`startPreview` names a node the flow version does not have"
+            "use a node id of that version; the error lists them";
+        UnknownPreviewArm "UNKNOWN_PREVIEW_ARM" _
+            "`startPreview` names an experiment that is not loaded, or a variant its flag lacks"
+            "use `{experimentId: variant}` with ids from `experiments` and variants of the experiment's flag";
+        PreviewExpired "PREVIEW_EXPIRED" _
+            "a call on a preview session past its expiry (24 hours after it started)"
+            "start a new preview with `startPreview`";
         IncompatibleWithCohorts "INCOMPATIBLE_WITH_COHORTS" _
             "`publishFlow` of a version that an app cohort with recent sessions could not render"
             "read `compatibilityReport`, add fallbacks, or publish with `override` and a reason";

@@ -577,8 +577,88 @@ pub struct RollbackFlowInput {
     pub message: String,
 }
 
+/// What to preview, and as whom.
+#[derive(InputObject)]
+pub struct StartPreviewInput {
+    pub flow_id: ID,
+    /// Omitted: the open draft, else the live version.
+    pub version: Option<i32>,
+    /// Start here instead of the flow's start.
+    pub node: Option<ID>,
+    /// Omitted: a fresh `preview-…` user.
+    pub user: Option<crate::api::schema::UserInput>,
+    pub client: Option<crate::api::schema::ClientInput>,
+    /// Flag values by key, replacing the evaluated ones for the whole session.
+    pub flags: Option<Json<Value>>,
+    /// Experiment arms: `{experimentId: variant}`.
+    pub experiments: Option<Json<Value>>,
+    /// Backend steps always answer from their mocks; this picks the scenario.
+    pub mock_scenario: Option<String>,
+}
+
+fn json_map(
+    field: &str,
+    v: Option<Json<Value>>,
+) -> async_graphql::Result<serde_json::Map<String, Value>> {
+    match v.map(|j| j.0) {
+        None | Some(Value::Null) => Ok(Default::default()),
+        Some(Value::Object(m)) => Ok(m),
+        Some(_) => Err(to_gql(crate::service::ServiceError::InvalidInput {
+            field: field.into(),
+            message: "must be a JSON object".into(),
+        })),
+    }
+}
+
 #[Object]
 impl ReleaseMutation {
+    /// Starts a preview session on a draft or version, at any node, as any
+    /// user and client, with chosen flags, experiment arms and mock
+    /// scenario. It never counts in results, cohorts or funnels, expires
+    /// after 24 hours, and a preview of a draft follows later saves of the
+    /// flow's drafts (`sessionUpdated` sends the re-rendered screen).
+    async fn start_preview(
+        &self,
+        ctx: &Context<'_>,
+        input: StartPreviewInput,
+    ) -> async_graphql::Result<crate::api::types::FlowSession> {
+        let who = need(ctx, Permission::Preview)?;
+        let baton = ctx.data_unchecked::<Baton>();
+        let client = input.client.unwrap_or_default();
+        if let Some(v) = &client.app_version
+            && crate::flow::compile::lenient_semver(v).is_none()
+        {
+            return Err(to_gql(crate::service::ServiceError::InvalidAppVersion {
+                version: v.clone(),
+            }));
+        }
+        let (user_id, user_attributes) = match input.user {
+            Some(u) => (
+                Some(u.id.0),
+                u.attributes.map(|j| j.0).unwrap_or(Value::Null),
+            ),
+            None => (None, Value::Null),
+        };
+        let req = crate::service::preview::PreviewRequest {
+            flow_id: input.flow_id.0,
+            version: input.version,
+            node: input.node.map(|n| n.0),
+            user_id,
+            user_attributes,
+            client: crate::engine::ClientInfo {
+                platform: client.platform,
+                app_version: client.app_version,
+                locale: client.locale,
+                capabilities: client.capabilities,
+            },
+            flags: json_map("flags", input.flags)?,
+            experiments: json_map("experiments", input.experiments)?,
+            mock_scenario: input.mock_scenario,
+        };
+        let (view, token) = baton.start_preview(&who.name, req).await.map_err(to_gql)?;
+        Ok(crate::api::types::FlowSession::from_view(view, Some(token)))
+    }
+
     /// Validates a flow's text as `baton validate` does and saves it as a
     /// new draft version; validation issues come back as data.
     async fn save_draft(

@@ -250,6 +250,40 @@ pub fn start_with_flags(
     flags: Map<String, Value>,
     limits: &Limits,
 ) -> Result<Advance, EngineError> {
+    start_from(flow, input, flags, flow.start, None, limits)
+}
+
+/// A preview: [`start_with_flags`] from `node` (the flow's start when
+/// `None`), with `preview` (what the preview overrides) kept in the
+/// context as `session.preview`.
+pub fn start_preview(
+    flow: &CompiledFlow,
+    input: StartInput,
+    flags: Map<String, Value>,
+    node: Option<&str>,
+    preview: Value,
+    limits: &Limits,
+) -> Result<Advance, EngineError> {
+    let from = match node {
+        Some(id) => flow
+            .node_index(id)
+            .ok_or_else(|| EngineError::UnknownNode {
+                node: id.to_string(),
+                version: flow.version,
+            })?,
+        None => flow.start,
+    };
+    start_from(flow, input, flags, from, Some(preview), limits)
+}
+
+fn start_from(
+    flow: &CompiledFlow,
+    input: StartInput,
+    flags: Map<String, Value>,
+    from: NodeIdx,
+    preview: Option<Value>,
+    limits: &Limits,
+) -> Result<Advance, EngineError> {
     let attributes = match input.user_attributes {
         Value::Null => Value::Object(Map::new()),
         other => other,
@@ -269,6 +303,10 @@ pub fn start_with_flags(
             "mock": input.mock,
         },
     });
+    let mut context = context;
+    if let Some(preview) = preview {
+        context["session"]["preview"] = preview;
+    }
     check_context_size(&context, limits)?;
     let mut state = SessionState {
         node: String::new(),
@@ -284,14 +322,7 @@ pub fn start_with_flags(
         flow_version: flow.version,
     }];
     let mut tasks = Vec::new();
-    walk(
-        flow,
-        &mut state,
-        flow.start,
-        &mut events,
-        &mut tasks,
-        limits,
-    )?;
+    walk(flow, &mut state, from, &mut events, &mut tasks, limits)?;
     Ok(Advance {
         state,
         events,

@@ -97,6 +97,19 @@ impl FlagSet {
         self.keys.iter().map(|k| &**k)
     }
 
+    /// The value of `variant` of flag `key`, if both exist.
+    pub fn variant_value(&self, key: &str, variant: &str) -> Option<&Value> {
+        self.flags.get(key)?.variants.get(variant)
+    }
+
+    /// The variant names of flag `key` (empty for an unknown flag).
+    pub fn variant_names(&self, key: &str) -> Vec<String> {
+        self.flags
+            .get(key)
+            .map(|f| f.variants.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn contains(&self, key: &str) -> bool {
         self.flags.contains_key(key)
     }

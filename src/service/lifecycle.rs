@@ -154,6 +154,24 @@ pub enum ReleaseError {
     },
     #[error("at most {max} cohorts may be declared in one report")]
     TooManyCohorts { max: usize },
+    #[error("version {version} of `{flow_id}` has no node `{node}`")]
+    UnknownPreviewNode {
+        flow_id: String,
+        version: i32,
+        node: String,
+        nodes: Vec<String>,
+    },
+    #[error("no experiment `{experiment}` with a variant `{variant}`")]
+    UnknownPreviewArm {
+        experiment: String,
+        variant: String,
+        known: Vec<String>,
+    },
+    #[error("preview session `{session_id}` expired at {expired_at}")]
+    PreviewExpired {
+        session_id: String,
+        expired_at: String,
+    },
 }
 
 impl ReleaseError {
@@ -172,6 +190,9 @@ impl ReleaseError {
             ReleaseError::OverrideReasonRequired => Code::OverrideReasonRequired,
             ReleaseError::IncompatibleWithCohorts { .. } => Code::IncompatibleWithCohorts,
             ReleaseError::TooManyCohorts { .. } => Code::BadUserInput,
+            ReleaseError::UnknownPreviewNode { .. } => Code::UnknownPreviewNode,
+            ReleaseError::UnknownPreviewArm { .. } => Code::UnknownPreviewArm,
+            ReleaseError::PreviewExpired { .. } => Code::PreviewExpired,
         }
     }
 
@@ -181,6 +202,14 @@ impl ReleaseError {
             ReleaseError::TooManyCohorts { .. } => {
                 Some("declare fewer cohorts; learned ones come on their own".into())
             }
+            ReleaseError::UnknownPreviewNode { nodes, .. } => {
+                Some(format!("the version's nodes: {}", nodes.join(", ")))
+            }
+            ReleaseError::UnknownPreviewArm { known, .. } => Some(if known.is_empty() {
+                "no experiment of that id is loaded; `experiments` lists them".into()
+            } else {
+                format!("its variants: {}", known.join(", "))
+            }),
             other => Some(other.code().hint().to_string()),
         }
     }
@@ -336,6 +365,9 @@ impl Baton {
             .registry()
             .save_version(&def, &hash, Some(source), actor, message)
             .await?;
+        if created {
+            self.follow_draft(flow_id, rec.version).await;
+        }
         let version = self.version_info(flow_id, rec.version).await?;
         Ok(SaveDraft::Saved {
             version: Box::new(version),

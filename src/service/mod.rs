@@ -6,6 +6,7 @@
 mod error;
 pub mod hub;
 pub mod lifecycle;
+pub mod preview;
 pub mod registry;
 mod snapshots;
 pub mod steps;
@@ -269,7 +270,6 @@ impl Baton {
             &self.inner.limits,
         )?;
         let view = view_of(&flow, &session_id, &advance.state)?;
-        let token = new_token();
         let mut events = to_new_events(&advance)?;
         if let Some((prepared, pins)) = experiments
             && prepared.applies()
@@ -280,11 +280,38 @@ impl Baton {
                 .record_start(&flow, &prepared, &mut advance, pins);
             events.extend(extra);
         }
+        self.create_started(
+            &flow,
+            session_id,
+            req.user_id,
+            bound_to,
+            advance,
+            events,
+            view,
+        )
+        .await
+    }
+
+    /// Stores a session that just started (its first events and step
+    /// tasks), caches it, hands its tasks to the orchestrator and, when it
+    /// waits on steps, waits for them within the step budget.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_started(
+        &self,
+        flow: &CompiledFlow,
+        session_id: String,
+        user_id: String,
+        bound_to: Option<String>,
+        advance: engine::Advance,
+        events: Vec<NewEvent>,
+        view: SessionView,
+    ) -> Result<(SessionView, String), ServiceError> {
+        let token = new_token();
         let record = NewSession {
             id: session_id.clone(),
             flow_id: flow.id.clone(),
             flow_version: flow.version,
-            user_id: req.user_id,
+            user_id,
             token_hash: hash_token(&crate::identity::bind(&token, bound_to.as_deref())),
             status: advance.state.status.as_str().to_string(),
             state: serde_json::to_value(&advance.state).map_err(ServiceError::internal)?,
@@ -492,7 +519,15 @@ impl Baton {
             return Ok((Cow::Borrowed(state), None));
         }
         let mut st = state.clone();
-        st.context["flags"] = Value::Object(self.evaluate_flags(flow, &st.context)?);
+        let mut flags = self.evaluate_flags(flow, &st.context)?;
+        if let Some(overrides) = st.context["session"]["preview"]["flags"].as_object() {
+            // A preview keeps the values and arms it was started with, and
+            // never counts in an experiment.
+            flags.extend(overrides.clone());
+            st.context["flags"] = Value::Object(flags);
+            return Ok((Cow::Owned(st), None));
+        }
+        st.context["flags"] = Value::Object(flags);
         let set = self.inner.flags.current();
         let prepared = self
             .inner
@@ -642,6 +677,7 @@ impl Baton {
                 session_id: session_id.to_string(),
             });
         }
+        preview::check_not_expired(session_id, &snap.state.context)?;
         let flow = self
             .inner
             .registry

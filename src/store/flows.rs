@@ -538,16 +538,19 @@ const SQLITE_CLIENTS: &str = "SELECT json_extract(state, '$.context.client.platf
      json_extract(state, '$.context.client.app_version') AS app_version, \
      json_extract(state, '$.context.client.capabilities') AS capabilities, \
      COUNT(*) AS sessions FROM sessions WHERE flow_id = $1 AND created_at >= $2 \
+     AND json_extract(state, '$.context.session.preview') IS NULL \
      GROUP BY 1, 2, 3";
 const POSTGRES_CLIENTS: &str = "SELECT s.state::jsonb #>> '{context,client,platform}' AS platform, \
      s.state::jsonb #>> '{context,client,app_version}' AS app_version, \
      NULLIF(s.state::jsonb #>> '{context,client,capabilities}', 'null') AS capabilities, \
      COUNT(*) AS sessions FROM sessions s WHERE s.flow_id = $1 AND s.created_at >= $2 \
+     AND (s.state::jsonb #> '{context,session,preview}') IS NULL \
      GROUP BY 1, 2, 3";
 
 impl Store {
     /// The clients of `flow_id`'s sessions created since `since` (epoch
-    /// ms), counted by platform, app version and capabilities.
+    /// ms), counted by platform, app version and capabilities; preview
+    /// sessions are left out.
     pub async fn session_clients(
         &self,
         flow_id: &str,

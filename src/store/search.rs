@@ -69,3 +69,88 @@ impl Store {
         rows.into_iter().map(SessionRow::into_record).collect()
     }
 }
+
+const SQLITE_PREVIEWS: &str = "SELECT id, flow_id, flow_version, user_id, token_hash, status, seq, \
+     state, created_at, updated_at FROM sessions WHERE flow_id = $1 \
+     AND status IN ('ACTIVE', 'WAITING') \
+     AND json_extract(state, '$.context.session.preview.follows_draft') = 1 \
+     ORDER BY created_at DESC LIMIT $2";
+const POSTGRES_PREVIEWS: &str = "SELECT id, flow_id, flow_version, user_id, token_hash, status, \
+     seq, state, created_at, updated_at FROM sessions WHERE flow_id = $1 \
+     AND status IN ('ACTIVE', 'WAITING') \
+     AND (state::jsonb #>> '{context,session,preview,follows_draft}') = 'true' \
+     ORDER BY created_at DESC LIMIT $2";
+
+impl Store {
+    /// Open preview sessions of `flow_id` that follow its drafts, newest
+    /// first, at most `limit`.
+    pub async fn following_previews(
+        &self,
+        flow_id: &str,
+        limit: i64,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let sql = match self.backend() {
+            super::Backend::Sqlite => SQLITE_PREVIEWS,
+            super::Backend::Postgres => POSTGRES_PREVIEWS,
+        };
+        let rows: Vec<SessionRow> = with_read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(flow_id)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(SessionRow::into_record).collect()
+    }
+
+    /// Moves a session to another version of its flow with `state`, if it
+    /// is still at `seq`, appending a `preview_followed` event (so every
+    /// replica's cached snapshot of it is stale); `false` when the session
+    /// moved on meanwhile.
+    pub async fn repin_session(
+        &self,
+        id: &str,
+        seq: i64,
+        from_version: i32,
+        version: i32,
+        state: &serde_json::Value,
+    ) -> Result<bool, StoreError> {
+        let text = super::to_json("the session state", state)?;
+        let payload = serde_json::json!({ "from": from_version, "to": version }).to_string();
+        let now = super::now_ms();
+        let changed: bool = with_write_pool!(self, |pool| {
+            async {
+                let mut tx = pool.begin().await?;
+                let n = sqlx::query(
+                    "UPDATE sessions SET flow_version = $1, state = $2, updated_at = $3, \
+                     seq = seq + 1 WHERE id = $4 AND seq = $5",
+                )
+                .bind(version)
+                .bind(text.as_str())
+                .bind(now)
+                .bind(id)
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n != 1 {
+                    return Ok::<bool, sqlx::Error>(false);
+                }
+                sqlx::query(
+                    "INSERT INTO session_events (session_id, seq, kind, payload, created_at) \
+                     VALUES ($1, $2, 'preview_followed', $3, $4)",
+                )
+                .bind(id)
+                .bind(seq + 1)
+                .bind(payload.as_str())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+            .await?
+        });
+        Ok(changed)
+    }
+}

@@ -1278,3 +1278,168 @@ async fn support_sqlite() {
 async fn support_postgres() {
     support(Backend::Postgres).await;
 }
+
+const PREVIEW: &str = "mutation($i: StartPreviewInput!) { startPreview(input: $i) { id token flowVersion \
+    screen { id title components { ... on TextComponent { id text } } } } }";
+
+/// Previews: a draft at any node with chosen arms, following later saves,
+/// never counted in cohorts or experiment results.
+async fn previews(backend: Backend) {
+    let Some(app) = app(backend, false).await else {
+        return;
+    };
+    ok(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "tour", "source": TOUR_V2 } }),
+    )
+    .await;
+    // A viewer may not preview; an editor previews the open draft.
+    assert_eq!(
+        refused(
+            &app,
+            "viewer-key",
+            PREVIEW,
+            json!({ "i": { "flowId": "tour" } })
+        )
+        .await,
+        "FORBIDDEN_ROLE"
+    );
+    let d = ok(
+        &app,
+        "editor-key",
+        PREVIEW,
+        json!({ "i": { "flowId": "tour" } }),
+    )
+    .await;
+    assert_eq!(d["startPreview"]["flowVersion"], 2);
+    assert_eq!(d["startPreview"]["screen"]["title"], "Hello again");
+    // At any node, as an Android client without `image`.
+    let d = ok(
+        &app,
+        "editor-key",
+        PREVIEW,
+        json!({ "i": { "flowId": "tour", "node": "tips",
+                       "client": { "platform": "android", "capabilities": ["text", "button"] } } }),
+    )
+    .await;
+    let p = &d["startPreview"];
+    assert_eq!(p["screen"]["id"], "tips", "{p}");
+    assert_eq!(p["screen"]["components"][0]["text"], "Swipe left");
+    let (pid, ptoken) = (
+        p["id"].as_str().unwrap().to_string(),
+        p["token"].as_str().unwrap().to_string(),
+    );
+    let (_, r) = app
+        .gql_key(
+            PREVIEW,
+            json!({ "i": { "flowId": "tour", "node": "nowhere" } }),
+            Some("editor-key"),
+        )
+        .await;
+    assert_eq!(error_code(&r), "UNKNOWN_PREVIEW_NODE", "{r}");
+    assert!(
+        r["errors"][0]["extensions"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("tips"),
+        "{r}"
+    );
+    let (_, r) = app
+        .gql_key(
+            PREVIEW,
+            json!({ "i": { "flowId": "tour", "version": 9 } }),
+            Some("editor-key"),
+        )
+        .await;
+    assert_eq!(error_code(&r), "UNKNOWN_FLOW_VERSION", "{r}");
+
+    // The next save of the draft re-renders the open preview.
+    ok(
+        &app,
+        "editor-key",
+        SAVE,
+        json!({ "i": { "flowId": "tour", "source": TOUR_V2.replace("Swipe left", "Swipe up") } }),
+    )
+    .await;
+    let s = app.session(Some(&ptoken), &pid).await;
+    assert_eq!(s["data"]["session"]["flowVersion"], 3, "{s}");
+    assert_eq!(
+        s["data"]["session"]["screen"]["components"][0]["text"], "Swipe up",
+        "{s}"
+    );
+    // It walks on like any session, with mocked steps.
+    let r = app.submit(&ptoken, &pid, "tips", "next", json!({})).await;
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+
+    // Previews are not cohorts.
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ compatibilityReport(flowId: \"tour\", version: 3) { cohorts { platform } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(d["compatibilityReport"]["cohorts"], json!([]), "{d}");
+
+    // An experiment arm is its flag's variant, and is not an exposure.
+    let (_, r) = app
+        .gql_key(
+            PREVIEW,
+            json!({ "i": { "flowId": "onboarding", "experiments": { "onboarding-headline": "tiny" } } }),
+            Some("editor-key"),
+        )
+        .await;
+    assert_eq!(error_code(&r), "UNKNOWN_PREVIEW_ARM", "{r}");
+    assert!(
+        r["errors"][0]["extensions"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("classic"),
+        "{r}"
+    );
+    for arm in ["short", "classic"] {
+        let d = ok(
+            &app,
+            "editor-key",
+            PREVIEW,
+            json!({ "i": { "flowId": "onboarding", "user": { "id": "pm-1" },
+                           "experiments": { "onboarding-headline": arm } } }),
+        )
+        .await;
+        let want = if arm == "short" {
+            "Join in 30 seconds"
+        } else {
+            "Create your account"
+        };
+        let headline = d["startPreview"]["screen"]["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "headline")
+            .unwrap()["text"]
+            .clone();
+        assert_eq!(headline, want, "{d}");
+    }
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ experimentResults(id: \"onboarding-headline\") { arms { variant exposures } } }",
+        json!({}),
+    )
+    .await;
+    for arm in d["experimentResults"]["arms"].as_array().unwrap() {
+        assert_eq!(arm["exposures"], 0, "{d}");
+    }
+}
+
+#[tokio::test]
+async fn previews_sqlite() {
+    previews(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn previews_postgres() {
+    previews(Backend::Postgres).await;
+}

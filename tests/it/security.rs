@@ -230,6 +230,12 @@ fn matrix() -> Vec<Row> {
             variables: |_, _| json!({}),
         },
         Row {
+            op: "startPreview",
+            permission: Some(Permission::Preview),
+            query: "mutation { startPreview(input: { flowId: \"review\" }) { id } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
             op: "auditLog",
             permission: Some(Permission::ReadAudit),
             query: "{ auditLog(first: 5) { edges { node { action subject } } } }",
