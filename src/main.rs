@@ -95,6 +95,21 @@ enum Command {
         #[command(flatten)]
         remote: baton::remote::Remote,
     },
+    /// Start a preview session of a flow's open draft (or --version) and
+    /// print the web client's link to it; the page follows later saves.
+    Preview {
+        flow: String,
+        #[arg(long)]
+        version: Option<i32>,
+        /// Start at this node instead of the flow's start.
+        #[arg(long)]
+        node: Option<String>,
+        /// Where the web example client is served (`client-examples/web`).
+        #[arg(long, env = "BATON_WEB_URL", default_value = "http://127.0.0.1:8000/")]
+        web: String,
+        #[command(flatten)]
+        remote: baton::remote::Remote,
+    },
     /// Work with rules.
     Rule {
         #[command(subcommand)]
@@ -324,6 +339,19 @@ fn main() -> ExitCode {
             let (table, blocking) = baton::remote::compat(&remote, &flow, version).await?;
             print!("{table}");
             Ok(!blocking)
+        }),
+        Command::Preview {
+            flow,
+            version,
+            node,
+            web,
+            remote,
+        } => remote_call(async move {
+            println!(
+                "{}",
+                baton::remote::preview(&remote, &flow, version, node.as_deref(), &web).await?
+            );
+            Ok(true)
         }),
         Command::Schema { out, docs, check } => {
             match baton::artifacts::write_or_check(&out, &docs, check) {

@@ -307,3 +307,30 @@ pub async fn compat(
     }
     Ok((out, blocking))
 }
+
+/// Starts a preview and returns the web client's link to it.
+pub async fn preview(
+    remote: &Remote,
+    flow: &str,
+    version: Option<i32>,
+    node: Option<&str>,
+    web: &str,
+) -> Result<String, RemoteError> {
+    let d = remote
+        .call(
+            "mutation($i: StartPreviewInput!) { startPreview(input: $i) { id token flowVersion } }",
+            json!({ "i": { "flowId": flow, "version": version, "node": node } }),
+        )
+        .await?;
+    let p = &d["startPreview"];
+    let (Some(id), Some(token)) = (p["id"].as_str(), p["token"].as_str()) else {
+        return Err(RemoteError("the server answered no session".into()));
+    };
+    let mut link = reqwest::Url::parse(web)
+        .map_err(|e| RemoteError(format!("--web `{web}` is not a URL: {e}")))?;
+    link.query_pairs_mut()
+        .append_pair("baton", remote.server.trim_end_matches('/'))
+        .append_pair("session", id)
+        .append_pair("token", token);
+    Ok(link.to_string())
+}

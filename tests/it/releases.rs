@@ -1038,6 +1038,31 @@ async fn cli(backend: Backend) {
     );
     assert!(pulled.join("checkout.yaml").exists());
 
+    // A preview link the web client opens.
+    let (code, out, err) = run(
+        &[
+            "preview",
+            "tour",
+            "--node",
+            "tips",
+            "--web",
+            "http://127.0.0.1:8000/",
+        ],
+        Some("editor-key"),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    let link = reqwest::Url::parse(out.trim()).expect("a URL");
+    let param = |k: &str| {
+        link.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    assert_eq!(param("baton"), app.base);
+    let s = app.session(Some(&param("token")), &param("session")).await;
+    assert_eq!(s["data"]["session"]["screen"]["id"], "tips", "{s}");
+
     let (code, _, err) = run(&["diff", "tour", "1", "2"], None).await;
     assert_eq!(code, Some(2));
     assert!(err.contains("API_KEY_REQUIRED"), "{err}");

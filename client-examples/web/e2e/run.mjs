@@ -8,7 +8,8 @@
 // browser's errors and Baton's log path.
 
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { buildApp, launchBrowser, serveStatic, startBaton, tempDir, WEB } from "./harness.mjs";
@@ -30,13 +31,20 @@ const dir = tempDir();
 process.on("exit", (code) => {
   if (code === 0 && !process.env.E2E_SHOTS) rmSync(dir, { recursive: true, force: true });
 });
-let baton, mockBaton, web, browser;
+let baton, mockBaton, previewBaton, web, browser;
+
+// An editor's key for the server the preview test saves drafts on.
+const EDITOR_KEY = "bk_e2e-preview-editor";
 
 before(async () => {
   buildApp();
   web = await serveStatic(join(WEB, "dist"));
   baton = await startBaton({ dir, webOrigin: web.url });
   mockBaton = await startBaton({ dir, webOrigin: web.url, extraArgs: ["--mock", "--step-budget-ms", "0"] });
+  const keys = join(dir, "api-keys.yaml");
+  const sha = createHash("sha256").update(EDITOR_KEY).digest("hex");
+  writeFileSync(keys, `keys:\n  - name: e2e-editor\n    role: editor\n    sha256: ${sha}\n`);
+  previewBaton = await startBaton({ dir, webOrigin: web.url, extraArgs: ["--api-keys", keys] });
   browser = await launchBrowser();
   console.log(`e2e: baton ${baton.url} (mock mode: ${mockBaton.url}), web ${web.url}, artifacts in ${dir}`);
 });
@@ -45,6 +53,7 @@ after(async () => {
   await browser?.close().catch(() => {});
   await baton?.stop();
   await mockBaton?.stop();
+  await previewBaton?.stop();
   await web?.close();
 });
 
@@ -544,3 +553,56 @@ test("loan (mock, credit_service_down): after the retries, the retry screen; sav
     assert.equal(await page.getByTestId("back").isHidden(), true);
   }, mockBaton),
 );
+
+/** An admin call with the editor's key; fails on any GraphQL error. */
+async function asEditor(query, variables) {
+  const r = await fetch(`${previewBaton.url}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "x-api-key": EDITOR_KEY },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = await r.json();
+  assert.equal(body.errors, undefined, JSON.stringify(body.errors));
+  return body.data;
+}
+
+const tourSource = (tip) => `id: e2e_tour
+start: hello
+nodes:
+  - id: hello
+    kind: screen
+    title: Hello
+    actions: [{ id: next, next: tips }]
+  - id: tips
+    kind: screen
+    title: Tips
+    components: [{ kind: text, id: tip, text: "${tip}" }]
+    actions: [{ id: next, next: done }]
+  - { id: done, kind: end, title: Bye }
+`;
+const SAVE_DRAFT = "mutation($i: SaveDraftInput!) { saveDraft(input: $i) { ok version { number } } }";
+
+test("preview: a link opens a draft at any node, and saving the draft re-renders it live", T, async (t) => {
+  const saved = await asEditor(SAVE_DRAFT, { i: { flowId: "e2e_tour", source: tourSource("Swipe left") } });
+  assert.equal(saved.saveDraft.ok, true);
+  const { startPreview: p } = await asEditor(
+    "mutation($i: StartPreviewInput!) { startPreview(input: $i) { id token } }",
+    { i: { flowId: "e2e_tour", node: "tips" } },
+  );
+  await withPage(
+    t,
+    { session: p.id, token: p.token },
+    async (page, snap) => {
+      await title(page, "Tips");
+      await expectText(page.getByTestId("c-tip"), "Swipe left");
+      await snap("preview");
+      await asEditor(SAVE_DRAFT, { i: { flowId: "e2e_tour", source: tourSource("Swipe up") } });
+      await expectText(page.getByTestId("c-tip"), "Swipe up");
+      await snap("followed");
+      const log = await page.evaluate(() => window.baton.log.map((e) => e.via));
+      assert.equal(log[0], "resume");
+      assert.ok(log.slice(1).some((v) => v === "subscription" || v === "poll"), JSON.stringify(log));
+    },
+    previewBaton,
+  );
+});

@@ -17,6 +17,9 @@ interface Config {
   appVersion: string | null;
   scenario: string | null;
   pollMs: number;
+  /** A session to open instead of starting one (a preview link). */
+  session: string | null;
+  token: string | null;
 }
 
 function readConfig(search: string): Config {
@@ -39,11 +42,13 @@ function readConfig(search: string): Config {
     appVersion: q.get("appVersion"),
     scenario: q.get("scenario"),
     pollMs: Number(q.get("poll") ?? 3000),
+    session: q.get("session"),
+    token: q.get("token"),
   };
 }
 
 /** How each session state arrived; the end-to-end test reads it. */
-type Source = "startFlow" | "submit" | "back" | "subscription" | "poll";
+type Source = "startFlow" | "resume" | "submit" | "back" | "subscription" | "poll";
 interface LogEntry {
   via: Source;
   status: string;
@@ -58,6 +63,8 @@ class App {
   /** Screens the user can go Back to (changes of screen by submit, less Backs). */
   private depth = 0;
   private busy = false;
+  /** Follow every update of the session, not only while WAITING (previews). */
+  private live = false;
   /** Bumped whenever waiting starts or stops: late answers from an older wait are dropped. */
   private waitGen = 0;
   private stopWaiting: (() => void) | null = null;
@@ -77,6 +84,22 @@ class App {
 
   async start(): Promise<void> {
     const { config } = this;
+    if (config.session && config.token) {
+      // A preview link: open that session and follow it live, so a saved
+      // draft re-renders the screen here.
+      const id = config.session;
+      this.api.setToken(config.token);
+      this.live = true;
+      await this.call(
+        "resume",
+        () => this.api.request<{ session: FlowSession | null }>(SESSION_QUERY, { id }),
+        (d) => {
+          if (!d.session) throw new Error("No such session: it expired, or the link's token is not its own.");
+          return d.session;
+        },
+      );
+      return;
+    }
     if (!config.flowId) {
       this.fail("Add ?flow=<flow id> to the address (and optionally user, attrs, locale, scenario, baton).");
       return;
@@ -154,7 +177,7 @@ class App {
     this.$waiting.hidden = !waiting;
     this.$back.hidden = next.status !== "ACTIVE" || !!next.screen?.terminal;
     this.$back.disabled = this.depth === 0 || this.busy;
-    if (waiting) this.wait(next.id);
+    if (waiting || (this.live && next.status === "ACTIVE")) this.wait(next.id);
     else this.endWait();
     if (!["ACTIVE", "WAITING"].includes(next.status)) this.api.close();
   }
@@ -166,7 +189,7 @@ class App {
     const update = (s: FlowSession, via: Source) => {
       if (gen !== this.waitGen || this.busy) return;
       const cur = this.session;
-      if (cur && s.status === cur.status && s.screen?.id === cur.screen?.id) return;
+      if (cur && s.status === cur.status && s.screen?.id === cur.screen?.id && s.flowVersion === cur.flowVersion) return;
       this.show(s, via);
     };
     const unsubscribe = this.api.subscribe(
