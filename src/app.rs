@@ -78,6 +78,15 @@ impl Application {
             },
         )
         .with_experiments(experiments);
+        // The flag and experiment files as loaded, versioned and audited.
+        baton
+            .record_files("flags", &config.flags)
+            .await
+            .context("recording the flag files' versions")?;
+        baton
+            .record_files("experiments", &config.experiments)
+            .await
+            .context("recording the experiment files' versions")?;
         let shutdown = CancellationToken::new();
         let orchestrator = orchestrator::spawn(
             baton.clone(),
@@ -232,7 +241,11 @@ impl Application {
     ) -> anyhow::Result<()> {
         if self.config.watch {
             spawn_watcher(self.baton.clone(), self.config.flows.clone())?;
-            spawn_flag_watcher(self.flags.clone(), self.config.flags.clone())?;
+            spawn_flag_watcher(
+                self.baton.clone(),
+                self.flags.clone(),
+                self.config.flags.clone(),
+            )?;
         }
         tracing::info!(addr = %self.local_addr(), "baton listening; GraphiQL at /graphql");
         let stop = self.shutdown;
@@ -416,7 +429,7 @@ fn log_issues(issues: &[crate::flow::validate::Issue]) {
 
 /// Watches the flag directory (when there is one); a burst of events is one
 /// reload, and a load with errors leaves the last good set serving.
-fn spawn_flag_watcher(store: FlagStore, dir: PathBuf) -> anyhow::Result<()> {
+fn spawn_flag_watcher(baton: Baton, store: FlagStore, dir: PathBuf) -> anyhow::Result<()> {
     use notify::{RecursiveMode, Watcher};
     if !dir.is_dir() {
         tracing::info!(dir = %dir.display(), "no flag directory to watch");
@@ -443,6 +456,9 @@ fn spawn_flag_watcher(store: FlagStore, dir: PathBuf) -> anyhow::Result<()> {
                     log_issues(&reload.issues);
                     if reload.swapped {
                         tracing::info!(flags = reload.flags, "flags reloaded");
+                        if let Err(e) = baton.record_files("flags", &dir).await {
+                            tracing::error!(error = %e, "recording the flag files' versions failed");
+                        }
                     } else {
                         tracing::error!("flag files have errors; the last good flags keep serving");
                     }

@@ -762,6 +762,41 @@ impl Baton {
         }
     }
 
+    /// Records the files of `dir` (flag or experiment files, `kind`
+    /// `flags` or `experiments`) whose content is new as versions, each
+    /// with an audit record: flags and experiments change through files,
+    /// and the audit log tells that story next to the flows'.
+    pub async fn record_files(&self, kind: &str, dir: &Path) -> Result<(), ServiceError> {
+        use sha2::Digest as _;
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Ok(());
+        };
+        let mut files: Vec<std::path::PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e, "json" | "yaml" | "yml"))
+            })
+            .collect();
+        files.sort();
+        for path in files {
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let hash = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+            self.store()
+                .record_file_version(kind, &name, &hash, &text)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// The audit log, newest first.
     pub async fn audit_log(
         &self,

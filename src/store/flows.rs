@@ -592,3 +592,72 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Records `source` as the next version of file `name` of `kind`
+    /// (`flags`, `experiments`) with an audit record by `files`, unless it
+    /// equals the latest version. Returns the new version number.
+    pub async fn record_file_version(
+        &self,
+        kind: &str,
+        name: &str,
+        content_hash: &str,
+        source: &str,
+    ) -> Result<Option<i32>, StoreError> {
+        let now = now_ms();
+        for _ in 0..FLOW_VERSION_ATTEMPTS {
+            let outcome: Result<Option<i32>, sqlx::Error> = with_write_pool!(self, |pool| {
+                async {
+                    let mut tx = pool.begin().await?;
+                    let latest: Option<(i32, String)> = sqlx::query_as(
+                        "SELECT version, content_hash FROM file_versions \
+                         WHERE kind = $1 AND name = $2 ORDER BY version DESC LIMIT 1",
+                    )
+                    .bind(kind)
+                    .bind(name)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    let version = match latest {
+                        Some((_, hash)) if hash == content_hash => return Ok(None),
+                        Some((v, _)) => v.saturating_add(1),
+                        None => 1,
+                    };
+                    sqlx::query(
+                        "INSERT INTO file_versions (kind, name, version, content_hash, source, \
+                         created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    )
+                    .bind(kind)
+                    .bind(name)
+                    .bind(version)
+                    .bind(content_hash)
+                    .bind(source)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    let audit = NewAudit {
+                        actor: super::FILES_AUTHOR.into(),
+                        action: format!("{kind}.changed"),
+                        subject: format!("{kind}:{name}"),
+                        version: Some(version),
+                        message: None,
+                        detail: serde_json::json!({ "contentHash": content_hash }),
+                    };
+                    let detail = audit.detail.to_string();
+                    insert_audit!(&mut *tx, audit, detail.as_str(), now)?;
+                    tx.commit().await?;
+                    Ok(Some(version))
+                }
+                .await
+            });
+            match outcome {
+                Ok(v) => return Ok(v),
+                // Another replica recorded this content at the same moment.
+                Err(e) if is_unique_violation(&e) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StoreError::FlowVersionContended {
+            flow_id: format!("{kind}:{name}"),
+        })
+    }
+}

@@ -1468,3 +1468,59 @@ async fn previews_sqlite() {
 async fn previews_postgres() {
     previews(Backend::Postgres).await;
 }
+
+async fn audit_entries(app: &TestApp, subject: &str) -> Vec<Value> {
+    let q = format!(
+        "{{ auditLog(first: 50, subject: \"{subject}\") {{ edges {{ node {{ actor action subject version }} }} }} }}"
+    );
+    let d = ok(app, "viewer-key", &q, json!({})).await;
+    d["auditLog"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"].clone())
+        .collect()
+}
+
+/// Flag and experiment files are versioned and audited as they change.
+async fn config_files(backend: Backend) {
+    let Some(app) = app(backend, false).await else {
+        return;
+    };
+    assert_eq!(
+        audit_entries(&app, "flags:").await,
+        [
+            json!({ "actor": "files", "action": "flags.changed", "subject": "flags:onboarding.flagd.json", "version": 1 })
+        ]
+    );
+    assert_eq!(
+        audit_entries(&app, "experiments:").await,
+        [
+            json!({ "actor": "files", "action": "experiments.changed", "subject": "experiments:onboarding-headline.yaml", "version": 1 })
+        ]
+    );
+    // The same files after a restart change nothing; an edited one is version 2.
+    let app = app.restart().await;
+    assert_eq!(audit_entries(&app, "flags:").await.len(), 1);
+    let path = app.config.flags.join("onboarding.flagd.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("Join in 30 seconds", "Join in 20 seconds"),
+    )
+    .unwrap();
+    let app = app.restart().await;
+    let flags = audit_entries(&app, "flags:").await;
+    assert_eq!(flags.len(), 2, "{flags:?}");
+    assert_eq!(flags[0]["version"], 2);
+}
+
+#[tokio::test]
+async fn config_files_sqlite() {
+    config_files(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn config_files_postgres() {
+    config_files(Backend::Postgres).await;
+}
