@@ -87,6 +87,12 @@ impl Application {
             .record_files("experiments", &config.experiments)
             .await
             .context("recording the experiment files' versions")?;
+        if let Some(keys) = &config.api_keys {
+            baton
+                .record_file("api_keys", keys)
+                .await
+                .context("recording the API keys file's version")?;
+        }
         let shutdown = CancellationToken::new();
         let orchestrator = orchestrator::spawn(
             baton.clone(),

@@ -767,7 +767,6 @@ impl Baton {
     /// with an audit record: flags and experiments change through files,
     /// and the audit log tells that story next to the flows'.
     pub async fn record_files(&self, kind: &str, dir: &Path) -> Result<(), ServiceError> {
-        use sha2::Digest as _;
         let Ok(entries) = std::fs::read_dir(dir) else {
             return Ok(());
         };
@@ -782,18 +781,26 @@ impl Baton {
             .collect();
         files.sort();
         for path in files {
-            let Ok(text) = std::fs::read_to_string(&path) else {
-                continue;
-            };
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let hash = hex::encode(sha2::Sha256::digest(text.as_bytes()));
-            self.store()
-                .record_file_version(kind, &name, &hash, &text)
-                .await?;
+            self.record_file(kind, &path).await?;
         }
+        Ok(())
+    }
+
+    /// [`Baton::record_files`] for one file (the API keys file: it holds
+    /// names, roles and key hashes, never a key).
+    pub async fn record_file(&self, kind: &str, path: &Path) -> Result<(), ServiceError> {
+        use sha2::Digest as _;
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(());
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let hash = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+        self.store()
+            .record_file_version(kind, &name, &hash, &text)
+            .await?;
         Ok(())
     }
 

@@ -1499,6 +1499,12 @@ async fn config_files(backend: Backend) {
             json!({ "actor": "files", "action": "experiments.changed", "subject": "experiments:onboarding-headline.yaml", "version": 1 })
         ]
     );
+    assert_eq!(
+        audit_entries(&app, "api_keys:").await,
+        [
+            json!({ "actor": "files", "action": "api_keys.changed", "subject": "api_keys:api-keys.yaml", "version": 1 })
+        ]
+    );
     // The same files after a restart change nothing; an edited one is version 2.
     let app = app.restart().await;
     assert_eq!(audit_entries(&app, "flags:").await.len(), 1);
