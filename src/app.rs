@@ -53,7 +53,8 @@ impl Application {
         let registry = Registry::with_allowed_hosts(store.clone(), allow_hosts.clone())
             .files_as_drafts(config.flows_as_drafts)
             .require_review(config.require_review)
-            .cohort_days(config.cohort_days);
+            .cohort_days(config.cohort_days)
+            .declared_cohorts(load_cohorts(&config)?);
         let reload = registry
             .load_dir(&config.flows)
             .await
@@ -349,6 +350,52 @@ fn spawn_watcher(baton: Baton, dir: PathBuf) -> anyhow::Result<()> {
         }
     });
     Ok(())
+}
+
+/// The `--cohorts` file: cohorts every compatibility report lists.
+fn load_cohorts(config: &ServeConfig) -> anyhow::Result<Vec<crate::engine::compat::Cohort>> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        cohorts: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Entry {
+        platform: Option<String>,
+        app_version: Option<String>,
+        capabilities: Option<Vec<String>>,
+    }
+    let Some(path) = &config.cohorts else {
+        return Ok(Vec::new());
+    };
+    let code = crate::codes::Code::CohortsFileInvalid;
+    let fail =
+        |why: String| anyhow::anyhow!("{code}: {}: {why} (hint: {})", path.display(), code.hint());
+    let value = crate::document::read(path, 1024 * 1024).map_err(|e| {
+        fail(match e {
+            crate::document::DocError::Unreadable(e) => e.to_string(),
+            crate::document::DocError::TooLarge { size } => format!("{size} bytes; at most 1 MiB"),
+            crate::document::DocError::Syntax { format, message } => format!("{format}: {message}"),
+        })
+    })?;
+    let file: File = serde_json::from_value(value).map_err(|e| fail(e.to_string()))?;
+    for e in &file.cohorts {
+        if let Some(v) = &e.app_version
+            && crate::flow::compile::lenient_semver(v).is_none()
+        {
+            return Err(fail(format!("app_version `{v}` is not a version")));
+        }
+    }
+    Ok(file
+        .cohorts
+        .into_iter()
+        .map(|e| crate::engine::compat::Cohort {
+            platform: e.platform,
+            app_version: e.app_version,
+            capabilities: e.capabilities,
+        })
+        .collect())
 }
 
 /// The API keys for admin calls; a bad file stops the start.

@@ -1010,6 +1010,9 @@ catalogue! {
         PreviewExpired "PREVIEW_EXPIRED" _
             "a call on a preview session past its expiry (24 hours after it started)"
             "start a new preview with `startPreview`";
+        CohortsFileInvalid "COHORTS_FILE_INVALID" _
+            "`baton serve` stops: the `--cohorts` file cannot be read or is not `cohorts:` with entries of `platform`, `app_version`, `capabilities`"
+            "fix the file at the position shown; each entry is a cohort the compatibility report always lists";
         IncompatibleWithCohorts "INCOMPATIBLE_WITH_COHORTS" _
             "`publishFlow` of a version that an app cohort with recent sessions could not render"
             "read `compatibilityReport`, add fallbacks, or publish with `override` and a reason";

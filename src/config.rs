@@ -62,6 +62,11 @@ pub struct ServeConfig {
     #[arg(long, env = "BATON_COHORT_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub cohort_days: u32,
+    /// A YAML or JSON file of app cohorts (`cohorts: [{platform,
+    /// app_version, capabilities}]`) every compatibility report lists, with
+    /// or without recent sessions.
+    #[arg(long, env = "BATON_COHORTS")]
+    pub cohorts: Option<PathBuf>,
     /// How often this replica checks the store for release changes made
     /// elsewhere (publish, rollout, rollback). On PostgreSQL they also
     /// arrive at once by LISTEN/NOTIFY; this is the safety net.
@@ -191,6 +196,7 @@ impl ServeConfig {
             flows_as_drafts: false,
             require_review: false,
             cohort_days: 30,
+            cohorts: None,
             release_poll_ms: 1000,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,

@@ -714,7 +714,7 @@ impl Baton {
         let mut lines: Vec<(Cohort, i64, bool)> =
             learned.into_iter().map(|(c, n)| (c, n, false)).collect();
         lines.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        for c in declared {
+        for c in self.registry().declared().iter().chain(declared) {
             let c = normalized(c.clone());
             if !lines.iter().any(|(have, _, _)| *have == c) {
                 lines.push((c, 0, true));

@@ -40,6 +40,8 @@ pub struct Registry {
     /// How far back sessions count towards the app cohorts of the
     /// compatibility report (`--cohort-days`).
     cohort_days: u32,
+    /// Cohorts every report lists (`--cohorts`).
+    declared_cohorts: Vec<crate::engine::compat::Cohort>,
 }
 
 /// What new sessions of one flow start on.
@@ -95,6 +97,7 @@ impl Registry {
             files_as_drafts: false,
             require_review: false,
             cohort_days: DEFAULT_COHORT_DAYS,
+            declared_cohorts: Vec::new(),
         }
     }
 
@@ -132,6 +135,16 @@ impl Registry {
 
     pub fn cohort_window_days(&self) -> u32 {
         self.cohort_days
+    }
+
+    /// Cohorts every compatibility report lists (`--cohorts`).
+    pub fn declared_cohorts(mut self, cohorts: Vec<crate::engine::compat::Cohort>) -> Registry {
+        self.declared_cohorts = cohorts;
+        self
+    }
+
+    pub fn declared(&self) -> &[crate::engine::compat::Cohort] {
+        &self.declared_cohorts
     }
 
     pub fn allowed_hosts(&self) -> Option<&crate::flow::hosts::AllowList> {

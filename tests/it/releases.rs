@@ -1530,3 +1530,57 @@ async fn config_files_sqlite() {
 async fn config_files_postgres() {
     config_files(Backend::Postgres).await;
 }
+
+/// `--cohorts`: cohorts every report lists; a bad file stops the start.
+async fn declared_cohorts(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_configured(backend, &[("tour.yaml", TOUR_V1.into())], |c, dir| {
+            c.api_keys = Some(write_test_keys(dir));
+            let path = dir.join("cohorts.yaml");
+            std::fs::write(
+            &path,
+            "cohorts:\n  - { platform: android, app_version: \"4.2\", capabilities: [button] }\n",
+        )
+        .unwrap();
+            c.cohorts = Some(path);
+        })
+        .await
+    else {
+        return;
+    };
+    let d = ok(
+        &app,
+        "viewer-key",
+        "{ compatibilityReport(flowId: \"tour\", version: 1) { blocking cohorts { platform declared blocking sessions } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        d["compatibilityReport"],
+        json!({ "blocking": false, "cohorts": [{ "platform": "android", "declared": true, "blocking": true, "sessions": 0 }] })
+    );
+    let mut config = app.config.clone();
+    let bad = app.config.flows.with_file_name("bad-cohorts.yaml");
+    std::fs::write(
+        &bad,
+        "cohorts:\n  - { platform: ios, app_version: banana }\n",
+    )
+    .unwrap();
+    config.cohorts = Some(bad);
+    let err = baton::app::Application::build(config)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("COHORTS_FILE_INVALID"), "{err:#}");
+    assert!(err.to_string().contains("banana"), "{err:#}");
+}
+
+#[tokio::test]
+async fn declared_cohorts_sqlite() {
+    declared_cohorts(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn declared_cohorts_postgres() {
+    declared_cohorts(Backend::Postgres).await;
+}
