@@ -34,11 +34,12 @@ pub enum Layer {
     ExperimentStats,
     ExperimentRuns,
     Releases,
+    Analytics,
     Ofrep,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 18] = [
+    pub const ALL: [Layer; 19] = [
         Layer::Transport,
         Layer::Admin,
         Layer::ApiKeys,
@@ -56,6 +57,7 @@ impl Layer {
         Layer::ExperimentStats,
         Layer::ExperimentRuns,
         Layer::Releases,
+        Layer::Analytics,
         Layer::Ofrep,
     ];
 
@@ -89,6 +91,7 @@ impl Layer {
                 "Experiments at run time (`ExperimentRunError`, `src/experiments/live.rs`)"
             }
             Layer::Releases => "Flow releases (`ReleaseError`, `src/service/lifecycle.rs`)",
+            Layer::Analytics => "Analytics (`AnalyticsError`, `src/service/funnel.rs`)",
             Layer::Ofrep => "OFREP (`OfrepError`, `src/api/ofrep.rs`)",
         }
     }
@@ -183,6 +186,7 @@ impl Layer {
                  `rollbackFlow`, `flowVersions` and `flowDiff`. A draft that fails validation is \
                  not an error: `saveDraft` answers its issues as data."
             }
+            Layer::Analytics => "GraphQL field errors of `funnel` (and `baton funnel`).",
             Layer::Ofrep => {
                 "Bodies are `{key?, errorCode, errorDetails, hint}` with the HTTP status shown."
             }
@@ -1016,6 +1020,14 @@ catalogue! {
         IncompatibleWithCohorts "INCOMPATIBLE_WITH_COHORTS" _
             "`publishFlow` of a version that an app cohort with recent sessions could not render"
             "read `compatibilityReport`, add fallbacks, or publish with `override` and a reason";
+    }
+    Analytics {
+        FunnelRangeInvalid "FUNNEL_RANGE_INVALID" _
+            "`funnel` with `from` not before `to`, a time that is not RFC 3339, or an idle threshold outside 0–10080 minutes"
+            "give `from` < `to` as RFC 3339 times, e.g. 2026-12-01T00:00:00Z";
+        FunnelTooLarge "FUNNEL_TOO_LARGE" _
+            "`funnel` over more sessions than one funnel reads (100,000)"
+            "narrow the time range or pick a version";
     }
     Ofrep {
         InvalidContext "INVALID_CONTEXT" 400

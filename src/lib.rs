@@ -15,6 +15,7 @@
 //!
 //! [`app`] builds the whole server from a [`config::ServeConfig`].
 
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod artifacts;

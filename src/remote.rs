@@ -301,6 +301,12 @@ pub async fn compat(
             );
         }
     }
+    if r["cohorts"].as_array().is_none_or(Vec::is_empty) {
+        out.push_str(
+            "(no sessions in the window and no declared cohorts: declare the apps you support \
+             with `baton serve --cohorts FILE`)\n",
+        );
+    }
     let blocking = r["blocking"] == true;
     if blocking {
         out.push_str("blocking: publishFlow refuses this version without `override`\n");

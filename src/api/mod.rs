@@ -9,6 +9,7 @@
 //!   Protocol, merged into the same router.
 
 mod admin;
+mod analytics;
 pub mod error;
 mod experiments;
 pub mod http;

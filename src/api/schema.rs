@@ -25,6 +25,7 @@ pub struct RootQuery(
     super::experiments::ExperimentQuery,
     super::releases::ReleaseQuery,
     super::support::SupportQuery,
+    super::analytics::AnalyticsQuery,
 );
 
 /// The schema with its resolvers' state; limits are applied by the caller.

@@ -34,6 +34,8 @@ pub enum ServiceError {
     Flow(#[from] FlowError),
     #[error(transparent)]
     Release(#[from] super::lifecycle::ReleaseError),
+    #[error(transparent)]
+    Analytics(#[from] super::funnel::AnalyticsError),
     #[error("no step task `{task_id}`")]
     TaskNotFound { task_id: String },
     #[error("step task `{task_id}` is not open ({state})")]
@@ -76,6 +78,7 @@ impl ServiceError {
             ServiceError::Store(e) => e.code(),
             ServiceError::Flow(e) => e.code(),
             ServiceError::Release(e) => e.code(),
+            ServiceError::Analytics(e) => e.code(),
             ServiceError::TaskNotFound { .. } => Code::TaskNotFound,
             ServiceError::TaskNotOpen { .. } => Code::TaskNotOpen,
             ServiceError::TaskClaimed { .. } => Code::TaskClaimed,
@@ -129,6 +132,7 @@ impl ServiceError {
             ServiceError::Store(e) => e.hint(),
             ServiceError::Flow(e) => e.hint(),
             ServiceError::Release(e) => e.hint(),
+            ServiceError::Analytics(e) => e.hint(),
             _ => None,
         }
     }

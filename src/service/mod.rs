@@ -4,6 +4,7 @@
 //! optimistic concurrency and update fan-out.
 
 mod error;
+pub mod funnel;
 pub mod hub;
 pub mod lifecycle;
 pub mod preview;

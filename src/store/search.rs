@@ -154,3 +154,106 @@ impl Store {
         Ok(changed)
     }
 }
+
+/// Most sessions one funnel reads.
+pub const MAX_FUNNEL_SESSIONS: i64 = 100_000;
+
+/// One session of a funnel: what the funnel groups by, and its log.
+#[derive(Debug, Clone)]
+pub struct FunnelSession {
+    pub id: String,
+    pub flow_version: i32,
+    pub status: String,
+    pub platform: Option<String>,
+    pub app_version: Option<String>,
+    pub updated_at: i64,
+    /// `(kind, payload, created_at)` of its `entered`, `submitted`,
+    /// `went_back` and `ended` events, in log order.
+    pub events: Vec<(String, serde_json::Value, i64)>,
+}
+
+#[derive(sqlx::FromRow)]
+struct FunnelRow {
+    id: String,
+    flow_version: i32,
+    status: String,
+    platform: Option<String>,
+    app_version: Option<String>,
+    updated_at: i64,
+    kind: Option<String>,
+    payload: Option<String>,
+    at: Option<i64>,
+}
+
+const SQLITE_FUNNEL: &str = "SELECT s.id, s.flow_version, s.status, \
+     json_extract(s.state, '$.context.client.platform') AS platform, \
+     json_extract(s.state, '$.context.client.app_version') AS app_version, s.updated_at, \
+     e.kind, e.payload, e.created_at AS at \
+     FROM (SELECT * FROM sessions WHERE flow_id = $1 AND created_at >= $2 AND created_at < $3 \
+           AND ($4 IS NULL OR flow_version = $4) \
+           AND json_extract(state, '$.context.session.preview') IS NULL \
+           ORDER BY created_at, id LIMIT $5) s \
+     LEFT JOIN session_events e ON e.session_id = s.id \
+       AND e.kind IN ('entered', 'submitted', 'went_back', 'ended') \
+     ORDER BY s.created_at, s.id, e.seq";
+const POSTGRES_FUNNEL: &str = "SELECT s.id, s.flow_version, s.status, \
+     s.state::jsonb #>> '{context,client,platform}' AS platform, \
+     s.state::jsonb #>> '{context,client,app_version}' AS app_version, s.updated_at, \
+     e.kind, e.payload, e.created_at AS at \
+     FROM (SELECT * FROM sessions WHERE flow_id = $1 AND created_at >= $2 AND created_at < $3 \
+           AND ($4::INTEGER IS NULL OR flow_version = $4) \
+           AND (state::jsonb #> '{context,session,preview}') IS NULL \
+           ORDER BY created_at, id LIMIT $5) s \
+     LEFT JOIN session_events e ON e.session_id = s.id \
+       AND e.kind IN ('entered', 'submitted', 'went_back', 'ended') \
+     ORDER BY s.created_at, s.id, e.seq";
+
+impl Store {
+    /// The sessions of `flow_id` (of `version`, if given) started in
+    /// `[from, to)`, previews left out, with their funnel events: at most
+    /// `limit` sessions, oldest first.
+    pub async fn funnel_sessions(
+        &self,
+        flow_id: &str,
+        version: Option<i32>,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Vec<FunnelSession>, StoreError> {
+        let sql = match self.backend() {
+            super::Backend::Sqlite => SQLITE_FUNNEL,
+            super::Backend::Postgres => POSTGRES_FUNNEL,
+        };
+        let rows: Vec<FunnelRow> = with_read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(flow_id)
+                .bind(from)
+                .bind(to)
+                .bind(version)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        });
+        let mut out: Vec<FunnelSession> = Vec::new();
+        for r in rows {
+            if out.last().is_none_or(|s| s.id != r.id) {
+                out.push(FunnelSession {
+                    id: r.id.clone(),
+                    flow_version: r.flow_version,
+                    status: r.status.clone(),
+                    platform: r.platform.clone(),
+                    app_version: r.app_version.clone(),
+                    updated_at: r.updated_at,
+                    events: Vec::new(),
+                });
+            }
+            if let (Some(kind), Some(payload), Some(at)) = (r.kind, r.payload, r.at) {
+                let payload = super::parse_json("session_events", "payload", &payload)?;
+                if let Some(s) = out.last_mut() {
+                    s.events.push((kind, payload, at));
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -16,6 +16,7 @@ mod faults;
 mod flagd_testbed;
 mod flags;
 mod flows_api;
+mod funnels;
 mod fuzz;
 mod group_commit;
 mod hosts;

@@ -236,6 +236,12 @@ fn matrix() -> Vec<Row> {
             variables: |_, _| json!({}),
         },
         Row {
+            op: "funnel",
+            permission: Some(Permission::ReadResults),
+            query: "{ funnel(flowId: \"review\") { sessions } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
             op: "auditLog",
             permission: Some(Permission::ReadAudit),
             query: "{ auditLog(first: 5) { edges { node { action subject } } } }",

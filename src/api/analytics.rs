@@ -1,0 +1,196 @@
+//! Admin GraphQL for analytics: `funnel` (`READ_RESULTS`, viewer and up).
+
+use async_graphql::{
+    Context, Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject,
+    Value as GqlValue,
+};
+
+use crate::analytics::funnel::{Funnel as Fold, percentiles};
+use crate::auth::{Permission, require};
+use crate::engine::rfc3339;
+use crate::service::Baton;
+use crate::service::funnel::{DEFAULT_IDLE_MS, FunnelQuery, Grouping};
+
+/// A point in time as an RFC 3339 string (`2026-12-05T09:30:00Z`).
+#[derive(Debug, Clone, Copy)]
+pub struct DateTime(pub i64);
+
+#[Scalar]
+impl ScalarType for DateTime {
+    fn parse(value: GqlValue) -> InputValueResult<Self> {
+        let GqlValue::String(text) = &value else {
+            return Err(InputValueError::expected_type(value));
+        };
+        let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
+            InputValueError::custom(format!("`{text}` is not an RFC 3339 time: {e}"))
+        })?;
+        let ms = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Ok(DateTime(ms))
+    }
+
+    fn to_value(&self) -> GqlValue {
+        GqlValue::String(rfc3339(self.0))
+    }
+}
+
+/// What a funnel is split by.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum FunnelGroup {
+    /// The flow version each session is pinned to.
+    Version,
+    Platform,
+    AppVersion,
+}
+
+/// One node of a funnel.
+#[derive(SimpleObject)]
+pub struct FunnelNode {
+    pub node: ID,
+    /// Sessions that entered it at least once.
+    pub entered: i64,
+    /// Sessions whose walk stopped here without reaching an `end`: ended
+    /// elsewhere (failed, cancelled) or idle longer than `idleMinutes`.
+    pub dropped: i64,
+    /// Time from entering it to the next node (median, 90th percentile), ms.
+    pub median_ms: Option<f64>,
+    pub p90_ms: Option<f64>,
+}
+
+/// How many times sessions went from one node to another.
+#[derive(SimpleObject)]
+pub struct FunnelEdge {
+    pub from: ID,
+    pub to: ID,
+    /// The screen's action, `back`, or null (a decision's or a step's edge).
+    pub action: Option<String>,
+    pub count: i64,
+}
+
+/// One group's funnel.
+#[derive(SimpleObject)]
+pub struct FunnelPart {
+    /// The version number, platform or app version (`(none)` when unsent).
+    pub key: String,
+    pub sessions: i64,
+    pub nodes: Vec<FunnelNode>,
+    pub edges: Vec<FunnelEdge>,
+}
+
+/// Where a flow's sessions go, drop off and spend time.
+#[derive(SimpleObject)]
+pub struct Funnel {
+    pub nodes: Vec<FunnelNode>,
+    pub edges: Vec<FunnelEdge>,
+    /// Sessions counted (started in the range; previews left out).
+    pub sessions: i64,
+    pub from: DateTime,
+    pub to: DateTime,
+    /// Per group, when `groupBy` is given.
+    pub groups: Vec<FunnelPart>,
+}
+
+/// Nodes in the flow's order (then any the flow no longer has).
+fn nodes_of(fold: &Fold, order: &[String]) -> Vec<FunnelNode> {
+    let mut ids: Vec<&String> = fold.nodes.keys().collect();
+    ids.sort_by_key(|id| order.iter().position(|o| o == *id).unwrap_or(usize::MAX));
+    ids.into_iter()
+        .map(|id| {
+            let s = &fold.nodes[id];
+            let p = percentiles(&s.durations);
+            FunnelNode {
+                node: ID(id.clone()),
+                entered: s.entered,
+                dropped: s.dropped,
+                median_ms: p.map(|(m, _)| m),
+                p90_ms: p.map(|(_, p90)| p90),
+            }
+        })
+        .collect()
+}
+
+fn edges_of(fold: &Fold) -> Vec<FunnelEdge> {
+    fold.edges
+        .iter()
+        .map(|(k, n)| FunnelEdge {
+            from: ID(k.from.clone()),
+            to: ID(k.to.clone()),
+            action: k.action.clone(),
+            count: *n,
+        })
+        .collect()
+}
+
+#[derive(Default)]
+pub struct AnalyticsQuery;
+
+#[Object]
+impl AnalyticsQuery {
+    /// A flow's funnel over the sessions started in `[from, to)` (default:
+    /// the last 30 days), of one `version` or all, optionally per group.
+    #[allow(clippy::too_many_arguments)]
+    async fn funnel(
+        &self,
+        ctx: &Context<'_>,
+        flow_id: ID,
+        version: Option<i32>,
+        from: Option<DateTime>,
+        to: Option<DateTime>,
+        group_by: Option<FunnelGroup>,
+        #[graphql(desc = "A session quiet this long has dropped off (0–10080; default 30).")]
+        idle_minutes: Option<i32>,
+    ) -> async_graphql::Result<Funnel> {
+        require(ctx, Permission::ReadResults).map_err(|e| e.into_graphql())?;
+        let baton = ctx.data_unchecked::<Baton>();
+        let to_gql = |e| crate::api::error::graphql_error(&e);
+        let idle_ms = match idle_minutes {
+            None => DEFAULT_IDLE_MS,
+            Some(m) if (0..=10_080).contains(&m) => i64::from(m) * 60_000,
+            Some(m) => {
+                return Err(to_gql(crate::service::ServiceError::Analytics(
+                    crate::service::funnel::AnalyticsError::IdleInvalid { minutes: m },
+                )));
+            }
+        };
+        let report = baton
+            .funnel(&FunnelQuery {
+                flow_id: flow_id.to_string(),
+                version,
+                from: from.map(|d| d.0),
+                to: to.map(|d| d.0),
+                group_by: group_by.map(|g| match g {
+                    FunnelGroup::Version => Grouping::Version,
+                    FunnelGroup::Platform => Grouping::Platform,
+                    FunnelGroup::AppVersion => Grouping::AppVersion,
+                }),
+                idle_ms,
+            })
+            .await
+            .map_err(to_gql)?;
+        let order: Vec<String> = match version {
+            Some(v) => baton.registry().version(&flow_id, v).await.ok(),
+            None => baton.registry().latest(&flow_id),
+        }
+        .map(|f| f.nodes.iter().map(|n| n.id.clone()).collect())
+        .unwrap_or_default();
+        Ok(Funnel {
+            nodes: nodes_of(&report.overall, &order),
+            edges: edges_of(&report.overall),
+            sessions: report.overall.sessions,
+            from: DateTime(report.from),
+            to: DateTime(report.to),
+            groups: report
+                .groups
+                .iter()
+                .map(|(key, f)| FunnelPart {
+                    key: key.clone(),
+                    sessions: f.sessions,
+                    nodes: nodes_of(f, &order),
+                    edges: edges_of(f),
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,273 @@
+//! Funnels from outside: sessions walk known paths (finish, branch, go
+//! back, quit, get cancelled, stall on a rejected submit, a preview), and
+//! every count of the funnel is checked against them, on both stores.
+
+use serde_json::{Value, json};
+
+use crate::testapp::{Backend, TestApp, error_code, write_test_keys};
+
+const SIGNUP: &str = r#"
+id: signup_funnel
+start: intro
+nodes:
+  - id: intro
+    kind: screen
+    actions: [{ id: next, next: form }]
+  - id: form
+    kind: screen
+    components: [{ kind: text_input, id: name, label: Name, required: true }]
+    actions:
+      - { id: send, next: route }
+      - { id: quit, validate: false, next: quit_end }
+  - id: route
+    kind: decision
+    next:
+      - { when: { "==": [{ var: input.form.name }, "vip"] }, to: vip }
+      - to: done
+  - id: vip
+    kind: screen
+    actions: [{ id: ok, next: done }]
+  - { id: done, kind: end }
+  - { id: quit_end, kind: end, outcome: abandoned }
+"#;
+
+const FUNNEL: &str = "query($v: Int, $g: FunnelGroup, $from: DateTime, $to: DateTime, $idle: Int) { \
+    funnel(flowId: \"signup_funnel\", version: $v, groupBy: $g, from: $from, to: $to, idleMinutes: $idle) { \
+    sessions nodes { node entered dropped medianMs p90Ms } edges { from to action count } \
+    groups { key sessions nodes { node entered dropped } } } }";
+
+async fn funnel(app: &TestApp, vars: Value) -> Value {
+    let (_, r) = app.gql_key(FUNNEL, vars, Some("viewer-key")).await;
+    assert!(r.get("errors").is_none(), "{r}");
+    r["data"]["funnel"].clone()
+}
+
+async fn walk(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_configured(backend, &[("signup.yaml", SIGNUP.into())], |c, dir| {
+            c.api_keys = Some(write_test_keys(dir));
+        })
+        .await
+    else {
+        return;
+    };
+    let start = |user: &'static str, platform: &'static str| {
+        let app = &app;
+        async move {
+            let (s, token) = app
+                .start(
+                    "signup_funnel",
+                    json!({ "id": user }),
+                    json!({ "platform": platform }),
+                )
+                .await;
+            (s["id"].as_str().unwrap().to_string(), token)
+        }
+    };
+    // A: straight to the end. B: the VIP branch.
+    for (user, name) in [("a", "bob"), ("b", "vip")] {
+        let (id, t) = start(user, "ios").await;
+        app.submit(&t, &id, "intro", "next", json!({})).await;
+        let s = app
+            .submit(&t, &id, "form", "send", json!({ "name": name }))
+            .await;
+        if name == "vip" {
+            app.submit(&t, &id, "vip", "ok", json!({})).await;
+        } else {
+            assert_eq!(s["status"], "COMPLETED");
+        }
+    }
+    // C: forward, then back, then nothing more.
+    let (id, t) = start("c", "android").await;
+    app.submit(&t, &id, "intro", "next", json!({})).await;
+    app.back(&t, &id).await;
+    // D: quits on the form (an end, though abandoned).
+    let (id, t) = start("d", "android").await;
+    app.submit(&t, &id, "intro", "next", json!({})).await;
+    app.submit(&t, &id, "form", "quit", json!({})).await;
+    // E: cancelled by an operator on the intro.
+    let (id, _) = start("e", "web").await;
+    let (_, r) = app
+        .gql_key(
+            "mutation($s: ID!) { cancelSession(sessionId: $s) { status } }",
+            json!({ "s": id }),
+            Some("admin-key"),
+        )
+        .await;
+    assert!(r.get("errors").is_none(), "{r}");
+    // F: a rejected submit on the form, then nothing.
+    let (id, t) = start("f", "web").await;
+    app.submit(&t, &id, "intro", "next", json!({})).await;
+    let s = app.submit(&t, &id, "form", "send", json!({})).await;
+    assert_eq!(s["screen"]["errors"][0]["field"], "name");
+    // A preview never counts.
+    let (_, r) = app
+        .gql_key(
+            "mutation { startPreview(input: { flowId: \"signup_funnel\" }) { id } }",
+            json!({}),
+            Some("editor-key"),
+        )
+        .await;
+    assert!(r.get("errors").is_none(), "{r}");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let f = funnel(&app, json!({ "idle": 0 })).await;
+    assert_eq!(f["sessions"], 6, "{f}");
+    let node = |id: &str| {
+        f["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no node {id}: {f}"))
+    };
+    let counts = |id: &str| {
+        let n = node(id);
+        (
+            n["entered"].as_i64().unwrap(),
+            n["dropped"].as_i64().unwrap(),
+        )
+    };
+    // In the flow's order.
+    let order: Vec<&str> = f["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(order, ["intro", "form", "route", "vip", "done", "quit_end"]);
+    assert_eq!(
+        counts("intro"),
+        (6, 2),
+        "C went back and stayed, E was cancelled"
+    );
+    assert_eq!(counts("form"), (5, 1), "F stalled on a rejected submit");
+    assert_eq!(counts("route"), (2, 0));
+    assert_eq!(counts("vip"), (1, 0));
+    assert_eq!(counts("done"), (2, 0));
+    assert_eq!(
+        counts("quit_end"),
+        (1, 0),
+        "ending on an end is no drop-off"
+    );
+    assert!(node("intro")["medianMs"].as_f64().is_some_and(|m| m >= 0.0));
+    assert!(node("done")["medianMs"].is_null(), "nobody leaves an end");
+    let mut edges: Vec<(String, String, Value, i64)> = f["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().to_string(),
+                e["to"].as_str().unwrap().to_string(),
+                e["action"].clone(),
+                e["count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    edges.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    let e =
+        |from: &str, to: &str, action: Value, n: i64| (from.to_string(), to.to_string(), action, n);
+    assert_eq!(
+        edges,
+        [
+            e("form", "intro", json!("back"), 1),
+            e("form", "quit_end", json!("quit"), 1),
+            e("form", "route", json!("send"), 2),
+            e("intro", "form", json!("next"), 5),
+            e("route", "done", Value::Null, 1),
+            e("route", "vip", Value::Null, 1),
+            e("vip", "done", json!("ok"), 1),
+        ]
+    );
+
+    // Per platform.
+    let f = funnel(&app, json!({ "idle": 0, "g": "PLATFORM" })).await;
+    let groups: Vec<(String, i64)> = f["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["key"].as_str().unwrap().to_string(),
+                g["sessions"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [("android".into(), 2), ("ios".into(), 2), ("web".into(), 2)]
+    );
+    let android = &f["groups"][0]["nodes"];
+    assert_eq!(
+        android[0],
+        json!({ "node": "intro", "entered": 2, "dropped": 1 })
+    );
+
+    // Idle sessions are on their way until the threshold passes.
+    let f = funnel(&app, json!({})).await;
+    assert_eq!(node_dropped(&f, "intro"), 1, "only the cancelled one: {f}");
+    assert_eq!(node_dropped(&f, "form"), 0);
+    // A version and a range pick sessions.
+    assert_eq!(funnel(&app, json!({ "v": 1 })).await["sessions"], 6);
+    assert_eq!(funnel(&app, json!({ "v": 2 })).await["sessions"], 0);
+    let f = funnel(
+        &app,
+        json!({ "from": "2020-01-01T00:00:00Z", "to": "2020-02-01T00:00:00Z" }),
+    )
+    .await;
+    assert_eq!(f["sessions"], 0);
+
+    // Bad input.
+    let code = |vars: Value| {
+        let app = &app;
+        async move {
+            let (_, r) = app.gql_key(FUNNEL, vars, Some("viewer-key")).await;
+            error_code(&r).to_string()
+        }
+    };
+    assert_eq!(
+        code(json!({ "from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z" })).await,
+        "FUNNEL_RANGE_INVALID"
+    );
+    assert_eq!(code(json!({ "idle": 99999 })).await, "FUNNEL_RANGE_INVALID");
+    let (_, r) = app
+        .gql_key(FUNNEL, json!({ "from": "yesterday" }), Some("viewer-key"))
+        .await;
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("RFC 3339"),
+        "{r}"
+    );
+    let (_, r) = app
+        .gql_key(
+            "{ funnel(flowId: \"nope\") { sessions } }",
+            json!({}),
+            Some("viewer-key"),
+        )
+        .await;
+    assert_eq!(error_code(&r), "FLOW_NOT_FOUND", "{r}");
+}
+
+fn node_dropped(f: &Value, id: &str) -> i64 {
+    f["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == id)
+        .and_then(|n| n["dropped"].as_i64())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn funnel_sqlite() {
+    walk(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn funnel_postgres() {
+    walk(Backend::Postgres).await;
+}
