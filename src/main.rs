@@ -110,6 +110,24 @@ enum Command {
         #[command(flatten)]
         remote: baton::remote::Remote,
     },
+    /// A flow's funnel on a running server: per node sessions entered,
+    /// dropped off and time spent, and how often each edge was taken.
+    Funnel {
+        flow: String,
+        #[arg(long)]
+        version: Option<i32>,
+        /// Sessions started at or after (RFC 3339); default 30 days ago.
+        #[arg(long)]
+        from: Option<String>,
+        /// Sessions started before (RFC 3339); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// A session quiet this long has dropped off (default 30).
+        #[arg(long)]
+        idle_minutes: Option<i32>,
+        #[command(flatten)]
+        remote: baton::remote::Remote,
+    },
     /// Work with rules.
     Rule {
         #[command(subcommand)]
@@ -350,6 +368,28 @@ fn main() -> ExitCode {
             println!(
                 "{}",
                 baton::remote::preview(&remote, &flow, version, node.as_deref(), &web).await?
+            );
+            Ok(true)
+        }),
+        Command::Funnel {
+            flow,
+            version,
+            from,
+            to,
+            idle_minutes,
+            remote,
+        } => remote_call(async move {
+            print!(
+                "{}",
+                baton::remote::funnel(
+                    &remote,
+                    &flow,
+                    version,
+                    from.as_deref(),
+                    to.as_deref(),
+                    idle_minutes
+                )
+                .await?
             );
             Ok(true)
         }),

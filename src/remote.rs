@@ -340,3 +340,74 @@ pub async fn preview(
         .append_pair("token", token);
     Ok(link.to_string())
 }
+
+/// A flow's funnel as a table: per node sessions entered, dropped off and
+/// time spent; then the edges.
+pub async fn funnel(
+    remote: &Remote,
+    flow: &str,
+    version: Option<i32>,
+    from: Option<&str>,
+    to: Option<&str>,
+    idle_minutes: Option<i32>,
+) -> Result<String, RemoteError> {
+    let d = remote
+        .call(
+            "query($f: ID!, $v: Int, $from: DateTime, $to: DateTime, $idle: Int) { \
+             funnel(flowId: $f, version: $v, from: $from, to: $to, idleMinutes: $idle) { \
+             sessions from to nodes { node entered dropped medianMs p90Ms } \
+             edges { from to action count } } }",
+            json!({ "f": flow, "v": version, "from": from, "to": to, "idle": idle_minutes }),
+        )
+        .await?;
+    let f = &d["funnel"];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{flow}{}: {} sessions from {} to {}",
+        version.map(|v| format!(" v{v}")).unwrap_or_default(),
+        f["sessions"],
+        f["from"].as_str().unwrap_or_default(),
+        f["to"].as_str().unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:>8} {:>8} {:>7} {:>10} {:>10}",
+        "node", "entered", "dropped", "drop %", "median ms", "p90 ms"
+    );
+    let ms = |v: &Value| v.as_f64().map_or_else(|| "-".into(), |m| format!("{m:.0}"));
+    for n in f["nodes"].as_array().into_iter().flatten() {
+        let entered = n["entered"].as_i64().unwrap_or(0);
+        let dropped = n["dropped"].as_i64().unwrap_or(0);
+        let pct = if entered > 0 {
+            format!("{:.1}", 100.0 * dropped as f64 / entered as f64)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} {:>8} {:>8} {:>7} {:>10} {:>10}",
+            n["node"].as_str().unwrap_or_default(),
+            entered,
+            dropped,
+            pct,
+            ms(&n["medianMs"]),
+            ms(&n["p90Ms"])
+        );
+    }
+    out.push_str("edges:\n");
+    for e in f["edges"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {} -> {}{}: {}",
+            e["from"].as_str().unwrap_or_default(),
+            e["to"].as_str().unwrap_or_default(),
+            e["action"]
+                .as_str()
+                .map(|a| format!(" ({a})"))
+                .unwrap_or_default(),
+            e["count"]
+        );
+    }
+    Ok(out)
+}

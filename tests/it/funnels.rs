@@ -219,6 +219,34 @@ async fn walk(backend: Backend) {
     .await;
     assert_eq!(f["sessions"], 0);
 
+    // The same on the command line.
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .args(["funnel", "signup_funnel", "--idle-minutes", "0"])
+            .env("BATON_URL", base)
+            .env("BATON_API_KEY", "viewer-key")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("signup_funnel: 6 sessions"), "{text}");
+    let intro: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("intro "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&intro[..4], ["intro", "6", "2", "33.3"], "{text}");
+    assert!(text.contains("intro -> form (next): 5"), "{text}");
+
     // Bad input.
     let code = |vars: Value| {
         let app = &app;
