@@ -57,6 +57,11 @@ pub struct FunnelNode {
     /// Time from entering it to the next node (median, 90th percentile), ms.
     pub median_ms: Option<f64>,
     pub p90_ms: Option<f64>,
+    /// Backend steps: attempts, failed attempts tried again, and attempts
+    /// that failed for good; null for other nodes (and per group).
+    pub step_attempts: Option<i64>,
+    pub step_retries: Option<i64>,
+    pub step_failures: Option<i64>,
 }
 
 /// How many times sessions went from one node to another.
@@ -92,20 +97,26 @@ pub struct Funnel {
     pub groups: Vec<FunnelPart>,
 }
 
+type Steps = std::collections::BTreeMap<String, crate::store::search::StepTally>;
+
 /// Nodes in the flow's order (then any the flow no longer has).
-fn nodes_of(fold: &Fold, order: &[String]) -> Vec<FunnelNode> {
+fn nodes_of(fold: &Fold, order: &[String], steps: Option<&Steps>) -> Vec<FunnelNode> {
     let mut ids: Vec<&String> = fold.nodes.keys().collect();
     ids.sort_by_key(|id| order.iter().position(|o| o == *id).unwrap_or(usize::MAX));
     ids.into_iter()
         .map(|id| {
             let s = &fold.nodes[id];
             let p = percentiles(&s.durations);
+            let step = steps.and_then(|t| t.get(id));
             FunnelNode {
                 node: ID(id.clone()),
                 entered: s.entered,
                 dropped: s.dropped,
                 median_ms: p.map(|(m, _)| m),
                 p90_ms: p.map(|(_, p90)| p90),
+                step_attempts: step.map(|t| t.attempts),
+                step_retries: step.map(|t| t.retries),
+                step_failures: step.map(|t| t.failures),
             }
         })
         .collect()
@@ -176,7 +187,7 @@ impl AnalyticsQuery {
         .map(|f| f.nodes.iter().map(|n| n.id.clone()).collect())
         .unwrap_or_default();
         Ok(Funnel {
-            nodes: nodes_of(&report.overall, &order),
+            nodes: nodes_of(&report.overall, &order, Some(&report.steps)),
             edges: edges_of(&report.overall),
             sessions: report.overall.sessions,
             from: DateTime(report.from),
@@ -187,7 +198,7 @@ impl AnalyticsQuery {
                 .map(|(key, f)| FunnelPart {
                     key: key.clone(),
                     sessions: f.sessions,
-                    nodes: nodes_of(f, &order),
+                    nodes: nodes_of(f, &order, None),
                     edges: edges_of(f),
                 })
                 .collect(),

@@ -43,6 +43,8 @@ pub struct FunnelReport {
     pub overall: Funnel,
     /// By group key, when grouped.
     pub groups: BTreeMap<String, Funnel>,
+    /// Backend step attempts by node (all groups together).
+    pub steps: BTreeMap<String, crate::store::search::StepTally>,
 }
 
 #[derive(Debug, Error)]
@@ -110,6 +112,13 @@ impl Baton {
             to,
             overall: Funnel::default(),
             groups: BTreeMap::new(),
+            steps: self
+                .store()
+                .funnel_steps(&q.flow_id, q.version, from, to)
+                .await?
+                .into_iter()
+                .map(|t| (t.node.clone(), t))
+                .collect(),
         };
         for s in &sessions {
             let log = session_log(s);

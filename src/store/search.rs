@@ -257,3 +257,56 @@ impl Store {
         Ok(out)
     }
 }
+
+/// Attempts of one step node across a funnel's sessions.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StepTally {
+    pub node: String,
+    pub attempts: i64,
+    /// Failed attempts that were tried again.
+    pub retries: i64,
+    /// Attempts that failed for good (`error`, `timeout`).
+    pub failures: i64,
+}
+
+const SQLITE_STEP_TALLY: &str = "SELECT a.node, COUNT(*) AS attempts, \
+     SUM(CASE WHEN a.outcome = 'retry' THEN 1 ELSE 0 END) AS retries, \
+     SUM(CASE WHEN a.outcome IN ('error', 'timeout') THEN 1 ELSE 0 END) AS failures \
+     FROM step_attempts a JOIN sessions s ON s.id = a.session_id \
+     WHERE s.flow_id = $1 AND s.created_at >= $2 AND s.created_at < $3 \
+     AND ($4 IS NULL OR s.flow_version = $4) \
+     AND json_extract(s.state, '$.context.session.preview') IS NULL \
+     GROUP BY a.node ORDER BY a.node";
+const POSTGRES_STEP_TALLY: &str = "SELECT a.node, COUNT(*) AS attempts, \
+     CAST(SUM(CASE WHEN a.outcome = 'retry' THEN 1 ELSE 0 END) AS BIGINT) AS retries, \
+     CAST(SUM(CASE WHEN a.outcome IN ('error', 'timeout') THEN 1 ELSE 0 END) AS BIGINT) AS failures \
+     FROM step_attempts a JOIN sessions s ON s.id = a.session_id \
+     WHERE s.flow_id = $1 AND s.created_at >= $2 AND s.created_at < $3 \
+     AND ($4::INTEGER IS NULL OR s.flow_version = $4) \
+     AND (s.state::jsonb #> '{context,session,preview}') IS NULL \
+     GROUP BY a.node ORDER BY a.node";
+
+impl Store {
+    /// Step attempts per node of the sessions a funnel counts.
+    pub async fn funnel_steps(
+        &self,
+        flow_id: &str,
+        version: Option<i32>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<StepTally>, StoreError> {
+        let sql = match self.backend() {
+            super::Backend::Sqlite => SQLITE_STEP_TALLY,
+            super::Backend::Postgres => POSTGRES_STEP_TALLY,
+        };
+        Ok(with_read_pool!(self, |pool| {
+            sqlx::query_as(sql)
+                .bind(flow_id)
+                .bind(from)
+                .bind(to)
+                .bind(version)
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+}

@@ -31,6 +31,28 @@ nodes:
   - { id: quit_end, kind: end, outcome: abandoned }
 "#;
 
+const STEPS: &str = r#"
+id: step_funnel
+start: go
+nodes:
+  - id: go
+    kind: screen
+    actions: [{ id: next, next: call }]
+  - id: call
+    kind: http
+    url: "http://127.0.0.1:9/check"
+    retry: { backoff: fixed, max_attempts: 3, delay: 10ms }
+    next: ok_end
+    on_error: sorry
+    mock:
+      status: 200
+      body: {}
+      scenarios:
+        down: { fail: connect }
+  - { id: ok_end, kind: end }
+  - { id: sorry, kind: end, outcome: failed }
+"#;
+
 const FUNNEL: &str = "query($v: Int, $g: FunnelGroup, $from: DateTime, $to: DateTime, $idle: Int) { \
     funnel(flowId: \"signup_funnel\", version: $v, groupBy: $g, from: $from, to: $to, idleMinutes: $idle) { \
     sessions nodes { node entered dropped medianMs p90Ms } edges { from to action count } \
@@ -43,11 +65,14 @@ async fn funnel(app: &TestApp, vars: Value) -> Value {
 }
 
 async fn walk(backend: Backend) {
-    let Some(app) =
-        TestApp::spawn_configured(backend, &[("signup.yaml", SIGNUP.into())], |c, dir| {
+    let Some(app) = TestApp::spawn_configured(
+        backend,
+        &[("signup.yaml", SIGNUP.into()), ("steps.yaml", STEPS.into())],
+        |c, dir| {
             c.api_keys = Some(write_test_keys(dir));
-        })
-        .await
+        },
+    )
+    .await
     else {
         return;
     };
@@ -246,6 +271,53 @@ async fn walk(backend: Backend) {
         .collect();
     assert_eq!(&intro[..4], ["intro", "6", "2", "33.3"], "{text}");
     assert!(text.contains("intro -> form (next): 5"), "{text}");
+
+    // Backend steps: attempts, retries and failures per step.
+    for (user, scenario) in [("s-ok", Value::Null), ("s-down", json!("down"))] {
+        let (_, r) = app
+            .gql_key(
+                "mutation($i: StartFlowInput!) { startFlow(input: $i) { id token } }",
+                json!({ "i": { "flowId": "step_funnel", "user": { "id": user },
+                               "mock": { "scenario": scenario } } }),
+                Some("editor-key"),
+            )
+            .await;
+        let (id, t) = (
+            r["data"]["startFlow"]["id"].as_str().unwrap().to_string(),
+            r["data"]["startFlow"]["token"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        let mut s = app.submit(&t, &id, "go", "next", json!({})).await;
+        for _ in 0..200 {
+            if s["status"] != "WAITING" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            s = app.session(Some(&t), &id).await["data"]["session"].clone();
+        }
+        let want = if scenario.is_null() { "COMPLETED" } else { "FAILED" };
+        assert_eq!(s["outcome"], want, "the `sorry` end is a business failure: {s}");
+    }
+    let (_, r) = app
+        .gql_key(
+            "{ funnel(flowId: \"step_funnel\") { nodes { node entered stepAttempts stepRetries stepFailures } } }",
+            json!({}),
+            Some("viewer-key"),
+        )
+        .await;
+    let call = r["data"]["funnel"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "call")
+        .cloned()
+        .unwrap_or_else(|| panic!("{r}"));
+    assert_eq!(
+        call,
+        json!({ "node": "call", "entered": 2, "stepAttempts": 4, "stepRetries": 2, "stepFailures": 1 })
+    );
 
     // Bad input.
     let code = |vars: Value| {
