@@ -71,17 +71,48 @@ pub fn report(flow: &CompiledFlow, cohorts: &[Cohort]) -> Vec<CohortReport> {
     cohorts.iter().map(|c| one(flow, c)).collect()
 }
 
-/// A rule decided by the client alone: `Some(result)`, else `None`.
+/// A rule decided by the cohort alone: `Some(result)`, else `None`.
 fn decide(rule: &Rule, context: &Value) -> Option<bool> {
-    let only_client = rule
-        .var_paths()
-        .iter()
-        .all(|p| p == "client" || p.starts_with("client."));
-    if !only_client {
+    if !cohort_only(rule.source()) {
         return None;
     }
     rule.matches(context).ok()
 }
+
+/// Whether every data read in `logic` is a literal path into what a cohort
+/// fixes (`client.platform`, `client.app_version`, `client.capabilities`).
+/// Anything else keeps the rule undecided: `client.locale` (a cohort has
+/// none), the whole document (`{"var": ""}`), a computed path, and reads
+/// inside iteration bodies.
+fn cohort_only(logic: &Value) -> bool {
+    match logic {
+        Value::Object(map) => map.iter().all(|(op, args)| match op.as_str() {
+            "var" | "missing" | "missing_some" => {
+                let first = match args {
+                    Value::Array(list) => list.first(),
+                    other => Some(other),
+                };
+                matches!(first.and_then(Value::as_str), Some(p) if COHORT_PATHS
+                    .iter()
+                    .any(|c| p == *c || p.strip_prefix(c).is_some_and(|r| r.starts_with('.'))))
+                    && match args {
+                        Value::Array(list) => list.iter().skip(1).all(cohort_only),
+                        _ => true,
+                    }
+            }
+            _ => cohort_only(args),
+        }),
+        Value::Array(list) => list.iter().all(cohort_only),
+        _ => true,
+    }
+}
+
+/// The context paths a cohort fixes.
+const COHORT_PATHS: [&str; 3] = [
+    "client.platform",
+    "client.app_version",
+    "client.capabilities",
+];
 
 fn one(flow: &CompiledFlow, cohort: &Cohort) -> CohortReport {
     let client = cohort.client();
@@ -318,6 +349,41 @@ nodes:
     }
 
     #[test]
+    fn only_rules_on_what_a_cohort_fixes_are_decided() {
+        let ctx = json!({ "client": { "platform": "ios", "locale": null } });
+        let decided = |rule: Value| decide(&Rule::compile(&rule).unwrap(), &ctx);
+        assert_eq!(
+            decided(json!({ "==": [{ "var": "client.platform" }, "web"] })),
+            Some(false)
+        );
+        assert_eq!(
+            decided(json!({ "in": ["text", { "var": "client.capabilities" }] })),
+            Some(false)
+        );
+        // A cohort has no locale: such a rule could go either way.
+        assert_eq!(
+            decided(json!({ "==": [{ "var": "client.locale" }, "fr"] })),
+            None
+        );
+        assert_eq!(
+            decided(json!({ "!=": [{ "var": "client.locale" }, "fr"] })),
+            None
+        );
+        assert_eq!(
+            decided(json!({ "!!": { "var": "" } })),
+            None,
+            "the whole document"
+        );
+        assert_eq!(
+            decided(json!({ "==": [{ "var": { "cat": ["client.", "platform"] } }, "ios"] })),
+            None,
+            "a computed path"
+        );
+        assert_eq!(decided(json!({ "==": [{ "var": "user.id" }, "x"] })), None);
+        assert_eq!(decided(json!(true)), Some(true));
+    }
+
+    #[test]
     fn screens_without_a_fitting_tree_are_unrenderable() {
         let f = flow(PLATFORMS);
         let r = report(
@@ -331,6 +397,20 @@ nodes:
             ],
         );
         assert!(!r[0].blocking(), "{r:?}");
+        let text_only = report(&f, &[cohort("ios", "6.1", Some(&["text", "image"]))]);
+        assert!(
+            !text_only[0].unrenderable.iter().any(|p| p.node == "pro"),
+            "the last fallback is all text: {text_only:?}"
+        );
+        let new = report(
+            &f,
+            &[cohort(
+                "android",
+                "6.0",
+                Some(&["custom:perks", "text", "image"]),
+            )],
+        );
+        assert!(!new[0].blocking(), "6.0 meets min_app_version: {new:?}");
         // The first fallback fits; `app` needs `text` (the end's image is fine).
         let nodes: Vec<&str> = r[1].unrenderable.iter().map(|p| p.node.as_str()).collect();
         assert_eq!(nodes, ["app"], "{r:?}");

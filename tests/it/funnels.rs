@@ -297,8 +297,15 @@ async fn walk(backend: Backend) {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
             s = app.session(Some(&t), &id).await["data"]["session"].clone();
         }
-        let want = if scenario.is_null() { "COMPLETED" } else { "FAILED" };
-        assert_eq!(s["outcome"], want, "the `sorry` end is a business failure: {s}");
+        let want = if scenario.is_null() {
+            "COMPLETED"
+        } else {
+            "FAILED"
+        };
+        assert_eq!(
+            s["outcome"], want,
+            "the `sorry` end is a business failure: {s}"
+        );
     }
     let (_, r) = app
         .gql_key(
