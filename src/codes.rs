@@ -1025,6 +1025,9 @@ catalogue! {
         FunnelRangeInvalid "FUNNEL_RANGE_INVALID" _
             "`funnel` with `from` not before `to`, a time that is not RFC 3339, or an idle threshold outside 0–10080 minutes"
             "give `from` < `to` as RFC 3339 times, e.g. 2026-12-01T00:00:00Z";
+        FunnelGroupInvalid "FUNNEL_GROUP_INVALID" _
+            "`funnel` grouped by `EXPERIMENT_ARM` without `experiment`, or naming an experiment that is not loaded"
+            "give `experiment:` one of the ids `experiments` lists";
         FunnelTooLarge "FUNNEL_TOO_LARGE" _
             "`funnel` over more sessions than one funnel reads (100,000)"
             "narrow the time range or pick a version";

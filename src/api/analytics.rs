@@ -43,6 +43,9 @@ pub enum FunnelGroup {
     Version,
     Platform,
     AppVersion,
+    /// The arm of `experiment` each session was pinned to (`(not in the
+    /// experiment)` for the others).
+    ExperimentArm,
 }
 
 /// One node of a funnel.
@@ -152,6 +155,8 @@ impl AnalyticsQuery {
         group_by: Option<FunnelGroup>,
         #[graphql(desc = "A session quiet this long has dropped off (0–10080; default 30).")]
         idle_minutes: Option<i32>,
+        #[graphql(desc = "The experiment whose arms `EXPERIMENT_ARM` groups by.")]
+        experiment: Option<ID>,
     ) -> async_graphql::Result<Funnel> {
         require(ctx, Permission::ReadResults).map_err(|e| e.into_graphql())?;
         let baton = ctx.data_unchecked::<Baton>();
@@ -171,11 +176,22 @@ impl AnalyticsQuery {
                 version,
                 from: from.map(|d| d.0),
                 to: to.map(|d| d.0),
-                group_by: group_by.map(|g| match g {
-                    FunnelGroup::Version => Grouping::Version,
-                    FunnelGroup::Platform => Grouping::Platform,
-                    FunnelGroup::AppVersion => Grouping::AppVersion,
-                }),
+                group_by: match group_by {
+                    None => None,
+                    Some(FunnelGroup::Version) => Some(Grouping::Version),
+                    Some(FunnelGroup::Platform) => Some(Grouping::Platform),
+                    Some(FunnelGroup::AppVersion) => Some(Grouping::AppVersion),
+                    Some(FunnelGroup::ExperimentArm) => match experiment {
+                        Some(id) => Some(Grouping::ExperimentArm(id.to_string())),
+                        None => {
+                            return Err(to_gql(crate::service::ServiceError::Analytics(
+                                crate::service::funnel::AnalyticsError::GroupInvalid {
+                                    why: "EXPERIMENT_ARM needs `experiment`".into(),
+                                },
+                            )));
+                        }
+                    },
+                },
                 idle_ms,
             })
             .await

@@ -17,11 +17,13 @@ pub const DEFAULT_IDLE_MS: i64 = 30 * 60 * 1000;
 /// Default window: the last 30 days.
 pub const DEFAULT_WINDOW_MS: i64 = 30 * 86_400_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Grouping {
     Version,
     Platform,
     AppVersion,
+    /// The variant of this experiment each session was pinned to.
+    ExperimentArm(String),
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +57,8 @@ pub enum AnalyticsError {
     TooLarge { max: i64 },
     #[error("idle threshold {minutes} minutes is outside 0–10080")]
     IdleInvalid { minutes: i32 },
+    #[error("{why}")]
+    GroupInvalid { why: String },
 }
 
 impl AnalyticsError {
@@ -64,6 +68,7 @@ impl AnalyticsError {
                 Code::FunnelRangeInvalid
             }
             AnalyticsError::TooLarge { .. } => Code::FunnelTooLarge,
+            AnalyticsError::GroupInvalid { .. } => Code::FunnelGroupInvalid,
         }
     }
 
@@ -72,16 +77,27 @@ impl AnalyticsError {
     }
 }
 
-fn group_key(s: &crate::store::search::FunnelSession, g: Grouping) -> String {
+fn group_key(s: &crate::store::search::FunnelSession, g: &Grouping) -> String {
     match g {
         Grouping::Version => s.flow_version.to_string(),
         Grouping::Platform => s.platform.clone().unwrap_or_else(|| "(none)".into()),
         Grouping::AppVersion => s.app_version.clone().unwrap_or_else(|| "(none)".into()),
+        Grouping::ExperimentArm(id) => s.experiments[id]["variant"]
+            .as_str()
+            .map_or_else(|| "(not in the experiment)".into(), str::to_string),
     }
 }
 
 impl Baton {
     pub async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelReport, ServiceError> {
+        if let Some(Grouping::ExperimentArm(id)) = &q.group_by
+            && self.experiments().get(id).is_none()
+        {
+            return Err(AnalyticsError::GroupInvalid {
+                why: format!("no experiment `{id}` is loaded"),
+            }
+            .into());
+        }
         if self.store().flow_versions(&q.flow_id).await?.is_empty() {
             return Err(ServiceError::FlowNotFound {
                 flow_id: q.flow_id.clone(),
@@ -123,7 +139,7 @@ impl Baton {
         for s in &sessions {
             let log = session_log(s);
             report.overall.add(&log, now, q.idle_ms);
-            if let Some(g) = q.group_by {
+            if let Some(g) = &q.group_by {
                 report
                     .groups
                     .entry(group_key(s, g))

@@ -167,6 +167,8 @@ pub struct FunnelSession {
     pub platform: Option<String>,
     pub app_version: Option<String>,
     pub updated_at: i64,
+    /// The experiments pinned for it (`context.experiments`), or null.
+    pub experiments: serde_json::Value,
     /// `(kind, payload, created_at)` of its `entered`, `submitted`,
     /// `went_back` and `ended` events, in log order.
     pub events: Vec<(String, serde_json::Value, i64)>,
@@ -180,6 +182,7 @@ struct FunnelRow {
     platform: Option<String>,
     app_version: Option<String>,
     updated_at: i64,
+    experiments: Option<String>,
     kind: Option<String>,
     payload: Option<String>,
     at: Option<i64>,
@@ -188,6 +191,7 @@ struct FunnelRow {
 const SQLITE_FUNNEL: &str = "SELECT s.id, s.flow_version, s.status, \
      json_extract(s.state, '$.context.client.platform') AS platform, \
      json_extract(s.state, '$.context.client.app_version') AS app_version, s.updated_at, \
+     json_extract(s.state, '$.context.experiments') AS experiments, \
      e.kind, e.payload, e.created_at AS at \
      FROM (SELECT * FROM sessions WHERE flow_id = $1 AND created_at >= $2 AND created_at < $3 \
            AND ($4 IS NULL OR flow_version = $4) \
@@ -199,6 +203,7 @@ const SQLITE_FUNNEL: &str = "SELECT s.id, s.flow_version, s.status, \
 const POSTGRES_FUNNEL: &str = "SELECT s.id, s.flow_version, s.status, \
      s.state::jsonb #>> '{context,client,platform}' AS platform, \
      s.state::jsonb #>> '{context,client,app_version}' AS app_version, s.updated_at, \
+     (s.state::jsonb #> '{context,experiments}')::text AS experiments, \
      e.kind, e.payload, e.created_at AS at \
      FROM (SELECT * FROM sessions WHERE flow_id = $1 AND created_at >= $2 AND created_at < $3 \
            AND ($4::INTEGER IS NULL OR flow_version = $4) \
@@ -244,6 +249,10 @@ impl Store {
                     platform: r.platform.clone(),
                     app_version: r.app_version.clone(),
                     updated_at: r.updated_at,
+                    experiments: match &r.experiments {
+                        Some(text) => super::parse_json("sessions", "state", text)?,
+                        None => serde_json::Value::Null,
+                    },
                     events: Vec::new(),
                 });
             }

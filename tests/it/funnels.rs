@@ -378,3 +378,72 @@ async fn funnel_sqlite() {
 async fn funnel_postgres() {
     walk(Backend::Postgres).await;
 }
+
+/// Grouped by an experiment's arms, the groups are exactly the sessions
+/// pinned to each variant.
+async fn arms(backend: Backend) {
+    let Some(app) = TestApp::spawn_configured(backend, &[], |c, dir| {
+        c.api_keys = Some(write_test_keys(dir));
+    })
+    .await
+    else {
+        return;
+    };
+    let mut tally = std::collections::BTreeMap::<String, i64>::new();
+    for i in 0..12 {
+        let (s, _) = app
+            .start(
+                "onboarding",
+                json!({ "id": format!("arm-{i}") }),
+                json!({ "platform": "web" }),
+            )
+            .await;
+        let (_, r) = app
+            .gql_key(
+                "query($id: ID!) { session(id: $id) { context } }",
+                json!({ "id": s["id"] }),
+                Some("viewer-key"),
+            )
+            .await;
+        let variant =
+            r["data"]["session"]["context"]["experiments"]["onboarding-headline"]["variant"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no pin: {r}"))
+                .to_string();
+        *tally.entry(variant).or_default() += 1;
+    }
+    assert_eq!(tally.values().sum::<i64>(), 12);
+    let q = "query($e: ID) { funnel(flowId: \"onboarding\", groupBy: EXPERIMENT_ARM, experiment: $e) { \
+        sessions groups { key sessions } } }";
+    let (_, r) = app
+        .gql_key(q, json!({ "e": "onboarding-headline" }), Some("viewer-key"))
+        .await;
+    let groups: std::collections::BTreeMap<String, i64> = r["data"]["funnel"]["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|g| {
+            (
+                g["key"].as_str().unwrap().to_string(),
+                g["sessions"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(groups, tally);
+    let (_, r) = app.gql_key(q, json!({}), Some("viewer-key")).await;
+    assert_eq!(error_code(&r), "FUNNEL_GROUP_INVALID", "{r}");
+    let (_, r) = app
+        .gql_key(q, json!({ "e": "nope" }), Some("viewer-key"))
+        .await;
+    assert_eq!(error_code(&r), "FUNNEL_GROUP_INVALID", "{r}");
+}
+
+#[tokio::test]
+async fn arms_sqlite() {
+    arms(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn arms_postgres() {
+    arms(Backend::Postgres).await;
+}
