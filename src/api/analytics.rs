@@ -21,14 +21,9 @@ impl ScalarType for DateTime {
         let GqlValue::String(text) = &value else {
             return Err(InputValueError::expected_type(value));
         };
-        let t = humantime::parse_rfc3339_weak(text).map_err(|e| {
-            InputValueError::custom(format!("`{text}` is not an RFC 3339 time: {e}"))
-        })?;
-        let ms = t
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
-        Ok(DateTime(ms))
+        crate::engine::parse_rfc3339(text)
+            .map(DateTime)
+            .map_err(|e| InputValueError::custom(format!("`{text}` is not an RFC 3339 time: {e}")))
     }
 
     fn to_value(&self) -> GqlValue {

@@ -9,7 +9,7 @@ use async_graphql::connection::{Connection, Edge, EmptyFields, query};
 use async_graphql::{Context, Enum, ID, InputObject, Json, Object, SimpleObject};
 use serde_json::Value;
 
-use crate::auth::{Permission, Principal, require};
+use crate::auth::Permission;
 use crate::engine::compat::{Cohort, Problem};
 use crate::engine::rfc3339;
 use crate::flow::diff::{self, Change, ChangeKind, Subject};
@@ -27,13 +27,8 @@ pub struct ReleaseQuery;
 #[derive(Default)]
 pub struct ReleaseMutation;
 
-fn need<'a>(ctx: &'a Context<'_>, p: Permission<'_>) -> async_graphql::Result<&'a Principal> {
-    require(ctx, p).map_err(|e| e.into_graphql())
-}
-
-fn to_gql(err: crate::service::ServiceError) -> async_graphql::Error {
-    crate::api::error::graphql_error(&err)
-}
+use super::schema::to_gql;
+use super::steps::need;
 
 /// A flow and what it serves to new sessions.
 #[derive(SimpleObject)]

@@ -18,7 +18,7 @@ use crate::service::{Baton, ServiceError};
 use crate::store::tasks::{AttemptRecord, TaskRecord};
 
 /// [`require`] with the error as a GraphQL error carrying its code.
-fn need<'a>(
+pub(super) fn need<'a>(
     ctx: &'a Context<'_>,
     permission: Permission<'_>,
 ) -> async_graphql::Result<&'a crate::auth::Principal> {

@@ -10,19 +10,14 @@ use async_graphql::{ComplexObject, Context, ID, InputObject, Json, Object, Simpl
 use serde_json::Value;
 
 use super::types::{FlowSession, SessionStatus};
-use crate::auth::{Permission, Principal, require};
+use crate::auth::{Permission, require};
 use crate::engine::rfc3339;
 use crate::service::support::{BulkOutcome, SupportView};
 use crate::service::{Baton, ServiceError};
 use crate::store::search::{SessionCursor, SessionQuery};
 
-fn need<'a>(ctx: &'a Context<'_>, p: Permission<'_>) -> async_graphql::Result<&'a Principal> {
-    require(ctx, p).map_err(|e| e.into_graphql())
-}
-
-fn to_gql(err: ServiceError) -> async_graphql::Error {
-    crate::api::error::graphql_error(&err)
-}
+use super::schema::to_gql;
+use super::steps::need;
 
 /// Whether the request carries a key that reads sessions.
 pub fn reads_sessions(ctx: &Context<'_>) -> bool {
@@ -159,14 +154,10 @@ pub struct SessionFilter {
 
 fn time(field: &str, value: Option<&str>) -> Result<Option<i64>, ServiceError> {
     let Some(text) = value else { return Ok(None) };
-    let t = humantime::parse_rfc3339_weak(text).map_err(|e| ServiceError::InvalidInput {
+    let ms = crate::engine::parse_rfc3339(text).map_err(|e| ServiceError::InvalidInput {
         field: field.into(),
         message: format!("`{text}` is not an RFC 3339 time ({e}), e.g. 2026-12-05T09:30:00Z"),
     })?;
-    let ms = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
     Ok(Some(ms))
 }
 

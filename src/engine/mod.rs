@@ -850,6 +850,14 @@ fn check_context_size(context: &Value, limits: &Limits) -> Result<(), EngineErro
 /// A time in the context, as templates and rules read it: RFC 3339 in UTC
 /// with milliseconds (`2026-12-05T09:30:00.000Z`), which sorts as text and
 /// is what `wait.until` takes back.
+/// Epoch milliseconds of an RFC 3339 time (the inverse of [`rfc3339`]).
+pub fn parse_rfc3339(text: &str) -> Result<i64, humantime::TimestampError> {
+    let t = humantime::parse_rfc3339_weak(text)?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0))
+}
+
 pub fn rfc3339(ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
