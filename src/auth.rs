@@ -135,6 +135,44 @@ pub enum Permission<'a> {
 }
 
 impl Permission<'_> {
+    /// Every permission that is not scoped to a queue, for a console that
+    /// shows what a key may do. The match below has no wildcard, so a new
+    /// permission fails to compile until it is listed here too.
+    pub const UNSCOPED: [Permission<'static>; 12] = {
+        const fn listed(p: Permission<'_>) {
+            match p {
+                Permission::ReadSessions
+                | Permission::ReadResults
+                | Permission::ForceVariant
+                | Permission::MockSessions
+                | Permission::SendEvents
+                | Permission::OperateSessions
+                | Permission::ListApprovals
+                | Permission::ReadFlows
+                | Permission::SaveDrafts
+                | Permission::PublishFlows
+                | Permission::ReadAudit
+                | Permission::Preview
+                | Permission::DecideApproval { .. } => {}
+            }
+        }
+        listed(Permission::ReadSessions);
+        [
+            Permission::ReadSessions,
+            Permission::ReadResults,
+            Permission::ForceVariant,
+            Permission::MockSessions,
+            Permission::SendEvents,
+            Permission::OperateSessions,
+            Permission::ListApprovals,
+            Permission::ReadFlows,
+            Permission::SaveDrafts,
+            Permission::PublishFlows,
+            Permission::ReadAudit,
+            Permission::Preview,
+        ]
+    };
+
     /// The roles that have this permission. A reviewer has
     /// [`Permission::DecideApproval`] only for its own queues (checked by
     /// [`Principal::allows`]).
@@ -198,6 +236,26 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// What this key may do, as [`Permission::describe`] names it: a
+    /// reviewer's approvals per queue, an admin's as `DECIDE_APPROVAL(*)`.
+    pub fn permissions(&self) -> Vec<String> {
+        let mut out: Vec<String> = Permission::UNSCOPED
+            .iter()
+            .filter(|p| self.allows(**p))
+            .map(|p| p.describe())
+            .collect();
+        match self.role {
+            Role::Admin => out.push(Permission::DecideApproval { queue: "*" }.describe()),
+            _ => out.extend(
+                self.queues
+                    .iter()
+                    .filter(|q| self.allows(Permission::DecideApproval { queue: q }))
+                    .map(|q| Permission::DecideApproval { queue: q }.describe()),
+            ),
+        }
+        out
+    }
+
     pub fn allows(&self, permission: Permission<'_>) -> bool {
         if !permission.roles().contains(&self.role) {
             return false;
@@ -631,6 +689,22 @@ mod tests {
             role,
             queues: queues.iter().map(|q| q.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn permissions_list_what_allows_allows() {
+        let viewer = principal(Role::Viewer, &[]).permissions();
+        assert!(viewer.contains(&"READ_FLOWS".to_string()));
+        assert!(!viewer.contains(&"SAVE_DRAFTS".to_string()));
+        assert!(!viewer.iter().any(|p| p.starts_with("DECIDE_APPROVAL")));
+        let reviewer = principal(Role::Reviewer, &["underwriter"]).permissions();
+        assert_eq!(
+            reviewer,
+            ["LIST_APPROVALS", "DECIDE_APPROVAL(underwriter)"].map(String::from)
+        );
+        let admin = principal(Role::Admin, &[]).permissions();
+        assert_eq!(admin.len(), Permission::UNSCOPED.len() + 1);
+        assert!(admin.contains(&"DECIDE_APPROVAL(*)".to_string()));
     }
 
     #[test]

@@ -16,6 +16,10 @@ pub struct ApiKeyInfo {
     pub role: Role,
     /// Approval queues the key decides (reviewers).
     pub queues: Vec<String>,
+    /// What the key may do, by the names denied calls use in their
+    /// messages (`PUBLISH_FLOWS`, `DECIDE_APPROVAL(underwriter)`; an
+    /// admin's approvals are `DECIDE_APPROVAL(*)`).
+    pub permissions: Vec<String>,
 }
 
 #[Object]
@@ -28,6 +32,7 @@ impl AdminQuery {
             name: p.name.clone(),
             role: p.role,
             queues: p.queues.clone(),
+            permissions: p.permissions(),
         })
     }
 }

@@ -334,6 +334,7 @@ fn build<E: Executor>(
         )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<E>))
+        .merge(super::console::routes())
         .fallback(route_not_found)
         .with_state(shared)
         // Last added runs first: the id is set before the span is made, so

@@ -10,6 +10,7 @@
 
 mod admin;
 mod analytics;
+pub mod console;
 pub mod error;
 mod experiments;
 pub mod http;

@@ -39,17 +39,19 @@ export function buildApp() {
 }
 
 /**
- * Starts `baton` with the repository's flows and flags plus e2e/flows/, on
+ * Starts `baton` with the repository's flows and flags plus e2e/flows/
+ * (and any `flowDirs`), on
  * port 0, and returns its base URL once `/healthz` answers. The address is
  * read from its JSON log line, so there is no race for a port.
  */
-export async function startBaton({ dir, webOrigin, extraArgs = [] }) {
+export async function startBaton({ dir, webOrigin, extraArgs = [], flowDirs = [] }) {
   if (!existsSync(BATON_BIN)) {
     throw new Error(`no baton binary at ${BATON_BIN}: run \`cargo build\` or set BATON_BIN`);
   }
   const flows = join(dir, `flows-${Date.now()}`);
   cpSync(join(REPO, "flows"), flows, { recursive: true });
   cpSync(join(WEB, "e2e/flows"), flows, { recursive: true });
+  for (const extra of flowDirs) cpSync(extra, flows, { recursive: true });
   const logPath = join(dir, `baton-${Date.now()}.log`);
   const args = [
     // Server options belong to the top-level command (`baton --addr … [serve]`).
