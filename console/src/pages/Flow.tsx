@@ -234,7 +234,8 @@ function GraphView(props: { flowId: string; text: string; issues: Issue[]; selec
       id: e.id,
       source: e.from,
       target: e.to,
-      label: e.label || undefined,
+      // Long conditions would cover each other; the node panel shows them whole.
+      label: e.label.length > 48 ? `${e.label.slice(0, 47)}…` : e.label || undefined,
       className: `edge-${e.kind}`,
       markerEnd: { type: MarkerType.ArrowClosed },
       labelBgPadding: [4, 2] as [number, number],
