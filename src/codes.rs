@@ -327,7 +327,7 @@ catalogue! {
             "select fewer fields counting every use of a fragment, or split the query into several requests";
         RouteNotFound "ROUTE_NOT_FOUND" 404
             "no such HTTP route"
-            "GraphQL is served at /graphql; probes at /healthz and /readyz";
+            "GraphQL is served at /graphql, the console at /console; probes at /healthz and /readyz";
         NotReady "NOT_READY" 503
             "`/readyz`: the store does not answer"
             "retry later; the server is starting or a dependency is down";

@@ -10,6 +10,8 @@ export interface GNode {
   kind: string;
   title?: string;
   start: boolean;
+  /** A screen's action ids, in order. */
+  actions: string[];
 }
 
 export interface GEdge {
@@ -54,10 +56,15 @@ export function flowGraph(source: string): FlowGraph {
   for (const n of doc.nodes as Raw[]) {
     if (!n || typeof n.id !== "string") continue;
     const title = typeof n.title === "string" ? n.title : undefined;
-    nodes.push({ id: n.id, kind: String(n.kind ?? "?"), title, start: n.id === doc.start });
-    if (Array.isArray(n.actions)) {
-      for (const a of n.actions as Raw[]) edgesOf(n.id, a?.next, String(a?.id ?? "action"), edges, "action");
-    }
+    const actions = Array.isArray(n.actions) ? (n.actions as Raw[]) : [];
+    nodes.push({
+      id: n.id,
+      kind: String(n.kind ?? "?"),
+      title,
+      start: n.id === doc.start,
+      actions: actions.map((a) => String(a?.id ?? "action")),
+    });
+    for (const a of actions) edgesOf(n.id, a?.next, String(a?.id ?? "action"), edges, "action");
     edgesOf(n.id, n.next, "", edges, "next");
     if (typeof n.on_error === "string") edgesOf(n.id, n.on_error, "on error", edges, "error");
     if (typeof n.on_timeout === "string") edgesOf(n.id, n.on_timeout, "on timeout", edges, "timeout");

@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 
 use axum::{
     Router,
-    extract::Path,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -71,25 +70,21 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsa
                    img-src 'self' data: https:; connect-src 'self'; frame-ancestors 'none'; \
                    base-uri 'none'; form-action 'none'";
 
+/// A route per embedded file (and `/console`, `/console/` for the page);
+/// any other path under `/console/` reaches the router's fallback and its
+/// `ROUTE_NOT_FOUND`.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route(
-            CONSOLE_PATH,
-            get(|headers: HeaderMap| async move { asset(0, &headers) }),
-        )
-        .route(
-            "/console/",
-            get(|headers: HeaderMap| async move { asset(0, &headers) }),
-        )
-        .route(
-            "/console/{file}",
-            get(|Path(file): Path<String>, headers: HeaderMap| async move {
-                match ASSETS.iter().position(|a| a.name == file) {
-                    Some(i) => asset(i, &headers),
-                    None => StatusCode::NOT_FOUND.into_response(),
-                }
-            }),
-        )
+    let page = || get(|headers: HeaderMap| async move { asset(0, &headers) });
+    let mut router = Router::new()
+        .route(CONSOLE_PATH, page())
+        .route("/console/", page());
+    for (index, a) in ASSETS.iter().enumerate() {
+        router = router.route(
+            &format!("{CONSOLE_PATH}/{}", a.name),
+            get(move |headers: HeaderMap| async move { asset(index, &headers) }),
+        );
+    }
+    router
 }
 
 fn asset(index: usize, headers: &HeaderMap) -> Response {

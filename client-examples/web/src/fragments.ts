@@ -34,6 +34,9 @@ function tree(depth: number): string {
     ... on StackComponent { children ${children} } }`;
 }
 
+/** Every field of one component, without children (`...C`). */
+export const COMPONENT = `fragment C on Component { ${FIELDS} }`;
+
 export const SESSION = `
 fragment S on FlowSession {
   id token flowId flowVersion status
@@ -44,4 +47,4 @@ fragment S on FlowSession {
     components ${tree(2)}
   }
 }
-fragment C on Component { ${FIELDS} }`;
+${COMPONENT}`;

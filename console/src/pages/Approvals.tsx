@@ -2,17 +2,9 @@
 // and decide with the task's fields.
 
 import { useState } from "react";
+import { COMPONENT } from "../../../client-examples/web/src/fragments";
+import type { Component } from "../../../client-examples/web/src/types";
 import { ActionButton, ErrorBox, Loading, useGql, useQuery, when } from "../ui";
-
-interface Field {
-  id: string | null;
-  kind: string;
-  label?: string | null;
-  required?: boolean | null;
-  min?: number | null;
-  max?: number | null;
-  options?: { value: string; label: string }[] | null;
-}
 
 interface Task {
   id: string;
@@ -23,22 +15,17 @@ interface Task {
   state: string;
   claimedBy: string | null;
   outcomes: string[];
-  fields: Field[];
+  fields: Component[];
   dueAt: string | null;
   createdAt: string;
 }
 
-const FIELDS = `id kind
-  ... on TextInputComponent { label required }
-  ... on NumberInputComponent { label required min max }
-  ... on EmailInputComponent { label required }
-  ... on SelectComponent { label required options { value label } }
-  ... on CheckboxComponent { label required }
-  ... on DateComponent { label required }`;
+/** Open tasks listed, oldest first; more are said to exist, not hidden. */
+const MAX_LISTED = 100;
 
 export function ApprovalsPage() {
-  const q = useQuery<{ approvalTasks: { nodes: Task[] } }>(
-    `{ approvalTasks(first: 100) { nodes { id sessionId node queue title state claimedBy outcomes dueAt createdAt fields { ${FIELDS} } } } }`,
+  const q = useQuery<{ approvalTasks: { nodes: Task[]; pageInfo: { hasNextPage: boolean } } }>(
+    `{ approvalTasks(first: ${MAX_LISTED}) { pageInfo { hasNextPage } nodes { id sessionId node queue title state claimedBy outcomes dueAt createdAt fields { ...C } } } } ${COMPONENT}`,
   );
   return (
     <section>
@@ -47,6 +34,9 @@ export function ApprovalsPage() {
       {q.loading && <Loading what="approval tasks" />}
       {q.data && q.data.approvalTasks.nodes.length === 0 && <p>No open tasks in your queues.</p>}
       {q.data?.approvalTasks.nodes.map((t) => <TaskCard key={t.id} task={t} onChanged={q.reload} />)}
+      {q.data?.approvalTasks.pageInfo.hasNextPage && (
+        <p className="muted">Showing the oldest {MAX_LISTED} open tasks; decide these to see the rest.</p>
+      )}
     </section>
   );
 }
@@ -74,28 +64,9 @@ function TaskCard({ task, onChanged }: { task: Task; onChanged: () => void }) {
         </ActionButton>
       )}
       <div className="form-grid">
-        {task.fields.filter((f) => f.id).map((f) => (
-          <label key={f.id}>
-            {f.label ?? f.id}
-            {f.required && " (required)"}
-            {f.kind === "select" ? (
-              <select value={String(values[f.id!] ?? "")} onChange={(e) => setValues({ ...values, [f.id!]: e.target.value })}>
-                <option value="">choose</option>
-                {f.options?.map((o) => <option key={o.value} value={o.value}>{o.label}</option>)}
-              </select>
-            ) : f.kind === "checkbox" ? (
-              <input type="checkbox" checked={values[f.id!] === true} onChange={(e) => setValues({ ...values, [f.id!]: e.target.checked })} />
-            ) : (
-              <input
-                type={f.kind === "number_input" ? "number" : f.kind === "date" ? "date" : "text"}
-                min={f.min ?? undefined}
-                max={f.max ?? undefined}
-                data-testid={`field-${f.id}`}
-                value={String(values[f.id!] ?? "")}
-                onChange={(e) => setValues({ ...values, [f.id!]: f.kind === "number_input" && e.target.value !== "" ? Number(e.target.value) : e.target.value })}
-              />
-            )}
-          </label>
+        {task.fields.map((f) => (
+          <FieldInput key={f.id ?? f.kind} field={f} value={f.id ? values[f.id] : undefined}
+            onChange={(v) => f.id && setValues({ ...values, [f.id]: v })} />
         ))}
         <label>
           Comment
@@ -115,5 +86,47 @@ function TaskCard({ task, onChanged }: { task: Task; onChanged: () => void }) {
         ))}
       </div>
     </article>
+  );
+}
+
+/** One input of a task's `fields`; other component kinds show nothing. */
+function FieldInput({ field: f, value, onChange }: { field: Component; value: unknown; onChange: (v: unknown) => void }) {
+  if (!f.id) return null;
+  let input;
+  switch (f.kind) {
+    case "select":
+      input = (
+        <select value={String(value ?? "")} onChange={(e) => onChange(e.target.value)}>
+          <option value="">choose</option>
+          {f.options.map((o) => <option key={o.value} value={o.value}>{o.label}</option>)}
+        </select>
+      );
+      break;
+    case "checkbox":
+      input = <input type="checkbox" checked={value === true} onChange={(e) => onChange(e.target.checked)} />;
+      break;
+    case "number_input":
+      input = (
+        <input type="number" min={f.min ?? undefined} max={f.max ?? undefined} data-testid={`field-${f.id}`}
+          value={String(value ?? "")} onChange={(e) => onChange(e.target.value === "" ? "" : Number(e.target.value))} />
+      );
+      break;
+    case "date":
+    case "text_input":
+    case "email_input":
+      input = (
+        <input type={f.kind === "date" ? "date" : "text"} data-testid={`field-${f.id}`}
+          value={String(value ?? "")} onChange={(e) => onChange(e.target.value)} />
+      );
+      break;
+    default:
+      return null;
+  }
+  return (
+    <label>
+      {f.label}
+      {f.required && " (required)"}
+      {input}
+    </label>
   );
 }

@@ -39,6 +39,8 @@ export function FlowPage({ flowId, tab }: { flowId: string; tab: string }) {
   useEffect(() => {
     if (text === null && newest) setText(newest.source);
   }, [newest, text]);
+  // Every view of the flow reads this one parse of the working text.
+  const parsed = useMemo(() => parseGraph(text ?? ""), [text]);
 
   const reload = () => {
     flows.reload();
@@ -70,7 +72,7 @@ export function FlowPage({ flowId, tab }: { flowId: string; tab: string }) {
           <div className="main-pane">
             {tab === "graph" ? (
               <ReactFlowProvider>
-                <GraphView flowId={flowId} text={text} issues={issues} selected={selected} onSelect={setSelected} />
+                <GraphView flowId={flowId} parsed={parsed} issues={issues} selected={selected} onSelect={setSelected} />
               </ReactFlowProvider>
             ) : (
               <SourceEditor value={text} onChange={setText} issues={issues} />
@@ -79,10 +81,10 @@ export function FlowPage({ flowId, tab }: { flowId: string; tab: string }) {
               onSaved={(v) => { reload(); setSaved(v); }} onShowNode={setSelected} />
           </div>
           <aside className="side-pane">
-            {tab === "graph" && selected && (
-              <NodePanel text={text} nodeId={selected} issues={issues.filter((i) => i.node === selected)} onChange={setText} />
+            {tab === "graph" && selected && parsed.graph && (
+              <NodePanel text={text} graph={parsed.graph} nodeId={selected} issues={issues.filter((i) => i.node === selected)} onChange={setText} />
             )}
-            <LivePreview flowId={flowId} nodes={safeGraph(text)?.nodes.map((n) => n.id) ?? []} saved={saved} />
+            <LivePreview flowId={flowId} nodes={parsed.graph?.nodes.map((n) => n.id) ?? []} saved={saved} />
           </aside>
         </div>
       )}
@@ -92,12 +94,37 @@ export function FlowPage({ flowId, tab }: { flowId: string; tab: string }) {
   );
 }
 
-function safeGraph(text: string): FlowGraph | null {
+interface Parsed {
+  graph: FlowGraph | null;
+  /** Why the text has no graph. */
+  error: string | null;
+}
+
+function parseGraph(text: string): Parsed {
   try {
-    return flowGraph(text);
-  } catch {
-    return null;
+    return { graph: flowGraph(text), error: null };
+  } catch (e) {
+    return { graph: null, error: String(e) };
   }
+}
+
+/** Validation issues with their code, hint and place; `onShowNode` makes the node a link. */
+function IssueList({ issues, onShowNode, testid }: { issues: Issue[]; onShowNode?: (node: string) => void; testid: string }) {
+  if (issues.length === 0) return null;
+  return (
+    <ul className="issues" data-testid={testid}>
+      {issues.map((i, n) => (
+        <li key={n} className={i.severity.toLowerCase()} data-code={i.code}>
+          <strong>{i.code}</strong> {i.message}
+          {i.node && onShowNode && (
+            <> at <button type="button" className="link" onClick={() => onShowNode(i.node!)}>{i.node}</button></>
+          )}
+          {i.line && <> (line {i.line})</>} <code>{i.path}</code>
+          {i.hint && <div className="hint">Hint: {i.hint}</div>}
+        </li>
+      ))}
+    </ul>
+  );
 }
 
 function SaveBar(props: {
@@ -139,20 +166,7 @@ function SaveBar(props: {
         Save draft
       </ActionButton>
       {result && <p role="status" data-testid="save-result">{result}</p>}
-      {props.issues.length > 0 && (
-        <ul className="issues" data-testid="issues">
-          {props.issues.map((i, n) => (
-            <li key={n} className={i.severity.toLowerCase()} data-code={i.code}>
-              <strong>{i.code}</strong> {i.message}
-              {i.node && (
-                <> at <button type="button" className="link" onClick={() => props.onShowNode(i.node!)}>{i.node}</button></>
-              )}
-              {i.line && <> (line {i.line})</>} <code>{i.path}</code>
-              {i.hint && <div className="hint">Hint: {i.hint}</div>}
-            </li>
-          ))}
-        </ul>
-      )}
+      <IssueList issues={props.issues} onShowNode={props.onShowNode} testid="issues" />
     </div>
   );
 }
@@ -193,18 +207,12 @@ function FlowNodeView({ data, selected }: NodeProps<Node<FlowNodeData>>) {
 
 const NODE_TYPES = { flow: FlowNodeView };
 
-function GraphView(props: { flowId: string; text: string; issues: Issue[]; selected: string | null; onSelect: (id: string | null) => void }) {
+function GraphView(props: { flowId: string; parsed: Parsed; issues: Issue[]; selected: string | null; onSelect: (id: string | null) => void }) {
   const { fitView } = useReactFlow();
   const [search, setSearch] = useState("");
   const [overlay, setOverlay] = useState(false);
   const funnel = useFunnel(props.flowId, overlay);
-  const parsed = useMemo(() => {
-    try {
-      return { graph: flowGraph(props.text), error: null };
-    } catch (e) {
-      return { graph: null, error: String(e) };
-    }
-  }, [props.text]);
+  const { parsed } = props;
   const positions = useMemo(() => (parsed.graph ? layout(parsed.graph) : new Map()), [parsed.graph]);
   const needle = search.trim().toLowerCase();
   const matches = useMemo(
@@ -288,10 +296,15 @@ function nodeIndex(doc: Document, id: string): number {
   return nodes.items.findIndex((n) => isMap(n) && n.get("id") === id);
 }
 
-function NodePanel({ text, nodeId, issues, onChange }: { text: string; nodeId: string; issues: Issue[]; onChange: (t: string) => void }) {
-  const graph = safeGraph(text);
-  const node = graph?.nodes.find((n) => n.id === nodeId);
-  if (!graph || !node) return null;
+function NodePanel({ text, graph, nodeId, issues, onChange }: {
+  text: string;
+  graph: FlowGraph;
+  nodeId: string;
+  issues: Issue[];
+  onChange: (t: string) => void;
+}) {
+  const node = graph.nodes.find((n) => n.id === nodeId);
+  if (!node) return null;
   const edit = (fn: (doc: Document, index: number) => void) => {
     const doc = parseDocument(text);
     const index = nodeIndex(doc, nodeId);
@@ -307,16 +320,7 @@ function NodePanel({ text, nodeId, issues, onChange }: { text: string; nodeId: s
       <h2>
         {node.kind} <code>{nodeId}</code>
       </h2>
-      {issues.length > 0 && (
-        <ul className="issues" data-testid="node-issues">
-          {issues.map((i, n) => (
-            <li key={n} className={i.severity.toLowerCase()}>
-              <strong>{i.code}</strong> {i.message} <code>{i.path}</code>
-              {i.hint && <div className="hint">Hint: {i.hint}</div>}
-            </li>
-          ))}
-        </ul>
-      )}
+      <IssueList issues={issues} testid="node-issues" />
       {hasTitle && (
         <label>
           Title
@@ -337,7 +341,7 @@ function NodePanel({ text, nodeId, issues, onChange }: { text: string; nodeId: s
         ))}
         {out.length === 0 && <li className="muted">nothing (an end)</li>}
       </ul>
-      {node.kind !== "end" && <ConditionBuilder text={text} node={node} graph={graph} edit={edit} />}
+      {node.kind !== "end" && <ConditionBuilder node={node} graph={graph} edit={edit} />}
     </section>
   );
 }
@@ -345,18 +349,12 @@ function NodePanel({ text, nodeId, issues, onChange }: { text: string; nodeId: s
 const OPS: Condition["op"][] = ["==", "!=", "<", "<=", ">", ">=", "in"];
 
 /** Adds a guarded edge in front of a node's (or one of its actions') edges; the first match wins. */
-function ConditionBuilder({ text, node, graph, edit }: {
-  text: string;
+function ConditionBuilder({ node, graph, edit }: {
   node: GNode;
   graph: FlowGraph;
   edit: (fn: (doc: Document, index: number) => void) => void;
 }) {
-  const actions = useMemo(() => {
-    const doc = parseDocument(text);
-    const i = nodeIndex(doc, node.id);
-    const list = doc.getIn(["nodes", i, "actions"]);
-    return isSeq(list) ? list.items.map((a) => (isMap(a) ? String(a.get("id")) : "")).filter(Boolean) : [];
-  }, [text, node.id]);
+  const { actions } = node;
   const [action, setAction] = useState("");
   const [to, setTo] = useState("");
   const [join, setJoin] = useState<"and" | "or">("and");

@@ -16,14 +16,17 @@ interface Row {
   updatedAt: string | null;
 }
 
+/** Sessions listed per search, newest first; more are said to exist, not hidden. */
+const MAX_LISTED = 50;
+
 const ROW = `id flowId flowVersion status outcome userId createdAt updatedAt`;
 
 export function SupportPage({ query }: { query: URLSearchParams }) {
   const [user, setUser] = useState(query.get("user") ?? "");
   const [asked, setAsked] = useState(query.get("user") ?? "");
   const open = query.get("session");
-  const q = useQuery<{ sessions: { nodes: Row[] } }>(
-    `query S($filter: SessionFilter) { sessions(filter: $filter, first: 50) { nodes { ${ROW} } } }`,
+  const q = useQuery<{ sessions: { nodes: Row[]; pageInfo: { hasNextPage: boolean } } }>(
+    `query S($filter: SessionFilter) { sessions(filter: $filter, first: ${MAX_LISTED}) { nodes { ${ROW} } pageInfo { hasNextPage } } }`,
     { filter: { userId: asked } },
     asked === "",
   );
@@ -72,6 +75,9 @@ export function SupportPage({ query }: { query: URLSearchParams }) {
           </table>
         )
       )}
+      {q.data?.sessions.pageInfo.hasNextPage && (
+        <p className="muted">Showing the newest {MAX_LISTED} sessions of user {asked}; older ones are not listed.</p>
+      )}
       {open && <SessionDetail id={open} onChanged={q.reload} />}
     </section>
   );
@@ -108,7 +114,8 @@ function SessionDetail({ id, onChanged }: { id: string; onChanged: () => void })
   if (!q.data) return <Loading what="the session" />;
   const s = q.data.session;
   if (!s) return <p>No session {id}.</p>;
-  const finished = ["COMPLETED", "FAILED", "EXPIRED"].includes(s.status) && s.status !== "FAILED";
+  // A failed session can still be retried or cancelled; these cannot.
+  const finished = s.status === "COMPLETED" || s.status === "EXPIRED";
   return (
     <article className="card" data-testid="session-detail" aria-label={`Session ${id}`}>
       <h2>Session <code>{s.id}</code></h2>
