@@ -110,10 +110,12 @@ function Report({ flowId, version, onChanged }: { flowId: string; version: numbe
       {q.loading && <Loading what="the compatibility report" />}
       {report && (
         <>
-          <p data-testid="report-summary" className={report.blocking ? "bad" : "good"}>
+          <p data-testid="report-summary" className={report.blocking ? "bad" : report.cohorts.length ? "good" : "muted"}>
             {report.blocking
               ? "Blocked: a cohort with sessions would meet a screen it cannot render."
-              : `Every cohort seen in the last ${report.windowDays} days can walk v${version}.`}
+              : report.cohorts.length === 0
+                ? `No app has started this flow in the last ${report.windowDays} days: there is no cohort to check v${version} against.`
+                : `Every cohort seen in the last ${report.windowDays} days can walk v${version}.`}
           </p>
           <table data-testid="cohorts">
             <thead>
