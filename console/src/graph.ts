@@ -12,6 +12,10 @@ export interface GNode {
   start: boolean;
   /** A screen's action ids, in order. */
   actions: string[];
+  /** Its place in the source's `nodes`, as issue paths count it. */
+  index: number;
+  /** The node as written, for its form. */
+  raw: Record<string, unknown>;
 }
 
 export interface GEdge {
@@ -53,7 +57,7 @@ export function flowGraph(source: string): FlowGraph {
   }
   const nodes: GNode[] = [];
   const edges: GEdge[] = [];
-  for (const n of doc.nodes as Raw[]) {
+  for (const [index, n] of (doc.nodes as Raw[]).entries()) {
     if (!n || typeof n.id !== "string") continue;
     const title = typeof n.title === "string" ? n.title : undefined;
     const actions = Array.isArray(n.actions) ? (n.actions as Raw[]) : [];
@@ -63,6 +67,8 @@ export function flowGraph(source: string): FlowGraph {
       title,
       start: n.id === doc.start,
       actions: actions.map((a) => String(a?.id ?? "action")),
+      index,
+      raw: n,
     });
     for (const a of actions) edgesOf(n.id, a?.next, String(a?.id ?? "action"), edges, "action");
     edgesOf(n.id, n.next, "", edges, "next");

@@ -44,7 +44,8 @@ export function buildApp() {
  * port 0, and returns its base URL once `/healthz` answers. The address is
  * read from its JSON log line, so there is no race for a port.
  */
-export async function startBaton({ dir, webOrigin, extraArgs = [], flowDirs = [] }) {
+/** `databaseUrl` defaults to a new SQLite file in `dir`; a PostgreSQL URL must name an empty database. */
+export async function startBaton({ dir, webOrigin, extraArgs = [], flowDirs = [], databaseUrl }) {
   if (!existsSync(BATON_BIN)) {
     throw new Error(`no baton binary at ${BATON_BIN}: run \`cargo build\` or set BATON_BIN`);
   }
@@ -56,7 +57,7 @@ export async function startBaton({ dir, webOrigin, extraArgs = [], flowDirs = []
   const args = [
     // Server options belong to the top-level command (`baton --addr … [serve]`).
     "--addr", "127.0.0.1:0",
-    "--database-url", `sqlite://${join(dir, `baton-${Date.now()}.db`)}`,
+    "--database-url", databaseUrl ?? `sqlite://${join(dir, `baton-${Date.now()}.db`)}`,
     "--flows", flows,
     "--flags", join(REPO, "flags"),
     "--cors-allow-origin", webOrigin,

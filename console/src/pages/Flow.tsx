@@ -5,12 +5,13 @@
 
 import { Background, Controls, Handle, MarkerType, Position, ReactFlow, ReactFlowProvider, useReactFlow, type Edge, type Node, type NodeProps } from "@xyflow/react";
 import { useEffect, useMemo, useState } from "react";
-import { isMap, isSeq, parseDocument, type Document } from "yaml";
+import { isMap, isScalar, isSeq, parseDocument, type Document } from "yaml";
 import { SUMMARY_FIELDS, VERSION_FIELDS, type FlowSummary, type FlowVersion, type Issue } from "../api";
 import { SourceEditor } from "../editor";
 import { flowGraph, layout, NODE_H, NODE_W, type FlowGraph, type GNode } from "../graph";
 import { buildRule, ruleText, type Condition } from "../jsonlogic";
 import { LivePreview } from "../preview";
+import { NodeForm, type FormEdits } from "../schemaform";
 import { ActionButton, ErrorBox, Loading, useGql, useMay, useQuery, when } from "../ui";
 import { FunnelFilters, useFunnel, type FunnelNode } from "./Funnel";
 import { PublishPanel } from "./Publish";
@@ -303,6 +304,7 @@ function NodePanel({ text, graph, nodeId, issues, onChange }: {
   issues: Issue[];
   onChange: (t: string) => void;
 }) {
+  const mayEdit = useMay("SAVE_DRAFTS");
   const node = graph.nodes.find((n) => n.id === nodeId);
   if (!node) return null;
   const edit = (fn: (doc: Document, index: number) => void) => {
@@ -312,26 +314,50 @@ function NodePanel({ text, graph, nodeId, issues, onChange }: {
     fn(doc, index);
     onChange(doc.toString({ lineWidth: 0 }));
   };
-  const hasTitle = ["screen", "end", "approval"].includes(node.kind);
+  const edits: FormEdits = {
+    set: (path, value) =>
+      edit((doc, i) => {
+        const at = ["nodes", i, ...path];
+        if (value === undefined) return void doc.deleteIn(at);
+        // `{}` and `[]` read back as flow collections; what goes into them is written as blocks.
+        for (let k = 1; k < at.length; k++) {
+          const c = doc.getIn(at.slice(0, k), true);
+          if ((isMap(c) || isSeq(c)) && c.flow && c.items.length === 0) c.flow = false;
+        }
+        // A scalar keeps its node, so a comment on it stays.
+        const old = doc.getIn(at, true);
+        if (isScalar(old) && (value === null || typeof value !== "object")) {
+          // Quotes the text needed on the way (a trailing space while typing) are not kept.
+          if (typeof old.value === "string" && (old.value === "" || old.value !== old.value.trim())) old.type = undefined;
+          old.value = value;
+        }
+        else doc.setIn(at, doc.createNode(value));
+      }),
+    move: (path, from, to) =>
+      edit((doc, i) => {
+        const seq = doc.getIn(["nodes", i, ...path], true);
+        if (!isSeq(seq) || to < 0 || to >= seq.items.length) return;
+        const [item] = seq.items.splice(from, 1);
+        seq.items.splice(to, 0, item);
+      }),
+    renameKey: (path, from, to) =>
+      edit((doc, i) => {
+        const map = doc.getIn(["nodes", i, ...path], true);
+        if (!isMap(map)) return;
+        const pair = map.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === from);
+        if (pair) pair.key = doc.createNode(to);
+      }),
+  };
   const out = graph.edges.filter((e) => e.from === nodeId);
-  const titleIssues = issues.filter((i) => i.path.endsWith(".title"));
   return (
     <section className="node-panel" aria-label={`Node ${nodeId}`} data-testid="node-panel">
       <h2>
         {node.kind} <code>{nodeId}</code>
       </h2>
       <IssueList issues={issues} testid="node-issues" />
-      {hasTitle && (
-        <label>
-          Title
-          <input
-            data-testid="node-title"
-            value={node.title ?? ""}
-            aria-invalid={titleIssues.length > 0}
-            onChange={(e) => edit((doc, i) => doc.setIn(["nodes", i, "title"], e.target.value))}
-          />
-        </label>
-      )}
+      <h3>Settings</h3>
+      <NodeForm key={`form-${nodeId}`} node={node.raw} base={`$.nodes[${node.index}]`} issues={issues} edits={edits}
+        nodeIds={graph.nodes.map((n) => n.id)} readOnly={!mayEdit} />
       <h3>Leaves by</h3>
       <ul data-testid="node-edges">
         {out.map((e) => (
@@ -341,7 +367,7 @@ function NodePanel({ text, graph, nodeId, issues, onChange }: {
         ))}
         {out.length === 0 && <li className="muted">nothing (an end)</li>}
       </ul>
-      {node.kind !== "end" && <ConditionBuilder node={node} graph={graph} edit={edit} />}
+      {node.kind !== "end" && mayEdit && <ConditionBuilder key={`edge-${nodeId}`} node={node} graph={graph} edit={edit} />}
     </section>
   );
 }

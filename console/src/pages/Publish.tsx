@@ -91,12 +91,19 @@ function cohortName(c: Cohort): string {
   return `${c.platform ?? "any platform"} ${c.appVersion ?? ""}`.trim() + (c.capabilities ? ` [${c.capabilities.join(", ")}]` : "");
 }
 
+interface CohortInput {
+  platform?: string;
+  appVersion?: string;
+  capabilities?: string[];
+}
+
 function Report({ flowId, version, onChanged }: { flowId: string; version: number; onChanged: () => void }) {
   const run = useGql();
+  const [declared, setDeclared] = useState<CohortInput[]>([]);
   const q = useQuery<{ compatibilityReport: { blocking: boolean; windowDays: number; cohorts: Cohort[] } }>(
-    `query C($id: ID!, $v: Int!) { compatibilityReport(flowId: $id, version: $v) { blocking windowDays
+    `query C($id: ID!, $v: Int!, $cohorts: [CohortInput!]) { compatibilityReport(flowId: $id, version: $v, cohorts: $cohorts) { blocking windowDays
        cohorts { platform appVersion capabilities sessions declared blocking unrenderable { node reason } degraded { node reason } } } }`,
-    { id: flowId, v: version },
+    { id: flowId, v: version, cohorts: declared.length ? declared : null },
   );
   const [percent, setPercent] = useState(100);
   const [message, setMessage] = useState("");
@@ -110,10 +117,10 @@ function Report({ flowId, version, onChanged }: { flowId: string; version: numbe
       {q.loading && <Loading what="the compatibility report" />}
       {report && (
         <>
-          <p data-testid="report-summary" className={report.blocking ? "bad" : report.cohorts.length ? "good" : "muted"}>
+          <p data-testid="report-summary" className={report.blocking ? "bad" : report.cohorts.some((c) => !c.declared) ? "good" : "muted"}>
             {report.blocking
               ? "Blocked: a cohort with sessions would meet a screen it cannot render."
-              : report.cohorts.length === 0
+              : !report.cohorts.some((c) => !c.declared)
                 ? `No app has started this flow in the last ${report.windowDays} days: there is no cohort to check v${version} against.`
                 : `Every cohort seen in the last ${report.windowDays} days can walk v${version}.`}
           </p>
@@ -128,7 +135,8 @@ function Report({ flowId, version, onChanged }: { flowId: string; version: numbe
             </thead>
             <tbody>
               {report.cohorts.map((c, i) => (
-                <tr key={i} className={c.blocking ? "blocked" : undefined} data-blocking={c.blocking}>
+                <tr key={i} className={c.blocking ? "blocked" : undefined} data-blocking={c.blocking}
+                  data-declared={c.declared}>
                   <td>{cohortName(c)}{c.declared && " (declared)"}</td>
                   <td>{c.sessions}</td>
                   <td>{c.unrenderable.map((p) => <div key={p.node}><code>{p.node}</code>: {p.reason}</div>)}</td>
@@ -139,6 +147,7 @@ function Report({ flowId, version, onChanged }: { flowId: string; version: numbe
           </table>
         </>
       )}
+      <DeclareCohort onAdd={(c) => setDeclared([...declared, c])} onClear={declared.length ? () => setDeclared([]) : undefined} />
       <fieldset>
         <legend>Publish v{version}</legend>
         <label>
@@ -177,5 +186,36 @@ function Report({ flowId, version, onChanged }: { flowId: string; version: numbe
         {done && <p role="status" data-testid="publish-result">{done}</p>}
       </fieldset>
     </section>
+  );
+}
+
+/** A cohort no session has shown yet (an app about to ship, an old version still out there), checked on request. */
+function DeclareCohort({ onAdd, onClear }: { onAdd: (c: CohortInput) => void; onClear?: () => void }) {
+  const [platform, setPlatform] = useState("");
+  const [appVersion, setAppVersion] = useState("");
+  const [capabilities, setCapabilities] = useState("");
+  const caps = capabilities.split(/[\s,]+/).filter(Boolean);
+  return (
+    <fieldset data-testid="declare-cohort">
+      <legend>Check another cohort</legend>
+      <label>
+        Platform
+        <input value={platform} onChange={(e) => setPlatform(e.target.value)} placeholder="ios" data-testid="cohort-platform" />
+      </label>
+      <label>
+        App version
+        <input value={appVersion} onChange={(e) => setAppVersion(e.target.value)} placeholder="4.2.0" data-testid="cohort-version" />
+      </label>
+      <label>
+        Capabilities
+        <input value={capabilities} onChange={(e) => setCapabilities(e.target.value)} placeholder="every core kind" data-testid="cohort-capabilities"
+          title="Component kinds the app renders, separated by commas; empty means every core kind and no custom one" />
+      </label>
+      <button type="button" data-testid="cohort-add" disabled={!platform && !appVersion && caps.length === 0}
+        onClick={() => onAdd({ platform: platform || undefined, appVersion: appVersion || undefined, capabilities: caps.length ? caps : undefined })}>
+        Check this cohort
+      </button>
+      {onClear && <button type="button" onClick={onClear}>Forget declared cohorts</button>}
+    </fieldset>
   );
 }
