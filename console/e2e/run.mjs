@@ -391,6 +391,11 @@ browserTest("the node form edits inputs, validation, a step's retry and mock; a 
   // The new input sits after the button; moved up once, it comes before it.
   await form.getByTestId("f-components.4-item").getByRole("button", { name: "Move up" }).click();
   await form.getByTestId("f-components.3-item").getByText("email_input email").waitFor();
+  // A rule typed as JSON is read as YAML, shown as text and written the way it was typed.
+  await form.getByTestId("f-components.0-item").locator("> summary").click();
+  await form.getByTestId("f-components.0.visible_when").fill('{"!=": [{"var": "client.locale"}, "xx"]}');
+  await form.getByTestId("f-components.0.visible_when").blur();
+  assert.match(await form.getByTestId("f-components.0.visible_when-text").innerText(), /client\.locale .* "xx"/);
   await page.evaluate(() => { document.querySelector(".side-pane").scrollTop = 0; window.scrollTo(0, 0); });
   await shot(page, "node-form");
 
@@ -421,7 +426,7 @@ browserTest("the node form edits inputs, validation, a step's retry and mock; a 
   const v = await gql(KEYS.admin, `{ flowVersions(flowId: "refund") { source } }`);
   const source = v.flowVersions[v.flowVersions.length - 1].source;
   for (const want of ["# A refund request the node-form test edits", "title: Ask us for a refund", "max: 5000", "kind: email_input",
-    "max_attempts: 4", "timeout: 5s", "over_limit:", "status: 422"]) {
+    "max_attempts: 4", "timeout: 5s", "over_limit:", "status: 422", 'visible_when: { "!=": [ { var: client.locale }, xx ] }']) {
     assert.ok(source.includes(want), `the saved source has ${want}:\n${source}`);
   }
   assert.ok(source.indexOf("kind: email_input") < source.indexOf("kind: button"), "moved above the button");

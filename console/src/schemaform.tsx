@@ -31,7 +31,8 @@ export type Path = (string | number)[];
 
 /** What the form does to the document; `undefined` removes the value. */
 export interface FormEdits {
-  set(path: Path, value: unknown): void;
+  /** `flow`: write a new collection in flow style (`{ "==": [ … ] }`), as its author typed it. */
+  set(path: Path, value: unknown, flow?: boolean): void;
   move(path: Path, from: number, to: number): void;
   renameKey(path: Path, from: string, to: string): void;
 }
@@ -399,12 +400,17 @@ function YamlField({ value, path, ctx, name, common, optional, issues }: {
           try {
             const v = text.trim() === "" ? undefined : parse(text);
             setError(null);
-            ctx.edits.set(path, v === undefined && !optional ? null : v);
+            ctx.edits.set(path, v === undefined && !optional ? null : v, /^\s*[[{]/.test(text));
           } catch (e) {
             setError(String((e as Error).message).split("\n")[0]);
           }
         }} />
       {error && <span className="field-hint bad">Not YAML: {error}</span>}
+      {/^\s*\{\{/.test(text) && (
+        <span className="field-hint" data-testid={`${tid(path)}-braces`}>
+          YAML reads <code>{"{{ … }}"}</code> as a map: put a template in quotes.
+        </span>
+      )}
       {isRule && <span className="field-hint" data-testid={`${tid(path)}-text`}>Rule: {ruleText(value)}</span>}
       <Issues issues={issues} />
     </label>

@@ -315,7 +315,7 @@ function NodePanel({ text, graph, nodeId, issues, onChange }: {
     onChange(doc.toString({ lineWidth: 0 }));
   };
   const edits: FormEdits = {
-    set: (path, value) =>
+    set: (path, value, flow) =>
       edit((doc, i) => {
         const at = ["nodes", i, ...path];
         if (value === undefined) return void doc.deleteIn(at);
@@ -331,7 +331,7 @@ function NodePanel({ text, graph, nodeId, issues, onChange }: {
           if (typeof old.value === "string" && (old.value === "" || old.value !== old.value.trim())) old.type = undefined;
           old.value = value;
         }
-        else doc.setIn(at, doc.createNode(value));
+        else doc.setIn(at, doc.createNode(value, { flow }));
       }),
     move: (path, from, to) =>
       edit((doc, i) => {
