@@ -192,6 +192,7 @@ impl Application {
             router = router.layer(cors);
         }
         let router = router
+            .merge(api::metrics::router(baton.clone()))
             .merge(api::steps::webhook_router(
                 baton.clone(),
                 api_keys,
@@ -273,10 +274,30 @@ impl Application {
     }
 }
 
+/// Ready when the store answers, has every migration this binary knows,
+/// and at least one flow is loaded (a server with none can only refuse).
 fn readiness(baton: Baton) -> impl api::Readiness {
     move || {
         let baton = baton.clone();
-        async move { baton.store().ping().await.map_err(|e| e.to_string()) }
+        async move {
+            baton
+                .store()
+                .ping()
+                .await
+                .map_err(|e| format!("the store does not answer: {e}"))?;
+            let missing = baton
+                .store()
+                .missing_migrations()
+                .await
+                .map_err(|e| format!("reading the applied migrations failed: {e}"))?;
+            if !missing.is_empty() {
+                return Err(format!("migrations not applied: {missing:?}"));
+            }
+            if baton.registry().flow_ids().is_empty() {
+                return Err("no flow is loaded".to_owned());
+            }
+            Ok(())
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Generated artifacts: the GraphQL SDL, the flow JSON Schema and the
-//! error-code reference, all derived from the code. `baton schema` writes
+//! Generated artifacts: the GraphQL SDL, the flow JSON Schema, the
+//! error-code reference and the metrics reference, all derived from the
+//! code. `baton schema` writes
 //! them; `--check` (and a test) fails when the committed copies are stale.
 
 use std::path::{Path, PathBuf};
@@ -9,6 +10,7 @@ use crate::flow::model::FlowDef;
 pub const GRAPHQL_FILE: &str = "baton.graphql";
 pub const FLOW_SCHEMA_FILE: &str = "flow.schema.json";
 pub const ERRORS_FILE: &str = "errors.md";
+pub const METRICS_FILE: &str = "metrics.md";
 
 /// The app-facing GraphQL schema in SDL.
 pub fn graphql_sdl() -> String {
@@ -43,6 +45,7 @@ pub fn write_or_check(
         (schema_dir.join(GRAPHQL_FILE), graphql_sdl()),
         (schema_dir.join(FLOW_SCHEMA_FILE), flow_json_schema()),
         (docs_dir.join(ERRORS_FILE), crate::codes::markdown()),
+        (docs_dir.join(METRICS_FILE), crate::telemetry::markdown()),
     ] {
         let current = std::fs::read_to_string(&path).unwrap_or_default();
         if current != content {

@@ -33,3 +33,4 @@ pub mod remote;
 pub mod rules;
 pub mod service;
 pub mod store;
+pub mod telemetry;

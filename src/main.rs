@@ -149,11 +149,11 @@ enum Command {
         command: KeyCommand,
     },
     /// Write the generated artifacts: the GraphQL SDL and the flow JSON
-    /// Schema to `schema/`, the error-code reference to `docs/errors.md`.
+    /// Schema to `schema/`, the error-code and metrics references to `docs/`.
     Schema {
         #[arg(long, default_value = "schema")]
         out: PathBuf,
-        /// Where `errors.md` goes.
+        /// Where `errors.md` and `metrics.md` go.
         #[arg(long, default_value = "docs")]
         docs: PathBuf,
         /// Do not write; exit 1 when a file on disk differs from the generated one.

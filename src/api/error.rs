@@ -161,7 +161,7 @@ impl ApiError {
                  or split the query into several requests"
             ),
             Self::RouteNotFound { .. } => {
-                "GraphQL is served at /graphql, the console at /console; probes at /healthz and /readyz".to_owned()
+                "GraphQL is served at /graphql, the console at /console; probes at /healthz and /readyz, metrics at /metrics".to_owned()
             }
             Self::NotReady => {
                 "retry later; the server is starting or a dependency is down".to_owned()

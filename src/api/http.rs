@@ -50,7 +50,9 @@ use std::{
 use async_graphql::{
     Data, Executor, ObjectType, SchemaBuilder, ServerError, SubscriptionType, Value, Variables,
     http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource},
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+    parser::types::{
+        DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    },
 };
 use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
 use axum::{
@@ -481,7 +483,10 @@ async fn graphql_post<E: Executor>(State(shared): AppState<E>, request: Request)
     gql.data.insert(BearerToken::from_headers(&parts.headers));
     gql.data.insert(UserToken::from_headers(&parts.headers));
     gql.data.insert(caller);
+    let labels = operation_labels(&mut gql);
+    let started = std::time::Instant::now();
     let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
+    observe_request(labels, &response, started.elapsed());
     graphql_response(response, media, &shared.limits)
 }
 
@@ -535,7 +540,10 @@ async fn graphql_get<E: Executor>(State(shared): AppState<E>, request: Request) 
     gql.data.insert(BearerToken::from_headers(&parts.headers));
     gql.data.insert(UserToken::from_headers(&parts.headers));
     gql.data.insert(caller);
+    let labels = operation_labels(&mut gql);
+    let started = std::time::Instant::now();
     let response = with_request_id(&parts.headers, shared.executor.execute(gql)).await;
+    observe_request(labels, &response, started.elapsed());
     graphql_response(response, media, &shared.limits)
 }
 
@@ -641,14 +649,85 @@ impl GetParams {
 /// executing; `None` leaves the error (unknown or ambiguous operation) to
 /// execution.
 fn selected_operation(doc: &ExecutableDocument, name: Option<&str>) -> Option<OperationType> {
+    selected(doc, name).map(|op| op.ty)
+}
+
+/// The operation a request would run, if it can be told without executing.
+fn selected<'a>(
+    doc: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a OperationDefinition> {
     match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Single(op), _) => Some(&op.node),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| &op.node),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => {
-            ops.values().next().map(|op| op.node.ty)
+            ops.values().next().map(|op| &op.node)
         }
         _ => None,
     }
+}
+
+/// Root fields named in a request's label, at most; more read `+…`.
+const MAX_LABEL_FIELDS: usize = 4;
+
+/// The `operation` and `type` labels of a request's latency: the root
+/// fields its operation selects, joined with `+`. Field names come from
+/// the schema once validated (see [`observe_request`]), so the label
+/// values are as few as the API's fields; clients' operation names are not
+/// used, as they are unbounded.
+fn operation_labels(request: &mut async_graphql::Request) -> (String, &'static str) {
+    let name = request.operation_name.take();
+    let labels = request
+        .parsed_query()
+        .ok()
+        .and_then(|doc| selected(doc, name.as_deref()))
+        .map(|op| {
+            let mut fields: Vec<&str> = op
+                .selection_set
+                .node
+                .items
+                .iter()
+                .map(|s| match &s.node {
+                    Selection::Field(f) => f.node.name.node.as_str(),
+                    Selection::FragmentSpread(_) | Selection::InlineFragment(_) => "fragment",
+                })
+                .collect();
+            fields.sort_unstable();
+            fields.dedup();
+            let more = fields.len() > MAX_LABEL_FIELDS;
+            fields.truncate(MAX_LABEL_FIELDS);
+            let mut label = fields.join("+");
+            if more {
+                label.push_str("+…");
+            }
+            let ty = match op.ty {
+                OperationType::Query => "query",
+                OperationType::Mutation => "mutation",
+                OperationType::Subscription => "subscription",
+            };
+            (label, ty)
+        });
+    request.operation_name = name;
+    labels.unwrap_or_else(|| ("invalid".to_owned(), "unknown"))
+}
+
+/// Records a request's latency. A request refused before execution (it
+/// does not validate: its errors have no path and there is no data) is
+/// `invalid`, so made-up field names never become label values.
+fn observe_request(
+    labels: (String, &'static str),
+    response: &async_graphql::Response,
+    took: Duration,
+) {
+    let refused = response.data == Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty());
+    let (operation, ty) = if refused {
+        ("invalid", "unknown")
+    } else {
+        (labels.0.as_str(), labels.1)
+    };
+    crate::telemetry::GRAPHQL_DURATION.observe(&[operation, ty], took.as_secs_f64());
 }
 
 /// Refuses a document that expands past [`Limits::max_fields`] before

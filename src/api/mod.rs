@@ -14,6 +14,7 @@ pub mod console;
 pub mod error;
 mod experiments;
 pub mod http;
+pub mod metrics;
 mod negotiate;
 pub mod ofrep;
 mod query_size;

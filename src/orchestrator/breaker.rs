@@ -26,6 +26,17 @@ enum State {
     HalfOpen,
 }
 
+impl State {
+    /// The value of `baton_circuit_breaker_state`.
+    fn gauge(self) -> f64 {
+        match self {
+            State::Closed { .. } => 0.0,
+            State::HalfOpen => 1.0,
+            State::Open { .. } => 2.0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct BreakerConfig {
     pub failure_threshold: u32,
@@ -70,6 +81,7 @@ impl Breakers {
             State::Closed { .. } => true,
             State::Open { until_ms } if now >= until_ms => {
                 *entry = State::HalfOpen;
+                crate::telemetry::BREAKER_STATE.set(&[host], State::HalfOpen.gauge());
                 true
             }
             State::Open { .. } | State::HalfOpen => false,
@@ -106,6 +118,7 @@ impl Breakers {
             },
             (State::HalfOpen | State::Open { .. }, false) => open,
         };
+        crate::telemetry::BREAKER_STATE.set(&[host], entry.gauge());
     }
 
     /// `closed`, `open` or `half_open`, for diagnostics and tests.

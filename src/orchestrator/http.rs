@@ -180,8 +180,13 @@ async fn call(
         Bookkeeping::InMemory { label } => (1, label.clone()),
     };
     let mut kept = Vec::new();
+    let host = match task.mock {
+        Some(_) => "mock".to_owned(),
+        None => host_label(&step.url),
+    };
     loop {
         let started = clock.now_ms();
+        let timer = std::time::Instant::now();
         let outcome = if let Some(scenario) = &task.mock {
             let scenario = (scenario != "default").then_some(scenario.as_str());
             mock_attempt(shared, step, scenario, &policy).await
@@ -189,6 +194,12 @@ async fn call(
             real_attempt(shared, task, flow, step, context, &policy).await
         };
         let finished = clock.now_ms();
+        let failed = match &outcome {
+            Ok(r) if (200..300).contains(&r.status) => None,
+            Ok(_) => Some("status"),
+            Err(f) => Some(f.reason()),
+        };
+        crate::telemetry::step_attempt("http", &host, timer.elapsed().as_secs_f64(), failed);
         let mut record = AttemptRecord {
             task_id: task.id.clone(),
             attempt: attempt as i32,
@@ -395,6 +406,21 @@ async fn real_attempt(
     outcome
 }
 
+/// The host of a step's URL, without the port, as circuit breakers key
+/// it, for metric labels. The flow must write the host literally, so the
+/// values are as few as the allowlist allows.
+fn host_label(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    match host.strip_prefix('[') {
+        Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or_default()),
+        None => host.split(':').next().unwrap_or_default().to_owned(),
+    }
+}
+
 async fn send(req: reqwest::RequestBuilder, max_bytes: usize) -> Result<Response, Failure> {
     let mut resp = req.send().await.map_err(classify)?;
     let status = resp.status().as_u16();
@@ -553,5 +579,25 @@ impl reqwest::dns::Resolve for AllowedResolver {
                 _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_label;
+
+    #[test]
+    fn host_labels_are_the_breakers_keys() {
+        for (url, host) in [
+            ("http://api.example.com/v1/{{ input.a }}", "api.example.com"),
+            ("https://api.example.com:8443/x?y=1", "api.example.com"),
+            ("http://user:pw@10.0.0.1:80/", "10.0.0.1"),
+            ("http://[::1]:8080/path", "[::1]"),
+            ("http://localhost", "localhost"),
+        ] {
+            assert_eq!(host_label(url), host, "{url}");
+            let parsed = url::Url::parse(&url.replace("{{ input.a }}", "a")).unwrap();
+            assert_eq!(parsed.host_str(), Some(host), "{url}");
+        }
     }
 }

@@ -274,6 +274,12 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
         }
     };
     let now = clock.now_ms();
+    crate::telemetry::step_attempt(
+        node.kind(),
+        "",
+        (now - task.created_at).max(0) as f64 / 1000.0,
+        (result.outcome == "timeout").then_some("timeout"),
+    );
     let attempt = AttemptRecord {
         task_id: task.id.clone(),
         attempt: task.attempts.max(1),

@@ -22,6 +22,18 @@ pub enum Failure {
     Permanent(String),
 }
 
+impl Failure {
+    /// The `reason` label of `baton_step_failures_total`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Connect(_) => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Status(_) => "status",
+            Failure::Permanent(_) => "permanent",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub backoff: BackoffKind,

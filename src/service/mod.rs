@@ -351,7 +351,25 @@ impl Baton {
         view_of(&flow, &snap.id, &snap.state)
     }
 
+    /// Applies an action; counts the outcome in `baton_submits_total`.
     pub async fn submit(
+        &self,
+        req: SubmitRequest,
+        token: Option<&str>,
+    ) -> Result<SessionView, ServiceError> {
+        let answer = self.submit_once(req, token).await;
+        let outcome = match &answer {
+            Ok(view) => match view.screen.as_ref().and_then(|s| s.errors.first()) {
+                Some(refused) => refused.code.as_str(),
+                None => view.status.as_str(),
+            },
+            Err(e) => e.code().as_str(),
+        };
+        crate::telemetry::SUBMITS.add(&[outcome], 1);
+        answer
+    }
+
+    async fn submit_once(
         &self,
         req: SubmitRequest,
         token: Option<&str>,

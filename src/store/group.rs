@@ -236,6 +236,7 @@ async fn serve<DB: WriteBatch>(
         counters
             .queued
             .fetch_sub(batch.len() - 1, Ordering::Relaxed);
+        crate::telemetry::COMMIT_BATCH.observe(&[], batch.len() as f64);
         batch
     };
     // Take the rest of the batch only once there is a connection, so

@@ -676,6 +676,25 @@ impl Store {
         Ok(())
     }
 
+    /// Migrations this binary knows that the database has not applied
+    /// (someone restored an older database under a running server).
+    pub async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let applied: Vec<i64> = with_read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(pool)
+                .await?
+        });
+        let migrator = match self.inner {
+            Inner::Sqlite { .. } => &SQLITE_MIGRATOR,
+            Inner::Postgres(_) => &POSTGRES_MIGRATOR,
+        };
+        Ok(migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
     /// Returns the version for this content: the latest version of `flow_id`
     /// if its hash equals `hash`, otherwise a new version latest+1. Safe when
     /// several replicas publish at once: the loser of an insert race re-reads.

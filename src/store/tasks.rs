@@ -146,6 +146,14 @@ struct TaskRow {
     updated_at: i64,
 }
 
+/// A claimed task, and whether its lease had expired.
+#[derive(sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    task: TaskRow,
+    reclaimed: bool,
+}
+
 impl TaskRow {
     fn into_record(self) -> Result<TaskRecord, StoreError> {
         Ok(TaskRecord {
@@ -529,11 +537,11 @@ impl Store {
         };
         let sql = format!(
             "UPDATE step_tasks SET state = 'running', lease_owner = $1, due_at = $2, \
-             attempts = attempts + 1, updated_at = $3 \
+             attempts = attempts + 1, updated_at = $3, reclaimed = (state = 'running') \
              WHERE id IN (SELECT id FROM step_tasks WHERE state <> 'done' AND due_at <= $3 \
-             ORDER BY due_at LIMIT $4{lock}) RETURNING {TASK_COLUMNS}"
+             ORDER BY due_at LIMIT $4{lock}) RETURNING {TASK_COLUMNS}, reclaimed"
         );
-        let rows: Vec<TaskRow> = with_write_pool!(self, |pool| {
+        let rows: Vec<ClaimedRow> = with_write_pool!(self, |pool| {
             sqlx::query_as(&sql)
                 .bind(worker)
                 .bind(lease_until)
@@ -542,7 +550,23 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter().map(TaskRow::into_record).collect()
+        let expired = rows.iter().filter(|r| r.reclaimed).count();
+        if expired > 0 {
+            crate::telemetry::LEASE_EXPIRIES.add(&[], expired as u64);
+        }
+        rows.into_iter().map(|r| r.task.into_record()).collect()
+    }
+
+    /// Step tasks not done, by state, for `baton_task_queue_depth`.
+    pub async fn task_queue_depth(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows: Vec<(String, i64)> = with_read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT state, COUNT(*) FROM step_tasks WHERE state <> 'done' GROUP BY state",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
     }
 
     /// When the next task falls due (start, lease expiry or deadline).

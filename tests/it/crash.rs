@@ -22,9 +22,9 @@ use crate::testapp::{Backend, fresh_database_url};
 const BIN: &str = env!("CARGO_BIN_EXE_baton");
 
 /// A `baton serve` process on a free port.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub base: String,
 }
 
 fn free_port() -> u16 {
@@ -37,6 +37,11 @@ fn free_port() -> u16 {
 
 impl Server {
     async fn start(database_url: &str, flows: &Path) -> Server {
+        Self::start_with(database_url, flows, &[]).await
+    }
+
+    /// With `extra` arguments after the usual ones.
+    pub(crate) async fn start_with(database_url: &str, flows: &Path, extra: &[&str]) -> Server {
         let port = free_port();
         let child = Command::new(BIN)
             .args(["--addr", &format!("127.0.0.1:{port}")])
@@ -49,6 +54,7 @@ impl Server {
             .arg(flows.join("no-experiments"))
             .args(["--task-lease-ms", "1500", "--task-poll-ms", "100"])
             .args(["--step-budget-ms", "0", "--allow-hosts", "127.0.0.1"])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -68,7 +74,7 @@ impl Server {
         panic!("baton did not become healthy on {base}");
     }
 
-    async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
+    pub(crate) async fn gql(&self, query: &str, variables: Value, token: Option<&str>) -> Value {
         let mut req = reqwest::Client::new()
             .post(format!("{}/graphql", self.base))
             .json(&json!({ "query": query, "variables": variables }));
@@ -116,7 +122,7 @@ impl Server {
     }
 
     /// SIGKILL: no graceful shutdown, nothing flushed.
-    async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         self.child.kill().await.expect("kill");
     }
 }
@@ -249,6 +255,16 @@ async fn sigkill_during_an_http_step(backend: Backend) {
     let server = Server::start(&url, &flows).await;
     let s = until_completed(&server, &id, &token).await;
     assert_eq!(s["screen"]["title"], "Done after 1");
+    // It counts the expired lease, and only its own attempt of the call.
+    let m = crate::metrics::scrape(&server.base).await;
+    assert_eq!(m.value("baton_task_lease_expiries_total", &[]), Some(1.0));
+    assert_eq!(
+        m.value(
+            "baton_step_attempts_total",
+            &[("kind", "http"), ("host", "127.0.0.1")]
+        ),
+        Some(1.0)
+    );
     // At least once: the call was made again, with the same key.
     assert_eq!(up.calls.load(Ordering::SeqCst), 2);
     let keys = up.keys.lock().await.clone();

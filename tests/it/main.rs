@@ -22,6 +22,7 @@ mod group_commit;
 mod hosts;
 mod identity;
 mod limits;
+mod metrics;
 mod releases;
 mod replay;
 mod rules;
