@@ -111,6 +111,10 @@ pub struct ServeConfig {
     /// Log line format.
     #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`) that receives
+    /// Baton's traces at `/v1/traces`; none by default (no traces).
+    #[arg(long, env = "BATON_OTLP_ENDPOINT", value_parser = otlp_endpoint)]
+    pub otlp_endpoint: Option<String>,
     /// Run every session in mock mode: backend steps answer from their
     /// mocks and never reach a real upstream.
     #[arg(long, env = "BATON_MOCK")]
@@ -165,6 +169,24 @@ pub struct ServeConfig {
     pub secrets: Option<std::collections::HashMap<String, String>>,
 }
 
+/// An OTLP/HTTP base URL: `http(s)://host[:port]`, optionally with a path
+/// prefix; `/v1/traces` is added.
+fn otlp_endpoint(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s.trim())
+        .map_err(|e| format!("`{s}` is not a URL ({e}); e.g. http://127.0.0.1:4318"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "`{s}` is not an http(s) URL; e.g. http://127.0.0.1:4318"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "`{s}` has a query or fragment; give the base URL only"
+        ));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -209,6 +231,7 @@ impl ServeConfig {
             max_context_bytes: 256 * 1024,
             db_connections: 16,
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
             mock: false,
             allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],
             jwt_secret: None,
@@ -299,6 +322,21 @@ impl std::str::FromStr for CorsOrigin {
 #[cfg(test)]
 mod tests {
     use super::CorsOrigin;
+
+    #[test]
+    fn otlp_endpoints_are_http_base_urls() {
+        assert_eq!(
+            super::otlp_endpoint("http://127.0.0.1:4318/").unwrap(),
+            "http://127.0.0.1:4318"
+        );
+        assert_eq!(
+            super::otlp_endpoint("https://otel.example/prefix").unwrap(),
+            "https://otel.example/prefix"
+        );
+        for bad in ["127.0.0.1:4318", "grpc://x:4317", "http://x/?a=1", "nope"] {
+            assert!(super::otlp_endpoint(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn cors_origins_are_scheme_host_port_only() {

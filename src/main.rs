@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use baton::config::{LogFormat, ServeConfig};
+use baton::config::ServeConfig;
 
 // Many small, short-lived allocations (JSON values, strings) on several
 // threads: mimalloc halves what glibc's allocator cost in profiles of the
@@ -528,7 +528,20 @@ fn key_new(name: &str, role: baton::auth::Role, queues: Vec<String>, format: For
 }
 
 fn serve(config: ServeConfig) -> ExitCode {
-    init_tracing(config.log_format);
+    let tracing =
+        match baton::telemetry::traces::init(config.log_format, config.otlp_endpoint.as_deref()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("baton: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    let code = serve_traced(config);
+    tracing.shutdown();
+    code
+}
+
+fn serve_traced(config: ServeConfig) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -550,21 +563,6 @@ fn serve(config: ServeConfig) -> ExitCode {
             eprintln!("baton: {e:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    // Colours only for a person at a terminal: a file or a log collector
-    // gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 

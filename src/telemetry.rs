@@ -1,9 +1,12 @@
-//! Operations telemetry: the catalogue of every Prometheus metric Baton
+//! Operations telemetry. Traces and log set-up are in [`traces`]; this
+//! module is the metrics side: the catalogue of every Prometheus metric Baton
 //! exports (name, kind, labels, help, buckets), the process-wide recorder
 //! that `/metrics` renders, and `docs/metrics.md`, generated from the
 //! catalogue. Code records through the catalogue's entries, so a metric's
 //! labels are named in one place and a metric that is not here cannot be
 //! recorded.
+
+pub mod traces;
 
 use std::sync::OnceLock;
 

@@ -392,12 +392,17 @@ fn make_span(request: &axum::http::Request<Body>) -> tracing::Span {
         .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    tracing::debug_span!(
+    let span = tracing::debug_span!(
         "http",
+        otel.name = %format_args!("{} {}", request.method(), request.uri().path()),
+        otel.kind = "server",
         http.request.method = %request.method(),
         url.path = %request.uri().path(),
         request_id = %id,
-    )
+        trace_id = tracing::field::Empty,
+    );
+    crate::telemetry::traces::continue_trace(&span, request.headers());
+    span
 }
 
 const X_REQUEST_ID: &str = "x-request-id";

@@ -344,6 +344,17 @@ async fn mock_attempt(
     }
 }
 
+#[tracing::instrument(
+    name = "http.client",
+    level = "debug",
+    skip_all,
+    fields(
+        otel.kind = "client",
+        http.request.method = %step.method.as_str(),
+        url.template = %step.url,
+        http.response.status_code = tracing::field::Empty,
+    )
+)]
 async fn real_attempt(
     shared: &Shared,
     task: &TaskRecord,
@@ -388,7 +399,8 @@ async fn real_attempt(
         .client
         .request(method, parsed)
         .timeout(policy.attempt_timeout)
-        .header("idempotency-key", &task.id);
+        .header("idempotency-key", &task.id)
+        .headers(crate::telemetry::traces::outgoing_headers());
     for (name, value) in &step.headers {
         req = req.header(name.as_str(), render(value)?);
     }
@@ -397,6 +409,9 @@ async fn real_attempt(
         req = req.json(&body);
     }
     let outcome = send(req, shared.config.max_response_bytes).await;
+    if let Ok(r) = &outcome {
+        tracing::Span::current().record("http.response.status_code", r.status);
+    }
     let healthy = match &outcome {
         Ok(r) => r.status < 500,
         Err(Failure::Permanent(_)) => true,

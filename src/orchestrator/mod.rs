@@ -143,7 +143,7 @@ async fn run(
                 {
                     Ok(tasks) => {
                         for task in tasks {
-                            start(&shared, &permits, task);
+                            start(&shared, &permits, task, tracing::Span::none());
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "claiming due tasks failed"),
@@ -161,7 +161,7 @@ async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             msg = rx.recv() => match msg {
-                Some(Dispatch::Run(task)) => start(&shared, &permits, *task),
+                Some(Dispatch::Run(task, parent)) => start(&shared, &permits, *task, parent),
                 Some(Dispatch::Wake) => look = true,
                 None => break,
             },
@@ -170,10 +170,20 @@ async fn run(
     }
 }
 
-fn start(shared: &Arc<Shared>, permits: &Arc<Semaphore>, task: TaskRecord) {
+/// Runs `task` on its own tokio task, in a `step` span under `parent` (the
+/// request that created it; none for a task claimed from the store).
+fn start(shared: &Arc<Shared>, permits: &Arc<Semaphore>, task: TaskRecord, parent: tracing::Span) {
     let shared = shared.clone();
     let permits = permits.clone();
-    tokio::spawn(async move {
+    let span = tracing::debug_span!(
+        parent: &parent,
+        "step",
+        otel.name = %format_args!("step {}", task.node),
+        session = %task.session_id,
+        node = %task.node,
+        kind = %task.kind,
+    );
+    let run = async move {
         let Ok(_permit) = permits.acquire_owned().await else {
             return;
         };
@@ -188,7 +198,8 @@ fn start(shared: &Arc<Shared>, permits: &Arc<Semaphore>, task: TaskRecord) {
                 tracing::warn!(task = %id, error = %e, "releasing the task failed; its lease will expire");
             }
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(run, span));
 }
 
 /// Runs one task to its end (or until this worker loses it).

@@ -200,6 +200,7 @@ impl Baton {
 
     /// Starts a session on the latest version of the flow. Returns the
     /// session and its bearer token (shown once; only its hash is stored).
+    #[tracing::instrument(name = "baton.start", level = "debug", skip_all, fields(flow = %req.flow_id))]
     pub async fn start_flow(
         &self,
         req: StartRequest,
@@ -352,6 +353,12 @@ impl Baton {
     }
 
     /// Applies an action; counts the outcome in `baton_submits_total`.
+    #[tracing::instrument(
+        name = "baton.submit",
+        level = "debug",
+        skip_all,
+        fields(session = %req.session_id, action = %req.action)
+    )]
     pub async fn submit(
         &self,
         req: SubmitRequest,
@@ -390,14 +397,18 @@ impl Baton {
             let cached = read == Read::Cached;
             read = Read::Fresh;
             let (state, experiments) = self.advance_state(&flow, &snap.state).await?;
-            let mut advance = match engine::submit(
-                &flow,
-                &state,
-                &req.screen_id,
-                &req.action,
-                &req.values,
-                &self.inner.limits,
-            ) {
+            let decided =
+                tracing::debug_span!("engine.submit", node = %req.screen_id).in_scope(|| {
+                    engine::submit(
+                        &flow,
+                        &state,
+                        &req.screen_id,
+                        &req.action,
+                        &req.values,
+                        &self.inner.limits,
+                    )
+                });
+            let mut advance = match decided {
                 Ok(a) => a,
                 // Only a commit may rest on a cached snapshot: decide anything
                 // else again on what the store says now.

@@ -42,8 +42,9 @@ impl Default for StepSettings {
 /// What the service hands its orchestrator.
 #[derive(Debug)]
 pub enum Dispatch {
-    /// A task this process created already leased to itself: run it now.
-    Run(Box<TaskRecord>),
+    /// A task this process created already leased to itself: run it now,
+    /// as part of the span (the request) that created it.
+    Run(Box<TaskRecord>, tracing::Span),
     /// New work may be due: look again.
     Wake,
 }
@@ -196,7 +197,10 @@ impl Baton {
                 continue;
             }
             let msg = if t.state == state::RUNNING {
-                Dispatch::Run(Box::new(record_of(session_id, &t, now)))
+                Dispatch::Run(
+                    Box::new(record_of(session_id, &t, now)),
+                    tracing::Span::current(),
+                )
             } else {
                 Dispatch::Wake
             };

@@ -797,6 +797,7 @@ impl Store {
 
     /// [`Store::create_session`] plus the backend-step tasks the new
     /// session waits for, in the same transaction.
+    #[tracing::instrument(name = "store.create_session", level = "debug", skip_all)]
     pub async fn create_session_with_tasks(
         &self,
         s: &NewSession,
@@ -884,6 +885,7 @@ impl Store {
     ///
     /// `state` is anything that serializes to JSON (a `Value`, or the
     /// caller's own state type, which then is serialized only once).
+    #[tracing::instrument(name = "store.commit", level = "debug", skip_all, fields(session = %session_id))]
     pub async fn commit(
         &self,
         session_id: &str,

@@ -42,7 +42,23 @@ impl Server {
 
     /// With `extra` arguments after the usual ones.
     pub(crate) async fn start_with(database_url: &str, flows: &Path, extra: &[&str]) -> Server {
+        Self::start_logged(database_url, flows, extra, &[], None).await
+    }
+
+    /// With `extra` arguments, `env` variables, and standard output (the
+    /// log) written to `log` instead of dropped.
+    pub(crate) async fn start_logged(
+        database_url: &str,
+        flows: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Server {
         let port = free_port();
+        let stdout = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::null(),
+        };
         let child = Command::new(BIN)
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .args(["--database-url", database_url])
@@ -56,7 +72,8 @@ impl Server {
             .args(["--step-budget-ms", "0", "--allow-hosts", "127.0.0.1"])
             .args(extra)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .envs(env.iter().copied())
+            .stdout(stdout)
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()

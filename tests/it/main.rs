@@ -32,5 +32,6 @@ mod steps;
 mod store;
 mod subscription;
 mod testapp;
+mod traces;
 mod validate;
 mod watch;
