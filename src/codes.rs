@@ -1031,6 +1031,12 @@ catalogue! {
         FunnelTooLarge "FUNNEL_TOO_LARGE" _
             "`funnel` over more sessions than one funnel reads (100,000)"
             "narrow the time range or pick a version";
+        EventCursorInvalid "EVENT_CURSOR_INVALID" _
+            "`eventFeed` (or `baton events tail --after`) with a cursor that is not one this store gave out"
+            "pass back an `endCursor` (or an event's `cursor`) exactly as received, from the same database; without one the feed starts at its first event";
+        EventFeedLimitInvalid "EVENT_FEED_LIMIT_INVALID" _
+            "`eventFeed` with `first` outside 1–1000"
+            "ask for 1 to 1000 events per page and follow `endCursor` for more";
     }
     Ofrep {
         InvalidContext "INVALID_CONTEXT" 400

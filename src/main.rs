@@ -128,6 +128,11 @@ enum Command {
         #[command(flatten)]
         remote: baton::remote::Remote,
     },
+    /// The session event feed of a running server.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Work with rules.
     Rule {
         #[command(subcommand)]
@@ -159,6 +164,28 @@ enum Command {
         /// Do not write; exit 1 when a file on disk differs from the generated one.
         #[arg(long)]
         check: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Print session events as they happen, one JSON object per line
+    /// (each with its `cursor`); from now on unless told otherwise.
+    Tail {
+        /// Resume after this cursor (a printed event's `cursor`).
+        #[arg(long, conflicts_with = "from_start")]
+        after: Option<String>,
+        /// Start at the first event the server has.
+        #[arg(long)]
+        from_start: bool,
+        /// Stop after this many events (default: follow until interrupted).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// How often to ask for new events, in ms.
+        #[arg(long, default_value_t = 500)]
+        poll_ms: u64,
+        #[command(flatten)]
+        remote: baton::remote::Remote,
     },
 }
 
@@ -369,6 +396,30 @@ fn main() -> ExitCode {
                 "{}",
                 baton::remote::preview(&remote, &flow, version, node.as_deref(), &web).await?
             );
+            Ok(true)
+        }),
+        Command::Events {
+            command:
+                EventsCommand::Tail {
+                    after,
+                    from_start,
+                    limit,
+                    poll_ms,
+                    remote,
+                },
+        } => remote_call(async move {
+            let start = match (after, from_start) {
+                (Some(c), _) => baton::remote::TailFrom::After(c),
+                (None, true) => baton::remote::TailFrom::Start,
+                (None, false) => baton::remote::TailFrom::Now,
+            };
+            baton::remote::events_tail(
+                &remote,
+                start,
+                limit,
+                std::time::Duration::from_millis(poll_ms.max(10)),
+            )
+            .await?;
             Ok(true)
         }),
         Command::Funnel {

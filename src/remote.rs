@@ -1,7 +1,8 @@
-//! The CLI side of the release process: `baton push`, `pull`, `diff` and
+//! The CLI side of the admin API: `baton push`, `pull`, `diff` and
 //! `compat` call a running server's admin GraphQL API with an API key, so
 //! a directory in git and the server's versions stay in step without
-//! anyone touching the server's disk.
+//! anyone touching the server's disk; `baton funnel`, `preview` and
+//! `events tail` read from it the same way.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -410,4 +411,66 @@ pub async fn funnel(
         );
     }
     Ok(out)
+}
+
+/// Where `events tail` starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailFrom {
+    /// After the newest event now.
+    Now,
+    /// At the first event.
+    Start,
+    /// After this cursor.
+    After(String),
+}
+
+/// Prints feed events to stdout, one JSON object per line, polling every
+/// `poll` for more; returns after `limit` events (never without one).
+pub async fn events_tail(
+    remote: &Remote,
+    from: TailFrom,
+    limit: Option<u64>,
+    poll: std::time::Duration,
+) -> Result<(), RemoteError> {
+    use std::io::Write as _;
+    const PAGE: &str = "query($a: String, $n: Int!, $end: Boolean!) { eventFeed(after: $a, first: $n, fromEnd: $end) { \
+                        endCursor events { cursor sessionId seq kind at flowId flowVersion userId payload } } }";
+    let mut cursor = match from {
+        TailFrom::After(c) => Some(c),
+        TailFrom::Start => None,
+        TailFrom::Now => {
+            let d = remote
+                .call(PAGE, json!({ "a": null, "n": 1, "end": true }))
+                .await?;
+            d["eventFeed"]["endCursor"].as_str().map(str::to_owned)
+        }
+    };
+    let mut printed = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        let want = limit.map_or(500, |l| (l - printed).min(500));
+        let d = remote
+            .call(PAGE, json!({ "a": cursor, "n": want, "end": false }))
+            .await?;
+        let page = &d["eventFeed"];
+        let events = page["events"].as_array().cloned().unwrap_or_default();
+        {
+            let mut out = stdout.lock();
+            for e in &events {
+                writeln!(out, "{e}").map_err(|e| RemoteError(format!("writing to stdout: {e}")))?;
+            }
+            out.flush()
+                .map_err(|e| RemoteError(format!("writing to stdout: {e}")))?;
+        }
+        printed += events.len() as u64;
+        if let Some(c) = page["endCursor"].as_str() {
+            cursor = Some(c.to_owned());
+        }
+        if limit.is_some_and(|l| printed >= l) {
+            return Ok(());
+        }
+        if events.is_empty() {
+            tokio::time::sleep(poll).await;
+        }
+    }
 }

@@ -1,8 +1,10 @@
-//! Admin GraphQL for analytics: `funnel` (`READ_RESULTS`, viewer and up).
+//! Admin GraphQL for analytics: `funnel` (`READ_RESULTS`, viewer and up)
+//! and `eventFeed`, every session event in a resumable order
+//! (`READ_SESSIONS`: events carry what users entered).
 
 use async_graphql::{
-    Context, Enum, ID, InputValueError, InputValueResult, Object, Scalar, ScalarType, SimpleObject,
-    Value as GqlValue,
+    Context, Enum, ID, InputValueError, InputValueResult, Json, Object, Scalar, ScalarType,
+    SimpleObject, Value as GqlValue,
 };
 
 use crate::analytics::funnel::{Funnel as Fold, percentiles};
@@ -132,11 +134,88 @@ fn edges_of(fold: &Fold) -> Vec<FunnelEdge> {
         .collect()
 }
 
+/// One session event, as the session log holds it.
+#[derive(SimpleObject)]
+pub struct FeedEvent {
+    /// Pass it as `after` to read on from here.
+    pub cursor: String,
+    pub session_id: ID,
+    /// The event's place in its session (1, 2, …).
+    pub seq: i64,
+    /// `started`, `entered`, `submitted`, `rejected`, `went_back`,
+    /// `step_completed`, `operated`, `exposure`, `conversion`, `ended`, …
+    pub kind: String,
+    pub payload: Json<serde_json::Value>,
+    pub at: DateTime,
+    pub flow_id: ID,
+    pub flow_version: i32,
+    pub user_id: ID,
+}
+
+/// A page of the event feed.
+#[derive(SimpleObject)]
+pub struct EventFeedPage {
+    pub events: Vec<FeedEvent>,
+    /// Where to go on from: the last event's cursor, or `after` again when
+    /// nothing new came (null only when the feed is empty).
+    pub end_cursor: Option<String>,
+}
+
 #[derive(Default)]
 pub struct AnalyticsQuery;
 
 #[Object]
 impl AnalyticsQuery {
+    /// Every session event of every flow, oldest first, in an order that
+    /// never skips one committed late: poll with `after: endCursor` to
+    /// follow it, and store the cursor to resume after a restart.
+    async fn event_feed(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A cursor from an earlier page; none: the first event.")] after: Option<
+            String,
+        >,
+        #[graphql(desc = "Events per page, 1–1000.", default = 100)] first: i32,
+        #[graphql(
+            desc = "Skip the past: no events, and an `endCursor` after the newest one now.",
+            default = false
+        )]
+        from_end: bool,
+    ) -> async_graphql::Result<EventFeedPage> {
+        require(ctx, Permission::ReadSessions).map_err(|e| e.into_graphql())?;
+        let baton = ctx.data_unchecked::<Baton>();
+        let to_gql = |e| crate::api::error::graphql_error(&e);
+        if from_end {
+            let end = baton.event_feed_end().await.map_err(to_gql)?;
+            return Ok(EventFeedPage {
+                events: Vec::new(),
+                end_cursor: end,
+            });
+        }
+        let events = baton
+            .event_feed(after.as_deref(), i64::from(first))
+            .await
+            .map_err(to_gql)?;
+        let end_cursor = events.last().map(|e| e.cursor.clone()).or(after);
+        Ok(EventFeedPage {
+            events: events
+                .into_iter()
+                .map(|e| FeedEvent {
+                    cursor: e.cursor,
+                    session_id: ID(e.session_id),
+                    seq: e.seq,
+                    kind: e.kind,
+                    payload: Json(e.payload),
+                    at: DateTime(e.created_at),
+                    flow_id: ID(e.flow_id),
+                    flow_version: e.flow_version,
+                    user_id: ID(e.user_id),
+                })
+                .collect(),
+            end_cursor,
+        })
+    }
+
     /// A flow's funnel over the sessions started in `[from, to)` (default:
     /// the last 30 days), of one `version` or all, optionally per group.
     #[allow(clippy::too_many_arguments)]

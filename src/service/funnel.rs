@@ -59,6 +59,8 @@ pub enum AnalyticsError {
     IdleInvalid { minutes: i32 },
     #[error("{why}")]
     GroupInvalid { why: String },
+    #[error("`first` is {first}; a feed page has 1 to 1000 events")]
+    FeedLimit { first: i64 },
 }
 
 impl AnalyticsError {
@@ -69,6 +71,7 @@ impl AnalyticsError {
             }
             AnalyticsError::TooLarge { .. } => Code::FunnelTooLarge,
             AnalyticsError::GroupInvalid { .. } => Code::FunnelGroupInvalid,
+            AnalyticsError::FeedLimit { .. } => Code::EventFeedLimitInvalid,
         }
     }
 

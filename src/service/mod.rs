@@ -4,6 +4,7 @@
 //! optimistic concurrency and update fan-out.
 
 mod error;
+pub mod feed;
 pub mod funnel;
 pub mod hub;
 pub mod lifecycle;

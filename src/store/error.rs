@@ -73,6 +73,10 @@ pub enum StoreError {
     #[error("corrupt data in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
 
+    /// An event feed cursor this store did not give out.
+    #[error("invalid event feed cursor `{cursor}`: {reason}")]
+    InvalidCursor { cursor: String, reason: String },
+
     /// The caller passed something the store refuses to write.
     #[error("invalid store input: {reason}")]
     InvalidInput { reason: String },
@@ -102,6 +106,7 @@ impl StoreError {
             StoreError::TaskFinished { .. } => Code::TaskAlreadyFinished,
             StoreError::Corrupt { .. } => Code::StoreCorrupt,
             StoreError::InvalidInput { .. } => Code::StoreInvalidInput,
+            StoreError::InvalidCursor { .. } => Code::EventCursorInvalid,
             StoreError::Internal { .. } => Code::StoreInternal,
         }
     }
@@ -150,6 +155,10 @@ impl StoreError {
                 "stored data could not be read back; this needs an operator".to_owned()
             }
             StoreError::InvalidInput { reason } => reason.clone(),
+            StoreError::InvalidCursor { reason, .. } => format!(
+                "{reason}; pass back an `endCursor` or an event's `cursor` exactly as received \
+                 from this database, or none to start at the first event"
+            ),
             StoreError::Internal { .. } => return None,
         })
     }

@@ -198,6 +198,7 @@ mod step_batch;
 pub mod tasks;
 // After the pool macros, which it uses.
 pub mod experiments;
+pub mod feed;
 
 /// Starting a write transaction differs per backend.
 trait BeginWrite {

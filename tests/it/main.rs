@@ -9,6 +9,7 @@ mod crash;
 mod curl_example;
 mod document_cache;
 mod engine_props;
+mod event_feed;
 mod experiment_runs;
 mod experiment_store;
 mod experiments;

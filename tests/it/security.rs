@@ -242,6 +242,12 @@ fn matrix() -> Vec<Row> {
             variables: |_, _| json!({}),
         },
         Row {
+            op: "eventFeed",
+            permission: Some(Permission::ReadSessions),
+            query: "{ eventFeed(first: 5) { endCursor } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
             op: "auditLog",
             permission: Some(Permission::ReadAudit),
             query: "{ auditLog(first: 5) { edges { node { action subject } } } }",
