@@ -127,6 +127,16 @@ impl Application {
             let every = Duration::from_millis(config.release_poll_ms);
             tokio::spawn(async move { poll_releases(baton, every, shutdown).await });
         }
+        let webhooks = match &config.webhooks {
+            None => Vec::new(),
+            Some(path) => crate::sinks::load(path, |k| std::env::var(k).ok())
+                .map_err(|e| anyhow::anyhow!("{}: {e} (hint: {})", e.code(), e.code().hint()))?,
+        };
+        let sinks = crate::sinks::Sinks::new(webhooks, baton.store().clone(), baton.worker_id());
+        if !sinks.names().is_empty() {
+            tracing::info!(webhooks = ?sinks.names(), "event feed webhooks on");
+        }
+        sinks.spawn(shutdown.clone());
         if config.mock {
             tracing::warn!("--mock: every session runs its backend steps against their mocks");
         }
@@ -162,7 +172,8 @@ impl Application {
         .map_err(|e| anyhow::anyhow!("{}: {e} (hint: {})", e.code(), e.code().hint()))?;
         let mut schema = http_limits
             .apply(api::schema::builder(baton.clone()))
-            .data(rate_limits.clone());
+            .data(rate_limits.clone())
+            .data(sinks);
         if let Some(identity) = identity {
             tracing::info!("user identity on: sessions are bound to the subject of X-User-Token");
             schema = schema.data(std::sync::Arc::new(identity));
@@ -393,13 +404,8 @@ fn load_cohorts(config: &ServeConfig) -> anyhow::Result<Vec<crate::engine::compa
     let code = crate::codes::Code::CohortsFileInvalid;
     let fail =
         |why: String| anyhow::anyhow!("{code}: {}: {why} (hint: {})", path.display(), code.hint());
-    let value = crate::document::read(path, 1024 * 1024).map_err(|e| {
-        fail(match e {
-            crate::document::DocError::Unreadable(e) => e.to_string(),
-            crate::document::DocError::TooLarge { size } => format!("{size} bytes; at most 1 MiB"),
-            crate::document::DocError::Syntax { format, message } => format!("{format}: {message}"),
-        })
-    })?;
+    const MAX: u64 = 1024 * 1024;
+    let value = crate::document::read(path, MAX).map_err(|e| fail(e.describe(MAX)))?;
     let file: File = serde_json::from_value(value).map_err(|e| fail(e.to_string()))?;
     for e in &file.cohorts {
         if let Some(v) = &e.app_version

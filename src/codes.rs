@@ -1037,6 +1037,18 @@ catalogue! {
         EventFeedLimitInvalid "EVENT_FEED_LIMIT_INVALID" _
             "`eventFeed` with `first` outside 1–1000"
             "ask for 1 to 1000 events per page and follow `endCursor` for more";
+        WebhooksFileInvalid "WEBHOOKS_FILE_INVALID" _
+            "`baton serve` stops: the `--webhooks` file cannot be read, or an entry is wrong (name, url, a `secret_env` variable that is not set, batch, attempts, durations)"
+            "fix the entry the message names; each webhook needs `name`, an http(s) `url` and `secret_env` naming a set environment variable";
+        DeadLetterNotFound "DEAD_LETTER_NOT_FOUND" _
+            "`replayDeadLetter` with an id that is not a dead letter"
+            "take the id from `deadLetters`";
+        SinkNotConfigured "SINK_NOT_CONFIGURED" _
+            "`replayDeadLetter` of a dead letter whose webhook is no longer in this server's `--webhooks` file"
+            "add the webhook back (same name) and restart, or leave the dead letter";
+        SinkDeliveryFailed "SINK_DELIVERY_FAILED" _
+            "`replayDeadLetter`: the webhook refused the batch again (no answer, or not 2xx)"
+            "check that the receiver is up and accepts the signature, then replay again";
     }
     Ofrep {
         InvalidContext "INVALID_CONTEXT" 400

@@ -111,6 +111,10 @@ pub struct ServeConfig {
     /// Log line format.
     #[arg(long, env = "BATON_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// File of webhooks that receive the event feed (see README, "Event
+    /// feed"); none by default.
+    #[arg(long, env = "BATON_WEBHOOKS")]
+    pub webhooks: Option<PathBuf>,
     /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`) that receives
     /// Baton's traces at `/v1/traces`; none by default (no traces).
     #[arg(long, env = "BATON_OTLP_ENDPOINT", value_parser = otlp_endpoint)]
@@ -232,6 +236,7 @@ impl ServeConfig {
             db_connections: 16,
             log_format: LogFormat::Text,
             otlp_endpoint: None,
+            webhooks: None,
             mock: false,
             allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],
             jwt_secret: None,

@@ -45,6 +45,18 @@ pub enum DocError {
     },
 }
 
+impl DocError {
+    /// What is wrong, for a message that already names the file; `max` is
+    /// the limit [`read`] was given.
+    pub fn describe(&self, max: u64) -> String {
+        match self {
+            DocError::Unreadable(e) => e.to_string(),
+            DocError::TooLarge { size } => format!("{size} bytes; at most {max}"),
+            DocError::Syntax { format, message } => format!("{format}: {message}"),
+        }
+    }
+}
+
 /// YAML 1.2 as people write it in these files: `No`, `on` and `007` stay
 /// text (flagd files name variants `on` and `off`).
 pub fn yaml_options() -> serde_saphyr::Options {

@@ -32,5 +32,6 @@ pub mod orchestrator;
 pub mod remote;
 pub mod rules;
 pub mod service;
+pub mod sinks;
 pub mod store;
 pub mod telemetry;

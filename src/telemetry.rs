@@ -134,6 +134,15 @@ pub const COMMIT_BATCH: Metric = Metric {
     buckets: BATCH,
 };
 
+pub const SINK_EVENTS: Metric = Metric {
+    name: "baton_webhook_events_total",
+    kind: Kind::Counter,
+    labels: &["webhook", "outcome"],
+    help: "Events sent to a webhook, by outcome: `delivered`, or \
+           `dead_lettered` (its batch was refused until the retries ran out).",
+    buckets: &[],
+};
+
 /// Every metric, in the order `docs/metrics.md` lists them.
 pub const CATALOGUE: &[&Metric] = &[
     &GRAPHQL_DURATION,
@@ -145,6 +154,7 @@ pub const CATALOGUE: &[&Metric] = &[
     &LEASE_EXPIRIES,
     &BREAKER_STATE,
     &COMMIT_BATCH,
+    &SINK_EVENTS,
 ];
 
 impl Metric {

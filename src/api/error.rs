@@ -304,6 +304,18 @@ impl ClientError for crate::service::ServiceError {
     }
 }
 
+impl ClientError for crate::sinks::SinkError {
+    fn code(&self) -> Code {
+        crate::sinks::SinkError::code(self)
+    }
+    fn hint(&self) -> Option<String> {
+        crate::sinks::SinkError::hint(self)
+    }
+    fn is_internal(&self) -> bool {
+        matches!(self, crate::sinks::SinkError::Store(e) if e.hint().is_none() || e.code() == Code::StoreCorrupt)
+    }
+}
+
 impl ClientError for crate::experiments::live::ExperimentRunError {
     fn code(&self) -> Code {
         crate::experiments::live::ExperimentRunError::code(self)

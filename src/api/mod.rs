@@ -21,6 +21,7 @@ mod query_size;
 pub mod rate_limit;
 mod releases;
 pub mod schema;
+pub mod sinks;
 pub mod steps;
 mod support;
 pub mod types;

@@ -26,6 +26,7 @@ pub struct RootQuery(
     super::releases::ReleaseQuery,
     super::support::SupportQuery,
     super::analytics::AnalyticsQuery,
+    super::sinks::SinkQuery,
 );
 
 /// The schema with its resolvers' state; limits are applied by the caller.
@@ -170,6 +171,7 @@ pub struct RootMutation(
     super::experiments::ExperimentMutation,
     super::releases::ReleaseMutation,
     super::support::SupportMutation,
+    super::sinks::SinkMutation,
 );
 
 #[derive(Default)]

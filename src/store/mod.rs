@@ -199,6 +199,7 @@ pub mod tasks;
 // After the pool macros, which it uses.
 pub mod experiments;
 pub mod feed;
+pub mod sinks;
 
 /// Starting a write transaction differs per backend.
 trait BeginWrite {

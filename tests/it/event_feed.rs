@@ -9,18 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
 
-use crate::testapp::{Backend, TestApp, error_code, write_test_keys};
-
-const GREETING: &str = r#"
-id: greeting
-start: hello
-nodes:
-  - id: hello
-    kind: screen
-    components: [{ kind: text_input, id: name, label: Name, required: true }]
-    actions: [{ id: next, next: bye }]
-  - { id: bye, kind: end }
-"#;
+use crate::testapp::{Backend, GREETING_FLOW, TestApp, error_code, write_test_keys};
 
 const FEED: &str = "query($a: String, $n: Int!, $end: Boolean!) { eventFeed(after: $a, first: $n, fromEnd: $end) { \
     endCursor events { cursor sessionId seq kind at flowId flowVersion userId payload } } }";
@@ -133,11 +122,14 @@ async fn walk(app: &TestApp, user: &str) -> String {
 }
 
 async fn feed(backend: Backend) {
-    let Some(app) =
-        TestApp::spawn_configured(backend, &[("greeting.yaml", GREETING.into())], |c, dir| {
+    let Some(app) = TestApp::spawn_configured(
+        backend,
+        &[("greeting.yaml", GREETING_FLOW.into())],
+        |c, dir| {
             c.api_keys = Some(write_test_keys(dir));
-        })
-        .await
+        },
+    )
+    .await
     else {
         return;
     };
@@ -281,7 +273,7 @@ async fn feed_postgres() {
 async fn a_late_commit_is_not_skipped_on_postgres() {
     let Some(app) = TestApp::spawn_configured(
         Backend::Postgres,
-        &[("greeting.yaml", GREETING.into())],
+        &[("greeting.yaml", GREETING_FLOW.into())],
         |c, dir| {
             c.api_keys = Some(write_test_keys(dir));
         },

@@ -36,3 +36,4 @@ mod testapp;
 mod traces;
 mod validate;
 mod watch;
+mod webhooks;

@@ -242,6 +242,18 @@ fn matrix() -> Vec<Row> {
             variables: |_, _| json!({}),
         },
         Row {
+            op: "deadLetters",
+            permission: Some(Permission::ReadSessions),
+            query: "{ deadLetters { id } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
+            op: "replayDeadLetter",
+            permission: Some(Permission::OperateSessions),
+            query: "mutation { replayDeadLetter(id: \"none\") { id } }",
+            variables: |_, _| json!({}),
+        },
+        Row {
             op: "eventFeed",
             permission: Some(Permission::ReadSessions),
             query: "{ eventFeed(first: 5) { endCursor } }",

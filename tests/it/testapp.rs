@@ -313,6 +313,19 @@ impl TestApp {
 
 /// The API keys of [`write_test_keys`]: one per role, the key is
 /// `<role>-key`, and the reviewer decides the `underwriter` queue.
+/// A screen with one required input, then an end: the smallest flow
+/// whose sessions write every common event.
+pub const GREETING_FLOW: &str = r#"
+id: greeting
+start: hello
+nodes:
+  - id: hello
+    kind: screen
+    components: [{ kind: text_input, id: name, label: Name, required: true }]
+    actions: [{ id: next, next: bye }]
+  - { id: bye, kind: end }
+"#;
+
 pub const TEST_KEYS: [(&str, &str); 5] = [
     ("viewer-key", "viewer"),
     ("editor-key", "editor"),
