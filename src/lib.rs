@@ -32,6 +32,7 @@ pub mod orchestrator;
 pub mod remote;
 pub mod rules;
 pub mod service;
+pub mod simulate;
 pub mod sinks;
 pub mod store;
 pub mod telemetry;

@@ -128,6 +128,9 @@ enum Command {
         #[command(flatten)]
         remote: baton::remote::Remote,
     },
+    /// Sessions of made-up users walking a flow on a running server (for
+    /// funnels, metrics and the event feed before real users come).
+    Simulate(baton::simulate::Plan),
     /// The session event feed of a running server.
     Events {
         #[command(subcommand)]
@@ -396,6 +399,10 @@ fn main() -> ExitCode {
                 "{}",
                 baton::remote::preview(&remote, &flow, version, node.as_deref(), &web).await?
             );
+            Ok(true)
+        }),
+        Command::Simulate(plan) => remote_call(async move {
+            print!("{}", baton::simulate::run(&plan).await?);
             Ok(true)
         }),
         Command::Events {

@@ -52,19 +52,25 @@ impl Remote {
             .json()
             .await
             .map_err(|e| RemoteError(format!("{url} did not answer JSON: {e}")))?;
-        if let Some(err) = body["errors"].as_array().and_then(|e| e.first()) {
-            let code = err["extensions"]["code"].as_str().unwrap_or("ERROR");
-            let mut text = format!(
-                "{code}: {}",
-                err["message"].as_str().unwrap_or("the call failed")
-            );
-            if let Some(hint) = err["extensions"]["hint"].as_str() {
-                let _ = write!(text, " (hint: {hint})");
-            }
-            return Err(RemoteError(text));
-        }
-        Ok(body["data"].clone())
+        data_or_error(body)
     }
+}
+
+/// A GraphQL response's `data`, or its first error as `CODE: message
+/// (hint: …)`.
+pub(crate) fn data_or_error(body: Value) -> Result<Value, RemoteError> {
+    if let Some(err) = body["errors"].as_array().and_then(|e| e.first()) {
+        let code = err["extensions"]["code"].as_str().unwrap_or("ERROR");
+        let mut text = format!(
+            "{code}: {}",
+            err["message"].as_str().unwrap_or("the call failed")
+        );
+        if let Some(hint) = err["extensions"]["hint"].as_str() {
+            let _ = write!(text, " (hint: {hint})");
+        }
+        return Err(RemoteError(text));
+    }
+    Ok(body["data"].clone())
 }
 
 /// What `push` did with one file.

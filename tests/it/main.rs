@@ -29,6 +29,7 @@ mod replay;
 mod rules;
 mod secrets;
 mod security;
+mod simulate;
 mod steps;
 mod store;
 mod subscription;
