@@ -132,9 +132,16 @@ impl Application {
             Some(path) => crate::sinks::load(path, |k| std::env::var(k).ok())
                 .map_err(|e| anyhow::anyhow!("{}: {e} (hint: {})", e.code(), e.code().hint()))?,
         };
-        let sinks = crate::sinks::Sinks::new(webhooks, baton.store().clone(), baton.worker_id());
+        let nats = config.nats_url.as_ref().map(|url| crate::sinks::Nats {
+            url: url.clone(),
+            subject: config.nats_subject.clone(),
+            stream: config.nats_stream.clone(),
+            from_start: config.nats_from_start,
+        });
+        let sinks =
+            crate::sinks::Sinks::new(webhooks, nats, baton.store().clone(), baton.worker_id());
         if !sinks.names().is_empty() {
-            tracing::info!(webhooks = ?sinks.names(), "event feed webhooks on");
+            tracing::info!(sinks = ?sinks.names(), "event feed sinks on");
         }
         sinks.spawn(shutdown.clone());
         if config.mock {

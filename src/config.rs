@@ -115,6 +115,19 @@ pub struct ServeConfig {
     /// feed"); none by default.
     #[arg(long, env = "BATON_WEBHOOKS")]
     pub webhooks: Option<PathBuf>,
+    /// NATS server whose JetStream receives the event feed
+    /// (`nats://127.0.0.1:4222`); none by default.
+    #[arg(long, env = "BATON_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Subject prefix: events go to `<prefix>.<flow>.<kind>`.
+    #[arg(long, env = "BATON_NATS_SUBJECT", default_value = "baton.events", value_parser = nats_subject)]
+    pub nats_subject: String,
+    /// The JetStream stream, created with `<prefix>.>` when missing.
+    #[arg(long, env = "BATON_NATS_STREAM", default_value = "BATON_EVENTS")]
+    pub nats_stream: String,
+    /// Send the whole feed the first time, not only what comes next.
+    #[arg(long, env = "BATON_NATS_FROM_START")]
+    pub nats_from_start: bool,
     /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`) that receives
     /// Baton's traces at `/v1/traces`; none by default (no traces).
     #[arg(long, env = "BATON_OTLP_ENDPOINT", value_parser = otlp_endpoint)]
@@ -171,6 +184,21 @@ pub struct ServeConfig {
     /// environment (`BATON_SECRET_NAME`); set directly by embedders and tests.
     #[arg(skip)]
     pub secrets: Option<std::collections::HashMap<String, String>>,
+}
+
+/// A NATS subject prefix: dot-separated tokens without wildcards or spaces.
+fn nats_subject(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.split('.').all(|t| {
+            !t.is_empty()
+                && t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("`{s}` is not a subject prefix; e.g. baton.events"))
+    }
 }
 
 /// An OTLP/HTTP base URL: `http(s)://host[:port]`, optionally with a path
@@ -237,6 +265,10 @@ impl ServeConfig {
             log_format: LogFormat::Text,
             otlp_endpoint: None,
             webhooks: None,
+            nats_url: None,
+            nats_subject: "baton.events".into(),
+            nats_stream: "BATON_EVENTS".into(),
+            nats_from_start: false,
             mock: false,
             allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],
             jwt_secret: None,

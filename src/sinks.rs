@@ -1,10 +1,13 @@
-//! Events out: webhooks that receive the event feed ([`crate::store::feed`])
-//! at least once and in order. Each webhook has its place in the feed in
-//! the store and is served by one replica at a time (a lease); a batch is
-//! POSTed signed with HMAC-SHA256, retried with exponential backoff, and
-//! when its retries run out it becomes a dead letter an admin can replay,
-//! and the webhook moves on: a receiver that is down delays its own
-//! events and never holds up a session.
+//! Events out: webhooks and a NATS JetStream stream that receive the event
+//! feed ([`crate::store::feed`]) at least once and in order. Each sink has
+//! its place in the feed in the store and is served by one replica at a
+//! time (a lease). A webhook batch is POSTed signed with HMAC-SHA256,
+//! retried with exponential backoff, and when its retries run out it
+//! becomes a dead letter an admin can replay while the webhook moves on.
+//! JetStream gets one message per event with the feed cursor as its
+//! `Nats-Msg-Id` (so a retried publish is stored once), and is retried
+//! until NATS takes it: an outage delays, never loses. A receiver that is
+//! down holds up only its own events, never a session.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -32,6 +35,8 @@ pub const DELIVERY_HEADER: &str = "x-baton-delivery";
 const LEASE: Duration = Duration::from_secs(30);
 /// How often an idle webhook looks for new events.
 const POLL: Duration = Duration::from_millis(250);
+/// How long JetStream has to store a published event.
+const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most webhooks one file lists.
 const MAX_WEBHOOKS: usize = 32;
 
@@ -52,6 +57,59 @@ pub struct Webhook {
     pub retry_delay: Duration,
     pub max_retry_delay: Duration,
     pub timeout: Duration,
+}
+
+/// The JetStream stream the feed is published to.
+#[derive(Debug, Clone)]
+pub struct Nats {
+    pub url: String,
+    /// Events go to `<subject>.<flow>.<kind>`.
+    pub subject: String,
+    /// Created (with `<subject>.>`) when missing.
+    pub stream: String,
+    pub from_start: bool,
+}
+
+/// The name NATS has among the sinks (its row in the store).
+pub const NATS_SINK: &str = "nats";
+
+/// Where a sink sends events.
+enum Target {
+    Webhook(Webhook),
+    Nats {
+        config: Nats,
+        js: tokio::sync::OnceCell<async_nats::jetstream::Context>,
+    },
+}
+
+impl Target {
+    fn name(&self) -> &str {
+        match self {
+            Target::Webhook(w) => &w.name,
+            Target::Nats { .. } => NATS_SINK,
+        }
+    }
+
+    fn starts_at_first_event(&self) -> bool {
+        match self {
+            Target::Webhook(w) => w.from_start,
+            Target::Nats { config, .. } => config.from_start,
+        }
+    }
+
+    fn batch(&self) -> i64 {
+        match self {
+            Target::Webhook(w) => w.batch,
+            Target::Nats { .. } => 100,
+        }
+    }
+
+    fn wants(&self, kind: &str) -> bool {
+        match self {
+            Target::Webhook(w) => w.kinds.as_ref().is_none_or(|k| k.contains(kind)),
+            Target::Nats { .. } => true,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -229,19 +287,29 @@ pub fn signature(secret: &str, at_ms: i64, body: &str) -> String {
     format!("t={at_ms},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The webhooks of this server.
+/// The sinks of this server.
 #[derive(Clone)]
 pub struct Sinks {
-    hooks: Arc<Vec<Arc<Webhook>>>,
+    targets: Arc<Vec<Arc<Target>>>,
     store: Store,
     client: reqwest::Client,
     worker: String,
 }
 
 impl Sinks {
-    pub fn new(hooks: Vec<Webhook>, store: Store, worker: &str) -> Sinks {
+    pub fn new(hooks: Vec<Webhook>, nats: Option<Nats>, store: Store, worker: &str) -> Sinks {
+        let mut targets: Vec<Arc<Target>> = hooks
+            .into_iter()
+            .map(|h| Arc::new(Target::Webhook(h)))
+            .collect();
+        if let Some(config) = nats {
+            targets.push(Arc::new(Target::Nats {
+                config,
+                js: tokio::sync::OnceCell::new(),
+            }));
+        }
         Sinks {
-            hooks: Arc::new(hooks.into_iter().map(Arc::new).collect()),
+            targets: Arc::new(targets),
             store,
             client: reqwest::Client::new(),
             worker: worker.to_owned(),
@@ -249,29 +317,29 @@ impl Sinks {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.hooks.iter().map(|h| h.name.clone()).collect()
+        self.targets.iter().map(|t| t.name().to_owned()).collect()
     }
 
-    /// Delivers to every webhook until `shutdown`.
+    /// Delivers to every sink until `shutdown`.
     pub fn spawn(&self, shutdown: CancellationToken) {
-        for hook in self.hooks.iter() {
-            let (sinks, hook, shutdown) = (self.clone(), hook.clone(), shutdown.clone());
+        for target in self.targets.iter() {
+            let (sinks, target, shutdown) = (self.clone(), target.clone(), shutdown.clone());
             tokio::spawn(async move {
                 tokio::select! {
                     _ = shutdown.cancelled() => {}
-                    _ = sinks.run(&hook) => {}
+                    _ = sinks.run(&target) => {}
                 }
             });
         }
     }
 
-    async fn run(&self, hook: &Webhook) {
+    async fn run(&self, target: &Target) {
         loop {
-            match self.step(hook).await {
+            match self.step(target).await {
                 Ok(true) => {}
                 Ok(false) => tokio::time::sleep(POLL).await,
                 Err(e) => {
-                    tracing::warn!(webhook = %hook.name, code = %e.code(), error = %e, "webhook delivery stalled; trying again");
+                    tracing::warn!(sink = %target.name(), code = %e.code(), error = %e, "event delivery stalled; trying again");
                     tokio::time::sleep(POLL * 4).await;
                 }
             }
@@ -279,87 +347,127 @@ impl Sinks {
     }
 
     /// One batch: `Ok(true)` when events were handled, `Ok(false)` when
-    /// there were none (or another replica holds the webhook).
-    async fn step(&self, hook: &Webhook) -> Result<bool, SinkError> {
+    /// there were none (or another replica holds the sink).
+    async fn step(&self, target: &Target) -> Result<bool, SinkError> {
+        let name = target.name();
         let now = now_ms();
-        if !self.claim(hook, now).await? {
+        if !self.claim(name, now).await? {
             return Ok(false);
         }
-        let state = self.store.sink_state(&hook.name).await?;
+        let state = self.store.sink_state(name).await?;
         let cursor = match state.and_then(|s| s.cursor) {
             Some(c) => c,
             None => {
-                let start = if hook.from_start {
+                let start = if target.starts_at_first_event() {
                     String::new()
                 } else {
                     self.store.event_feed_end().await?.unwrap_or_default()
                 };
                 self.store
-                    .advance_sink(&hook.name, &self.worker, &start, 0, now)
+                    .advance_sink(name, &self.worker, &start, 0, now)
                     .await?;
                 start
             }
         };
         let after = (!cursor.is_empty()).then_some(cursor.as_str());
-        let events = self.store.event_feed(after, hook.batch).await?;
+        let events = self.store.event_feed(after, target.batch()).await?;
         let Some(last) = events.last().map(|e| e.cursor.clone()) else {
             return Ok(false);
         };
-        let chosen: Vec<&FeedEvent> = events
-            .iter()
-            .filter(|e| hook.kinds.as_ref().is_none_or(|k| k.contains(&e.kind)))
-            .collect();
+        let chosen: Vec<&FeedEvent> = events.iter().filter(|e| target.wants(&e.kind)).collect();
         if !chosen.is_empty() {
-            let body = json!({
-                "webhook": hook.name,
-                "events": chosen.iter().map(|e| event_json(e)).collect::<Vec<_>>(),
-            })
-            .to_string();
-            let delivery = uuid::Uuid::now_v7().to_string();
-            match self.deliver(hook, &body, &delivery).await {
-                Delivered::Yes => {
-                    crate::telemetry::SINK_EVENTS
-                        .add(&[&hook.name, "delivered"], chosen.len() as u64);
-                }
-                Delivered::LeaseLost => return Ok(true),
-                Delivered::No { attempts, error } => {
-                    tracing::warn!(webhook = %hook.name, attempts, %error, "webhook refused a batch until its retries ran out; it is a dead letter now");
-                    self.store
-                        .add_dead_letter(&DeadLetter {
-                            id: delivery,
-                            sink: hook.name.clone(),
-                            body,
-                            events: chosen.len() as i32,
-                            first_cursor: chosen[0].cursor.clone(),
-                            last_cursor: last.clone(),
-                            attempts: attempts as i32,
-                            error,
-                            created_at: now_ms(),
-                            replayed_at: None,
-                        })
-                        .await?;
-                    crate::telemetry::SINK_EVENTS
-                        .add(&[&hook.name, "dead_lettered"], chosen.len() as u64);
-                }
+            let delivered = match target {
+                Target::Webhook(hook) => self.to_webhook(hook, &chosen, &last).await?,
+                Target::Nats { config, js } => self.to_nats(config, js, &chosen).await,
+            };
+            if !delivered {
+                return Ok(true);
             }
         }
         self.store
-            .advance_sink(
-                &hook.name,
-                &self.worker,
-                &last,
-                chosen.len() as i64,
-                now_ms(),
-            )
+            .advance_sink(name, &self.worker, &last, chosen.len() as i64, now_ms())
             .await?;
         Ok(true)
     }
 
-    async fn claim(&self, hook: &Webhook, now: i64) -> Result<bool, StoreError> {
+    /// One batch to a webhook, or to the dead letters; `false` when the
+    /// lease was lost meanwhile (another replica goes on).
+    async fn to_webhook(
+        &self,
+        hook: &Webhook,
+        chosen: &[&FeedEvent],
+        last: &str,
+    ) -> Result<bool, SinkError> {
+        let body = json!({
+            "webhook": hook.name,
+            "events": chosen.iter().map(|e| event_json(e)).collect::<Vec<_>>(),
+        })
+        .to_string();
+        let delivery = uuid::Uuid::now_v7().to_string();
+        match self.deliver(hook, &body, &delivery).await {
+            Delivered::Yes => {
+                crate::telemetry::SINK_EVENTS.add(&[&hook.name, "delivered"], chosen.len() as u64);
+            }
+            Delivered::LeaseLost => return Ok(false),
+            Delivered::No { attempts, error } => {
+                tracing::warn!(webhook = %hook.name, attempts, %error, "webhook refused a batch until its retries ran out; it is a dead letter now");
+                self.store
+                    .add_dead_letter(&DeadLetter {
+                        id: delivery,
+                        sink: hook.name.clone(),
+                        body,
+                        events: chosen.len() as i32,
+                        first_cursor: chosen[0].cursor.clone(),
+                        last_cursor: last.to_owned(),
+                        attempts: attempts as i32,
+                        error,
+                        created_at: now_ms(),
+                        replayed_at: None,
+                    })
+                    .await?;
+                crate::telemetry::SINK_EVENTS
+                    .add(&[&hook.name, "dead_lettered"], chosen.len() as u64);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Publishes every event and waits for JetStream to store each, trying
+    /// again (with backoff, keeping the lease) until it does; `false` when
+    /// the lease was lost meanwhile.
+    async fn to_nats(
+        &self,
+        config: &Nats,
+        js: &tokio::sync::OnceCell<async_nats::jetstream::Context>,
+        chosen: &[&FeedEvent],
+    ) -> bool {
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .without_max_times()
+            .with_jitter()
+            .build();
+        loop {
+            match publish(config, js, chosen).await {
+                Ok(()) => {
+                    crate::telemetry::SINK_EVENTS
+                        .add(&[NATS_SINK, "delivered"], chosen.len() as u64);
+                    return true;
+                }
+                Err(e) => {
+                    tracing::warn!(stream = %config.stream, error = %e, "publishing events to NATS failed; trying again");
+                }
+            }
+            tokio::time::sleep(delays.next().unwrap_or(Duration::from_secs(5))).await;
+            if !matches!(self.claim(NATS_SINK, now_ms()).await, Ok(true)) {
+                return false;
+            }
+        }
+    }
+
+    async fn claim(&self, sink: &str, now: i64) -> Result<bool, StoreError> {
         let until = now + LEASE.as_millis() as i64;
-        self.store
-            .claim_sink(&hook.name, &self.worker, now, until)
-            .await
+        self.store.claim_sink(sink, &self.worker, now, until).await
     }
 
     /// POSTs `body` until it is taken or the attempts run out, keeping the
@@ -385,7 +493,7 @@ impl Sinks {
                 };
             }
             tokio::time::sleep(delays.next().unwrap_or(hook.max_retry_delay)).await;
-            match self.claim(hook, now_ms()).await {
+            match self.claim(&hook.name, now_ms()).await {
                 Ok(true) => {}
                 Ok(false) => return Delivered::LeaseLost,
                 Err(e) => {
@@ -422,9 +530,12 @@ impl Sinks {
             .await?
             .ok_or_else(|| SinkError::DeadLetterNotFound { id: id.to_owned() })?;
         let hook = self
-            .hooks
+            .targets
             .iter()
-            .find(|h| h.name == letter.sink)
+            .find_map(|t| match t.as_ref() {
+                Target::Webhook(h) if h.name == letter.sink => Some(h),
+                _ => None,
+            })
             .ok_or_else(|| SinkError::NotConfigured {
                 name: letter.sink.clone(),
             })?;
@@ -449,6 +560,53 @@ enum Delivered {
     Yes,
     No { attempts: u32, error: String },
     LeaseLost,
+}
+
+/// One message per event, each with its cursor as `Nats-Msg-Id`; connects
+/// (and makes the stream) on first use.
+async fn publish(
+    config: &Nats,
+    js: &tokio::sync::OnceCell<async_nats::jetstream::Context>,
+    events: &[&FeedEvent],
+) -> Result<(), String> {
+    let js = js
+        .get_or_try_init(|| async {
+            let client = async_nats::ConnectOptions::new()
+                .name("baton")
+                .connect(config.url.as_str())
+                .await
+                .map_err(|e| format!("connecting to {}: {e}", config.url))?;
+            let mut js = async_nats::jetstream::new(client);
+            // A store acks in milliseconds; past this the publish is tried
+            // again (deduplicated by its id), so an outage shows in the log.
+            js.set_timeout(ACK_TIMEOUT);
+            js.get_or_create_stream(async_nats::jetstream::stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![format!("{}.>", config.subject)],
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| format!("stream {}: {e}", config.stream))?;
+            Ok::<_, String>(js)
+        })
+        .await?;
+    let mut acks = Vec::with_capacity(events.len());
+    for e in events {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", e.cursor.as_str());
+        let subject = format!("{}.{}.{}", config.subject, e.flow_id, e.kind);
+        let ack = js
+            .publish_with_headers(subject, headers, event_json(e).to_string().into())
+            .await
+            .map_err(|e| format!("publishing: {e}"))?;
+        acks.push(ack);
+    }
+    for ack in acks {
+        ack.await
+            .map_err(|e| format!("waiting for JetStream to store it: {e}"))?;
+    }
+    Ok(())
 }
 
 /// An event as webhooks (and `eventFeed`) show it.

@@ -138,6 +138,26 @@ impl Server {
         r["data"]["session"].clone()
     }
 
+    /// A session of `testapp::GREETING_FLOW` from start to end.
+    pub(crate) async fn walk_greeting(&self, user: &str) {
+        let r = self
+            .gql(
+                "mutation($u: ID!) { startFlow(input: {flowId: \"greeting\", user: {id: $u}}) { id token } }",
+                json!({ "u": user }),
+                None,
+            )
+            .await;
+        let s = &r["data"]["startFlow"];
+        let r = self
+            .gql(
+                "mutation($s: ID!) { submit(input: {sessionId: $s, screenId: \"hello\", action: \"next\", values: {name: \"Ada\"}}) { status } }",
+                json!({ "s": s["id"] }),
+                s["token"].as_str(),
+            )
+            .await;
+        assert_eq!(r["data"]["submit"]["status"], "COMPLETED", "{r}");
+    }
+
     /// SIGKILL: no graceful shutdown, nothing flushed.
     pub(crate) async fn kill(mut self) {
         self.child.kill().await.expect("kill");

@@ -24,6 +24,7 @@ mod hosts;
 mod identity;
 mod limits;
 mod metrics;
+mod nats;
 mod releases;
 mod replay;
 mod rules;

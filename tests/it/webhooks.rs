@@ -111,25 +111,6 @@ async fn gql(server: &Server, query: &str, vars: Value, key: Option<&str>) -> Va
     req.send().await.unwrap().json().await.unwrap()
 }
 
-async fn walk(server: &Server, user: &str) {
-    let r = server
-        .gql(
-            "mutation($u: ID!) { startFlow(input: {flowId: \"greeting\", user: {id: $u}}) { id token } }",
-            json!({ "u": user }),
-            None,
-        )
-        .await;
-    let s = &r["data"]["startFlow"];
-    let r = server
-        .gql(
-            "mutation($s: ID!) { submit(input: {sessionId: $s, screenId: \"hello\", action: \"next\", values: {name: \"Ada\"}}) { status } }",
-            json!({ "s": s["id"] }),
-            s["token"].as_str(),
-        )
-        .await;
-    assert_eq!(r["data"]["submit"]["status"], "COMPLETED", "{r}");
-}
-
 /// Every `(session, seq)` of the feed.
 async fn feed(server: &Server) -> Vec<(String, i64)> {
     let mut out = Vec::new();
@@ -211,7 +192,7 @@ async fn at_least_once(backend: Backend) {
     .await;
 
     for i in 0..3 {
-        walk(&server, &format!("before-{i}")).await;
+        server.walk_greeting(&format!("before-{i}")).await;
     }
     let n = feed(&server).await.len();
     until("the first events", async || {
@@ -223,12 +204,12 @@ async fn at_least_once(backend: Backend) {
     task.abort();
     let _ = task.await;
     for i in 0..3 {
-        walk(&server, &format!("while-down-{i}")).await;
+        server.walk_greeting(&format!("while-down-{i}")).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, task) = serve(&main, port).await;
     for i in 0..2 {
-        walk(&server, &format!("after-{i}")).await;
+        server.walk_greeting(&format!("after-{i}")).await;
     }
 
     // Nothing is lost: every event of the feed arrives (some maybe twice).
