@@ -294,6 +294,8 @@ pub struct Sinks {
     store: Store,
     client: reqwest::Client,
     worker: String,
+    /// Until when this replica holds each sink's lease, as last written.
+    held: Arc<dashmap::DashMap<String, i64>>,
 }
 
 impl Sinks {
@@ -313,6 +315,7 @@ impl Sinks {
             store,
             client: reqwest::Client::new(),
             worker: worker.to_owned(),
+            held: Arc::default(),
         }
     }
 
@@ -465,9 +468,27 @@ impl Sinks {
         }
     }
 
+    /// Holds the sink's lease: renewed in the store only once half of it
+    /// has passed, so an idle sink costs a read per poll, not a write.
     async fn claim(&self, sink: &str, now: i64) -> Result<bool, StoreError> {
-        let until = now + LEASE.as_millis() as i64;
-        self.store.claim_sink(sink, &self.worker, now, until).await
+        let lease = LEASE.as_millis() as i64;
+        if self
+            .held
+            .get(sink)
+            .is_some_and(|until| now < *until - lease / 2)
+        {
+            return Ok(true);
+        }
+        let held = self
+            .store
+            .claim_sink(sink, &self.worker, now, now + lease)
+            .await?;
+        if held {
+            self.held.insert(sink.to_owned(), now + lease);
+        } else {
+            self.held.remove(sink);
+        }
+        Ok(held)
     }
 
     /// POSTs `body` until it is taken or the attempts run out, keeping the
