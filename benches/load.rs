@@ -3,8 +3,11 @@
 //! side by side in one run, on SQLite and (with BATON_TEST_POSTGRES_URL)
 //! PostgreSQL. Bounded: each measurement runs LOAD_SECS seconds (default 5).
 //!
-//! `cargo bench --bench load`; `LOAD_ROUNDS=n` alternates the two servers
-//! n times and reports the median ratio.
+//! A third server, Baton without the funnel aggregator, shows what keeping
+//! the rollups costs `submit`.
+//!
+//! `cargo bench --bench load`; `LOAD_ROUNDS=n` alternates the servers
+//! n times and reports the median ratios.
 
 mod support;
 
@@ -63,8 +66,12 @@ async fn run() {
             Some(base) => fresh_pg_schema(base).await,
         };
         let baseline = spawn_baseline(&url("baseline").await).await;
-        let baton = spawn_baton(&url("baton").await).await;
+        let baton = spawn_baton(&url("baton").await, true).await;
         let sessions = Arc::new(start_sessions(&baton).await);
+        // The same server without the funnel aggregator: what keeping the
+        // rollups costs `submit`.
+        let plain = spawn_baton(&url("plain").await, false).await;
+        let plain_sessions = Arc::new(start_sessions(&plain).await);
         // Rounds alternate the two servers, so a change in the machine's
         // speed during the run falls on both; the ratio of each round is
         // what to read.
@@ -89,9 +96,22 @@ async fn run() {
             })
             .await;
             report(name, "baton submit", &submit);
+            let (base, sessions) = (plain.clone(), plain_sessions.clone());
+            let without = measure(CONCURRENCY, dur, move |i, n| {
+                let base = base.clone();
+                let (id, token) = sessions[i].clone();
+                async move {
+                    let q = "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
+                    let v = json!({ "i": { "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n }, "idempotencyKey": format!("k{round}-{n}") } });
+                    (base, json!({ "query": q, "variables": v }), Some(token))
+                }
+            })
+            .await;
+            report(name, "baton, no rollups", &without);
             ratios.push((
                 submit.rate() / bare.rate(),
                 submit.percentile_ms(0.99) / bare.percentile_ms(0.99),
+                submit.rate() / without.rate(),
             ));
         }
         let median = |mut v: Vec<f64>| {
@@ -108,12 +128,24 @@ async fn run() {
                 .join(" "),
             median(ratios.iter().map(|r| r.1).collect()),
         );
+        println!(
+            "{name}: submit with the funnel aggregator / without: req/s {:.1}% (median; rounds {})",
+            100.0 * median(ratios.iter().map(|r| r.2).collect()),
+            ratios
+                .iter()
+                .map(|r| format!("{:.1}%", 100.0 * r.2))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
     }
 }
 
-async fn spawn_baton(url: &str) -> String {
+async fn spawn_baton(url: &str, rollups: bool) -> String {
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/flows");
     let mut config = ServeConfig::for_database(url, flows);
+    if !rollups {
+        config.rollup_poll_ms = 0;
+    }
     config.db_connections = CONCURRENCY as u32;
     // The bench measures the server, not its limits: all its connections
     // come from one address.

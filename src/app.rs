@@ -144,6 +144,11 @@ impl Application {
             tracing::info!(sinks = ?sinks.names(), "event feed sinks on");
         }
         sinks.spawn(shutdown.clone());
+        if config.rollup_poll_ms > 0 {
+            let (baton, shutdown) = (baton.clone(), shutdown.clone());
+            let every = Duration::from_millis(config.rollup_poll_ms);
+            tokio::spawn(async move { baton.rollups().run(every, shutdown).await });
+        }
         if config.mock {
             tracing::warn!("--mock: every session runs its backend steps against their mocks");
         }

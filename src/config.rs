@@ -73,6 +73,11 @@ pub struct ServeConfig {
     #[arg(long, env = "BATON_RELEASE_POLL_MS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(10..))]
     pub release_poll_ms: u64,
+    /// How often the funnel aggregator looks for new session events when
+    /// it has caught up; 0 turns the background aggregator off (a funnel
+    /// query then aggregates what it needs before it answers).
+    #[arg(long, env = "BATON_ROLLUP_POLL_MS", default_value_t = 500)]
+    pub rollup_poll_ms: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -252,6 +257,7 @@ impl ServeConfig {
             cohort_days: 30,
             cohorts: None,
             release_poll_ms: 1000,
+            rollup_poll_ms: 500,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             rate_limit_per_address: 60_000,

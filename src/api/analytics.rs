@@ -7,7 +7,7 @@ use async_graphql::{
     SimpleObject, Value as GqlValue,
 };
 
-use crate::analytics::funnel::{Funnel as Fold, percentiles};
+use crate::analytics::funnel::Funnel as Fold;
 use crate::auth::{Permission, require};
 use crate::engine::rfc3339;
 use crate::service::Baton;
@@ -58,7 +58,7 @@ pub struct FunnelNode {
     pub median_ms: Option<f64>,
     pub p90_ms: Option<f64>,
     /// Backend steps: attempts, failed attempts tried again, and attempts
-    /// that failed for good; null for other nodes (and per group).
+    /// that failed for good; null for other nodes.
     pub step_attempts: Option<i64>,
     pub step_retries: Option<i64>,
     pub step_failures: Option<i64>,
@@ -97,17 +97,15 @@ pub struct Funnel {
     pub groups: Vec<FunnelPart>,
 }
 
-type Steps = std::collections::BTreeMap<String, crate::store::search::StepTally>;
-
 /// Nodes in the flow's order (then any the flow no longer has).
-fn nodes_of(fold: &Fold, order: &[String], steps: Option<&Steps>) -> Vec<FunnelNode> {
+fn nodes_of(fold: &Fold, order: &[String]) -> Vec<FunnelNode> {
     let mut ids: Vec<&String> = fold.nodes.keys().collect();
     ids.sort_by_key(|id| order.iter().position(|o| o == *id).unwrap_or(usize::MAX));
     ids.into_iter()
         .map(|id| {
             let s = &fold.nodes[id];
-            let p = percentiles(&s.durations);
-            let step = steps.and_then(|t| t.get(id));
+            let p = s.durations.percentiles();
+            let step = s.step;
             FunnelNode {
                 node: ID(id.clone()),
                 entered: s.entered,
@@ -277,7 +275,7 @@ impl AnalyticsQuery {
         .map(|f| f.nodes.iter().map(|n| n.id.clone()).collect())
         .unwrap_or_default();
         Ok(Funnel {
-            nodes: nodes_of(&report.overall, &order, Some(&report.steps)),
+            nodes: nodes_of(&report.overall, &order),
             edges: edges_of(&report.overall),
             sessions: report.overall.sessions,
             from: DateTime(report.from),
@@ -288,7 +286,7 @@ impl AnalyticsQuery {
                 .map(|(key, f)| FunnelPart {
                     key: key.clone(),
                     sessions: f.sessions,
-                    nodes: nodes_of(f, &order, None),
+                    nodes: nodes_of(f, &order),
                     edges: edges_of(f),
                 })
                 .collect(),

@@ -1,15 +1,18 @@
 //! Funnels: the sessions of a flow in a time range, folded by
 //! [`crate::analytics::funnel`], overall and per group (version, platform,
-//! app version). Reads the session log for the range; at most
-//! [`MAX_FUNNEL_SESSIONS`] sessions per funnel.
+//! app version, experiment arm). Whole hours come from the rollups
+//! ([`super::rollups`]); the partial hours at either end of a range are
+//! read from the session log, at most [`MAX_FUNNEL_SESSIONS`] sessions.
 
 use std::collections::BTreeMap;
 
 use thiserror::Error;
 
+use super::rollups::{DAY_MS, HOUR_MS};
 use super::{Baton, ServiceError, now_ms};
-use crate::analytics::funnel::{Funnel, SessionLog, Step};
+use crate::analytics::funnel::{Funnel, SessionLog, Step, StepStats};
 use crate::codes::Code;
+use crate::store::rollups::Cohort;
 pub use crate::store::search::MAX_FUNNEL_SESSIONS;
 
 /// Default of `idle`: a session quiet this long has dropped off.
@@ -45,8 +48,6 @@ pub struct FunnelReport {
     pub overall: Funnel,
     /// By group key, when grouped.
     pub groups: BTreeMap<String, Funnel>,
-    /// Backend step attempts by node (all groups together).
-    pub steps: BTreeMap<String, crate::store::search::StepTally>,
 }
 
 #[derive(Debug, Error)]
@@ -91,7 +92,36 @@ fn group_key(s: &crate::store::search::FunnelSession, g: &Grouping) -> String {
     }
 }
 
+/// Batches of events a funnel query aggregates before it answers, so it
+/// sees the sessions of the last moments; a larger backlog is left to the
+/// background aggregator.
+const CATCH_UP_BATCHES: usize = 20;
+
+fn cohort_key(c: &Cohort, g: &Grouping) -> String {
+    match g {
+        Grouping::Version => c.flow_version.to_string(),
+        Grouping::Platform => c.platform.clone().unwrap_or_else(|| "(none)".into()),
+        Grouping::AppVersion => c.app_version.clone().unwrap_or_else(|| "(none)".into()),
+        Grouping::ExperimentArm(id) => serde_json::from_str::<BTreeMap<String, String>>(&c.arms)
+            .ok()
+            .and_then(|mut arms| arms.remove(id))
+            .unwrap_or_else(|| "(not in the experiment)".into()),
+    }
+}
+
+impl FunnelReport {
+    fn add(&mut self, part: &Funnel, group: Option<String>) {
+        self.overall.merge(part, 1);
+        if let Some(g) = group {
+            self.groups.entry(g).or_default().merge(part, 1);
+        }
+    }
+}
+
 impl Baton {
+    /// The funnel of `q`: whole hours of the range from the rollups (with
+    /// the sessions idle now found in the aggregator's table), the partial
+    /// hours at either end from the session log.
     pub async fn funnel(&self, q: &FunnelQuery) -> Result<FunnelReport, ServiceError> {
         if let Some(Grouping::ExperimentArm(id)) = &q.group_by
             && self.experiments().get(id).is_none()
@@ -107,7 +137,9 @@ impl Baton {
             });
         }
         let now = now_ms();
-        let to = q.to.unwrap_or(now + 1);
+        // By default the range ends at the next full hour, so that it is
+        // read from the rollups alone.
+        let to = q.to.unwrap_or_else(|| (now / HOUR_MS + 1) * HOUR_MS);
         let from = q.from.unwrap_or(to - DEFAULT_WINDOW_MS);
         if from >= to {
             return Err(AnalyticsError::RangeInvalid {
@@ -116,6 +148,106 @@ impl Baton {
             }
             .into());
         }
+        self.rollups().catch_up(CATCH_UP_BATCHES).await?;
+        let mut report = FunnelReport {
+            from,
+            to,
+            overall: Funnel::default(),
+            groups: BTreeMap::new(),
+        };
+        let first_hour = from.div_euclid(HOUR_MS) * HOUR_MS
+            + if from.rem_euclid(HOUR_MS) == 0 {
+                0
+            } else {
+                HOUR_MS
+            };
+        let last_hour = to.div_euclid(HOUR_MS) * HOUR_MS;
+        let logged = if first_hour < last_hour {
+            self.add_rollups(q, first_hour, last_hour, now, &mut report)
+                .await?;
+            vec![(from, first_hour), (last_hour, to)]
+        } else {
+            vec![(from, to)]
+        };
+        for (a, b) in logged {
+            if a < b {
+                self.add_logged(q, a, b, now, &mut report).await?;
+            }
+        }
+        Ok(report)
+    }
+
+    async fn add_rollups(
+        &self,
+        q: &FunnelQuery,
+        first_hour: i64,
+        last_hour: i64,
+        now: i64,
+        report: &mut FunnelReport,
+    ) -> Result<(), ServiceError> {
+        let store = self.store();
+        let cohorts: BTreeMap<i64, Cohort> = store
+            .cohorts(&q.flow_id)
+            .await?
+            .into_iter()
+            .filter(|c| q.version.is_none_or(|v| v == c.flow_version))
+            .map(|c| (c.id, c))
+            .collect();
+        let group = |cohort: &Cohort| q.group_by.as_ref().map(|g| cohort_key(cohort, g));
+        // Whole days from the day sums, the hours around them from the hour
+        // sums.
+        let first_day = (first_hour + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
+        let last_day = last_hour.div_euclid(DAY_MS) * DAY_MS;
+        let spans = if first_day < last_day {
+            vec![
+                (HOUR_MS, first_hour, first_day),
+                (DAY_MS, first_day, last_day),
+                (HOUR_MS, last_day, last_hour),
+            ]
+        } else {
+            vec![(HOUR_MS, first_hour, last_hour)]
+        };
+        let mut rows = Vec::new();
+        for (span, a, b) in spans {
+            if a < b {
+                rows.extend(store.rollup_range(&q.flow_id, span, a, b).await?);
+            }
+        }
+        for (cohort_id, data) in rows {
+            let Some(cohort) = cohorts.get(&cohort_id) else {
+                continue;
+            };
+            let part: Funnel = serde_json::from_str(&data).map_err(|e| {
+                ServiceError::from(crate::store::StoreError::Corrupt {
+                    table: "funnel_rollups",
+                    detail: e.to_string(),
+                })
+            })?;
+            report.add(&part, group(cohort));
+        }
+        for (cohort_id, node, sessions) in store
+            .idle_sessions(&q.flow_id, now - q.idle_ms, first_hour, last_hour)
+            .await?
+        {
+            let Some(cohort) = cohorts.get(&cohort_id) else {
+                continue;
+            };
+            let mut part = Funnel::default();
+            part.drop_at(&node, sessions);
+            report.add(&part, group(cohort));
+        }
+        Ok(())
+    }
+
+    /// The sessions started in `[from, to)`, folded from their logs.
+    async fn add_logged(
+        &self,
+        q: &FunnelQuery,
+        from: i64,
+        to: i64,
+        now: i64,
+        report: &mut FunnelReport,
+    ) -> Result<(), ServiceError> {
         let sessions = self
             .store()
             .funnel_sessions(&q.flow_id, q.version, from, to, MAX_FUNNEL_SESSIONS + 1)
@@ -126,37 +258,31 @@ impl Baton {
             }
             .into());
         }
-        let mut report = FunnelReport {
-            from,
-            to,
-            overall: Funnel::default(),
-            groups: BTreeMap::new(),
-            steps: self
-                .store()
-                .funnel_steps(&q.flow_id, q.version, from, to)
-                .await?
-                .into_iter()
-                .map(|t| (t.node.clone(), t))
-                .collect(),
-        };
         for s in &sessions {
-            let log = session_log(s);
-            report.overall.add(&log, now, q.idle_ms);
-            if let Some(g) = &q.group_by {
-                report
-                    .groups
-                    .entry(group_key(s, g))
-                    .or_default()
-                    .add(&log, now, q.idle_ms);
-            }
+            let mut part = Funnel::default();
+            part.add(&session_log(s), now, q.idle_ms);
+            report.add(&part, q.group_by.as_ref().map(|g| group_key(s, g)));
         }
-        Ok(report)
+        let mut attempts = Funnel::default();
+        for t in self
+            .store()
+            .funnel_steps(&q.flow_id, q.version, from, to)
+            .await?
+        {
+            attempts.nodes.entry(t.node).or_default().step = Some(StepStats {
+                attempts: t.attempts,
+                retries: t.retries,
+                failures: t.failures,
+            });
+        }
+        // Per group they are in the rollups only; overall they add up.
+        report.overall.merge(&attempts, 1);
+        Ok(())
     }
 }
 
 fn session_log(s: &crate::store::search::FunnelSession) -> SessionLog {
     let mut steps = Vec::with_capacity(s.events.len());
-    let mut completed = false;
     for (kind, payload, at) in &s.events {
         let text = |k: &str| payload[k].as_str().unwrap_or_default().to_string();
         match kind.as_str() {
@@ -172,21 +298,13 @@ fn session_log(s: &crate::store::search::FunnelSession) -> SessionLog {
                 to: text("to"),
                 at: *at,
             }),
-            "ended" => {
-                steps.push(Step::Ended);
-                completed = steps.iter().rev().find_map(|st| match st {
-                    Step::Entered { kind, .. } => Some(kind == "end"),
-                    _ => None,
-                }) == Some(true);
-            }
+            "ended" => steps.push(Step::Ended),
+            "operated" if payload["action"] == "retry" => steps.push(Step::Reopened),
             _ => {}
         }
     }
-    let closed = matches!(s.status.as_str(), "COMPLETED" | "FAILED" | "EXPIRED");
     SessionLog {
         steps,
-        completed,
-        closed,
         last_at: s.updated_at,
     }
 }

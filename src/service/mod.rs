@@ -10,6 +10,7 @@ pub mod hub;
 pub mod lifecycle;
 pub mod preview;
 pub mod registry;
+pub mod rollups;
 mod snapshots;
 pub mod steps;
 pub mod support;
@@ -125,6 +126,7 @@ struct Inner {
     /// Hands tasks this process created to its orchestrator.
     dispatch: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Dispatch>>,
     experiments: Experiments,
+    rollups: rollups::Rollups,
 }
 
 /// Sessions whose last snapshot is kept for optimistic submits.
@@ -142,8 +144,10 @@ impl Baton {
         flags: FlagStore,
         steps: StepSettings,
     ) -> Baton {
+        let worker_id = format!("w-{}", uuid::Uuid::now_v7());
         Baton {
             inner: Arc::new(Inner {
+                rollups: rollups::Rollups::new(store.clone(), &worker_id),
                 store,
                 registry,
                 limits,
@@ -151,7 +155,7 @@ impl Baton {
                 snapshots: Snapshots::new(SNAPSHOT_CAPACITY),
                 flags,
                 steps,
-                worker_id: format!("w-{}", uuid::Uuid::now_v7()),
+                worker_id,
                 dispatch: std::sync::OnceLock::new(),
                 experiments: Experiments::default(),
             }),
@@ -164,6 +168,11 @@ impl Baton {
 
     pub fn step_settings(&self) -> &StepSettings {
         &self.inner.steps
+    }
+
+    /// The funnel aggregator (its loop runs where the server starts it).
+    pub fn rollups(&self) -> &rollups::Rollups {
+        &self.inner.rollups
     }
 
     pub fn worker_id(&self) -> &str {

@@ -167,6 +167,32 @@ macro_rules! with_write_pool {
     };
 }
 
+/// Runs `$body` (a `Result<T, StoreError>`) inside a write transaction on
+/// whichever backend, binding `$tx`; commits when it is `Ok`, rolls back
+/// (by dropping the transaction) otherwise.
+macro_rules! in_write_tx {
+    ($store:expr, |$tx:ident| $body:block) => {
+        match &$store.inner {
+            Inner::Sqlite { write, .. } => {
+                let mut $tx = write.begin_write().await?;
+                let out: Result<_, StoreError> = async { $body }.await;
+                if out.is_ok() {
+                    $tx.commit().await?;
+                }
+                out
+            }
+            Inner::Postgres(pool) => {
+                let mut $tx = pool.begin_write().await?;
+                let out: Result<_, StoreError> = async { $body }.await;
+                if out.is_ok() {
+                    $tx.commit().await?;
+                }
+                out
+            }
+        }
+    };
+}
+
 /// Inserts `$tasks` through `$tx` (a macro: the body is compiled per backend).
 macro_rules! insert_tasks {
     ($tx:ident, $session_id:expr, $tasks:expr, $now:expr) => {
@@ -199,6 +225,7 @@ pub mod tasks;
 // After the pool macros, which it uses.
 pub mod experiments;
 pub mod feed;
+pub mod rollups;
 pub mod sinks;
 
 /// Starting a write transaction differs per backend.

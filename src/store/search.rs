@@ -198,7 +198,7 @@ const SQLITE_FUNNEL: &str = "SELECT s.id, s.flow_version, s.status, \
            AND json_extract(state, '$.context.session.preview') IS NULL \
            ORDER BY created_at, id LIMIT $5) s \
      LEFT JOIN session_events e ON e.session_id = s.id \
-       AND e.kind IN ('entered', 'submitted', 'went_back', 'ended') \
+       AND e.kind IN ('entered', 'submitted', 'went_back', 'ended', 'operated') \
      ORDER BY s.created_at, s.id, e.seq";
 const POSTGRES_FUNNEL: &str = "SELECT s.id, s.flow_version, s.status, \
      s.state::jsonb #>> '{context,client,platform}' AS platform, \
@@ -210,7 +210,7 @@ const POSTGRES_FUNNEL: &str = "SELECT s.id, s.flow_version, s.status, \
            AND (state::jsonb #> '{context,session,preview}') IS NULL \
            ORDER BY created_at, id LIMIT $5) s \
      LEFT JOIN session_events e ON e.session_id = s.id \
-       AND e.kind IN ('entered', 'submitted', 'went_back', 'ended') \
+       AND e.kind IN ('entered', 'submitted', 'went_back', 'ended', 'operated') \
      ORDER BY s.created_at, s.id, e.seq";
 
 impl Store {

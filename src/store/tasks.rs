@@ -251,32 +251,6 @@ macro_rules! insert_attempt {
     }};
 }
 
-/// Runs `$body` (a `Result<T, StoreError>`) inside a write transaction on
-/// whichever backend, binding `$tx`; commits when it is `Ok`, rolls back
-/// (by dropping the transaction) otherwise.
-macro_rules! in_write_tx {
-    ($store:expr, |$tx:ident| $body:block) => {
-        match &$store.inner {
-            Inner::Sqlite { write, .. } => {
-                let mut $tx = write.begin_write().await?;
-                let out: Result<_, StoreError> = async { $body }.await;
-                if out.is_ok() {
-                    $tx.commit().await?;
-                }
-                out
-            }
-            Inner::Postgres(pool) => {
-                let mut $tx = pool.begin_write().await?;
-                let out: Result<_, StoreError> = async { $body }.await;
-                if out.is_ok() {
-                    $tx.commit().await?;
-                }
-                out
-            }
-        }
-    };
-}
-
 impl Store {
     /// PostgreSQL: a listener on [`SESSION_CHANNEL`] and
     /// [`super::flows::RELEASE_CHANNEL`]; `None` on SQLite.

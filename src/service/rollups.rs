@@ -1,0 +1,385 @@
+//! The funnel aggregator: reads the event feed from where it stopped and
+//! keeps, per flow, hour (of the session's start) and cohort (version,
+//! platform, app version, experiment arms), the sum of what sessions did
+//! ([`crate::analytics::funnel::Funnel`]), so a funnel over a million
+//! sessions reads a few thousand sums instead of their logs. Each batch is
+//! written with its place in the feed in one transaction, under a lease:
+//! one replica aggregates at a time, and a batch counts exactly once.
+//!
+//! A session falls in the cohort it had when the aggregator first met it
+//! (its experiment arms as pinned when it started).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::analytics::funnel::{Funnel, Step, Walk};
+use crate::store::feed::FeedEvent;
+use crate::store::rollups::{Cohort, RollupBatch, RollupKey, WalkRow};
+use crate::store::{Store, StoreError};
+
+/// The aggregator's row in `sink_cursors` (a name no webhook can have).
+pub const ROLLUP_SINK: &str = "@funnel-rollups";
+/// Events per batch.
+const BATCH: i64 = 1000;
+pub const HOUR_MS: i64 = 3_600_000;
+pub const DAY_MS: i64 = 86_400_000;
+/// A session quiet this long has dropped off under any idle threshold a
+/// funnel accepts (at most 7 days): it is settled into the rollups.
+const SETTLE_AFTER_MS: i64 = 7 * DAY_MS;
+const LEASE: Duration = Duration::from_secs(30);
+
+pub struct Rollups {
+    store: Store,
+    worker: String,
+    /// Until when this replica holds the lease, as last written.
+    held_until: Mutex<i64>,
+    /// Cohort ids by flow and key.
+    cohorts: Mutex<HashMap<(String, String), i64>>,
+    /// One batch at a time in this process (the loop and a query's
+    /// catch-up).
+    running: tokio::sync::Mutex<()>,
+}
+
+/// The hour a session that started at `ms` counts in.
+fn hour_key(flow_id: &str, created_at: i64, cohort_id: i64) -> RollupKey {
+    RollupKey {
+        flow_id: flow_id.to_owned(),
+        span: HOUR_MS,
+        start: created_at.div_euclid(HOUR_MS) * HOUR_MS,
+        cohort_id,
+    }
+}
+
+/// Each hour's delta also goes to its day, so that long ranges read a
+/// sum per day.
+fn with_days(hours: BTreeMap<RollupKey, Funnel>) -> BTreeMap<RollupKey, Funnel> {
+    let mut out = BTreeMap::new();
+    for (key, delta) in hours {
+        let day = RollupKey {
+            span: DAY_MS,
+            start: key.start.div_euclid(DAY_MS) * DAY_MS,
+            ..key.clone()
+        };
+        out.entry(day)
+            .or_insert_with(Funnel::default)
+            .merge(&delta, 1);
+        out.insert(key, delta);
+    }
+    out
+}
+
+/// The experiment arms of a session's `context.experiments`, as
+/// experiment → variant.
+fn arms(experiments: Option<&str>) -> BTreeMap<String, String> {
+    let Some(Value::Object(pins)) = experiments.and_then(|t| serde_json::from_str(t).ok()) else {
+        return BTreeMap::new();
+    };
+    pins.into_iter()
+        .filter_map(|(id, pin)| Some((id, pin["variant"].as_str()?.to_owned())))
+        .collect()
+}
+
+/// What an event means to a funnel; `None` for the others.
+fn step_of(e: &FeedEvent, outcomes: &HashMap<(String, String), Vec<String>>) -> Option<Step> {
+    let text = |k: &str| e.payload[k].as_str().unwrap_or_default().to_string();
+    Some(match e.kind.as_str() {
+        "entered" => Step::Entered {
+            node: text("node"),
+            kind: text("node_kind"),
+            at: e.created_at,
+        },
+        "submitted" => Step::Submitted {
+            action: text("action"),
+        },
+        "went_back" => Step::WentBack {
+            to: text("to"),
+            at: e.created_at,
+        },
+        "ended" => Step::Ended,
+        "operated" if e.payload["action"] == "retry" => Step::Reopened,
+        "step_completed" => {
+            let node = text("node");
+            let outcomes = outcomes
+                .get(&(e.session_id.clone(), node.clone()))
+                .cloned()
+                .unwrap_or_default();
+            Step::Attempts { node, outcomes }
+        }
+        _ => return None,
+    })
+}
+
+impl Rollups {
+    pub fn new(store: Store, worker: &str) -> Rollups {
+        Rollups {
+            store,
+            worker: worker.to_owned(),
+            held_until: Mutex::new(0),
+            cohorts: Mutex::default(),
+            running: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Aggregates until `shutdown`, looking for new events every `poll`
+    /// once it has caught up.
+    pub async fn run(&self, poll: Duration, shutdown: CancellationToken) {
+        loop {
+            let wait = match self.step().await {
+                Ok(0) => poll,
+                Ok(_) => Duration::ZERO,
+                Err(e) => {
+                    tracing::warn!(error = %e, "funnel rollups stalled; trying again");
+                    poll.max(Duration::from_secs(2))
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Aggregates up to `batches` batches now (a funnel query's catch-up):
+    /// `true` when it reached the end of the feed.
+    pub async fn catch_up(&self, batches: usize) -> Result<bool, StoreError> {
+        for _ in 0..batches {
+            if self.step().await? == 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// One batch: the events handled, or once caught up the sessions
+    /// settled (0 when there was nothing to do, or another replica holds
+    /// the lease).
+    pub async fn step(&self) -> Result<usize, StoreError> {
+        let _one = self.running.lock().await;
+        let now = now_ms();
+        if !self.claim(now).await? {
+            return Ok(0);
+        }
+        let cursor = self
+            .store
+            .sink_state(ROLLUP_SINK)
+            .await?
+            .and_then(|s| s.cursor)
+            .unwrap_or_default();
+        let after = (!cursor.is_empty()).then_some(cursor.as_str());
+        let events = self.store.event_feed(after, BATCH).await?;
+        let Some(last) = events.last().map(|e| e.cursor.clone()) else {
+            // Caught up: time to settle the long quiet.
+            return self.settle(now).await;
+        };
+        let batch = self.fold(&events).await?;
+        let written = self
+            .store
+            .apply_rollups(
+                ROLLUP_SINK,
+                &self.worker,
+                Some(&last),
+                events.len() as i64,
+                now_ms(),
+                &batch,
+            )
+            .await?;
+        if !written {
+            *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+            return Ok(0);
+        }
+        Ok(events.len())
+    }
+
+    async fn fold(&self, events: &[FeedEvent]) -> Result<RollupBatch, StoreError> {
+        let mut ids: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut walks: HashMap<String, (WalkRow, Walk)> = HashMap::with_capacity(ids.len());
+        for row in self.store.session_walks(&ids).await? {
+            let walk = serde_json::from_str(&row.walk).unwrap_or_else(|e| {
+                tracing::error!(session = %row.session_id, error = %e, "a stored funnel walk is unreadable; the session counts from here");
+                Walk::default()
+            });
+            walks.insert(row.session_id.clone(), (row, walk));
+        }
+        let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
+        let new: Vec<String> = ids
+            .iter()
+            .filter(|id| !walks.contains_key(*id))
+            .cloned()
+            .collect();
+        if !new.is_empty() {
+            let facts = self.store.session_facts(&new).await?;
+            for f in facts {
+                let cohort_id = if f.preview {
+                    0
+                } else {
+                    let arms = arms(f.experiments.as_deref());
+                    let cohort = Cohort {
+                        id: 0,
+                        flow_version: f.flow_version,
+                        platform: f.platform,
+                        app_version: f.app_version,
+                        arms: serde_json::to_string(&arms).unwrap_or_else(|_| "{}".into()),
+                    };
+                    self.cohort_id(&f.flow_id, &cohort).await?
+                };
+                if cohort_id != 0 {
+                    deltas
+                        .entry(hour_key(&f.flow_id, f.created_at, cohort_id))
+                        .or_default()
+                        .sessions += 1;
+                }
+                let row = WalkRow {
+                    session_id: f.id.clone(),
+                    flow_id: f.flow_id,
+                    cohort_id,
+                    created_at: f.created_at,
+                    last_at: f.created_at,
+                    idle_node: None,
+                    walk: String::new(),
+                };
+                walks.insert(f.id, (row, Walk::default()));
+            }
+        }
+        let with_steps: Vec<String> = {
+            let mut v: Vec<String> = events
+                .iter()
+                .filter(|e| e.kind == "step_completed")
+                .map(|e| e.session_id.clone())
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        let mut outcomes: HashMap<(String, String), Vec<String>> = HashMap::new();
+        if !with_steps.is_empty() {
+            for (session, node, outcome) in self.store.session_step_outcomes(&with_steps).await? {
+                outcomes.entry((session, node)).or_default().push(outcome);
+            }
+        }
+        for e in events {
+            // A session deleted since is not counted.
+            let Some((row, walk)) = walks.get_mut(&e.session_id) else {
+                continue;
+            };
+            row.last_at = row.last_at.max(e.created_at);
+            if row.cohort_id == 0 {
+                continue;
+            }
+            if let Some(step) = step_of(e, &outcomes) {
+                let key = hour_key(&row.flow_id, row.created_at, row.cohort_id);
+                walk.apply(&step, deltas.entry(key).or_default());
+            }
+        }
+        self.batch(deltas, walks.into_values()).await
+    }
+
+    /// The stored sums plus `deltas` (per hour; their days are added
+    /// here), and the walks as they stand now.
+    async fn batch(
+        &self,
+        deltas: BTreeMap<RollupKey, Funnel>,
+        walks: impl Iterator<Item = (WalkRow, Walk)>,
+    ) -> Result<RollupBatch, StoreError> {
+        let deltas = with_days(deltas);
+        let keys: Vec<RollupKey> = deltas.keys().cloned().collect();
+        let stored = self.store.rollups_of(&keys).await?;
+        let mut batch = RollupBatch::default();
+        for (key, delta) in deltas {
+            let mut sum: Funnel = match stored.get(&key) {
+                Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                    table: "funnel_rollups",
+                    detail: e.to_string(),
+                })?,
+                None => Funnel::default(),
+            };
+            sum.merge(&delta, 1);
+            batch.rollups.push((key, to_text(&sum)));
+        }
+        for (mut row, walk) in walks {
+            row.idle_node = walk.idle_node().map(str::to_owned);
+            row.walk = to_text(&walk);
+            batch.walks.push(row);
+        }
+        Ok(batch)
+    }
+
+    /// Settles up to a batch of sessions quiet longer than any idle
+    /// threshold: their drop-off goes into the rollups, so a funnel
+    /// counts only the recently quiet ones itself. The number settled.
+    async fn settle(&self, now: i64) -> Result<usize, StoreError> {
+        let rows = self.store.quiet_walks(now - SETTLE_AFTER_MS, BATCH).await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
+        let mut walks = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut walk: Walk =
+                serde_json::from_str(&row.walk).map_err(|e| StoreError::Corrupt {
+                    table: "funnel_sessions",
+                    detail: e.to_string(),
+                })?;
+            let key = hour_key(&row.flow_id, row.created_at, row.cohort_id);
+            walk.settle(deltas.entry(key).or_default());
+            walks.push((row, walk));
+        }
+        let n = walks.len();
+        let batch = self.batch(deltas, walks.into_iter()).await?;
+        let written = self
+            .store
+            .apply_rollups(ROLLUP_SINK, &self.worker, None, 0, now_ms(), &batch)
+            .await?;
+        Ok(if written { n } else { 0 })
+    }
+
+    async fn cohort_id(&self, flow_id: &str, c: &Cohort) -> Result<i64, StoreError> {
+        let key = serde_json::to_string(&(c.flow_version, &c.platform, &c.app_version, &c.arms))
+            .unwrap_or_default();
+        let cache_key = (flow_id.to_owned(), key);
+        if let Some(id) = self
+            .cohorts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cache_key)
+        {
+            return Ok(*id);
+        }
+        let id = self.store.cohort_id(flow_id, &cache_key.1, c).await?;
+        self.cohorts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cache_key, id);
+        Ok(id)
+    }
+
+    /// Holds the lease: renewed in the store only once half of it has
+    /// passed.
+    async fn claim(&self, now: i64) -> Result<bool, StoreError> {
+        let lease = LEASE.as_millis() as i64;
+        let until = *self.held_until.lock().unwrap_or_else(|p| p.into_inner());
+        if now < until - lease / 2 {
+            return Ok(true);
+        }
+        let held = self
+            .store
+            .claim_sink(ROLLUP_SINK, &self.worker, now, now + lease)
+            .await?;
+        *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            if held { now + lease } else { 0 };
+        Ok(held)
+    }
+}
+
+fn to_text<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
+}
+
+fn now_ms() -> i64 {
+    super::now_ms()
+}
