@@ -84,29 +84,9 @@ async fn run() {
             })
             .await;
             report(name, "bare insert baseline", &bare);
-            let (base, sessions) = (baton.clone(), sessions.clone());
-            let submit = measure(CONCURRENCY, dur, move |i, n| {
-                let base = base.clone();
-                let (id, token) = sessions[i].clone();
-                async move {
-                    let q = "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
-                    let v = json!({ "i": { "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n }, "idempotencyKey": format!("k{round}-{n}") } });
-                    (base, json!({ "query": q, "variables": v }), Some(token))
-                }
-            })
-            .await;
+            let submit = measure_submits(&baton, &sessions, round, dur).await;
             report(name, "baton submit", &submit);
-            let (base, sessions) = (plain.clone(), plain_sessions.clone());
-            let without = measure(CONCURRENCY, dur, move |i, n| {
-                let base = base.clone();
-                let (id, token) = sessions[i].clone();
-                async move {
-                    let q = "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
-                    let v = json!({ "i": { "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n }, "idempotencyKey": format!("k{round}-{n}") } });
-                    (base, json!({ "query": q, "variables": v }), Some(token))
-                }
-            })
-            .await;
+            let without = measure_submits(&plain, &plain_sessions, round, dur).await;
             report(name, "baton, no rollups", &without);
             ratios.push((
                 submit.rate() / bare.rate(),
@@ -138,6 +118,27 @@ async fn run() {
                 .join(" "),
         );
     }
+}
+
+/// `submit` on `sessions` of the server at `base`, a fresh idempotency key
+/// per request.
+async fn measure_submits(
+    base: &str,
+    sessions: &Arc<Vec<(String, String)>>,
+    round: usize,
+    dur: Duration,
+) -> support::Measured {
+    let (base, sessions) = (base.to_owned(), sessions.clone());
+    measure(CONCURRENCY, dur, move |i, n| {
+        let base = base.clone();
+        let (id, token) = sessions[i].clone();
+        async move {
+            let q = "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
+            let v = json!({ "i": { "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n }, "idempotencyKey": format!("k{round}-{n}") } });
+            (base, json!({ "query": q, "variables": v }), Some(token))
+        }
+    })
+    .await
 }
 
 async fn spawn_baton(url: &str, rollups: bool) -> String {

@@ -396,7 +396,7 @@ impl Funnel {
         }
     }
 
-    /// Counts one session dropped off at `node` (idle, found at query time).
+    /// Counts `sessions` dropped off at `node` (idle, found at query time).
     pub fn drop_at(&mut self, node: &str, sessions: i64) {
         self.node(node).dropped += sessions;
     }

@@ -81,15 +81,34 @@ impl AnalyticsError {
     }
 }
 
-fn group_key(s: &crate::store::search::FunnelSession, g: &Grouping) -> String {
+/// The group a session falls in, from its version, platform, app version
+/// and, only when grouping by arm, its variant of that experiment.
+fn group_of(
+    g: &Grouping,
+    version: i32,
+    platform: Option<&str>,
+    app_version: Option<&str>,
+    variant: impl FnOnce(&str) -> Option<String>,
+) -> String {
+    let or_none = |v: Option<&str>| v.unwrap_or("(none)").to_owned();
     match g {
-        Grouping::Version => s.flow_version.to_string(),
-        Grouping::Platform => s.platform.clone().unwrap_or_else(|| "(none)".into()),
-        Grouping::AppVersion => s.app_version.clone().unwrap_or_else(|| "(none)".into()),
-        Grouping::ExperimentArm(id) => s.experiments[id]["variant"]
-            .as_str()
-            .map_or_else(|| "(not in the experiment)".into(), str::to_string),
+        Grouping::Version => version.to_string(),
+        Grouping::Platform => or_none(platform),
+        Grouping::AppVersion => or_none(app_version),
+        Grouping::ExperimentArm(id) => {
+            variant(id).unwrap_or_else(|| "(not in the experiment)".into())
+        }
     }
+}
+
+fn group_key(s: &crate::store::search::FunnelSession, g: &Grouping) -> String {
+    group_of(
+        g,
+        s.flow_version,
+        s.platform.as_deref(),
+        s.app_version.as_deref(),
+        |id| s.experiments[id]["variant"].as_str().map(str::to_string),
+    )
 }
 
 /// Batches of events a funnel query aggregates before it answers, so it
@@ -98,15 +117,17 @@ fn group_key(s: &crate::store::search::FunnelSession, g: &Grouping) -> String {
 const CATCH_UP_BATCHES: usize = 20;
 
 fn cohort_key(c: &Cohort, g: &Grouping) -> String {
-    match g {
-        Grouping::Version => c.flow_version.to_string(),
-        Grouping::Platform => c.platform.clone().unwrap_or_else(|| "(none)".into()),
-        Grouping::AppVersion => c.app_version.clone().unwrap_or_else(|| "(none)".into()),
-        Grouping::ExperimentArm(id) => serde_json::from_str::<BTreeMap<String, String>>(&c.arms)
-            .ok()
-            .and_then(|mut arms| arms.remove(id))
-            .unwrap_or_else(|| "(not in the experiment)".into()),
-    }
+    group_of(
+        g,
+        c.flow_version,
+        c.platform.as_deref(),
+        c.app_version.as_deref(),
+        |id| {
+            serde_json::from_str::<BTreeMap<String, String>>(&c.arms)
+                .ok()
+                .and_then(|mut arms| arms.remove(id))
+        },
+    )
 }
 
 impl FunnelReport {
@@ -186,14 +207,14 @@ impl Baton {
         report: &mut FunnelReport,
     ) -> Result<(), ServiceError> {
         let store = self.store();
-        let cohorts: BTreeMap<i64, Cohort> = store
+        // Each counted cohort's group, worked out once per query.
+        let groups: BTreeMap<i64, Option<String>> = store
             .cohorts(&q.flow_id)
             .await?
             .into_iter()
             .filter(|c| q.version.is_none_or(|v| v == c.flow_version))
-            .map(|c| (c.id, c))
+            .map(|c| (c.id, q.group_by.as_ref().map(|g| cohort_key(&c, g))))
             .collect();
-        let group = |cohort: &Cohort| q.group_by.as_ref().map(|g| cohort_key(cohort, g));
         // Whole days from the day sums, the hours around them from the hour
         // sums.
         let first_day = (first_hour + DAY_MS - 1).div_euclid(DAY_MS) * DAY_MS;
@@ -214,7 +235,7 @@ impl Baton {
             }
         }
         for (cohort_id, data) in rows {
-            let Some(cohort) = cohorts.get(&cohort_id) else {
+            let Some(group) = groups.get(&cohort_id) else {
                 continue;
             };
             let part: Funnel = serde_json::from_str(&data).map_err(|e| {
@@ -223,18 +244,18 @@ impl Baton {
                     detail: e.to_string(),
                 })
             })?;
-            report.add(&part, group(cohort));
+            report.add(&part, group.clone());
         }
         for (cohort_id, node, sessions) in store
             .idle_sessions(&q.flow_id, now - q.idle_ms, first_hour, last_hour)
             .await?
         {
-            let Some(cohort) = cohorts.get(&cohort_id) else {
+            let Some(group) = groups.get(&cohort_id) else {
                 continue;
             };
             let mut part = Funnel::default();
             part.drop_at(&node, sessions);
-            report.add(&part, group(cohort));
+            report.add(&part, group.clone());
         }
         Ok(())
     }

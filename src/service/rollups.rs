@@ -16,6 +16,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::now_ms;
 use crate::analytics::funnel::{Funnel, Step, Walk};
 use crate::store::feed::FeedEvent;
 use crate::store::rollups::{Cohort, RollupBatch, RollupKey, WalkRow};
@@ -378,8 +379,4 @@ impl Rollups {
 
 fn to_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
-}
-
-fn now_ms() -> i64 {
-    super::now_ms()
 }
