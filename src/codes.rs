@@ -649,6 +649,12 @@ catalogue! {
         DuplicateComponentId "DUPLICATE_COMPONENT_ID" _
             "two components of a screen with one id"
             "give every component of a screen its own id";
+        InvalidLogId "INVALID_LOG_ID" _
+            "a `log_id` is empty, longer than 128 characters, or not `[A-Za-z0-9_.:/-]`"
+            "use a stable dotted name such as `checkout.address.submit`";
+        DuplicateLogId "DUPLICATE_LOG_ID" _
+            "two screens, or two actions, have one analytics id (set or by default)"
+            "give each screen and each action its own `log_id`, or drop the one that repeats a default";
         DeadEndScreen "DEAD_END_SCREEN" _
             "a screen has no actions (only `end` may be terminal)"
             "add an action, or make the node an `end`";

@@ -141,7 +141,8 @@ pub struct FeedEvent {
     /// The event's place in its session (1, 2, …).
     pub seq: i64,
     /// `started`, `entered`, `submitted`, `rejected`, `went_back`,
-    /// `step_completed`, `operated`, `exposure`, `conversion`, `ended`, …
+    /// `step_completed`, `operated`, `experiment_exposed`,
+    /// `experiment_converted`, `ended`, …
     pub kind: String,
     pub payload: Json<serde_json::Value>,
     pub at: DateTime,

@@ -106,6 +106,9 @@ impl FlowSession {
 #[derive(SimpleObject, Clone, Debug)]
 pub struct Screen {
     pub id: ID,
+    /// Analytics id: log the screen's impressions under it (the server's
+    /// own impression events carry it too).
+    pub log_id: String,
     pub title: Option<String>,
     pub components: Vec<Component>,
     /// Every action this screen accepts, whichever component triggers it.
@@ -129,6 +132,7 @@ impl Screen {
             .collect();
         Screen {
             id: ID(v.id),
+            log_id: v.log_id,
             title: v.title,
             components,
             actions: v
@@ -136,6 +140,7 @@ impl Screen {
                 .into_iter()
                 .map(|a| ScreenAction {
                     id: ID(a.id),
+                    log_id: a.log_id,
                     label: a.label,
                     validates: a.validates,
                 })
@@ -159,6 +164,9 @@ impl Screen {
 #[derive(SimpleObject, Clone, Debug)]
 pub struct ScreenAction {
     pub id: ID,
+    /// Analytics id: log taps on it under this id (the server's `submitted`
+    /// events carry it too).
+    pub log_id: String,
     pub label: Option<String>,
     /// Submitting with this action validates and stores the screen's inputs.
     pub validates: bool,
@@ -195,7 +203,12 @@ pub enum StackDirection {
 #[derive(Interface, Clone, Debug)]
 #[graphql(
     field(name = "id", ty = "&Option<ID>"),
-    field(name = "kind", ty = "&String")
+    field(name = "kind", ty = "&String"),
+    field(
+        name = "log_id",
+        ty = "&Option<String>",
+        desc = "Analytics id: log the component's impressions and taps under it. Null for a component without `id` or `log_id`."
+    )
 )]
 pub enum Component {
     Text(TextComponent),
@@ -219,6 +232,7 @@ pub enum Component {
 pub struct TextComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub text: String,
 }
 
@@ -226,6 +240,7 @@ pub struct TextComponent {
 pub struct HeadingComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub text: String,
     /// 1 (largest) to 6.
     pub level: i32,
@@ -235,6 +250,7 @@ pub struct HeadingComponent {
 pub struct ImageComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub url: String,
     pub alt: Option<String>,
 }
@@ -243,6 +259,7 @@ pub struct ImageComponent {
 pub struct TextInputComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub label: String,
     pub placeholder: Option<String>,
     pub required: bool,
@@ -258,6 +275,7 @@ pub struct TextInputComponent {
 pub struct NumberInputComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub label: String,
     pub required: bool,
     pub min: Option<f64>,
@@ -272,6 +290,7 @@ pub struct NumberInputComponent {
 pub struct EmailInputComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub label: String,
     pub placeholder: Option<String>,
     pub required: bool,
@@ -282,6 +301,7 @@ pub struct EmailInputComponent {
 pub struct SelectComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub label: String,
     pub options: Vec<SelectOption>,
     pub required: bool,
@@ -292,6 +312,7 @@ pub struct SelectComponent {
 pub struct CheckboxComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub label: String,
     pub required: bool,
     pub checked: Option<bool>,
@@ -301,6 +322,7 @@ pub struct CheckboxComponent {
 pub struct DateComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub label: String,
     pub required: bool,
     /// Earliest allowed date, YYYY-MM-DD.
@@ -314,6 +336,7 @@ pub struct DateComponent {
 pub struct ButtonComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub label: String,
     /// The screen action this button submits.
     pub action: String,
@@ -324,6 +347,7 @@ pub struct ButtonComponent {
 pub struct ListComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub ordered: bool,
     pub children: Vec<Component>,
 }
@@ -332,6 +356,7 @@ pub struct ListComponent {
 pub struct CardComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub title: Option<String>,
     pub children: Vec<Component>,
 }
@@ -340,6 +365,7 @@ pub struct CardComponent {
 pub struct StackComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     pub direction: StackDirection,
     pub children: Vec<Component>,
 }
@@ -348,6 +374,7 @@ pub struct StackComponent {
 pub struct MarkdownComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     /// CommonMark.
     pub text: String,
 }
@@ -356,6 +383,7 @@ pub struct MarkdownComponent {
 pub struct CustomComponent {
     pub id: Option<ID>,
     pub kind: String,
+    pub log_id: Option<String>,
     /// The custom kind's name; clients advertise it as `custom:<name>`.
     pub name: String,
     pub props: Json<Value>,
@@ -444,6 +472,7 @@ impl Component {
     pub(crate) fn from_def(c: &ComponentDef, values: &Map<String, Value>) -> Component {
         let id = c.id().map(|i| ID(i.to_string()));
         let kind = c.kind().to_string();
+        let log_id = c.log_id().map(str::to_owned);
         let value = |id: &str| values.get(id);
         let text_value = |i: &str| value(i).and_then(Value::as_str).map(str::to_string);
         let children = |list: &[ComponentDef]| {
@@ -456,17 +485,20 @@ impl Component {
             C::Text { text, .. } => Component::Text(TextComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 text: s(text),
             }),
             C::Heading { text, level, .. } => Component::Heading(HeadingComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 text: s(text),
                 level: i32::from(*level),
             }),
             C::Image { url, alt, .. } => Component::Image(ImageComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 url: s(url),
                 alt: os(alt),
             }),
@@ -483,6 +515,7 @@ impl Component {
             } => Component::TextInput(TextInputComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 label: s(label),
                 placeholder: os(placeholder),
                 required: *required,
@@ -503,6 +536,7 @@ impl Component {
             } => Component::NumberInput(NumberInputComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 label: s(label),
                 required: *required,
                 min: *min,
@@ -520,6 +554,7 @@ impl Component {
             } => Component::EmailInput(EmailInputComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 label: s(label),
                 placeholder: os(placeholder),
                 required: *required,
@@ -534,6 +569,7 @@ impl Component {
             } => Component::Select(SelectComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 label: s(label),
                 options: options
                     .iter()
@@ -553,6 +589,7 @@ impl Component {
             } => Component::Checkbox(CheckboxComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 label: s(label),
                 required: *required,
                 checked: value(key).and_then(Value::as_bool),
@@ -567,6 +604,7 @@ impl Component {
             } => Component::Date(DateComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 label: s(label),
                 required: *required,
                 min_date: min.clone(),
@@ -581,6 +619,7 @@ impl Component {
             } => Component::Button(ButtonComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 label: s(label),
                 action: action.clone(),
                 style: match style {
@@ -596,6 +635,7 @@ impl Component {
             } => Component::List(ListComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 ordered: *ordered,
                 children: children(ch),
             }),
@@ -606,6 +646,7 @@ impl Component {
             } => Component::Card(CardComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 title: os(title),
                 children: children(ch),
             }),
@@ -616,6 +657,7 @@ impl Component {
             } => Component::Stack(StackComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 direction: match direction {
                     ModelStackDirection::Vertical => StackDirection::Vertical,
                     ModelStackDirection::Horizontal => StackDirection::Horizontal,
@@ -625,6 +667,7 @@ impl Component {
             C::Markdown { text, .. } => Component::Markdown(MarkdownComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 text: s(text),
             }),
             C::Custom {
@@ -635,6 +678,7 @@ impl Component {
             } => Component::Custom(CustomComponent {
                 id,
                 kind,
+                log_id: log_id.clone(),
                 name: name.clone(),
                 props: Json(props.clone()),
                 inputs: inputs

@@ -105,23 +105,40 @@ pub enum Event {
         flow_id: String,
         flow_version: i32,
     },
+    /// An action the user took: its `log_id` is the action's analytics id.
     Submitted {
         screen: String,
         action: String,
         values: Map<String, Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
     },
     Rejected {
         screen: String,
         action: String,
         errors: Vec<FieldError>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
     },
+    /// The session reached `node`. For a screen, or an end with a last
+    /// screen, this is its impression: the screen's `log_id` and those of
+    /// the components the client is shown.
     Entered {
         node: String,
         node_kind: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        components: Vec<String>,
     },
+    /// Back to screen `to`: an impression of it, like [`Event::Entered`].
     WentBack {
         from: String,
         to: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        components: Vec<String>,
     },
     Ended {
         node: String,
@@ -368,6 +385,11 @@ pub fn submit(
     next.errors.clear();
     next.draft = None;
     let mut events = Vec::new();
+    let log_id = screen
+        .actions
+        .iter()
+        .find(|a| a.id == action_id)
+        .map(|a| a.log_id_in(&flow.id, screen_id));
 
     if action.validate {
         let (components, inherited) = view::effective_components(flow, screen, &state.context)?;
@@ -381,6 +403,7 @@ pub fn submit(
                     screen: screen_id.to_string(),
                     action: action_id.to_string(),
                     values: clean,
+                    log_id,
                 });
             }
             Err((errors, draft)) => {
@@ -388,6 +411,7 @@ pub fn submit(
                     screen: screen_id.to_string(),
                     action: action_id.to_string(),
                     errors: errors.clone(),
+                    log_id,
                 });
                 next.errors = errors;
                 next.draft = Some(draft);
@@ -403,6 +427,7 @@ pub fn submit(
             screen: screen_id.to_string(),
             action: action_id.to_string(),
             values: Map::new(),
+            log_id,
         });
     }
 
@@ -442,9 +467,18 @@ pub fn back(flow: &CompiledFlow, state: &SessionState) -> Result<Advance, Engine
     let from = std::mem::replace(&mut next.node, prev.clone());
     next.errors.clear();
     next.draft = None;
+    let (log_id, components) = flow
+        .node_index(&prev)
+        .and_then(|idx| view::impression(flow, idx, &next.context))
+        .unzip();
     Ok(Advance {
         state: next,
-        events: vec![Event::WentBack { from, to: prev }],
+        events: vec![Event::WentBack {
+            from,
+            to: prev,
+            log_id,
+            components: components.unwrap_or_default(),
+        }],
         tasks: Vec::new(),
     })
 }
@@ -666,9 +700,12 @@ fn walk(
     let mut cur = from;
     for _ in 0..limits.max_steps_per_advance {
         let node = &flow.nodes[cur];
+        let (log_id, components) = view::impression(flow, cur, &state.context).unzip();
         events.push(Event::Entered {
             node: node.id.clone(),
             node_kind: flow.node_def(cur).kind().to_string(),
+            log_id,
+            components: components.unwrap_or_default(),
         });
         match &node.kind {
             CompiledKind::Screen { .. } => {

@@ -154,10 +154,12 @@ fn log(events: &[Event]) -> Vec<String> {
                 flow_id,
                 flow_version,
             } => format!("started {flow_id}@{flow_version}"),
-            Event::Entered { node, node_kind } => format!("entered {node_kind} {node}"),
+            Event::Entered {
+                node, node_kind, ..
+            } => format!("entered {node_kind} {node}"),
             Event::Submitted { screen, action, .. } => format!("submitted {screen}/{action}"),
             Event::Rejected { screen, action, .. } => format!("rejected {screen}/{action}"),
-            Event::WentBack { from, to } => format!("went_back {from}->{to}"),
+            Event::WentBack { from, to, .. } => format!("went_back {from}->{to}"),
             Event::Ended { node, outcome } => format!("ended {node} {outcome:?}"),
             Event::StepCompleted { node, outcome, .. } => format!("step {node} {outcome}"),
             Event::Operated { node, action, by } => format!("operated {node} {action} by {by}"),
@@ -1089,7 +1091,8 @@ fn actions_without_validation_store_nothing() {
         Event::Submitted {
             screen: "a".into(),
             action: "skip".into(),
-            values: Map::new()
+            values: Map::new(),
+            log_id: Some(format!("{}.a.skip", f.id)),
         }
     );
     // Skipping a required field leaves nothing to show after `back`.
@@ -1184,8 +1187,8 @@ nodes:
         components(&v),
         json!([
             { "kind": "card", "title": "tpl v1", "children": [{ "kind": "text", "text": "[]" }] },
-            { "kind": "select", "id": "pick", "label": "Pick, u-1", "options": [{ "value": "a", "label": "Option web" }], "required": false },
-            { "kind": "text_input", "id": "name", "label": "Name", "placeholder": "e.g. Ada", "required": false },
+            { "kind": "select", "id": "pick", "log_id": "tpl.a.pick", "label": "Pick, u-1", "options": [{ "value": "a", "label": "Option web" }], "required": false },
+            { "kind": "text_input", "id": "name", "log_id": "tpl.a.name", "label": "Name", "placeholder": "e.g. Ada", "required": false },
             { "kind": "button", "label": "Go en-GB", "action": "go", "style": "primary" },
         ])
     );
@@ -1193,6 +1196,7 @@ nodes:
         v.actions,
         [ActionView {
             id: "go".into(),
+            log_id: "tpl.a.go".into(),
             label: Some("Go, Ada".into()),
             validates: true
         }]
@@ -1429,7 +1433,7 @@ fn components_show_by_visible_when_and_min_app_version() {
     let v = view(&f, &old);
     assert_eq!(
         components(&v),
-        json!([{ "kind": "text", "id": "always", "text": "shown" }])
+        json!([{ "kind": "text", "id": "always", "log_id": "guarded.a.always", "text": "shown" }])
     );
     // A hidden required input is not expected.
     assert_eq!(
@@ -1605,10 +1609,12 @@ fn rejected_and_submitted_events_carry_what_was_checked() {
                 screen,
                 action,
                 errors,
+                log_id,
             },
         ] => {
             assert_eq!((screen.as_str(), action.as_str()), ("a", "next"));
             assert_eq!(errors, &adv.state.errors);
+            assert_eq!(log_id.as_deref(), Some("steps.a.next"));
         }
         other => panic!("{other:?}"),
     }
@@ -1618,7 +1624,8 @@ fn rejected_and_submitted_events_carry_what_was_checked() {
         Event::Submitted {
             screen: "a".into(),
             action: "next".into(),
-            values: obj(json!({ "name": "Ada" }))
+            values: obj(json!({ "name": "Ada" })),
+            log_id: Some("steps.a.next".into()),
         }
     );
     assert_eq!(adv.events[0].kind(), "submitted");
@@ -1885,10 +1892,127 @@ fn end_and_pending_screens_never_send_a_kind_the_client_lacks() {
     assert_eq!(plain(&v.title), "Declined");
     assert_eq!(
         components(&v),
-        json!([{ "kind": "text", "id": "end", "text": "We could not complete this." }])
+        json!([{ "kind": "text", "id": "end", "log_id": "last_screens.done.end", "text": "We could not complete this." }])
     );
     ended.context["client"]["capabilities"] = json!(["image", "text"]);
     assert_eq!(components(&view(&f, &ended))[0]["kind"], "image");
     ended.context["client"]["capabilities"] = json!(["heading"]);
     assert_eq!(render(&f, &ended).unwrap_err().code(), "CLIENT_UNSUPPORTED");
+}
+
+const LOGGED: &str = r#"
+id: logged
+start: a
+nodes:
+  - id: a
+    kind: screen
+    log_id: signup.form
+    components:
+      - { kind: custom, id: map, name: map_picker }
+      - { kind: text, text: "no id, no log id" }
+      - { kind: text, id: vip, text: "VIP", visible_when: { "==": [{ "var": "user.attributes.plan" }, "vip"] } }
+      - kind: card
+        id: box
+        children:
+          - { kind: text_input, id: name, label: Name, log_id: signup.name_field }
+    fallback:
+      components: [{ kind: text_input, id: name, label: Name, log_id: signup.name_field }]
+    actions:
+      - { id: next, log_id: signup.continue, next: b }
+      - { id: skip, validate: false, next: b }
+  - id: b
+    kind: screen
+    actions: [{ id: done, next: bye }]
+  - id: bye
+    kind: end
+    components: [{ kind: text, id: thanks, text: "Thanks" }]
+"#;
+
+/// The ids an impression event lists: `(screen, components)`.
+fn impressions(events: &[Event]) -> Vec<(String, Option<String>, Vec<String>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Entered {
+                node,
+                log_id,
+                components,
+                ..
+            }
+            | Event::WentBack {
+                to: node,
+                log_id,
+                components,
+                ..
+            } => Some((node.clone(), log_id.clone(), components.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn impressions_and_actions_carry_log_ids_set_or_derived() {
+    let f = flow(LOGGED);
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    // A client that renders the custom component gets the designed tree;
+    // the guarded component is left out, as on the screen.
+    let rich = start_as(
+        &f,
+        with_caps(Some(&["custom:map_picker", "text", "card", "text_input"])),
+        Value::Null,
+    );
+    assert_eq!(
+        impressions(&rich.events),
+        [(
+            "a".to_string(),
+            Some("signup.form".to_string()),
+            strings(&["logged.a.map", "logged.a.box", "signup.name_field"])
+        )]
+    );
+    let v = view(&f, &rich.state);
+    assert_eq!(v.log_id, "signup.form");
+    assert_eq!(
+        v.actions
+            .iter()
+            .map(|a| a.log_id.as_str())
+            .collect::<Vec<_>>(),
+        ["signup.continue", "logged.a.skip"]
+    );
+    assert_eq!(
+        components(&v)[0]["log_id"],
+        "logged.a.map",
+        "rendered components carry their log id"
+    );
+    assert_eq!(components(&v)[1].get("log_id"), None);
+
+    // One that does not is shown the fallback, and the impression says so.
+    let plain = start_as(&f, with_caps(Some(&["text", "text_input"])), Value::Null);
+    assert_eq!(
+        impressions(&plain.events)[0].2,
+        strings(&["signup.name_field"])
+    );
+
+    let adv = submit_ok(&f, &rich.state, "a", "skip", json!({}));
+    match &adv.events[0] {
+        Event::Submitted { log_id, .. } => assert_eq!(log_id.as_deref(), Some("logged.a.skip")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        impressions(&adv.events),
+        [("b".to_string(), Some("logged.b".to_string()), vec![])]
+    );
+    let again = back(&f, &adv.state).unwrap();
+    assert_eq!(
+        impressions(&again.events)[0].1.as_deref(),
+        Some("signup.form")
+    );
+    let end = submit_ok(&f, &adv.state, "b", "done", json!({}));
+    assert_eq!(
+        impressions(&end.events),
+        [(
+            "bye".to_string(),
+            Some("logged.bye".to_string()),
+            strings(&["logged.bye.thanks"])
+        )]
+    );
 }

@@ -11,6 +11,7 @@ use super::{SessionState, Status};
 use crate::flow::compile::{CompiledFlow, lenient_semver};
 use crate::flow::model::{
     CORE_KINDS, ComponentDef, Fallbacks, NodeDef, Outcome, ScreenNode, SelectOption, Text,
+    node_log_id,
 };
 use crate::flow::template::RenderContext;
 
@@ -76,6 +77,8 @@ impl ClientInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScreenView {
     pub id: String,
+    /// The analytics id its impressions carry.
+    pub log_id: String,
     pub title: Option<String>,
     pub components: Vec<ComponentDef>,
     pub actions: Vec<ActionView>,
@@ -92,6 +95,8 @@ pub struct ScreenView {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActionView {
     pub id: String,
+    /// The analytics id its submits carry.
+    pub log_id: String,
     pub label: Option<String>,
     pub validates: bool,
 }
@@ -242,6 +247,74 @@ pub fn effective_components<'a>(
     )
 }
 
+/// What an impression of node `idx` carries: the screen's log id and the
+/// log ids of the components this client is shown, in tree order. `None`
+/// for a node that shows nothing when entered (a step's pending screen
+/// is not an impression: the user did nothing to reach it).
+pub(super) fn impression(
+    flow: &CompiledFlow,
+    idx: super::NodeIdx,
+    context: &Value,
+) -> Option<(String, Vec<String>)> {
+    let version = context["client"]["app_version"]
+        .as_str()
+        .and_then(lenient_semver);
+    let shown = |list: &[ComponentDef], node: &str| {
+        let mut ids = Vec::new();
+        collect_log_ids(flow, list, node, context, version.as_ref(), &mut ids);
+        ids
+    };
+    match flow.node_def(idx) {
+        NodeDef::Screen(screen) => {
+            // A client this screen cannot serve gets an error when it is
+            // rendered; the impression then lists no component.
+            let components = effective_components(flow, screen, context)
+                .map(|(list, _)| shown(list, &screen.id))
+                .unwrap_or_default();
+            let id = node_log_id(screen.log_id.as_deref(), &flow.id, &screen.id);
+            Some((id, components))
+        }
+        NodeDef::End(end) if !end.components.is_empty() || end.title.is_some() => {
+            let client = ClientInfo::from_context(context);
+            let designed = matches!(
+                lacking(flow, &end.components, &client, version.as_ref(), context),
+                Ok(None)
+            );
+            let components = if designed {
+                shown(&end.components, &end.id)
+            } else {
+                Vec::new()
+            };
+            Some((
+                node_log_id(end.log_id.as_deref(), &flow.id, &end.id),
+                components,
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn collect_log_ids(
+    flow: &CompiledFlow,
+    list: &[ComponentDef],
+    node: &str,
+    context: &Value,
+    version: Option<&semver::Version>,
+    out: &mut Vec<String>,
+) {
+    for c in list {
+        // A guard that fails to evaluate fails the render too; listing the
+        // component keeps the impression close to what was meant.
+        if !visible(flow, c, context, version).unwrap_or(true) {
+            continue;
+        }
+        if let Some(id) = c.log_id_in(&flow.id, node) {
+            out.push(id);
+        }
+        collect_log_ids(flow, c.children(), node, context, version, out);
+    }
+}
+
 /// Renders the screen the session rests on, or `None` for an end node
 /// without a last screen.
 pub fn render(
@@ -255,7 +328,8 @@ pub fn render(
             version: flow.version,
         })?;
     let ctx = &state.context;
-    let r = Renderer::new(flow, ctx);
+    let mut r = Renderer::new(flow, ctx);
+    r.node = &state.node;
     match flow.node_def(idx) {
         NodeDef::Screen(screen) => {
             let client = ClientInfo::from_context(ctx);
@@ -282,6 +356,7 @@ pub fn render(
                 .map(|a| {
                     Ok(ActionView {
                         id: a.id.clone(),
+                        log_id: a.log_id_in(&flow.id, &screen.id),
                         label: a.label.as_ref().map(|t| r.text(t)).transpose()?,
                         validates: a.validate,
                     })
@@ -289,6 +364,7 @@ pub fn render(
                 .collect::<Result<_, EngineError>>()?;
             Ok(Some(ScreenView {
                 id: screen.id.clone(),
+                log_id: node_log_id(screen.log_id.as_deref(), &flow.id, &screen.id),
                 title: title.map(|t| r.text(t)).transpose()?,
                 components: r.components(components)?,
                 actions,
@@ -312,6 +388,7 @@ pub fn render(
             };
             Ok(Some(ScreenView {
                 id: end.id.clone(),
+                log_id: node_log_id(end.log_id.as_deref(), &flow.id, &end.id),
                 title: end.title.as_ref().map(|t| r.text(t)).transpose()?,
                 components,
                 actions: Vec::new(),
@@ -352,6 +429,7 @@ pub fn render(
             };
             Ok(Some(ScreenView {
                 id: node.id().to_string(),
+                log_id: node_log_id(None, &flow.id, node.id()),
                 title,
                 components,
                 actions: Vec::new(),
@@ -377,6 +455,7 @@ pub fn render(
             };
             Ok(Some(ScreenView {
                 id: node.id().to_string(),
+                log_id: node_log_id(None, &flow.id, node.id()),
                 title,
                 components,
                 actions: Vec::new(),
@@ -452,6 +531,7 @@ fn generic_end(outcome: Outcome) -> Vec<ComponentDef> {
     };
     vec![ComponentDef::Text {
         id: Some("end".into()),
+        log_id: None,
         visible_when: None,
         min_app_version: None,
         text: Text::Plain(text.into()),
@@ -463,6 +543,7 @@ fn default_pending() -> (Option<String>, Vec<ComponentDef>) {
         Some("One moment".into()),
         vec![ComponentDef::Text {
             id: Some("pending".into()),
+            log_id: None,
             visible_when: None,
             min_app_version: None,
             text: Text::Plain("We are working on it. This screen updates by itself.".into()),
@@ -475,6 +556,7 @@ fn default_error() -> (Option<String>, Vec<ComponentDef>) {
         Some("Something went wrong".into()),
         vec![ComponentDef::Text {
             id: Some("error".into()),
+            log_id: None,
             visible_when: None,
             min_app_version: None,
             text: Text::Plain(
@@ -489,6 +571,7 @@ fn default_closed() -> (Option<String>, Vec<ComponentDef>) {
         Some("This session has ended".into()),
         vec![ComponentDef::Text {
             id: Some("closed".into()),
+            log_id: None,
             visible_when: None,
             min_app_version: None,
             text: Text::Plain("Start again to continue.".into()),
@@ -522,13 +605,16 @@ pub fn render_text(
     r.text(text)
 }
 
-/// Renders a component tree (an approval's fields for the reviewer).
+/// Renders a component tree of node `node` (an approval's fields for the
+/// reviewer).
 pub fn render_components(
     flow: &CompiledFlow,
+    node: &str,
     list: &[ComponentDef],
     context: &Value,
 ) -> Result<Vec<ComponentDef>, EngineError> {
-    let r = Renderer::new(flow, context);
+    let mut r = Renderer::new(flow, context);
+    r.node = node;
     r.components(list)
 }
 
@@ -545,6 +631,8 @@ pub(super) fn text_for_message(
 
 struct Renderer<'a> {
     flow: &'a CompiledFlow,
+    /// The node whose components are rendered, for their default log ids.
+    node: &'a str,
     rctx: RenderContext,
     locale: Option<&'a str>,
     context: &'a Value,
@@ -555,6 +643,7 @@ impl<'a> Renderer<'a> {
     fn new(flow: &'a CompiledFlow, context: &'a Value) -> Self {
         Renderer {
             flow,
+            node: "",
             rctx: RenderContext::new(context),
             locale: context["client"]["locale"].as_str(),
             context,
@@ -597,6 +686,10 @@ impl<'a> Renderer<'a> {
         }
     }
 
+    fn log_id(&self, c: &ComponentDef) -> Option<String> {
+        c.log_id_in(&self.flow.id, self.node)
+    }
+
     fn opt(&self, text: &Option<Text>) -> Result<Option<Text>, EngineError> {
         text.as_ref()
             .map(|t| self.text(t).map(Text::Plain))
@@ -623,6 +716,7 @@ impl<'a> Renderer<'a> {
         Ok(match c {
             C::Text { id, text, .. } => C::Text {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 text: self.plain(text)?,
@@ -631,6 +725,7 @@ impl<'a> Renderer<'a> {
                 id, text, level, ..
             } => C::Heading {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 text: self.plain(text)?,
@@ -638,6 +733,7 @@ impl<'a> Renderer<'a> {
             },
             C::Image { id, url, alt, .. } => C::Image {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 url: self.plain(url)?,
@@ -655,6 +751,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::TextInput {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
@@ -675,6 +772,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::NumberInput {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
@@ -691,6 +789,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::EmailInput {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
@@ -705,6 +804,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::Select {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
@@ -726,6 +826,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::Checkbox {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
@@ -740,6 +841,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::Date {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
@@ -755,6 +857,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::Button {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 label: self.plain(label)?,
@@ -768,6 +871,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::List {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 ordered: *ordered,
@@ -780,6 +884,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::Card {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 title: self.opt(title)?,
@@ -792,6 +897,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::Stack {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 direction: *direction,
@@ -799,6 +905,7 @@ impl<'a> Renderer<'a> {
             },
             C::Markdown { id, text, .. } => C::Markdown {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 text: self.plain(text)?,
@@ -811,6 +918,7 @@ impl<'a> Renderer<'a> {
                 ..
             } => C::Custom {
                 visible_when: None,
+                log_id: self.log_id(c),
                 min_app_version: None,
                 id: id.clone(),
                 name: name.clone(),

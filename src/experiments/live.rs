@@ -67,6 +67,12 @@ pub mod source {
     pub const NOT_ELIGIBLE: &str = "not_eligible";
 }
 
+/// Whether a session's pin (`experiments.<id>`) counts it in the
+/// experiment: everything but control for a user the experiment did not admit.
+pub fn counts(pin: &Value) -> bool {
+    pin.get("source").and_then(Value::as_str) != Some(source::NOT_ELIGIBLE)
+}
+
 /// Attempts to write a session force when the session keeps moving.
 const FORCE_ATTEMPTS: usize = 3;
 
@@ -232,9 +238,7 @@ impl Experiments {
         // Experiments sharing a flag (in disjoint namespace slices, say):
         // the flag gets the variant of the first that counts this user, or
         // else control from the first that does not.
-        let counts = |i: usize| {
-            pins[&self.inner.list[i].id]["source"].as_str() != Some(source::NOT_ELIGIBLE)
-        };
+        let counts = |i: usize| counts(&pins[&self.inner.list[i].id]);
         let mut served: Vec<&str> = Vec::new();
         for pass_counted in [true, false] {
             for &(i, flag) in &live {

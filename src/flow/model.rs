@@ -150,6 +150,9 @@ impl NodeDef {
 #[serde(deny_unknown_fields)]
 pub struct ScreenNode {
     pub id: String,
+    /// Analytics id its impressions carry. Default `<flow>.<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_id: Option<String>,
     /// Screen title (template, localizable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<Text>,
@@ -213,6 +216,9 @@ pub struct FallbackDef {
 pub struct ActionDef {
     /// Action name sent as `submit(action:)`.
     pub id: String,
+    /// Analytics id its submits carry. Default `<flow>.<screen>.<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_id: Option<String>,
     /// Label for clients that render actions themselves (template, localizable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<Text>,
@@ -226,6 +232,24 @@ pub struct ActionDef {
 
 fn yes() -> bool {
     true
+}
+
+impl ActionDef {
+    /// The analytics id of this action on screen `screen` of `flow`.
+    pub fn log_id_in(&self, flow: &str, screen: &str) -> String {
+        match &self.log_id {
+            Some(set) => set.clone(),
+            None => format!("{flow}.{screen}.{}", self.id),
+        }
+    }
+}
+
+/// The analytics id of a screen or end node: the one set, or `<flow>.<node>`.
+pub fn node_log_id(set: Option<&str>, flow: &str, node: &str) -> String {
+    match set {
+        Some(set) => set.to_owned(),
+        None => format!("{flow}.{node}"),
+    }
 }
 
 /// A decision: branches on rules without showing anything.
@@ -243,6 +267,10 @@ pub struct DecisionNode {
 #[serde(deny_unknown_fields)]
 pub struct EndNode {
     pub id: String,
+    /// Analytics id the impression of its last screen carries. Default
+    /// `<flow>.<id>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_id: Option<String>,
     /// How the session ended.
     #[serde(default)]
     pub outcome: Outcome,
@@ -342,6 +370,10 @@ pub enum ComponentDef {
     Text {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         text: Text,
         /// Rule over the session context: while it is false the component
         /// (with its children) is left out, and its inputs are not expected.
@@ -356,6 +388,10 @@ pub enum ComponentDef {
     Heading {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         text: Text,
         #[serde(default = "one")]
         level: u8,
@@ -372,6 +408,10 @@ pub enum ComponentDef {
     Image {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         url: Text,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         alt: Option<Text>,
@@ -387,6 +427,10 @@ pub enum ComponentDef {
     /// Single-line text entry.
     TextInput {
         id: String,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         label: Text,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         placeholder: Option<Text>,
@@ -414,6 +458,10 @@ pub enum ComponentDef {
     /// Numeric entry.
     NumberInput {
         id: String,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         label: Text,
         #[serde(default)]
         required: bool,
@@ -436,6 +484,10 @@ pub enum ComponentDef {
     /// E-mail address entry.
     EmailInput {
         id: String,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         label: Text,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         placeholder: Option<Text>,
@@ -453,6 +505,10 @@ pub enum ComponentDef {
     /// Choice among fixed options.
     Select {
         id: String,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         label: Text,
         options: Vec<SelectOption>,
         #[serde(default)]
@@ -469,6 +525,10 @@ pub enum ComponentDef {
     /// A yes/no box; `required` means it must be checked (e.g. terms).
     Checkbox {
         id: String,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         label: Text,
         #[serde(default)]
         required: bool,
@@ -484,6 +544,10 @@ pub enum ComponentDef {
     /// A calendar date, `YYYY-MM-DD`.
     Date {
         id: String,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         label: Text,
         #[serde(default)]
         required: bool,
@@ -506,6 +570,10 @@ pub enum ComponentDef {
     Button {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         label: Text,
         /// Id of an action declared in the screen's `actions`.
         action: String,
@@ -524,6 +592,10 @@ pub enum ComponentDef {
     List {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         #[serde(default)]
         ordered: bool,
         children: Vec<ComponentDef>,
@@ -540,6 +612,10 @@ pub enum ComponentDef {
     Card {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<Text>,
         children: Vec<ComponentDef>,
@@ -556,6 +632,10 @@ pub enum ComponentDef {
     Stack {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         #[serde(default)]
         direction: StackDirection,
         children: Vec<ComponentDef>,
@@ -572,6 +652,10 @@ pub enum ComponentDef {
     Markdown {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         text: Text,
         /// Rule over the session context: while it is false the component
         /// (with its children) is left out, and its inputs are not expected.
@@ -589,6 +673,10 @@ pub enum ComponentDef {
     Custom {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
+        /// Analytics id: impressions list it. Default `<flow>.<node>.<id>`
+        /// (none for a component without an `id`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        log_id: Option<String>,
         /// The custom kind's name, e.g. `map_picker`.
         name: String,
         /// Free-form props passed to the client as they are. String values
@@ -681,12 +769,13 @@ impl CustomInput {
         let id = self.id.clone();
         let label = Text::Plain(String::new());
         let required = self.required;
-        let (visible_when, min_app_version) = (None, None);
+        let (visible_when, min_app_version, log_id) = (None, None, None);
         let num = |v: &Option<Value>| v.as_ref().and_then(Value::as_f64);
         let date = |v: &Option<Value>| v.as_ref().and_then(Value::as_str).map(str::to_string);
         match self.kind {
             InputType::Text => ComponentDef::TextInput {
                 id,
+                log_id,
                 label,
                 placeholder: None,
                 required,
@@ -699,6 +788,7 @@ impl CustomInput {
             },
             InputType::Number => ComponentDef::NumberInput {
                 id,
+                log_id,
                 label,
                 required,
                 min: num(&self.min),
@@ -709,6 +799,7 @@ impl CustomInput {
             },
             InputType::Email => ComponentDef::EmailInput {
                 id,
+                log_id,
                 label,
                 placeholder: None,
                 required,
@@ -717,6 +808,7 @@ impl CustomInput {
             },
             InputType::Select => ComponentDef::Select {
                 id,
+                log_id,
                 label,
                 options: self
                     .options
@@ -732,6 +824,7 @@ impl CustomInput {
             },
             InputType::Checkbox => ComponentDef::Checkbox {
                 id,
+                log_id,
                 label,
                 required,
                 visible_when,
@@ -739,6 +832,7 @@ impl CustomInput {
             },
             InputType::Date => ComponentDef::Date {
                 id,
+                log_id,
                 label,
                 required,
                 min: date(&self.min),
@@ -846,6 +940,37 @@ impl ComponentDef {
             | ComponentDef::Stack { id, .. }
             | ComponentDef::Markdown { id, .. }
             | ComponentDef::Custom { id, .. } => id.as_deref(),
+        }
+    }
+
+    /// The analytics id set in the flow, if any (see [`ComponentDef::log_id_in`]).
+    pub fn log_id(&self) -> Option<&str> {
+        match self {
+            ComponentDef::Text { log_id, .. }
+            | ComponentDef::Heading { log_id, .. }
+            | ComponentDef::Image { log_id, .. }
+            | ComponentDef::TextInput { log_id, .. }
+            | ComponentDef::NumberInput { log_id, .. }
+            | ComponentDef::EmailInput { log_id, .. }
+            | ComponentDef::Select { log_id, .. }
+            | ComponentDef::Checkbox { log_id, .. }
+            | ComponentDef::Date { log_id, .. }
+            | ComponentDef::Button { log_id, .. }
+            | ComponentDef::List { log_id, .. }
+            | ComponentDef::Card { log_id, .. }
+            | ComponentDef::Stack { log_id, .. }
+            | ComponentDef::Markdown { log_id, .. }
+            | ComponentDef::Custom { log_id, .. } => log_id.as_deref(),
+        }
+    }
+
+    /// The analytics id on node `node` of flow `flow`: the one set, or
+    /// `<flow>.<node>.<id>`; none for a component without either.
+    pub fn log_id_in(&self, flow: &str, node: &str) -> Option<String> {
+        match (self.log_id(), self.id()) {
+            (Some(set), _) => Some(set.to_owned()),
+            (None, Some(id)) => Some(format!("{flow}.{node}.{id}")),
+            (None, None) => None,
         }
     }
 

@@ -56,7 +56,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::model::{ActionDef, ComponentDef, Edges, FlowDef, NodeDef, Text, walk_components};
+use super::model::{
+    ActionDef, ComponentDef, Edges, FlowDef, NodeDef, Text, node_log_id, walk_components,
+};
 use super::template::{CONTEXT_FIELDS, CONTEXT_ROOTS, Template};
 use crate::flags::FlagSet;
 use crate::flow::steps::{defaults, parse_duration};
@@ -235,6 +237,17 @@ fn valid_flow_id(id: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Longest `log_id`: analytics tools cap event and property names.
+pub const MAX_LOG_ID: usize = 128;
+
+fn valid_log_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_LOG_ID
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '/' | '-'))
 }
 
 /// Node, action and component ids end up in `input.<screen>.<field>`
@@ -421,7 +434,75 @@ impl<'a> Validator<'a> {
         for (i, node) in flow.nodes.iter().enumerate() {
             self.check_node(i, node);
         }
+        self.check_log_ids();
         self.check_graph();
+    }
+
+    /// Screens' and actions' analytics ids, set or by default, are the
+    /// keys of impression and action events: each must be well formed and
+    /// name one screen or one action.
+    fn check_log_ids(&mut self) {
+        let flow = self.flow;
+        let mut screens: HashMap<String, String> = HashMap::new();
+        let mut actions: HashMap<String, String> = HashMap::new();
+        for (i, node) in flow.nodes.iter().enumerate() {
+            let base = format!("$.nodes[{i}]");
+            let (set, node_actions) = match node {
+                NodeDef::Screen(s) => (s.log_id.as_deref(), s.actions.as_slice()),
+                NodeDef::End(e) => (e.log_id.as_deref(), &[][..]),
+                _ => continue,
+            };
+            // A repeated node or action id is reported as such; its default
+            // log id repeating too is the same mistake.
+            if self.duplicates.contains(&i) {
+                continue;
+            }
+            let id = node.id();
+            self.check_log_id(set, &format!("{base}.log_id"), id);
+            let screen = node_log_id(set, &flow.id, id);
+            if let Some(first) = screens.insert(screen.clone(), base.clone()) {
+                self.error(
+                    Code::DuplicateLogId,
+                    Some(id),
+                    format!("{base}.log_id"),
+                    format!("log id `{screen}` is already the log id of {first}"),
+                    Some("give this screen its own `log_id`".into()),
+                );
+            }
+            for (j, action) in node_actions.iter().enumerate() {
+                if node_actions[..j].iter().any(|a| a.id == action.id) {
+                    continue;
+                }
+                let path = format!("{base}.actions[{j}].log_id");
+                self.check_log_id(action.log_id.as_deref(), &path, id);
+                let log_id = action.log_id_in(&flow.id, id);
+                if let Some(first) = actions.insert(log_id.clone(), path.clone()) {
+                    self.error(
+                        Code::DuplicateLogId,
+                        Some(id),
+                        path,
+                        format!("log id `{log_id}` is already the log id of {first}"),
+                        Some("give this action its own `log_id`".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_log_id(&mut self, log_id: Option<&str>, path: &str, node: &str) {
+        let Some(log_id) = log_id else { return };
+        if !valid_log_id(log_id) {
+            self.error(
+                Code::InvalidLogId,
+                Some(node),
+                path,
+                format!(
+                    "log id `{}` is empty, longer than {MAX_LOG_ID} characters, or has characters other than letters, digits, `_`, `.`, `:`, `/` and `-`",
+                    log_id.chars().take(MAX_LOG_ID).collect::<String>()
+                ),
+                Some("analytics tools key on it; use a stable dotted name such as `checkout.address.submit`".into()),
+            );
+        }
     }
 
     /// A "did you mean" hint listing the closest existing node id.
@@ -1343,6 +1424,7 @@ impl<'a> Validator<'a> {
         actions: Option<&[ActionDef]>,
     ) {
         let mut texts: Vec<(&str, &Text)> = Vec::new();
+        self.check_log_id(c.log_id(), &format!("{path}.log_id"), node);
         if let Some(rule) = c.visible_when() {
             self.check_guard(rule, &format!("{path}.visible_when"), node);
         }

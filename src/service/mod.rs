@@ -282,16 +282,19 @@ impl Baton {
             &self.inner.limits,
         )?;
         let view = view_of(&flow, &session_id, &advance.state)?;
-        let mut events = to_new_events(&advance)?;
+        let mut extra = Vec::new();
         if let Some((prepared, pins)) = experiments
             && prepared.applies()
         {
-            let extra = self
+            extra = self
                 .inner
                 .experiments
                 .record_start(&flow, &prepared, &mut advance, pins);
-            events.extend(extra);
         }
+        // After the pins went into the context, so the first screen's
+        // impression carries the session's arms.
+        let mut events = to_new_events(&advance)?;
+        events.extend(extra);
         self.create_started(
             &flow,
             session_id,
@@ -828,16 +831,37 @@ fn parked(flow: &CompiledFlow, state: &SessionState) -> Option<Parked> {
     }
 }
 
+/// The advance's events as the store appends them. Impressions and
+/// actions (the events with a `log_id`) also carry the session's arms:
+/// `{experiment: variant}` for each experiment that counts this session.
 fn to_new_events(advance: &Advance) -> Result<Vec<NewEvent>, ServiceError> {
+    let arms = arms_of(&advance.state.context);
     advance
         .events
         .iter()
         .map(|e| {
+            let mut payload = serde_json::to_value(e).map_err(ServiceError::internal)?;
+            if !arms.is_empty()
+                && let Some(fields) = payload.as_object_mut()
+                && fields.contains_key("log_id")
+            {
+                fields.insert("arms".to_owned(), Value::Object(arms.clone()));
+            }
             Ok(NewEvent {
                 kind: e.kind().to_string(),
-                payload: serde_json::to_value(e).map_err(ServiceError::internal)?,
+                payload,
             })
         })
+        .collect()
+}
+
+fn arms_of(context: &Value) -> Map<String, Value> {
+    let Some(pins) = context.get("experiments").and_then(Value::as_object) else {
+        return Map::new();
+    };
+    pins.iter()
+        .filter(|(_, pin)| crate::experiments::live::counts(pin))
+        .filter_map(|(id, pin)| Some((id.clone(), pin.get("variant")?.clone())))
         .collect()
 }
 

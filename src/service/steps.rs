@@ -575,6 +575,7 @@ impl Baton {
         match flow.node_index(&task.node).map(|i| flow.node_def(i)) {
             Some(NodeDef::Approval(a)) => Ok(engine::view::render_components(
                 &flow,
+                &task.node,
                 &a.fields,
                 &snap.state.context,
             )?),

@@ -1836,3 +1836,69 @@ nodes:
         issues[3].message
     );
 }
+
+#[test]
+fn log_ids_are_well_formed_and_name_one_screen_or_action() {
+    let long = "x".repeat(129);
+    assert_issues(
+        &format!(
+            r#"
+id: t
+start: a
+nodes:
+  - kind: screen
+    id: a
+    log_id: "has space"
+    components:
+      - {{kind: text, id: hello, text: hi, log_id: ""}}
+      - {{kind: text, id: again, text: hi, log_id: "{long}"}}
+    actions:
+      - {{id: go, log_id: t.b.go, next: b}}
+      - {{id: stay, log_id: "ok.name:v2/x-y_z", next: b}}
+  - kind: screen
+    id: b
+    actions: [{{id: go, next: c}}]
+  - kind: screen
+    id: c
+    log_id: t.b
+    actions: [{{id: go, next: d}}]
+  - {{kind: end, id: d, log_id: t.d}}
+"#
+        ),
+        &[
+            (
+                "INVALID_LOG_ID",
+                Some("a"),
+                "$.nodes[0].components[0].log_id",
+            ),
+            (
+                "INVALID_LOG_ID",
+                Some("a"),
+                "$.nodes[0].components[1].log_id",
+            ),
+            ("INVALID_LOG_ID", Some("a"), "$.nodes[0].log_id"),
+            (
+                "DUPLICATE_LOG_ID",
+                Some("b"),
+                "$.nodes[1].actions[0].log_id",
+            ),
+            ("DUPLICATE_LOG_ID", Some("c"), "$.nodes[2].log_id"),
+        ],
+    );
+    // Components may share one: the same field in a screen and its fallback.
+    assert_issues(
+        r#"
+id: t
+start: a
+nodes:
+  - kind: screen
+    id: a
+    components: [{kind: custom, id: map, name: map_picker, inputs: [{id: at, type: text}]}]
+    fallback:
+      components: [{kind: text_input, id: at, label: At, log_id: t.a.map}]
+    actions: [{id: go, next: b}]
+  - {kind: end, id: b}
+"#,
+        &[],
+    );
+}
