@@ -1029,8 +1029,11 @@ catalogue! {
     }
     Analytics {
         FunnelRangeInvalid "FUNNEL_RANGE_INVALID" _
-            "`funnel` with `from` not before `to`, a time that is not RFC 3339, or an idle threshold outside 0–10080 minutes"
+            "`funnel` with `from` not before `to`, or a time that is not RFC 3339"
             "give `from` < `to` as RFC 3339 times, e.g. 2026-12-01T00:00:00Z";
+        FunnelIdleInvalid "FUNNEL_IDLE_INVALID" _
+            "`funnel` with `idleMinutes` (or `baton funnel --idle-minutes`) outside 0–10080"
+            "give 0 (only sessions that ended elsewhere than an `end` drop off) up to 10080 (7 days); the default is 30";
         FunnelGroupInvalid "FUNNEL_GROUP_INVALID" _
             "`funnel` grouped by `EXPERIMENT_ARM` without `experiment`, or naming an experiment that is not loaded"
             "give `experiment:` one of the ids `experiments` lists";

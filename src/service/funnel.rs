@@ -67,9 +67,8 @@ pub enum AnalyticsError {
 impl AnalyticsError {
     pub fn code(&self) -> Code {
         match self {
-            AnalyticsError::RangeInvalid { .. } | AnalyticsError::IdleInvalid { .. } => {
-                Code::FunnelRangeInvalid
-            }
+            AnalyticsError::RangeInvalid { .. } => Code::FunnelRangeInvalid,
+            AnalyticsError::IdleInvalid { .. } => Code::FunnelIdleInvalid,
             AnalyticsError::TooLarge { .. } => Code::FunnelTooLarge,
             AnalyticsError::GroupInvalid { .. } => Code::FunnelGroupInvalid,
             AnalyticsError::FeedLimit { .. } => Code::EventFeedLimitInvalid,
@@ -111,10 +110,10 @@ fn group_key(s: &crate::store::search::FunnelSession, g: &Grouping) -> String {
     )
 }
 
-/// Batches of events a funnel query aggregates before it answers, so it
-/// sees the sessions of the last moments; a larger backlog is left to the
-/// background aggregator.
-const CATCH_UP_BATCHES: usize = 20;
+/// Batches of events a funnel query aggregates before it answers (20,000
+/// events), so it sees the sessions of the last moments; a larger backlog
+/// is left to the background aggregator.
+const CATCH_UP_BATCHES: usize = (20_000 / super::rollups::BATCH) as usize;
 
 fn cohort_key(c: &Cohort, g: &Grouping) -> String {
     group_of(

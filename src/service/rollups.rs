@@ -18,14 +18,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::now_ms;
 use crate::analytics::funnel::{Funnel, Step, Walk};
-use crate::store::feed::FeedEvent;
+use crate::store::feed::FunnelEvent;
 use crate::store::rollups::{Cohort, RollupBatch, RollupKey, WalkRow};
 use crate::store::{Store, StoreError};
 
 /// The aggregator's row in `sink_cursors` (a name no webhook can have).
 pub const ROLLUP_SINK: &str = "@funnel-rollups";
-/// Events per batch.
-const BATCH: i64 = 1000;
+/// Events per batch: large, since what a batch costs beyond its events
+/// (reading and writing the sums and walks it touches, one transaction)
+/// is what the aggregator's share of a busy server comes down to.
+pub const BATCH: i64 = 5000;
+/// Quiet sessions settled per batch.
+const SETTLE_BATCH: i64 = 1000;
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
 /// A session quiet this long has dropped off under any idle threshold a
@@ -85,25 +89,25 @@ fn arms(experiments: Option<&str>) -> BTreeMap<String, String> {
 }
 
 /// What an event means to a funnel; `None` for the others.
-fn step_of(e: &FeedEvent, outcomes: &HashMap<(String, String), Vec<String>>) -> Option<Step> {
-    let text = |k: &str| e.payload[k].as_str().unwrap_or_default().to_string();
+fn step_of(e: &FunnelEvent, outcomes: &HashMap<(String, String), Vec<String>>) -> Option<Step> {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
     Some(match e.kind.as_str() {
         "entered" => Step::Entered {
-            node: text("node"),
-            kind: text("node_kind"),
+            node: text(&e.node),
+            kind: text(&e.node_kind),
             at: e.created_at,
         },
         "submitted" => Step::Submitted {
-            action: text("action"),
+            action: text(&e.action),
         },
         "went_back" => Step::WentBack {
-            to: text("to"),
+            to: text(&e.to),
             at: e.created_at,
         },
         "ended" => Step::Ended,
-        "operated" if e.payload["action"] == "retry" => Step::Reopened,
+        "operated" if e.action.as_deref() == Some("retry") => Step::Reopened,
         "step_completed" => {
-            let node = text("node");
+            let node = text(&e.node);
             let outcomes = outcomes
                 .get(&(e.session_id.clone(), node.clone()))
                 .cloned()
@@ -171,8 +175,8 @@ impl Rollups {
             .and_then(|s| s.cursor)
             .unwrap_or_default();
         let after = (!cursor.is_empty()).then_some(cursor.as_str());
-        let events = self.store.event_feed(after, BATCH).await?;
-        let Some(last) = events.last().map(|e| e.cursor.clone()) else {
+        let page = self.store.funnel_feed(after, BATCH).await?;
+        let (events, Some(last)) = (page.events, page.end) else {
             // Caught up: time to settle the long quiet.
             return self.settle(now).await;
         };
@@ -195,7 +199,7 @@ impl Rollups {
         Ok(events.len())
     }
 
-    async fn fold(&self, events: &[FeedEvent]) -> Result<RollupBatch, StoreError> {
+    async fn fold(&self, events: &[FunnelEvent]) -> Result<RollupBatch, StoreError> {
         let mut ids: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -263,18 +267,32 @@ impl Rollups {
                 outcomes.entry((session, node)).or_default().push(outcome);
             }
         }
-        for e in events {
+        // The page holds each session's events together: its hour's delta
+        // is looked up once per run of them, not per event.
+        let mut i = 0;
+        while i < events.len() {
+            let session = &events[i].session_id;
+            let run = events[i..]
+                .iter()
+                .take_while(|e| &e.session_id == session)
+                .count();
+            let run = &events[i..i + run];
+            i += run.len();
             // A session deleted since is not counted.
-            let Some((row, walk)) = walks.get_mut(&e.session_id) else {
+            let Some((row, walk)) = walks.get_mut(session) else {
                 continue;
             };
-            row.last_at = row.last_at.max(e.created_at);
+            row.last_at = run.iter().fold(row.last_at, |t, e| t.max(e.created_at));
             if row.cohort_id == 0 {
                 continue;
             }
-            if let Some(step) = step_of(e, &outcomes) {
-                let key = hour_key(&row.flow_id, row.created_at, row.cohort_id);
-                walk.apply(&step, deltas.entry(key).or_default());
+            let delta = deltas
+                .entry(hour_key(&row.flow_id, row.created_at, row.cohort_id))
+                .or_default();
+            for e in run {
+                if let Some(step) = step_of(e, &outcomes) {
+                    walk.apply(&step, delta);
+                }
             }
         }
         self.batch(deltas, walks.into_values()).await
@@ -314,7 +332,10 @@ impl Rollups {
     /// threshold: their drop-off goes into the rollups, so a funnel
     /// counts only the recently quiet ones itself. The number settled.
     async fn settle(&self, now: i64) -> Result<usize, StoreError> {
-        let rows = self.store.quiet_walks(now - SETTLE_AFTER_MS, BATCH).await?;
+        let rows = self
+            .store
+            .quiet_walks(now - SETTLE_AFTER_MS, SETTLE_BATCH)
+            .await?;
         if rows.is_empty() {
             return Ok(0);
         }

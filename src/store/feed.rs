@@ -10,6 +10,36 @@ use super::{Inner, Store, StoreError, parse_json};
 /// Most events one read returns.
 pub const MAX_FEED_PAGE: i64 = 1000;
 
+/// One event as the funnel aggregator reads it: the payload fields a
+/// funnel folds, nothing it would parse only to drop.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FunnelEvent {
+    pub session_id: String,
+    pub kind: String,
+    pub created_at: i64,
+    pub node: Option<String>,
+    pub node_kind: Option<String>,
+    pub action: Option<String>,
+    pub to: Option<String>,
+}
+
+/// A page of [`FunnelEvent`]s and where the next one starts.
+#[derive(Debug, Default)]
+pub struct FunnelPage {
+    /// Each session's events together and in order; sessions in no
+    /// particular order.
+    pub events: Vec<FunnelEvent>,
+    /// The cursor after the last event; `None` when the page is empty.
+    pub end: Option<String>,
+}
+
+/// Where a read starts, per backend: the SQLite id, or the PostgreSQL
+/// `(tx, session, seq)` after which to read.
+enum After {
+    Sqlite(i64),
+    Postgres(String, String, i64),
+}
+
 /// One event in the feed, with the session it belongs to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FeedEvent {
@@ -96,50 +126,20 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<FeedEvent>, StoreError> {
         let limit = limit.clamp(1, MAX_FEED_PAGE);
-        let after = match after {
-            None => None,
-            Some(raw) => Some((
-                raw,
-                Cursor::decode(raw).ok_or_else(|| invalid(raw, "not a feed cursor"))?,
-            )),
-        };
-        let rows: Vec<Row> = match &self.inner {
-            Inner::Sqlite { read, .. } => {
-                let id = match after {
-                    None => 0,
-                    Some((_, Cursor::Sqlite(id))) => id,
-                    Some((raw, Cursor::Postgres { .. })) => {
-                        return Err(invalid(raw, "a PostgreSQL store's cursor, this is SQLite"));
-                    }
-                };
-                sqlx::query_as(
-                    "SELECT CAST(f.id AS TEXT), e.session_id, e.seq, e.kind, e.payload, e.created_at, \
+        let rows: Vec<Row> = match (&self.inner, self.after(after)?) {
+            (Inner::Sqlite { read, .. }, After::Sqlite(id)) => sqlx::query_as(
+                "SELECT CAST(f.id AS TEXT), e.session_id, e.seq, e.kind, e.payload, e.created_at, \
                      s.flow_id, s.flow_version, s.user_id \
                      FROM event_feed f \
                      JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq \
                      JOIN sessions s ON s.id = e.session_id \
                      WHERE f.id > ?1 ORDER BY f.id LIMIT ?2",
-                )
-                .bind(id)
-                .bind(limit)
-                .fetch_all(read)
-                .await?
-            }
-            Inner::Postgres(pool) => {
-                let (tx, session_id, seq) = match after {
-                    None => (0, String::new(), 0),
-                    Some((
-                        _,
-                        Cursor::Postgres {
-                            tx,
-                            session_id,
-                            seq,
-                        },
-                    )) => (tx, session_id, seq),
-                    Some((raw, Cursor::Sqlite(_))) => {
-                        return Err(invalid(raw, "a SQLite store's cursor, this is PostgreSQL"));
-                    }
-                };
+            )
+            .bind(id)
+            .bind(limit)
+            .fetch_all(read)
+            .await?,
+            (Inner::Postgres(pool), After::Postgres(tx, session_id, seq)) => {
                 // Only transactions older than every running one: their
                 // events are final, and no later commit can sort before them.
                 sqlx::query_as(
@@ -150,13 +150,14 @@ impl Store {
                      AND e.tx < pg_snapshot_xmin(pg_current_snapshot()) \
                      ORDER BY e.tx, e.session_id, e.seq LIMIT $4",
                 )
-                .bind(tx.to_string())
+                .bind(tx)
                 .bind(session_id)
                 .bind(seq)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?
             }
+            _ => unreachable!("Store::after answers for this store's backend"),
         };
         let postgres = matches!(self.inner, Inner::Postgres(_));
         rows.into_iter()
@@ -201,6 +202,116 @@ impl Store {
                 },
             )
             .collect()
+    }
+
+    /// Decodes `after` for this store's backend (the start of the feed
+    /// when `None`).
+    fn after(&self, after: Option<&str>) -> Result<After, StoreError> {
+        let postgres = matches!(self.inner, Inner::Postgres(_));
+        Ok(match after.map(|raw| (raw, Cursor::decode(raw))) {
+            None if postgres => After::Postgres("0".into(), String::new(), 0),
+            None => After::Sqlite(0),
+            Some((raw, None)) => return Err(invalid(raw, "not a feed cursor")),
+            Some((_, Some(Cursor::Sqlite(id)))) if !postgres => After::Sqlite(id),
+            Some((
+                _,
+                Some(Cursor::Postgres {
+                    tx,
+                    session_id,
+                    seq,
+                }),
+            )) if postgres => After::Postgres(tx.to_string(), session_id, seq),
+            Some((raw, Some(Cursor::Sqlite(_)))) => {
+                return Err(invalid(raw, "a SQLite store's cursor, this is PostgreSQL"));
+            }
+            Some((raw, Some(Cursor::Postgres { .. }))) => {
+                return Err(invalid(raw, "a PostgreSQL store's cursor, this is SQLite"));
+            }
+        })
+    }
+
+    /// Up to `limit` events after `after`, as the funnel aggregator folds
+    /// them: the events of [`Store::event_feed`] with its cursors, but only
+    /// the payload fields a funnel reads, and one row per session (its
+    /// events of the page in order, as a JSON array the database builds),
+    /// since a row costs more to hand over than its bytes. Sessions come in
+    /// no particular order; a funnel needs each one's events in order only.
+    /// No page limit: the aggregator sizes its batches.
+    pub async fn funnel_feed(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<FunnelPage, StoreError> {
+        let limit = limit.max(1);
+        let rows: Vec<(String, String, Option<String>)> = match (&self.inner, self.after(after)?) {
+            (Inner::Sqlite { read, .. }, After::Sqlite(id)) => {
+                sqlx::query_as(
+                    "WITH page AS (SELECT f.id, e.session_id, e.kind, e.created_at, e.payload \
+                     FROM event_feed f \
+                     JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq \
+                     WHERE f.id > ?1 ORDER BY f.id LIMIT ?2) \
+                     SELECT session_id, json_group_array(json_array(kind, created_at, \
+                     payload ->> '$.node', payload ->> '$.node_kind', payload ->> '$.action', \
+                     payload ->> '$.to') ORDER BY id), \
+                     (SELECT 's' || MAX(id) FROM page) \
+                     FROM page GROUP BY session_id",
+                )
+                .bind(id)
+                .bind(limit)
+                .fetch_all(read)
+                .await?
+            }
+            (Inner::Postgres(pool), After::Postgres(tx, session_id, seq)) => {
+                sqlx::query_as(
+                    "WITH page AS (SELECT e.tx, e.session_id, e.seq, e.kind, e.created_at, \
+                     e.payload::jsonb AS p FROM session_events e \
+                     WHERE (e.tx, e.session_id, e.seq) > ($1::text::xid8, $2, $3) \
+                     AND e.tx < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY e.tx, e.session_id, e.seq LIMIT $4) \
+                     SELECT session_id, json_agg(json_build_array(kind, created_at, p ->> 'node', \
+                     p ->> 'node_kind', p ->> 'action', p ->> 'to') ORDER BY tx, seq)::text, \
+                     (SELECT 'p' || tx::text || '.' || seq || '.' || session_id FROM page \
+                     ORDER BY tx DESC, session_id DESC, seq DESC LIMIT 1) \
+                     FROM page GROUP BY session_id",
+                )
+                .bind(tx)
+                .bind(session_id)
+                .bind(seq)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            _ => unreachable!("Store::after answers for this store's backend"),
+        };
+        type Fields = (
+            String,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let mut page = FunnelPage::default();
+        for (session_id, events, end) in rows {
+            let events: Vec<Fields> =
+                serde_json::from_str(&events).map_err(|e| StoreError::Corrupt {
+                    table: "session_events",
+                    detail: format!("payload: {e}"),
+                })?;
+            page.end = end;
+            page.events.extend(events.into_iter().map(
+                |(kind, created_at, node, node_kind, action, to)| FunnelEvent {
+                    session_id: session_id.clone(),
+                    kind,
+                    created_at,
+                    node,
+                    node_kind,
+                    action,
+                    to,
+                },
+            ));
+        }
+        Ok(page)
     }
 
     /// The cursor after the newest event readable now: where a reader

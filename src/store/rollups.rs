@@ -93,12 +93,15 @@ impl Store {
              json_extract(state, '$.context.experiments') AS experiments, \
              json_extract(state, '$.context.session.preview') IS NOT NULL AS preview \
              FROM sessions WHERE id IN (SELECT value FROM json_each($1))",
+            // `OFFSET 0` keeps the state parsed once per row, not once
+            // per field.
             "SELECT id, flow_id, flow_version, created_at, \
-             state::jsonb #>> '{context,client,platform}' AS platform, \
-             state::jsonb #>> '{context,client,app_version}' AS app_version, \
-             (state::jsonb #> '{context,experiments}')::text AS experiments, \
-             (state::jsonb #> '{context,session,preview}') IS NOT NULL AS preview \
-             FROM sessions WHERE id = ANY($1)",
+             c #>> '{client,platform}' AS platform, \
+             c #>> '{client,app_version}' AS app_version, \
+             (c -> 'experiments')::text AS experiments, \
+             (c #> '{session,preview}') IS NOT NULL AS preview \
+             FROM sessions CROSS JOIN LATERAL (SELECT state::jsonb -> 'context' AS c OFFSET 0) j \
+             WHERE id = ANY($1)",
             ids
         ))
     }
@@ -268,7 +271,9 @@ impl Store {
 
     /// Writes a batch and moves `sink` to `cursor` (when given), at once;
     /// `false` (nothing written) when `worker` no longer holds the sink's
-    /// lease.
+    /// lease. The walks go in one statement per batch: a batch touches as
+    /// many sessions as it has events at worst, and a statement each would
+    /// make the aggregator's share of a busy server a matter of round trips.
     pub async fn apply_rollups(
         &self,
         sink: &str,
@@ -278,57 +283,111 @@ impl Store {
         now: i64,
         batch: &RollupBatch,
     ) -> Result<bool, StoreError> {
-        in_write_tx!(self, |tx| {
-            let held = sqlx::query(
-                "UPDATE sink_cursors SET cursor = COALESCE($3, cursor), \
-                 delivered = delivered + $4, updated_at = $5 WHERE sink = $1 AND owner = $2",
-            )
-            .bind(sink)
-            .bind(worker)
-            .bind(cursor)
-            .bind(events)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if !held {
-                // Nothing was written: committing the empty transaction is
-                // the same as rolling it back.
-                return Ok(false);
-            }
-            for w in &batch.walks {
-                sqlx::query(
-                    "INSERT INTO funnel_sessions (session_id, flow_id, cohort_id, created_at, \
-                     last_at, idle_node, walk) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (session_id) DO UPDATE SET cohort_id = excluded.cohort_id, \
-                     last_at = excluded.last_at, idle_node = excluded.idle_node, walk = excluded.walk",
+        // The lease check and the sums, the same on both backends.
+        macro_rules! held_then_sums {
+            ($tx:ident) => {{
+                let held = sqlx::query(
+                    "UPDATE sink_cursors SET cursor = COALESCE($3, cursor), \
+                     delivered = delivered + $4, updated_at = $5 WHERE sink = $1 AND owner = $2",
                 )
-                .bind(&w.session_id)
-                .bind(&w.flow_id)
-                .bind(w.cohort_id)
-                .bind(w.created_at)
-                .bind(w.last_at)
-                .bind(&w.idle_node)
-                .bind(&w.walk)
-                .execute(&mut *tx)
-                .await?;
+                .bind(sink)
+                .bind(worker)
+                .bind(cursor)
+                .bind(events)
+                .bind(now)
+                .execute(&mut *$tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if held {
+                    for (k, data) in &batch.rollups {
+                        sqlx::query(
+                            "INSERT INTO funnel_rollups (flow_id, span, start, cohort_id, data) \
+                             VALUES ($1, $2, $3, $4, $5) \
+                             ON CONFLICT (flow_id, span, start, cohort_id) DO UPDATE SET data = excluded.data",
+                        )
+                        .bind(&k.flow_id)
+                        .bind(k.span)
+                        .bind(k.start)
+                        .bind(k.cohort_id)
+                        .bind(data)
+                        .execute(&mut *$tx)
+                        .await?;
+                    }
+                }
+                held
+            }};
+        }
+        const ON_CONFLICT: &str = " ON CONFLICT (session_id) DO UPDATE SET \
+             cohort_id = excluded.cohort_id, last_at = excluded.last_at, \
+             idle_node = excluded.idle_node, walk = excluded.walk";
+        let w = &batch.walks;
+        match &self.inner {
+            Inner::Sqlite { write, .. } => {
+                let mut tx = write.begin_write().await?;
+                // Nothing written when the lease is gone: dropping the
+                // transaction rolls it back.
+                if !held_then_sums!(tx) {
+                    return Ok(false);
+                }
+                if !w.is_empty() {
+                    let rows: Vec<_> = w
+                        .iter()
+                        .map(|r| {
+                            (
+                                &r.session_id,
+                                &r.flow_id,
+                                r.cohort_id,
+                                r.created_at,
+                                r.last_at,
+                                &r.idle_node,
+                                &r.walk,
+                            )
+                        })
+                        .collect();
+                    let rows = serde_json::to_string(&rows).map_err(|e| StoreError::Corrupt {
+                        table: "funnel_sessions",
+                        detail: e.to_string(),
+                    })?;
+                    // `WHERE true`: an upsert from a SELECT needs a WHERE
+                    // so SQLite reads ON CONFLICT as the upsert's.
+                    sqlx::query(&format!(
+                        "INSERT INTO funnel_sessions (session_id, flow_id, cohort_id, created_at, \
+                         last_at, idle_node, walk) SELECT value ->> 0, value ->> 1, value ->> 2, \
+                         value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM json_each($1) \
+                         WHERE true{ON_CONFLICT}"
+                    ))
+                    .bind(rows)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
             }
-            for (k, data) in &batch.rollups {
-                sqlx::query(
-                    "INSERT INTO funnel_rollups (flow_id, span, start, cohort_id, data) \
-                     VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (flow_id, span, start, cohort_id) DO UPDATE SET data = excluded.data",
-                )
-                .bind(&k.flow_id)
-                .bind(k.span)
-                .bind(k.start)
-                .bind(k.cohort_id)
-                .bind(data)
-                .execute(&mut *tx)
-                .await?;
+            Inner::Postgres(pool) => {
+                let mut tx = pool.begin_write().await?;
+                if !held_then_sums!(tx) {
+                    return Ok(false);
+                }
+                if !w.is_empty() {
+                    let col = |f: fn(&WalkRow) -> i64| w.iter().map(f).collect::<Vec<i64>>();
+                    sqlx::query(&format!(
+                        "INSERT INTO funnel_sessions (session_id, flow_id, cohort_id, created_at, \
+                         last_at, idle_node, walk) SELECT * FROM UNNEST($1::text[], $2::text[], \
+                         $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::text[]){ON_CONFLICT}"
+                    ))
+                    .bind(w.iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>())
+                    .bind(w.iter().map(|r| r.flow_id.as_str()).collect::<Vec<_>>())
+                    .bind(col(|r| r.cohort_id))
+                    .bind(col(|r| r.created_at))
+                    .bind(col(|r| r.last_at))
+                    .bind(w.iter().map(|r| r.idle_node.as_deref()).collect::<Vec<_>>())
+                    .bind(w.iter().map(|r| r.walk.as_str()).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
             }
-            Ok(true)
-        })
+        }
+        Ok(true)
     }
 }

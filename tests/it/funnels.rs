@@ -364,7 +364,8 @@ async fn walk(backend: Backend) {
         code(json!({ "from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z" })).await,
         "FUNNEL_RANGE_INVALID"
     );
-    assert_eq!(code(json!({ "idle": 99999 })).await, "FUNNEL_RANGE_INVALID");
+    assert_eq!(code(json!({ "idle": 10081 })).await, "FUNNEL_IDLE_INVALID");
+    assert_eq!(code(json!({ "idle": -1 })).await, "FUNNEL_IDLE_INVALID");
     let (_, r) = app
         .gql_key(FUNNEL, json!({ "from": "yesterday" }), Some("viewer-key"))
         .await;
