@@ -66,16 +66,17 @@ async fn run() {
             Some(base) => fresh_pg_schema(base).await,
         };
         let baseline = spawn_baseline(&url("baseline").await).await;
-        let baton = spawn_baton(&url("baton").await, true).await;
+        let (baton, _) = spawn_baton(&url("baton").await, true).await;
         let sessions = Arc::new(start_sessions(&baton).await);
         // The same server without the funnel aggregator: what keeping the
         // rollups costs `submit`.
-        let plain = spawn_baton(&url("plain").await, false).await;
+        let (plain, plain_service) = spawn_baton(&url("plain").await, false).await;
         let plain_sessions = Arc::new(start_sessions(&plain).await);
         // Rounds alternate the two servers, so a change in the machine's
         // speed during the run falls on both; the ratio of each round is
         // what to read.
         let mut ratios = Vec::new();
+        let mut plain_submits = 0.0;
         for round in 0..rounds {
             let base = baseline.clone();
             let bare = measure(CONCURRENCY, dur, move |i, n| {
@@ -87,6 +88,7 @@ async fn run() {
             let submit = measure_submits(&baton, &sessions, round, dur).await;
             report(name, "baton submit", &submit);
             let without = measure_submits(&plain, &plain_sessions, round, dur).await;
+            plain_submits += without.rate() * dur.as_secs_f64();
             report(name, "baton, no rollups", &without);
             ratios.push((
                 submit.rate() / bare.rate(),
@@ -107,6 +109,16 @@ async fn run() {
                 .collect::<Vec<_>>()
                 .join(" "),
             median(ratios.iter().map(|r| r.1).collect()),
+        );
+        // What the aggregator spends per submit, on its own: the server
+        // without it folds the events its submits left, at once.
+        let t = std::time::Instant::now();
+        while !plain_service.rollups().catch_up(100).await.unwrap() {}
+        let took = t.elapsed().as_secs_f64();
+        println!(
+            "{name}: the aggregator folds {:.0} submits' events in {took:.2} s: {:.1} us per submit",
+            plain_submits,
+            1e6 * took / plain_submits,
         );
         println!(
             "{name}: submit with the funnel aggregator / without: req/s {:.1}% (median; rounds {})",
@@ -141,7 +153,7 @@ async fn measure_submits(
     .await
 }
 
-async fn spawn_baton(url: &str, rollups: bool) -> String {
+async fn spawn_baton(url: &str, rollups: bool) -> (String, baton::service::Baton) {
     let flows = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/flows");
     let mut config = ServeConfig::for_database(url, flows);
     if !rollups {
@@ -154,8 +166,9 @@ async fn spawn_baton(url: &str, rollups: bool) -> String {
     config.rate_limit_per_session = 0;
     let app = Application::build(config).await.unwrap();
     let base = format!("http://{}", app.local_addr());
+    let service = app.baton().clone();
     tokio::spawn(app.run_until(std::future::pending()));
-    base
+    (base, service)
 }
 
 async fn start_sessions(base: &str) -> Vec<(String, String)> {
