@@ -133,9 +133,13 @@ impl Rollups {
     /// once it has caught up.
     pub async fn run(&self, poll: Duration, shutdown: CancellationToken) {
         loop {
-            let wait = match self.step().await {
-                Ok(0) => poll,
-                Ok(_) => Duration::ZERO,
+            // Only a full batch goes straight on: a busy server's events
+            // are then folded in a few large batches per poll rather than
+            // in a stream of small ones, each paying for its sums and its
+            // transaction.
+            let wait = match self.step_sized().await {
+                Ok((_, true)) => Duration::ZERO,
+                Ok((_, false)) => poll,
                 Err(e) => {
                     tracing::warn!(error = %e, "funnel rollups stalled; trying again");
                     poll.max(Duration::from_secs(2))
@@ -163,10 +167,15 @@ impl Rollups {
     /// settled (0 when there was nothing to do, or another replica holds
     /// the lease).
     pub async fn step(&self) -> Result<usize, StoreError> {
+        Ok(self.step_sized().await?.0)
+    }
+
+    /// [`Rollups::step`], and whether the batch was full (more may wait).
+    async fn step_sized(&self) -> Result<(usize, bool), StoreError> {
         let _one = self.running.lock().await;
         let now = now_ms();
         if !self.claim(now).await? {
-            return Ok(0);
+            return Ok((0, false));
         }
         let cursor = self
             .store
@@ -178,7 +187,8 @@ impl Rollups {
         let page = self.store.funnel_feed(after, BATCH).await?;
         let (events, Some(last)) = (page.events, page.end) else {
             // Caught up: time to settle the long quiet.
-            return self.settle(now).await;
+            let n = self.settle(now).await?;
+            return Ok((n, n as i64 >= SETTLE_BATCH));
         };
         let batch = self.fold(&events).await?;
         let written = self
@@ -194,9 +204,10 @@ impl Rollups {
             .await?;
         if !written {
             *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) = 0;
-            return Ok(0);
+            return Ok((0, false));
         }
-        Ok(events.len())
+        let n = events.len();
+        Ok((n, n as i64 >= BATCH))
     }
 
     async fn fold(&self, events: &[FunnelEvent]) -> Result<RollupBatch, StoreError> {
