@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use super::error::is_unique_violation;
 use super::{
-    Backend, FLOW_VERSION_ATTEMPTS, FlowVersionRecord, FlowVersionRow, Inner, Store, StoreError,
-    now_ms, to_json,
+    Backend, BeginWrite, FLOW_VERSION_ATTEMPTS, FlowVersionRecord, FlowVersionRow, Inner, Store,
+    StoreError, now_ms, to_json,
 };
 
 /// The PostgreSQL channel a release change is announced on (payload: the
@@ -177,7 +177,7 @@ impl Store {
             let outcome: Result<Result<FlowVersionRecord, FlowVersionRow>, sqlx::Error> =
                 with_write_pool!(self, |pool| {
                     async {
-                        let mut tx = pool.begin().await?;
+                        let mut tx = pool.begin_write().await?;
                         let same: Option<FlowVersionRow> = sqlx::query_as(&by_hash)
                             .bind(new.flow_id)
                             .bind(new.content_hash)
@@ -323,7 +323,7 @@ impl Store {
         let notify = self.backend() == Backend::Postgres;
         let written: bool = with_write_pool!(self, |pool| {
             async {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 let changed = match expected {
                     None => sqlx::query(
                         "INSERT INTO flow_releases (flow_id, live_version, rollout_version, \
@@ -434,7 +434,7 @@ impl Store {
         let now = now_ms();
         with_write_pool!(self, |pool| {
             async {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 sqlx::query(
                     "INSERT INTO publish_requests (flow_id, version, requested_by, \
                      rollout_percent, message, override_reason, created_at) \
@@ -608,7 +608,7 @@ impl Store {
         for _ in 0..FLOW_VERSION_ATTEMPTS {
             let outcome: Result<Option<i32>, sqlx::Error> = with_write_pool!(self, |pool| {
                 async {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = pool.begin_write().await?;
                     let latest: Option<(i32, String)> = sqlx::query_as(
                         "SELECT version, content_hash FROM file_versions \
                          WHERE kind = $1 AND name = $2 ORDER BY version DESC LIMIT 1",

@@ -1,7 +1,7 @@
 //! Finding sessions for support: by user, flow, version, status and time,
 //! newest first, in pages.
 
-use super::{Inner, SessionRecord, SessionRow, Store, StoreError};
+use super::{BeginWrite, Inner, SessionRecord, SessionRow, Store, StoreError};
 
 /// Which sessions to find; every `None` matches all.
 #[derive(Debug, Clone, Default)]
@@ -120,7 +120,7 @@ impl Store {
         let now = super::now_ms();
         let changed: bool = with_write_pool!(self, |pool| {
             async {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_write().await?;
                 let n = sqlx::query(
                     "UPDATE sessions SET flow_version = $1, state = $2, updated_at = $3, \
                      seq = seq + 1 WHERE id = $4 AND seq = $5",
