@@ -78,7 +78,8 @@ impl Application {
                 lease: Duration::from_millis(config.task_lease_ms.max(100)),
             },
         )
-        .with_experiments(experiments);
+        .with_experiments(experiments)
+        .with_funnel_max_logged(config.funnel_max_logged);
         // The flag and experiment files as loaded, versioned and audited.
         baton
             .record_files("flags", &config.flags)

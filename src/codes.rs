@@ -1038,7 +1038,7 @@ catalogue! {
             "`funnel` grouped by `EXPERIMENT_ARM` without `experiment`, or naming an experiment that is not loaded"
             "give `experiment:` one of the ids `experiments` lists";
         FunnelTooLarge "FUNNEL_TOO_LARGE" _
-            "`funnel` whose range starts or ends mid-hour with more than 100,000 sessions in those partial hours (they are read from the log)"
+            "`funnel` whose range starts or ends mid-hour with more sessions in those partial hours than `--funnel-max-logged` (default 100,000; they are read from the log)"
             "start and end the range on the hour (or leave `from`/`to` out): whole hours are read from the rollups";
         EventCursorInvalid "EVENT_CURSOR_INVALID" _
             "`eventFeed` (or `baton events tail --after`) with a cursor that is not one this store gave out"

@@ -78,6 +78,11 @@ pub struct ServeConfig {
     /// query then aggregates what it needs before it answers).
     #[arg(long, env = "BATON_ROLLUP_POLL_MS", default_value_t = 500)]
     pub rollup_poll_ms: u64,
+    /// Most sessions a funnel reads from the session log, for the partial
+    /// hours at either end of its range; more is `FUNNEL_TOO_LARGE`.
+    #[arg(long, env = "BATON_FUNNEL_MAX_LOGGED", default_value_t = 100_000,
+          value_parser = clap::value_parser!(i64).range(1..))]
+    pub funnel_max_logged: i64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -258,6 +263,7 @@ impl ServeConfig {
             cohorts: None,
             release_poll_ms: 1000,
             rollup_poll_ms: 500,
+            funnel_max_logged: 100_000,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             rate_limit_per_address: 60_000,

@@ -2,7 +2,8 @@
 //! [`crate::analytics::funnel`], overall and per group (version, platform,
 //! app version, experiment arm). Whole hours come from the rollups
 //! ([`super::rollups`]); the partial hours at either end of a range are
-//! read from the session log, at most [`MAX_FUNNEL_SESSIONS`] sessions.
+//! read from the session log, at most `--funnel-max-logged` sessions
+//! (default [`MAX_FUNNEL_SESSIONS`]).
 
 use std::collections::BTreeMap;
 
@@ -54,7 +55,7 @@ pub struct FunnelReport {
 pub enum AnalyticsError {
     #[error("the range is empty or reversed: from {from} is not before to {to}")]
     RangeInvalid { from: String, to: String },
-    #[error("more than {max} sessions in the range")]
+    #[error("more than {max} sessions in the partial hours at either end of the range")]
     TooLarge { max: i64 },
     #[error("idle threshold {minutes} minutes is outside 0–10080")]
     IdleInvalid { minutes: i32 },
@@ -268,15 +269,13 @@ impl Baton {
         now: i64,
         report: &mut FunnelReport,
     ) -> Result<(), ServiceError> {
+        let max = self.inner.funnel_max_logged;
         let sessions = self
             .store()
-            .funnel_sessions(&q.flow_id, q.version, from, to, MAX_FUNNEL_SESSIONS + 1)
+            .funnel_sessions(&q.flow_id, q.version, from, to, max + 1)
             .await?;
-        if sessions.len() as i64 > MAX_FUNNEL_SESSIONS {
-            return Err(AnalyticsError::TooLarge {
-                max: MAX_FUNNEL_SESSIONS,
-            }
-            .into());
+        if sessions.len() as i64 > max {
+            return Err(AnalyticsError::TooLarge { max }.into());
         }
         for s in &sessions {
             let mut part = Funnel::default();

@@ -127,6 +127,8 @@ struct Inner {
     dispatch: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Dispatch>>,
     experiments: Experiments,
     rollups: rollups::Rollups,
+    /// Most sessions a funnel folds from the log (`--funnel-max-logged`).
+    funnel_max_logged: i64,
 }
 
 /// Sessions whose last snapshot is kept for optimistic submits.
@@ -158,6 +160,7 @@ impl Baton {
                 worker_id,
                 dispatch: std::sync::OnceLock::new(),
                 experiments: Experiments::default(),
+                funnel_max_logged: funnel::MAX_FUNNEL_SESSIONS,
             }),
         }
     }
@@ -185,6 +188,15 @@ impl Baton {
         Arc::get_mut(&mut self.inner)
             .expect("with_experiments is called before the service is shared")
             .experiments = experiments;
+        self
+    }
+
+    /// Sets the most sessions a funnel reads from the log. Call before
+    /// the service is shared.
+    pub fn with_funnel_max_logged(mut self, max: i64) -> Baton {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_funnel_max_logged is called before the service is shared")
+            .funnel_max_logged = max.max(1);
         self
     }
 

@@ -481,3 +481,51 @@ fn now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+/// Partial hours are read from the log, up to `--funnel-max-logged`
+/// sessions; whole hours come from the rollups whatever their size.
+async fn too_large(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_configured(backend, &[("signup.yaml", SIGNUP.into())], |c, dir| {
+            c.api_keys = Some(write_test_keys(dir));
+            c.funnel_max_logged = 1;
+        })
+        .await
+    else {
+        return;
+    };
+    let started_at = now_ms();
+    for user in ["a", "b"] {
+        app.start(
+            "signup_funnel",
+            json!({ "id": user }),
+            json!({ "platform": "web" }),
+        )
+        .await;
+    }
+    let mid_hour = json!({
+        "from": baton::engine::rfc3339(started_at - 1),
+        "to": baton::engine::rfc3339(now_ms() + 1),
+    });
+    let (_, r) = app.gql_key(FUNNEL, mid_hour, Some("viewer-key")).await;
+    assert_eq!(error_code(&r), "FUNNEL_TOO_LARGE", "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("more than 1 sessions"),
+        "{r}"
+    );
+    // The default range ends on the hour: read from the sums.
+    assert_eq!(funnel(&app, json!({})).await["sessions"], 2);
+}
+
+#[tokio::test]
+async fn too_large_sqlite() {
+    too_large(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn too_large_postgres() {
+    too_large(Backend::Postgres).await;
+}
