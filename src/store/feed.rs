@@ -46,11 +46,11 @@ struct Payload {
     to: Option<String>,
 }
 
-/// Where a read starts, per backend: the SQLite id, or the PostgreSQL
-/// `(tx, session, seq)` after which to read.
-enum After {
-    Sqlite(i64),
-    Postgres(String, String, i64),
+/// Where a read starts: the pool of this store's backend, with the SQLite
+/// id or the PostgreSQL `(tx, session, seq)` after which to read.
+enum After<'a> {
+    Sqlite(&'a sqlx::SqlitePool, i64),
+    Postgres(&'a sqlx::PgPool, String, String, i64),
 }
 
 /// One event in the feed, with the session it belongs to.
@@ -68,8 +68,9 @@ pub struct FeedEvent {
     pub user_id: String,
 }
 
-/// A position in the feed; each backend has its own kind.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A position in the feed; each backend has its own kind. Positions of
+/// one backend order as the feed does.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Cursor {
     /// `event_feed.id`.
     Sqlite(i64),
@@ -139,8 +140,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<FeedEvent>, StoreError> {
         let limit = limit.clamp(1, MAX_FEED_PAGE);
-        let rows: Vec<Row> = match (&self.inner, self.after(after)?) {
-            (Inner::Sqlite { read, .. }, After::Sqlite(id)) => sqlx::query_as(
+        let rows: Vec<Row> = match self.after(after)? {
+            After::Sqlite(read, id) => sqlx::query_as(
                 "SELECT CAST(f.id AS TEXT), e.session_id, e.seq, e.kind, e.payload, e.created_at, \
                      s.flow_id, s.flow_version, s.user_id \
                      FROM event_feed f \
@@ -152,7 +153,7 @@ impl Store {
             .bind(limit)
             .fetch_all(read)
             .await?,
-            (Inner::Postgres(pool), After::Postgres(tx, session_id, seq)) => {
+            After::Postgres(pool, tx, session_id, seq) => {
                 // Only transactions older than every running one: their
                 // events are final, and no later commit can sort before them.
                 sqlx::query_as(
@@ -170,9 +171,7 @@ impl Store {
                 .fetch_all(pool)
                 .await?
             }
-            _ => unreachable!("Store::after answers for this store's backend"),
         };
-        let postgres = matches!(self.inner, Inner::Postgres(_));
         rows.into_iter()
             .map(
                 |(
@@ -186,23 +185,8 @@ impl Store {
                     flow_version,
                     user_id,
                 )| {
-                    let cursor = if postgres {
-                        Cursor::Postgres {
-                            tx: pos.parse().map_err(|_| StoreError::Corrupt {
-                                table: "session_events",
-                                detail: format!("transaction id `{pos}` is not a number"),
-                            })?,
-                            session_id: session_id.clone(),
-                            seq,
-                        }
-                    } else {
-                        Cursor::Sqlite(pos.parse().map_err(|_| StoreError::Corrupt {
-                            table: "event_feed",
-                            detail: format!("id `{pos}` is not a number"),
-                        })?)
-                    };
                     Ok(FeedEvent {
-                        cursor: cursor.encode(),
+                        cursor: self.cursor_at(&pos, &session_id, seq)?.encode(),
                         payload: parse_json("session_events", "payload", &payload)?,
                         session_id,
                         seq,
@@ -219,26 +203,55 @@ impl Store {
 
     /// Decodes `after` for this store's backend (the start of the feed
     /// when `None`).
-    fn after(&self, after: Option<&str>) -> Result<After, StoreError> {
-        let postgres = matches!(self.inner, Inner::Postgres(_));
-        Ok(match after.map(|raw| (raw, Cursor::decode(raw))) {
-            None if postgres => After::Postgres("0".into(), String::new(), 0),
-            None => After::Sqlite(0),
-            Some((raw, None)) => return Err(invalid(raw, "not a feed cursor")),
-            Some((_, Some(Cursor::Sqlite(id)))) if !postgres => After::Sqlite(id),
-            Some((
-                _,
-                Some(Cursor::Postgres {
-                    tx,
-                    session_id,
-                    seq,
-                }),
-            )) if postgres => After::Postgres(tx.to_string(), session_id, seq),
-            Some((raw, Some(Cursor::Sqlite(_)))) => {
+    fn after(&self, after: Option<&str>) -> Result<After<'_>, StoreError> {
+        let cursor = match after {
+            None => None,
+            Some(raw) => Some((
+                raw,
+                Cursor::decode(raw).ok_or_else(|| invalid(raw, "not a feed cursor"))?,
+            )),
+        };
+        Ok(match (&self.inner, cursor) {
+            (Inner::Sqlite { read, .. }, None) => After::Sqlite(read, 0),
+            (Inner::Sqlite { read, .. }, Some((_, Cursor::Sqlite(id)))) => After::Sqlite(read, id),
+            (Inner::Postgres(pool), None) => After::Postgres(pool, "0".into(), String::new(), 0),
+            (
+                Inner::Postgres(pool),
+                Some((
+                    _,
+                    Cursor::Postgres {
+                        tx,
+                        session_id,
+                        seq,
+                    },
+                )),
+            ) => After::Postgres(pool, tx.to_string(), session_id, seq),
+            (Inner::Postgres(_), Some((raw, Cursor::Sqlite(_)))) => {
                 return Err(invalid(raw, "a SQLite store's cursor, this is PostgreSQL"));
             }
-            Some((raw, Some(Cursor::Postgres { .. }))) => {
+            (Inner::Sqlite { .. }, Some((raw, Cursor::Postgres { .. }))) => {
                 return Err(invalid(raw, "a PostgreSQL store's cursor, this is SQLite"));
+            }
+        })
+    }
+
+    /// The cursor of the event at `pos` (the SQLite feed id, or the
+    /// PostgreSQL transaction id) of `session_id`.
+    fn cursor_at(&self, pos: &str, session_id: &str, seq: i64) -> Result<Cursor, StoreError> {
+        Ok(match self.inner {
+            Inner::Postgres(_) => Cursor::Postgres {
+                tx: pos.parse().map_err(|_| StoreError::Corrupt {
+                    table: "session_events",
+                    detail: format!("transaction id `{pos}` is not a number"),
+                })?,
+                session_id: session_id.to_owned(),
+                seq,
+            },
+            Inner::Sqlite { .. } => {
+                Cursor::Sqlite(pos.parse().map_err(|_| StoreError::Corrupt {
+                    table: "event_feed",
+                    detail: format!("id `{pos}` is not a number"),
+                })?)
             }
         })
     }
@@ -246,9 +259,9 @@ impl Store {
     /// Up to `limit` events after `after`, as the funnel aggregator folds
     /// them: the events of [`Store::event_feed`] with its cursors, but only
     /// the payload fields a funnel reads, and one row per session (its
-    /// events of the page in order, as a JSON array the database builds),
-    /// since a row costs more to hand over than its bytes. Sessions come in
-    /// no particular order; a funnel needs each one's events in order only.
+    /// events of the page in order, as text the database joins), since a
+    /// row costs more to hand over than its bytes. Sessions come in no
+    /// particular order; a funnel needs each one's events in order only.
     /// No page limit: the aggregator sizes its batches.
     pub async fn funnel_feed(
         &self,
@@ -256,17 +269,19 @@ impl Store {
         limit: i64,
     ) -> Result<FunnelPage, StoreError> {
         let limit = limit.max(1);
-        let rows: Vec<(String, String, Option<String>)> = match (&self.inner, self.after(after)?) {
-            (Inner::Sqlite { read, .. }, After::Sqlite(id)) => {
+        // Per session: `[kind, created_at, payload]` of each event, joined
+        // by commas; the position and seq of its last event. The payloads
+        // go out as stored and are parsed here: a JSON value per event
+        // costs the database more than the bytes.
+        let rows: Vec<(String, String, String, i64)> = match self.after(after)? {
+            After::Sqlite(read, id) => {
                 sqlx::query_as(
-                    "WITH page AS (SELECT f.id, e.session_id, e.kind, e.created_at, e.payload \
-                     FROM event_feed f \
+                    "WITH page AS (SELECT f.id, e.session_id, e.seq, e.kind, e.created_at, \
+                     e.payload FROM event_feed f \
                      JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq \
                      WHERE f.id > ?1 ORDER BY f.id LIMIT ?2) \
-                     SELECT session_id, json_group_array(json_array(kind, created_at, \
-                     payload ->> '$.node', payload ->> '$.node_kind', payload ->> '$.action', \
-                     payload ->> '$.to') ORDER BY id), \
-                     (SELECT 's' || MAX(id) FROM page) \
+                     SELECT session_id, group_concat('[' || json_quote(kind) || ',' || created_at \
+                     || ',' || payload || ']', ',' ORDER BY id), CAST(MAX(id) AS TEXT), MAX(seq) \
                      FROM page GROUP BY session_id",
                 )
                 .bind(id)
@@ -274,10 +289,10 @@ impl Store {
                 .fetch_all(read)
                 .await?
             }
-            (Inner::Postgres(pool), After::Postgres(tx, session_id, seq)) => {
+            After::Postgres(pool, tx, session_id, seq) => {
+                // A session's later events have a higher seq and a
+                // transaction no older: its last is the one with the top seq.
                 sqlx::query_as(
-                    // The payload goes out whole, parsed here: a jsonb
-                    // per event costs the database more than the bytes.
                     "WITH page AS (SELECT e.tx, e.session_id, e.seq, e.kind, e.created_at, \
                      e.payload FROM session_events e \
                      WHERE (e.tx, e.session_id, e.seq) > ($1::text::xid8, $2, $3) \
@@ -285,8 +300,7 @@ impl Store {
                      ORDER BY e.tx, e.session_id, e.seq LIMIT $4) \
                      SELECT session_id, string_agg('[' || to_json(kind)::text || ',' || created_at \
                      || ',' || payload || ']', ',' ORDER BY tx, seq), \
-                     (SELECT 'p' || tx::text || '.' || seq || '.' || session_id FROM page \
-                     ORDER BY tx DESC, session_id DESC, seq DESC LIMIT 1) \
+                     (array_agg(tx::text ORDER BY seq DESC))[1], MAX(seq) \
                      FROM page GROUP BY session_id",
                 )
                 .bind(tx)
@@ -296,46 +310,29 @@ impl Store {
                 .fetch_all(pool)
                 .await?
             }
-            _ => unreachable!("Store::after answers for this store's backend"),
-        };
-        type Fields = (
-            String,
-            i64,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let postgres = matches!(self.inner, Inner::Postgres(_));
-        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
-            table: "session_events",
-            detail: format!("payload: {e}"),
         };
         let mut page = FunnelPage::default();
-        for (session_id, events, end) in rows {
-            let events: Vec<Fields> = if postgres {
-                let whole: Vec<(String, i64, Payload)> =
-                    serde_json::from_str(&format!("[{events}]")).map_err(corrupt)?;
-                whole
-                    .into_iter()
-                    .map(|(kind, at, p)| (kind, at, p.node, p.node_kind, p.action, p.to))
-                    .collect()
-            } else {
-                serde_json::from_str(&events).map_err(corrupt)?
-            };
-            page.end = end;
-            page.events.extend(events.into_iter().map(
-                |(kind, created_at, node, node_kind, action, to)| FunnelEvent {
+        let mut end: Option<Cursor> = None;
+        for (session_id, events, pos, seq) in rows {
+            let events: Vec<(String, i64, Payload)> = serde_json::from_str(&format!("[{events}]"))
+                .map_err(|e| StoreError::Corrupt {
+                    table: "session_events",
+                    detail: format!("payload: {e}"),
+                })?;
+            let last = self.cursor_at(&pos, &session_id, seq)?;
+            end = end.max(Some(last));
+            page.events
+                .extend(events.into_iter().map(|(kind, created_at, p)| FunnelEvent {
                     session_id: session_id.clone(),
                     kind,
                     created_at,
-                    node,
-                    node_kind,
-                    action,
-                    to,
-                },
-            ));
+                    node: p.node,
+                    node_kind: p.node_kind,
+                    action: p.action,
+                    to: p.to,
+                }));
         }
+        page.end = end.map(|c| c.encode());
         Ok(page)
     }
 
