@@ -4,7 +4,8 @@
 //! PostgreSQL. Bounded: each measurement runs LOAD_SECS seconds (default 5).
 //!
 //! A third server, Baton without the funnel aggregator, shows what keeping
-//! the rollups costs `submit`.
+//! the rollups costs `submit`. Last, a replayed `submit` (a retry under a
+//! key already answered) against a `session` query.
 //!
 //! `cargo bench --bench load`; `LOAD_ROUNDS=n` alternates the servers
 //! n times and reports the median ratios.
@@ -19,10 +20,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::{EmptySubscription, Object, Schema};
 use baton::app::Application;
 use baton::config::ServeConfig;
 use serde_json::{Value, json};
+use support::baseline::spawn_baseline;
 use support::{backends, fresh_pg_schema, measure, report};
 
 const CONCURRENCY: usize = 16;
@@ -65,7 +66,7 @@ async fn run() {
             ),
             Some(base) => fresh_pg_schema(base).await,
         };
-        let baseline = spawn_baseline(&url("baseline").await).await;
+        let baseline = spawn_baseline(&url("baseline").await, CONCURRENCY as u32, None).await;
         let (baton, _) = spawn_baton(&url("baton").await, true).await;
         let sessions = Arc::new(start_sessions(&baton).await);
         // The same server without the funnel aggregator: what keeping the
@@ -85,11 +86,22 @@ async fn run() {
             })
             .await;
             report(name, "bare insert baseline", &bare);
-            let submit = measure_submits(&baton, &sessions, round, dur).await;
-            report(name, "baton submit", &submit);
-            let without = measure_submits(&plain, &plain_sessions, round, dur).await;
+            // Which of the two goes first alternates too, so neither always
+            // runs while the other's writes are still being checkpointed.
+            let (submit, without) = if round % 2 == 0 {
+                let submit = measure_submits(&baton, &sessions, round, dur).await;
+                report(name, "baton submit", &submit);
+                let without = measure_submits(&plain, &plain_sessions, round, dur).await;
+                report(name, "baton, no rollups", &without);
+                (submit, without)
+            } else {
+                let without = measure_submits(&plain, &plain_sessions, round, dur).await;
+                report(name, "baton, no rollups", &without);
+                let submit = measure_submits(&baton, &sessions, round, dur).await;
+                report(name, "baton submit", &submit);
+                (submit, without)
+            };
             plain_submits += without.rate() * dur.as_secs_f64();
-            report(name, "baton, no rollups", &without);
             ratios.push((
                 submit.rate() / bare.rate(),
                 submit.percentile_ms(0.99) / bare.percentile_ms(0.99),
@@ -112,13 +124,22 @@ async fn run() {
         );
         // What the aggregator spends per submit, on its own: the server
         // without it folds the events its submits left, at once.
+        // Counting the database's CPU too (the machine is otherwise idle
+        // then), and what that is of the machine at `submit`'s rate: the
+        // side-by-side ratio below swings by more than that from round to
+        // round on a shared machine.
         let t = std::time::Instant::now();
+        let cpu = support::machine_cpu();
         while !plain_service.rollups().catch_up(100).await.unwrap() {}
         let took = t.elapsed().as_secs_f64();
+        let cpu = support::machine_cpu().saturating_sub(cpu).as_secs_f64();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let rate = plain_submits / (rounds as f64 * dur.as_secs_f64());
         println!(
-            "{name}: the aggregator folds {:.0} submits' events in {took:.2} s: {:.1} us per submit",
-            plain_submits,
-            1e6 * took / plain_submits,
+            "{name}: the aggregator folds {plain_submits:.0} submits' events in {took:.2} s, \
+             {:.1} us of machine CPU per submit: {:.1}% of the machine at {rate:.0} submits/s",
+            1e6 * cpu / plain_submits,
+            100.0 * cpu / plain_submits * rate / cores,
         );
         println!(
             "{name}: submit with the funnel aggregator / without: req/s {:.1}% (median; rounds {})",
@@ -129,8 +150,22 @@ async fn run() {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+        // A client's retry of a submit it sent (its answer was lost) against
+        // reading the session, side by side.
+        let read = measure_sessions(&baton, &sessions, dur).await;
+        report(name, "baton session query", &read);
+        let replay = measure_replays(&baton, &sessions, dur).await;
+        report(name, "baton submit replayed", &replay);
+        println!(
+            "{name}: a replayed submit / a session query: req/s {:.0}%, p99 {:.2}x",
+            100.0 * replay.rate() / read.rate(),
+            replay.percentile_ms(0.99) / read.percentile_ms(0.99),
+        );
     }
 }
+
+const SUBMIT: &str =
+    "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
 
 /// `submit` on `sessions` of the server at `base`, a fresh idempotency key
 /// per request.
@@ -140,15 +175,54 @@ async fn measure_submits(
     round: usize,
     dur: Duration,
 ) -> support::Measured {
+    measure_on(base, sessions, dur, move |id, _, n| {
+        json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap", "action": "next",
+            "values": { "n": n }, "idempotencyKey": format!("k{round}-{n}") } } })
+    })
+    .await
+}
+
+/// The same submit again and again on each session, under one key: all
+/// but a worker's first are replays.
+async fn measure_replays(
+    base: &str,
+    sessions: &Arc<Vec<(String, String)>>,
+    dur: Duration,
+) -> support::Measured {
+    measure_on(base, sessions, dur, |id, i, _| {
+        json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap", "action": "next",
+            "values": { "n": 1 }, "idempotencyKey": format!("replay-{i}") } } })
+    })
+    .await
+}
+
+/// `session` on each worker's session: the screen it shows now.
+async fn measure_sessions(
+    base: &str,
+    sessions: &Arc<Vec<(String, String)>>,
+    dur: Duration,
+) -> support::Measured {
+    measure_on(base, sessions, dur, |id, _, _| {
+        json!({ "query": "query($id: ID!) { session(id: $id) { status screen { id title } } }",
+            "variables": { "id": id } })
+    })
+    .await
+}
+
+/// Worker `i` sends `body(session id, i, n)` as its `n`-th request, on
+/// session `i` with its token.
+async fn measure_on(
+    base: &str,
+    sessions: &Arc<Vec<(String, String)>>,
+    dur: Duration,
+    body: impl Fn(&str, usize, usize) -> Value + Send + Sync + Clone + 'static,
+) -> support::Measured {
     let (base, sessions) = (base.to_owned(), sessions.clone());
     measure(CONCURRENCY, dur, move |i, n| {
         let base = base.clone();
         let (id, token) = sessions[i].clone();
-        async move {
-            let q = "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
-            let v = json!({ "i": { "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n }, "idempotencyKey": format!("k{round}-{n}") } });
-            (base, json!({ "query": q, "variables": v }), Some(token))
-        }
+        let body = body(&id, i, n);
+        async move { (base, body, Some(token)) }
     })
     .await
 }
@@ -193,93 +267,4 @@ async fn start_sessions(base: &str) -> Vec<(String, String)> {
         ));
     }
     out
-}
-
-// ---- the bare baseline: axum + async-graphql, one INSERT per mutation ----
-
-enum Pool {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-struct BaselineMutation;
-
-#[Object]
-impl BaselineMutation {
-    async fn insert(
-        &self,
-        ctx: &async_graphql::Context<'_>,
-        id: String,
-    ) -> async_graphql::Result<bool> {
-        let sql = "INSERT INTO baseline (id, payload) VALUES ($1, $2)";
-        let payload = r#"{"kind":"submitted"}"#;
-        match ctx.data_unchecked::<Pool>() {
-            Pool::Sqlite(p) => {
-                sqlx::query(sql).bind(&id).bind(payload).execute(p).await?;
-            }
-            Pool::Postgres(p) => {
-                sqlx::query(sql).bind(&id).bind(payload).execute(p).await?;
-            }
-        }
-        Ok(true)
-    }
-}
-
-struct BaselineQuery;
-
-#[Object]
-impl BaselineQuery {
-    async fn ok(&self) -> bool {
-        true
-    }
-}
-
-async fn spawn_baseline(url: &str) -> String {
-    use std::str::FromStr;
-    let pool = if url.starts_with("sqlite:") {
-        // The same SQLite settings Baton's store uses.
-        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
-            .unwrap()
-            .create_if_missing(true)
-            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5));
-        let p = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(CONCURRENCY as u32)
-            .connect_with(opts)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
-            .execute(&p)
-            .await
-            .unwrap();
-        Pool::Sqlite(p)
-    } else {
-        let p = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(CONCURRENCY as u32)
-            .connect(url)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
-            .execute(&p)
-            .await
-            .unwrap();
-        Pool::Postgres(p)
-    };
-    let schema = Schema::build(BaselineQuery, BaselineMutation, EmptySubscription)
-        .data(pool)
-        .finish();
-    let app = axum::Router::new().route(
-        "/graphql",
-        axum::routing::post(move |req: async_graphql_axum::GraphQLRequest| {
-            let schema = schema.clone();
-            async move {
-                async_graphql_axum::GraphQLResponse::from(schema.execute(req.into_inner()).await)
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod baseline;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -125,7 +127,16 @@ where
 /// zero elsewhere). On a shared machine CPU per request is steadier than
 /// requests per second.
 pub fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_of("/proc/self/stat")
+}
+
+/// [`process_cpu`] of another process (a server this one started).
+pub fn process_cpu_of(pid: u32) -> Duration {
+    cpu_of(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_of(path: &str) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return Duration::ZERO;
     };
     // Fields after the `(comm)`, which may contain spaces: utime and stime
@@ -137,6 +148,30 @@ pub fn process_cpu() -> Duration {
                 .skip(11)
                 .take(2)
                 .filter_map(|t| t.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// Busy CPU time of the whole machine so far (Linux `/proc/stat`: every
+/// state but idle and iowait; zero elsewhere): what a piece of work costs
+/// counting the database server's processes too.
+pub fn machine_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Duration::ZERO;
+    };
+    let ticks: u64 = stat
+        .lines()
+        .next()
+        .filter(|l| l.starts_with("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .enumerate()
+                // user nice system idle iowait irq softirq steal
+                .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+                .filter_map(|(_, t)| t.parse::<u64>().ok())
                 .sum()
         })
         .unwrap_or(0);

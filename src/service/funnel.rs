@@ -107,7 +107,12 @@ fn group_key(s: &crate::store::search::FunnelSession, g: &Grouping) -> String {
         s.flow_version,
         s.platform.as_deref(),
         s.app_version.as_deref(),
-        |id| s.experiments[id]["variant"].as_str().map(str::to_string),
+        |id| {
+            let pin = &s.experiments[id];
+            crate::experiments::live::counts(pin)
+                .then(|| pin["variant"].as_str().map(str::to_string))
+                .flatten()
+        },
     )
 }
 

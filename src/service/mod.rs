@@ -358,6 +358,7 @@ impl Baton {
             flow_id: record.flow_id,
             flow_version: record.flow_version,
             state: advance.state,
+            answered: None,
         }));
         self.dispatch(&session_id, tasks);
         let view = match waiting {
@@ -419,6 +420,12 @@ impl Baton {
         let mut read = Read::Cached;
         for _ in 0..MAX_CONFLICT_RETRIES {
             let (snap, flow) = self.load(&req.session_id, token, read).await?;
+            if let Some(key) = key
+                && let Some(done) = &snap.answered
+                && done.key == key
+            {
+                return answer_of(done, key, &request_hash);
+            }
             let cached = read == Read::Cached;
             read = Read::Fresh;
             let (state, experiments) = self.advance_state(&flow, &snap.state).await?;
@@ -479,12 +486,12 @@ impl Baton {
             let waiting = (advance.state.status == Status::Waiting)
                 .then(|| self.inner.hub.subscribe(&snap.id));
             let idem = match key {
-                Some(key) => Some(NewIdempotency {
+                Some(key) => Some(Arc::new(NewIdempotency {
                     key: key.to_string(),
                     request_hash: request_hash.clone(),
                     response: serde_json::value::to_raw_value(&view)
                         .map_err(ServiceError::internal)?,
-                }),
+                })),
                 None => None,
             };
             match self.commit(&snap, advance, idem.as_ref(), extra).await {
@@ -671,14 +678,25 @@ impl Baton {
         &self,
         snap: &Snapshot,
         advance: Advance,
-        idem: Option<&NewIdempotency>,
+        idem: Option<&Arc<NewIdempotency>>,
         extra_events: Vec<NewEvent>,
     ) -> Result<(), ServiceError> {
         if !advance.tasks.is_empty() {
             return self
-                .commit_with_tasks(snap, advance, idem, None, &[], extra_events, true)
+                .commit_with_tasks(
+                    snap,
+                    advance,
+                    idem.map(|i| &**i),
+                    None,
+                    &[],
+                    extra_events,
+                    true,
+                )
                 .await;
         }
+        let answered = idem
+            .filter(|_| advance.state.status != Status::Waiting)
+            .cloned();
         let mut events = to_new_events(&advance)?;
         events.extend(extra_events);
         let result = self
@@ -690,7 +708,7 @@ impl Baton {
                 advance.state.status.as_str(),
                 &advance.state,
                 &events,
-                idem,
+                idem.map(|i| &**i),
             )
             .await;
         match result {
@@ -702,6 +720,7 @@ impl Baton {
                     flow_id: snap.flow_id.clone(),
                     flow_version: snap.flow_version,
                     state: advance.state,
+                    answered,
                 }));
                 Ok(())
             }
@@ -804,6 +823,7 @@ fn snapshot_of(record: SessionRecord) -> Result<Snapshot, ServiceError> {
         flow_id: record.flow_id,
         flow_version: record.flow_version,
         state,
+        answered: None,
     })
 }
 
@@ -846,18 +866,23 @@ fn parked(flow: &CompiledFlow, state: &SessionState) -> Option<Parked> {
 /// The advance's events as the store appends them. Impressions and
 /// actions (the events with a `log_id`) also carry the session's arms:
 /// `{experiment: variant}` for each experiment that counts this session.
+/// A preview's events carry `preview: true`, so that a consumer of the
+/// feed (a webhook, NATS) can leave them out as funnels do.
 fn to_new_events(advance: &Advance) -> Result<Vec<NewEvent>, ServiceError> {
     let arms = arms_of(&advance.state.context);
+    let preview = !advance.state.context["session"]["preview"].is_null();
     advance
         .events
         .iter()
         .map(|e| {
             let mut payload = serde_json::to_value(e).map_err(ServiceError::internal)?;
-            if !arms.is_empty()
-                && let Some(fields) = payload.as_object_mut()
-                && fields.contains_key("log_id")
-            {
-                fields.insert("arms".to_owned(), Value::Object(arms.clone()));
+            if let Some(fields) = payload.as_object_mut() {
+                if !arms.is_empty() && fields.contains_key("log_id") {
+                    fields.insert("arms".to_owned(), Value::Object(arms.clone()));
+                }
+                if preview {
+                    fields.insert("preview".to_owned(), Value::Bool(true));
+                }
             }
             Ok(NewEvent {
                 kind: e.kind().to_string(),
@@ -865,6 +890,22 @@ fn to_new_events(advance: &Advance) -> Result<Vec<NewEvent>, ServiceError> {
             })
         })
         .collect()
+}
+
+/// A replay's answer from the snapshot's record: the same answer as the
+/// first time, or `IDEMPOTENCY_KEY_REUSED` for another request under the
+/// same key (as [`Baton::replay`] decides from the store).
+fn answer_of(
+    done: &NewIdempotency,
+    key: &str,
+    request_hash: &str,
+) -> Result<SessionView, ServiceError> {
+    if done.request_hash != request_hash {
+        return Err(ServiceError::IdempotencyKeyReused {
+            key: key.to_string(),
+        });
+    }
+    serde_json::from_str(done.response.get()).map_err(ServiceError::internal)
 }
 
 fn arms_of(context: &Value) -> Map<String, Value> {

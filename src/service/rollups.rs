@@ -78,12 +78,15 @@ fn with_days(hours: BTreeMap<RollupKey, Funnel>) -> BTreeMap<RollupKey, Funnel> 
 }
 
 /// The experiment arms of a session's `context.experiments`, as
-/// experiment → variant.
+/// experiment → variant: those that count the session, as its events'
+/// `arms` are (a user an experiment did not admit is not in any of its
+/// arms).
 fn arms(experiments: Option<&str>) -> BTreeMap<String, String> {
     let Some(Value::Object(pins)) = experiments.and_then(|t| serde_json::from_str(t).ok()) else {
         return BTreeMap::new();
     };
     pins.into_iter()
+        .filter(|(_, pin)| crate::experiments::live::counts(pin))
         .filter_map(|(id, pin)| Some((id, pin["variant"].as_str()?.to_owned())))
         .collect()
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::engine::SessionState;
+use crate::store::NewIdempotency;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -21,6 +22,13 @@ pub struct Snapshot {
     pub flow_id: String,
     pub flow_version: i32,
     pub state: SessionState,
+    /// The answer to the submit that made this snapshot, as recorded with
+    /// it under its idempotency key: a client's retry of that submit (the
+    /// usual replay: the answer was lost on the way) is answered from here
+    /// without touching the store. Only a submit that settled at once sets
+    /// it; a recorded answer that may still change (the session waits for
+    /// steps) is read from the store.
+    pub answered: Option<Arc<NewIdempotency>>,
 }
 
 pub struct Snapshots {

@@ -317,6 +317,7 @@ impl Baton {
                     flow_id: snap.flow_id.clone(),
                     flow_version: snap.flow_version,
                     state: advance.state,
+                    answered: None,
                 }));
                 self.dispatch(&snap.id, tasks);
                 Ok(())

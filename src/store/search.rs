@@ -116,7 +116,8 @@ impl Store {
         state: &serde_json::Value,
     ) -> Result<bool, StoreError> {
         let text = super::to_json("the session state", state)?;
-        let payload = serde_json::json!({ "from": from_version, "to": version }).to_string();
+        let payload =
+            serde_json::json!({ "from": from_version, "to": version, "preview": true }).to_string();
         let now = super::now_ms();
         let changed: bool = with_write_pool!(self, |pool| {
             async {

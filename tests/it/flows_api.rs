@@ -406,6 +406,76 @@ async fn idempotency_and_stale_screens(app: TestApp) {
     assert_eq!(error_code(&r), "BAD_USER_INPUT");
 }
 
+/// A client's retry of its last submit (its answer was lost on the way)
+/// is answered by the server that answered it, from the record it made
+/// with the snapshot, without the store; another server reads the record.
+async fn a_retry_is_answered_without_the_store(app: TestApp) {
+    let (s, token) = app
+        .start("checkout", json!({ "id": "r-1" }), json!({}))
+        .await;
+    let id = s["id"].as_str().unwrap();
+    let cart = json!({ "quantity": 1 });
+    let first = app
+        .submit_raw(&token, id, "cart", "next", cart.clone(), Some("r-k1"))
+        .await;
+    assert_eq!(
+        first["data"]["submit"]["screen"]["id"], "shipping",
+        "{first}"
+    );
+    // With the store's record gone, only the server's own can answer as
+    // the first time: the store alone would answer STALE_SCREEN now.
+    let store = app.store().await;
+    let sql = "DELETE FROM idempotency";
+    match store.raw_pools() {
+        baton::store::RawPools::Sqlite { write, .. } => {
+            sqlx::query(sql).execute(write).await.unwrap();
+        }
+        baton::store::RawPools::Postgres(pool) => {
+            sqlx::query(sql).execute(pool).await.unwrap();
+        }
+    }
+    store.close().await;
+    let again = app
+        .submit_raw(&token, id, "cart", "next", cart.clone(), Some("r-k1"))
+        .await;
+    assert_eq!(again, first);
+    let other = app
+        .submit_raw(
+            &token,
+            id,
+            "cart",
+            "next",
+            json!({ "quantity": 2 }),
+            Some("r-k1"),
+        )
+        .await;
+    assert_eq!(error_code(&other), "IDEMPOTENCY_KEY_REUSED", "{other}");
+    // Without the token it is the unknown session it always is.
+    let r = app
+        .submit_raw("not-the-token", id, "cart", "next", cart, Some("r-k1"))
+        .await;
+    assert_eq!(error_code(&r), "SESSION_NOT_FOUND", "{r}");
+
+    // A server that did not answer it reads the store's record.
+    let address = json!({ "address": "Main St 1", "postcode": "12345", "speed": "standard" });
+    let second = app
+        .submit_raw(
+            &token,
+            id,
+            "shipping",
+            "next",
+            address.clone(),
+            Some("r-k2"),
+        )
+        .await;
+    assert!(second.get("errors").is_none(), "{second}");
+    let other_server = app.restart().await;
+    let again = other_server
+        .submit_raw(&token, id, "shipping", "next", address, Some("r-k2"))
+        .await;
+    assert_eq!(again, second);
+}
+
 async fn tokens_and_unknowns(app: TestApp) {
     let (s, token) = app
         .start("checkout", json!({ "id": "t-1" }), json!({}))
@@ -614,6 +684,7 @@ crate::both_backends! {
     checkout_validation_back_and_decision => checkout_validation_back_and_decision;
     loan_received_and_declined => loan_received_and_declined;
     idempotency_and_stale_screens => idempotency_and_stale_screens;
+    a_retry_is_answered_without_the_store => a_retry_is_answered_without_the_store;
     tokens_and_unknowns => tokens_and_unknowns;
     restart_loses_nothing => restart_loses_nothing;
     sessions_keep_their_flow_version => sessions_keep_their_flow_version;

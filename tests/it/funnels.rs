@@ -139,6 +139,27 @@ async fn walk(backend: Backend) {
         )
         .await;
     assert!(r.get("errors").is_none(), "{r}");
+    // Its events say so, for the feed's consumers to leave out too; a
+    // live session's do not.
+    let preview = r["data"]["startPreview"]["id"].as_str().unwrap();
+    let marks = |events: Value| -> Vec<Value> {
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["payload"]["preview"].clone())
+            .collect()
+    };
+    let marked = marks(app.baton_events(preview).await);
+    assert!(
+        !marked.is_empty() && marked.iter().all(|m| m == &json!(true)),
+        "{marked:?}"
+    );
+    assert!(
+        marks(app.baton_events(&id).await)
+            .iter()
+            .all(Value::is_null)
+    );
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
 
     let f = funnel(&app, json!({ "idle": 0 })).await;
