@@ -73,6 +73,14 @@ pub fn counts(pin: &Value) -> bool {
     pin.get("source").and_then(Value::as_str) != Some(source::NOT_ELIGIBLE)
 }
 
+/// The arms of the experiments that count a session, from its pins
+/// (`context.experiments`): experiment id → variant.
+pub fn counted_arms(pins: &serde_json::Map<String, Value>) -> impl Iterator<Item = (&str, &str)> {
+    pins.iter()
+        .filter(|(_, pin)| counts(pin))
+        .filter_map(|(id, pin)| Some((id.as_str(), pin.get("variant")?.as_str()?)))
+}
+
 /// Attempts to write a session force when the session keeps moving.
 const FORCE_ATTEMPTS: usize = 3;
 

@@ -108,10 +108,10 @@ fn group_key(s: &crate::store::search::FunnelSession, g: &Grouping) -> String {
         s.platform.as_deref(),
         s.app_version.as_deref(),
         |id| {
-            let pin = &s.experiments[id];
-            crate::experiments::live::counts(pin)
-                .then(|| pin["variant"].as_str().map(str::to_string))
-                .flatten()
+            let pins = s.experiments.as_object()?;
+            crate::experiments::live::counted_arms(pins)
+                .find(|(e, _)| *e == id)
+                .map(|(_, variant)| variant.to_owned())
         },
     )
 }

@@ -663,11 +663,7 @@ impl Baton {
         else {
             return Ok(None);
         };
-        if done.request_hash != hash {
-            return Err(ServiceError::IdempotencyKeyReused {
-                key: key.to_string(),
-            });
-        }
+        same_request(&done.request_hash, key, hash)?;
         let view = serde_json::from_value(done.response).map_err(ServiceError::internal)?;
         Ok(Some(view))
     }
@@ -900,21 +896,26 @@ fn answer_of(
     key: &str,
     request_hash: &str,
 ) -> Result<SessionView, ServiceError> {
-    if done.request_hash != request_hash {
+    same_request(&done.request_hash, key, request_hash)?;
+    serde_json::from_str(done.response.get()).map_err(ServiceError::internal)
+}
+
+/// A key answers only the request it was first sent with.
+fn same_request(recorded: &str, key: &str, request_hash: &str) -> Result<(), ServiceError> {
+    if recorded != request_hash {
         return Err(ServiceError::IdempotencyKeyReused {
             key: key.to_string(),
         });
     }
-    serde_json::from_str(done.response.get()).map_err(ServiceError::internal)
+    Ok(())
 }
 
 fn arms_of(context: &Value) -> Map<String, Value> {
     let Some(pins) = context.get("experiments").and_then(Value::as_object) else {
         return Map::new();
     };
-    pins.iter()
-        .filter(|(_, pin)| crate::experiments::live::counts(pin))
-        .filter_map(|(id, pin)| Some((id.clone(), pin.get("variant")?.clone())))
+    crate::experiments::live::counted_arms(pins)
+        .map(|(id, variant)| (id.to_owned(), Value::from(variant)))
         .collect()
 }
 

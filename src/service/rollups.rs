@@ -85,9 +85,8 @@ fn arms(experiments: Option<&str>) -> BTreeMap<String, String> {
     let Some(Value::Object(pins)) = experiments.and_then(|t| serde_json::from_str(t).ok()) else {
         return BTreeMap::new();
     };
-    pins.into_iter()
-        .filter(|(_, pin)| crate::experiments::live::counts(pin))
-        .filter_map(|(id, pin)| Some((id, pin["variant"].as_str()?.to_owned())))
+    crate::experiments::live::counted_arms(&pins)
+        .map(|(id, variant)| (id.to_owned(), variant.to_owned()))
         .collect()
 }
 
