@@ -67,7 +67,7 @@ async fn run() {
             Some(base) => fresh_pg_schema(base).await,
         };
         let baseline = spawn_baseline(&url("baseline").await, CONCURRENCY as u32, None).await;
-        let (baton, _) = spawn_baton(&url("baton").await, true).await;
+        let (baton, baton_service) = spawn_baton(&url("baton").await, true).await;
         let sessions = Arc::new(start_sessions(&baton).await);
         // The same server without the funnel aggregator: what keeping the
         // rollups costs `submit`.
@@ -77,8 +77,22 @@ async fn run() {
         // speed during the run falls on both; the ratio of each round is
         // what to read.
         let mut ratios = Vec::new();
+        let mut drains = Vec::new();
         let mut plain_submits = 0.0;
+        // On PostgreSQL every window starts from a checkpoint: the three
+        // servers share its WAL, and a checkpoint that one server's writes
+        // set off would otherwise land in whichever window came next.
+        let admin = match &pg {
+            Some(base) => Some(sqlx::PgPool::connect(base).await.unwrap()),
+            None => None,
+        };
+        let checkpoint = async || {
+            if let Some(pool) = &admin {
+                sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
+            }
+        };
         for round in 0..rounds {
+            checkpoint().await;
             let base = baseline.clone();
             let bare = measure(CONCURRENCY, dur, move |i, n| {
                 let base = base.clone();
@@ -88,17 +102,31 @@ async fn run() {
             report(name, "bare insert baseline", &bare);
             // Which of the two goes first alternates too, so neither always
             // runs while the other's writes are still being checkpointed.
+            checkpoint().await;
+            // What the aggregator left to do when a window ended is done
+            // before the next one starts, so it is not counted against
+            // the server measured next; how long that took shows how far
+            // behind the load it fell.
+            let drain = async || {
+                let t = std::time::Instant::now();
+                while !baton_service.rollups().catch_up(100).await.unwrap() {}
+                t.elapsed().as_secs_f64() * 1000.0
+            };
             let (submit, without) = if round % 2 == 0 {
                 let submit = measure_submits(&baton, &sessions, round, dur).await;
                 report(name, "baton submit", &submit);
+                drains.push(drain().await);
+                checkpoint().await;
                 let without = measure_submits(&plain, &plain_sessions, round, dur).await;
                 report(name, "baton, no rollups", &without);
                 (submit, without)
             } else {
                 let without = measure_submits(&plain, &plain_sessions, round, dur).await;
                 report(name, "baton, no rollups", &without);
+                checkpoint().await;
                 let submit = measure_submits(&baton, &sessions, round, dur).await;
                 report(name, "baton submit", &submit);
+                drains.push(drain().await);
                 (submit, without)
             };
             plain_submits += without.rate() * dur.as_secs_f64();
@@ -142,13 +170,15 @@ async fn run() {
             100.0 * cpu / plain_submits * rate / cores,
         );
         println!(
-            "{name}: submit with the funnel aggregator / without: req/s {:.1}% (median; rounds {})",
+            "{name}: submit with the funnel aggregator / without: req/s {:.1}% (median; rounds {}); \
+             its backlog at the end of a window took {:.0} ms to fold (median)",
             100.0 * median(ratios.iter().map(|r| r.2).collect()),
             ratios
                 .iter()
                 .map(|r| format!("{:.1}%", 100.0 * r.2))
                 .collect::<Vec<_>>()
                 .join(" "),
+            median(drains),
         );
         // A client's retry of a submit it sent (its answer was lost) against
         // reading the session, side by side.

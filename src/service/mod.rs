@@ -7,6 +7,7 @@ mod error;
 pub mod feed;
 pub mod funnel;
 pub mod hub;
+mod lane;
 pub mod lifecycle;
 pub mod preview;
 pub mod registry;

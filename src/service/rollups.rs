@@ -16,9 +16,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::lane::Lane;
 use super::now_ms;
 use crate::analytics::funnel::{Funnel, Step, Walk};
-use crate::store::feed::FunnelEvent;
+use crate::store::feed::{FunnelEvent, FunnelPage};
 use crate::store::rollups::{Cohort, RollupBatch, RollupKey, WalkRow};
 use crate::store::{Store, StoreError};
 
@@ -47,6 +48,9 @@ pub struct Rollups {
     /// One batch at a time in this process (the loop and a query's
     /// catch-up).
     running: tokio::sync::Mutex<()>,
+    /// Started on first use: most processes that build a service never
+    /// aggregate.
+    lane: std::sync::OnceLock<Lane>,
 }
 
 /// The hour a session that started at `ms` counts in.
@@ -128,6 +132,7 @@ impl Rollups {
             held_until: Mutex::new(0),
             cohorts: Mutex::default(),
             running: tokio::sync::Mutex::new(()),
+            lane: std::sync::OnceLock::new(),
         }
     }
 
@@ -187,19 +192,20 @@ impl Rollups {
             .unwrap_or_default();
         let after = (!cursor.is_empty()).then_some(cursor.as_str());
         let page = self.store.funnel_feed(after, BATCH).await?;
-        let (events, Some(last)) = (page.events, page.end) else {
+        let Some(last) = page.end.clone() else {
             // Caught up: time to settle the long quiet.
             let n = self.settle(now).await?;
             return Ok((n, n as i64 >= SETTLE_BATCH));
         };
-        let batch = self.fold(&events).await?;
+        let n = page.events;
+        let batch = self.fold(page).await?;
         let written = self
             .store
             .apply_rollups(
                 ROLLUP_SINK,
                 &self.worker,
                 Some(&last),
-                events.len() as i64,
+                n as i64,
                 now_ms(),
                 &batch,
             )
@@ -208,31 +214,30 @@ impl Rollups {
             *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) = 0;
             return Ok((0, false));
         }
-        let n = events.len();
         Ok((n, n as i64 >= BATCH))
     }
 
-    async fn fold(&self, events: &[FunnelEvent]) -> Result<RollupBatch, StoreError> {
-        let mut ids: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let mut walks: HashMap<String, (WalkRow, Walk)> = HashMap::with_capacity(ids.len());
-        for row in self.store.session_walks(&ids).await? {
-            let walk = serde_json::from_str(&row.walk).unwrap_or_else(|e| {
-                tracing::error!(session = %row.session_id, error = %e, "a stored funnel walk is unreadable; the session counts from here");
-                Walk::default()
-            });
-            walks.insert(row.session_id.clone(), (row, walk));
-        }
-        let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
+    /// A page's batch. What it reads comes from the store here; parsing
+    /// the page and the walks, folding and writing out the sums are CPU
+    /// work and run on the lane, away from the requests.
+    async fn fold(&self, page: FunnelPage) -> Result<RollupBatch, StoreError> {
+        let ids: Vec<String> = page.session_ids().map(str::to_owned).collect();
+        let mut rows: HashMap<String, WalkRow> = self
+            .store
+            .session_walks(&ids)
+            .await?
+            .into_iter()
+            .map(|row| (row.session_id.clone(), row))
+            .collect();
+        // The hours that gain a session.
+        let mut started = Vec::new();
         let new: Vec<String> = ids
             .iter()
-            .filter(|id| !walks.contains_key(*id))
+            .filter(|id| !rows.contains_key(*id))
             .cloned()
             .collect();
         if !new.is_empty() {
-            let facts = self.store.session_facts(&new).await?;
-            for f in facts {
+            for f in self.store.session_facts(&new).await? {
                 let cohort_id = if f.preview {
                     0
                 } else {
@@ -247,10 +252,7 @@ impl Rollups {
                     self.cohort_id(&f.flow_id, &cohort).await?
                 };
                 if cohort_id != 0 {
-                    deltas
-                        .entry(hour_key(&f.flow_id, f.created_at, cohort_id))
-                        .or_default()
-                        .sessions += 1;
+                    started.push(hour_key(&f.flow_id, f.created_at, cohort_id));
                 }
                 let row = WalkRow {
                     session_id: f.id.clone(),
@@ -261,9 +263,13 @@ impl Rollups {
                     idle_node: None,
                     walk: String::new(),
                 };
-                walks.insert(f.id, (row, Walk::default()));
+                rows.insert(f.id, row);
             }
         }
+        let lane = self.lane();
+        let (events, walks) = lane
+            .run(move || Ok::<_, StoreError>((page.parse()?, parse_walks(rows))))
+            .await?;
         let with_steps: Vec<String> = {
             let mut v: Vec<String> = events
                 .iter()
@@ -280,35 +286,14 @@ impl Rollups {
                 outcomes.entry((session, node)).or_default().push(outcome);
             }
         }
-        // The page holds each session's events together: its hour's delta
-        // is looked up once per run of them, not per event.
-        let mut i = 0;
-        while i < events.len() {
-            let session = &events[i].session_id;
-            let run = events[i..]
-                .iter()
-                .take_while(|e| &e.session_id == session)
-                .count();
-            let run = &events[i..i + run];
-            i += run.len();
-            // A session deleted since is not counted.
-            let Some((row, walk)) = walks.get_mut(session) else {
-                continue;
-            };
-            row.last_at = run.iter().fold(row.last_at, |t, e| t.max(e.created_at));
-            if row.cohort_id == 0 {
-                continue;
-            }
-            let delta = deltas
-                .entry(hour_key(&row.flow_id, row.created_at, row.cohort_id))
-                .or_default();
-            for e in run {
-                if let Some(step) = step_of(e, &outcomes) {
-                    walk.apply(&step, delta);
-                }
-            }
-        }
-        self.batch(deltas, walks.into_values()).await
+        let (deltas, walks) = lane
+            .run(move || {
+                let mut walks = walks;
+                let deltas = apply(&events, started, &outcomes, &mut walks);
+                (deltas, walk_rows(walks.into_values()))
+            })
+            .await;
+        self.batch(deltas, walks).await
     }
 
     /// The stored sums plus `deltas` (per hour; their days are added
@@ -316,29 +301,13 @@ impl Rollups {
     async fn batch(
         &self,
         deltas: BTreeMap<RollupKey, Funnel>,
-        walks: impl Iterator<Item = (WalkRow, Walk)>,
+        walks: Vec<WalkRow>,
     ) -> Result<RollupBatch, StoreError> {
         let deltas = with_days(deltas);
         let keys: Vec<RollupKey> = deltas.keys().cloned().collect();
         let stored = self.store.rollups_of(&keys).await?;
-        let mut batch = RollupBatch::default();
-        for (key, delta) in deltas {
-            let mut sum: Funnel = match stored.get(&key) {
-                Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-                    table: "funnel_rollups",
-                    detail: e.to_string(),
-                })?,
-                None => Funnel::default(),
-            };
-            sum.merge(&delta, 1);
-            batch.rollups.push((key, to_text(&sum)));
-        }
-        for (mut row, walk) in walks {
-            row.idle_node = walk.idle_node().map(str::to_owned);
-            row.walk = to_text(&walk);
-            batch.walks.push(row);
-        }
-        Ok(batch)
+        let rollups = self.lane().run(move || sums(deltas, &stored)).await?;
+        Ok(RollupBatch { walks, rollups })
     }
 
     /// Settles up to a batch of sessions quiet longer than any idle
@@ -365,7 +334,7 @@ impl Rollups {
             walks.push((row, walk));
         }
         let n = walks.len();
-        let batch = self.batch(deltas, walks.into_iter()).await?;
+        let batch = self.batch(deltas, walk_rows(walks.into_iter())).await?;
         let written = self
             .store
             .apply_rollups(ROLLUP_SINK, &self.worker, None, 0, now_ms(), &batch)
@@ -393,6 +362,10 @@ impl Rollups {
         Ok(id)
     }
 
+    fn lane(&self) -> &Lane {
+        self.lane.get_or_init(|| Lane::spawn("baton-rollups"))
+    }
+
     /// Holds the lease: renewed in the store only once half of it has
     /// passed.
     async fn claim(&self, now: i64) -> Result<bool, StoreError> {
@@ -409,6 +382,97 @@ impl Rollups {
             if held { now + lease } else { 0 };
         Ok(held)
     }
+}
+
+/// The walks of a page's sessions: as stored, or new.
+fn parse_walks(rows: HashMap<String, WalkRow>) -> HashMap<String, (WalkRow, Walk)> {
+    rows.into_iter()
+        .map(|(id, row)| {
+            let walk = if row.walk.is_empty() {
+                Walk::default()
+            } else {
+                serde_json::from_str(&row.walk).unwrap_or_else(|e| {
+                    tracing::error!(session = %row.session_id, error = %e, "a stored funnel walk is unreadable; the session counts from here");
+                    Walk::default()
+                })
+            };
+            (id, (row, walk))
+        })
+        .collect()
+}
+
+/// Walks `events` on from `walks`: what they add per hour, with a session
+/// for each of `started`.
+fn apply(
+    events: &[FunnelEvent],
+    started: Vec<RollupKey>,
+    outcomes: &HashMap<(String, String), Vec<String>>,
+    walks: &mut HashMap<String, (WalkRow, Walk)>,
+) -> BTreeMap<RollupKey, Funnel> {
+    let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
+    for key in started {
+        deltas.entry(key).or_default().sessions += 1;
+    }
+    // The page holds each session's events together: its hour's delta
+    // is looked up once per run of them, not per event.
+    let mut i = 0;
+    while i < events.len() {
+        let session = &events[i].session_id;
+        let run = events[i..]
+            .iter()
+            .take_while(|e| &e.session_id == session)
+            .count();
+        let run = &events[i..i + run];
+        i += run.len();
+        // A session deleted since is not counted.
+        let Some((row, walk)) = walks.get_mut(session) else {
+            continue;
+        };
+        row.last_at = run.iter().fold(row.last_at, |t, e| t.max(e.created_at));
+        if row.cohort_id == 0 {
+            continue;
+        }
+        let delta = deltas
+            .entry(hour_key(&row.flow_id, row.created_at, row.cohort_id))
+            .or_default();
+        for e in run {
+            if let Some(step) = step_of(e, outcomes) {
+                walk.apply(&step, delta);
+            }
+        }
+    }
+    deltas
+}
+
+/// The walks as rows to store.
+fn walk_rows(walks: impl Iterator<Item = (WalkRow, Walk)>) -> Vec<WalkRow> {
+    walks
+        .map(|(mut row, walk)| {
+            row.idle_node = walk.idle_node().map(str::to_owned);
+            row.walk = to_text(&walk);
+            row
+        })
+        .collect()
+}
+
+/// The new sums: what is `stored` plus `deltas`, as text.
+fn sums(
+    deltas: BTreeMap<RollupKey, Funnel>,
+    stored: &HashMap<RollupKey, String>,
+) -> Result<Vec<(RollupKey, String)>, StoreError> {
+    let mut out = Vec::with_capacity(deltas.len());
+    for (key, delta) in deltas {
+        let mut sum: Funnel = match stored.get(&key) {
+            Some(text) => serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                table: "funnel_rollups",
+                detail: e.to_string(),
+            })?,
+            None => Funnel::default(),
+        };
+        sum.merge(&delta, 1);
+        out.push((key, to_text(&sum)));
+    }
+    Ok(out)
 }
 
 fn to_text<T: serde::Serialize>(v: &T) -> String {
