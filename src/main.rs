@@ -113,18 +113,8 @@ enum Command {
     /// A flow's funnel on a running server: per node sessions entered,
     /// dropped off and time spent, and how often each edge was taken.
     Funnel {
-        flow: String,
-        #[arg(long)]
-        version: Option<i32>,
-        /// Sessions started at or after (RFC 3339); default 30 days ago.
-        #[arg(long)]
-        from: Option<String>,
-        /// Sessions started before (RFC 3339); default now.
-        #[arg(long)]
-        to: Option<String>,
-        /// A session quiet this long has dropped off (default 30).
-        #[arg(long)]
-        idle_minutes: Option<i32>,
+        #[command(flatten)]
+        query: baton::remote::FunnelArgs,
         #[command(flatten)]
         remote: baton::remote::Remote,
     },
@@ -429,26 +419,8 @@ fn main() -> ExitCode {
             .await?;
             Ok(true)
         }),
-        Command::Funnel {
-            flow,
-            version,
-            from,
-            to,
-            idle_minutes,
-            remote,
-        } => remote_call(async move {
-            print!(
-                "{}",
-                baton::remote::funnel(
-                    &remote,
-                    &flow,
-                    version,
-                    from.as_deref(),
-                    to.as_deref(),
-                    idle_minutes
-                )
-                .await?
-            );
+        Command::Funnel { query, remote } => remote_call(async move {
+            print!("{}", baton::remote::funnel(&remote, &query).await?);
             Ok(true)
         }),
         Command::Schema { out, docs, check } => {

@@ -348,41 +348,109 @@ pub async fn preview(
     Ok(link.to_string())
 }
 
-/// A flow's funnel as a table: per node sessions entered, dropped off and
-/// time spent; then the edges.
-pub async fn funnel(
-    remote: &Remote,
-    flow: &str,
-    version: Option<i32>,
-    from: Option<&str>,
-    to: Option<&str>,
-    idle_minutes: Option<i32>,
-) -> Result<String, RemoteError> {
+/// What `baton funnel` asks for.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FunnelArgs {
+    pub flow: String,
+    /// Only the sessions pinned to this version (default: all versions).
+    #[arg(long)]
+    pub version: Option<i32>,
+    /// Sessions started at or after (RFC 3339); default 30 days ago.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Sessions started before (RFC 3339); default now.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// A session quiet this long has dropped off (default 30).
+    #[arg(long)]
+    pub idle_minutes: Option<i32>,
+    /// Also a table per group: per flow version, platform, app version, or
+    /// arm of `--experiment`.
+    #[arg(long, value_enum)]
+    pub group_by: Option<FunnelGroupBy>,
+    /// The experiment whose arms `--group-by experiment-arm` splits by.
+    #[arg(long)]
+    pub experiment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FunnelGroupBy {
+    Version,
+    Platform,
+    AppVersion,
+    ExperimentArm,
+}
+
+impl FunnelGroupBy {
+    fn graphql(self) -> &'static str {
+        match self {
+            FunnelGroupBy::Version => "VERSION",
+            FunnelGroupBy::Platform => "PLATFORM",
+            FunnelGroupBy::AppVersion => "APP_VERSION",
+            FunnelGroupBy::ExperimentArm => "EXPERIMENT_ARM",
+        }
+    }
+}
+
+/// A flow's funnel as a table: per node sessions entered, dropped off,
+/// time spent and, for backend steps, attempts; then the edges; then the
+/// same per group when asked.
+pub async fn funnel(remote: &Remote, q: &FunnelArgs) -> Result<String, RemoteError> {
+    const PART: &str = "sessions nodes { node entered dropped medianMs p90Ms \
+                        stepAttempts stepRetries stepFailures } edges { from to action count }";
     let d = remote
         .call(
-            "query($f: ID!, $v: Int, $from: DateTime, $to: DateTime, $idle: Int) { \
-             funnel(flowId: $f, version: $v, from: $from, to: $to, idleMinutes: $idle) { \
-             sessions from to nodes { node entered dropped medianMs p90Ms } \
-             edges { from to action count } } }",
-            json!({ "f": flow, "v": version, "from": from, "to": to, "idle": idle_minutes }),
+            &format!(
+                "query($f: ID!, $v: Int, $from: DateTime, $to: DateTime, $idle: Int, \
+                 $g: FunnelGroup, $x: ID) {{ funnel(flowId: $f, version: $v, from: $from, \
+                 to: $to, idleMinutes: $idle, groupBy: $g, experiment: $x) {{ \
+                 from to {PART} groups {{ key {PART} }} }} }}"
+            ),
+            json!({ "f": q.flow, "v": q.version, "from": q.from, "to": q.to,
+                    "idle": q.idle_minutes, "g": q.group_by.map(FunnelGroupBy::graphql),
+                    "x": q.experiment }),
         )
         .await?;
     let f = &d["funnel"];
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{flow}{}: {} sessions from {} to {}",
-        version.map(|v| format!(" v{v}")).unwrap_or_default(),
+        "{}{}: {} sessions from {} to {}",
+        q.flow,
+        q.version.map(|v| format!(" v{v}")).unwrap_or_default(),
         f["sessions"],
         f["from"].as_str().unwrap_or_default(),
         f["to"].as_str().unwrap_or_default()
     );
+    funnel_table(&mut out, f);
+    for g in f["groups"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "\n{}: {} sessions",
+            g["key"].as_str().unwrap_or_default(),
+            g["sessions"]
+        );
+        funnel_table(&mut out, g);
+    }
+    Ok(out)
+}
+
+fn funnel_table(out: &mut String, f: &Value) {
     let _ = writeln!(
         out,
-        "{:<24} {:>8} {:>8} {:>7} {:>10} {:>10}",
-        "node", "entered", "dropped", "drop %", "median ms", "p90 ms"
+        "{:<24} {:>8} {:>8} {:>7} {:>10} {:>10} {:>9} {:>8} {:>7}",
+        "node",
+        "entered",
+        "dropped",
+        "drop %",
+        "median ms",
+        "p90 ms",
+        "attempts",
+        "retries",
+        "failed"
     );
     let ms = |v: &Value| v.as_f64().map_or_else(|| "-".into(), |m| format!("{m:.0}"));
+    let count = |v: &Value| v.as_i64().map_or_else(|| "-".into(), |n| n.to_string());
     for n in f["nodes"].as_array().into_iter().flatten() {
         let entered = n["entered"].as_i64().unwrap_or(0);
         let dropped = n["dropped"].as_i64().unwrap_or(0);
@@ -393,13 +461,16 @@ pub async fn funnel(
         };
         let _ = writeln!(
             out,
-            "{:<24} {:>8} {:>8} {:>7} {:>10} {:>10}",
+            "{:<24} {:>8} {:>8} {:>7} {:>10} {:>10} {:>9} {:>8} {:>7}",
             n["node"].as_str().unwrap_or_default(),
             entered,
             dropped,
             pct,
             ms(&n["medianMs"]),
-            ms(&n["p90Ms"])
+            ms(&n["p90Ms"]),
+            count(&n["stepAttempts"]),
+            count(&n["stepRetries"]),
+            count(&n["stepFailures"]),
         );
     }
     out.push_str("edges:\n");
@@ -416,7 +487,6 @@ pub async fn funnel(
             e["count"]
         );
     }
-    Ok(out)
 }
 
 /// Where `events tail` starts.

@@ -292,23 +292,8 @@ async fn walk(backend: Backend) {
     assert_eq!(f["sessions"], 0);
 
     // The same on the command line.
-    let base = app.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(["funnel", "signup_funnel", "--idle-minutes", "0"])
-            .env("BATON_URL", base)
-            .env("BATON_API_KEY", "viewer-key")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = cli(&app, &["signup_funnel", "--idle-minutes", "0"]).await;
+    assert!(ok, "{text}");
     assert!(text.contains("signup_funnel: 6 sessions"), "{text}");
     let intro: Vec<&str> = text
         .lines()
@@ -318,6 +303,27 @@ async fn walk(backend: Backend) {
         .collect();
     assert_eq!(&intro[..4], ["intro", "6", "2", "33.3"], "{text}");
     assert!(text.contains("intro -> form (next): 5"), "{text}");
+    // Per group: the overall table, then one per version.
+    let (ok, text) = cli(
+        &app,
+        &[
+            "signup_funnel",
+            "--idle-minutes",
+            "0",
+            "--group-by",
+            "version",
+        ],
+    )
+    .await;
+    assert!(ok, "{text}");
+    assert!(text.contains("\n1: 6 sessions\n"), "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("intro ")).count(),
+        2,
+        "{text}"
+    );
+    let (ok, text) = cli(&app, &["signup_funnel", "--group-by", "experiment-arm"]).await;
+    assert!(!ok && text.contains("FUNNEL_GROUP_INVALID"), "{text}");
 
     // Backend steps: attempts, retries and failures per step.
     for (user, scenario) in [("s-ok", Value::Null), ("s-down", json!("down"))] {
@@ -382,6 +388,17 @@ async fn walk(backend: Backend) {
         call,
         json!({ "node": "call", "entered": 2, "stepAttempts": 4, "stepRetries": 2, "stepFailures": 1 })
     );
+    // Attempts, retries and failures on the command line.
+    let (ok, text) = cli(&app, &["step_funnel"]).await;
+    assert!(ok, "{text}");
+    let call: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("call "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(call[1], "2", "{text}");
+    assert_eq!(&call[call.len() - 3..], ["4", "2", "1"], "{text}");
 
     // Bad input.
     let code = |vars: Value| {
@@ -415,6 +432,32 @@ async fn walk(backend: Backend) {
         )
         .await;
     assert_eq!(error_code(&r), "FLOW_NOT_FOUND", "{r}");
+}
+
+/// `baton funnel ARGS` against `app` with a viewer key: whether it
+/// succeeded, and what it printed.
+async fn cli(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let base = app.base.clone();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+            .arg("funnel")
+            .args(args)
+            .env("BATON_URL", base)
+            .env("BATON_API_KEY", "viewer-key")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 fn node_dropped(f: &Value, id: &str) -> i64 {
