@@ -1,0 +1,364 @@
+//! Out-of-process HTTP load benchmark: `submit` on a `baton serve` process
+//! against a bare axum + async-graphql process whose mutation does one
+//! INSERT on the same kind of store, each driven from this process (the
+//! client), taking turns, on SQLite and (with BATON_TEST_POSTGRES_URL)
+//! PostgreSQL. Unlike `--bench load`, client and servers do not share a
+//! runtime or an allocator, and each server's CPU is its own process's.
+//!
+//! 10,000 sessions (`EXTERNAL_SESSIONS`), a fresh idempotency key per
+//! request, 16 connections (`EXTERNAL_CONNECTIONS`), `EXTERNAL_SECS`
+//! (default 10) per window, `EXTERNAL_ROUNDS` (default 3) rounds. Reports
+//! req/s, p50, p99, p99.9, the server process's CPU per request and the
+//! machine's (client and database included).
+//!
+//! `cargo bench --bench external`
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::baseline::spawn_baseline;
+use support::{Measured, backends, fresh_pg_schema, machine_cpu, measure, process_cpu_of};
+
+const SUBMIT: &str =
+    "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // The baseline's own process is this binary again.
+    if let Some(i) = args.iter().position(|a| a == "--baseline") {
+        let (url, connections, addr) = (&args[i + 1], &args[i + 2], &args[i + 3]);
+        rt.block_on(async {
+            spawn_baseline(url, connections.parse().unwrap(), Some(addr.parse().unwrap())).await;
+            std::future::pending::<()>().await
+        });
+        return;
+    }
+    rt.block_on(run());
+}
+
+/// A server process, stopped when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// Waits until `url` answers 200, or the process has ended.
+async fn wait_ready(server: &mut Server, url: &str, log: &Path) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!(
+                "the server ended ({status}) before it was ready; its log: {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the server at {url} never got ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn spawn_baton(url: &str, dir: &Path, connections: usize) -> Server {
+    let addr = free_addr();
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let log = dir.join(format!("baton-{}.log", addr.port()));
+    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
+        .arg("serve")
+        .env("BATON_ADDR", addr.to_string())
+        .env("DATABASE_URL", url)
+        .env(
+            "BATON_FLOWS",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/benches/flows"),
+        )
+        .env("BATON_FLAGS", &empty)
+        .env("BATON_EXPERIMENTS", &empty)
+        .env("BATON_DB_CONNECTIONS", connections.to_string())
+        // The bench measures the server, not its limits: all its
+        // connections come from one address.
+        .env("BATON_RATE_LIMIT_PER_ADDRESS", "0")
+        .env("BATON_RATE_LIMIT_PER_SESSION", "0")
+        .env("BATON_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let mut server = Server { child, base };
+    let ready = format!("{}/readyz", server.base);
+    wait_ready(&mut server, &ready, &log).await;
+    server
+}
+
+async fn spawn_bare(url: &str, dir: &Path, connections: usize) -> Server {
+    let addr = free_addr();
+    let log = dir.join(format!("baseline-{}.log", addr.port()));
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--baseline", url, &connections.to_string(), &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://{addr}");
+    let mut server = Server { child, base };
+    // The baseline has no health route: its query `ok` answers once it
+    // serves.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!(
+                "the baseline ended ({status}); its log: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        let ok = client
+            .post(format!("{}/graphql", server.base))
+            .json(&json!({ "query": "{ ok }" }))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the baseline never got ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server
+}
+
+/// `n` sessions of the `tap` flow, started `connections` at a time.
+async fn start_sessions(base: &str, n: usize, connections: usize) -> Vec<(String, String)> {
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, next, base) = (client.clone(), next.clone(), base.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    return out;
+                }
+                let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { id token } }";
+                let v = json!({ "i": { "flowId": "tap", "user": { "id": format!("ext-{i}") } } });
+                let r: Value = client
+                    .post(format!("{base}/graphql"))
+                    .json(&json!({ "query": q, "variables": v }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let s = &r["data"]["startFlow"];
+                out.push((
+                    s["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned(),
+                    s["token"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// What one window measured, with the server's and the machine's CPU.
+struct Window {
+    m: Measured,
+    server_cpu: Duration,
+    machine_cpu: Duration,
+}
+
+impl Window {
+    fn print(&self, store: &str, server: &str) {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / self.m.count.max(1) as f64;
+        println!(
+            "{store:<10} {server:<16} {:>9.0} {:>8.2} {:>8.2} {:>9.2} {:>12.0} {:>13.0}{}",
+            self.m.rate(),
+            self.m.percentile_ms(0.50),
+            self.m.percentile_ms(0.99),
+            self.m.percentile_ms(0.999),
+            per(self.server_cpu),
+            per(self.machine_cpu),
+            if self.m.errors > 0 {
+                format!("  ({} errors)", self.m.errors)
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+async fn window<F, Fut>(pid: u32, connections: usize, dur: Duration, make: F) -> Window
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = (String, Value, Option<String>)> + Send,
+{
+    let (server, machine) = (process_cpu_of(pid), machine_cpu());
+    let m = measure(connections, dur, make).await;
+    Window {
+        server_cpu: process_cpu_of(pid).saturating_sub(server),
+        machine_cpu: machine_cpu().saturating_sub(machine),
+        m,
+    }
+}
+
+async fn run() {
+    let secs: u64 = env_or("EXTERNAL_SECS", 10);
+    let rounds: usize = env_or("EXTERNAL_ROUNDS", 3usize).max(1);
+    let sessions_n: usize = env_or("EXTERNAL_SESSIONS", 10_000usize).max(1);
+    let connections: usize = env_or("EXTERNAL_CONNECTIONS", 16usize).max(1);
+    let dur = Duration::from_secs(secs);
+    println!(
+        "client and servers in separate processes; {connections} connections, {sessions_n} sessions, \
+         {secs} s per window, {rounds} round(s), {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<10} {:<16} {:>9} {:>8} {:>8} {:>9} {:>12} {:>13}",
+        "store", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "server us/req", "machine us/req"
+    );
+    // Keys unique to this run, so a rerun on a kept database is no replay.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    for (name, pg) in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = async |tag: &str| match &pg {
+            None => format!(
+                "sqlite://{}",
+                dir.path().join(format!("{tag}.db")).display()
+            ),
+            Some(base) => fresh_pg_schema(base).await,
+        };
+        let bare = spawn_bare(&url("baseline").await, dir.path(), connections).await;
+        let baton = spawn_baton(&url("baton").await, dir.path(), connections).await;
+        let t = Instant::now();
+        let sessions = Arc::new(start_sessions(&baton.base, sessions_n, connections).await);
+        println!(
+            "{name}: {} sessions started in {:.1} s",
+            sessions.len(),
+            t.elapsed().as_secs_f64()
+        );
+        // On PostgreSQL every window starts from a checkpoint: both
+        // servers share its WAL, and a checkpoint one set off would
+        // otherwise land in the other's window.
+        let admin = match &pg {
+            Some(base) => Some(sqlx::PgPool::connect(base).await.unwrap()),
+            None => None,
+        };
+        let checkpoint = async || {
+            if let Some(pool) = &admin {
+                sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
+            }
+        };
+        let mut ratios = Vec::new();
+        for round in 0..rounds {
+            let bare_window = async || {
+                checkpoint().await;
+                let base = bare.base.clone();
+                let run_id = run_id.clone();
+                window(bare.child.id(), connections, dur, move |i, n| {
+                    let (base, run_id) = (base.clone(), run_id.clone());
+                    async move {
+                        (base, json!({ "query": "mutation($id: String!) { insert(id: $id) }",
+                            "variables": { "id": format!("{run_id}-{round}-{i}-{n}") } }), None)
+                    }
+                })
+                .await
+            };
+            let baton_window = async || {
+                checkpoint().await;
+                let (base, sessions, run_id) =
+                    (baton.base.clone(), sessions.clone(), run_id.clone());
+                window(baton.child.id(), connections, dur, move |i, n| {
+                    // Worker i walks its own share of the sessions in turn:
+                    // every session is submitted to, none by two workers at
+                    // once.
+                    let share = sessions.len().div_ceil(connections).max(1);
+                    let k = (i * share + n % share).min(sessions.len() - 1);
+                    let (id, token) = sessions[k].clone();
+                    let body = json!({ "query": SUBMIT, "variables": { "i": {
+                        "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n },
+                        "idempotencyKey": format!("{run_id}-{round}-{i}-{n}") } } });
+                    let base = base.clone();
+                    async move { (base, body, Some(token)) }
+                })
+                .await
+            };
+            // Which goes first alternates, so neither always runs while the
+            // other's writes are still being checkpointed.
+            let (b, s) = if round % 2 == 0 {
+                let b = bare_window().await;
+                b.print(name, "bare insert");
+                let s = baton_window().await;
+                s.print(name, "baton submit");
+                (b, s)
+            } else {
+                let s = baton_window().await;
+                s.print(name, "baton submit");
+                let b = bare_window().await;
+                b.print(name, "bare insert");
+                (b, s)
+            };
+            ratios.push((
+                s.m.rate() / b.m.rate(),
+                s.m.percentile_ms(0.99) / b.m.percentile_ms(0.99),
+                s.m.percentile_ms(0.999) / b.m.percentile_ms(0.999),
+            ));
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        println!(
+            "{name}: submit / bare insert over {rounds} round(s): req/s {:.0}% (median; rounds {}), \
+             p99 {:.2}x, p99.9 {:.2}x (medians)",
+            100.0 * median(ratios.iter().map(|r| r.0).collect()),
+            ratios
+                .iter()
+                .map(|r| format!("{:.0}%", 100.0 * r.0))
+                .collect::<Vec<_>>()
+                .join(" "),
+            median(ratios.iter().map(|r| r.1).collect()),
+            median(ratios.iter().map(|r| r.2).collect()),
+        );
+    }
+}
