@@ -45,7 +45,12 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--baseline") {
         let (url, connections, addr) = (&args[i + 1], &args[i + 2], &args[i + 3]);
         rt.block_on(async {
-            spawn_baseline(url, connections.parse().unwrap(), Some(addr.parse().unwrap())).await;
+            spawn_baseline(
+                url,
+                connections.parse().unwrap(),
+                Some(addr.parse().unwrap()),
+            )
+            .await;
             std::future::pending::<()>().await
         });
         return;
@@ -87,7 +92,10 @@ async fn wait_ready(server: &mut Server, url: &str, log: &Path) {
         {
             return;
         }
-        assert!(Instant::now() < deadline, "the server at {url} never got ready");
+        assert!(
+            Instant::now() < deadline,
+            "the server at {url} never got ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -128,7 +136,12 @@ async fn spawn_bare(url: &str, dir: &Path, connections: usize) -> Server {
     let addr = free_addr();
     let log = dir.join(format!("baseline-{}.log", addr.port()));
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--baseline", url, &connections.to_string(), &addr.to_string()])
+        .args([
+            "--baseline",
+            url,
+            &connections.to_string(),
+            &addr.to_string(),
+        ])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -206,19 +219,24 @@ struct Window {
     m: Measured,
     server_cpu: Duration,
     machine_cpu: Duration,
+    /// PostgreSQL: WAL bytes the whole cluster wrote during the window.
+    wal: Option<f64>,
 }
 
 impl Window {
     fn print(&self, store: &str, server: &str) {
         let per = |d: Duration| d.as_secs_f64() * 1e6 / self.m.count.max(1) as f64;
         println!(
-            "{store:<10} {server:<16} {:>9.0} {:>8.2} {:>8.2} {:>9.2} {:>12.0} {:>13.0}{}",
+            "{store:<10} {server:<16} {:>9.0} {:>8.2} {:>8.2} {:>9.2} {:>12.0} {:>13.0}{}{}",
             self.m.rate(),
             self.m.percentile_ms(0.50),
             self.m.percentile_ms(0.99),
             self.m.percentile_ms(0.999),
             per(self.server_cpu),
             per(self.machine_cpu),
+            self.wal
+                .map(|w| format!(" {:>9.0}", w / self.m.count.max(1) as f64))
+                .unwrap_or_default(),
             if self.m.errors > 0 {
                 format!("  ({} errors)", self.m.errors)
             } else {
@@ -228,16 +246,48 @@ impl Window {
     }
 }
 
-async fn window<F, Fut>(pid: u32, connections: usize, dur: Duration, make: F) -> Window
+async fn window<F, Fut>(
+    pid: u32,
+    pg: Option<&sqlx::PgPool>,
+    connections: usize,
+    dur: Duration,
+    make: F,
+) -> Window
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = (String, Value, Option<String>)> + Send,
 {
+    let lsn = async || match pg {
+        Some(pool) => Some(
+            sqlx::query_scalar::<_, String>("SELECT pg_current_wal_lsn()::text")
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        ),
+        None => None,
+    };
+    let wal_from = lsn().await;
     let (server, machine) = (process_cpu_of(pid), machine_cpu());
     let m = measure(connections, dur, make).await;
+    let (server_cpu, machine_cpu) = (
+        process_cpu_of(pid).saturating_sub(server),
+        machine_cpu().saturating_sub(machine),
+    );
+    let wal = match (pg, wal_from, lsn().await) {
+        (Some(pool), Some(from), Some(to)) => Some(
+            sqlx::query_scalar::<_, f64>("SELECT pg_wal_lsn_diff($1::pg_lsn, $2::pg_lsn)::float8")
+                .bind(to)
+                .bind(from)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        ),
+        _ => None,
+    };
     Window {
-        server_cpu: process_cpu_of(pid).saturating_sub(server),
-        machine_cpu: machine_cpu().saturating_sub(machine),
+        server_cpu,
+        machine_cpu,
+        wal,
         m,
     }
 }
@@ -254,8 +304,16 @@ async fn run() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:<10} {:<16} {:>9} {:>8} {:>8} {:>9} {:>12} {:>13}",
-        "store", "server", "req/s", "p50 ms", "p99 ms", "p99.9 ms", "server us/req", "machine us/req"
+        "{:<10} {:<16} {:>9} {:>8} {:>8} {:>9} {:>12} {:>13} {:>9}",
+        "store",
+        "server",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "server us/req",
+        "machine us/req",
+        "WAL B/req"
     );
     // Keys unique to this run, so a rerun on a kept database is no replay.
     let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -284,8 +342,9 @@ async fn run() {
             Some(base) => Some(sqlx::PgPool::connect(base).await.unwrap()),
             None => None,
         };
+        let checkpoints = env_or("EXTERNAL_CHECKPOINTS", 1u8) != 0;
         let checkpoint = async || {
-            if let Some(pool) = &admin {
+            if let Some(pool) = admin.as_ref().filter(|_| checkpoints) {
                 sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
             }
         };
@@ -295,32 +354,48 @@ async fn run() {
                 checkpoint().await;
                 let base = bare.base.clone();
                 let run_id = run_id.clone();
-                window(bare.child.id(), connections, dur, move |i, n| {
-                    let (base, run_id) = (base.clone(), run_id.clone());
-                    async move {
-                        (base, json!({ "query": "mutation($id: String!) { insert(id: $id) }",
-                            "variables": { "id": format!("{run_id}-{round}-{i}-{n}") } }), None)
-                    }
-                })
+                window(
+                    bare.child.id(),
+                    admin.as_ref(),
+                    connections,
+                    dur,
+                    move |i, n| {
+                        let (base, run_id) = (base.clone(), run_id.clone());
+                        async move {
+                            (
+                                base,
+                                json!({ "query": "mutation($id: String!) { insert(id: $id) }",
+                            "variables": { "id": format!("{run_id}-{round}-{i}-{n}") } }),
+                                None,
+                            )
+                        }
+                    },
+                )
                 .await
             };
             let baton_window = async || {
                 checkpoint().await;
                 let (base, sessions, run_id) =
                     (baton.base.clone(), sessions.clone(), run_id.clone());
-                window(baton.child.id(), connections, dur, move |i, n| {
-                    // Worker i walks its own share of the sessions in turn:
-                    // every session is submitted to, none by two workers at
-                    // once.
-                    let share = sessions.len().div_ceil(connections).max(1);
-                    let k = (i * share + n % share).min(sessions.len() - 1);
-                    let (id, token) = sessions[k].clone();
-                    let body = json!({ "query": SUBMIT, "variables": { "i": {
+                window(
+                    baton.child.id(),
+                    admin.as_ref(),
+                    connections,
+                    dur,
+                    move |i, n| {
+                        // Worker i walks its own share of the sessions in turn:
+                        // every session is submitted to, none by two workers at
+                        // once.
+                        let share = sessions.len().div_ceil(connections).max(1);
+                        let k = (i * share + n % share).min(sessions.len() - 1);
+                        let (id, token) = sessions[k].clone();
+                        let body = json!({ "query": SUBMIT, "variables": { "i": {
                         "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n },
                         "idempotencyKey": format!("{run_id}-{round}-{i}-{n}") } } });
-                    let base = base.clone();
-                    async move { (base, body, Some(token)) }
-                })
+                        let base = base.clone();
+                        async move { (base, body, Some(token)) }
+                    },
+                )
                 .await
             };
             // Which goes first alternates, so neither always runs while the

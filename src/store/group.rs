@@ -527,7 +527,12 @@ async fn pg_commit_batch(
             ev_payloads.push(payload.as_str());
         }
     }
+    // Planned for each batch (an unnamed statement), never from a cached
+    // generic plan: a generic plan made while the tables were small hashes
+    // them whole, and kept as they grow it made each batch scan every
+    // session and idempotency record.
     sqlx::query_scalar(PG_COMMIT_BATCH)
+        .persistent(false)
         .bind(ids)
         .bind(expected)
         .bind(statuses)
