@@ -9,7 +9,9 @@
 //! request, 16 connections (`EXTERNAL_CONNECTIONS`), `EXTERNAL_SECS`
 //! (default 10) per window, `EXTERNAL_ROUNDS` (default 3) rounds. Reports
 //! req/s, p50, p99, p99.9, the server process's CPU per request and the
-//! machine's (client and database included).
+//! machine's (client and database included), and on PostgreSQL the WAL
+//! written per request (each window starts from a checkpoint unless
+//! `EXTERNAL_CHECKPOINTS=0`).
 //!
 //! `cargo bench --bench external`
 
