@@ -3,7 +3,9 @@
 //! INSERT on the same kind of store, each driven from this process (the
 //! client), taking turns, on SQLite and (with BATON_TEST_POSTGRES_URL)
 //! PostgreSQL. Unlike `--bench load`, client and servers do not share a
-//! runtime or an allocator, and each server's CPU is its own process's.
+//! runtime or an allocator, and each server's CPU is its own process's. A
+//! third process, Baton without the funnel aggregator, shows what keeping
+//! the rollups costs `submit` with this many sessions.
 //!
 //! 10,000 sessions (`EXTERNAL_SESSIONS`), a fresh idempotency key per
 //! request, 16 connections (`EXTERNAL_CONNECTIONS`), `EXTERNAL_SECS`
@@ -102,7 +104,7 @@ async fn wait_ready(server: &mut Server, url: &str, log: &Path) {
     }
 }
 
-async fn spawn_baton(url: &str, dir: &Path, connections: usize) -> Server {
+async fn spawn_baton(url: &str, dir: &Path, connections: usize, rollups: bool) -> Server {
     let addr = free_addr();
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
@@ -123,6 +125,7 @@ async fn spawn_baton(url: &str, dir: &Path, connections: usize) -> Server {
         .env("BATON_RATE_LIMIT_PER_ADDRESS", "0")
         .env("BATON_RATE_LIMIT_PER_SESSION", "0")
         .env("BATON_LOG", "warn")
+        .env("BATON_ROLLUP_POLL_MS", if rollups { "500" } else { "0" })
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -329,13 +332,17 @@ async fn run() {
             Some(base) => fresh_pg_schema(base).await,
         };
         let bare = spawn_bare(&url("baseline").await, dir.path(), connections).await;
-        let baton = spawn_baton(&url("baton").await, dir.path(), connections).await;
+        let baton = spawn_baton(&url("baton").await, dir.path(), connections, true).await;
+        // The same server without the funnel aggregator: what keeping the
+        // rollups costs `submit` with this many sessions.
+        let plain = spawn_baton(&url("plain").await, dir.path(), connections, false).await;
         let t = Instant::now();
         let sessions = Arc::new(start_sessions(&baton.base, sessions_n, connections).await);
+        let plain_sessions = Arc::new(start_sessions(&plain.base, sessions_n, connections).await);
         println!(
-            "{name}: {} sessions started in {:.1} s",
+            "{name}: {} sessions started on each Baton in {:.1} s",
             sessions.len(),
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64() / 2.0
         );
         // On PostgreSQL every window starts from a checkpoint: both
         // servers share its WAL, and a checkpoint one set off would
@@ -375,12 +382,12 @@ async fn run() {
                 )
                 .await
             };
-            let baton_window = async || {
+            let submit_window = async |server: &Server, sessions: &Arc<Vec<(String, String)>>| {
                 checkpoint().await;
                 let (base, sessions, run_id) =
-                    (baton.base.clone(), sessions.clone(), run_id.clone());
+                    (server.base.clone(), sessions.clone(), run_id.clone());
                 window(
-                    baton.child.id(),
+                    server.child.id(),
                     admin.as_ref(),
                     connections,
                     dur,
@@ -400,24 +407,33 @@ async fn run() {
                 )
                 .await
             };
-            // Which goes first alternates, so neither always runs while the
-            // other's writes are still being checkpointed.
-            let (b, s) = if round % 2 == 0 {
-                let b = bare_window().await;
-                b.print(name, "bare insert");
-                let s = baton_window().await;
-                s.print(name, "baton submit");
-                (b, s)
-            } else {
-                let s = baton_window().await;
-                s.print(name, "baton submit");
-                let b = bare_window().await;
-                b.print(name, "bare insert");
-                (b, s)
-            };
+            // The order turns each round, so none always runs while
+            // another's writes are still being checkpointed.
+            let (mut b, mut s, mut p) = (None, None, None);
+            for k in 0..3 {
+                match (k + round) % 3 {
+                    0 => {
+                        let w = bare_window().await;
+                        w.print(name, "bare insert");
+                        b = Some(w);
+                    }
+                    1 => {
+                        let w = submit_window(&baton, &sessions).await;
+                        w.print(name, "baton submit");
+                        s = Some(w);
+                    }
+                    _ => {
+                        let w = submit_window(&plain, &plain_sessions).await;
+                        w.print(name, "no rollups");
+                        p = Some(w);
+                    }
+                }
+            }
+            let (b, s, p) = (b.unwrap(), s.unwrap(), p.unwrap());
             ratios.push((
                 s.m.rate() / b.m.rate(),
                 s.m.percentile_ms(0.99) / b.m.percentile_ms(0.99),
+                s.m.rate() / p.m.rate(),
                 s.m.percentile_ms(0.999) / b.m.percentile_ms(0.999),
             ));
         }
@@ -435,7 +451,16 @@ async fn run() {
                 .collect::<Vec<_>>()
                 .join(" "),
             median(ratios.iter().map(|r| r.1).collect()),
-            median(ratios.iter().map(|r| r.2).collect()),
+            median(ratios.iter().map(|r| r.3).collect()),
+        );
+        println!(
+            "{name}: submit with the funnel aggregator / without: req/s {:.1}% (median; rounds {})",
+            100.0 * median(ratios.iter().map(|r| r.2).collect()),
+            ratios
+                .iter()
+                .map(|r| format!("{:.1}%", 100.0 * r.2))
+                .collect::<Vec<_>>()
+                .join(" "),
         );
     }
 }
