@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::baseline::spawn_baseline;
-use support::{Measured, backends, fresh_pg_schema, machine_cpu, measure, process_cpu_of};
+use support::{
+    Measured, backends, fresh_pg_schema, machine_cpu, measure, process_cpu_of, start_sessions,
+};
 
 const SUBMIT: &str =
     "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
@@ -153,70 +155,9 @@ async fn spawn_bare(url: &str, dir: &Path, connections: usize) -> Server {
         .unwrap();
     let base = format!("http://{addr}");
     let mut server = Server { child, base };
-    // The baseline has no health route: its query `ok` answers once it
-    // serves.
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!(
-                "the baseline ended ({status}); its log: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        let ok = client
-            .post(format!("{}/graphql", server.base))
-            .json(&json!({ "query": "{ ok }" }))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the baseline never got ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ready = format!("{}/readyz", server.base);
+    wait_ready(&mut server, &ready, &log).await;
     server
-}
-
-/// `n` sessions of the `tap` flow, started `connections` at a time.
-async fn start_sessions(base: &str, n: usize, connections: usize) -> Vec<(String, String)> {
-    let client = reqwest::Client::new();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (client, next, base) = (client.clone(), next.clone(), base.to_owned());
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= n {
-                    return out;
-                }
-                let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { id token } }";
-                let v = json!({ "i": { "flowId": "tap", "user": { "id": format!("ext-{i}") } } });
-                let r: Value = client
-                    .post(format!("{base}/graphql"))
-                    .json(&json!({ "query": q, "variables": v }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let s = &r["data"]["startFlow"];
-                out.push((
-                    s["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned(),
-                    s["token"].as_str().unwrap().to_owned(),
-                ));
-            }
-        }));
-    }
-    let mut all = Vec::with_capacity(n);
-    for t in tasks {
-        all.extend(t.await.unwrap());
-    }
-    all
 }
 
 /// What one window measured, with the server's and the machine's CPU.
@@ -337,26 +278,20 @@ async fn run() {
         // rollups costs `submit` with this many sessions.
         let plain = spawn_baton(&url("plain").await, dir.path(), connections, false).await;
         let t = Instant::now();
-        let sessions = Arc::new(start_sessions(&baton.base, sessions_n, connections).await);
-        let plain_sessions = Arc::new(start_sessions(&plain.base, sessions_n, connections).await);
+        let sessions = Arc::new(start_sessions(&baton.base, "ext", sessions_n, connections).await);
+        let plain_sessions =
+            Arc::new(start_sessions(&plain.base, "ext", sessions_n, connections).await);
         println!(
             "{name}: {} sessions started on each Baton in {:.1} s",
             sessions.len(),
             t.elapsed().as_secs_f64() / 2.0
         );
-        // On PostgreSQL every window starts from a checkpoint: both
-        // servers share its WAL, and a checkpoint one set off would
-        // otherwise land in the other's window.
         let admin = match &pg {
             Some(base) => Some(sqlx::PgPool::connect(base).await.unwrap()),
             None => None,
         };
         let checkpoints = env_or("EXTERNAL_CHECKPOINTS", 1u8) != 0;
-        let checkpoint = async || {
-            if let Some(pool) = admin.as_ref().filter(|_| checkpoints) {
-                sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
-            }
-        };
+        let checkpoint = async || support::checkpoint(admin.as_ref().filter(|_| checkpoints)).await;
         let mut ratios = Vec::new();
         for round in 0..rounds {
             let bare_window = async || {

@@ -24,7 +24,7 @@ use baton::app::Application;
 use baton::config::ServeConfig;
 use serde_json::{Value, json};
 use support::baseline::spawn_baseline;
-use support::{backends, fresh_pg_schema, measure, report};
+use support::{backends, fresh_pg_schema, measure, report, start_sessions};
 
 const CONCURRENCY: usize = 16;
 
@@ -68,29 +68,24 @@ async fn run() {
         };
         let baseline = spawn_baseline(&url("baseline").await, CONCURRENCY as u32, None).await;
         let (baton, baton_service) = spawn_baton(&url("baton").await, true).await;
-        let sessions = Arc::new(start_sessions(&baton).await);
+        let sessions = Arc::new(start_sessions(&baton, "load", CONCURRENCY, CONCURRENCY).await);
         // The same server without the funnel aggregator: what keeping the
         // rollups costs `submit`.
         let (plain, plain_service) = spawn_baton(&url("plain").await, false).await;
-        let plain_sessions = Arc::new(start_sessions(&plain).await);
+        let plain_sessions =
+            Arc::new(start_sessions(&plain, "load", CONCURRENCY, CONCURRENCY).await);
         // Rounds alternate the two servers, so a change in the machine's
         // speed during the run falls on both; the ratio of each round is
         // what to read.
         let mut ratios = Vec::new();
         let mut drains = Vec::new();
         let mut plain_submits = 0.0;
-        // On PostgreSQL every window starts from a checkpoint: the three
-        // servers share its WAL, and a checkpoint that one server's writes
-        // set off would otherwise land in whichever window came next.
+        // Each window starts from a checkpoint (`support::checkpoint`).
         let admin = match &pg {
             Some(base) => Some(sqlx::PgPool::connect(base).await.unwrap()),
             None => None,
         };
-        let checkpoint = async || {
-            if let Some(pool) = &admin {
-                sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
-            }
-        };
+        let checkpoint = async || support::checkpoint(admin.as_ref()).await;
         for round in 0..rounds {
             checkpoint().await;
             let base = baseline.clone();
@@ -273,28 +268,4 @@ async fn spawn_baton(url: &str, rollups: bool) -> (String, baton::service::Baton
     let service = app.baton().clone();
     tokio::spawn(app.run_until(std::future::pending()));
     (base, service)
-}
-
-async fn start_sessions(base: &str) -> Vec<(String, String)> {
-    let client = reqwest::Client::new();
-    let mut out = Vec::new();
-    for i in 0..CONCURRENCY {
-        let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { id token } }";
-        let v = json!({ "i": { "flowId": "tap", "user": { "id": format!("load-{i}") } } });
-        let r: Value = client
-            .post(format!("{base}/graphql"))
-            .json(&json!({ "query": q, "variables": v }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let s = &r["data"]["startFlow"];
-        out.push((
-            s["id"].as_str().unwrap().to_string(),
-            s["token"].as_str().unwrap().to_string(),
-        ));
-    }
-    out
 }

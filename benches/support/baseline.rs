@@ -83,15 +83,21 @@ pub async fn spawn_baseline(
     let schema = Schema::build(BaselineQuery, BaselineMutation, EmptySubscription)
         .data(pool)
         .finish();
-    let app = axum::Router::new().route(
-        "/graphql",
-        axum::routing::post(move |req: async_graphql_axum::GraphQLRequest| {
-            let schema = schema.clone();
-            async move {
-                async_graphql_axum::GraphQLResponse::from(schema.execute(req.into_inner()).await)
-            }
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/graphql",
+            axum::routing::post(move |req: async_graphql_axum::GraphQLRequest| {
+                let schema = schema.clone();
+                async move {
+                    async_graphql_axum::GraphQLResponse::from(
+                        schema.execute(req.into_inner()).await,
+                    )
+                }
+            }),
+        )
+        // What a bench that runs the baseline as its own process waits on,
+        // as it does on Baton's.
+        .route("/readyz", axum::routing::get(|| async { "ok" }));
     let addr = addr.unwrap_or_else(|| "127.0.0.1:0".parse().unwrap());
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -6,9 +6,11 @@
 
 pub mod baseline;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub struct Measured {
     pub count: usize,
@@ -220,4 +222,67 @@ pub async fn fresh_pg_schema(base: &str) -> String {
     pool.close().await;
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}options=-c%20search_path%3D{schema}")
+}
+
+/// `n` sessions of the `tap` flow (`benches/flows`) on the server at
+/// `base`, for users `{prefix}-0…`, started `connections` at a time: each
+/// session's id and token.
+pub async fn start_sessions(
+    base: &str,
+    prefix: &str,
+    n: usize,
+    connections: usize,
+) -> Vec<(String, String)> {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections.max(1) {
+        let (client, next, base, prefix) = (
+            client.clone(),
+            next.clone(),
+            base.to_owned(),
+            prefix.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return out;
+                }
+                let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { id token } }";
+                let v =
+                    json!({ "i": { "flowId": "tap", "user": { "id": format!("{prefix}-{i}") } } });
+                let r: Value = client
+                    .post(format!("{base}/graphql"))
+                    .json(&json!({ "query": q, "variables": v }))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let s = &r["data"]["startFlow"];
+                out.push((
+                    s["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned(),
+                    s["token"].as_str().unwrap().to_owned(),
+                ));
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+/// A PostgreSQL `CHECKPOINT` (nothing on SQLite): HTTP benches start each
+/// window from one, since the servers they compare share one WAL and a
+/// checkpoint that one server's writes set off would otherwise land in
+/// whichever window came next.
+pub async fn checkpoint(admin: Option<&sqlx::PgPool>) {
+    if let Some(pool) = admin {
+        sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
+    }
 }
