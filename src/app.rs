@@ -79,7 +79,11 @@ impl Application {
             },
         )
         .with_experiments(experiments)
-        .with_funnel_max_logged(config.funnel_max_logged);
+        .with_funnel_max_logged(config.funnel_max_logged)
+        .with_funnel_memory(
+            config.funnel_walk_cache,
+            Duration::from_millis(config.funnel_write_ms),
+        );
         // The flag and experiment files as loaded, versioned and audited.
         baton
             .record_files("flags", &config.flags)

@@ -83,6 +83,15 @@ pub struct ServeConfig {
     #[arg(long, env = "BATON_FUNNEL_MAX_LOGGED", default_value_t = 100_000,
           value_parser = clap::value_parser!(i64).range(1..))]
     pub funnel_max_logged: i64,
+    /// Sessions whose funnel walk the aggregator keeps in memory between
+    /// batches (0: none; each one missed is read from the store).
+    #[arg(long, env = "BATON_FUNNEL_WALK_CACHE", default_value_t = 100_000)]
+    pub funnel_walk_cache: usize,
+    /// Longest the funnel aggregator keeps what it folded in memory
+    /// before writing it (a funnel query writes it first in any case);
+    /// 0 writes every batch.
+    #[arg(long, env = "BATON_FUNNEL_WRITE_MS", default_value_t = 5000)]
+    pub funnel_write_ms: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "BATON_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
@@ -264,6 +273,8 @@ impl ServeConfig {
             release_poll_ms: 1000,
             rollup_poll_ms: 500,
             funnel_max_logged: 100_000,
+            funnel_walk_cache: 100_000,
+            funnel_write_ms: 5000,
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             rate_limit_per_address: 60_000,

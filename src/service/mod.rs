@@ -201,6 +201,17 @@ impl Baton {
         self
     }
 
+    /// Sets how many sessions' funnel walks the aggregator keeps in
+    /// memory, and how long what it folded may wait to be written. Call
+    /// before the service is shared.
+    pub fn with_funnel_memory(mut self, walks: usize, write_every: std::time::Duration) -> Baton {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_funnel_memory is called before the service is shared")
+            .rollups
+            .set_memory(walks, write_every);
+        self
+    }
+
     pub fn experiments(&self) -> &Experiments {
         &self.inner.experiments
     }

@@ -9,9 +9,9 @@
 //! A session falls in the cohort it had when the aggregator first met it
 //! (its experiment arms as pinned when it started).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -37,20 +37,76 @@ pub const DAY_MS: i64 = 86_400_000;
 /// funnel accepts (at most 7 days): it is settled into the rollups.
 const SETTLE_AFTER_MS: i64 = 7 * DAY_MS;
 const LEASE: Duration = Duration::from_secs(30);
+/// Sessions whose walk the aggregator keeps in memory by default
+/// (`--funnel-walk-cache`).
+pub const WALK_CACHE: usize = 100_000;
+/// How long folded events may wait in memory before they are written
+/// (`--funnel-write-ms`).
+pub const WRITE_EVERY: Duration = Duration::from_secs(5);
+
+/// A session's walk, its text left out.
+type Walked = (WalkRow, Walk);
 
 pub struct Rollups {
     store: Store,
     worker: String,
-    /// Until when this replica holds the lease, as last written.
-    held_until: Mutex<i64>,
     /// Cohort ids by flow and key.
     cohorts: Mutex<HashMap<(String, String), i64>>,
     /// One batch at a time in this process (the loop and a query's
-    /// catch-up).
-    running: tokio::sync::Mutex<()>,
+    /// catch-up), and what the batches folded.
+    state: tokio::sync::Mutex<State>,
+    walk_capacity: usize,
+    write_every: Duration,
     /// Started on first use: most processes that build a service never
     /// aggregate.
     lane: std::sync::OnceLock<Lane>,
+}
+
+/// What this replica folded, kept in memory while it holds the lease.
+///
+/// A session's walk and the sums change with nearly every event, and with
+/// many sessions reading, parsing and writing a walk per event was most of
+/// what the aggregator cost a busy server. So batches fold into memory and
+/// are written together (walks, sums and the feed position in one
+/// transaction) every [`WRITE_EVERY`], when a funnel query asks, or when
+/// memory is full: a session that moved several times meanwhile is
+/// written once. A crash or a lost lease loses only what was not written
+/// yet, and the next holder folds it again from the written position.
+#[derive(Default)]
+struct State {
+    /// Until when this replica holds the lease, as last written.
+    held_until: i64,
+    /// Walks by session: as written, or (those in `dirty`) ahead of it.
+    /// While this replica holds the lease nobody else writes walks, so a
+    /// batch reads from the store only the sessions it has not met.
+    walks: HashMap<String, Walked>,
+    dirty: HashSet<String>,
+    /// Where the next page starts, once ahead of the written position.
+    cursor: Option<String>,
+    /// Events folded and not written.
+    events: i64,
+    /// What they add, per hour.
+    deltas: BTreeMap<RollupKey, Funnel>,
+    /// When the first of them was folded.
+    since: Option<Instant>,
+}
+
+impl State {
+    /// Forgets everything not read back from the store: the lease may
+    /// have been lost, or a write failed in a way that leaves it unknown
+    /// whether it committed.
+    fn reset(&mut self) {
+        *self = State::default();
+    }
+}
+
+/// When [`Rollups::step`] writes what it folded.
+#[derive(Clone, Copy, PartialEq)]
+enum Write {
+    /// When it is due.
+    Due,
+    /// At the end of this step (a funnel query is about to read).
+    Now,
 }
 
 /// The hour a session that started at `ms` counts in.
@@ -129,109 +185,170 @@ impl Rollups {
         Rollups {
             store,
             worker: worker.to_owned(),
-            held_until: Mutex::new(0),
             cohorts: Mutex::default(),
-            running: tokio::sync::Mutex::new(()),
+            state: tokio::sync::Mutex::default(),
+            walk_capacity: WALK_CACHE,
+            write_every: WRITE_EVERY,
             lane: std::sync::OnceLock::new(),
         }
     }
 
+    /// Keeps at most about `walks` sessions' walks in memory, and writes
+    /// what was folded at least every `write_every` (zero: every batch).
+    pub fn set_memory(&mut self, walks: usize, write_every: Duration) {
+        self.walk_capacity = walks;
+        self.write_every = write_every;
+    }
+
     /// Aggregates until `shutdown`, looking for new events every `poll`
-    /// once it has caught up.
+    /// once it has caught up; writes what it folded before it returns.
     pub async fn run(&self, poll: Duration, shutdown: CancellationToken) {
         loop {
             // Only a full batch goes straight on: a busy server's events
             // are then folded in a few large batches per poll rather than
-            // in a stream of small ones, each paying for its sums and its
-            // transaction.
-            let wait = match self.step_sized().await {
+            // in a stream of small ones.
+            let wait = match self.step_sized(Write::Due).await {
                 Ok((_, true)) => Duration::ZERO,
-                Ok((_, false)) => poll,
+                Ok((_, false)) => poll.min(self.write_every.max(Duration::from_millis(1))),
                 Err(e) => {
                     tracing::warn!(error = %e, "funnel rollups stalled; trying again");
                     poll.max(Duration::from_secs(2))
                 }
             };
             tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => {
+                    if let Err(e) = self.write_pending().await {
+                        tracing::warn!(error = %e, "funnel rollups not written at shutdown; the next aggregator folds them again");
+                    }
+                    return;
+                }
                 _ = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    /// Aggregates up to `batches` batches now (a funnel query's catch-up):
-    /// `true` when it reached the end of the feed.
+    /// Aggregates up to `batches` batches now and writes them (a funnel
+    /// query's catch-up): `true` when it reached the end of the feed.
     pub async fn catch_up(&self, batches: usize) -> Result<bool, StoreError> {
         for _ in 0..batches {
-            if self.step().await? == 0 {
+            if self.step_sized(Write::Now).await?.0 == 0 {
                 return Ok(true);
             }
         }
         Ok(false)
     }
 
-    /// One batch: the events handled, or once caught up the sessions
-    /// settled (0 when there was nothing to do, or another replica holds
-    /// the lease).
+    /// One batch, written: the events handled, or once caught up the
+    /// sessions settled (0 when there was nothing to do, or another
+    /// replica holds the lease).
     pub async fn step(&self) -> Result<usize, StoreError> {
-        Ok(self.step_sized().await?.0)
+        Ok(self.step_sized(Write::Now).await?.0)
+    }
+
+    /// One batch, folded into memory and written only when due, as the
+    /// background loop does: the events handled (0 when there was nothing
+    /// to do, or another replica holds the lease).
+    pub async fn step_deferred(&self) -> Result<usize, StoreError> {
+        Ok(self.step_sized(Write::Due).await?.0)
+    }
+
+    /// Writes what was folded and not written yet.
+    pub async fn write_pending(&self) -> Result<(), StoreError> {
+        let mut state = self.state.lock().await;
+        if state.events > 0 || !state.dirty.is_empty() {
+            let r = self.write(&mut state).await;
+            if r.is_err() {
+                state.reset();
+            }
+            r?;
+        }
+        Ok(())
     }
 
     /// [`Rollups::step`], and whether the batch was full (more may wait).
-    async fn step_sized(&self) -> Result<(usize, bool), StoreError> {
-        let _one = self.running.lock().await;
+    async fn step_sized(&self, when: Write) -> Result<(usize, bool), StoreError> {
+        let mut state = self.state.lock().await;
+        let r = self.step_in(&mut state, when).await;
+        if r.is_err() {
+            // Whether a failed write committed is unknown: start again
+            // from what the store says.
+            state.reset();
+        }
+        r
+    }
+
+    async fn step_in(&self, state: &mut State, when: Write) -> Result<(usize, bool), StoreError> {
         let now = now_ms();
-        if !self.claim(now).await? {
+        if !self.claim(state, now).await? {
             return Ok((0, false));
         }
-        let cursor = self
-            .store
-            .sink_state(ROLLUP_SINK)
-            .await?
-            .and_then(|s| s.cursor)
-            .unwrap_or_default();
+        let cursor = match &state.cursor {
+            Some(c) => c.clone(),
+            None => self
+                .store
+                .sink_state(ROLLUP_SINK)
+                .await?
+                .and_then(|s| s.cursor)
+                .unwrap_or_default(),
+        };
         let after = (!cursor.is_empty()).then_some(cursor.as_str());
         let page = self.store.funnel_feed(after, BATCH).await?;
         let Some(last) = page.end.clone() else {
-            // Caught up: time to settle the long quiet.
-            let n = self.settle(now).await?;
+            if state.events > 0 || !state.dirty.is_empty() {
+                let n = state.events as usize;
+                if !self.write(state).await? {
+                    return Ok((0, false));
+                }
+                // What was written counts as this step's work, so a
+                // catch-up does not stop before the sums are in.
+                return Ok((n.max(1), false));
+            }
+            // Caught up and all written: time to settle the long quiet.
+            let n = self.settle(state, now).await?;
             return Ok((n, n as i64 >= SETTLE_BATCH));
         };
         let n = page.events;
-        let batch = self.fold(page).await?;
-        let written = self
-            .store
-            .apply_rollups(
-                ROLLUP_SINK,
-                &self.worker,
-                Some(&last),
-                n as i64,
-                now_ms(),
-                &batch,
-            )
-            .await?;
-        if !written {
-            *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) = 0;
+        self.fold(state, page).await?;
+        state.cursor = Some(last);
+        state.events += n as i64;
+        state.since.get_or_insert_with(Instant::now);
+        let full = n as i64 >= BATCH;
+        let due = when == Write::Now
+            || state.since.is_some_and(|t| t.elapsed() >= self.write_every)
+            || state.dirty.len() + BATCH as usize > self.walk_capacity;
+        if due && !self.write(state).await? {
             return Ok((0, false));
         }
-        Ok((n, n as i64 >= BATCH))
+        Ok((n, full))
     }
 
-    /// A page's batch. What it reads comes from the store here; parsing
-    /// the page and the walks, folding and writing out the sums are CPU
-    /// work and run on the lane, away from the requests.
-    async fn fold(&self, page: FunnelPage) -> Result<RollupBatch, StoreError> {
-        let ids: Vec<String> = page.session_ids().map(str::to_owned).collect();
+    /// Folds a page into `state`. What it reads comes from the store
+    /// here; parsing the page and the walks and folding are CPU work and
+    /// run on the lane, away from the requests.
+    async fn fold(&self, state: &mut State, page: FunnelPage) -> Result<(), StoreError> {
+        let lane = self.lane();
+        let events = lane.run(move || page.parse()).await?;
+        // Parsed, each session's events are together.
+        let mut ids: Vec<String> = events.iter().map(|e| e.session_id.clone()).collect();
+        ids.dedup();
+        let mut cached = Vec::new();
+        let mut missed = Vec::new();
+        for id in ids {
+            match state.walks.remove(&id) {
+                Some(w) => cached.push((id, w)),
+                None => missed.push(id),
+            }
+        }
         let mut rows: HashMap<String, WalkRow> = self
             .store
-            .session_walks(&ids)
+            .session_walks(&missed)
             .await?
             .into_iter()
             .map(|row| (row.session_id.clone(), row))
             .collect();
         // The hours that gain a session.
         let mut started = Vec::new();
-        let new: Vec<String> = ids
+        let new: Vec<String> = missed
             .iter()
             .filter(|id| !rows.contains_key(*id))
             .cloned()
@@ -266,10 +383,6 @@ impl Rollups {
                 rows.insert(f.id, row);
             }
         }
-        let lane = self.lane();
-        let (events, walks) = lane
-            .run(move || Ok::<_, StoreError>((page.parse()?, parse_walks(rows))))
-            .await?;
         let with_steps: Vec<String> = {
             let mut v: Vec<String> = events
                 .iter()
@@ -288,12 +401,63 @@ impl Rollups {
         }
         let (deltas, walks) = lane
             .run(move || {
-                let mut walks = walks;
+                let mut walks = parse_walks(rows);
+                walks.extend(cached);
                 let deltas = apply(&events, started, &outcomes, &mut walks);
-                (deltas, walk_rows(walks.into_values()))
+                (deltas, walks)
             })
             .await;
-        self.batch(deltas, walks).await
+        for (key, delta) in deltas {
+            state.deltas.entry(key).or_default().merge(&delta, 1);
+        }
+        for (id, walk) in walks {
+            state.dirty.insert(id.clone());
+            state.walks.insert(id, walk);
+        }
+        Ok(())
+    }
+
+    /// Writes what `state` folded with its feed position, at once;
+    /// `false` when the lease turned out lost (nothing written, and
+    /// `state` starts again from the store).
+    async fn write(&self, state: &mut State) -> Result<bool, StoreError> {
+        let walks: Vec<Walked> = state
+            .dirty
+            .iter()
+            .filter_map(|id| state.walks.get(id).cloned())
+            .collect();
+        let rows = self.lane().run(move || walk_rows(walks.into_iter())).await;
+        let batch = self.batch(std::mem::take(&mut state.deltas), rows).await?;
+        let written = self
+            .store
+            .apply_rollups(
+                ROLLUP_SINK,
+                &self.worker,
+                state.cursor.as_deref(),
+                state.events,
+                now_ms(),
+                &batch,
+            )
+            .await?;
+        if !written {
+            state.reset();
+            return Ok(false);
+        }
+        state.dirty.clear();
+        state.events = 0;
+        state.since = None;
+        // The written position is the store's now; memory holds only
+        // what it has, so the cache may shrink to its capacity.
+        state.cursor = None;
+        let over = state.walks.len().saturating_sub(self.walk_capacity);
+        if over > 0 {
+            // Arbitrary eviction is fine: a miss costs one read.
+            let drop: Vec<String> = state.walks.keys().take(over).cloned().collect();
+            for id in drop {
+                state.walks.remove(&id);
+            }
+        }
+        Ok(true)
     }
 
     /// The stored sums plus `deltas` (per hour; their days are added
@@ -313,13 +477,18 @@ impl Rollups {
     /// Settles up to a batch of sessions quiet longer than any idle
     /// threshold: their drop-off goes into the rollups, so a funnel
     /// counts only the recently quiet ones itself. The number settled.
-    async fn settle(&self, now: i64) -> Result<usize, StoreError> {
+    /// Runs only with nothing folded and unwritten, so the stored walks
+    /// are the current ones.
+    async fn settle(&self, state: &mut State, now: i64) -> Result<usize, StoreError> {
         let rows = self
             .store
             .quiet_walks(now - SETTLE_AFTER_MS, SETTLE_BATCH)
             .await?;
         if rows.is_empty() {
             return Ok(0);
+        }
+        for row in &rows {
+            state.walks.remove(&row.session_id);
         }
         let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
         let mut walks = Vec::with_capacity(rows.len());
@@ -334,11 +503,15 @@ impl Rollups {
             walks.push((row, walk));
         }
         let n = walks.len();
-        let batch = self.batch(deltas, walk_rows(walks.into_iter())).await?;
+        let rows = walk_rows(walks.into_iter());
+        let batch = self.batch(deltas, rows).await?;
         let written = self
             .store
             .apply_rollups(ROLLUP_SINK, &self.worker, None, 0, now_ms(), &batch)
             .await?;
+        if !written {
+            state.reset();
+        }
         Ok(if written { n } else { 0 })
     }
 
@@ -367,25 +540,31 @@ impl Rollups {
     }
 
     /// Holds the lease: renewed in the store only once half of it has
-    /// passed.
-    async fn claim(&self, now: i64) -> Result<bool, StoreError> {
+    /// passed. Whatever `state` holds is dropped when the lease lapsed
+    /// meanwhile, since another replica may have written since.
+    async fn claim(&self, state: &mut State, now: i64) -> Result<bool, StoreError> {
         let lease = LEASE.as_millis() as i64;
-        let until = *self.held_until.lock().unwrap_or_else(|p| p.into_inner());
-        if now < until - lease / 2 {
+        if now < state.held_until - lease / 2 {
             return Ok(true);
+        }
+        if now >= state.held_until {
+            state.reset();
         }
         let held = self
             .store
             .claim_sink(ROLLUP_SINK, &self.worker, now, now + lease)
             .await?;
-        *self.held_until.lock().unwrap_or_else(|p| p.into_inner()) =
-            if held { now + lease } else { 0 };
+        if held {
+            state.held_until = now + lease;
+        } else {
+            state.reset();
+        }
         Ok(held)
     }
 }
 
 /// The walks of a page's sessions: as stored, or new.
-fn parse_walks(rows: HashMap<String, WalkRow>) -> HashMap<String, (WalkRow, Walk)> {
+fn parse_walks(rows: HashMap<String, WalkRow>) -> HashMap<String, Walked> {
     rows.into_iter()
         .map(|(id, row)| {
             let walk = if row.walk.is_empty() {
@@ -407,7 +586,7 @@ fn apply(
     events: &[FunnelEvent],
     started: Vec<RollupKey>,
     outcomes: &HashMap<(String, String), Vec<String>>,
-    walks: &mut HashMap<String, (WalkRow, Walk)>,
+    walks: &mut HashMap<String, Walked>,
 ) -> BTreeMap<RollupKey, Funnel> {
     let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
     for key in started {
@@ -445,7 +624,7 @@ fn apply(
 }
 
 /// The walks as rows to store.
-fn walk_rows(walks: impl Iterator<Item = (WalkRow, Walk)>) -> Vec<WalkRow> {
+fn walk_rows(walks: impl Iterator<Item = Walked>) -> Vec<WalkRow> {
     walks
         .map(|(mut row, walk)| {
             row.idle_node = walk.idle_node().map(str::to_owned);

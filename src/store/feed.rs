@@ -28,40 +28,56 @@ pub struct FunnelEvent {
 /// them away from the threads that serve requests.
 #[derive(Debug, Default)]
 pub struct FunnelPage {
-    /// Per session, its events' `[kind, created_at, payload]` joined by
-    /// commas, in order; sessions in no particular order, each once.
-    sessions: Vec<(String, String)>,
+    raw: RawPage,
     /// How many events the page holds.
     pub events: usize,
     /// The cursor after the last event; `None` when the page is empty.
     pub end: Option<String>,
 }
 
-impl FunnelPage {
-    pub fn session_ids(&self) -> impl Iterator<Item = &str> {
-        self.sessions.iter().map(|(id, _)| id.as_str())
-    }
+/// A page's events as each backend reads them cheapest.
+#[derive(Debug)]
+enum RawPage {
+    /// `(session, kind, created_at, payload)` in feed order.
+    Rows(Vec<(String, String, i64, String)>),
+    /// The same as one JSON array: SQLite hands rows over one at a time
+    /// through its worker thread, and one row for the page costs less
+    /// than a few thousand.
+    Json(String),
+}
 
+impl Default for RawPage {
+    fn default() -> RawPage {
+        RawPage::Rows(Vec::new())
+    }
+}
+
+impl FunnelPage {
     /// The page's events: each session's together and in order.
     pub fn parse(self) -> Result<Vec<FunnelEvent>, StoreError> {
-        let mut out = Vec::with_capacity(self.events);
-        for (session_id, events) in self.sessions {
-            let events: Vec<(String, i64, Payload)> = serde_json::from_str(&format!("[{events}]"))
-                .map_err(|e| StoreError::Corrupt {
-                    table: "session_events",
-                    detail: format!("payload: {e}"),
-                })?;
-            out.extend(events.into_iter().map(|(kind, created_at, p)| FunnelEvent {
-                session_id: session_id.clone(),
-                kind,
-                created_at,
-                node: p.node,
-                node_kind: p.node_kind,
-                action: p.action,
-                to: p.to,
-            }));
-        }
-        Ok(out)
+        let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+            table: "session_events",
+            detail: format!("payload: {e}"),
+        };
+        let mut events: Vec<FunnelEvent> = match self.raw {
+            RawPage::Rows(rows) => rows
+                .into_iter()
+                .map(|(session_id, kind, created_at, payload)| {
+                    let p: Payload = serde_json::from_str(&payload).map_err(corrupt)?;
+                    Ok(p.event(session_id, kind, created_at))
+                })
+                .collect::<Result<_, StoreError>>()?,
+            RawPage::Json(text) => {
+                let rows: Vec<(String, String, i64, Payload)> =
+                    serde_json::from_str(&text).map_err(corrupt)?;
+                rows.into_iter()
+                    .map(|(session_id, kind, created_at, p)| p.event(session_id, kind, created_at))
+                    .collect()
+            }
+        };
+        // Stable: a session's events keep their feed order.
+        events.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        Ok(events)
     }
 }
 
@@ -76,6 +92,20 @@ struct Payload {
     action: Option<String>,
     #[serde(default)]
     to: Option<String>,
+}
+
+impl Payload {
+    fn event(self, session_id: String, kind: String, created_at: i64) -> FunnelEvent {
+        FunnelEvent {
+            session_id,
+            kind,
+            created_at,
+            node: self.node,
+            node_kind: self.node_kind,
+            action: self.action,
+            to: self.to,
+        }
+    }
 }
 
 /// Where a read starts: the pool of this store's backend, with the SQLite
@@ -301,61 +331,53 @@ impl Store {
         limit: i64,
     ) -> Result<FunnelPage, StoreError> {
         let limit = limit.max(1);
-        // Per session: `[kind, created_at, payload]` of each event, joined
-        // by commas; the position and seq of its last event; how many. The
-        // payloads go out as stored and are parsed by the reader: a JSON
-        // value per event costs the database more than the bytes.
-        let rows: Vec<(String, String, String, i64, i64)> = match self.after(after)? {
+        let mut page = FunnelPage::default();
+        match self.after(after)? {
             After::Sqlite(read, id) => {
-                sqlx::query_as(
-                    "WITH page AS (SELECT f.id, e.session_id, e.seq, e.kind, e.created_at, \
-                     e.payload FROM event_feed f \
+                let (json, last, count): (String, Option<i64>, i64) = sqlx::query_as(
+                    "WITH page AS (SELECT f.id, e.session_id, e.kind, e.created_at, e.payload \
+                     FROM event_feed f \
                      JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq \
                      WHERE f.id > ?1 ORDER BY f.id LIMIT ?2) \
-                     SELECT session_id, group_concat('[' || json_quote(kind) || ',' || created_at \
-                     || ',' || payload || ']', ',' ORDER BY id), CAST(MAX(id) AS TEXT), MAX(seq), \
-                     COUNT(*) FROM page GROUP BY session_id",
+                     SELECT '[' || COALESCE(group_concat('[' || json_quote(session_id) || ',' \
+                     || json_quote(kind) || ',' || created_at || ',' || payload || ']', ',' \
+                     ORDER BY id), '') || ']', MAX(id), COUNT(*) FROM page",
                 )
                 .bind(id)
                 .bind(limit)
-                .fetch_all(read)
-                .await?
+                .fetch_one(read)
+                .await?;
+                page.raw = RawPage::Json(json);
+                page.events = usize::try_from(count).unwrap_or(0);
+                page.end = last.map(|id| Cursor::Sqlite(id).encode());
             }
             After::Postgres(pool, tx, session_id, seq) => {
-                // A session's later events have a higher seq and a
-                // transaction no older: seq alone orders its events, and
-                // its last is in the top transaction. Kinds are Baton's
-                // own identifiers (`engine::Event::kind`), quoted as they
-                // are: the per-row JSON quoting and the second sort key
-                // were a third of this query's time.
-                sqlx::query_as(
-                    "WITH page AS (SELECT e.tx, e.session_id, e.seq, e.kind, e.created_at, \
-                     e.payload FROM session_events e \
+                let rows: Vec<(String, String, i64, String, i64, String)> = sqlx::query_as(
+                    "SELECT e.tx::text, e.session_id, e.seq, e.kind, e.created_at, e.payload \
+                     FROM session_events e \
                      WHERE (e.tx, e.session_id, e.seq) > ($1::text::xid8, $2, $3) \
                      AND e.tx < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY e.tx, e.session_id, e.seq LIMIT $4) \
-                     SELECT session_id, string_agg('[\"' || kind || '\",' || created_at \
-                     || ',' || payload || ']', ',' ORDER BY seq), \
-                     MAX(tx)::text, MAX(seq), COUNT(*) \
-                     FROM page GROUP BY session_id",
+                     ORDER BY e.tx, e.session_id, e.seq LIMIT $4",
                 )
                 .bind(tx)
                 .bind(session_id)
                 .bind(seq)
                 .bind(limit)
                 .fetch_all(pool)
-                .await?
+                .await?;
+                if let Some((pos, session_id, seq, ..)) = rows.last() {
+                    page.end = Some(self.cursor_at(pos, session_id, *seq)?.encode());
+                }
+                page.events = rows.len();
+                page.raw = RawPage::Rows(
+                    rows.into_iter()
+                        .map(|(_, session_id, _, kind, created_at, payload)| {
+                            (session_id, kind, created_at, payload)
+                        })
+                        .collect(),
+                );
             }
-        };
-        let mut page = FunnelPage::default();
-        let mut end: Option<Cursor> = None;
-        for (session_id, events, pos, seq, count) in rows {
-            let last = self.cursor_at(&pos, &session_id, seq)?;
-            end = end.max(Some(last));
-            page.events += usize::try_from(count).unwrap_or(0);
-            page.sessions.push((session_id, events));
         }
-        page.end = end.map(|c| c.encode());
         Ok(page)
     }
 

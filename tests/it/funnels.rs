@@ -64,12 +64,18 @@ async fn funnel(app: &TestApp, vars: Value) -> Value {
     r["data"]["funnel"].clone()
 }
 
-async fn walk(backend: Backend) {
+/// `in_memory`: the aggregator's defaults (walks cached, writes
+/// deferred); otherwise each batch reads its walks and is written at once.
+async fn walk(backend: Backend, in_memory: bool) {
     let Some(app) = TestApp::spawn_configured(
         backend,
         &[("signup.yaml", SIGNUP.into()), ("steps.yaml", STEPS.into())],
         |c, dir| {
             c.api_keys = Some(write_test_keys(dir));
+            if !in_memory {
+                c.funnel_walk_cache = 0;
+                c.funnel_write_ms = 0;
+            }
         },
     )
     .await
@@ -472,12 +478,137 @@ fn node_dropped(f: &Value, id: &str) -> i64 {
 
 #[tokio::test]
 async fn funnel_sqlite() {
-    walk(Backend::Sqlite).await;
+    walk(Backend::Sqlite, true).await;
 }
 
 #[tokio::test]
 async fn funnel_postgres() {
-    walk(Backend::Postgres).await;
+    walk(Backend::Postgres, true).await;
+}
+
+#[tokio::test]
+async fn funnel_uncached_sqlite() {
+    walk(Backend::Sqlite, false).await;
+}
+
+#[tokio::test]
+async fn funnel_uncached_postgres() {
+    walk(Backend::Postgres, false).await;
+}
+
+/// What an aggregator folded and had not written is lost with it, and
+/// nothing else: the next holder of the lease folds it again from the
+/// written position, so every count stays exact; a holder that lost the
+/// lease writes nothing.
+async fn unwritten(backend: Backend) {
+    use baton::service::rollups::{ROLLUP_SINK, Rollups};
+    let Some(app) =
+        TestApp::spawn_configured(backend, &[("signup.yaml", SIGNUP.into())], |c, dir| {
+            c.api_keys = Some(write_test_keys(dir));
+            // Only the aggregators below run.
+            c.rollup_poll_ms = 0;
+        })
+        .await
+    else {
+        return;
+    };
+    let finish = |user: String| {
+        let app = &app;
+        async move {
+            let (s, t) = app
+                .start("signup_funnel", json!({ "id": user }), json!({}))
+                .await;
+            let id = s["id"].as_str().unwrap().to_string();
+            app.submit(&t, &id, "intro", "next", json!({})).await;
+            let s = app
+                .submit(&t, &id, "form", "send", json!({ "name": "x" }))
+                .await;
+            assert_eq!(s["status"], "COMPLETED", "{s}");
+        }
+    };
+    let done = |f: &Value| {
+        f["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == "done")
+            .map(|n| n["entered"].clone())
+    };
+    for i in 0..3 {
+        finish(format!("u{i}")).await;
+    }
+    let store = app.store().await;
+    let cursor = |store: baton::store::Store| async move {
+        store
+            .sink_state(ROLLUP_SINK)
+            .await
+            .unwrap()
+            .and_then(|s| s.cursor)
+    };
+    // A folds everything and, its write not due, writes nothing; then it
+    // crashes.
+    let a = Rollups::new(store.clone(), "w-a");
+    assert!(a.step_deferred().await.unwrap() > 0);
+    assert_eq!(cursor(store.clone()).await, None, "nothing written yet");
+    drop(a);
+    // Once A's lease has lapsed, B takes over and folds it all again.
+    let lapsed = now_ms() + 31_000;
+    assert!(
+        store
+            .claim_sink(ROLLUP_SINK, "w-b", lapsed, lapsed + 30_000)
+            .await
+            .unwrap()
+    );
+    let b = Rollups::new(store.clone(), "w-b");
+    assert!(b.catch_up(100).await.unwrap());
+    let written = cursor(store.clone()).await;
+    assert!(written.is_some());
+    let f = funnel(&app, json!({})).await;
+    assert_eq!(
+        (f["sessions"].clone(), done(&f)),
+        (json!(3), Some(json!(3))),
+        "{f}"
+    );
+
+    // B folds two more sessions, then loses its lease to C before it
+    // writes: B writes nothing, and C counts them once.
+    for i in 3..5 {
+        finish(format!("u{i}")).await;
+    }
+    assert!(b.step_deferred().await.unwrap() > 0);
+    let lapsed = now_ms() + 61_000;
+    assert!(
+        store
+            .claim_sink(ROLLUP_SINK, "w-c", lapsed, lapsed + 30_000)
+            .await
+            .unwrap()
+    );
+    b.write_pending().await.unwrap();
+    assert_eq!(cursor(store.clone()).await, written, "B wrote nothing");
+    // C holds the lease from now on.
+    let c = Rollups::new(store.clone(), "w-c");
+    assert!(c.catch_up(100).await.unwrap());
+    assert_eq!(
+        b.step_deferred().await.unwrap(),
+        0,
+        "B no longer aggregates"
+    );
+    let f = funnel(&app, json!({})).await;
+    assert_eq!(
+        (f["sessions"].clone(), done(&f)),
+        (json!(5), Some(json!(5))),
+        "{f}"
+    );
+}
+
+#[tokio::test]
+async fn unwritten_sqlite() {
+    unwritten(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn unwritten_postgres() {
+    unwritten(Backend::Postgres).await;
 }
 
 /// Grouped by an experiment's arms, the groups are exactly the sessions
