@@ -209,7 +209,7 @@ impl Rollups {
             // in a stream of small ones.
             let wait = match self.step_sized(Write::Due).await {
                 Ok((_, true)) => Duration::ZERO,
-                Ok((_, false)) => poll.min(self.write_every.max(Duration::from_millis(1))),
+                Ok((_, false)) => poll,
                 Err(e) => {
                     tracing::warn!(error = %e, "funnel rollups stalled; trying again");
                     poll.max(Duration::from_secs(2))
