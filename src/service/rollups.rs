@@ -2,9 +2,10 @@
 //! keeps, per flow, hour (of the session's start) and cohort (version,
 //! platform, app version, experiment arms), the sum of what sessions did
 //! ([`crate::analytics::funnel::Funnel`]), so a funnel over a million
-//! sessions reads a few thousand sums instead of their logs. Each batch is
-//! written with its place in the feed in one transaction, under a lease:
-//! one replica aggregates at a time, and a batch counts exactly once.
+//! sessions reads a few thousand sums instead of their logs. One replica
+//! aggregates at a time, under a lease; it folds batches in memory and
+//! writes them with its place in the feed in one transaction (see
+//! `State`), so each event counts exactly once.
 //!
 //! A session falls in the cohort it had when the aggregator first met it
 //! (its experiment arms as pinned when it started).
