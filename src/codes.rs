@@ -582,8 +582,8 @@ catalogue! {
             "the flows directory cannot be read"
             "check that the flows directory exists and is readable";
         FlowFileUnreadable "FLOW_FILE_UNREADABLE" _
-            "an I/O error, or the file is not UTF-8"
-            "check the file's permissions and that it is UTF-8 text";
+            "no such file, an I/O error, or the file is not UTF-8"
+            "check the path, the file's permissions and that it is UTF-8 text";
         FlowFileTooLarge "FLOW_FILE_TOO_LARGE" _
             "a flow file over 1 MiB"
             "split the flow into smaller flows";

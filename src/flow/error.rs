@@ -95,7 +95,7 @@ impl FlowError {
                 Some("check that the flows directory exists and is readable".into())
             }
             FlowError::FileUnreadable { .. } => {
-                Some("check the file's permissions and that it is UTF-8 text".into())
+                Some("check the path, the file's permissions and that it is UTF-8 text".into())
             }
             FlowError::FileTooLarge { .. } => Some("split the flow into smaller flows".into()),
             FlowError::UnsupportedFormat { .. } => {

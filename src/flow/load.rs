@@ -305,16 +305,17 @@ pub fn load_file(path: &Path) -> Result<FlowDef, Vec<Issue>> {
 /// The text of a flow file, within [`MAX_FILE_BYTES`].
 fn read_text(path: &Path) -> Result<String, Vec<Issue>> {
     let one = |e: FlowError| vec![e.to_issue()];
+    let unreadable = |source| FlowError::FileUnreadable {
+        file: path.to_path_buf(),
+        source,
+    };
+    // A path that does not exist is reported as such, whatever its name.
+    let size = fs::metadata(path).map_err(|e| one(unreadable(e)))?.len();
     if format_of(path).is_none() {
         return Err(one(FlowError::UnsupportedFormat {
             file: path.to_path_buf(),
         }));
     }
-    let unreadable = |source| FlowError::FileUnreadable {
-        file: path.to_path_buf(),
-        source,
-    };
-    let size = fs::metadata(path).map_err(|e| one(unreadable(e)))?.len();
     if size > MAX_FILE_BYTES {
         return Err(one(FlowError::FileTooLarge {
             file: path.to_path_buf(),

@@ -1069,6 +1069,28 @@ fn size_and_node_limits() {
     assert_eq!(issues[0].file, path.display().to_string());
 }
 
+/// A path that does not exist says so, whatever its name; an existing
+/// file with another extension is refused for its format.
+#[test]
+fn missing_and_unsupported_files() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["gone.yaml", "gone"] {
+        let issues = load_file(&dir.path().join(name)).unwrap_err();
+        assert_eq!(issues[0].code, "FLOW_FILE_UNREADABLE", "{name}");
+        assert!(
+            issues[0].hint.as_deref().unwrap_or("").contains("path"),
+            "{:?}",
+            issues[0].hint
+        );
+    }
+    let txt = dir.path().join("flow.txt");
+    std::fs::write(&txt, "id: t\n").unwrap();
+    assert_eq!(
+        load_file(&txt).unwrap_err()[0].code,
+        "FLOW_UNSUPPORTED_FORMAT"
+    );
+}
+
 #[test]
 fn load_dir_reports_every_bad_file() {
     let report = load_dir(&fixtures()).unwrap();
