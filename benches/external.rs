@@ -28,18 +28,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::baseline::spawn_baseline;
 use support::{
-    Measured, backends, fresh_pg_schema, machine_cpu, measure, process_cpu_of, start_sessions,
+    Measured, backends, env_or, machine_cpu, measure, process_cpu_of, start_sessions, store_url,
 };
 
 const SUBMIT: &str =
     "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -111,8 +104,8 @@ async fn spawn_baton(url: &str, dir: &Path, connections: usize, rollups: bool) -
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let log = dir.join(format!("baton-{}.log", addr.port()));
-    let child = Command::new(env!("CARGO_BIN_EXE_baton"))
-        .arg("serve")
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+    cmd.arg("serve")
         .env("BATON_ADDR", addr.to_string())
         .env("DATABASE_URL", url)
         .env(
@@ -127,36 +120,37 @@ async fn spawn_baton(url: &str, dir: &Path, connections: usize, rollups: bool) -
         .env("BATON_RATE_LIMIT_PER_ADDRESS", "0")
         .env("BATON_RATE_LIMIT_PER_SESSION", "0")
         .env("BATON_LOG", "warn")
-        .env("BATON_ROLLUP_POLL_MS", if rollups { "500" } else { "0" })
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let base = format!("http://{addr}");
-    let mut server = Server { child, base };
-    let ready = format!("{}/readyz", server.base);
-    wait_ready(&mut server, &ready, &log).await;
-    server
+        .env("BATON_ROLLUP_POLL_MS", if rollups { "500" } else { "0" });
+    launch(cmd, addr, &log).await
 }
 
 async fn spawn_bare(url: &str, dir: &Path, connections: usize) -> Server {
     let addr = free_addr();
     let log = dir.join(format!("baseline-{}.log", addr.port()));
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--baseline",
-            url,
-            &connections.to_string(),
-            &addr.to_string(),
-        ])
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--baseline",
+        url,
+        &connections.to_string(),
+        &addr.to_string(),
+    ]);
+    launch(cmd, addr, &log).await
+}
+
+/// Starts `cmd` serving on `addr`, its stderr in `log`, and waits until it
+/// is ready.
+async fn launch(mut cmd: Command, addr: SocketAddr, log: &Path) -> Server {
+    let child = cmd
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(log).unwrap())
         .spawn()
         .unwrap();
-    let base = format!("http://{addr}");
-    let mut server = Server { child, base };
+    let mut server = Server {
+        child,
+        base: format!("http://{addr}"),
+    };
     let ready = format!("{}/readyz", server.base);
-    wait_ready(&mut server, &ready, &log).await;
+    wait_ready(&mut server, &ready, log).await;
     server
 }
 
@@ -265,13 +259,7 @@ async fn run() {
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     for (name, pg) in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let url = async |tag: &str| match &pg {
-            None => format!(
-                "sqlite://{}",
-                dir.path().join(format!("{tag}.db")).display()
-            ),
-            Some(base) => fresh_pg_schema(base).await,
-        };
+        let url = async |tag: &str| store_url(pg.as_deref(), dir.path(), tag).await;
         let bare = spawn_bare(&url("baseline").await, dir.path(), connections).await;
         let baton = spawn_baton(&url("baton").await, dir.path(), connections, true).await;
         // The same server without the funnel aggregator: what keeping the

@@ -24,7 +24,7 @@ use baton::app::Application;
 use baton::config::ServeConfig;
 use serde_json::{Value, json};
 use support::baseline::spawn_baseline;
-use support::{backends, fresh_pg_schema, measure, report, start_sessions};
+use support::{backends, env_or, measure, report, start_sessions, store_url};
 
 const CONCURRENCY: usize = 16;
 
@@ -37,10 +37,7 @@ fn main() {
 }
 
 async fn run() {
-    let secs: u64 = std::env::var("LOAD_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let secs: u64 = env_or("LOAD_SECS", 5);
     let dur = Duration::from_secs(secs);
     println!(
         "{CONCURRENCY} connections, {secs} s per measurement, {} cores",
@@ -52,20 +49,10 @@ async fn run() {
         "{:<10} {:<22} {:>10} {:>9} {:>9} {:>11}",
         "store", "server", "req/s", "p50 ms", "p99 ms", "cpu us/req"
     );
-    let rounds: usize = std::env::var("LOAD_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1)
-        .max(1);
+    let rounds = env_or("LOAD_ROUNDS", 1usize).max(1);
     for (name, pg) in backends() {
         let dir = tempfile::tempdir().unwrap();
-        let url = async |tag: &str| match &pg {
-            None => format!(
-                "sqlite://{}",
-                dir.path().join(format!("{tag}.db")).display()
-            ),
-            Some(base) => fresh_pg_schema(base).await,
-        };
+        let url = async |tag: &str| store_url(pg.as_deref(), dir.path(), tag).await;
         let baseline = spawn_baseline(&url("baseline").await, CONCURRENCY as u32, None).await;
         let (baton, baton_service) = spawn_baton(&url("baton").await, true).await;
         let sessions = Arc::new(start_sessions(&baton, "load", CONCURRENCY, CONCURRENCY).await);

@@ -181,8 +181,7 @@ pub fn machine_cpu() -> Duration {
 }
 
 /// The stores to measure: SQLite, and PostgreSQL (with its base URL) when
-/// `BATON_TEST_POSTGRES_URL` is set; says so when it is not.
-/// SQLite, and PostgreSQL when BATON_TEST_POSTGRES_URL is set;
+/// `BATON_TEST_POSTGRES_URL` is set (says so when it is not);
 /// `BENCH_BACKENDS=postgres` (or `sqlite`) keeps only the one named.
 pub fn backends() -> Vec<(&'static str, Option<String>)> {
     let mut out = vec![("sqlite", None)];
@@ -194,6 +193,24 @@ pub fn backends() -> Vec<(&'static str, Option<String>)> {
         out.retain(|(name, _)| only.split(',').any(|o| o.trim() == *name));
     }
     out
+}
+
+/// A bench knob: the environment variable `name`, or `default` when it is
+/// unset or does not parse.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A fresh database for the server `tag` of one store from [`backends`]:
+/// a file in `dir` for SQLite, a new schema for PostgreSQL.
+pub async fn store_url(pg: Option<&str>, dir: &std::path::Path, tag: &str) -> String {
+    match pg {
+        None => format!("sqlite://{}", dir.join(format!("{tag}.db")).display()),
+        Some(base) => fresh_pg_schema(base).await,
+    }
 }
 
 /// A new schema for one measurement. The first call of a run drops the

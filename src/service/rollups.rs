@@ -93,6 +93,11 @@ struct State {
 }
 
 impl State {
+    /// Whether something was folded and not written yet.
+    fn unwritten(&self) -> bool {
+        self.events > 0 || !self.dirty.is_empty()
+    }
+
     /// Forgets everything not read back from the store: the lease may
     /// have been lost, or a write failed in a way that leaves it unknown
     /// whether it committed.
@@ -256,7 +261,7 @@ impl Rollups {
     /// Writes what was folded and not written yet.
     pub async fn write_pending(&self) -> Result<(), StoreError> {
         let mut state = self.state.lock().await;
-        if state.events > 0 || !state.dirty.is_empty() {
+        if state.unwritten() {
             let r = self.write(&mut state).await;
             if r.is_err() {
                 state.reset();
@@ -295,7 +300,7 @@ impl Rollups {
         let after = (!cursor.is_empty()).then_some(cursor.as_str());
         let page = self.store.funnel_feed(after, BATCH).await?;
         let Some(last) = page.end.clone() else {
-            if state.events > 0 || !state.dirty.is_empty() {
+            if state.unwritten() {
                 let n = state.events as usize;
                 if !self.write(state).await? {
                     return Ok((0, false));
@@ -340,13 +345,12 @@ impl Rollups {
                 None => missed.push(id),
             }
         }
-        let mut rows: HashMap<String, WalkRow> = self
-            .store
-            .session_walks(&missed)
-            .await?
-            .into_iter()
-            .map(|row| (row.session_id.clone(), row))
-            .collect();
+        let mut rows: HashMap<String, WalkRow> = HashMap::new();
+        if !missed.is_empty() {
+            for row in self.store.session_walks(&missed).await? {
+                rows.insert(row.session_id.clone(), row);
+            }
+        }
         // The hours that gain a session.
         let mut started = Vec::new();
         let new: Vec<String> = missed
