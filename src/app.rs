@@ -29,6 +29,9 @@ pub struct Application {
     /// (returned, or dropped because its task was aborted).
     shutdown: DropGuard,
     orchestrator: tokio::task::JoinHandle<()>,
+    /// The funnel aggregator, which writes what it folded and gives up its
+    /// lease when it stops.
+    rollups: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -149,11 +152,11 @@ impl Application {
             tracing::info!(sinks = ?sinks.names(), "event feed sinks on");
         }
         sinks.spawn(shutdown.clone());
-        if config.rollup_poll_ms > 0 {
+        let rollups = (config.rollup_poll_ms > 0).then(|| {
             let (baton, shutdown) = (baton.clone(), shutdown.clone());
             let every = Duration::from_millis(config.rollup_poll_ms);
-            tokio::spawn(async move { baton.rollups().run(every, shutdown).await });
-        }
+            tokio::spawn(async move { baton.rollups().run(every, shutdown).await })
+        });
         if config.mock {
             tracing::warn!("--mock: every session runs its backend steps against their mocks");
         }
@@ -252,6 +255,7 @@ impl Application {
             config,
             shutdown: shutdown.drop_guard(),
             orchestrator,
+            rollups,
         })
     }
 
@@ -297,6 +301,9 @@ impl Application {
         // Running steps stop with the process; their leases expire and any
         // replica (or this one, restarted) takes them over.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.orchestrator).await;
+        if let Some(rollups) = self.rollups {
+            let _ = tokio::time::timeout(Duration::from_secs(5), rollups).await;
+        }
         served?;
         Ok(())
     }

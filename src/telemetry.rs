@@ -143,6 +143,16 @@ pub const SINK_EVENTS: Metric = Metric {
     buckets: &[],
 };
 
+pub const FUNNEL_EVENTS: Metric = Metric {
+    name: "baton_funnel_events_total",
+    kind: Kind::Counter,
+    labels: &["source"],
+    help: "Events the funnel aggregator folded, by where it took them from: \
+           `handoff` (this process wrote them, on SQLite, and handed them over \
+           in memory) or `store` (read from the event log).",
+    buckets: &[],
+};
+
 /// Every metric, in the order `docs/metrics.md` lists them.
 pub const CATALOGUE: &[&Metric] = &[
     &GRAPHQL_DURATION,
@@ -155,6 +165,7 @@ pub const CATALOGUE: &[&Metric] = &[
     &BREAKER_STATE,
     &COMMIT_BATCH,
     &SINK_EVENTS,
+    &FUNNEL_EVENTS,
 ];
 
 impl Metric {

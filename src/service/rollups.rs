@@ -21,6 +21,7 @@ use super::lane::Lane;
 use super::now_ms;
 use crate::analytics::funnel::{Funnel, Step, Walk};
 use crate::store::feed::{FunnelEvent, FunnelPage};
+use crate::store::handoff;
 use crate::store::rollups::{Cohort, RollupBatch, RollupKey, WalkRow};
 use crate::store::{Store, StoreError};
 
@@ -44,6 +45,9 @@ pub const WALK_CACHE: usize = 100_000;
 /// How long folded events may wait in memory before they are written
 /// (`--funnel-write-ms`).
 pub const WRITE_EVERY: Duration = Duration::from_secs(5);
+/// Commits the SQLite writer may hand over ahead of the aggregator (see
+/// [`crate::store::handoff`]): a few polls' worth on a busy server.
+const HANDOFF_COMMITS: usize = 20_000;
 
 /// A session's walk, its text left out.
 type Walked = (WalkRow, Walk);
@@ -90,6 +94,9 @@ struct State {
     deltas: BTreeMap<RollupKey, Funnel>,
     /// When the first of them was folded.
     since: Option<Instant>,
+    /// Commits this process wrote, handed over by the writer: kept across
+    /// [`State::reset`], since they say what the store holds.
+    handoff: Option<handoff::Receiver>,
 }
 
 impl State {
@@ -102,7 +109,11 @@ impl State {
     /// have been lost, or a write failed in a way that leaves it unknown
     /// whether it committed.
     fn reset(&mut self) {
-        *self = State::default();
+        let handoff = self.handoff.take();
+        *self = State {
+            handoff,
+            ..State::default()
+        };
     }
 }
 
@@ -207,8 +218,12 @@ impl Rollups {
     }
 
     /// Aggregates until `shutdown`, looking for new events every `poll`
-    /// once it has caught up; writes what it folded before it returns.
+    /// once it has caught up; writes what it folded and gives up the lease
+    /// before it returns.
     pub async fn run(&self, poll: Duration, shutdown: CancellationToken) {
+        // Only the loop takes the handoff: a process that aggregates only
+        // when a query asks would leave handed commits piling up.
+        self.state.lock().await.handoff = self.store.funnel_handoff(HANDOFF_COMMITS);
         loop {
             // Only a full batch goes straight on: a busy server's events
             // are then folded in a few large batches per poll rather than
@@ -225,6 +240,9 @@ impl Rollups {
                 _ = shutdown.cancelled() => {
                     if let Err(e) = self.write_pending().await {
                         tracing::warn!(error = %e, "funnel rollups not written at shutdown; the next aggregator folds them again");
+                    }
+                    if let Err(e) = self.release().await {
+                        tracing::warn!(error = %e, "funnel rollups lease not given up at shutdown; another replica takes over when it runs out");
                     }
                     return;
                 }
@@ -271,6 +289,15 @@ impl Rollups {
         Ok(())
     }
 
+    /// Gives up the lease, so that another replica (or this one,
+    /// restarted) aggregates at once rather than in up to 30 s; a funnel
+    /// query meanwhile would read sums that miss the newest sessions.
+    pub async fn release(&self) -> Result<(), StoreError> {
+        let mut state = self.state.lock().await;
+        state.reset();
+        self.store.release_sink(ROLLUP_SINK, &self.worker).await
+    }
+
     /// [`Rollups::step`], and whether the batch was full (more may wait).
     async fn step_sized(&self, when: Write) -> Result<(usize, bool), StoreError> {
         let mut state = self.state.lock().await;
@@ -286,6 +313,10 @@ impl Rollups {
     async fn step_in(&self, state: &mut State, when: Write) -> Result<(usize, bool), StoreError> {
         let now = now_ms();
         if !self.claim(state, now).await? {
+            // Another replica folds these commits.
+            if let Some(h) = &mut state.handoff {
+                h.clear();
+            }
             return Ok((0, false));
         }
         let cursor = match &state.cursor {
@@ -298,7 +329,10 @@ impl Rollups {
                 .unwrap_or_default(),
         };
         let after = (!cursor.is_empty()).then_some(cursor.as_str());
-        let page = self.store.funnel_feed(after, BATCH).await?;
+        let page = self
+            .store
+            .funnel_feed(after, BATCH, state.handoff.as_mut())
+            .await?;
         let Some(last) = page.end.clone() else {
             if state.unwritten() {
                 let n = state.events as usize;
@@ -314,6 +348,8 @@ impl Rollups {
             return Ok((n, n as i64 >= SETTLE_BATCH));
         };
         let n = page.events;
+        crate::telemetry::FUNNEL_EVENTS.add(&["handoff"], page.handed as u64);
+        crate::telemetry::FUNNEL_EVENTS.add(&["store"], (n - page.handed) as u64);
         self.fold(state, page).await?;
         state.cursor = Some(last);
         state.events += n as i64;

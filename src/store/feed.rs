@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use super::handoff::{Part, Receiver, Slice};
 use super::{Inner, Store, StoreError, parse_json};
 
 /// Most events one read returns.
@@ -33,6 +34,9 @@ pub struct FunnelPage {
     pub events: usize,
     /// The cursor after the last event; `None` when the page is empty.
     pub end: Option<String>,
+    /// Of its events, how many the writer handed over (see
+    /// [`super::handoff`]) rather than read from the store.
+    pub handed: usize,
 }
 
 /// A page's events as each backend reads them cheapest.
@@ -44,6 +48,10 @@ enum RawPage {
     /// through its worker thread, and one row for the page costs less
     /// than a few thousand.
     Json(String),
+    /// Parts of commits the writer handed over (see [`super::handoff`])
+    /// in feed order, and those not handed over as read: a JSON array of
+    /// `[feed id, session, kind, created_at, payload]` in feed order.
+    Handed(Vec<Part>, String),
 }
 
 impl Default for RawPage {
@@ -74,11 +82,53 @@ impl FunnelPage {
                     .map(|(session_id, kind, created_at, p)| p.event(session_id, kind, created_at))
                     .collect()
             }
+            RawPage::Handed(parts, read) => {
+                let read: Vec<(i64, String, String, i64, Payload)> =
+                    serde_json::from_str(&read).map_err(corrupt)?;
+                let mut read = read.into_iter().peekable();
+                let mut events = Vec::with_capacity(self.events);
+                for part in parts {
+                    match part {
+                        Part::Handed(slice) => handed(slice, &mut events)?,
+                        // Not read: its session was deleted since.
+                        Part::Missed(id) => {
+                            if let Some((_, session_id, kind, created_at, p)) =
+                                read.next_if(|r| r.0 == id)
+                            {
+                                events.push(p.event(session_id, kind, created_at));
+                            }
+                        }
+                    }
+                }
+                events
+            }
         };
         // Stable: a session's events keep their feed order.
         events.sort_by(|a, b| a.session_id.cmp(&b.session_id));
         Ok(events)
     }
+}
+
+/// Appends the events of a handed commit that `slice` holds.
+fn handed(slice: Slice, events: &mut Vec<FunnelEvent>) -> Result<(), StoreError> {
+    let Slice { commit, start, len } = slice;
+    let corrupt = |detail: String| StoreError::Corrupt {
+        table: "session_events",
+        detail: format!(
+            "a commit of session {} as handed over: {detail}",
+            commit.session_id
+        ),
+    };
+    let all: Vec<(String, String)> =
+        serde_json::from_str(&commit.events).map_err(|e| corrupt(e.to_string()))?;
+    let part = all
+        .get(start..start.saturating_add(len))
+        .ok_or_else(|| corrupt(format!("{} events, not {}", all.len(), start + len)))?;
+    for (kind, payload) in part {
+        let p: Payload = serde_json::from_str(payload).map_err(|e| corrupt(e.to_string()))?;
+        events.push(p.event(commit.session_id.clone(), kind.clone(), commit.at));
+    }
+    Ok(())
 }
 
 /// The payload fields a funnel reads; the rest is skipped unread.
@@ -191,6 +241,61 @@ type Row = (
     i32,
     String,
 );
+
+/// [`Store::funnel_feed`] on SQLite with the handoff: which events come
+/// next from the feed, what they say from the handoff, and the rest from
+/// `session_events`.
+async fn sqlite_handed_page(
+    read: &sqlx::SqlitePool,
+    after: i64,
+    limit: i64,
+    handoff: &mut Receiver,
+) -> Result<FunnelPage, StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+        table: "event_feed",
+        detail: e.to_string(),
+    };
+    let rows: String = sqlx::query_scalar(
+        "WITH page AS (SELECT id, session_id, seq FROM event_feed \
+         WHERE id > ?1 ORDER BY id LIMIT ?2) \
+         SELECT '[' || COALESCE(group_concat('[' || id || ',' || json_quote(session_id) \
+         || ',' || seq || ']', ',' ORDER BY id), '') || ']' FROM page",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_one(read)
+    .await?;
+    let rows: Vec<(i64, String, i64)> = serde_json::from_str(&rows).map_err(corrupt)?;
+    let parts = handoff.take(&rows);
+    let missed: Vec<i64> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Missed(id) => Some(*id),
+            Part::Handed(_) => None,
+        })
+        .collect();
+    let read_rows = if missed.is_empty() {
+        "[]".to_owned()
+    } else {
+        sqlx::query_scalar(
+            "SELECT '[' || COALESCE(group_concat('[' || f.id || ',' || json_quote(e.session_id) \
+             || ',' || json_quote(e.kind) || ',' || e.created_at || ',' || e.payload || ']', ',' \
+             ORDER BY f.id), '') || ']' \
+             FROM event_feed f \
+             JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq \
+             WHERE f.id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(serde_json::to_string(&missed).map_err(corrupt)?)
+        .fetch_one(read)
+        .await?
+    };
+    Ok(FunnelPage {
+        raw: RawPage::Handed(parts, read_rows),
+        events: rows.len(),
+        end: rows.last().map(|(id, ..)| Cursor::Sqlite(*id).encode()),
+        handed: rows.len() - missed.len(),
+    })
+}
 
 impl Store {
     /// Up to `limit` events after `after` (from the first event without
@@ -318,22 +423,34 @@ impl Store {
         })
     }
 
+    /// The aggregator's end of the handoff from this store's writer (see
+    /// [`super::handoff`]), keeping at most `capacity` commits: on SQLite,
+    /// once per store; `None` otherwise.
+    pub fn funnel_handoff(&self, capacity: usize) -> Option<Receiver> {
+        match self.inner {
+            Inner::Sqlite { .. } => self.handoff.open(capacity),
+            Inner::Postgres(_) => None,
+        }
+    }
+
     /// Up to `limit` events after `after`, as the funnel aggregator folds
     /// them: the events of [`Store::event_feed`] with its cursors, but only
-    /// the payload fields a funnel reads, and one row per session (its
-    /// events of the page in order, as text the database joins), since a
-    /// row costs more to hand over than its bytes. Sessions come in no
-    /// particular order; a funnel needs each one's events in order only.
+    /// the payload fields a funnel reads. With a `handoff` that holds every
+    /// event of the page, only the page's sessions and seqs are read.
     /// No page limit: the aggregator sizes its batches.
     pub async fn funnel_feed(
         &self,
         after: Option<&str>,
         limit: i64,
+        handoff: Option<&mut Receiver>,
     ) -> Result<FunnelPage, StoreError> {
         let limit = limit.max(1);
         let mut page = FunnelPage::default();
         match self.after(after)? {
             After::Sqlite(read, id) => {
+                if let Some(handoff) = handoff {
+                    return sqlite_handed_page(read, id, limit, handoff).await;
+                }
                 let (json, last, count): (String, Option<i64>, i64) = sqlx::query_as(
                     "WITH page AS (SELECT f.id, e.session_id, e.kind, e.created_at, e.payload \
                      FROM event_feed f \

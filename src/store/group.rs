@@ -28,6 +28,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{constraint, is_unavailable, is_unique_violation};
+use super::handoff::{self, Handed};
 use super::{pg_commit_sql, raise_message};
 
 /// Most commits written together: bounds a transaction's size and the wait
@@ -84,8 +85,9 @@ type Pending = (Commit, Reply);
 
 /// Where the writer writes.
 pub(super) enum Target {
-    /// The single-connection write pool.
-    Sqlite(SqlitePool),
+    /// The single-connection write pool, and where applied commits are
+    /// handed to the funnel aggregator.
+    Sqlite(SqlitePool, handoff::Sender),
     Postgres(PgPool),
 }
 
@@ -130,7 +132,7 @@ impl Writer {
         // most of a batch waiting for its WAL flush, so several writers
         // overlap: while one batch waits, the next one is taken and sent.
         let writers = match target {
-            Target::Sqlite(_) => 1,
+            Target::Sqlite(..) => 1,
             Target::Postgres(_) => PG_WRITERS,
         };
         let rx = Arc::new(tokio::sync::Mutex::new(rx));
@@ -177,8 +179,20 @@ async fn run(
         };
         counters.queued.fetch_sub(1, Ordering::Relaxed);
         match &*target {
-            Target::Sqlite(pool) => serve(pool, first, queue, &rx, &counters).await,
-            Target::Postgres(pool) => serve(pool, first, queue, &rx, &counters).await,
+            Target::Sqlite(pool, handoff) => {
+                serve(pool, handoff, first, queue, &rx, &counters).await
+            }
+            Target::Postgres(pool) => {
+                serve(
+                    pool,
+                    &handoff::Sender::default(),
+                    first,
+                    queue,
+                    &rx,
+                    &counters,
+                )
+                .await
+            }
         }
     }
 }
@@ -190,6 +204,7 @@ trait WriteBatch: sqlx::Database {
         conn: &mut PoolConnection<Self>,
         batch: Vec<Pending>,
         counters: &Counters,
+        handoff: &handoff::Sender,
     ) -> impl Future<Output = bool> + Send;
 }
 
@@ -198,16 +213,20 @@ impl WriteBatch for Sqlite {
         conn: &mut PoolConnection<Self>,
         batch: Vec<Pending>,
         counters: &Counters,
+        handoff: &handoff::Sender,
     ) -> impl Future<Output = bool> + Send {
-        write_sqlite(conn, batch, counters)
+        write_sqlite(conn, batch, counters, handoff)
     }
 }
 
+/// No handoff on PostgreSQL: its feed is read in transaction order, which
+/// the writer does not know, and reading it there costs little.
 impl WriteBatch for Postgres {
     fn write_batch(
         conn: &mut PoolConnection<Self>,
         batch: Vec<Pending>,
         counters: &Counters,
+        _: &handoff::Sender,
     ) -> impl Future<Output = bool> + Send {
         write_postgres(conn, batch, counters)
     }
@@ -226,6 +245,7 @@ pub const MAX_HELD_BATCHES: usize = 16;
 /// about half the time while commits waited for it.
 async fn serve<DB: WriteBatch>(
     pool: &sqlx::Pool<DB>,
+    handoff: &handoff::Sender,
     first: Pending,
     mut queue: tokio::sync::MutexGuard<'_, mpsc::UnboundedReceiver<Pending>>,
     rx: &tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
@@ -250,7 +270,7 @@ async fn serve<DB: WriteBatch>(
     for written in 1.. {
         // A connection that failed goes back, and the pool checks it
         // before anyone gets it again.
-        let fit = DB::write_batch(&mut conn, batch, counters).await;
+        let fit = DB::write_batch(&mut conn, batch, counters, handoff).await;
         if !fit || written == MAX_HELD_BATCHES {
             return;
         }
@@ -322,6 +342,7 @@ async fn write_sqlite(
     conn: &mut PoolConnection<Sqlite>,
     batch: Vec<Pending>,
     counters: &Counters,
+    handoff: &handoff::Sender,
 ) -> bool {
     let now = super::now_ms();
     let (members, mut in_batch) = first_of_each_session(&batch, |c| &c.session_id);
@@ -343,6 +364,19 @@ async fn write_sqlite(
             sqlite_commit_one(conn, &commit, now).await
         };
         fit &= connection_fit(&result);
+        // Before the reply: the aggregator may already see the commit in
+        // the feed, and reads it from the store while it is not handed.
+        if let (true, Events::SqliteJson(events)) =
+            (result.is_ok() && handoff.wanted(), commit.events)
+        {
+            handoff.hand(Handed {
+                first_seq: commit.expected_seq + 1,
+                count: commit.new_seq - commit.expected_seq,
+                at: now,
+                events,
+                session_id: commit.session_id,
+            });
+        }
         let _ = reply.send(result);
     }
     fit

@@ -23,6 +23,7 @@
 mod checkpoint;
 mod error;
 mod group;
+pub mod handoff;
 mod records;
 
 use std::borrow::Cow;
@@ -113,6 +114,9 @@ pub struct Store {
     inner: Inner,
     /// Every `commit` goes through this one writer (see [`group`]).
     writer: group::Writer,
+    /// SQLite: where that writer hands applied commits to this process's
+    /// funnel aggregator (see [`handoff`]).
+    handoff: handoff::Sender,
     /// PostgreSQL: every `commit_step` goes through these writers (see
     /// [`step_batch`]); SQLite writes step commits directly.
     step_writer: Option<step_batch::StepWriter>,
@@ -630,8 +634,10 @@ impl Store {
                 .connect_lazy_with(options)
         };
         let checkpointer = (!in_memory).then(|| checkpoint::spawn(read.clone()));
+        let handoff = handoff::Sender::default();
         Ok(Store {
-            writer: group::Writer::spawn(group::Target::Sqlite(write.clone())),
+            writer: group::Writer::spawn(group::Target::Sqlite(write.clone(), handoff.clone())),
+            handoff,
             step_writer: None,
             inner: Inner::Sqlite { read, write },
             _checkpointer: checkpointer,
@@ -664,6 +670,7 @@ impl Store {
             .connect_lazy_with(options);
         Ok(Store {
             writer: group::Writer::spawn(group::Target::Postgres(pool.clone())),
+            handoff: handoff::Sender::default(),
             step_writer: Some(step_batch::StepWriter::spawn(pool.clone())),
             inner: Inner::Postgres(pool),
             _checkpointer: None,
@@ -887,6 +894,15 @@ impl Store {
             insert_tasks!(tx, &s.id, tasks, now);
             tx.commit().await?;
         });
+        if self.handoff.wanted() && !events.is_empty() {
+            self.handoff.hand(handoff::Handed {
+                session_id: s.id.clone(),
+                first_seq: seq_after(0, 1),
+                count: events.len() as i64,
+                at: now,
+                events: sqlite_events_json(events, &payloads)?,
+            });
+        }
         Ok(())
     }
 

@@ -66,6 +66,22 @@ impl Store {
         Ok(claimed == 1)
     }
 
+    /// Gives up `worker`'s lease on `sink` (when it still holds it), so
+    /// another replica takes over at once instead of when it runs out.
+    pub async fn release_sink(&self, sink: &str, worker: &str) -> Result<(), StoreError> {
+        with_write_pool!(self, |pool| {
+            sqlx::query(
+                "UPDATE sink_cursors SET owner = NULL, lease_until = 0 \
+                 WHERE sink = $1 AND owner = $2",
+            )
+            .bind(sink)
+            .bind(worker)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     pub async fn sink_state(&self, sink: &str) -> Result<Option<SinkState>, StoreError> {
         let row: Option<(Option<String>, i64)> = with_read_pool!(self, |pool| {
             sqlx::query_as("SELECT cursor, delivered FROM sink_cursors WHERE sink = $1")

@@ -599,6 +599,36 @@ async fn unwritten(backend: Backend) {
         (json!(5), Some(json!(5))),
         "{f}"
     );
+
+    // C's loop stops (its replica shuts down) and gives up the lease, so
+    // D takes over now, not when the lease runs out.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let meanwhile = async {
+        for i in 5..7 {
+            finish(format!("u{i}")).await;
+        }
+        stop.cancel();
+    };
+    tokio::join!(
+        c.run(std::time::Duration::from_secs(60), stop.clone()),
+        meanwhile
+    );
+    let now = now_ms();
+    assert!(
+        store
+            .claim_sink(ROLLUP_SINK, "w-d", now, now + 30_000)
+            .await
+            .unwrap(),
+        "C gave up the lease"
+    );
+    let d = Rollups::new(store.clone(), "w-d");
+    d.catch_up(100).await.unwrap();
+    let f = funnel(&app, json!({})).await;
+    assert_eq!(
+        (f["sessions"].clone(), done(&f)),
+        (json!(7), Some(json!(7))),
+        "{f}"
+    );
 }
 
 #[tokio::test]

@@ -59,6 +59,7 @@ on_both_backends!(
     racing_step_completions_advance_once,
     concurrent_step_commits_keep_their_own_outcomes,
     deleting_a_session_deletes_its_log_and_idempotency_records,
+    the_funnel_handoff_reads_what_the_store_holds,
 );
 
 fn flow_definition(title: &str) -> Value {
@@ -1421,4 +1422,84 @@ async fn concurrent_step_commits_keep_their_own_outcomes(db: TestDb) {
             "no commit went through a batch statement"
         );
     }
+}
+
+/// The funnel feed read with the SQLite writer's handoff is the feed read
+/// from the store: the same events with the same fields, page by page,
+/// also where a page ends inside a commit. Events the handoff never saw
+/// (written before it opened, or by another process) are read from the
+/// store in their place. PostgreSQL has no handoff.
+async fn the_funnel_handoff_reads_what_the_store_holds(db: TestDb) {
+    let store = &db.store;
+    let before = seed(store).await;
+    let Some(mut handoff) = store.funnel_handoff(1000) else {
+        assert_eq!(store.backend(), Backend::Postgres);
+        return;
+    };
+    assert!(store.funnel_handoff(1000).is_none(), "one aggregator end");
+    let mut ids = vec![before.id.clone()];
+    for _ in 0..5 {
+        ids.push(seed(store).await.id);
+    }
+    // Concurrent, so that some commits share a batch statement.
+    let commits = ids.iter().map(|id| {
+        let (store, id) = (store.clone(), id.clone());
+        tokio::spawn(async move {
+            let two = [
+                NewEvent::new("submitted", json!({ "action": "go", "extra": [1, "x"] })),
+                NewEvent::new("entered", json!({ "node": "b", "node_kind": "screen" })),
+            ];
+            store
+                .commit(&id, 2, "ACTIVE", &json!({}), &two, None)
+                .await
+                .unwrap();
+            let back = [NewEvent::new("went_back", json!({ "to": "welcome" }))];
+            store
+                .commit(&id, 4, "ACTIVE", &json!({}), &back, None)
+                .await
+                .unwrap();
+        })
+    });
+    for c in commits.collect::<Vec<_>>() {
+        c.await.unwrap();
+    }
+    // Another process's commit.
+    let other = Store::connect(&db.url, StoreOptions::default())
+        .await
+        .unwrap();
+    other
+        .commit(
+            &ids[2],
+            5,
+            "COMPLETED",
+            &json!({}),
+            &[event("ended", 6)],
+            None,
+        )
+        .await
+        .unwrap();
+    other.close().await;
+
+    let mut pages = [Vec::new(), Vec::new()];
+    let mut handed = 0;
+    for (i, pages) in pages.iter_mut().enumerate() {
+        let mut after: Option<String> = None;
+        loop {
+            let h = (i == 0).then_some(&mut handoff);
+            // Pages of 4 end inside commits of 2 and 3 events.
+            let page = store.funnel_feed(after.as_deref(), 4, h).await.unwrap();
+            let Some(end) = page.end.clone() else { break };
+            if i == 0 {
+                handed += page.handed;
+            }
+            pages.push((end.clone(), page.parse().unwrap()));
+            after = Some(end);
+        }
+    }
+    let [with, without] = pages;
+    assert_eq!(with, without);
+    let events: usize = with.iter().map(|(_, e)| e.len()).sum();
+    assert_eq!(events, 6 * 2 + 6 * 3 + 1);
+    // All but the first session's start and the other process's commit.
+    assert_eq!(handed, events - 2 - 1);
 }
