@@ -210,21 +210,49 @@ impl StepKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepTask {
     pub node: String,
-    pub kind: StepKind,
-    /// Wait: how long.
-    pub delay: Option<std::time::Duration>,
-    /// Wait: the rendered `until` (RFC 3339).
-    pub until: Option<String>,
-    /// Approval `due`, event `timeout`: how long until the timeout edge.
-    pub deadline: Option<std::time::Duration>,
-    /// Approval: the reviewer queue.
-    pub queue: Option<String>,
-    /// Approval: the rendered task title.
-    pub title: Option<String>,
-    /// Approval: the outcomes a reviewer may choose.
-    pub outcomes: Vec<String>,
-    /// Event: name and rendered correlation key.
-    pub event: Option<(String, String)>,
+    pub spec: TaskSpec,
+}
+
+/// What a task of each kind needs, rendered from the context when the
+/// step was entered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskSpec {
+    /// An `http` or `parallel` step: the flow says the rest.
+    Http,
+    Wait {
+        /// How long.
+        delay: Option<std::time::Duration>,
+        /// The rendered `until` (RFC 3339).
+        until: Option<String>,
+    },
+    Approval {
+        /// The reviewer queue.
+        queue: String,
+        /// The rendered task title.
+        title: Option<String>,
+        /// The outcomes a reviewer may choose.
+        outcomes: Vec<String>,
+        /// `due`: how long until the timeout edge.
+        deadline: Option<std::time::Duration>,
+    },
+    Event {
+        name: String,
+        /// The rendered correlation key.
+        correlation: String,
+        /// `timeout`: how long until the timeout edge.
+        deadline: Option<std::time::Duration>,
+    },
+}
+
+impl TaskSpec {
+    pub fn kind(&self) -> StepKind {
+        match self {
+            TaskSpec::Http => StepKind::Http,
+            TaskSpec::Wait { .. } => StepKind::Wait,
+            TaskSpec::Approval { .. } => StepKind::Approval,
+            TaskSpec::Event { .. } => StepKind::Event,
+        }
+    }
 }
 
 /// How a backend step ended, as the orchestrator reports it.
@@ -542,7 +570,10 @@ pub fn resume(
                 });
             }
         },
-        _ => {
+        CompiledKind::Screen { .. }
+        | CompiledKind::Decision { .. }
+        | CompiledKind::End { .. }
+        | CompiledKind::Transform { .. } => {
             return Err(EngineError::StepNotCurrent {
                 node: node.to_string(),
                 current: state.node.clone(),
@@ -791,53 +822,40 @@ fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepT
             })
             .transpose()
     };
-    let mut task = StepTask {
-        node: id.clone(),
-        kind: StepKind::Http,
-        delay: None,
-        until: None,
-        deadline: None,
-        queue: None,
-        title: None,
-        outcomes: Vec::new(),
-        event: None,
-    };
-    match node {
-        NodeDef::Http(_) | NodeDef::Parallel(_) => {}
-        NodeDef::Wait(w) => {
-            task.kind = StepKind::Wait;
-            task.delay = duration(&w.duration)?;
-            task.until = w
+    let spec = match node {
+        NodeDef::Http(_) | NodeDef::Parallel(_) => TaskSpec::Http,
+        NodeDef::Wait(w) => TaskSpec::Wait {
+            delay: duration(&w.duration)?,
+            until: w
                 .until
                 .as_deref()
                 .map(|src| view::render_source(flow, src, context))
-                .transpose()?;
-        }
-        NodeDef::Approval(a) => {
-            task.kind = StepKind::Approval;
-            task.deadline = duration(&a.due)?;
-            task.queue = Some(a.role.clone());
-            task.outcomes = a.outcomes.keys().cloned().collect();
-            task.title = a
+                .transpose()?,
+        },
+        NodeDef::Approval(a) => TaskSpec::Approval {
+            queue: a.role.clone(),
+            title: a
                 .title
                 .as_ref()
                 .map(|t| view::render_text(flow, t, context))
-                .transpose()?;
-        }
-        NodeDef::Event(e) => {
-            task.kind = StepKind::Event;
-            task.deadline = duration(&e.timeout)?;
-            let key = view::render_source(flow, &e.correlation, context)?;
-            task.event = Some((e.event.clone(), key));
-        }
-        _ => {
+                .transpose()?,
+            outcomes: a.outcomes.keys().cloned().collect(),
+            deadline: duration(&a.due)?,
+        },
+        NodeDef::Event(e) => TaskSpec::Event {
+            name: e.event.clone(),
+            correlation: view::render_source(flow, &e.correlation, context)?,
+            deadline: duration(&e.timeout)?,
+        },
+        // Nodes that run inline: no task.
+        NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
             return Err(EngineError::UnknownNode {
                 node: id,
                 version: flow.version,
             });
         }
-    }
-    Ok(task)
+    };
+    Ok(StepTask { node: id, spec })
 }
 
 /// First edge whose rule matches; an edge without a rule always matches.

@@ -1736,7 +1736,7 @@ fn parked_on_call() -> (CompiledFlow, SessionState) {
     assert_eq!(adv.state.status, Status::Waiting);
     assert_eq!(adv.state.node, "call");
     assert_eq!(adv.tasks.len(), 1);
-    assert_eq!(adv.tasks[0].kind, StepKind::Http);
+    assert_eq!(adv.tasks[0].spec.kind(), StepKind::Http);
     // The transform ran inline, before the step.
     assert_eq!(
         adv.state.context["steps"]["calc"],
@@ -1766,13 +1766,18 @@ fn a_step_result_picks_the_edge() {
     )
     .unwrap();
     assert_eq!(adv.state.node, "review");
-    assert_eq!(adv.tasks[0].kind, StepKind::Approval);
-    assert_eq!(adv.tasks[0].queue.as_deref(), Some("underwriter"));
-    assert_eq!(adv.tasks[0].title.as_deref(), Some("Review n=4"));
-    assert_eq!(
-        adv.tasks[0].deadline,
-        Some(std::time::Duration::from_secs(7200))
-    );
+    let TaskSpec::Approval {
+        queue,
+        title,
+        deadline,
+        ..
+    } = &adv.tasks[0].spec
+    else {
+        panic!("an approval task: {:?}", adv.tasks[0]);
+    };
+    assert_eq!(queue, "underwriter");
+    assert_eq!(title.as_deref(), Some("Review n=4"));
+    assert_eq!(*deadline, Some(std::time::Duration::from_secs(7200)));
     let adv2 = resume(
         &f,
         &s,

@@ -471,7 +471,12 @@ fn component_trees(def: &FlowDef) -> Vec<&[ComponentDef]> {
             }
             NodeDef::End(e) => out.push(&e.components),
             NodeDef::Approval(a) => out.push(&a.fields),
-            _ => {}
+            NodeDef::Decision(_)
+            | NodeDef::Http(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Wait(_)
+            | NodeDef::Event(_)
+            | NodeDef::Parallel(_) => {}
         }
         if let Some(p) = node.pending() {
             out.push(&p.components);

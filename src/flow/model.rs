@@ -140,7 +140,9 @@ impl NodeDef {
             NodeDef::Approval(n) => n.pending.as_ref(),
             NodeDef::Event(n) => n.pending.as_ref(),
             NodeDef::Parallel(n) => n.pending.as_ref(),
-            _ => None,
+            NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
+                None
+            }
         }
     }
 }

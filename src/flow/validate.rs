@@ -2060,7 +2060,14 @@ pub fn check_hosts(
                 .enumerate()
                 .map(|(k, b)| (format!("$.nodes[{i}].branches[{k}].url"), b.url.as_str()))
                 .collect(),
-            _ => continue,
+            // No upstream call.
+            NodeDef::Screen(_)
+            | NodeDef::Decision(_)
+            | NodeDef::End(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Wait(_)
+            | NodeDef::Approval(_)
+            | NodeDef::Event(_) => continue,
         };
         for (path, url) in urls {
             let Ok(origin) = literal_url_origin(url) else {

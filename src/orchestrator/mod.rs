@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Status, StepResult};
 use crate::flow::model::NodeDef;
+use crate::flow::steps::{ApprovalStep, DecisionMockCase, EventStep, WaitStep};
 use crate::service::{Baton, Dispatch, ServiceError};
 use crate::store::tasks::{AttemptRecord, TaskRecord, state};
 use breaker::{BreakerConfig, Breakers};
@@ -227,59 +228,13 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
         NodeDef::Parallel(step) => {
             return http::run_parallel(shared, &task, &flow, step, &snap.state.context).await;
         }
-        NodeDef::Wait(w) => {
-            if mock {
-                let latency = w.mock.as_ref().map_or(0, |m| m.latency_ms);
-                clock.sleep(Duration::from_millis(latency)).await;
-            }
-            StepResult {
-                outcome: "ok".into(),
-                output: json!({ "waited_until": crate::engine::rfc3339(clock.now_ms()) }),
-            }
-        }
-        NodeDef::Approval(a) if mock => {
-            let case = match &a.mock {
-                Some(m) => m.case(scenario),
-                // No mock declared: the first outcome, like a reviewer
-                // who approves everything.
-                None => crate::flow::steps::DecisionMockCase {
-                    outcome: a.outcomes.keys().next().cloned().unwrap_or_default(),
-                    values: Default::default(),
-                    comment: None,
-                    latency_ms: 0,
-                },
-            };
-            clock.sleep(Duration::from_millis(case.latency_ms)).await;
-            StepResult {
-                output: json!({
-                    "outcome": case.outcome,
-                    "values": case.values,
-                    "comment": case.comment,
-                    "reviewer": "mock",
-                    "decided_at": clock.now_ms(),
-                }),
-                outcome: case.outcome,
-            }
-        }
-        NodeDef::Event(e) if mock => {
-            let case = e.mock.as_ref().map(|m| m.case(scenario));
-            let latency = case.as_ref().map_or(0, |c| c.latency_ms);
-            clock.sleep(Duration::from_millis(latency)).await;
-            match case {
-                Some(c) if c.timeout => timed_out(clock.now_ms()),
-                Some(c) => StepResult {
-                    outcome: "ok".into(),
-                    output: json!({ "payload": c.payload, "received_at": crate::engine::rfc3339(clock.now_ms()) }),
-                },
-                None => StepResult {
-                    outcome: "ok".into(),
-                    output: json!({ "payload": Value::Null, "received_at": crate::engine::rfc3339(clock.now_ms()) }),
-                },
-            }
-        }
+        NodeDef::Wait(w) => wait(clock.as_ref(), w, mock).await,
         // A real approval or event is only claimed when its deadline passed.
-        NodeDef::Approval(_) | NodeDef::Event(_) => timed_out(clock.now_ms()),
-        _ => {
+        NodeDef::Approval(_) | NodeDef::Event(_) if !mock => timed_out(clock.now_ms()),
+        NodeDef::Approval(a) => mock_approval(clock.as_ref(), a, scenario).await,
+        NodeDef::Event(e) => mock_event(clock.as_ref(), e, scenario).await,
+        // Nodes that never have a task: the flow changed under it.
+        NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
             shared.baton.store().abandon_task(&task.id, "stale").await?;
             return Ok(());
         }
@@ -313,6 +268,63 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
         .finish_step(&task, result, std::slice::from_ref(&attempt), false)
         .await?;
     Ok(())
+}
+
+/// A timer: due when it ends, so it has ended (a mock's after its latency).
+async fn wait(clock: &dyn Clock, w: &WaitStep, mock: bool) -> StepResult {
+    if mock {
+        let latency = w.mock.as_ref().map_or(0, |m| m.latency_ms);
+        clock.sleep(Duration::from_millis(latency)).await;
+    }
+    StepResult {
+        outcome: "ok".into(),
+        output: json!({ "waited_until": crate::engine::rfc3339(clock.now_ms()) }),
+    }
+}
+
+/// A mock session's approval: decided by the scenario's case.
+async fn mock_approval(clock: &dyn Clock, a: &ApprovalStep, scenario: Option<&str>) -> StepResult {
+    let case = match &a.mock {
+        Some(m) => m.case(scenario),
+        // No mock declared: the first outcome, like a reviewer who
+        // approves everything.
+        None => DecisionMockCase {
+            outcome: a.outcomes.keys().next().cloned().unwrap_or_default(),
+            values: Default::default(),
+            comment: None,
+            latency_ms: 0,
+        },
+    };
+    clock.sleep(Duration::from_millis(case.latency_ms)).await;
+    StepResult {
+        output: json!({
+            "outcome": case.outcome,
+            "values": case.values,
+            "comment": case.comment,
+            "reviewer": "mock",
+            "decided_at": clock.now_ms(),
+        }),
+        outcome: case.outcome,
+    }
+}
+
+/// A mock session's event: arrives (or times out) as the scenario says.
+async fn mock_event(clock: &dyn Clock, e: &EventStep, scenario: Option<&str>) -> StepResult {
+    let case = e.mock.as_ref().map(|m| m.case(scenario));
+    let latency = case.as_ref().map_or(0, |c| c.latency_ms);
+    clock.sleep(Duration::from_millis(latency)).await;
+    let received_at = crate::engine::rfc3339(clock.now_ms());
+    match case {
+        Some(c) if c.timeout => timed_out(clock.now_ms()),
+        Some(c) => StepResult {
+            outcome: "ok".into(),
+            output: json!({ "payload": c.payload, "received_at": received_at }),
+        },
+        None => StepResult {
+            outcome: "ok".into(),
+            output: json!({ "payload": Value::Null, "received_at": received_at }),
+        },
+    }
 }
 
 fn timed_out(now: i64) -> StepResult {

@@ -35,6 +35,7 @@ use crate::engine::{
 use crate::experiments::live::{Experiments, Prepared};
 use crate::flags::{EvaluationContext, FlagStore};
 use crate::flow::compile::{CompiledFlow, FlagRefs};
+use crate::flow::model::NodeDef;
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
 use hub::Hub;
 use registry::Registry;
@@ -860,14 +861,20 @@ fn parked(flow: &CompiledFlow, state: &SessionState) -> Option<Parked> {
     }
     let idx = flow.node_index(&state.node)?;
     match flow.node_def(idx) {
-        crate::flow::model::NodeDef::Approval(_) => Some(Parked::Person),
-        crate::flow::model::NodeDef::Event(_) => Some(Parked::Event),
-        crate::flow::model::NodeDef::Wait(w) => Some(Parked::Timer(
+        NodeDef::Approval(_) => Some(Parked::Person),
+        NodeDef::Event(_) => Some(Parked::Event),
+        NodeDef::Wait(w) => Some(Parked::Timer(
             w.duration
                 .as_deref()
                 .and_then(|d| humantime::parse_duration(d).ok()),
         )),
-        _ => None,
+        // Steps this server finishes soon, and nodes that never park.
+        NodeDef::Http(_)
+        | NodeDef::Parallel(_)
+        | NodeDef::Screen(_)
+        | NodeDef::Decision(_)
+        | NodeDef::End(_)
+        | NodeDef::Transform(_) => None,
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use super::snapshots::Snapshot;
 use super::{Baton, Read, ServiceError, SessionView, now_ms, to_new_events, view_of};
-use crate::engine::{self, Advance, EngineError, Status, StepKind, StepResult};
+use crate::engine::{self, Advance, EngineError, Status, StepKind, StepResult, TaskSpec};
 use crate::flow::model::NodeDef;
 use crate::store::tasks::{AttemptRecord, NewTask, StepCommit, TaskRecord, state};
 use crate::store::{NewIdempotency, StoreError};
@@ -109,27 +109,32 @@ impl Baton {
                 let mut task = NewTask {
                     id: task_id(session_id, from_seq, i, &t.node),
                     node: t.node.clone(),
-                    kind: t.kind.as_str().to_string(),
+                    kind: t.spec.kind().as_str().to_string(),
                     state: state::READY,
                     due_at: Some(now),
                     lease_owner: None,
                     attempts: 0,
-                    queue: t.queue.clone(),
-                    event_name: t.event.as_ref().map(|e| e.0.clone()),
-                    correlation: t.event.as_ref().map(|e| e.1.clone()),
+                    queue: None,
+                    event_name: None,
+                    correlation: None,
                     mock: mock.clone(),
                     input: Value::Object(Map::new()),
                 };
-                match t.kind {
+                // Mock waits, approvals and events resolve after their
+                // simulated latency; the orchestrator reads it from the
+                // flow when it runs the task, so it is due now.
+                let mocked = json!({ "title": Value::Null, "outcomes": [] });
+                match &t.spec {
                     // Run at once by this process: created leased to it.
-                    StepKind::Http => {
+                    TaskSpec::Http => {
                         task.state = state::RUNNING;
                         task.lease_owner = Some(self.inner.worker_id.clone());
                         task.attempts = 1;
                         task.due_at = Some(now.saturating_add(ms(self.inner.steps.lease)));
                     }
-                    StepKind::Wait if mock.is_none() => {
-                        let at = match (&t.delay, &t.until) {
+                    TaskSpec::Wait { .. } if mock.is_some() => task.input = mocked,
+                    TaskSpec::Wait { delay, until } => {
+                        let at = match (delay, until) {
                             (Some(d), _) => now.saturating_add(ms(*d)),
                             (None, Some(until)) => match humantime::parse_rfc3339_weak(until.trim()) {
                                 Ok(at) => at
@@ -145,16 +150,31 @@ impl Baton {
                         };
                         task.due_at = Some(at);
                     }
-                    StepKind::Approval | StepKind::Event if mock.is_none() => {
-                        task.state = state::OPEN;
-                        task.due_at = t.deadline.map(|d| now.saturating_add(ms(d)));
-                        task.input = json!({ "title": t.title, "outcomes": t.outcomes });
+                    TaskSpec::Approval {
+                        queue,
+                        title,
+                        outcomes,
+                        deadline,
+                    } => {
+                        task.queue = Some(queue.clone());
+                        task.input = json!({ "title": title, "outcomes": outcomes });
+                        if mock.is_none() {
+                            task.state = state::OPEN;
+                            task.due_at = deadline.map(|d| now.saturating_add(ms(d)));
+                        }
                     }
-                    // Mock waits, approvals and events resolve after their
-                    // simulated latency; the orchestrator reads it from the
-                    // flow when it runs the task, so it is due now.
-                    _ => {
-                        task.input = json!({ "title": t.title, "outcomes": t.outcomes });
+                    TaskSpec::Event {
+                        name,
+                        correlation,
+                        deadline,
+                    } => {
+                        task.event_name = Some(name.clone());
+                        task.correlation = Some(correlation.clone());
+                        task.input = mocked;
+                        if mock.is_none() {
+                            task.state = state::OPEN;
+                            task.due_at = deadline.map(|d| now.saturating_add(ms(d)));
+                        }
                     }
                 }
                 task
@@ -185,7 +205,7 @@ impl Baton {
         };
         let now = now_ms();
         for t in tasks {
-            if t.kind == "event" && t.state == state::OPEN {
+            if t.kind == StepKind::Event.as_str() && t.state == state::OPEN {
                 // An event may have arrived before the step was entered.
                 let baton = self.clone();
                 let task = record_of(session_id, &t, now);
@@ -554,13 +574,17 @@ impl Baton {
 
     /// The approval task `task_id` (any state).
     pub async fn approval(&self, task_id: &str) -> Result<ApprovalView, ServiceError> {
-        let task = self.task_of_kind(task_id, "approval").await?;
+        let task = self.task_of_kind(task_id, StepKind::Approval).await?;
         Ok(approval_view(task))
     }
 
-    async fn task_of_kind(&self, task_id: &str, kind: &str) -> Result<TaskRecord, ServiceError> {
+    async fn task_of_kind(
+        &self,
+        task_id: &str,
+        kind: StepKind,
+    ) -> Result<TaskRecord, ServiceError> {
         match self.inner.store.task(task_id).await? {
-            Some(t) if t.kind == kind => Ok(t),
+            Some(t) if t.kind == kind.as_str() => Ok(t),
             _ => Err(ServiceError::TaskNotFound {
                 task_id: task_id.to_string(),
             }),
@@ -590,7 +614,7 @@ impl Baton {
         task_id: &str,
         reviewer: &str,
     ) -> Result<ApprovalView, ServiceError> {
-        let task = self.task_of_kind(task_id, "approval").await?;
+        let task = self.task_of_kind(task_id, StepKind::Approval).await?;
         match self.inner.store.claim_approval(task_id, reviewer).await? {
             Some(t) => Ok(approval_view(t)),
             None if task.state != state::OPEN => Err(ServiceError::TaskNotOpen {
@@ -614,7 +638,7 @@ impl Baton {
         values: &Map<String, Value>,
         comment: Option<&str>,
     ) -> Result<StepDone, ServiceError> {
-        let task = self.task_of_kind(task_id, "approval").await?;
+        let task = self.task_of_kind(task_id, StepKind::Approval).await?;
         if task.state != state::OPEN {
             return Err(ServiceError::TaskNotOpen {
                 task_id: task_id.into(),
