@@ -251,19 +251,22 @@ fn reachable(flow: &CompiledFlow, context: &Value) -> BTreeSet<NodeIdx> {
                 follow(next);
                 todo.extend(on_error.iter().chain(on_timeout));
             }
-            CompiledKind::Transform { next, .. } | CompiledKind::Wait { next } => {
+            CompiledKind::Transform { next, .. } | CompiledKind::Wait { next, .. } => {
                 steps_reached = true;
                 follow(next);
             }
             CompiledKind::Approval {
                 outcomes,
                 on_timeout,
+                ..
             } => {
                 steps_reached = true;
                 todo.extend(outcomes.iter().map(|(_, to)| *to));
                 todo.extend(on_timeout);
             }
-            CompiledKind::Event { next, on_timeout } => {
+            CompiledKind::Event {
+                next, on_timeout, ..
+            } => {
                 steps_reached = true;
                 follow(next);
                 todo.extend(on_timeout);

@@ -24,7 +24,6 @@ pub use view::{ActionView, ClientInfo, ScreenView};
 
 use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, Computed, NodeIdx};
 use crate::flow::model::{NodeDef, Outcome};
-use crate::flow::steps::parse_duration;
 
 /// Explicit bounds on one session; each is enforced and has an error code.
 #[derive(Debug, Clone)]
@@ -244,7 +243,47 @@ pub enum TaskSpec {
     },
 }
 
+/// When a task falls due, as [`TaskSpec::due_at`] computes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Due {
+    At(i64),
+    /// Only when someone acts (an approval or event without a deadline).
+    Never,
+    /// At once: a wait's `until` that is not a time, with why.
+    NowBecause(String),
+}
+
 impl TaskSpec {
+    /// When the task of a live session, created at `now` (ms since the
+    /// epoch), falls due: a wait when its timer ends, an approval or event
+    /// at its deadline, anything else at once. (A mock session's tasks
+    /// are due at once: their latency is simulated when they run.)
+    pub fn due_at(&self, now: i64) -> Due {
+        let after = |d: &std::time::Duration| {
+            now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        match self {
+            TaskSpec::Http => Due::At(now),
+            TaskSpec::Wait { delay: Some(d), .. } => Due::At(after(d)),
+            TaskSpec::Wait {
+                delay: None,
+                until: Some(until),
+            } => match parse_rfc3339(until.trim()) {
+                Ok(at) => Due::At(at),
+                Err(e) => {
+                    Due::NowBecause(format!("`until` {until:?} is not an RFC 3339 time: {e}"))
+                }
+            },
+            TaskSpec::Wait {
+                delay: None,
+                until: None,
+            } => Due::At(now),
+            TaskSpec::Approval { deadline, .. } | TaskSpec::Event { deadline, .. } => {
+                deadline.as_ref().map_or(Due::Never, |d| Due::At(after(d)))
+            }
+        }
+    }
+
     pub fn kind(&self) -> StepKind {
         match self {
             TaskSpec::Http => StepKind::Http,
@@ -549,10 +588,11 @@ pub fn resume(
             "timeout" => on_timeout.or(*on_error).or(flow.on_error),
             _ => on_error.or(flow.on_error),
         },
-        CompiledKind::Wait { next: edges } => Some(pick_edge(edges, &next.context, node)?),
+        CompiledKind::Wait { next: edges, .. } => Some(pick_edge(edges, &next.context, node)?),
         CompiledKind::Event {
             next: edges,
             on_timeout,
+            ..
         } => match outcome {
             "timeout" => on_timeout.or(flow.on_error),
             _ => Some(pick_edge(edges, &next.context, node)?),
@@ -560,6 +600,7 @@ pub fn resume(
         CompiledKind::Approval {
             outcomes,
             on_timeout,
+            ..
         } => match outcomes.iter().find(|(name, _)| name == outcome) {
             Some((_, to)) => Some(*to),
             None if outcome == "timeout" => on_timeout.or(flow.on_error),
@@ -813,26 +854,18 @@ fn walk(
 fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepTask, EngineError> {
     let node = flow.node_def(idx);
     let id = node.id().to_string();
-    let duration = |s: &Option<String>| -> Result<Option<std::time::Duration>, EngineError> {
-        s.as_deref()
-            .map(|d| {
-                parse_duration(d).map_err(|e| EngineError::Template {
-                    message: format!("step `{id}`: duration `{d}`: {e}"),
-                })
-            })
-            .transpose()
-    };
-    let spec = match node {
-        NodeDef::Http(_) | NodeDef::Parallel(_) => TaskSpec::Http,
-        NodeDef::Wait(w) => TaskSpec::Wait {
-            delay: duration(&w.duration)?,
+    // Durations were parsed when the flow compiled.
+    let spec = match (node, &flow.nodes[idx].kind) {
+        (NodeDef::Http(_) | NodeDef::Parallel(_), _) => TaskSpec::Http,
+        (NodeDef::Wait(w), CompiledKind::Wait { delay, .. }) => TaskSpec::Wait {
+            delay: *delay,
             until: w
                 .until
                 .as_deref()
                 .map(|src| view::render_source(flow, src, context))
                 .transpose()?,
         },
-        NodeDef::Approval(a) => TaskSpec::Approval {
+        (NodeDef::Approval(a), CompiledKind::Approval { deadline, .. }) => TaskSpec::Approval {
             queue: a.role.clone(),
             title: a
                 .title
@@ -840,15 +873,25 @@ fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepT
                 .map(|t| view::render_text(flow, t, context))
                 .transpose()?,
             outcomes: a.outcomes.keys().cloned().collect(),
-            deadline: duration(&a.due)?,
+            deadline: *deadline,
         },
-        NodeDef::Event(e) => TaskSpec::Event {
+        (NodeDef::Event(e), CompiledKind::Event { deadline, .. }) => TaskSpec::Event {
             name: e.event.clone(),
             correlation: view::render_source(flow, &e.correlation, context)?,
-            deadline: duration(&e.timeout)?,
+            deadline: *deadline,
         },
-        // Nodes that run inline: no task.
-        NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
+        // Nodes that run inline have no task (and a step compiled as
+        // another kind cannot happen).
+        (
+            NodeDef::Screen(_)
+            | NodeDef::Decision(_)
+            | NodeDef::End(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Wait(_)
+            | NodeDef::Approval(_)
+            | NodeDef::Event(_),
+            _,
+        ) => {
             return Err(EngineError::UnknownNode {
                 node: id,
                 version: flow.version,

@@ -2021,3 +2021,47 @@ fn impressions_and_actions_carry_log_ids_set_or_derived() {
         )]
     );
 }
+
+#[test]
+fn a_task_falls_due_by_its_kind() {
+    use std::time::Duration;
+    let now = 1_000_000;
+    let wait = |delay: Option<u64>, until: Option<&str>| TaskSpec::Wait {
+        delay: delay.map(Duration::from_millis),
+        until: until.map(str::to_owned),
+    };
+    assert_eq!(TaskSpec::Http.due_at(now), Due::At(now));
+    assert_eq!(wait(Some(1500), None).due_at(now), Due::At(now + 1500));
+    // A duration wins over `until`.
+    assert_eq!(
+        wait(Some(10), Some("2026-12-05T09:30:00.000Z")).due_at(now),
+        Due::At(now + 10)
+    );
+    assert_eq!(
+        wait(None, Some(" 2026-12-05T09:30:00.000Z ")).due_at(now),
+        Due::At(parse_rfc3339("2026-12-05T09:30:00.000Z").unwrap())
+    );
+    assert_eq!(wait(None, None).due_at(now), Due::At(now));
+    assert!(matches!(
+        wait(None, Some("next tuesday")).due_at(now),
+        Due::NowBecause(why) if why.contains("next tuesday")
+    ));
+    let approval = |deadline: Option<Duration>| TaskSpec::Approval {
+        queue: "q".into(),
+        title: None,
+        outcomes: vec!["ok".into()],
+        deadline,
+    };
+    assert_eq!(approval(None).due_at(now), Due::Never);
+    assert_eq!(
+        approval(Some(Duration::from_secs(2))).due_at(now),
+        Due::At(now + 2000)
+    );
+    let event = TaskSpec::Event {
+        name: "paid".into(),
+        correlation: "k".into(),
+        deadline: Some(Duration::from_millis(5)),
+    };
+    assert_eq!(event.due_at(now), Due::At(now + 5));
+    assert_eq!(event.kind(), StepKind::Event);
+}

@@ -733,7 +733,7 @@ impl FlowUsage {
                     CompiledKind::Decision { edges }
                     | CompiledKind::Transform { next: edges, .. }
                     | CompiledKind::Http { next: edges, .. }
-                    | CompiledKind::Wait { next: edges }
+                    | CompiledKind::Wait { next: edges, .. }
                     | CompiledKind::Event { next: edges, .. } => usage.edges = edge_refs(edges),
                     CompiledKind::End { .. } | CompiledKind::Approval { .. } => {}
                 }
@@ -853,7 +853,7 @@ impl FlowUsage {
                         continue;
                     };
                     if let CompiledKind::Http { next: edges, .. }
-                    | CompiledKind::Wait { next: edges }
+                    | CompiledKind::Wait { next: edges, .. }
                     | CompiledKind::Event { next: edges, .. } = &flow.nodes[idx].kind
                     {
                         let refs = &self.nodes[idx].edges;

@@ -4,11 +4,13 @@
 //! every session pinned to it and never changes.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use regex::Regex;
 
 use super::error::FlowError;
 use super::model::{ComponentDef, FlowDef, NodeDef, Outcome, Text, walk_components};
+use super::steps::parse_duration;
 use super::template::Template;
 use super::validate;
 use crate::rules::Rule;
@@ -104,14 +106,20 @@ pub enum CompiledKind {
     },
     Wait {
         next: Vec<CompiledEdge>,
+        /// `duration`, parsed once here.
+        delay: Option<Duration>,
     },
     Approval {
         outcomes: Vec<(String, NodeIdx)>,
         on_timeout: Option<NodeIdx>,
+        /// `due`.
+        deadline: Option<Duration>,
     },
     Event {
         next: Vec<CompiledEdge>,
         on_timeout: Option<NodeIdx>,
+        /// `timeout`.
+        deadline: Option<Duration>,
     },
 }
 
@@ -123,7 +131,7 @@ impl CompiledKind {
             CompiledKind::Decision { edges }
             | CompiledKind::Http { next: edges, .. }
             | CompiledKind::Transform { next: edges, .. }
-            | CompiledKind::Wait { next: edges }
+            | CompiledKind::Wait { next: edges, .. }
             | CompiledKind::Event { next: edges, .. } => edges.iter().collect(),
             CompiledKind::End { .. } | CompiledKind::Approval { .. } => Vec::new(),
         }
@@ -194,6 +202,18 @@ impl CompiledFlow {
 
         let resolve_opt = |to: &Option<String>, node: &str| -> Result<Option<NodeIdx>, FlowError> {
             to.as_deref().map(|t| resolve(t, node)).transpose()
+        };
+        // Validation reports a bad duration with its place; a flow compiled
+        // without it still fails here rather than on every advance.
+        let duration = |d: &Option<String>, node: &str| -> Result<Option<Duration>, FlowError> {
+            d.as_deref()
+                .map(|d| {
+                    parse_duration(d).map_err(|e| FlowError::Compile {
+                        flow: def.id.clone(),
+                        message: format!("node `{node}`: duration `{d}`: {e}"),
+                    })
+                })
+                .transpose()
         };
         let mut nodes = Vec::with_capacity(def.nodes.len());
         let mut flag_keys = FlagRefs::None;
@@ -287,6 +307,7 @@ impl CompiledFlow {
                     raw_templates.extend(w.until.as_deref());
                     CompiledKind::Wait {
                         next: compile_edges(&w.next, &w.id)?,
+                        delay: duration(&w.duration, &w.id)?,
                     }
                 }
                 NodeDef::Approval(a) => {
@@ -300,6 +321,7 @@ impl CompiledFlow {
                     CompiledKind::Approval {
                         outcomes,
                         on_timeout: resolve_opt(&a.on_timeout, &a.id)?,
+                        deadline: duration(&a.due, &a.id)?,
                     }
                 }
                 NodeDef::Parallel(p) => {
@@ -323,6 +345,7 @@ impl CompiledFlow {
                     CompiledKind::Event {
                         next: compile_edges(&e.next, &e.id)?,
                         on_timeout: resolve_opt(&e.on_timeout, &e.id)?,
+                        deadline: duration(&e.timeout, &e.id)?,
                     }
                 }
             };

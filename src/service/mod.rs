@@ -34,8 +34,7 @@ use crate::engine::{
 };
 use crate::experiments::live::{Experiments, Prepared};
 use crate::flags::{EvaluationContext, FlagStore};
-use crate::flow::compile::{CompiledFlow, FlagRefs};
-use crate::flow::model::NodeDef;
+use crate::flow::compile::{CompiledFlow, CompiledKind, FlagRefs};
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
 use hub::Hub;
 use registry::Registry;
@@ -860,21 +859,16 @@ fn parked(flow: &CompiledFlow, state: &SessionState) -> Option<Parked> {
         return None;
     }
     let idx = flow.node_index(&state.node)?;
-    match flow.node_def(idx) {
-        NodeDef::Approval(_) => Some(Parked::Person),
-        NodeDef::Event(_) => Some(Parked::Event),
-        NodeDef::Wait(w) => Some(Parked::Timer(
-            w.duration
-                .as_deref()
-                .and_then(|d| humantime::parse_duration(d).ok()),
-        )),
+    match &flow.nodes[idx].kind {
+        CompiledKind::Approval { .. } => Some(Parked::Person),
+        CompiledKind::Event { .. } => Some(Parked::Event),
+        CompiledKind::Wait { delay, .. } => Some(Parked::Timer(*delay)),
         // Steps this server finishes soon, and nodes that never park.
-        NodeDef::Http(_)
-        | NodeDef::Parallel(_)
-        | NodeDef::Screen(_)
-        | NodeDef::Decision(_)
-        | NodeDef::End(_)
-        | NodeDef::Transform(_) => None,
+        CompiledKind::Http { .. }
+        | CompiledKind::Screen { .. }
+        | CompiledKind::Decision { .. }
+        | CompiledKind::End { .. }
+        | CompiledKind::Transform { .. } => None,
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 
 use super::snapshots::Snapshot;
 use super::{Baton, Read, ServiceError, SessionView, now_ms, to_new_events, view_of};
-use crate::engine::{self, Advance, EngineError, Status, StepKind, StepResult, TaskSpec};
+use crate::engine::{self, Advance, Due, EngineError, Status, StepKind, StepResult, TaskSpec};
 use crate::flow::model::NodeDef;
 use crate::store::tasks::{AttemptRecord, NewTask, StepCommit, TaskRecord, state};
 use crate::store::{NewIdempotency, StoreError};
@@ -124,6 +124,14 @@ impl Baton {
                 // simulated latency; the orchestrator reads it from the
                 // flow when it runs the task, so it is due now.
                 let mocked = json!({ "title": Value::Null, "outcomes": [] });
+                let due = match t.spec.due_at(now) {
+                    Due::At(at) => Some(at),
+                    Due::Never => None,
+                    Due::NowBecause(why) => {
+                        tracing::warn!(node = %t.node, why, "wait not waiting");
+                        Some(now)
+                    }
+                };
                 match &t.spec {
                     // Run at once by this process: created leased to it.
                     TaskSpec::Http => {
@@ -133,47 +141,29 @@ impl Baton {
                         task.due_at = Some(now.saturating_add(ms(self.inner.steps.lease)));
                     }
                     TaskSpec::Wait { .. } if mock.is_some() => task.input = mocked,
-                    TaskSpec::Wait { delay, until } => {
-                        let at = match (delay, until) {
-                            (Some(d), _) => now.saturating_add(ms(*d)),
-                            (None, Some(until)) => match humantime::parse_rfc3339_weak(until.trim()) {
-                                Ok(at) => at
-                                    .duration_since(std::time::UNIX_EPOCH)
-                                    .map(ms)
-                                    .unwrap_or(now),
-                                Err(e) => {
-                                    tracing::warn!(node = %t.node, until, error = %e, "wait `until` is not an RFC 3339 time; not waiting");
-                                    now
-                                }
-                            },
-                            (None, None) => now,
-                        };
-                        task.due_at = Some(at);
-                    }
+                    TaskSpec::Wait { .. } => task.due_at = due,
                     TaskSpec::Approval {
                         queue,
                         title,
                         outcomes,
-                        deadline,
+                        ..
                     } => {
                         task.queue = Some(queue.clone());
                         task.input = json!({ "title": title, "outcomes": outcomes });
                         if mock.is_none() {
                             task.state = state::OPEN;
-                            task.due_at = deadline.map(|d| now.saturating_add(ms(d)));
+                            task.due_at = due;
                         }
                     }
                     TaskSpec::Event {
-                        name,
-                        correlation,
-                        deadline,
+                        name, correlation, ..
                     } => {
                         task.event_name = Some(name.clone());
                         task.correlation = Some(correlation.clone());
                         task.input = mocked;
                         if mock.is_none() {
                             task.state = state::OPEN;
-                            task.due_at = deadline.map(|d| now.saturating_add(ms(d)));
+                            task.due_at = due;
                         }
                     }
                 }
