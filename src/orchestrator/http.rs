@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::Shared;
 use super::policy::{Failure, Policy};
+use super::{Claimed, Runner, Shared};
 use crate::engine::StepResult;
 use crate::flow::compile::CompiledFlow;
 use crate::flow::steps::{HttpBranch, HttpMockCase, HttpStep, JoinKind, MockFailure, ParallelStep};
@@ -41,37 +41,52 @@ struct Called {
     attempts: Vec<AttemptRecord>,
 }
 
-pub(super) async fn run(
-    shared: &Shared,
-    task: &TaskRecord,
-    flow: &CompiledFlow,
-    step: &HttpStep,
-    context: &Value,
-) -> Result<(), ServiceError> {
-    let first = task.attempts.max(1) as u32;
-    let Some(called) = call(
-        shared,
-        task,
-        flow,
-        step,
-        context,
-        Bookkeeping::Durable { first },
-    )
-    .await?
-    else {
-        return Ok(()); // the lease was lost; the new holder finishes it
-    };
-    match shared
-        .baton
-        .finish_step(task, called.result, &called.attempts, false)
+impl Runner for HttpStep {
+    async fn run(&self, claimed: Claimed<'_>) -> Result<(), ServiceError> {
+        let Claimed {
+            shared,
+            task,
+            flow,
+            context,
+        } = claimed;
+        let first = task.attempts.max(1) as u32;
+        let Some(called) = call(
+            shared,
+            task,
+            flow,
+            self,
+            context,
+            Bookkeeping::Durable { first },
+        )
         .await?
-    {
-        StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
+        else {
+            return Ok(()); // the lease was lost; the new holder finishes it
+        };
+        match shared
+            .baton
+            .finish_step(task, called.result, &called.attempts, false)
+            .await?
+        {
+            StepDone::Advanced(_) | StepDone::AlreadyDone => Ok(()),
+        }
+    }
+}
+
+impl Runner for ParallelStep {
+    async fn run(&self, claimed: Claimed<'_>) -> Result<(), ServiceError> {
+        run_parallel(
+            claimed.shared,
+            claimed.task,
+            claimed.flow,
+            self,
+            claimed.context,
+        )
+        .await
     }
 }
 
 /// Runs a `parallel` step: every branch at once, joined per `join`.
-pub(super) async fn run_parallel(
+async fn run_parallel(
     shared: &Shared,
     task: &TaskRecord,
     flow: &CompiledFlow,

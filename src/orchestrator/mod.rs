@@ -10,11 +10,17 @@
 //! create). Execution is at least once; the session advances exactly once
 //! per step because finishing a task and advancing its session are one
 //! guarded transaction ([`crate::store::Store::commit_step`]).
+//!
+//! Each step kind is run by its own module (`http`, `wait`, `approval`,
+//! `event`), which implements [`Runner`] for the kind's definition.
 
+mod approval;
 pub mod breaker;
 pub mod clock;
+mod event;
 mod http;
 pub mod policy;
+mod wait;
 
 use crate::flow::hosts::AllowList;
 use std::collections::HashMap;
@@ -25,9 +31,9 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Status, StepResult};
+use crate::engine::{Status, StepKind, StepResult};
+use crate::flow::compile::CompiledFlow;
 use crate::flow::model::NodeDef;
-use crate::flow::steps::{ApprovalStep, DecisionMockCase, EventStep, WaitStep};
 use crate::service::{Baton, Dispatch, ServiceError};
 use crate::store::tasks::{AttemptRecord, TaskRecord, state};
 use breaker::{BreakerConfig, Breakers};
@@ -203,6 +209,65 @@ fn start(shared: &Arc<Shared>, permits: &Arc<Semaphore>, task: TaskRecord, paren
     tokio::spawn(tracing::Instrument::instrument(run, span));
 }
 
+/// A claimed task, with the flow and the session context it runs in.
+pub(crate) struct Claimed<'a> {
+    pub shared: &'a Shared,
+    pub task: &'a TaskRecord,
+    pub flow: &'a CompiledFlow,
+    pub context: &'a Value,
+}
+
+impl Claimed<'_> {
+    /// The `default` scenario is no scenario.
+    fn scenario(&self) -> Option<&str> {
+        self.task.mock.as_deref().filter(|s| *s != "default")
+    }
+
+    fn mock(&self) -> bool {
+        self.task.mock.is_some()
+    }
+
+    /// Reports a result that took no upstream call (a timer, a mock, a
+    /// deadline) as the task's one attempt, and advances the session.
+    async fn finish(&self, kind: StepKind, result: StepResult) -> Result<(), ServiceError> {
+        let (shared, task) = (self.shared, self.task);
+        let now = shared.config.clock.now_ms();
+        let timed_out = result.outcome == "timeout";
+        crate::telemetry::step_attempt(
+            kind.as_str(),
+            "",
+            (now - task.created_at).max(0) as f64 / 1000.0,
+            timed_out.then_some("timeout"),
+        );
+        let attempt = AttemptRecord {
+            task_id: task.id.clone(),
+            attempt: task.attempts.max(1),
+            session_id: task.session_id.clone(),
+            node: task.node.clone(),
+            worker: shared.baton.worker_id().to_string(),
+            started_at: now,
+            finished_at: now,
+            outcome: if timed_out { "timeout" } else { "ok" }.into(),
+            status_code: None,
+            error: None,
+        };
+        debug_assert!(task.state != state::DONE);
+        shared
+            .baton
+            .finish_step(task, result, std::slice::from_ref(&attempt), false)
+            .await?;
+        Ok(())
+    }
+}
+
+/// How the orchestrator runs one kind of backend step; each kind's module
+/// implements it for the kind's definition in the flow.
+pub(crate) trait Runner {
+    /// Runs the claimed task to its end and reports its result, or returns
+    /// once this worker lost the task's lease (the new holder finishes it).
+    async fn run(&self, claimed: Claimed<'_>) -> Result<(), ServiceError>;
+}
+
 /// Runs one task to its end (or until this worker loses it).
 async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> {
     let (snap, flow) = shared
@@ -217,116 +282,27 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
         shared.baton.store().abandon_task(&task.id, "stale").await?;
         return Ok(());
     };
-    let node = flow.node_def(idx);
-    let scenario = task.mock.as_deref().filter(|s| *s != "default");
-    let mock = task.mock.is_some();
-    let clock = &shared.config.clock;
-    let result = match node {
-        NodeDef::Http(step) => {
-            return http::run(shared, &task, &flow, step, &snap.state.context).await;
-        }
-        NodeDef::Parallel(step) => {
-            return http::run_parallel(shared, &task, &flow, step, &snap.state.context).await;
-        }
-        NodeDef::Wait(w) => wait(clock.as_ref(), w, mock).await,
-        // A real approval or event is only claimed when its deadline passed.
-        NodeDef::Approval(_) | NodeDef::Event(_) if !mock => timed_out(clock.now_ms()),
-        NodeDef::Approval(a) => mock_approval(clock.as_ref(), a, scenario).await,
-        NodeDef::Event(e) => mock_event(clock.as_ref(), e, scenario).await,
+    let claimed = Claimed {
+        shared,
+        task: &task,
+        flow: &flow,
+        context: &snap.state.context,
+    };
+    match flow.node_def(idx) {
+        NodeDef::Http(step) => step.run(claimed).await,
+        NodeDef::Parallel(step) => step.run(claimed).await,
+        NodeDef::Wait(step) => step.run(claimed).await,
+        NodeDef::Approval(step) => step.run(claimed).await,
+        NodeDef::Event(step) => step.run(claimed).await,
         // Nodes that never have a task: the flow changed under it.
         NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
             shared.baton.store().abandon_task(&task.id, "stale").await?;
-            return Ok(());
+            Ok(())
         }
-    };
-    let now = clock.now_ms();
-    crate::telemetry::step_attempt(
-        node.kind(),
-        "",
-        (now - task.created_at).max(0) as f64 / 1000.0,
-        (result.outcome == "timeout").then_some("timeout"),
-    );
-    let attempt = AttemptRecord {
-        task_id: task.id.clone(),
-        attempt: task.attempts.max(1),
-        session_id: task.session_id.clone(),
-        node: task.node.clone(),
-        worker: shared.baton.worker_id().to_string(),
-        started_at: now,
-        finished_at: now,
-        outcome: if result.outcome == "timeout" {
-            "timeout".into()
-        } else {
-            "ok".into()
-        },
-        status_code: None,
-        error: None,
-    };
-    debug_assert!(task.state != state::DONE);
-    shared
-        .baton
-        .finish_step(&task, result, std::slice::from_ref(&attempt), false)
-        .await?;
-    Ok(())
-}
-
-/// A timer: due when it ends, so it has ended (a mock's after its latency).
-async fn wait(clock: &dyn Clock, w: &WaitStep, mock: bool) -> StepResult {
-    if mock {
-        let latency = w.mock.as_ref().map_or(0, |m| m.latency_ms);
-        clock.sleep(Duration::from_millis(latency)).await;
-    }
-    StepResult {
-        outcome: "ok".into(),
-        output: json!({ "waited_until": crate::engine::rfc3339(clock.now_ms()) }),
     }
 }
 
-/// A mock session's approval: decided by the scenario's case.
-async fn mock_approval(clock: &dyn Clock, a: &ApprovalStep, scenario: Option<&str>) -> StepResult {
-    let case = match &a.mock {
-        Some(m) => m.case(scenario),
-        // No mock declared: the first outcome, like a reviewer who
-        // approves everything.
-        None => DecisionMockCase {
-            outcome: a.outcomes.keys().next().cloned().unwrap_or_default(),
-            values: Default::default(),
-            comment: None,
-            latency_ms: 0,
-        },
-    };
-    clock.sleep(Duration::from_millis(case.latency_ms)).await;
-    StepResult {
-        output: json!({
-            "outcome": case.outcome,
-            "values": case.values,
-            "comment": case.comment,
-            "reviewer": "mock",
-            "decided_at": clock.now_ms(),
-        }),
-        outcome: case.outcome,
-    }
-}
-
-/// A mock session's event: arrives (or times out) as the scenario says.
-async fn mock_event(clock: &dyn Clock, e: &EventStep, scenario: Option<&str>) -> StepResult {
-    let case = e.mock.as_ref().map(|m| m.case(scenario));
-    let latency = case.as_ref().map_or(0, |c| c.latency_ms);
-    clock.sleep(Duration::from_millis(latency)).await;
-    let received_at = crate::engine::rfc3339(clock.now_ms());
-    match case {
-        Some(c) if c.timeout => timed_out(clock.now_ms()),
-        Some(c) => StepResult {
-            outcome: "ok".into(),
-            output: json!({ "payload": c.payload, "received_at": received_at }),
-        },
-        None => StepResult {
-            outcome: "ok".into(),
-            output: json!({ "payload": Value::Null, "received_at": received_at }),
-        },
-    }
-}
-
+/// The result of a step whose deadline passed.
 fn timed_out(now: i64) -> StepResult {
     StepResult {
         outcome: "timeout".into(),
