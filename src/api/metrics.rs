@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::service::Baton;
-use crate::store::tasks::state;
+use crate::store::tasks::TaskState;
 use crate::telemetry;
 
 /// The route, on the main listener next to `/graphql`: the values carry no
@@ -25,7 +25,7 @@ async fn scrape(State(baton): State<Baton>) -> Response {
     match baton.store().task_queue_depth().await {
         Ok(rows) => {
             // Every state, so one that emptied reads 0 rather than its last count.
-            for s in [state::READY, state::RUNNING, state::OPEN] {
+            for s in TaskState::PENDING.map(TaskState::as_str) {
                 let n = rows.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
                 telemetry::TASK_QUEUE_DEPTH.set(&[s], n as f64);
             }

@@ -15,7 +15,7 @@ use super::types::{Component, FlowSession};
 use crate::auth::{Permission, require};
 use crate::service::steps::{ApprovalView, StepDone};
 use crate::service::{Baton, ServiceError};
-use crate::store::tasks::{AttemptRecord, TaskRecord};
+use crate::store::tasks::{AttemptRecord, TaskRecord, TaskState};
 
 /// [`require`] with the error as a GraphQL error carrying its code.
 pub(super) fn need<'a>(
@@ -51,7 +51,7 @@ impl ApprovalTask {
     }
     /// `open` while undecided, `done` once decided, timed out or cancelled.
     async fn state(&self) -> &str {
-        &self.view.task.state
+        self.view.task.state.as_str()
     }
     async fn claimed_by(&self) -> Option<&str> {
         self.view.task.claimed_by.as_deref()
@@ -79,7 +79,7 @@ impl ApprovalTask {
     }
     /// RFC 3339; after it the step takes its timeout edge.
     async fn due_at(&self) -> Option<String> {
-        (self.view.task.state == "open")
+        (self.view.task.state == TaskState::Open)
             .then_some(self.view.task.due_at)
             .flatten()
             .map(rfc3339)
@@ -106,7 +106,7 @@ impl From<&AttemptRecord> for StepAttempt {
     fn from(a: &AttemptRecord) -> Self {
         StepAttempt {
             attempt: a.attempt,
-            outcome: a.outcome.clone(),
+            outcome: a.outcome.as_str().to_owned(),
             status_code: a.status_code,
             error: a.error.clone(),
             worker: a.worker.clone(),
@@ -136,7 +136,7 @@ fn step_run(task: &TaskRecord, attempts: &[AttemptRecord]) -> StepRun {
         id: ID(task.id.clone()),
         node: task.node.clone(),
         kind: task.kind.clone(),
-        state: task.state.clone(),
+        state: task.state.as_str().to_owned(),
         outcome: task.outcome.clone(),
         mock: task.mock.clone(),
         attempts: attempts

@@ -17,7 +17,7 @@ use crate::flow::steps::{HttpBranch, HttpMockCase, HttpStep, JoinKind, MockFailu
 use crate::flow::validate::literal_url_origin;
 use crate::service::ServiceError;
 use crate::service::steps::StepDone;
-use crate::store::tasks::{AttemptRecord, TaskRecord};
+use crate::store::tasks::{AttemptOutcome, AttemptRecord, TaskRecord};
 
 /// What one attempt produced.
 struct Response {
@@ -223,7 +223,7 @@ async fn call(
             worker: worker.clone(),
             started_at: started,
             finished_at: finished,
-            outcome: "ok".into(),
+            outcome: AttemptOutcome::Ok,
             status_code: None,
             error: None,
         };
@@ -259,7 +259,7 @@ async fn call(
         let in_time = |d: Duration| clock.now_ms() + (d.as_millis() as i64) < deadline;
         match retry_delay {
             Some(delay) if in_time(delay) => {
-                record.outcome = "retry".into();
+                record.outcome = AttemptOutcome::Retry;
                 match &book {
                     Bookkeeping::Durable { .. } => {
                         let lease_until = clock.now_ms() + (delay + lease).as_millis() as i64;
@@ -293,8 +293,12 @@ async fn call(
             }
             _ => {
                 let timeout = matches!(failure, Failure::Timeout) || clock.now_ms() >= deadline;
-                let outcome = if timeout { "timeout" } else { "error" };
-                record.outcome = outcome.into();
+                record.outcome = if timeout {
+                    AttemptOutcome::Timeout
+                } else {
+                    AttemptOutcome::Error
+                };
+                let outcome = record.outcome.as_str();
                 let mut output = Map::new();
                 output.insert("ok".into(), Value::Bool(false));
                 output.insert("attempts".into(), json!(attempt));

@@ -35,7 +35,7 @@ use crate::engine::{Status, StepKind, StepResult};
 use crate::flow::compile::CompiledFlow;
 use crate::flow::model::NodeDef;
 use crate::service::{Baton, Dispatch, ServiceError};
-use crate::store::tasks::{AttemptRecord, TaskRecord, state};
+use crate::store::tasks::{AttemptOutcome, AttemptRecord, TaskRecord, TaskState};
 use breaker::{BreakerConfig, Breakers};
 use clock::Clock;
 
@@ -247,11 +247,15 @@ impl Claimed<'_> {
             worker: shared.baton.worker_id().to_string(),
             started_at: now,
             finished_at: now,
-            outcome: if timed_out { "timeout" } else { "ok" }.into(),
+            outcome: if timed_out {
+                AttemptOutcome::Timeout
+            } else {
+                AttemptOutcome::Ok
+            },
             status_code: None,
             error: None,
         };
-        debug_assert!(task.state != state::DONE);
+        debug_assert!(task.state != TaskState::Done);
         shared
             .baton
             .finish_step(task, result, std::slice::from_ref(&attempt), false)

@@ -38,8 +38,11 @@ pub enum ServiceError {
     Analytics(#[from] super::funnel::AnalyticsError),
     #[error("no step task `{task_id}`")]
     TaskNotFound { task_id: String },
-    #[error("step task `{task_id}` is not open ({state})")]
-    TaskNotOpen { task_id: String, state: String },
+    #[error("step task `{task_id}` is not open ({})", state.as_str())]
+    TaskNotOpen {
+        task_id: String,
+        state: crate::store::tasks::TaskState,
+    },
     #[error("approval task `{task_id}` is claimed by `{by}`")]
     TaskClaimed { task_id: String, by: String },
     #[error("the reviewer's values are invalid: {summary}")]

@@ -14,7 +14,7 @@ use super::snapshots::Snapshot;
 use super::{Baton, Read, ServiceError, SessionView, now_ms, to_new_events, view_of};
 use crate::engine::{self, Advance, Due, EngineError, Status, StepKind, StepResult, TaskSpec};
 use crate::flow::model::NodeDef;
-use crate::store::tasks::{AttemptRecord, NewTask, StepCommit, TaskRecord, state};
+use crate::store::tasks::{AttemptRecord, NewTask, StepCommit, TaskRecord, TaskState};
 use crate::store::{NewIdempotency, StoreError};
 
 /// How this process runs backend steps.
@@ -110,7 +110,7 @@ impl Baton {
                     id: task_id(session_id, from_seq, i, &t.node),
                     node: t.node.clone(),
                     kind: t.spec.kind().as_str().to_string(),
-                    state: state::READY,
+                    state: TaskState::Ready,
                     due_at: Some(now),
                     lease_owner: None,
                     attempts: 0,
@@ -135,7 +135,7 @@ impl Baton {
                 match &t.spec {
                     // Run at once by this process: created leased to it.
                     TaskSpec::Http => {
-                        task.state = state::RUNNING;
+                        task.state = TaskState::Running;
                         task.lease_owner = Some(self.inner.worker_id.clone());
                         task.attempts = 1;
                         task.due_at = Some(now.saturating_add(ms(self.inner.steps.lease)));
@@ -151,7 +151,7 @@ impl Baton {
                         task.queue = Some(queue.clone());
                         task.input = json!({ "title": title, "outcomes": outcomes });
                         if mock.is_none() {
-                            task.state = state::OPEN;
+                            task.state = TaskState::Open;
                             task.due_at = due;
                         }
                     }
@@ -162,7 +162,7 @@ impl Baton {
                         task.correlation = Some(correlation.clone());
                         task.input = mocked;
                         if mock.is_none() {
-                            task.state = state::OPEN;
+                            task.state = TaskState::Open;
                             task.due_at = due;
                         }
                     }
@@ -180,7 +180,7 @@ impl Baton {
     pub(super) fn runs_here(&self, tasks: &[NewTask]) -> bool {
         self.inner.dispatch.get().is_some()
             && tasks.iter().any(|t| {
-                t.state == state::RUNNING
+                t.state == TaskState::Running
                     && t.lease_owner.as_deref() == Some(&*self.inner.worker_id)
             })
     }
@@ -195,7 +195,7 @@ impl Baton {
         };
         let now = now_ms();
         for t in tasks {
-            if t.kind == StepKind::Event.as_str() && t.state == state::OPEN {
+            if t.kind == StepKind::Event.as_str() && t.state == TaskState::Open {
                 // An event may have arrived before the step was entered.
                 let baton = self.clone();
                 let task = record_of(session_id, &t, now);
@@ -206,7 +206,7 @@ impl Baton {
                 });
                 continue;
             }
-            let msg = if t.state == state::RUNNING {
+            let msg = if t.state == TaskState::Running {
                 Dispatch::Run(
                     Box::new(record_of(session_id, &t, now)),
                     tracing::Span::current(),
@@ -607,7 +607,7 @@ impl Baton {
         let task = self.task_of_kind(task_id, StepKind::Approval).await?;
         match self.inner.store.claim_approval(task_id, reviewer).await? {
             Some(t) => Ok(approval_view(t)),
-            None if task.state != state::OPEN => Err(ServiceError::TaskNotOpen {
+            None if task.state != TaskState::Open => Err(ServiceError::TaskNotOpen {
                 task_id: task_id.into(),
                 state: task.state,
             }),
@@ -629,7 +629,7 @@ impl Baton {
         comment: Option<&str>,
     ) -> Result<StepDone, ServiceError> {
         let task = self.task_of_kind(task_id, StepKind::Approval).await?;
-        if task.state != state::OPEN {
+        if task.state != TaskState::Open {
             return Err(ServiceError::TaskNotOpen {
                 task_id: task_id.into(),
                 state: task.state,
@@ -709,7 +709,7 @@ impl Baton {
             .await?
             .into_iter()
             .rev()
-            .find(|t| t.node == node && t.state != state::DONE))
+            .find(|t| t.node == node && t.state != TaskState::Done))
     }
 
     /// Operator: run the failed step the session stopped on again.
@@ -881,7 +881,7 @@ fn record_of(session_id: &str, t: &NewTask, now: i64) -> TaskRecord {
         session_id: session_id.to_string(),
         node: t.node.clone(),
         kind: t.kind.clone(),
-        state: t.state.to_string(),
+        state: t.state,
         due_at: t.due_at,
         attempts: t.attempts,
         lease_owner: t.lease_owner.clone(),

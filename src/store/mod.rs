@@ -206,7 +206,7 @@ macro_rules! insert_tasks {
                 .bind($session_id)
                 .bind(&t.node)
                 .bind(&t.kind)
-                .bind(t.state)
+                .bind(t.state.as_str())
                 .bind(t.due_at)
                 .bind(t.attempts)
                 .bind(&t.lease_owner)

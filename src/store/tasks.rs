@@ -21,15 +21,81 @@ use super::{
     insert_events_sql, now_ms, parse_json, seq_after, to_json,
 };
 
-/// Task states as stored.
-pub mod state {
+/// Where a task is in its life; stored as its [`TaskState::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskState {
     /// Waiting for `due_at`, then any worker may take it.
-    pub const READY: &str = "ready";
+    Ready,
     /// Leased to `lease_owner` until `due_at`.
-    pub const RUNNING: &str = "running";
+    Running,
     /// Waiting for a person or an event; `due_at` is the deadline.
-    pub const OPEN: &str = "open";
-    pub const DONE: &str = "done";
+    Open,
+    Done,
+}
+
+impl TaskState {
+    /// Every state a task not done may be in.
+    pub const PENDING: [TaskState; 3] = [TaskState::Ready, TaskState::Running, TaskState::Open];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Ready => "ready",
+            TaskState::Running => "running",
+            TaskState::Open => "open",
+            TaskState::Done => "done",
+        }
+    }
+
+    fn parse(s: &str) -> Result<TaskState, StoreError> {
+        Ok(match s {
+            "ready" => TaskState::Ready,
+            "running" => TaskState::Running,
+            "open" => TaskState::Open,
+            "done" => TaskState::Done,
+            other => {
+                return Err(StoreError::Corrupt {
+                    table: "step_tasks",
+                    detail: format!("unknown task state `{other}`"),
+                });
+            }
+        })
+    }
+}
+
+/// How one attempt at a task ended; stored as its [`AttemptOutcome::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttemptOutcome {
+    Ok,
+    Error,
+    Timeout,
+    /// Failed, and tried again.
+    Retry,
+}
+
+impl AttemptOutcome {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Ok => "ok",
+            AttemptOutcome::Error => "error",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::Retry => "retry",
+        }
+    }
+
+    fn parse(s: &str) -> Result<AttemptOutcome, StoreError> {
+        Ok(match s {
+            "ok" => AttemptOutcome::Ok,
+            "error" => AttemptOutcome::Error,
+            "timeout" => AttemptOutcome::Timeout,
+            "retry" => AttemptOutcome::Retry,
+            other => {
+                return Err(StoreError::Corrupt {
+                    table: "step_attempts",
+                    detail: format!("unknown attempt outcome `{other}`"),
+                });
+            }
+        })
+    }
 }
 
 /// A task to create with a commit.
@@ -38,7 +104,7 @@ pub struct NewTask {
     pub id: String,
     pub node: String,
     pub kind: String,
-    pub state: &'static str,
+    pub state: TaskState,
     pub due_at: Option<i64>,
     /// Created already leased to this worker (it runs the task at once,
     /// saving a claim round trip); `attempts` starts at 1 then.
@@ -58,7 +124,7 @@ pub struct TaskRecord {
     pub session_id: String,
     pub node: String,
     pub kind: String,
-    pub state: String,
+    pub state: TaskState,
     pub due_at: Option<i64>,
     pub attempts: i32,
     pub lease_owner: Option<String>,
@@ -83,8 +149,7 @@ pub struct AttemptRecord {
     pub worker: String,
     pub started_at: i64,
     pub finished_at: i64,
-    /// `ok`, `error`, `timeout`, or `retry` (failed, tried again).
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub status_code: Option<i32>,
     pub error: Option<String>,
 }
@@ -162,7 +227,7 @@ impl TaskRow {
             session_id: self.session_id,
             node: self.node,
             kind: self.kind,
-            state: self.state,
+            state: TaskState::parse(&self.state)?,
             due_at: self.due_at,
             attempts: self.attempts,
             lease_owner: self.lease_owner,
@@ -192,20 +257,20 @@ struct AttemptRow {
     error: Option<String>,
 }
 
-impl From<AttemptRow> for AttemptRecord {
-    fn from(r: AttemptRow) -> Self {
-        AttemptRecord {
-            task_id: r.task_id,
-            attempt: r.attempt,
-            session_id: r.session_id,
-            node: r.node,
-            worker: r.worker,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            outcome: r.outcome,
-            status_code: r.status_code,
-            error: r.error,
-        }
+impl AttemptRow {
+    fn into_record(self) -> Result<AttemptRecord, StoreError> {
+        Ok(AttemptRecord {
+            outcome: AttemptOutcome::parse(&self.outcome)?,
+            task_id: self.task_id,
+            attempt: self.attempt,
+            session_id: self.session_id,
+            node: self.node,
+            worker: self.worker,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            status_code: self.status_code,
+            error: self.error,
+        })
     }
 }
 
@@ -243,7 +308,7 @@ macro_rules! insert_attempt {
             .bind(&a.worker)
             .bind(a.started_at)
             .bind(a.finished_at)
-            .bind(&a.outcome)
+            .bind(a.outcome.as_str())
             .bind(a.status_code)
             .bind(&a.error)
             .execute(&mut *$tx)
@@ -705,7 +770,7 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        Ok(rows.into_iter().map(AttemptRecord::from).collect())
+        rows.into_iter().map(AttemptRow::into_record).collect()
     }
 
     /// Open event steps waiting for `name` with this correlation key.
@@ -938,7 +1003,7 @@ fn bind_tasks<'q, O>(
     q.bind(tasks.iter().map(|t| t.id.as_str()).collect::<Vec<_>>())
         .bind(tasks.iter().map(|t| t.node.as_str()).collect::<Vec<_>>())
         .bind(tasks.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>())
-        .bind(tasks.iter().map(|t| t.state).collect::<Vec<_>>())
+        .bind(tasks.iter().map(|t| t.state.as_str()).collect::<Vec<_>>())
         .bind(tasks.iter().map(|t| t.due_at).collect::<Vec<_>>())
         .bind(tasks.iter().map(|t| t.attempts).collect::<Vec<_>>())
         .bind(col(|t| t.lease_owner.as_deref()))
@@ -1128,7 +1193,7 @@ pub(super) async fn write_pg_step_batch(
         .bind(t(|t| Some(t.id.as_str())))
         .bind(t(|t| Some(t.node.as_str())))
         .bind(t(|t| Some(t.kind.as_str())))
-        .bind(t(|t| Some(t.state)))
+        .bind(t(|t| Some(t.state.as_str())))
         .bind(tasks.iter().map(|x| x.1.due_at).collect::<Vec<_>>())
         .bind(tasks.iter().map(|x| x.1.attempts).collect::<Vec<_>>())
         .bind(t(|t| t.lease_owner.as_deref()))
@@ -1159,4 +1224,37 @@ pub(super) async fn write_pg_step_batch(
         }
     }
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_outcomes_round_trip_and_junk_is_corrupt() {
+        for s in [
+            TaskState::Ready,
+            TaskState::Running,
+            TaskState::Open,
+            TaskState::Done,
+        ] {
+            assert_eq!(TaskState::parse(s.as_str()).unwrap(), s);
+        }
+        for o in [
+            AttemptOutcome::Ok,
+            AttemptOutcome::Error,
+            AttemptOutcome::Timeout,
+            AttemptOutcome::Retry,
+        ] {
+            assert_eq!(AttemptOutcome::parse(o.as_str()).unwrap(), o);
+        }
+        assert!(matches!(
+            TaskState::parse("Ready"),
+            Err(StoreError::Corrupt { table: "step_tasks", .. })
+        ));
+        assert!(matches!(
+            AttemptOutcome::parse(""),
+            Err(StoreError::Corrupt { table: "step_attempts", .. })
+        ));
+    }
 }

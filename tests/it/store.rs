@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton::store::tasks::{AttemptRecord, NewTask, StepCommit, state as task_state};
+use baton::store::tasks::{AttemptOutcome, AttemptRecord, NewTask, StepCommit, TaskState};
 use baton::store::{
     Backend, NewEvent, NewIdempotency, NewSession, RawPools, SessionRecord, Store, StoreError,
     StoreOptions,
@@ -1111,7 +1111,7 @@ fn task(id: &str, node: &str) -> NewTask {
         id: id.to_owned(),
         node: node.to_owned(),
         kind: "http".to_owned(),
-        state: task_state::RUNNING,
+        state: TaskState::Running,
         due_at: Some(i64::MAX / 2),
         lease_owner: Some("worker-a".to_owned()),
         attempts: 1,
@@ -1132,7 +1132,7 @@ fn attempt(task_id: &str, session_id: &str, n: i32) -> AttemptRecord {
         worker: "worker-a".to_owned(),
         started_at: 1,
         finished_at: 2,
-        outcome: "ok".to_owned(),
+        outcome: AttemptOutcome::Ok,
         status_code: Some(200),
         error: None,
     }
@@ -1219,7 +1219,7 @@ async fn step_commits_are_all_or_nothing(db: TestDb) {
     assert_eq!(code(stale), "STORE_CONFLICT");
     assert_eq!(
         db.store.task(&first.id).await.unwrap().unwrap().state,
-        "running"
+        TaskState::Running
     );
     assert!(db.store.task(&next.id).await.unwrap().is_none());
     assert!(db.store.session_attempts(&id).await.unwrap().is_empty());

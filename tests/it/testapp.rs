@@ -195,7 +195,7 @@ impl TestApp {
         attempts
             .into_iter()
             .map(|a| {
-                json!({ "node": a.node, "attempt": a.attempt, "outcome": a.outcome,
+                json!({ "node": a.node, "attempt": a.attempt, "outcome": a.outcome.as_str(),
                         "status_code": a.status_code, "error": a.error, "task": a.task_id })
             })
             .collect()
