@@ -246,6 +246,7 @@ fn reachable(flow: &CompiledFlow, context: &Value) -> BTreeSet<NodeIdx> {
                 next,
                 on_error,
                 on_timeout,
+                ..
             } => {
                 steps_reached = true;
                 follow(next);

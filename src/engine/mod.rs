@@ -583,6 +583,7 @@ pub fn resume(
             next: edges,
             on_error,
             on_timeout,
+            ..
         } => match outcome {
             "ok" => Some(pick_edge(edges, &next.context, node)?),
             "timeout" => on_timeout.or(*on_error).or(flow.on_error),

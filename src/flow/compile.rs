@@ -10,7 +10,8 @@ use regex::Regex;
 
 use super::error::FlowError;
 use super::model::{ComponentDef, FlowDef, NodeDef, Outcome, Text, walk_components};
-use super::steps::parse_duration;
+use super::policy::Policy;
+use super::steps::{HttpStep, parse_duration};
 use super::template::Template;
 use super::validate;
 use crate::rules::Rule;
@@ -95,10 +96,12 @@ pub enum CompiledKind {
     End {
         outcome: Outcome,
     },
+    /// An `http` step (one call) or a `parallel` one (a call per branch).
     Http {
         next: Vec<CompiledEdge>,
         on_error: Option<NodeIdx>,
         on_timeout: Option<NodeIdx>,
+        calls: Vec<CompiledCall>,
     },
     Transform {
         set: Vec<(String, Computed)>,
@@ -121,6 +124,23 @@ pub enum CompiledKind {
         /// `timeout`.
         deadline: Option<Duration>,
     },
+}
+
+/// An upstream call as the orchestrator makes it: an `http` step, or a
+/// branch of a `parallel` step as one, with its policy resolved.
+#[derive(Debug)]
+pub struct CompiledCall {
+    pub step: HttpStep,
+    pub policy: Policy,
+}
+
+impl CompiledCall {
+    fn of(step: HttpStep) -> CompiledCall {
+        CompiledCall {
+            policy: Policy::of(&step),
+            step,
+        }
+    }
 }
 
 impl CompiledKind {
@@ -273,6 +293,7 @@ impl CompiledFlow {
                         next: compile_edges(&h.next, &h.id)?,
                         on_error: resolve_opt(&h.on_error, &h.id)?,
                         on_timeout: resolve_opt(&h.on_timeout, &h.id)?,
+                        calls: vec![CompiledCall::of(h.clone())],
                     }
                 }
                 NodeDef::Transform(t) => {
@@ -337,6 +358,11 @@ impl CompiledFlow {
                         next: compile_edges(&p.next, &p.id)?,
                         on_error: resolve_opt(&p.on_error, &p.id)?,
                         on_timeout: resolve_opt(&p.on_timeout, &p.id)?,
+                        calls: p
+                            .branches
+                            .iter()
+                            .map(|b| CompiledCall::of(b.as_step()))
+                            .collect(),
                     }
                 }
                 NodeDef::Event(e) => {

@@ -9,6 +9,7 @@ pub mod error;
 pub mod hosts;
 pub mod load;
 pub mod model;
+pub mod policy;
 pub mod position;
 pub mod steps;
 pub mod template;

@@ -12,8 +12,8 @@ use serde_json::{Map, Value, json};
 use super::policy::{Failure, Policy};
 use super::{Claimed, Runner, Shared};
 use crate::engine::StepResult;
-use crate::flow::compile::CompiledFlow;
-use crate::flow::steps::{HttpBranch, HttpMockCase, HttpStep, JoinKind, MockFailure, ParallelStep};
+use crate::flow::compile::{CompiledCall, CompiledFlow};
+use crate::flow::steps::{HttpMockCase, HttpStep, JoinKind, MockFailure, ParallelStep};
 use crate::flow::validate::literal_url_origin;
 use crate::service::ServiceError;
 use crate::service::steps::StepDone;
@@ -43,18 +43,25 @@ struct Called {
 
 impl Runner for HttpStep {
     async fn run(&self, claimed: Claimed<'_>) -> Result<(), ServiceError> {
+        let [compiled] = claimed.calls() else {
+            return Err(ServiceError::Internal(format!(
+                "step `{}` is not compiled as one call",
+                self.id
+            )));
+        };
         let Claimed {
             shared,
             task,
             flow,
             context,
+            ..
         } = claimed;
         let first = task.attempts.max(1) as u32;
         let Some(called) = call(
             shared,
             task,
             flow,
-            self,
+            compiled,
             context,
             Bookkeeping::Durable { first },
         )
@@ -79,6 +86,7 @@ impl Runner for ParallelStep {
             claimed.task,
             claimed.flow,
             self,
+            claimed.calls(),
             claimed.context,
         )
         .await
@@ -91,16 +99,16 @@ async fn run_parallel(
     task: &TaskRecord,
     flow: &CompiledFlow,
     step: &ParallelStep,
+    branches: &[CompiledCall],
     context: &Value,
 ) -> Result<(), ServiceError> {
     use futures_util::StreamExt;
     use futures_util::stream::FuturesUnordered;
 
-    let steps: Vec<HttpStep> = step.branches.iter().map(HttpBranch::as_step).collect();
-    let mut running: FuturesUnordered<_> = steps
+    let mut running: FuturesUnordered<_> = branches
         .iter()
         .map(|b| async move {
-            let label = format!("{}.{}", task.node, b.id);
+            let label = format!("{}.{}", task.node, b.step.id);
             let called = call(
                 shared,
                 task,
@@ -110,7 +118,7 @@ async fn run_parallel(
                 Bookkeeping::InMemory { label },
             )
             .await;
-            (b.id.clone(), called)
+            (b.step.id.clone(), called)
         })
         .collect();
     // Keep the lease while the branches run (they may retry for a while).
@@ -181,11 +189,11 @@ async fn call(
     shared: &Shared,
     task: &TaskRecord,
     flow: &CompiledFlow,
-    step: &HttpStep,
+    compiled: &CompiledCall,
     context: &Value,
     book: Bookkeeping,
 ) -> Result<Option<Called>, ServiceError> {
-    let policy = Policy::of(step);
+    let CompiledCall { step, policy } = compiled;
     let clock = &shared.config.clock;
     let worker = shared.baton.worker_id().to_string();
     let lease = shared.baton.step_settings().lease;
@@ -204,9 +212,9 @@ async fn call(
         let timer = std::time::Instant::now();
         let outcome = if let Some(scenario) = &task.mock {
             let scenario = (scenario != "default").then_some(scenario.as_str());
-            mock_attempt(shared, step, scenario, &policy).await
+            mock_attempt(shared, step, scenario, policy).await
         } else {
-            real_attempt(shared, task, flow, step, context, &policy).await
+            real_attempt(shared, task, flow, step, context, policy).await
         };
         let finished = clock.now_ms();
         let failed = match &outcome {

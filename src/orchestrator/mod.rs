@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Status, StepKind, StepResult};
-use crate::flow::compile::CompiledFlow;
+use crate::flow::compile::{CompiledCall, CompiledFlow, CompiledKind, NodeIdx};
 use crate::flow::model::NodeDef;
 use crate::service::{Baton, Dispatch, ServiceError};
 use crate::store::tasks::{AttemptOutcome, AttemptRecord, TaskRecord, TaskState};
@@ -214,10 +214,22 @@ pub(crate) struct Claimed<'a> {
     pub shared: &'a Shared,
     pub task: &'a TaskRecord,
     pub flow: &'a CompiledFlow,
+    /// The task's node in `flow`.
+    pub idx: NodeIdx,
     pub context: &'a Value,
 }
 
-impl Claimed<'_> {
+impl<'a> Claimed<'a> {
+    /// The upstream calls of an `http` or `parallel` step, as compiled
+    /// with their policies (none for other kinds).
+    fn calls(&self) -> &'a [CompiledCall] {
+        if let CompiledKind::Http { calls, .. } = &self.flow.nodes[self.idx].kind {
+            calls
+        } else {
+            &[]
+        }
+    }
+
     /// The `default` scenario is no scenario.
     fn scenario(&self) -> Option<&str> {
         self.task.mock.as_deref().filter(|s| *s != "default")
@@ -290,6 +302,7 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
         shared,
         task: &task,
         flow: &flow,
+        idx,
         context: &snap.state.context,
     };
     match flow.node_def(idx) {

@@ -1,11 +1,13 @@
-//! A step's retry and timeout policy, resolved from the flow file with the
-//! defaults filled in, and the classification of a failed attempt.
+//! How a step's [`Policy`] (resolved when its flow compiled) is applied:
+//! the classification of a failed attempt, whether it is retried, and the
+//! delay before the next one.
 
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ConstantBuilder, ExponentialBuilder};
 
-use crate::flow::steps::{BackoffKind, HttpStep, RetryPolicy, defaults, parse_duration};
+pub use crate::flow::policy::Policy;
+use crate::flow::steps::BackoffKind;
 
 /// Why an attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,51 +36,7 @@ impl Failure {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Policy {
-    pub backoff: BackoffKind,
-    pub max_attempts: u32,
-    pub delay: Duration,
-    pub max_delay: Duration,
-    pub jitter: bool,
-    retry_on: Vec<String>,
-    pub attempt_timeout: Duration,
-    pub total_timeout: Duration,
-}
-
-fn dur(s: Option<&str>, default: Duration) -> Duration {
-    // Validation rejected bad durations when the flow loaded.
-    s.and_then(|s| parse_duration(s).ok()).unwrap_or(default)
-}
-
 impl Policy {
-    pub fn of(step: &HttpStep) -> Policy {
-        let retry = step.retry.clone().unwrap_or_default();
-        Policy::from_parts(
-            &retry,
-            step.timeout.as_deref(),
-            step.total_timeout.as_deref(),
-        )
-    }
-
-    pub fn from_parts(retry: &RetryPolicy, timeout: Option<&str>, total: Option<&str>) -> Policy {
-        Policy {
-            backoff: retry.backoff,
-            max_attempts: retry.max_attempts.clamp(1, defaults::MAX_ATTEMPTS_LIMIT),
-            delay: dur(retry.delay.as_deref(), defaults::RETRY_DELAY),
-            max_delay: dur(retry.max_delay.as_deref(), defaults::RETRY_MAX_DELAY),
-            jitter: retry
-                .jitter
-                .unwrap_or(retry.backoff == BackoffKind::Exponential),
-            retry_on: retry
-                .retry_on
-                .clone()
-                .unwrap_or_else(|| vec!["connect".into(), "timeout".into(), "5xx".into()]),
-            attempt_timeout: dur(timeout, defaults::ATTEMPT_TIMEOUT),
-            total_timeout: dur(total, defaults::TOTAL_TIMEOUT),
-        }
-    }
-
     /// Whether this failure is worth another attempt.
     pub fn retries(&self, failure: &Failure) -> bool {
         self.retry_on.iter().any(|c| match (c.as_str(), failure) {
@@ -133,6 +91,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::steps::{RetryPolicy, defaults};
 
     fn policy(kind: BackoffKind, jitter: bool) -> Policy {
         Policy::from_parts(

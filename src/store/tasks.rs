@@ -1250,11 +1250,17 @@ mod tests {
         }
         assert!(matches!(
             TaskState::parse("Ready"),
-            Err(StoreError::Corrupt { table: "step_tasks", .. })
+            Err(StoreError::Corrupt {
+                table: "step_tasks",
+                ..
+            })
         ));
         assert!(matches!(
             AttemptOutcome::parse(""),
-            Err(StoreError::Corrupt { table: "step_attempts", .. })
+            Err(StoreError::Corrupt {
+                table: "step_attempts",
+                ..
+            })
         ));
     }
 }
