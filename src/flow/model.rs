@@ -1091,3 +1091,33 @@ pub fn walk_components<'a>(
         c.walk(&format!("{base}[{i}]"), f);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `NODE_KINDS` (what error messages list, and what locating an error
+    /// in a node matches on) is written out by hand: it must name exactly
+    /// the kinds `NodeDef` reads.
+    #[test]
+    fn node_kinds_are_the_kinds_node_def_reads() {
+        let schema = serde_json::to_value(schemars::schema_for!(NodeDef)).unwrap();
+        let mut kinds: Vec<String> = schema["oneOf"]
+            .as_array()
+            .expect("a tagged enum is a oneOf")
+            .iter()
+            .map(|v| {
+                let kind = &v["properties"]["kind"];
+                kind["const"]
+                    .as_str()
+                    .or_else(|| kind["enum"][0].as_str())
+                    .unwrap_or_else(|| panic!("no kind in {v}"))
+                    .to_owned()
+            })
+            .collect();
+        kinds.sort();
+        let mut listed: Vec<String> = NODE_KINDS.iter().map(|k| (*k).to_owned()).collect();
+        listed.sort();
+        assert_eq!(kinds, listed);
+    }
+}

@@ -1803,6 +1803,29 @@ nodes:
     }
 }
 
+/// Every kind a flow may use is located when its fields are wrong: a kind
+/// that the error locator does not know would be reported as unknown.
+#[test]
+fn a_stray_field_is_located_in_every_node_kind() {
+    for kind in baton::flow::model::NODE_KINDS {
+        let issues = parse_err(
+            "k.yaml",
+            &format!("id: t\nstart: a\nnodes:\n  - {{kind: {kind}, id: a, stray_field: 1}}\n"),
+        );
+        let issue = find(&issues, "FLOW_STRUCTURE");
+        assert!(
+            !issue.message.contains("unknown node kind"),
+            "{kind}: {}",
+            issue.message
+        );
+        assert!(
+            issue.path.starts_with("$.nodes[0]"),
+            "{kind}: {}",
+            issue.path
+        );
+    }
+}
+
 #[test]
 fn fallback_lists_guards_and_custom_inputs_are_checked() {
     let issues = assert_issues(
