@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::handoff::{Part, Receiver, Slice};
+use super::handoff::{HandedEvents, Part, Receiver, Slice};
 use super::{Inner, Store, StoreError, parse_json};
 
 /// Most events one read returns.
@@ -119,8 +119,14 @@ fn handed(slice: Slice, events: &mut Vec<FunnelEvent>) -> Result<(), StoreError>
             commit.session_id
         ),
     };
-    let all: Vec<(String, String)> =
-        serde_json::from_str(&commit.events).map_err(|e| corrupt(e.to_string()))?;
+    let parsed: Vec<(String, String)>;
+    let all = match &commit.events {
+        HandedEvents::Json(text) => {
+            parsed = serde_json::from_str(text).map_err(|e| corrupt(e.to_string()))?;
+            &parsed
+        }
+        HandedEvents::Pairs(pairs) => pairs,
+    };
     let part = all
         .get(start..start.saturating_add(len))
         .ok_or_else(|| corrupt(format!("{} events, not {}", all.len(), start + len)))?;

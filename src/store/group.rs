@@ -28,7 +28,7 @@ use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::error::{constraint, is_unavailable, is_unique_violation};
-use super::handoff::{self, Handed};
+use super::handoff::{self, Handed, HandedEvents};
 use super::{pg_commit_sql, raise_message};
 
 /// Most commits written together: bounds a transaction's size and the wait
@@ -373,7 +373,7 @@ async fn write_sqlite(
                 first_seq: commit.expected_seq + 1,
                 count: commit.new_seq - commit.expected_seq,
                 at: now,
-                events,
+                events: HandedEvents::Json(events),
                 session_id: commit.session_id,
             });
         }

@@ -24,8 +24,16 @@ pub(super) struct Handed {
     pub count: i64,
     /// The events' `created_at`.
     pub at: i64,
+    pub events: HandedEvents,
+}
+
+/// A handed commit's events, in the form its writer had them.
+#[derive(Debug)]
+pub(super) enum HandedEvents {
     /// `[[kind, payload as JSON text], …]`, as the commit trigger reads it.
-    pub events: String,
+    Json(String),
+    /// (kind, payload as JSON text) per event.
+    Pairs(Vec<(String, String)>),
 }
 
 /// The writer's end: empty until an aggregator asks for the handoff.
@@ -153,7 +161,7 @@ mod tests {
             first_seq,
             count,
             at: 0,
-            events: String::new(),
+            events: HandedEvents::Pairs(Vec::new()),
         }
     }
 

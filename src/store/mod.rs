@@ -894,16 +894,36 @@ impl Store {
             insert_tasks!(tx, &s.id, tasks, now);
             tx.commit().await?;
         });
+        self.hand_over(&s.id, 0, events, payloads, now);
+        Ok(())
+    }
+
+    /// Hands events this process wrote directly (not through the group
+    /// writer) to its funnel aggregator, when it takes them (see
+    /// [`handoff`]).
+    fn hand_over(
+        &self,
+        session_id: &str,
+        after_seq: i64,
+        events: &[NewEvent],
+        payloads: Vec<String>,
+        at: i64,
+    ) {
         if self.handoff.wanted() && !events.is_empty() {
             self.handoff.hand(handoff::Handed {
-                session_id: s.id.clone(),
-                first_seq: seq_after(0, 1),
+                session_id: session_id.to_owned(),
+                first_seq: after_seq + 1,
                 count: events.len() as i64,
-                at: now,
-                events: sqlite_events_json(events, &payloads)?,
+                at,
+                events: handoff::HandedEvents::Pairs(
+                    events
+                        .iter()
+                        .map(|e| e.kind.clone())
+                        .zip(payloads)
+                        .collect(),
+                ),
             });
         }
-        Ok(())
     }
 
     /// The session's snapshot, or `None` if there is no such session.

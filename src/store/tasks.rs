@@ -429,7 +429,10 @@ impl Store {
             }
         });
         match result {
-            Ok(()) => Ok(new_seq),
+            Ok(()) => {
+                self.hand_over(c.session_id, c.expected_seq, c.events, payloads, now);
+                Ok(new_seq)
+            }
             // The transaction was rolled back when `tx` dropped.
             Err(StoreError::Conflict { .. }) => {
                 Err(self.why_not_at(c.session_id, c.expected_seq).await)

@@ -1463,6 +1463,15 @@ async fn the_funnel_handoff_reads_what_the_store_holds(db: TestDb) {
     for c in commits.collect::<Vec<_>>() {
         c.await.unwrap();
     }
+    // A step's commit (written directly, not by the group writer).
+    let finished = [
+        NewEvent::new("step_completed", json!({ "node": "call", "outcome": "ok" })),
+        NewEvent::new("entered", json!({ "node": "c", "node_kind": "screen" })),
+    ];
+    store
+        .commit_step(step_commit(&ids[3], 5, &finished, None, &[], &[], true))
+        .await
+        .unwrap();
     // Another process's commit.
     let other = Store::connect(&db.url, StoreOptions::default())
         .await
@@ -1499,7 +1508,7 @@ async fn the_funnel_handoff_reads_what_the_store_holds(db: TestDb) {
     let [with, without] = pages;
     assert_eq!(with, without);
     let events: usize = with.iter().map(|(_, e)| e.len()).sum();
-    assert_eq!(events, 6 * 2 + 6 * 3 + 1);
+    assert_eq!(events, 6 * 2 + 6 * 3 + 2 + 1);
     // All but the first session's start and the other process's commit.
     assert_eq!(handed, events - 2 - 1);
 }
