@@ -1,7 +1,8 @@
 //! Backend-step benchmark: a flow whose start is a chain of three `http`
-//! steps against a local upstream on 127.0.0.1, so one `startFlow` runs the
-//! whole chain (the step budget is long enough that it answers with the
-//! finished flow). Reports flows completed per second at 64 concurrent
+//! steps against a local upstream on 127.0.0.1 (a process of its own: this
+//! binary again, with `--upstream`), so one `startFlow` runs the whole
+//! chain (the step budget is long enough that it answers with the finished
+//! flow). Reports flows completed per second at 64 concurrent
 //! clients and the latency of one flow run sequentially, on SQLite and
 //! (with BATON_TEST_POSTGRES_URL) PostgreSQL. Bounded: STEPS_SECS seconds
 //! per measurement (default 5).
@@ -29,6 +30,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::args().any(|a| a == "--upstream") {
+        rt.block_on(serve_upstream());
+        return;
+    }
     rt.block_on(run());
 }
 
@@ -38,7 +43,7 @@ async fn run() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
     let dur = Duration::from_secs(secs);
-    let upstream = spawn_upstream().await;
+    let upstream = Upstream::spawn();
     println!(
         "3-step http chain per flow, {secs} s per measurement, {} cores",
         std::thread::available_parallelism()
@@ -55,7 +60,7 @@ async fn run() {
             None => format!("sqlite://{}", dir.path().join("steps.db").display()),
             Some(base) => fresh_pg_schema(base).await,
         };
-        let baton = spawn_baton(&url, dir.path(), upstream).await;
+        let baton = spawn_baton(&url, dir.path(), upstream.port).await;
         let start = move |i: usize, n: usize| {
             let base = baton.clone();
             async move {
@@ -124,14 +129,45 @@ async fn spawn_baton(url: &str, dir: &std::path::Path, upstream: u16) -> String 
     base
 }
 
-/// The upstream every step calls: answers 200 with a small JSON body.
-async fn spawn_upstream() -> u16 {
+/// The upstream every step calls, in a process of its own, stopped when
+/// dropped.
+struct Upstream {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Upstream {
+    fn spawn() -> Upstream {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--upstream")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the upstream process");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the upstream prints its port");
+        Upstream { child, port }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The upstream's process: answers 200 with a small JSON body, after
+/// printing its port.
+async fn serve_upstream() {
     let app = axum::Router::new().route(
         "/step",
         axum::routing::post(|| async { axum::Json(json!({ "ok": true })) }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    port
+    println!("{}", listener.local_addr().unwrap().port());
+    axum::serve(listener, app).await.unwrap();
 }
