@@ -102,12 +102,20 @@ impl Application {
                 .await
                 .context("recording the API keys file's version")?;
         }
+        let upstream_limits = orchestrator::bulkhead::UpstreamLimits::parse(
+            &config.upstream_limits,
+        )
+        .map_err(|e| {
+            let code = crate::codes::Code::InvalidUpstreamLimits;
+            anyhow::anyhow!("{code}: {e} (hint: {})", code.hint())
+        })?;
         let shutdown = CancellationToken::new();
         let orchestrator = orchestrator::spawn(
             baton.clone(),
             OrchestratorConfig {
                 poll: Duration::from_millis(config.task_poll_ms.max(10)),
                 allow_hosts,
+                upstream_limits,
                 breaker: BreakerConfig {
                     failure_threshold: config.breaker_failures,
                     open_for: Duration::from_millis(config.breaker_open_ms),

@@ -535,6 +535,9 @@ catalogue! {
         InvalidAllowHosts "INVALID_ALLOW_HOSTS" _
             "an `--allow-hosts` entry is not a host name, an IP address, `host:port` or a CIDR range (`10.0.0.0/8`); the server does not start, `baton validate` stops"
             "write entries like `api.example.com`, `api.example.com:8443`, `127.0.0.1` or `10.0.0.0/8`, comma separated";
+        InvalidUpstreamLimits "INVALID_UPSTREAM_LIMITS" _
+            "an `--upstream-limits` entry is not `HOST=CONCURRENT[/PER_SECOND]` with whole numbers, or names a host twice; the server does not start"
+            "write entries like `api.example.com=8/50` or `*=32`, comma separated";
         ResponseTooLarge "RESPONSE_TOO_LARGE" _
             "an upstream's response body is over 256 KiB (not retried)"
             "have the upstream answer with less, or page it";

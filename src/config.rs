@@ -193,6 +193,13 @@ pub struct ServeConfig {
     /// work other replicas created), in ms.
     #[arg(long, env = "BATON_TASK_POLL_MS", default_value_t = 1000)]
     pub task_poll_ms: u64,
+    /// Limits per upstream host, comma separated: `HOST=CONCURRENT[/PER_SECOND]`
+    /// (`*` for every other host, each on its own; 0 for no limit of that
+    /// kind), e.g. `api.example.com=8/50,*=32`. A call waits for its turn
+    /// up to its attempt timeout, then fails and is retried like a
+    /// connection failure.
+    #[arg(long, env = "BATON_UPSTREAM_LIMITS", value_delimiter = ',')]
+    pub upstream_limits: Vec<String>,
     /// Consecutive failures that open an upstream host's circuit (0 = off).
     #[arg(long, env = "BATON_BREAKER_FAILURES", default_value_t = 5)]
     pub breaker_failures: u32,
@@ -302,6 +309,7 @@ impl ServeConfig {
             step_budget_ms: 2000,
             task_lease_ms: 30_000,
             task_poll_ms: 1000,
+            upstream_limits: Vec::new(),
             breaker_failures: 5,
             breaker_open_ms: 30_000,
             secrets: None,

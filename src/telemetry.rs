@@ -95,7 +95,8 @@ pub const STEP_FAILURES: Metric = Metric {
     help: "Attempts that failed, by reason: `connect` (refused, unreachable, or \
            the host's circuit is open), `timeout`, `status` (a non-2xx answer), \
            `permanent` (not allowlisted, a request that cannot be built, a \
-           response over the size limit).",
+           response over the size limit), `bulkhead` (not sent: the host's \
+           `--upstream-limits` stayed full).",
     buckets: &[],
 };
 

@@ -420,6 +420,12 @@ async fn real_attempt(
     if !shared.breakers.allow(&host) {
         return Err(Failure::Connect(format!("circuit open for `{host}`")));
     }
+    // Held until the response is read.
+    let _slot = shared
+        .bulkheads
+        .enter(&host, policy.attempt_timeout)
+        .await
+        .map_err(Failure::Bulkhead)?;
     let method = reqwest::Method::from_bytes(step.method.as_str().as_bytes())
         .map_err(|e| Failure::Permanent(e.to_string()))?;
     let mut req = shared
@@ -441,8 +447,8 @@ async fn real_attempt(
     }
     let healthy = match &outcome {
         Ok(r) => r.status < 500,
-        Err(Failure::Permanent(_)) => true,
-        Err(_) => false,
+        Err(Failure::Permanent(_) | Failure::Bulkhead(_)) => true,
+        Err(Failure::Connect(_) | Failure::Timeout | Failure::Status(_)) => false,
     };
     shared.breakers.record(&host, healthy);
     outcome
@@ -527,6 +533,7 @@ fn render_json(
 fn describe(f: &Failure) -> String {
     match f {
         Failure::Connect(m) => format!("connect: {m}"),
+        Failure::Bulkhead(m) => format!("bulkhead: {m}"),
         Failure::Timeout => "timeout".into(),
         Failure::Status(s) => format!("status {s}"),
         Failure::Permanent(m) => m.clone(),

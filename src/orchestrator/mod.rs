@@ -16,6 +16,7 @@
 
 mod approval;
 pub mod breaker;
+pub mod bulkhead;
 pub mod clock;
 mod event;
 mod http;
@@ -52,6 +53,8 @@ pub struct OrchestratorConfig {
     /// Hosts `http` steps may call, and the addresses names may resolve to.
     pub allow_hosts: AllowList,
     pub breaker: BreakerConfig,
+    /// Calls at once and per second, per upstream host.
+    pub upstream_limits: bulkhead::UpstreamLimits,
     /// Largest upstream response body read, in bytes.
     pub max_response_bytes: usize,
     /// `secrets.NAME` values (from `BATON_SECRET_NAME`).
@@ -66,6 +69,7 @@ impl Default for OrchestratorConfig {
             concurrency: 256,
             allow_hosts: AllowList::parse(&["localhost", "127.0.0.1"]).expect("valid entries"),
             breaker: BreakerConfig::default(),
+            upstream_limits: bulkhead::UpstreamLimits::default(),
             max_response_bytes: 256 * 1024,
             secrets: HashMap::new(),
             clock: Arc::new(clock::SystemClock),
@@ -92,6 +96,7 @@ pub(crate) struct Shared {
     pub baton: Baton,
     pub config: OrchestratorConfig,
     pub breakers: Breakers,
+    pub bulkheads: bulkhead::Bulkheads,
     pub client: reqwest::Client,
 }
 
@@ -114,6 +119,7 @@ pub fn spawn(
         .expect("an HTTP client without TLS always builds");
     let shared = Arc::new(Shared {
         breakers: Breakers::new(config.breaker, config.clock.clone()),
+        bulkheads: bulkhead::Bulkheads::new(config.upstream_limits.clone()),
         baton,
         config,
         client,

@@ -19,6 +19,9 @@ pub enum Failure {
     Timeout,
     /// A response with a non-2xx status.
     Status(u16),
+    /// Not sent: the host's `--upstream-limits` stayed full for the
+    /// attempt's timeout. Retried like a connection failure.
+    Bulkhead(String),
     /// Not worth retrying: the host is not allowlisted, the request could
     /// not be built, the response is too large.
     Permanent(String),
@@ -31,6 +34,7 @@ impl Failure {
             Failure::Connect(_) => "connect",
             Failure::Timeout => "timeout",
             Failure::Status(_) => "status",
+            Failure::Bulkhead(_) => "bulkhead",
             Failure::Permanent(_) => "permanent",
         }
     }
@@ -40,7 +44,7 @@ impl Policy {
     /// Whether this failure is worth another attempt.
     pub fn retries(&self, failure: &Failure) -> bool {
         self.retry_on.iter().any(|c| match (c.as_str(), failure) {
-            ("connect", Failure::Connect(_)) => true,
+            ("connect", Failure::Connect(_) | Failure::Bulkhead(_)) => true,
             ("timeout", Failure::Timeout) => true,
             ("5xx", Failure::Status(s)) => (500..600).contains(s),
             ("4xx", Failure::Status(s)) => (400..500).contains(s),

@@ -871,3 +871,108 @@ nodes:
         "converted after the step: {kinds:?}"
     );
 }
+
+/// A slow upstream that counts the calls it holds at once, and when each
+/// arrived.
+#[derive(Clone, Default)]
+struct Crowd {
+    now: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    arrivals: Arc<Mutex<Vec<std::time::Instant>>>,
+}
+
+async fn crowd_upstream(crowd: Crowd) -> u16 {
+    let app = axum::Router::new()
+        .route(
+            "/slow",
+            post(|State(c): State<Crowd>| async move {
+                c.arrivals.lock().await.push(std::time::Instant::now());
+                let n = c.now.fetch_add(1, Ordering::SeqCst) + 1;
+                c.most.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                c.now.fetch_sub(1, Ordering::SeqCst);
+                axum::Json(json!({ "ok": true }))
+            }),
+        )
+        .with_state(crowd);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+/// Six calls at once to one host: how many the upstream held at most, and
+/// how long after the first the last one arrived, under `limits`.
+async fn fan_out(limits: &[&str]) -> (usize, Duration) {
+    let crowd = Crowd::default();
+    let port = crowd_upstream(crowd.clone()).await;
+    let branches: String = (0..6)
+        .map(|i| {
+            format!("      - {{ id: b{i}, method: POST, url: \"http://127.0.0.1:{port}/slow\" }}\n")
+        })
+        .collect();
+    let flow = format!(
+        "id: crowd\nstart: ask\nnodes:\n  - id: ask\n    kind: screen\n    actions: [{{ id: go, validate: false, next: fan }}]\n  - id: fan\n    kind: parallel\n    branches:\n{branches}    next: done\n    on_error: failed\n  - {{ id: done, kind: end }}\n  - {{ id: failed, kind: end, outcome: failed }}\n"
+    );
+    let limits: Vec<String> = limits.iter().map(|l| (*l).to_owned()).collect();
+    let app = TestApp::spawn_configured(Backend::Sqlite, &[("crowd.yaml", flow)], |c, _| {
+        c.step_budget_ms = 10_000;
+        c.upstream_limits = limits;
+    })
+    .await
+    .expect("sqlite app");
+    let (s, token) = app.start("crowd", json!({ "id": "c" }), json!({})).await;
+    let id = s["id"].as_str().unwrap();
+    let s = app.submit(&token, id, "ask", "go", json!({})).await;
+    assert_eq!(s["status"], "COMPLETED", "every call got through: {s}");
+    let arrivals = crowd.arrivals.lock().await.clone();
+    assert_eq!(arrivals.len(), 6, "each branch called once");
+    let span = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
+    (crowd.most.load(Ordering::SeqCst), span)
+}
+
+/// `--upstream-limits` caps the calls a host gets at once and per second;
+/// other hosts and unlimited runs are not held back.
+#[tokio::test]
+async fn upstream_limits_cap_calls_at_once_and_per_second() {
+    let (most, _) = fan_out(&[]).await;
+    assert!(most > 2, "unlimited, the branches overlap: {most}");
+    let (most, _) = fan_out(&["127.0.0.1=2", "*=1"]).await;
+    assert_eq!(most, 2, "at most two at once");
+    // Four per second, in bursts of up to four: the fifth and sixth wait
+    // a quarter of a second each.
+    let (_, span) = fan_out(&["127.0.0.1=0/4"]).await;
+    assert!(span >= Duration::from_millis(400), "{span:?}");
+}
+
+#[test]
+fn bad_upstream_limits_stop_the_server_with_a_code() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args([
+            "--upstream-limits",
+            "api.example.com=lots",
+            "--database-url",
+            "sqlite::memory:",
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A server that started anyway would run forever.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server started with a bad --upstream-limits");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("INVALID_UPSTREAM_LIMITS") && err.contains("`lots`"),
+        "{err}"
+    );
+}
