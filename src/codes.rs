@@ -691,6 +691,9 @@ catalogue! {
         InvalidRetry "INVALID_RETRY" _
             "`max_attempts` outside 1–100, or an unknown `retry_on` condition (`connect`, `timeout`, `5xx`, `4xx`, or a status code)"
             "see the retry settings in the README's Backend steps";
+        HedgeNotIdempotent "HEDGE_NOT_IDEMPOTENT" _
+            "an `http` step with `hedge` uses POST or PATCH: a hedge sends the request a second time, which only an idempotent method allows"
+            "hedge only GET, PUT or DELETE calls, or remove `hedge`";
         InvalidDuration "INVALID_DURATION" _
             "a duration (`timeout`, `delay`, `due`, …) that is not like `500ms`, `30s`, `48h`, or is zero"
             "write durations like 500ms, 30s, 48h";

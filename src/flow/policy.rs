@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::steps::{BackoffKind, HttpStep, RetryPolicy, defaults, parse_duration};
+use super::steps::{BackoffKind, HEDGE_P95, HttpStep, RetryPolicy, defaults, parse_duration};
 
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -16,6 +16,15 @@ pub struct Policy {
     pub retry_on: Vec<String>,
     pub attempt_timeout: Duration,
     pub total_timeout: Duration,
+    pub hedge: Option<Hedge>,
+}
+
+/// When an attempt without an answer yet is sent a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hedge {
+    After(Duration),
+    /// After the host's recent 95th percentile latency.
+    P95,
 }
 
 fn dur(s: Option<&str>, default: Duration) -> Duration {
@@ -26,11 +35,17 @@ fn dur(s: Option<&str>, default: Duration) -> Duration {
 impl Policy {
     pub fn of(step: &HttpStep) -> Policy {
         let retry = step.retry.clone().unwrap_or_default();
-        Policy::from_parts(
+        let mut policy = Policy::from_parts(
             &retry,
             step.timeout.as_deref(),
             step.total_timeout.as_deref(),
-        )
+        );
+        policy.hedge = step.hedge.as_deref().and_then(|h| match h {
+            HEDGE_P95 => Some(Hedge::P95),
+            // Validation rejected anything else.
+            d => parse_duration(d).ok().map(Hedge::After),
+        });
+        policy
     }
 
     pub fn from_parts(retry: &RetryPolicy, timeout: Option<&str>, total: Option<&str>) -> Policy {
@@ -48,6 +63,7 @@ impl Policy {
                 .unwrap_or_else(|| vec!["connect".into(), "timeout".into(), "5xx".into()]),
             attempt_timeout: dur(timeout, defaults::ATTEMPT_TIMEOUT),
             total_timeout: dur(total, defaults::TOTAL_TIMEOUT),
+            hedge: None,
         }
     }
 }

@@ -53,11 +53,20 @@ pub struct HttpStep {
     /// entered. Default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_timeout: Option<String>,
+    /// Hedging: when an attempt has no answer after this long (a duration,
+    /// or `p95`: the host's recent 95th percentile), the same request (same
+    /// `Idempotency-Key`) goes out again and the first answer wins. Only
+    /// for idempotent methods (GET, PUT, DELETE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingDef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mock: Option<HttpMock>,
 }
+
+/// `hedge: p95`: hedge after the host's recent 95th percentile latency.
+pub const HEDGE_P95: &str = "p95";
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
@@ -274,6 +283,7 @@ impl HttpBranch {
             retry: self.retry.clone(),
             timeout: self.timeout.clone(),
             total_timeout: self.total_timeout.clone(),
+            hedge: None,
             pending: None,
             mock: self.mock.clone(),
         }

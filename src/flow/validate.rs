@@ -61,7 +61,7 @@ use super::model::{
 };
 use super::template::{CONTEXT_FIELDS, CONTEXT_ROOTS, Template};
 use crate::flags::FlagSet;
-use crate::flow::steps::{defaults, parse_duration};
+use crate::flow::steps::{HEDGE_P95, HttpMethod, defaults, parse_duration};
 use crate::rules::Rule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -670,6 +670,24 @@ impl<'a> Validator<'a> {
                 edge(self, &h.on_error, "on_error");
                 edge(self, &h.on_timeout, "on_timeout");
                 self.check_request(h, base, id);
+                if let Some(hedge) = &h.hedge {
+                    let path = format!("{base}.hedge");
+                    if hedge != HEDGE_P95 {
+                        self.check_duration(Some(hedge), &path, id);
+                    }
+                    if matches!(h.method, HttpMethod::Post | HttpMethod::Patch) {
+                        self.error(
+                            Code::HedgeNotIdempotent,
+                            Some(id),
+                            path,
+                            format!(
+                                "`hedge` may send the request twice, and {} is not idempotent",
+                                h.method.as_str()
+                            ),
+                            Some("hedge only GET, PUT or DELETE calls, or remove `hedge`".into()),
+                        );
+                    }
+                }
             }
             NodeDef::Parallel(p) => {
                 let targets = self.check_edges(&p.next, &format!("{base}.next"), id);

@@ -441,9 +441,18 @@ async fn real_attempt(
         let body = render_json(body, &render)?;
         req = req.json(&body);
     }
-    let outcome = send(req, shared.config.max_response_bytes).await;
+    let max_bytes = shared.config.max_response_bytes;
+    let hedge_after = policy
+        .hedge
+        .and_then(|h| shared.latencies.hedge_after(&host, h));
+    let started = std::time::Instant::now();
+    let outcome = match (hedge_after, req.try_clone()) {
+        (Some(after), Some(again)) => hedged(shared, &host, req, again, after, max_bytes).await,
+        _ => send(req, max_bytes).await,
+    };
     if let Ok(r) = &outcome {
         tracing::Span::current().record("http.response.status_code", r.status);
+        shared.latencies.record(&host, started.elapsed());
     }
     let healthy = match &outcome {
         Ok(r) => r.status < 500,
@@ -466,6 +475,39 @@ fn host_label(url: &str) -> String {
     match host.strip_prefix('[') {
         Some(v6) => format!("[{}]", v6.split(']').next().unwrap_or_default()),
         None => host.split(':').next().unwrap_or_default().to_owned(),
+    }
+}
+
+/// Sends `first`, and `again` (the same request) once `after` passed
+/// without an answer, if the host's limits have a slot free now; the first
+/// answer wins and the other call is dropped.
+async fn hedged(
+    shared: &Shared,
+    host: &str,
+    first: reqwest::RequestBuilder,
+    again: reqwest::RequestBuilder,
+    after: Duration,
+    max_bytes: usize,
+) -> Result<Response, Failure> {
+    let first = send(first, max_bytes);
+    tokio::pin!(first);
+    tokio::select! {
+        r = &mut first => return r,
+        _ = tokio::time::sleep(after) => {}
+    }
+    let Ok(_slot) = shared.bulkheads.enter(host, Duration::ZERO).await else {
+        return first.await;
+    };
+    tracing::debug!(
+        host,
+        after_ms = after.as_millis() as u64,
+        "hedging a slow call"
+    );
+    let second = send(again, max_bytes);
+    tokio::pin!(second);
+    tokio::select! {
+        r = &mut first => r,
+        r = &mut second => r,
     }
 }
 

@@ -19,6 +19,7 @@ pub mod breaker;
 pub mod bulkhead;
 pub mod clock;
 mod event;
+mod hedge;
 mod http;
 pub mod policy;
 mod wait;
@@ -97,6 +98,7 @@ pub(crate) struct Shared {
     pub config: OrchestratorConfig,
     pub breakers: Breakers,
     pub bulkheads: bulkhead::Bulkheads,
+    pub latencies: hedge::Latencies,
     pub client: reqwest::Client,
 }
 
@@ -120,6 +122,7 @@ pub fn spawn(
     let shared = Arc::new(Shared {
         breakers: Breakers::new(config.breaker, config.clock.clone()),
         bulkheads: bulkhead::Bulkheads::new(config.upstream_limits.clone()),
+        latencies: hedge::Latencies::default(),
         baton,
         config,
         client,

@@ -976,3 +976,76 @@ fn bad_upstream_limits_stop_the_server_with_a_code() {
         "{err}"
     );
 }
+
+/// An upstream whose first answer per `Idempotency-Key` takes 3 s and
+/// whose later ones come at once; it answers with how many it had seen
+/// for that key.
+async fn slow_first_upstream(keys: Arc<Mutex<Vec<String>>>) -> u16 {
+    let app = axum::Router::new()
+        .route(
+            "/quote",
+            axum::routing::get(
+                |State(keys): State<Arc<Mutex<Vec<String>>>>, headers: HeaderMap| async move {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    let n = {
+                        let mut keys = keys.lock().await;
+                        keys.push(key.clone());
+                        keys.iter().filter(|k| **k == key).count()
+                    };
+                    if n == 1 {
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                    }
+                    axum::Json(json!({ "n": n }))
+                },
+            ),
+        )
+        .with_state(keys);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+/// A hedged call that gets no answer in time goes out again with the same
+/// `Idempotency-Key`, and the faster answer is the step's.
+#[tokio::test]
+async fn a_slow_call_is_hedged_with_the_same_key() {
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let port = slow_first_upstream(keys.clone()).await;
+    let flow = format!(
+        r#"
+id: hedged
+start: ask
+nodes:
+  - id: ask
+    kind: screen
+    actions: [{{ id: go, validate: false, next: quote }}]
+  - id: quote
+    kind: http
+    url: "http://127.0.0.1:{port}/quote"
+    hedge: 100ms
+    timeout: 5s
+    next: done
+  - {{ id: done, kind: end, title: "answer {{{{ steps.quote.body.n }}}}" }}
+"#
+    );
+    let app = TestApp::spawn_configured(Backend::Sqlite, &[("hedged.yaml", flow)], |c, _| {
+        c.step_budget_ms = 10_000;
+    })
+    .await
+    .expect("sqlite app");
+    let (s, token) = app.start("hedged", json!({ "id": "h" }), json!({})).await;
+    let id = s["id"].as_str().unwrap();
+    let s = app.submit(&token, id, "ask", "go", json!({})).await;
+    assert_eq!(s["status"], "COMPLETED", "{s}");
+    assert_eq!(s["screen"]["title"], "answer 2", "the hedge answered first");
+    let keys = keys.lock().await.clone();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(!keys[0].is_empty() && keys[0] == keys[1], "{keys:?}");
+    let history = app.baton_history(id).await;
+    assert_eq!(history.len(), 1, "one attempt: {history:?}");
+}

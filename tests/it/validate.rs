@@ -1803,6 +1803,27 @@ nodes:
     }
 }
 
+/// A hedge sends a request twice: only idempotent methods may, and its
+/// delay is a duration or `p95`.
+#[test]
+fn hedges_need_an_idempotent_method_and_a_delay() {
+    assert_issues(
+        r#"
+id: t
+start: a
+nodes:
+  - { id: a, kind: http, method: POST, url: "http://127.0.0.1/x", hedge: 100ms, next: b }
+  - { id: b, kind: http, method: PUT, url: "http://127.0.0.1/x", hedge: soon, next: c }
+  - { id: c, kind: http, url: "http://127.0.0.1/x", hedge: p95, next: d }
+  - { id: d, kind: end }
+"#,
+        &[
+            ("HEDGE_NOT_IDEMPOTENT", Some("a"), "$.nodes[0].hedge"),
+            ("INVALID_DURATION", Some("b"), "$.nodes[1].hedge"),
+        ],
+    );
+}
+
 /// Every kind a flow may use is located when its fields are wrong: a kind
 /// that the error locator does not know would be reported as unknown.
 #[test]
