@@ -32,6 +32,8 @@ pub struct Application {
     /// The funnel aggregator, which writes what it folded and gives up its
     /// lease when it stops.
     rollups: Option<tokio::task::JoinHandle<()>>,
+    /// The event sinks, which give up their leases when they stop.
+    sinks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -159,7 +161,7 @@ impl Application {
         if !sinks.names().is_empty() {
             tracing::info!(sinks = ?sinks.names(), "event feed sinks on");
         }
-        sinks.spawn(shutdown.clone());
+        let delivering = sinks.spawn(shutdown.clone());
         let rollups = (config.rollup_poll_ms > 0).then(|| {
             let (baton, shutdown) = (baton.clone(), shutdown.clone());
             let every = Duration::from_millis(config.rollup_poll_ms);
@@ -264,6 +266,7 @@ impl Application {
             shutdown: shutdown.drop_guard(),
             orchestrator,
             rollups,
+            sinks: delivering,
         })
     }
 
@@ -309,9 +312,12 @@ impl Application {
         // Running steps stop with the process; their leases expire and any
         // replica (or this one, restarted) takes them over.
         let _ = tokio::time::timeout(Duration::from_secs(5), self.orchestrator).await;
-        if let Some(rollups) = self.rollups {
-            let _ = tokio::time::timeout(Duration::from_secs(5), rollups).await;
-        }
+        let stopping = self.rollups.into_iter().chain(self.sinks);
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::future::join_all(stopping),
+        )
+        .await;
         served?;
         Ok(())
     }

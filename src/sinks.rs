@@ -323,17 +323,29 @@ impl Sinks {
         self.targets.iter().map(|t| t.name().to_owned()).collect()
     }
 
-    /// Delivers to every sink until `shutdown`.
-    pub fn spawn(&self, shutdown: CancellationToken) {
-        for target in self.targets.iter() {
-            let (sinks, target, shutdown) = (self.clone(), target.clone(), shutdown.clone());
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    _ = sinks.run(&target) => {}
-                }
-            });
-        }
+    /// Delivers to every sink until `shutdown`, then gives up the sinks'
+    /// leases, so another replica (or this one, restarted) delivers at
+    /// once rather than when they run out. A batch cut short is delivered
+    /// again by the next holder (at least once).
+    pub fn spawn(&self, shutdown: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+        self.targets
+            .iter()
+            .map(|target| {
+                let (sinks, target, shutdown) = (self.clone(), target.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = sinks.run(&target) => {}
+                    }
+                    let name = target.name();
+                    if sinks.held.remove(name).is_some()
+                        && let Err(e) = sinks.store.release_sink(name, &sinks.worker).await
+                    {
+                        tracing::warn!(sink = %name, error = %e, "the sink's lease was not given up at shutdown; another replica takes over when it runs out");
+                    }
+                })
+            })
+            .collect()
     }
 
     async fn run(&self, target: &Target) {

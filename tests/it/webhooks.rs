@@ -314,3 +314,47 @@ async fn at_least_once_sqlite() {
 async fn at_least_once_postgres() {
     at_least_once(Backend::Postgres).await;
 }
+
+/// A replica that stops gives up its sinks' leases, so another delivers at
+/// once instead of when the leases run out.
+#[tokio::test]
+async fn a_stopping_replica_gives_up_its_sink_leases() {
+    let db = crate::common::TestDb::sqlite().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("webhooks.yaml");
+    std::fs::write(
+        &file,
+        "webhooks:\n  - { name: hook, url: \"http://127.0.0.1:9/in\", secret_env: HOOK_SECRET }\n",
+    )
+    .unwrap();
+    let hooks = baton::sinks::load(&file, |_| Some("s".repeat(32))).unwrap();
+    let sinks = baton::sinks::Sinks::new(hooks, None, db.store.clone(), "w-a");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = sinks.spawn(stop.clone());
+    // Once A placed the sink in the feed, it holds the lease.
+    for _ in 0..200 {
+        if db.store.sink_state("hook").await.unwrap().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let claim = |who: &'static str| {
+        let store = db.store.clone();
+        async move {
+            let t = now();
+            store.claim_sink("hook", who, t, t + 30_000).await.unwrap()
+        }
+    };
+    assert!(!claim("w-b").await, "A holds the sink while it runs");
+    stop.cancel();
+    for r in running {
+        r.await.unwrap();
+    }
+    assert!(claim("w-b").await, "A gave the lease up when it stopped");
+}
