@@ -122,14 +122,16 @@ impl NodeDef {
     /// Backend steps that park the session until work finishes
     /// (everything but screens, decisions, transforms and ends).
     pub fn is_async_step(&self) -> bool {
-        matches!(
-            self,
+        match self {
             NodeDef::Http(_)
-                | NodeDef::Wait(_)
-                | NodeDef::Approval(_)
-                | NodeDef::Event(_)
-                | NodeDef::Parallel(_)
-        )
+            | NodeDef::Wait(_)
+            | NodeDef::Approval(_)
+            | NodeDef::Event(_)
+            | NodeDef::Parallel(_) => true,
+            NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
+                false
+            }
+        }
     }
 
     /// The screen shown while this step runs, if it declares one.

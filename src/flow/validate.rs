@@ -2168,15 +2168,15 @@ fn flag_var(v: &Value) -> Option<&str> {
 }
 
 fn is_step(node: &NodeDef) -> bool {
-    matches!(
-        node,
+    match node {
         NodeDef::Http(_)
-            | NodeDef::Parallel(_)
-            | NodeDef::Transform(_)
-            | NodeDef::Wait(_)
-            | NodeDef::Approval(_)
-            | NodeDef::Event(_)
-    )
+        | NodeDef::Parallel(_)
+        | NodeDef::Transform(_)
+        | NodeDef::Wait(_)
+        | NodeDef::Approval(_)
+        | NodeDef::Event(_) => true,
+        NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) => false,
+    }
 }
 
 fn valid_retry_on(cond: &str) -> bool {
