@@ -446,9 +446,11 @@ async fn real_attempt(
         .hedge
         .and_then(|h| shared.latencies.hedge_after(&host, h));
     let started = std::time::Instant::now();
-    let outcome = match (hedge_after, req.try_clone()) {
-        (Some(after), Some(again)) => hedged(shared, &host, req, again, after, max_bytes).await,
-        _ => send(req, max_bytes).await,
+    // Cloned only when it may go out twice: a clone copies the body.
+    let again = hedge_after.and_then(|after| Some((after, req.try_clone()?)));
+    let outcome = match again {
+        Some((after, again)) => hedged(shared, &host, req, again, after, max_bytes).await,
+        None => send(req, max_bytes).await,
     };
     if let Ok(r) = &outcome {
         tracing::Span::current().record("http.response.status_code", r.status);

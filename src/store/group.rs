@@ -366,8 +366,9 @@ async fn write_sqlite(
         fit &= connection_fit(&result);
         // Before the reply: the aggregator may already see the commit in
         // the feed, and reads it from the store while it is not handed.
-        if let (true, Events::SqliteJson(events)) =
-            (result.is_ok() && handoff.wanted(), commit.events)
+        if result.is_ok()
+            && handoff.wanted()
+            && let Events::SqliteJson(events) = commit.events
         {
             handoff.hand(Handed {
                 first_seq: commit.expected_seq + 1,

@@ -46,19 +46,21 @@ impl TaskState {
         }
     }
 
+    const ALL: [TaskState; 4] = [
+        TaskState::Ready,
+        TaskState::Running,
+        TaskState::Open,
+        TaskState::Done,
+    ];
+
     fn parse(s: &str) -> Result<TaskState, StoreError> {
-        Ok(match s {
-            "ready" => TaskState::Ready,
-            "running" => TaskState::Running,
-            "open" => TaskState::Open,
-            "done" => TaskState::Done,
-            other => {
-                return Err(StoreError::Corrupt {
-                    table: "step_tasks",
-                    detail: format!("unknown task state `{other}`"),
-                });
-            }
-        })
+        TaskState::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "step_tasks",
+                detail: format!("unknown task state `{s}`"),
+            })
     }
 }
 
@@ -82,19 +84,21 @@ impl AttemptOutcome {
         }
     }
 
+    const ALL: [AttemptOutcome; 4] = [
+        AttemptOutcome::Ok,
+        AttemptOutcome::Error,
+        AttemptOutcome::Timeout,
+        AttemptOutcome::Retry,
+    ];
+
     fn parse(s: &str) -> Result<AttemptOutcome, StoreError> {
-        Ok(match s {
-            "ok" => AttemptOutcome::Ok,
-            "error" => AttemptOutcome::Error,
-            "timeout" => AttemptOutcome::Timeout,
-            "retry" => AttemptOutcome::Retry,
-            other => {
-                return Err(StoreError::Corrupt {
-                    table: "step_attempts",
-                    detail: format!("unknown attempt outcome `{other}`"),
-                });
-            }
-        })
+        AttemptOutcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt {
+                table: "step_attempts",
+                detail: format!("unknown attempt outcome `{s}`"),
+            })
     }
 }
 
@@ -1235,20 +1239,10 @@ mod tests {
 
     #[test]
     fn states_and_outcomes_round_trip_and_junk_is_corrupt() {
-        for s in [
-            TaskState::Ready,
-            TaskState::Running,
-            TaskState::Open,
-            TaskState::Done,
-        ] {
+        for s in TaskState::ALL {
             assert_eq!(TaskState::parse(s.as_str()).unwrap(), s);
         }
-        for o in [
-            AttemptOutcome::Ok,
-            AttemptOutcome::Error,
-            AttemptOutcome::Timeout,
-            AttemptOutcome::Retry,
-        ] {
+        for o in AttemptOutcome::ALL {
             assert_eq!(AttemptOutcome::parse(o.as_str()).unwrap(), o);
         }
         assert!(matches!(
