@@ -168,17 +168,9 @@ nodes:
     )
     .await;
 
-    // Spans arrive in batches; wait for the upstream call's.
-    let mut spans = Vec::new();
-    for _ in 0..100 {
-        spans = r.spans.lock().await.clone();
-        if spans.iter().any(|s| s.name == "http.client") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
-    for want in [
+    // Spans arrive in batches, each once it ended: the upstream call's
+    // can come before the submit that waited for it.
+    let wanted = [
         "POST /graphql",
         "baton.start",
         "store.create_session",
@@ -186,7 +178,17 @@ nodes:
         "engine.submit",
         "step check",
         "http.client",
-    ] {
+    ];
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        spans = r.spans.lock().await.clone();
+        if wanted.iter().all(|w| spans.iter().any(|s| s.name == *w)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    for want in wanted {
         let span = spans
             .iter()
             .find(|s| s.name == want)
