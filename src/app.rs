@@ -161,7 +161,24 @@ impl Application {
         if !sinks.names().is_empty() {
             tracing::info!(sinks = ?sinks.names(), "event feed sinks on");
         }
-        let delivering = sinks.spawn(shutdown.clone());
+        let mut delivering = sinks.spawn(shutdown.clone());
+        if let (Some(url), Some(subject)) = (&config.nats_url, &config.nats_events_subject) {
+            let feed = &config.nats_subject;
+            if crate::inbound::overlaps(subject, feed) {
+                let code = crate::codes::Code::NatsSubjectsOverlap;
+                anyhow::bail!(
+                    "{code}: --nats-events-subject `{subject}` overlaps the event feed's `{feed}` (hint: {})",
+                    code.hint()
+                );
+            }
+            let events = crate::inbound::NatsEvents {
+                url: url.clone(),
+                subject: subject.clone(),
+                stream: config.nats_events_stream.clone(),
+            };
+            let (baton, shutdown) = (baton.clone(), shutdown.clone());
+            delivering.push(tokio::spawn(crate::inbound::run(baton, events, shutdown)));
+        }
         let rollups = (config.rollup_poll_ms > 0).then(|| {
             let (baton, shutdown) = (baton.clone(), shutdown.clone());
             let every = Duration::from_millis(config.rollup_poll_ms);

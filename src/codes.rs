@@ -538,6 +538,9 @@ catalogue! {
         InvalidUpstreamLimits "INVALID_UPSTREAM_LIMITS" _
             "an `--upstream-limits` entry is not `HOST=CONCURRENT[/PER_SECOND]` with whole numbers, or names a host twice; the server does not start"
             "write entries like `api.example.com=8/50` or `*=32`, comma separated";
+        NatsSubjectsOverlap "NATS_SUBJECTS_OVERLAP" _
+            "`--nats-events-subject` and `--nats-subject` (the event feed's) are the same or one lies inside the other, so Baton would read its own feed as incoming events; the server does not start"
+            "give incoming events a prefix of their own, e.g. `--nats-events-subject baton.inbound`";
         ResponseTooLarge "RESPONSE_TOO_LARGE" _
             "an upstream's response body is over 256 KiB (not retried)"
             "have the upstream answer with less, or page it";

@@ -147,6 +147,25 @@ pub struct ServeConfig {
     /// Send the whole feed the first time, not only what comes next.
     #[arg(long, env = "BATON_NATS_FROM_START")]
     pub nats_from_start: bool,
+    /// Subject prefix Baton reads events from (needs `--nats-url`): a
+    /// message on `<prefix>.payment.settled` with the body
+    /// `{"correlationKey": "…", "payload": {…}}` is the event
+    /// `payment.settled`. None by default (not read).
+    #[arg(
+        long,
+        env = "BATON_NATS_EVENTS_SUBJECT",
+        value_parser = nats_subject,
+        requires = "nats_url"
+    )]
+    pub nats_events_subject: Option<String>,
+    /// The JetStream stream of incoming events, created with `<prefix>.>`
+    /// when missing.
+    #[arg(
+        long,
+        env = "BATON_NATS_EVENTS_STREAM",
+        default_value = "BATON_INBOUND"
+    )]
+    pub nats_events_stream: String,
     /// OTLP/HTTP endpoint (e.g. `http://127.0.0.1:4318`) that receives
     /// Baton's traces at `/v1/traces`; none by default (no traces).
     #[arg(long, env = "BATON_OTLP_ENDPOINT", value_parser = otlp_endpoint)]
@@ -299,6 +318,8 @@ impl ServeConfig {
             nats_subject: "baton.events".into(),
             nats_stream: "BATON_EVENTS".into(),
             nats_from_start: false,
+            nats_events_subject: None,
+            nats_events_stream: "BATON_INBOUND".into(),
             mock: false,
             allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],
             jwt_secret: None,

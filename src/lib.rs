@@ -28,6 +28,7 @@ pub mod experiments;
 pub mod flags;
 pub mod flow;
 pub mod identity;
+pub mod inbound;
 pub mod orchestrator;
 pub mod remote;
 pub mod rules;

@@ -154,6 +154,18 @@ pub const FUNNEL_EVENTS: Metric = Metric {
     buckets: &[],
 };
 
+pub const NATS_EVENTS: Metric = Metric {
+    name: "baton_nats_events_total",
+    kind: Kind::Counter,
+    labels: &["outcome"],
+    help: "Messages read from the NATS events stream, by outcome: `delivered` \
+           (it advanced a waiting step), `kept` (no step waits yet; it stays in \
+           the inbox), `duplicate` (its id was received before), `rejected` \
+           (not an event; dropped) or `failed` (not stored; JetStream sends it \
+           again).",
+    buckets: &[],
+};
+
 /// Every metric, in the order `docs/metrics.md` lists them.
 pub const CATALOGUE: &[&Metric] = &[
     &GRAPHQL_DURATION,
@@ -167,6 +179,7 @@ pub const CATALOGUE: &[&Metric] = &[
     &COMMIT_BATCH,
     &SINK_EVENTS,
     &FUNNEL_EVENTS,
+    &NATS_EVENTS,
 ];
 
 impl Metric {

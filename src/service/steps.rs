@@ -49,6 +49,17 @@ pub enum Dispatch {
     Wake,
 }
 
+/// What became of a received event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// It advanced this many sessions.
+    Delivered(usize),
+    /// No step waits for it yet: it stays in the inbox for one entered later.
+    Kept,
+    /// An event with its id was received and delivered before.
+    Duplicate,
+}
+
 /// How finishing a step went.
 #[derive(Debug)]
 pub enum StepDone {
@@ -476,7 +487,30 @@ impl Baton {
         correlation: &str,
         payload: Value,
     ) -> Result<usize, ServiceError> {
-        for (field, v, max) in [("name", name, 200), ("correlationKey", correlation, 500)] {
+        let id = uuid::Uuid::now_v7().to_string();
+        match self.receive_event(&id, name, correlation, payload).await? {
+            Received::Delivered(n) => Ok(n),
+            Received::Kept | Received::Duplicate => Ok(0),
+        }
+    }
+
+    /// [`Baton::send_event`] for an event with its sender's id (a NATS
+    /// message's): an id received before is not delivered again, and one
+    /// whose delivery was cut short (a crash between storing and
+    /// delivering) is delivered now, so a redelivered message completes
+    /// what the first began.
+    pub async fn receive_event(
+        &self,
+        id: &str,
+        name: &str,
+        correlation: &str,
+        payload: Value,
+    ) -> Result<Received, ServiceError> {
+        for (field, v, max) in [
+            ("name", name, 200),
+            ("correlationKey", correlation, 500),
+            ("id", id, 500),
+        ] {
             if v.is_empty() || v.len() > max {
                 return Err(ServiceError::InvalidInput {
                     field: field.into(),
@@ -484,18 +518,14 @@ impl Baton {
                 });
             }
         }
-        let inbox_id = uuid::Uuid::now_v7().to_string();
-        self.inner
-            .store
-            .inbox_event(&inbox_id, name, correlation, &payload)
-            .await?;
-        let mut delivered = 0;
-        for task in self
-            .inner
-            .store
-            .tasks_waiting_for(name, correlation)
-            .await?
+        let store = &self.inner.store;
+        if !store.inbox_event(id, name, correlation, &payload).await?
+            && store.inbox_consumer(id).await?.is_some()
         {
+            return Ok(Received::Duplicate);
+        }
+        let mut delivered = 0;
+        for task in store.tasks_waiting_for(name, correlation).await? {
             let output =
                 json!({ "payload": payload, "received_at": crate::engine::rfc3339(now_ms()) });
             let result = StepResult {
@@ -507,15 +537,14 @@ impl Baton {
             }
         }
         if delivered > 0 {
-            self.inner
-                .store
-                .consume_inbox_event(&inbox_id, "delivered")
-                .await?;
-        } else if self.inner.store.inbox_consumer(&inbox_id).await?.is_some() {
+            store.consume_inbox_event(id, "delivered").await?;
+        } else if store.inbox_consumer(id).await?.is_some() {
             // A step entered just now took it from the inbox first.
             delivered = 1;
+        } else {
+            return Ok(Received::Kept);
         }
-        Ok(delivered)
+        Ok(Received::Delivered(delivered))
     }
 
     /// A just-entered event step takes an event that arrived earlier.

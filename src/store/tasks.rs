@@ -865,19 +865,20 @@ impl Store {
         row.map(TaskRow::into_record).transpose()
     }
 
-    /// Stores an external event in the inbox; returns its id.
+    /// Stores an external event in the inbox under `id`; `false` when an event with this id was received before: the id is
+    /// the sender's (a NATS message id), so a redelivery is stored once.
     pub async fn inbox_event(
         &self,
         id: &str,
         name: &str,
         correlation: &str,
         payload: &Value,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let payload = to_json("the event payload", payload)?;
-        with_write_pool!(self, |pool| {
+        let n = with_write_pool!(self, |pool| {
             sqlx::query(
                 "INSERT INTO step_inbox (id, event_name, correlation, payload, received_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
             )
             .bind(id)
             .bind(name)
@@ -885,9 +886,10 @@ impl Store {
             .bind(payload)
             .bind(now_ms())
             .execute(pool)
-            .await?;
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        Ok(n > 0)
     }
 
     /// Marks an inbox event as consumed by `task_id`; `false` when another

@@ -3,7 +3,8 @@
 //! stored once in the stream under `<prefix>.<flow>.<kind>`; a durable
 //! consumer that restarts goes on where it acknowledged; and NATS outages
 //! (the connection cut by a proxy in between), at startup and mid-stream,
-//! delay events and lose none.
+//! delay events and lose none. And the other way: `event` steps
+//! satisfied by messages a real NATS client publishes, each id once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::crash::Server;
-use crate::testapp::{Backend, GREETING_FLOW, fresh_database_url, write_test_keys};
+use crate::testapp::{Backend, GREETING_FLOW, TestApp, fresh_database_url, write_test_keys};
 
 /// NATS from `BATON_TEST_NATS_URL` (`nats://127.0.0.1:4222`), or `None`
 /// with a loud notice.
@@ -263,4 +264,198 @@ async fn through_an_outage_sqlite() {
 #[tokio::test]
 async fn through_an_outage_postgres() {
     through_an_outage(Backend::Postgres).await;
+}
+
+const SETTLE_FLOW: &str = r#"
+id: settle
+start: order
+nodes:
+  - id: order
+    kind: screen
+    components: [{ kind: text_input, id: ref, label: Order, required: true }]
+    actions: [{ id: next, next: paid }]
+  - id: paid
+    kind: event
+    event: payment.settled
+    correlation: "{{ input.order.ref }}"
+    timeout: 1h
+    next: done
+  - { id: done, kind: end, title: "Paid {{ steps.paid.payload.amount }}" }
+"#;
+
+/// Waits until the consumer holds nothing unread or unacknowledged (a
+/// message Baton failed to handle stays unacknowledged and comes back).
+async fn drained(js: &async_nats::jetstream::Context, stream: &str, messages: u64) {
+    let mut last = String::new();
+    for _ in 0..200 {
+        let stream = js.get_stream(stream).await.unwrap();
+        let stored = stream.get_info().await.unwrap().state.messages;
+        if let Ok(mut c) = stream
+            .get_consumer::<async_nats::jetstream::consumer::pull::Config>("baton-events")
+            .await
+        {
+            let info = c.info().await.unwrap();
+            if stored == messages && info.num_pending == 0 && info.num_ack_pending == 0 {
+                return;
+            }
+            last = format!(
+                "stored {stored}, unread {}, unacknowledged {}",
+                info.num_pending, info.num_ack_pending
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the events stream did not drain: {last}");
+}
+
+async fn events_arrive_from_a_stream(backend: Backend) {
+    let Some(nats) = nats_url() else { return };
+    let tag = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    let (subject, stream) = (format!("bt{tag}.in"), format!("BTIN_{tag}"));
+    let js = async_nats::jetstream::new(async_nats::connect(&nats).await.expect("NATS is up"));
+    // The publishing team owns the stream. Its duplicate window is short,
+    // so a re-published id is stored again and Baton must notice it.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![format!("{subject}.>")],
+        duplicate_window: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let feed_stream = format!("BTF_{tag}");
+    let Some(app) = TestApp::spawn_configured(
+        backend,
+        &[("settle.yaml", SETTLE_FLOW.to_string())],
+        |c, _| {
+            c.step_budget_ms = 0;
+            c.nats_url = Some(nats.clone());
+            c.nats_subject = format!("bt{tag}.feed");
+            c.nats_stream = feed_stream.clone();
+            c.nats_events_subject = Some(subject.clone());
+            c.nats_events_stream = stream.clone();
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    let start = |reference: &'static str| {
+        let app = &app;
+        async move {
+            let (s, token) = app
+                .start("settle", json!({ "id": reference }), json!({}))
+                .await;
+            let id = s["id"].as_str().unwrap().to_string();
+            let s = app
+                .submit(&token, &id, "order", "next", json!({ "ref": reference }))
+                .await;
+            assert_eq!(s["status"], "WAITING", "{s}");
+            (id, token)
+        }
+    };
+    let publish = |id: &'static str, body: &'static str| {
+        let (js, subject) = (&js, &subject);
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id);
+            js.publish_with_headers(format!("{subject}.payment.settled"), headers, body.into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    };
+    let title = |token: String, id: String| {
+        let app = &app;
+        async move {
+            for _ in 0..200 {
+                let s = app.session(Some(&token), &id).await;
+                if s["data"]["session"]["status"] == "COMPLETED" {
+                    return s["data"]["session"]["screen"]["title"].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("session {id} did not finish");
+        }
+    };
+
+    // A waiting step is satisfied by a message.
+    let (id, token) = start("o-1").await;
+    publish("m1", r#"{"correlationKey":"o-1","payload":{"amount":42}}"#).await;
+    assert_eq!(title(token, id).await, "Paid 42");
+
+    // A message that is not an event is dropped, not retried forever, and
+    // the ones after it still come through.
+    publish("bad", "not json").await;
+    drained(&js, &stream, 2).await;
+
+    // The same id again, past the stream's duplicate window: stored twice
+    // by JetStream, delivered once by Baton. Had it been kept in the inbox,
+    // the next session waiting on `o-1` would take it (42) instead of the
+    // event sent for it (7).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    publish("m1", r#"{"correlationKey":"o-1","payload":{"amount":42}}"#).await;
+    drained(&js, &stream, 3).await;
+    let (id, token) = start("o-1").await;
+    publish("m2", r#"{"correlationKey":"o-1","payload":{"amount":7}}"#).await;
+    assert_eq!(title(token, id).await, "Paid 7");
+
+    // An event before its step waits is kept for it.
+    publish("m3", r#"{"correlationKey":"o-3","payload":{"amount":3}}"#).await;
+    drained(&js, &stream, 5).await;
+    let (id, token) = start("o-3").await;
+    assert_eq!(title(token, id).await, "Paid 3");
+
+    drop(app);
+    js.delete_stream(&stream).await.unwrap();
+    let _ = js.delete_stream(&feed_stream).await;
+}
+
+#[tokio::test]
+async fn events_arrive_from_a_stream_sqlite() {
+    events_arrive_from_a_stream(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn events_arrive_from_a_stream_postgres() {
+    events_arrive_from_a_stream(Backend::Postgres).await;
+}
+
+/// Runs `baton` with `args` and returns its stderr; it must stop with a
+/// failure (a server that started anyway is killed, and the test fails).
+fn refused(args: &[&str]) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .args(["--database-url", "sqlite::memory:", "--addr", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server started with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_events_subject_inside_the_feed_stops_the_server_with_a_code() {
+    let err = refused(&[
+        "--nats-url",
+        "nats://127.0.0.1:1",
+        "--nats-subject",
+        "baton.events",
+        "--nats-events-subject",
+        "baton.events.in",
+    ]);
+    assert!(err.contains("NATS_SUBJECTS_OVERLAP"), "{err}");
+    // Reading events needs a server to read them from.
+    let err = refused(&["--nats-events-subject", "baton.in"]);
+    assert!(err.contains("--nats-url"), "{err}");
 }
