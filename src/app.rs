@@ -111,6 +111,7 @@ impl Application {
             let code = crate::codes::Code::InvalidUpstreamLimits;
             anyhow::anyhow!("{code}: {e} (hint: {})", code.hint())
         })?;
+        let llm = llm_config(&config, &allow_hosts)?;
         let shutdown = CancellationToken::new();
         let orchestrator = orchestrator::spawn(
             baton.clone(),
@@ -126,6 +127,7 @@ impl Application {
                     .secrets
                     .clone()
                     .unwrap_or_else(OrchestratorConfig::secrets_from_env),
+                llm,
                 ..OrchestratorConfig::default()
             },
             shutdown.clone(),
@@ -369,6 +371,44 @@ fn readiness(baton: Baton) -> impl api::Readiness {
 
 /// Picks up release changes other replicas made: one cheap query per
 /// tick, and a reload only when a revision moved.
+/// Where `llm` steps go: the URL must be one `--allow-hosts` allows, as
+/// any step's upstream.
+fn llm_config(
+    config: &ServeConfig,
+    allow: &crate::flow::hosts::AllowList,
+) -> anyhow::Result<orchestrator::llm::LlmConfig> {
+    let prices = orchestrator::llm::LlmConfig::parse_prices(&config.llm_prices).map_err(|e| {
+        let code = crate::codes::Code::InvalidLlmPrices;
+        anyhow::anyhow!("{code}: {e} (hint: {})", code.hint())
+    })?;
+    if let Some(url) = &config.llm_url {
+        let parsed = url::Url::parse(url)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+        let Some(parsed) = parsed else {
+            let code = crate::codes::Code::HostNotAllowed;
+            anyhow::bail!(
+                "{code}: --llm-url `{url}` is not an http(s) URL (hint: e.g. http://127.0.0.1:11434/v1)"
+            );
+        };
+        let host = parsed.host_str().unwrap_or_default();
+        let port = parsed.port_or_known_default().unwrap_or(0);
+        if !allow.allows(host, port) {
+            let code = crate::codes::Code::HostNotAllowed;
+            anyhow::bail!(
+                "{code}: --llm-url calls `{host}:{port}`, which --allow-hosts does not allow (hint: {})",
+                code.hint()
+            );
+        }
+    }
+    Ok(orchestrator::llm::LlmConfig {
+        url: config.llm_url.clone(),
+        model: config.llm_model.clone(),
+        key_secret: config.llm_key_secret.clone(),
+        prices,
+    })
+}
+
 async fn poll_releases(baton: Baton, every: Duration, shutdown: CancellationToken) {
     let mut seen = baton.store().release_revision().await.ok();
     let mut tick = tokio::time::interval(every);

@@ -538,6 +538,15 @@ catalogue! {
         InvalidUpstreamLimits "INVALID_UPSTREAM_LIMITS" _
             "an `--upstream-limits` entry is not `HOST=CONCURRENT[/PER_SECOND]` with whole numbers, or names a host twice; the server does not start"
             "write entries like `api.example.com=8/50` or `*=32`, comma separated";
+        LlmNotConfigured "LLM_NOT_CONFIGURED" _
+            "an `llm` step ran on a server without `--llm-url`, or names no `model` while the server has no `--llm-model`; the step ends on `on_error` (mock sessions need neither)"
+            "start the server with --llm-url (an OpenAI-compatible base URL, e.g. http://127.0.0.1:11434/v1) and --llm-model, or give the step a `model`";
+        InvalidLlmPrices "INVALID_LLM_PRICES" _
+            "an `--llm-prices` entry is not `MODEL=PROMPT/COMPLETION` with non-negative numbers, or prices a model twice; the server does not start"
+            "write entries like `gpt-4o-mini=0.15/0.6` (USD per million tokens), comma separated";
+        LlmAnswerInvalid "LLM_ANSWER_INVALID" _
+            "an `llm` step's answer still did not match its `schema` after `repair` tries; the step ends on `on_error`, with the last answer and its validation errors at `steps.<id>`"
+            "make the prompt say what the schema wants, allow more `repair`, or loosen the schema";
         NatsSubjectsOverlap "NATS_SUBJECTS_OVERLAP" _
             "`--nats-events-subject` and `--nats-subject` (the event feed's) are the same or one lies inside the other, so Baton would read its own feed as incoming events; the server does not start"
             "give incoming events a prefix of their own, e.g. `--nats-events-subject baton.inbound`";
@@ -701,8 +710,17 @@ catalogue! {
             "a duration (`timeout`, `delay`, `due`, …) that is not like `500ms`, `30s`, `48h`, or is zero"
             "write durations like 500ms, 30s, 48h";
         InvalidMock "INVALID_MOCK" _
-            "a mock status outside 100–599, or a mock approval outcome the step does not declare"
-            "use a real HTTP status, or one of the step's outcomes";
+            "a mock status outside 100–599, a mock approval outcome the step does not declare, or a mock `llm` answer that does not match the step's `schema`"
+            "use a real HTTP status, one of the step's outcomes, or an answer the schema accepts";
+        InvalidAnswerSchema "INVALID_ANSWER_SCHEMA" _
+            "an `llm` step's `schema` is not a JSON Schema (draft 2020-12 unless it says `$schema`), or refers to another file or a URL, which Baton does not fetch"
+            "write the schema inline, e.g. `{type: object, properties: {summary: {type: string}}, required: [summary]}`";
+        InvalidLlm "INVALID_LLM" _
+            "an `llm` step's `temperature` is outside 0–2"
+            "use 0 for the most repeatable answers";
+        UnusedReview "UNUSED_REVIEW" _
+            "an `llm` step has `review` but no `judge`, so nothing ever takes the review edge (a warning)"
+            "add a `judge`, or remove `review`";
         InvalidWait "INVALID_WAIT" _
             "a `wait` without exactly one of `duration` and `until`"
             "give either `duration` or `until`";

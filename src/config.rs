@@ -219,6 +219,22 @@ pub struct ServeConfig {
     /// connection failure.
     #[arg(long, env = "BATON_UPSTREAM_LIMITS", value_delimiter = ',')]
     pub upstream_limits: Vec<String>,
+    /// Base URL of the OpenAI-compatible API `llm` steps ask (its
+    /// `/chat/completions`), e.g. `http://127.0.0.1:11434/v1`; its host
+    /// must be in `--allow-hosts`. None by default.
+    #[arg(long, env = "BATON_LLM_URL")]
+    pub llm_url: Option<String>,
+    /// The model of `llm` steps that name none.
+    #[arg(long, env = "BATON_LLM_MODEL")]
+    pub llm_model: Option<String>,
+    /// The secret sent as the endpoint's bearer key (`BATON_SECRET_<NAME>`).
+    #[arg(long, env = "BATON_LLM_KEY_SECRET", default_value = "LLM_API_KEY")]
+    pub llm_key_secret: String,
+    /// Prices for the cost `llm` steps record, comma separated:
+    /// `MODEL=PROMPT/COMPLETION` in USD per million tokens, e.g.
+    /// `gpt-4o-mini=0.15/0.6`. A model without a price records no cost.
+    #[arg(long, env = "BATON_LLM_PRICES", value_delimiter = ',')]
+    pub llm_prices: Vec<String>,
     /// Consecutive failures that open an upstream host's circuit (0 = off).
     #[arg(long, env = "BATON_BREAKER_FAILURES", default_value_t = 5)]
     pub breaker_failures: u32,
@@ -319,6 +335,10 @@ impl ServeConfig {
             nats_stream: "BATON_EVENTS".into(),
             nats_from_start: false,
             nats_events_subject: None,
+            llm_url: None,
+            llm_model: None,
+            llm_key_secret: "LLM_API_KEY".into(),
+            llm_prices: Vec::new(),
             nats_events_stream: "BATON_INBOUND".into(),
             mock: false,
             allow_hosts: vec!["localhost".into(), "127.0.0.1".into()],

@@ -166,6 +166,15 @@ pub const NATS_EVENTS: Metric = Metric {
     buckets: &[],
 };
 
+pub const LLM_TOKENS: Metric = Metric {
+    name: "baton_llm_tokens_total",
+    kind: Kind::Counter,
+    labels: &["model", "kind"],
+    help: "Tokens `llm` steps used, by model and kind (`prompt` or `completion`), \
+           as the endpoint reported them.",
+    buckets: &[],
+};
+
 /// Every metric, in the order `docs/metrics.md` lists them.
 pub const CATALOGUE: &[&Metric] = &[
     &GRAPHQL_DURATION,
@@ -180,6 +189,7 @@ pub const CATALOGUE: &[&Metric] = &[
     &SINK_EVENTS,
     &FUNNEL_EVENTS,
     &NATS_EVENTS,
+    &LLM_TOKENS,
 ];
 
 impl Metric {

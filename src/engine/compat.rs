@@ -165,7 +165,8 @@ fn one(flow: &CompiledFlow, cohort: &Cohort) -> CohortReport {
             | NodeDef::Wait(_)
             | NodeDef::Approval(_)
             | NodeDef::Event(_)
-            | NodeDef::Parallel(_) => match node.pending() {
+            | NodeDef::Parallel(_)
+            | NodeDef::Llm(_) => match node.pending() {
                 Some(p) => last_screen(&mut out, id, &p.components, &client, &shown, renders_text),
                 None if !renders_text => out.unrenderable.push(Problem {
                     node: id,
@@ -242,15 +243,16 @@ fn reachable(flow: &CompiledFlow, context: &Value) -> BTreeSet<NodeIdx> {
             }
             CompiledKind::Decision { edges } => follow(edges),
             CompiledKind::End { .. } => {}
-            CompiledKind::Http {
+            CompiledKind::Call {
                 next,
                 on_error,
                 on_timeout,
+                on_review,
                 ..
             } => {
                 steps_reached = true;
                 follow(next);
-                todo.extend(on_error.iter().chain(on_timeout));
+                todo.extend(on_error.iter().chain(on_timeout).chain(on_review));
             }
             CompiledKind::Transform { next, .. } | CompiledKind::Wait { next, .. } => {
                 steps_reached = true;

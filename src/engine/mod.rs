@@ -190,6 +190,7 @@ pub enum StepKind {
     Wait,
     Approval,
     Event,
+    Llm,
 }
 
 impl StepKind {
@@ -199,6 +200,7 @@ impl StepKind {
             StepKind::Wait => "wait",
             StepKind::Approval => "approval",
             StepKind::Event => "event",
+            StepKind::Llm => "llm",
         }
     }
 }
@@ -218,6 +220,8 @@ pub struct StepTask {
 pub enum TaskSpec {
     /// An `http` or `parallel` step: the flow says the rest.
     Http,
+    /// An `llm` step: the flow says the rest.
+    Llm,
     Wait {
         /// How long.
         delay: Option<std::time::Duration>,
@@ -263,7 +267,7 @@ impl TaskSpec {
             now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         };
         match self {
-            TaskSpec::Http => Due::At(now),
+            TaskSpec::Http | TaskSpec::Llm => Due::At(now),
             TaskSpec::Wait { delay: Some(d), .. } => Due::At(after(d)),
             TaskSpec::Wait {
                 delay: None,
@@ -287,6 +291,7 @@ impl TaskSpec {
     pub fn kind(&self) -> StepKind {
         match self {
             TaskSpec::Http => StepKind::Http,
+            TaskSpec::Llm => StepKind::Llm,
             TaskSpec::Wait { .. } => StepKind::Wait,
             TaskSpec::Approval { .. } => StepKind::Approval,
             TaskSpec::Event { .. } => StepKind::Event,
@@ -579,14 +584,16 @@ pub fn resume(
     }];
     let outcome = result.outcome.as_str();
     let target = match &flow.nodes[idx].kind {
-        CompiledKind::Http {
+        CompiledKind::Call {
             next: edges,
             on_error,
             on_timeout,
+            on_review,
             ..
         } => match outcome {
             "ok" => Some(pick_edge(edges, &next.context, node)?),
             "timeout" => on_timeout.or(*on_error).or(flow.on_error),
+            "review" => on_review.or(*on_error).or(flow.on_error),
             _ => on_error.or(flow.on_error),
         },
         CompiledKind::Wait { next: edges, .. } => Some(pick_edge(edges, &next.context, node)?),
@@ -817,7 +824,7 @@ fn walk(
                 check_context_size(&state.context, limits)?;
                 cur = pick_edge(next, &state.context, &node.id)?;
             }
-            CompiledKind::Http { .. }
+            CompiledKind::Call { .. }
             | CompiledKind::Wait { .. }
             | CompiledKind::Approval { .. }
             | CompiledKind::Event { .. } => {
@@ -858,6 +865,7 @@ fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepT
     // Durations were parsed when the flow compiled.
     let spec = match (node, &flow.nodes[idx].kind) {
         (NodeDef::Http(_) | NodeDef::Parallel(_), _) => TaskSpec::Http,
+        (NodeDef::Llm(_), _) => TaskSpec::Llm,
         (NodeDef::Wait(w), CompiledKind::Wait { delay, .. }) => TaskSpec::Wait {
             delay: *delay,
             until: w

@@ -403,7 +403,8 @@ pub fn render(
         | NodeDef::Wait(_)
         | NodeDef::Approval(_)
         | NodeDef::Event(_)
-        | NodeDef::Parallel(_))
+        | NodeDef::Parallel(_)
+        | NodeDef::Llm(_))
             if state.status == Status::Waiting =>
         {
             let (title, components, fallback) = match node.pending() {
@@ -446,6 +447,7 @@ pub fn render(
         | NodeDef::Approval(_)
         | NodeDef::Event(_)
         | NodeDef::Parallel(_)
+        | NodeDef::Llm(_)
         | NodeDef::Transform(_)) => {
             require_generic(node.id(), ctx, "the session ended on a step")?;
             let (title, components) = if state.status == Status::Failed {

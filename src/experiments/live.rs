@@ -732,7 +732,7 @@ impl FlowUsage {
                     }
                     CompiledKind::Decision { edges }
                     | CompiledKind::Transform { next: edges, .. }
-                    | CompiledKind::Http { next: edges, .. }
+                    | CompiledKind::Call { next: edges, .. }
                     | CompiledKind::Wait { next: edges, .. }
                     | CompiledKind::Event { next: edges, .. } => usage.edges = edge_refs(edges),
                     CompiledKind::End { .. } | CompiledKind::Approval { .. } => {}
@@ -852,7 +852,7 @@ impl FlowUsage {
                     let Some(idx) = flow.node_index(node) else {
                         continue;
                     };
-                    if let CompiledKind::Http { next: edges, .. }
+                    if let CompiledKind::Call { next: edges, .. }
                     | CompiledKind::Wait { next: edges, .. }
                     | CompiledKind::Event { next: edges, .. } = &flow.nodes[idx].kind
                     {

@@ -96,12 +96,17 @@ pub enum CompiledKind {
     End {
         outcome: Outcome,
     },
-    /// An `http` step (one call) or a `parallel` one (a call per branch).
-    Http {
+    /// A step that calls out: an `http` step (one call), a `parallel` one
+    /// (a call per branch) or an `llm` one (its endpoint's calls, with the
+    /// answer's schema compiled).
+    Call {
         next: Vec<CompiledEdge>,
         on_error: Option<NodeIdx>,
         on_timeout: Option<NodeIdx>,
+        /// Where the outcome `review` goes (an `llm` judge's rejection).
+        on_review: Option<NodeIdx>,
         calls: Vec<CompiledCall>,
+        answer_schema: Option<Box<jsonschema::Validator>>,
     },
     Transform {
         set: Vec<(String, Computed)>,
@@ -149,7 +154,7 @@ impl CompiledKind {
         match self {
             CompiledKind::Screen { actions, .. } => actions.iter().flat_map(|a| &a.edges).collect(),
             CompiledKind::Decision { edges }
-            | CompiledKind::Http { next: edges, .. }
+            | CompiledKind::Call { next: edges, .. }
             | CompiledKind::Transform { next: edges, .. }
             | CompiledKind::Wait { next: edges, .. }
             | CompiledKind::Event { next: edges, .. } => edges.iter().collect(),
@@ -289,11 +294,13 @@ impl CompiledFlow {
                     if let Some(body) = &h.body {
                         collect_json_strings(body, &mut raw_templates);
                     }
-                    CompiledKind::Http {
+                    CompiledKind::Call {
                         next: compile_edges(&h.next, &h.id)?,
                         on_error: resolve_opt(&h.on_error, &h.id)?,
                         on_timeout: resolve_opt(&h.on_timeout, &h.id)?,
+                        on_review: None,
                         calls: vec![CompiledCall::of(h.clone())],
+                        answer_schema: None,
                     }
                 }
                 NodeDef::Transform(t) => {
@@ -354,7 +361,7 @@ impl CompiledFlow {
                             collect_json_strings(body, &mut raw_templates);
                         }
                     }
-                    CompiledKind::Http {
+                    CompiledKind::Call {
                         next: compile_edges(&p.next, &p.id)?,
                         on_error: resolve_opt(&p.on_error, &p.id)?,
                         on_timeout: resolve_opt(&p.on_timeout, &p.id)?,
@@ -363,6 +370,27 @@ impl CompiledFlow {
                             .iter()
                             .map(|b| CompiledCall::of(b.as_step()))
                             .collect(),
+                        on_review: None,
+                        answer_schema: None,
+                    }
+                }
+                NodeDef::Llm(l) => {
+                    collect_pending(node, &mut texts, &mut pattern_sources);
+                    raw_templates.push(&l.prompt);
+                    raw_templates.extend(l.system.as_deref());
+                    raw_templates.extend(l.judge.as_ref().map(|j| j.prompt.as_str()));
+                    let schema =
+                        jsonschema::validator_for(&l.schema).map_err(|e| FlowError::Compile {
+                            flow: def.id.clone(),
+                            message: format!("node `{}`: `schema` is not a JSON Schema: {e}", l.id),
+                        })?;
+                    CompiledKind::Call {
+                        next: compile_edges(&l.next, &l.id)?,
+                        on_error: resolve_opt(&l.on_error, &l.id)?,
+                        on_timeout: resolve_opt(&l.on_timeout, &l.id)?,
+                        on_review: resolve_opt(&l.review, &l.id)?,
+                        calls: vec![CompiledCall::of(l.as_call())],
+                        answer_schema: Some(Box::new(schema)),
                     }
                 }
                 NodeDef::Event(e) => {
@@ -525,7 +553,8 @@ fn component_trees(def: &FlowDef) -> Vec<&[ComponentDef]> {
             | NodeDef::Transform(_)
             | NodeDef::Wait(_)
             | NodeDef::Event(_)
-            | NodeDef::Parallel(_) => {}
+            | NodeDef::Parallel(_)
+            | NodeDef::Llm(_) => {}
         }
         if let Some(p) = node.pending() {
             out.push(&p.components);

@@ -529,6 +529,7 @@ fn locate_node(v: &Value, base: &str) -> (String, String) {
         Some("approval") => probe_struct::<ApprovalStep>(&fields),
         Some("event") => probe_struct::<EventStep>(&fields),
         Some("parallel") => probe_struct::<ParallelStep>(&fields),
+        Some("llm") => probe_struct::<crate::flow::steps::LlmStep>(&fields),
         _ => {
             return (
                 format!("{base}.kind"),

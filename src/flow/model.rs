@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use super::steps::{
-    ApprovalStep, EventStep, HttpStep, ParallelStep, PendingDef, TransformStep, WaitStep,
+    ApprovalStep, EventStep, HttpStep, LlmStep, ParallelStep, PendingDef, TransformStep, WaitStep,
 };
 
 /// A flow: a directed graph of nodes that a user walks through.
@@ -88,6 +88,8 @@ pub enum NodeDef {
     Event(EventStep),
     /// Several HTTP calls at once, joined.
     Parallel(ParallelStep),
+    /// Ask a language model for JSON matching a schema (repair, judge).
+    Llm(LlmStep),
 }
 
 impl NodeDef {
@@ -102,6 +104,7 @@ impl NodeDef {
             NodeDef::Approval(n) => &n.id,
             NodeDef::Event(n) => &n.id,
             NodeDef::Parallel(n) => &n.id,
+            NodeDef::Llm(n) => &n.id,
         }
     }
 
@@ -116,6 +119,7 @@ impl NodeDef {
             NodeDef::Approval(_) => "approval",
             NodeDef::Event(_) => "event",
             NodeDef::Parallel(_) => "parallel",
+            NodeDef::Llm(_) => "llm",
         }
     }
 
@@ -127,7 +131,8 @@ impl NodeDef {
             | NodeDef::Wait(_)
             | NodeDef::Approval(_)
             | NodeDef::Event(_)
-            | NodeDef::Parallel(_) => true,
+            | NodeDef::Parallel(_)
+            | NodeDef::Llm(_) => true,
             NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
                 false
             }
@@ -142,6 +147,7 @@ impl NodeDef {
             NodeDef::Approval(n) => n.pending.as_ref(),
             NodeDef::Event(n) => n.pending.as_ref(),
             NodeDef::Parallel(n) => n.pending.as_ref(),
+            NodeDef::Llm(n) => n.pending.as_ref(),
             NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
                 None
             }
@@ -876,6 +882,7 @@ pub const NODE_KINDS: &[&str] = &[
     "approval",
     "event",
     "parallel",
+    "llm",
 ];
 
 /// Component kinds every client is assumed to render. Anything else

@@ -1,5 +1,5 @@
 //! Backend steps in a flow file: the nodes that do work between screens
-//! (`http`, `transform`, `wait`, `approval`, `event`), their retry and
+//! (`http`, `parallel`, `llm`, `transform`, `wait`, `approval`, `event`), their retry and
 //! timeout policy, the screen shown while they run, and the mock responses
 //! frontend developers build against.
 //!
@@ -455,6 +455,169 @@ impl EventMock {
             latency_ms: self.latency_ms,
         }
     }
+}
+
+/// Ask a language model through an OpenAI-compatible chat-completions
+/// endpoint (the server's `--llm-url`, its key from `secrets.LLM_API_KEY`).
+/// `prompt` (and `system`) are templates over the context. The answer must
+/// be JSON matching `schema`; one that does not is sent back with the
+/// validation errors, up to `repair` times. With a `judge`, a second call
+/// approves the answer or not. The result lands at `steps.<id>` as
+/// `{answer, model, usage, cost_usd, repairs, judge}`. An answer the judge
+/// approves (or any valid answer, without a judge) follows `next`; one it
+/// rejects or is unsure about follows `review` (typically an `approval`
+/// step that shows it to a person), else `on_error`; an answer that never
+/// matches the schema, or a call that fails for good, follows `on_error`
+/// (`on_timeout` for timeouts) with the last errors recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmStep {
+    pub id: String,
+    /// The model; default the server's `--llm-model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// System message (template).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// User message (template).
+    pub prompt: String,
+    /// JSON Schema the answer must match.
+    pub schema: Value,
+    /// How many times an answer that does not match `schema` is sent back
+    /// with its errors. Default 2, at most 5.
+    #[serde(default = "default_repair")]
+    pub repair: u32,
+    /// Sampling temperature, 0 to 2. Default: the endpoint's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<LlmJudge>,
+    pub next: Edges,
+    /// Where to go when the judge rejects the answer or is unsure.
+    /// Default: `on_error`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<String>,
+    /// Retries of each call (connect failures, timeouts, 5xx, and 429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Timeout of one call. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Timeout of the whole step (every call, repairs and judge included),
+    /// from when it was entered. Default `120s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_timeout: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingDef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mock: Option<LlmMock>,
+}
+
+fn default_repair() -> u32 {
+    2
+}
+
+/// Upper bound on `repair`.
+pub const MAX_REPAIR: u32 = 5;
+
+impl LlmStep {
+    /// Its calls to the endpoint as an `http` step's, so they share its
+    /// retries, timeouts, breaker, limits and redaction. The URL is the
+    /// server's, filled in when the step runs.
+    pub fn as_call(&self) -> HttpStep {
+        let mut retry = self.retry.clone().unwrap_or_default();
+        retry.retry_on.get_or_insert_with(|| {
+            ["connect", "timeout", "5xx", "429"]
+                .map(String::from)
+                .to_vec()
+        });
+        HttpStep {
+            id: self.id.clone(),
+            method: HttpMethod::Post,
+            url: String::new(),
+            headers: BTreeMap::new(),
+            body: None,
+            next: Edges::To(String::new()),
+            on_error: None,
+            on_timeout: None,
+            retry: Some(retry),
+            timeout: Some(self.timeout.clone().unwrap_or_else(|| "30s".into())),
+            total_timeout: Some(self.total_timeout.clone().unwrap_or_else(|| "120s".into())),
+            hedge: None,
+            pending: None,
+            mock: None,
+        }
+    }
+}
+
+/// A second call that judges the answer. Its prompt (a template) sees the
+/// context plus `answer`; it must reply
+/// `{"verdict": "approve" | "reject" | "unsure", "reason": "…"}`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmJudge {
+    pub prompt: String,
+    /// Default: the step's model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// What an `llm` step answers in mock mode.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmMock {
+    /// The answer (checked against the step's `schema` like a real one).
+    #[serde(default)]
+    pub answer: Value,
+    /// The judge's verdict. Default `approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<MockFailure>,
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scenarios: BTreeMap<String, LlmMockCase>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LlmMockCase {
+    #[serde(default)]
+    pub answer: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail: Option<MockFailure>,
+    #[serde(default)]
+    pub latency_ms: u64,
+}
+
+impl LlmMock {
+    pub fn case(&self, scenario: Option<&str>) -> LlmMockCase {
+        if let Some(case) = scenario.and_then(|s| self.scenarios.get(s)) {
+            return case.clone();
+        }
+        LlmMockCase {
+            answer: self.answer.clone(),
+            verdict: self.verdict,
+            fail: self.fail,
+            latency_ms: self.latency_ms,
+        }
+    }
+}
+
+/// A judge's verdict on an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Approve,
+    Reject,
+    Unsure,
 }
 
 /// Parses `"500ms"`, `"30s"`, `"48h"`, `"1h 30m"`.

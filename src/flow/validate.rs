@@ -296,6 +296,9 @@ struct Validator<'a> {
     /// Set while checking an `http` step's request templates, the only
     /// place `secrets.NAME` may be read (it never reaches a client).
     allow_secrets: bool,
+    /// Set while checking an `llm` judge's prompt, which also reads the
+    /// answer it judges.
+    allow_answer: bool,
     /// Every `flags.<key>` read, in file order, for [`validate_with`].
     flag_reads: Vec<FlagRead>,
 }
@@ -356,6 +359,7 @@ impl<'a> Validator<'a> {
             adjacency: vec![Vec::new(); flow.nodes.len()],
             broken_ends: HashSet::new(),
             allow_secrets: false,
+            allow_answer: false,
             flag_reads: Vec::new(),
         }
     }
@@ -596,7 +600,8 @@ impl<'a> Validator<'a> {
             | NodeDef::Wait(_)
             | NodeDef::Approval(_)
             | NodeDef::Event(_)
-            | NodeDef::Parallel(_) => self.check_step(i, node, &base),
+            | NodeDef::Parallel(_)
+            | NodeDef::Llm(_) => self.check_step(i, node, &base),
             NodeDef::End(end) => {
                 if let Some(title) = &end.title {
                     self.check_text(title, &format!("{base}.title"), id);
@@ -664,6 +669,7 @@ impl<'a> Validator<'a> {
             }
         };
         match node {
+            NodeDef::Llm(l) => self.check_llm(i, l, base),
             NodeDef::Http(h) => {
                 let targets = self.check_edges(&h.next, &format!("{base}.next"), id);
                 self.adjacency[i].extend(targets);
@@ -884,13 +890,46 @@ impl<'a> Validator<'a> {
             }
         }
         self.allow_secrets = false;
-        self.check_duration(h.timeout.as_deref(), &format!("{base}.timeout"), id);
-        self.check_duration(
+        self.check_policy(
+            h.timeout.as_deref(),
             h.total_timeout.as_deref(),
-            &format!("{base}.total_timeout"),
+            h.retry.as_ref(),
+            base,
             id,
         );
-        if let Some(r) = &h.retry {
+        if let Some(m) = &h.mock {
+            let cases = std::iter::once(("".to_string(), m.status)).chain(
+                m.scenarios
+                    .iter()
+                    .map(|(k, c)| (format!(".scenarios.{k}"), c.status)),
+            );
+            for (sub, status) in cases {
+                if !(100..=599).contains(&status) {
+                    self.error(
+                        Code::InvalidMock,
+                        Some(id),
+                        format!("{base}.mock{sub}.status"),
+                        format!("status {status} is not an HTTP status"),
+                        Some("use 100 to 599".into()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// A call's timeouts and retries (an `http` step's, a branch's, an
+    /// `llm` step's).
+    fn check_policy(
+        &mut self,
+        timeout: Option<&str>,
+        total_timeout: Option<&str>,
+        retry: Option<&crate::flow::steps::RetryPolicy>,
+        base: &str,
+        id: &str,
+    ) {
+        self.check_duration(timeout, &format!("{base}.timeout"), id);
+        self.check_duration(total_timeout, &format!("{base}.total_timeout"), id);
+        if let Some(r) = retry {
             let rp = format!("{base}.retry");
             if r.max_attempts == 0 || r.max_attempts > defaults::MAX_ATTEMPTS_LIMIT {
                 self.error(
@@ -922,20 +961,98 @@ impl<'a> Validator<'a> {
                 }
             }
         }
-        if let Some(m) = &h.mock {
-            let cases = std::iter::once(("".to_string(), m.status)).chain(
+    }
+
+    fn check_llm(&mut self, i: usize, l: &'a crate::flow::steps::LlmStep, base: &str) {
+        let id = l.id.as_str();
+        let targets = self.check_edges(&l.next, &format!("{base}.next"), id);
+        self.adjacency[i].extend(targets);
+        for (to, field) in [
+            (&l.on_error, "on_error"),
+            (&l.on_timeout, "on_timeout"),
+            (&l.review, "review"),
+        ] {
+            if let Some(to) = to
+                && let Some(t) = self.check_target(to, &format!("{base}.{field}"), id)
+            {
+                self.adjacency[i].push(t);
+            }
+        }
+        self.check_template_str(&l.prompt, &format!("{base}.prompt"), id);
+        if let Some(system) = &l.system {
+            self.check_template_str(system, &format!("{base}.system"), id);
+        }
+        if let Some(judge) = &l.judge {
+            self.allow_answer = true;
+            self.check_template_str(&judge.prompt, &format!("{base}.judge.prompt"), id);
+            self.allow_answer = false;
+        } else if l.review.is_some() {
+            self.warning(
+                Code::UnusedReview,
+                Some(id),
+                format!("{base}.review"),
+                "`review` is taken only when a judge rejects the answer, and this step has no `judge`",
+                Some("add a `judge`, or remove `review`".into()),
+            );
+        }
+        if l.repair > crate::flow::steps::MAX_REPAIR {
+            self.error(
+                Code::InvalidRetry,
+                Some(id),
+                format!("{base}.repair"),
+                format!(
+                    "repair is {}; it must be 0 to {}",
+                    l.repair,
+                    crate::flow::steps::MAX_REPAIR
+                ),
+                Some("each repair is one more call; 1 or 2 fixes most answers".into()),
+            );
+        }
+        if let Some(t) = l.temperature
+            && !(0.0..=2.0).contains(&t)
+        {
+            self.error(
+                Code::InvalidLlm,
+                Some(id),
+                format!("{base}.temperature"),
+                format!("temperature {t} is outside 0 to 2"),
+                Some("0 for the most repeatable answers".into()),
+            );
+        }
+        self.check_policy(
+            l.timeout.as_deref(),
+            l.total_timeout.as_deref(),
+            l.retry.as_ref(),
+            base,
+            id,
+        );
+        let schema = match jsonschema::validator_for(&l.schema) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error(
+                    Code::InvalidAnswerSchema,
+                    Some(id),
+                    format!("{base}.schema"),
+                    format!("`schema` is not a JSON Schema: {e}"),
+                    Some("e.g. `{type: object, properties: {summary: {type: string}}, required: [summary]}`; references to other files or URLs are not followed".into()),
+                );
+                return;
+            }
+        };
+        if let Some(m) = &l.mock {
+            let cases = std::iter::once((String::new(), &m.answer)).chain(
                 m.scenarios
                     .iter()
-                    .map(|(k, c)| (format!(".scenarios.{k}"), c.status)),
+                    .map(|(k, c)| (format!(".scenarios.{k}"), &c.answer)),
             );
-            for (sub, status) in cases {
-                if !(100..=599).contains(&status) {
+            for (sub, answer) in cases {
+                if let Some(e) = schema.iter_errors(answer).next() {
                     self.error(
                         Code::InvalidMock,
                         Some(id),
-                        format!("{base}.mock{sub}.status"),
-                        format!("status {status} is not an HTTP status"),
-                        Some("use 100 to 599".into()),
+                        format!("{base}.mock{sub}.answer"),
+                        format!("the mock answer does not match `schema`: {e} (at `{}`)", e.instance_path()),
+                        Some("give the mock an answer a real model could give; an answer that never matches ends on `on_error`".into()),
                     );
                 }
             }
@@ -1245,7 +1362,8 @@ impl<'a> Validator<'a> {
             }
             return;
         }
-        if !CONTEXT_ROOTS.contains(&root) {
+        let known = CONTEXT_ROOTS.contains(&root) || (self.allow_answer && root == "answer");
+        if !known {
             let hint = if self.fields.contains_key(root) {
                 format!("`{root}` is a screen; its values are at `input.{var}`")
             } else {
@@ -2078,8 +2196,10 @@ pub fn check_hosts(
                 .enumerate()
                 .map(|(k, b)| (format!("$.nodes[{i}].branches[{k}].url"), b.url.as_str()))
                 .collect(),
-            // No upstream call.
-            NodeDef::Screen(_)
+            // No upstream call (an `llm` step calls the server's `--llm-url`,
+            // checked when the server starts).
+            NodeDef::Llm(_)
+            | NodeDef::Screen(_)
             | NodeDef::Decision(_)
             | NodeDef::End(_)
             | NodeDef::Transform(_)
@@ -2171,6 +2291,7 @@ fn is_step(node: &NodeDef) -> bool {
     match node {
         NodeDef::Http(_)
         | NodeDef::Parallel(_)
+        | NodeDef::Llm(_)
         | NodeDef::Transform(_)
         | NodeDef::Wait(_)
         | NodeDef::Approval(_)

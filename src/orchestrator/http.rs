@@ -26,7 +26,7 @@ struct Response {
 }
 
 /// How a call keeps its attempts.
-enum Bookkeeping {
+pub(super) enum Bookkeeping {
     /// An `http` step: each retry is recorded and the task's lease
     /// extended in the store as it happens; starts at attempt `first`.
     Durable { first: u32 },
@@ -36,9 +36,9 @@ enum Bookkeeping {
 }
 
 /// The end of one call (all its attempts): its result and the attempts.
-struct Called {
-    result: StepResult,
-    attempts: Vec<AttemptRecord>,
+pub(super) struct Called {
+    pub result: StepResult,
+    pub attempts: Vec<AttemptRecord>,
 }
 
 impl Runner for HttpStep {
@@ -63,6 +63,7 @@ impl Runner for HttpStep {
             flow,
             compiled,
             context,
+            None,
             Bookkeeping::Durable { first },
         )
         .await?
@@ -115,6 +116,7 @@ async fn run_parallel(
                 flow,
                 b,
                 context,
+                None,
                 Bookkeeping::InMemory { label },
             )
             .await;
@@ -185,12 +187,14 @@ async fn run_parallel(
 }
 
 /// One call with its retries. `None` when the task's lease was lost.
-async fn call(
+/// `body`, when given, is sent as it is instead of the step's templates.
+pub(super) async fn call(
     shared: &Shared,
     task: &TaskRecord,
     flow: &CompiledFlow,
     compiled: &CompiledCall,
     context: &Value,
+    body: Option<&Value>,
     book: Bookkeeping,
 ) -> Result<Option<Called>, ServiceError> {
     let CompiledCall { step, policy } = compiled;
@@ -214,7 +218,7 @@ async fn call(
             let scenario = (scenario != "default").then_some(scenario.as_str());
             mock_attempt(shared, step, scenario, policy).await
         } else {
-            real_attempt(shared, task, flow, step, context, policy).await
+            real_attempt(shared, task, flow, step, context, body, policy).await
         };
         let finished = clock.now_ms();
         let failed = match &outcome {
@@ -222,7 +226,7 @@ async fn call(
             Ok(_) => Some("status"),
             Err(f) => Some(f.reason()),
         };
-        crate::telemetry::step_attempt("http", &host, timer.elapsed().as_secs_f64(), failed);
+        crate::telemetry::step_attempt(&task.kind, &host, timer.elapsed().as_secs_f64(), failed);
         let mut record = AttemptRecord {
             task_id: task.id.clone(),
             attempt: attempt as i32,
@@ -388,6 +392,7 @@ async fn real_attempt(
     flow: &CompiledFlow,
     step: &HttpStep,
     context: &Value,
+    literal_body: Option<&Value>,
     policy: &Policy,
 ) -> Result<Response, Failure> {
     let mut ctx = context.clone();
@@ -437,7 +442,9 @@ async fn real_attempt(
     for (name, value) in &step.headers {
         req = req.header(name.as_str(), render(value)?);
     }
-    if let Some(body) = &step.body {
+    if let Some(body) = literal_body {
+        req = req.json(body);
+    } else if let Some(body) = &step.body {
         let body = render_json(body, &render)?;
         req = req.json(&body);
     }
@@ -586,7 +593,7 @@ fn describe(f: &Failure) -> String {
 
 /// Secrets must never reach the session context or the step history, even
 /// when an upstream echoes them back or an error message quotes them.
-fn redact_str(secrets: &std::collections::HashMap<String, String>, s: &str) -> String {
+pub(super) fn redact_str(secrets: &std::collections::HashMap<String, String>, s: &str) -> String {
     let mut out = s.to_string();
     for v in secrets.values().filter(|v| v.len() >= 4) {
         if out.contains(v.as_str()) {
@@ -600,7 +607,7 @@ fn redact_str(secrets: &std::collections::HashMap<String, String>, s: &str) -> S
 /// (an upstream may echo a header back as a key). Keys that only differ by
 /// a secret would collide once redacted; the later ones get `#2`, `#3`, …
 /// so no member is lost.
-fn redact(secrets: &std::collections::HashMap<String, String>, value: Value) -> Value {
+pub(super) fn redact(secrets: &std::collections::HashMap<String, String>, value: Value) -> Value {
     if secrets.is_empty() {
         return value;
     }

@@ -11,8 +11,9 @@
 //! per step because finishing a task and advancing its session are one
 //! guarded transaction ([`crate::store::Store::commit_step`]).
 //!
-//! Each step kind is run by its own module (`http`, `wait`, `approval`,
-//! `event`), which implements [`Runner`] for the kind's definition.
+//! Each step kind is run by its own module (`http`, `llm`, `wait`,
+//! `approval`, `event`), which implements [`Runner`] for the kind's
+//! definition.
 
 mod approval;
 pub mod breaker;
@@ -21,6 +22,7 @@ pub mod clock;
 mod event;
 mod hedge;
 mod http;
+pub mod llm;
 pub mod policy;
 mod wait;
 
@@ -60,6 +62,8 @@ pub struct OrchestratorConfig {
     pub max_response_bytes: usize,
     /// `secrets.NAME` values (from `BATON_SECRET_NAME`).
     pub secrets: HashMap<String, String>,
+    /// The endpoint `llm` steps ask.
+    pub llm: llm::LlmConfig,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -73,6 +77,10 @@ impl Default for OrchestratorConfig {
             upstream_limits: bulkhead::UpstreamLimits::default(),
             max_response_bytes: 256 * 1024,
             secrets: HashMap::new(),
+            llm: llm::LlmConfig {
+                key_secret: "LLM_API_KEY".into(),
+                ..llm::LlmConfig::default()
+            },
             clock: Arc::new(clock::SystemClock),
         }
     }
@@ -232,7 +240,7 @@ impl<'a> Claimed<'a> {
     /// The upstream calls of an `http` or `parallel` step, as compiled
     /// with their policies (none for other kinds).
     fn calls(&self) -> &'a [CompiledCall] {
-        if let CompiledKind::Http { calls, .. } = &self.flow.nodes[self.idx].kind {
+        if let CompiledKind::Call { calls, .. } = &self.flow.nodes[self.idx].kind {
             calls
         } else {
             &[]
@@ -285,6 +293,34 @@ impl<'a> Claimed<'a> {
     }
 }
 
+impl Claimed<'_> {
+    /// Runs `work` while extending the task's lease, for a step that makes
+    /// several calls; `None` when the lease was lost (to another worker,
+    /// after a stall), and then `work` is dropped unfinished.
+    async fn holding_lease<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<Option<T>, ServiceError>>,
+    ) -> Result<Option<T>, ServiceError> {
+        let (shared, task) = (self.shared, self.task);
+        let lease = shared.baton.step_settings().lease;
+        let worker = shared.baton.worker_id().to_string();
+        let mut heartbeat = tokio::time::interval(lease / 3);
+        heartbeat.tick().await;
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = heartbeat.tick() => {
+                    let until = shared.config.clock.now_ms() + lease.as_millis() as i64;
+                    if !shared.baton.store().extend_lease(&task.id, &worker, until).await? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// How the orchestrator runs one kind of backend step; each kind's module
 /// implements it for the kind's definition in the flow.
 pub(crate) trait Runner {
@@ -320,6 +356,7 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
         NodeDef::Wait(step) => step.run(claimed).await,
         NodeDef::Approval(step) => step.run(claimed).await,
         NodeDef::Event(step) => step.run(claimed).await,
+        NodeDef::Llm(step) => step.run(claimed).await,
         // Nodes that never have a task: the flow changed under it.
         NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
             shared.baton.store().abandon_task(&task.id, "stale").await?;

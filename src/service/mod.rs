@@ -864,7 +864,7 @@ fn parked(flow: &CompiledFlow, state: &SessionState) -> Option<Parked> {
         CompiledKind::Event { .. } => Some(Parked::Event),
         CompiledKind::Wait { delay, .. } => Some(Parked::Timer(*delay)),
         // Steps this server finishes soon, and nodes that never park.
-        CompiledKind::Http { .. }
+        CompiledKind::Call { .. }
         | CompiledKind::Screen { .. }
         | CompiledKind::Decision { .. }
         | CompiledKind::End { .. }

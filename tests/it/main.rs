@@ -23,6 +23,7 @@ mod group_commit;
 mod hosts;
 mod identity;
 mod limits;
+mod llm;
 mod log_ids;
 mod metrics;
 mod nats;
