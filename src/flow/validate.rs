@@ -1040,18 +1040,21 @@ impl<'a> Validator<'a> {
             }
         };
         if let Some(m) = &l.mock {
-            let cases = std::iter::once((String::new(), &m.answer)).chain(
+            // A case that fails gives no answer.
+            let cases = std::iter::once((String::new(), &m.answer, m.fail)).chain(
                 m.scenarios
                     .iter()
-                    .map(|(k, c)| (format!(".scenarios.{k}"), &c.answer)),
+                    .map(|(k, c)| (format!(".scenarios.{k}"), &c.answer, c.fail)),
             );
-            for (sub, answer) in cases {
+            for (sub, answer, _) in cases.filter(|(_, _, fail)| fail.is_none()) {
                 if let Some(e) = schema.iter_errors(answer).next() {
+                    let at = e.instance_path().to_string();
+                    let at = if at.is_empty() { "/" } else { at.as_str() };
                     self.error(
                         Code::InvalidMock,
                         Some(id),
                         format!("{base}.mock{sub}.answer"),
-                        format!("the mock answer does not match `schema`: {e} (at `{}`)", e.instance_path()),
+                        format!("the mock answer does not match `schema` at `{at}`: {e}"),
                         Some("give the mock an answer a real model could give; an answer that never matches ends on `on_error`".into()),
                     );
                 }

@@ -344,7 +344,7 @@ impl LlmStep {
             messages.push(json!({
                 "role": "user",
                 "content": format!(
-                    "That answer does not match the JSON Schema:\n- {}\nAnswer again with only the corrected JSON.",
+                    "That answer cannot be used:\n- {}\nAnswer again with only JSON that matches the schema.",
                     errors.join("\n- ")
                 ),
             }));

@@ -332,10 +332,10 @@ fn check_state(flow: &CompiledFlow, state: &SessionState) -> Result<(), TestCase
             );
         }
         Status::Waiting => {
-            prop_assert!(
-                matches!(kind, Some("http" | "wait" | "approval" | "event")),
-                "waiting on a {kind:?}"
-            );
+            let step = flow
+                .node_index(&state.node)
+                .is_some_and(|i| flow.node_def(i).is_async_step());
+            prop_assert!(step, "waiting on a {kind:?}");
             prop_assert!(
                 rendered.unwrap().is_some_and(|s| s.actions.is_empty()),
                 "a waiting session shows a pending screen without actions"

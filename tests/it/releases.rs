@@ -134,9 +134,13 @@ async fn whole_release(backend: Backend) {
         .iter()
         .map(|f| f["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, ["checkout", "loan", "onboarding", "tour"], "{d}");
     assert_eq!(
-        d["flows"][3],
+        ids,
+        ["checkout", "loan", "onboarding", "support", "tour"],
+        "{d}"
+    );
+    assert_eq!(
+        d["flows"][4],
         json!({ "id": "tour", "title": "Product tour", "liveVersion": 1, "rollout": null, "openDraft": null })
     );
 
@@ -191,7 +195,7 @@ async fn whole_release(backend: Backend) {
     assert_eq!(d["saveDraft"]["created"], false);
     assert_eq!(d["saveDraft"]["version"]["number"], 2);
     let d = ok(&app, "viewer-key", "{ flows { id openDraft } }", json!({})).await;
-    assert_eq!(d["flows"][3]["openDraft"], 2, "{d}");
+    assert_eq!(d["flows"][4]["openDraft"], 2, "{d}");
 
     // Its diff names the new node and the changed title.
     let d = ok(
@@ -500,6 +504,7 @@ async fn whole_release(backend: Backend) {
             "flow:fresh",
             "flow:loan",
             "flow:onboarding",
+            "flow:support",
             "flow:tour"
         ]
     );
@@ -535,9 +540,9 @@ async fn four_eyes(backend: Backend) {
         json!({}),
     )
     .await;
-    assert_eq!(d["flows"][3]["liveVersion"], 1);
+    assert_eq!(d["flows"][4]["liveVersion"], 1);
     assert_eq!(
-        d["flows"][3]["pendingReviews"],
+        d["flows"][4]["pendingReviews"],
         json!([{ "version": 2, "requestedBy": "publisher-1" }])
     );
     let d = ok(&app, "admin-key", PUBLISH, publish).await;
@@ -1023,7 +1028,7 @@ async fn cli(backend: Backend) {
     )
     .await;
     assert_eq!(
-        d["flows"][3]["rollout"],
+        d["flows"][4]["rollout"],
         json!({ "version": 3, "percent": 10 })
     );
 
