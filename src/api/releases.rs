@@ -536,6 +536,27 @@ impl ReleaseQuery {
     }
 }
 
+fn save_draft_result(outcome: SaveDraft) -> SaveDraftResult {
+    match outcome {
+        SaveDraft::Saved {
+            version,
+            created,
+            warnings,
+        } => SaveDraftResult {
+            ok: true,
+            version: Some((*version).into()),
+            created,
+            issues: warnings.into_iter().map(Into::into).collect(),
+        },
+        SaveDraft::Invalid { issues } => SaveDraftResult {
+            ok: false,
+            version: None,
+            created: false,
+            issues: issues.into_iter().map(Into::into).collect(),
+        },
+    }
+}
+
 #[derive(InputObject)]
 pub struct SaveDraftInput {
     pub flow_id: ID,
@@ -672,24 +693,26 @@ impl ReleaseMutation {
             )
             .await
             .map_err(to_gql)?;
-        Ok(match outcome {
-            SaveDraft::Saved {
-                version,
-                created,
-                warnings,
-            } => SaveDraftResult {
-                ok: true,
-                version: Some((*version).into()),
-                created,
-                issues: warnings.into_iter().map(Into::into).collect(),
-            },
-            SaveDraft::Invalid { issues } => SaveDraftResult {
-                ok: false,
-                version: None,
-                created: false,
-                issues: issues.into_iter().map(Into::into).collect(),
-            },
-        })
+        Ok(save_draft_result(outcome))
+    }
+
+    /// Writes what a session's backend steps really answered into its
+    /// flow's mocks as scenario `scenario` and saves that as a draft
+    /// (secrets were redacted when the answers were stored), so frontend
+    /// developers can replay real data with `mock: {scenario: …}`.
+    async fn record_scenario(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        scenario: String,
+    ) -> async_graphql::Result<SaveDraftResult> {
+        let who = need(ctx, Permission::SaveDrafts)?;
+        let baton = ctx.data_unchecked::<Baton>();
+        let outcome = baton
+            .record_scenario(&who.name, &session_id, &scenario)
+            .await
+            .map_err(to_gql)?;
+        Ok(save_draft_result(outcome))
     }
 
     /// Publishes a version to `rolloutPercent` of new sessions (default

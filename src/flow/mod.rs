@@ -11,6 +11,7 @@ pub mod load;
 pub mod model;
 pub mod policy;
 pub mod position;
+pub mod record;
 pub mod steps;
 pub mod template;
 pub mod validate;

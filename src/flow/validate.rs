@@ -252,7 +252,7 @@ fn valid_log_id(id: &str) -> bool {
 
 /// Node, action and component ids end up in `input.<screen>.<field>`
 /// paths and in `submit(action:)`, so dots, spaces and the like are out.
-fn valid_id(id: &str) -> bool {
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id
             .chars()

@@ -376,6 +376,54 @@ impl Baton {
         })
     }
 
+    /// Writes what session `session_id`'s backend steps really answered
+    /// into its flow version's mocks as scenario `scenario`, and saves the
+    /// result as a draft (validated like any draft) for an editor to review
+    /// and publish. The outputs were redacted of secrets when stored.
+    pub async fn record_scenario(
+        &self,
+        actor: &str,
+        session_id: &str,
+        scenario: &str,
+    ) -> Result<SaveDraft, ServiceError> {
+        if !crate::flow::validate::valid_id(scenario) || scenario == "default" {
+            return Err(ServiceError::InvalidInput {
+                field: "scenario".into(),
+                message: format!(
+                    "`{scenario}` is not a scenario name: letters, digits, `_` and `-`, and not `default`"
+                ),
+            });
+        }
+        let (snap, flow) = self.load_trusted(session_id).await?;
+        if snap.state.context["session"]["mock"].is_string() {
+            return Err(ServiceError::InvalidInput {
+                field: "sessionId".into(),
+                message:
+                    "a mock session's steps answered from mocks; record a session that ran for real"
+                        .into(),
+            });
+        }
+        let empty = serde_json::Map::new();
+        let steps = snap.state.context["steps"].as_object().unwrap_or(&empty);
+        let mut def = flow.def.clone();
+        let recorded = crate::flow::record::record_scenario(&mut def, steps, scenario);
+        if recorded.is_empty() {
+            return Err(ServiceError::InvalidInput {
+                field: "sessionId".into(),
+                message: "the session has not finished a backend step yet; nothing to record"
+                    .into(),
+            });
+        }
+        let source = serde_saphyr::to_string(&def)
+            .map_err(|e| ServiceError::Internal(format!("writing the recorded flow: {e}")))?;
+        let message = format!(
+            "recorded scenario `{scenario}` from session {session_id} (steps {})",
+            recorded.join(", ")
+        );
+        self.save_draft(actor, &def.id, &source, Some(&message))
+            .await
+    }
+
     fn check_source(&self, flow_id: &str, source: &str) -> (Option<FlowDef>, Vec<Issue>) {
         let opts = CheckOptions {
             flags: Some(self.flags().current()),

@@ -770,7 +770,7 @@ impl Baton {
 
     /// The session's snapshot and flow version without a token check: for
     /// the orchestrator and for callers authorized by an API key.
-    async fn load_trusted(
+    pub(super) async fn load_trusted(
         &self,
         session_id: &str,
     ) -> Result<(Arc<Snapshot>, Arc<CompiledFlow>), ServiceError> {

@@ -27,6 +27,7 @@ mod llm;
 mod log_ids;
 mod metrics;
 mod nats;
+mod record;
 mod releases;
 mod replay;
 mod rules;

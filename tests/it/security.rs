@@ -272,6 +272,12 @@ fn matrix() -> Vec<Row> {
             variables: |_, _| json!({ "i": { "flowId": "review", "source": REVIEW_FLOW } }),
         },
         Row {
+            op: "recordScenario",
+            permission: Some(Permission::SaveDrafts),
+            query: "mutation($s: ID!) { recordScenario(sessionId: $s, scenario: \"rec\") { ok } }",
+            variables: |_, s| json!({ "s": s }),
+        },
+        Row {
             op: "publishFlow",
             permission: Some(Permission::PublishFlows),
             query: "mutation { publishFlow(input: { flowId: \"review\", version: 1, message: \"again\" }) { number } }",
