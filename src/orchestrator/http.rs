@@ -126,8 +126,10 @@ async fn run_parallel(
     // Keep the lease while the branches run (they may retry for a while).
     let lease = shared.baton.step_settings().lease;
     let worker = shared.baton.worker_id().to_string();
-    let mut heartbeat = tokio::time::interval(lease / 3);
-    heartbeat.tick().await;
+    // The first beat is a period away: awaiting an interval's immediate
+    // first tick costs a turn of the timer wheel (about a millisecond).
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
     let mut results: Map<String, Value> = Map::new();
     let mut attempts = Vec::new();
     let (mut ok, mut failed, mut timed_out) = (0usize, 0usize, false);

@@ -304,8 +304,10 @@ impl Claimed<'_> {
         let (shared, task) = (self.shared, self.task);
         let lease = shared.baton.step_settings().lease;
         let worker = shared.baton.worker_id().to_string();
-        let mut heartbeat = tokio::time::interval(lease / 3);
-        heartbeat.tick().await;
+        // The first beat is a period away: awaiting an interval's immediate
+        // first tick costs a turn of the timer wheel (about a millisecond).
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + lease / 3, lease / 3);
         tokio::pin!(work);
         loop {
             tokio::select! {
