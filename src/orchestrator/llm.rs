@@ -13,7 +13,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::http::{Bookkeeping, Called, call, redact};
-use super::policy::Failure;
 use super::{Claimed, Runner};
 use crate::engine::StepResult;
 use crate::flow::compile::{CompiledCall, CompiledKind};
@@ -145,6 +144,25 @@ enum Reply {
 }
 
 impl Conversation<'_, '_> {
+    /// Adds what every result carries (model, tokens, cost, calls), counts
+    /// the tokens, and redacts secrets.
+    fn ended(&self, mut result: StepResult, model: &str) -> StepResult {
+        let shared = self.claimed.shared;
+        let cost = shared.config.llm.prices.get(model).map(|(p, c)| {
+            (self.usage.prompt as f64 * p + self.usage.completion as f64 * c) / 1_000_000.0
+        });
+        crate::telemetry::LLM_TOKENS.add(&[model, "prompt"], self.usage.prompt);
+        crate::telemetry::LLM_TOKENS.add(&[model, "completion"], self.usage.completion);
+        if let Value::Object(out) = &mut result.output {
+            out.insert("model".into(), json!(model));
+            out.insert("usage".into(), self.usage.json());
+            out.insert("cost_usd".into(), json!(cost));
+            out.insert("calls".into(), json!(self.calls));
+        }
+        result.output = redact(&shared.config.secrets, result.output);
+        result
+    }
+
     async fn chat(
         &mut self,
         model: &str,
@@ -379,24 +397,22 @@ impl LlmStep {
     ) -> (StepResult, Vec<AttemptRecord>) {
         let clock = &claimed.shared.config.clock;
         let case = self.mock.as_ref().map(|m| m.case(claimed.scenario()));
-        let failed = |failure: Failure| StepResult {
-            outcome: if matches!(failure, Failure::Timeout) {
-                "timeout"
-            } else {
-                "error"
-            }
-            .into(),
-            output: json!({ "ok": false, "error": format!("{failure:?} (mock)") }),
+        let failed = |timeout: bool| StepResult {
+            outcome: if timeout { "timeout" } else { "error" }.into(),
+            output: json!({
+                "ok": false,
+                "error": if timeout { "timeout (mock)" } else { "connect: connection refused (mock)" },
+            }),
         };
         let latency = Duration::from_millis(case.as_ref().map_or(0, |c| c.latency_ms));
         let result = match case.as_ref().and_then(|c| c.fail) {
             Some(MockFailure::Timeout) => {
                 clock.sleep(compiled.policy.attempt_timeout).await;
-                failed(Failure::Timeout)
+                failed(true)
             }
             Some(MockFailure::Connect) => {
                 clock.sleep(latency).await;
-                failed(Failure::Connect("connection refused".into()))
+                failed(false)
             }
             None => {
                 clock.sleep(latency).await;
@@ -446,27 +462,6 @@ fn answered(answer: Value, judged: Option<(Verdict, String)>, repairs: u32) -> S
             "repairs": repairs,
             "judge": judged.map(|(verdict, reason)| json!({ "verdict": verdict, "reason": reason })),
         }),
-    }
-}
-
-impl Conversation<'_, '_> {
-    /// Adds what every result carries (model, tokens, cost, calls), counts
-    /// the tokens, and redacts secrets.
-    fn ended(&self, mut result: StepResult, model: &str) -> StepResult {
-        let shared = self.claimed.shared;
-        let cost = shared.config.llm.prices.get(model).map(|(p, c)| {
-            (self.usage.prompt as f64 * p + self.usage.completion as f64 * c) / 1_000_000.0
-        });
-        crate::telemetry::LLM_TOKENS.add(&[model, "prompt"], self.usage.prompt);
-        crate::telemetry::LLM_TOKENS.add(&[model, "completion"], self.usage.completion);
-        if let Value::Object(out) = &mut result.output {
-            out.insert("model".into(), json!(model));
-            out.insert("usage".into(), self.usage.json());
-            out.insert("cost_usd".into(), json!(cost));
-            out.insert("calls".into(), json!(self.calls));
-        }
-        result.output = redact(&shared.config.secrets, result.output);
-        result
     }
 }
 
