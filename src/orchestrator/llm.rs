@@ -290,9 +290,17 @@ impl LlmStep {
                 Vec::new(),
             )));
         };
+        // A template that fails on this session's context fails the step
+        // (to `on_error`), as an `http` step's would: trying again cannot
+        // help.
         let render = |src: &str, ctx: &Value| {
             crate::engine::view::render_source(claimed.flow, src, ctx)
-                .map_err(|e| ServiceError::Internal(format!("llm step `{}`: {e}", self.id)))
+                .map_err(|e| format!("template: {e}"))
+        };
+        let system = self.system.as_deref().map(|s| render(s, claimed.context));
+        let (system, prompt) = match (system.transpose(), render(&self.prompt, claimed.context)) {
+            (Ok(system), Ok(prompt)) => (system, prompt),
+            (Err(e), _) | (_, Err(e)) => return Ok(Some((fail(e), Vec::new()))),
         };
         let mut step = compiled.step.clone();
         step.url = format!("{}/chat/completions", url.trim_end_matches('/'));
@@ -311,16 +319,16 @@ impl LlmStep {
             usage: Usage::default(),
             calls: 0,
         };
-        let mut system = format!(
+        let mut instructions = format!(
             "Answer with only a JSON value (no prose, no code fence) that matches this JSON Schema:\n{}",
             self.schema
         );
-        if let Some(s) = &self.system {
-            system = format!("{}\n\n{system}", render(s, claimed.context)?);
+        if let Some(s) = system {
+            instructions = format!("{s}\n\n{instructions}");
         }
         let mut messages = vec![
-            json!({ "role": "system", "content": system }),
-            json!({ "role": "user", "content": render(&self.prompt, claimed.context)? }),
+            json!({ "role": "system", "content": instructions }),
+            json!({ "role": "user", "content": prompt }),
         ];
         let mut repairs = 0;
         let answer = loop {
@@ -372,9 +380,13 @@ impl LlmStep {
             Some(judge) => {
                 let mut ctx = claimed.context.clone();
                 ctx["answer"] = answer.clone();
+                let prompt = match render(&judge.prompt, &ctx) {
+                    Ok(p) => p,
+                    Err(e) => return Ok(Some((talk.ended(fail(e), &model), talk.attempts))),
+                };
                 let messages = [
                     json!({ "role": "system", "content": JUDGE_SYSTEM }),
-                    json!({ "role": "user", "content": render(&judge.prompt, &ctx)? }),
+                    json!({ "role": "user", "content": prompt }),
                 ];
                 let judge_model = judge.model.as_deref().unwrap_or(&model);
                 match talk.chat(judge_model, &messages, "judge").await? {

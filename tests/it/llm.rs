@@ -108,12 +108,16 @@ struct Fixture {
 }
 
 async fn fixture(backend: Backend) -> Option<Fixture> {
+    fixture_with(backend, TRIAGE_FLOW).await
+}
+
+async fn fixture_with(backend: Backend, flow: &str) -> Option<Fixture> {
     let script: Script = Arc::default();
     let seen = Arc::default();
     let port = fake_openai(Arc::clone(&script), Arc::clone(&seen)).await;
     let app = TestApp::spawn_configured(
         backend,
-        &[("triage.yaml", TRIAGE_FLOW.to_string())],
+        &[("triage.yaml", flow.to_string())],
         |c, dir| {
             c.api_keys = Some(crate::testapp::write_test_keys(dir));
             c.step_budget_ms = 5000;
@@ -339,6 +343,20 @@ async fn mock_sessions_answer_from_the_mock(backend: Backend) {
     );
 }
 
+async fn a_prompt_that_fails_to_render_ends_on_error(backend: Backend) {
+    // Integer division by zero fails only when the template runs.
+    let flow = TRIAGE_FLOW.replace(
+        "Classify: {{ input.ask.text }}",
+        "Classify: {{ input.ask.text }} {{ 1 // 0 }}",
+    );
+    let Some(f) = fixture_with(backend, &flow).await else { return };
+    f.answers(&[]);
+    let (_, s) = f.triage("help", None).await;
+    let title = s["screen"]["title"].as_str().unwrap();
+    assert!(title.starts_with("Failed: template:"), "{s}");
+    assert!(f.seen.lock().unwrap().is_empty(), "nothing was sent");
+}
+
 macro_rules! llm_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -356,6 +374,7 @@ llm_tests!(
     a_doubtful_judge_sends_the_answer_to_a_person,
     a_failing_endpoint_is_retried_then_ends_on_error,
     mock_sessions_answer_from_the_mock,
+    a_prompt_that_fails_to_render_ends_on_error,
 );
 
 /// What `baton validate` says about a flow.
