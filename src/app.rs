@@ -405,6 +405,7 @@ fn llm_config(
         url: config.llm_url.clone(),
         model: config.llm_model.clone(),
         key_secret: config.llm_key_secret.clone(),
+        response_format: config.llm_response_format,
         prices,
     })
 }

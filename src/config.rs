@@ -227,6 +227,13 @@ pub struct ServeConfig {
     /// The model of `llm` steps that name none.
     #[arg(long, env = "BATON_LLM_MODEL")]
     pub llm_model: Option<String>,
+    /// How the request asks for JSON: `none` (the schema is only in the
+    /// prompt; every OpenAI-compatible server accepts it), `json-object`
+    /// (`response_format: {type: json_object}`) or `json-schema` (the
+    /// step's schema as `response_format`, for servers with structured
+    /// outputs). The answer is checked against the schema either way.
+    #[arg(long, env = "BATON_LLM_RESPONSE_FORMAT", value_enum, default_value_t = LlmResponseFormat::None)]
+    pub llm_response_format: LlmResponseFormat,
     /// The secret sent as the endpoint's bearer key (`BATON_SECRET_<NAME>`).
     #[arg(long, env = "BATON_LLM_KEY_SECRET", default_value = "LLM_API_KEY")]
     pub llm_key_secret: String,
@@ -278,6 +285,15 @@ fn otlp_endpoint(s: &str) -> Result<String, String> {
         ));
     }
     Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+/// How an `llm` step's request asks for JSON.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LlmResponseFormat {
+    #[default]
+    None,
+    JsonObject,
+    JsonSchema,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -338,6 +354,7 @@ impl ServeConfig {
             llm_url: None,
             llm_model: None,
             llm_key_secret: "LLM_API_KEY".into(),
+            llm_response_format: LlmResponseFormat::None,
             llm_prices: Vec::new(),
             nats_events_stream: "BATON_INBOUND".into(),
             mock: false,

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::http::{Bookkeeping, Called, call, redact};
 use super::{Claimed, Runner};
+use crate::config::LlmResponseFormat;
 use crate::engine::StepResult;
 use crate::flow::compile::{CompiledCall, CompiledKind};
 use crate::flow::steps::{LlmStep, MockFailure, Verdict};
@@ -29,6 +30,7 @@ pub struct LlmConfig {
     pub model: Option<String>,
     /// The secret whose value is sent as the bearer key.
     pub key_secret: String,
+    pub response_format: LlmResponseFormat,
     /// USD per million prompt and completion tokens, per model.
     pub prices: HashMap<String, (f64, f64)>,
 }
@@ -172,6 +174,22 @@ impl Conversation<'_, '_> {
         let mut body = json!({ "model": model, "messages": messages });
         if let Some(t) = self.step.temperature {
             body["temperature"] = json!(t);
+        }
+        match self.claimed.shared.config.llm.response_format {
+            LlmResponseFormat::None => {}
+            LlmResponseFormat::JsonObject => {
+                body["response_format"] = json!({ "type": "json_object" });
+            }
+            // The judge's reply has a schema of its own.
+            LlmResponseFormat::JsonSchema if label == "judge" => {
+                body["response_format"] = json!({ "type": "json_object" });
+            }
+            LlmResponseFormat::JsonSchema => {
+                body["response_format"] = json!({
+                    "type": "json_schema",
+                    "json_schema": { "name": self.step.id, "schema": self.step.schema },
+                });
+            }
         }
         self.calls += 1;
         let Claimed {

@@ -112,20 +112,25 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
 }
 
 async fn fixture_with(backend: Backend, flow: &str) -> Option<Fixture> {
+    fixture_configured(backend, flow, |_| {}).await
+}
+
+async fn fixture_configured(
+    backend: Backend,
+    flow: &str,
+    more: impl FnOnce(&mut baton::config::ServeConfig),
+) -> Option<Fixture> {
     let script: Script = Arc::default();
     let seen = Arc::default();
     let port = fake_openai(Arc::clone(&script), Arc::clone(&seen)).await;
-    let app = TestApp::spawn_configured(
-        backend,
-        &[("triage.yaml", flow.to_string())],
-        |c, dir| {
-            c.api_keys = Some(crate::testapp::write_test_keys(dir));
-            c.step_budget_ms = 5000;
-            c.llm_url = Some(format!("http://127.0.0.1:{port}/v1/"));
-            c.llm_prices = vec!["small=1000/2000".into()];
-            c.secrets = Some([("LLM_API_KEY".to_owned(), KEY.to_owned())].into());
-        },
-    )
+    let app = TestApp::spawn_configured(backend, &[("triage.yaml", flow.to_string())], |c, dir| {
+        c.api_keys = Some(crate::testapp::write_test_keys(dir));
+        c.step_budget_ms = 5000;
+        c.llm_url = Some(format!("http://127.0.0.1:{port}/v1/"));
+        c.llm_prices = vec!["small=1000/2000".into()];
+        c.secrets = Some([("LLM_API_KEY".to_owned(), KEY.to_owned())].into());
+        more(c);
+    })
     .await?;
     Some(Fixture { app, script, seen })
 }
@@ -207,6 +212,7 @@ async fn answers_are_repaired_until_they_match(backend: Backend) {
     );
     let first = &seen[0].0;
     assert_eq!(first["model"], "small");
+    assert!(first.get("response_format").is_none(), "{first}");
     assert_eq!(
         first["messages"][1]["content"],
         "Classify: I was charged twice"
@@ -349,12 +355,43 @@ async fn a_prompt_that_fails_to_render_ends_on_error(backend: Backend) {
         "Classify: {{ input.ask.text }}",
         "Classify: {{ input.ask.text }} {{ 1 // 0 }}",
     );
-    let Some(f) = fixture_with(backend, &flow).await else { return };
+    let Some(f) = fixture_with(backend, &flow).await else {
+        return;
+    };
     f.answers(&[]);
     let (_, s) = f.triage("help", None).await;
     let title = s["screen"]["title"].as_str().unwrap();
     assert!(title.starts_with("Failed: template:"), "{s}");
     assert!(f.seen.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+async fn structured_outputs_send_the_schema(backend: Backend) {
+    let Some(f) = fixture_configured(backend, TRIAGE_FLOW, |c| {
+        c.llm_response_format = baton::config::LlmResponseFormat::JsonSchema;
+    })
+    .await
+    else {
+        return;
+    };
+    f.answers(&[
+        (200, r#"{"category": "bug", "urgency": 3}"#),
+        (200, r#"{"verdict": "approve"}"#),
+    ]);
+    let (_, s) = f.triage("crash", None).await;
+    assert_eq!(s["screen"]["title"], "bug 30 0.04 0", "{s}");
+    let seen = f.seen.lock().unwrap().clone();
+    let format = &seen[0].0["response_format"];
+    assert_eq!(format["type"], "json_schema", "{format}");
+    assert_eq!(format["json_schema"]["name"], "classify");
+    assert_eq!(
+        format["json_schema"]["schema"]["required"],
+        json!(["category", "urgency"])
+    );
+    // The judge answers a verdict, not the step's schema.
+    assert_eq!(
+        seen[1].0["response_format"],
+        json!({ "type": "json_object" })
+    );
 }
 
 macro_rules! llm_tests {
@@ -375,6 +412,7 @@ llm_tests!(
     a_failing_endpoint_is_retried_then_ends_on_error,
     mock_sessions_answer_from_the_mock,
     a_prompt_that_fails_to_render_ends_on_error,
+    structured_outputs_send_the_schema,
 );
 
 /// What `baton validate` says about a flow.
