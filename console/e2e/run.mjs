@@ -340,7 +340,7 @@ browserTest("support finds a failed session and retries its step; a reviewer dec
   assert.equal(after.status, "FAILED", "the upstream refuses, the step fails");
 
   await signIn(page, "admin");
-  await page.getByRole("link", { name: "Support" }).click();
+  await page.getByRole("link", { name: "Support", exact: true }).click();
   await page.getByTestId("user-search").fill("erin");
   await page.getByRole("button", { name: "Find sessions" }).click();
   await page.getByTestId("sessions").getByRole("link", { name: s.id }).click();
