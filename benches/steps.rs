@@ -21,7 +21,7 @@ use std::time::Duration;
 use baton::app::Application;
 use baton::config::ServeConfig;
 use serde_json::{Value, json};
-use support::{backends, fresh_pg_schema, measure, report};
+use support::{Upstream, backends, fresh_pg_schema, measure, report};
 
 const CONCURRENT: usize = 64;
 
@@ -127,37 +127,6 @@ async fn spawn_baton(url: &str, dir: &std::path::Path, upstream: u16) -> String 
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until(std::future::pending()));
     base
-}
-
-/// The upstream every step calls, in a process of its own, stopped when
-/// dropped.
-struct Upstream {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Upstream {
-    fn spawn() -> Upstream {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-            .arg("--upstream")
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the upstream process");
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("the upstream prints its port");
-        Upstream { child, port }
-    }
-}
-
-impl Drop for Upstream {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The upstream's process: answers 200 with a small JSON body, after

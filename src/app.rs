@@ -381,18 +381,14 @@ fn llm_config(
         let code = crate::codes::Code::InvalidLlmPrices;
         anyhow::anyhow!("{code}: {e} (hint: {})", code.hint())
     })?;
-    if let Some(url) = &config.llm_url {
-        let parsed = url::Url::parse(url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
-        let Some(parsed) = parsed else {
-            let code = crate::codes::Code::HostNotAllowed;
-            anyhow::bail!(
-                "{code}: --llm-url `{url}` is not an http(s) URL (hint: e.g. http://127.0.0.1:11434/v1)"
-            );
-        };
-        let host = parsed.host_str().unwrap_or_default();
-        let port = parsed.port_or_known_default().unwrap_or(0);
+    // `--llm-url` parsed as an http(s) URL (an embedder's may not have).
+    if let Some(url) = config
+        .llm_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+    {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(0);
         if !allow.allows(host, port) {
             let code = crate::codes::Code::HostNotAllowed;
             anyhow::bail!(

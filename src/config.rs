@@ -222,7 +222,7 @@ pub struct ServeConfig {
     /// Base URL of the OpenAI-compatible API `llm` steps ask (its
     /// `/chat/completions`), e.g. `http://127.0.0.1:11434/v1`; its host
     /// must be in `--allow-hosts`. None by default.
-    #[arg(long, env = "BATON_LLM_URL")]
+    #[arg(long, env = "BATON_LLM_URL", value_parser = llm_url)]
     pub llm_url: Option<String>,
     /// The model of `llm` steps that name none.
     #[arg(long, env = "BATON_LLM_MODEL")]
@@ -272,12 +272,21 @@ fn nats_subject(s: &str) -> Result<String, String> {
 /// An OTLP/HTTP base URL: `http(s)://host[:port]`, optionally with a path
 /// prefix; `/v1/traces` is added.
 fn otlp_endpoint(s: &str) -> Result<String, String> {
+    base_url(s, "http://127.0.0.1:4318")
+}
+
+/// An OpenAI-compatible API's base URL; `/chat/completions` is added.
+fn llm_url(s: &str) -> Result<String, String> {
+    base_url(s, "http://127.0.0.1:11434/v1")
+}
+
+/// A base URL other paths are added to: `http(s)://host[:port]`, optionally
+/// with a path prefix, without a query, fragment or trailing slash.
+fn base_url(s: &str, example: &str) -> Result<String, String> {
     let url = url::Url::parse(s.trim())
-        .map_err(|e| format!("`{s}` is not a URL ({e}); e.g. http://127.0.0.1:4318"))?;
+        .map_err(|e| format!("`{s}` is not a URL ({e}); e.g. {example}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "`{s}` is not an http(s) URL; e.g. http://127.0.0.1:4318"
-        ));
+        return Err(format!("`{s}` is not an http(s) URL; e.g. {example}"));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(format!(

@@ -140,22 +140,9 @@ async fn consume(
     config: &NatsEvents,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
-    use async_nats::jetstream::{consumer, stream};
-    let client = async_nats::ConnectOptions::new()
-        .name("baton-events")
-        .connect(config.url.as_str())
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", config.url))?;
-    let js = async_nats::jetstream::new(client);
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: config.stream.clone(),
-            subjects: vec![format!("{}.>", config.subject)],
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| format!("stream {}: {e}", config.stream))?;
+    use async_nats::jetstream::consumer;
+    let js = crate::nats::connect(&config.url, "baton-events").await?;
+    let stream = crate::nats::stream(&js, &config.stream, &config.subject).await?;
     let consumer: consumer::PullConsumer = stream
         .get_or_create_consumer(
             CONSUMER,

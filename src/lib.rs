@@ -29,6 +29,7 @@ pub mod flags;
 pub mod flow;
 pub mod identity;
 pub mod inbound;
+pub mod nats;
 pub mod orchestrator;
 pub mod remote;
 pub mod rules;

@@ -604,23 +604,11 @@ async fn publish(
 ) -> Result<(), String> {
     let js = js
         .get_or_try_init(|| async {
-            let client = async_nats::ConnectOptions::new()
-                .name("baton")
-                .connect(config.url.as_str())
-                .await
-                .map_err(|e| format!("connecting to {}: {e}", config.url))?;
-            let mut js = async_nats::jetstream::new(client);
+            let mut js = crate::nats::connect(&config.url, "baton").await?;
             // A store acks in milliseconds; past this the publish is tried
             // again (deduplicated by its id), so an outage shows in the log.
             js.set_timeout(ACK_TIMEOUT);
-            js.get_or_create_stream(async_nats::jetstream::stream::Config {
-                name: config.stream.clone(),
-                subjects: vec![format!("{}.>", config.subject)],
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| format!("stream {}: {e}", config.stream))?;
+            crate::nats::stream(&js, &config.stream, &config.subject).await?;
             Ok::<_, String>(js)
         })
         .await?;

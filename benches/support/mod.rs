@@ -303,3 +303,34 @@ pub async fn checkpoint(admin: Option<&sqlx::PgPool>) {
         sqlx::query("CHECKPOINT").execute(pool).await.unwrap();
     }
 }
+
+/// An upstream in a process of its own (this bench binary again, run with
+/// `--upstream`, which prints its port first), stopped when dropped.
+pub struct Upstream {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Upstream {
+    pub fn spawn() -> Upstream {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--upstream")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the upstream process");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the upstream prints its port");
+        Upstream { child, port }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

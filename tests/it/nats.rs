@@ -422,31 +422,9 @@ async fn events_arrive_from_a_stream_postgres() {
     events_arrive_from_a_stream(Backend::Postgres).await;
 }
 
-/// Runs `baton` with `args` and returns its stderr; it must stop with a
-/// failure (a server that started anyway is killed, and the test fails).
-fn refused(args: &[&str]) -> String {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args(args)
-        .args(["--database-url", "sqlite::memory:", "--addr", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the server started with {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn an_events_subject_inside_the_feed_stops_the_server_with_a_code() {
-    let err = refused(&[
+    let err = crate::testapp::refused(&[
         "--nats-url",
         "nats://127.0.0.1:1",
         "--nats-subject",
@@ -456,6 +434,6 @@ fn an_events_subject_inside_the_feed_stops_the_server_with_a_code() {
     ]);
     assert!(err.contains("NATS_SUBJECTS_OVERLAP"), "{err}");
     // Reading events needs a server to read them from.
-    let err = refused(&["--nats-events-subject", "baton.in"]);
+    let err = crate::testapp::refused(&["--nats-events-subject", "baton.in"]);
     assert!(err.contains("--nats-url"), "{err}");
 }

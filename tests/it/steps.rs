@@ -947,30 +947,7 @@ async fn upstream_limits_cap_calls_at_once_and_per_second() {
 
 #[test]
 fn bad_upstream_limits_stop_the_server_with_a_code() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
-        .args([
-            "--upstream-limits",
-            "api.example.com=lots",
-            "--database-url",
-            "sqlite::memory:",
-            "--addr",
-            "127.0.0.1:0",
-        ])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A server that started anyway would run forever.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            child.kill().unwrap();
-            panic!("the server started with a bad --upstream-limits");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = crate::testapp::refused(&["--upstream-limits", "api.example.com=lots"]);
     assert!(
         err.contains("INVALID_UPSTREAM_LIMITS") && err.contains("`lots`"),
         "{err}"

@@ -386,3 +386,25 @@ macro_rules! both_backends {
         }
     };
 }
+
+/// Runs `baton` with `args` and returns its stderr; it must stop with a
+/// failure (a server that started anyway is killed, and the test fails).
+pub fn refused(args: &[&str]) -> String {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_baton"))
+        .args(args)
+        .args(["--database-url", "sqlite::memory:", "--addr", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server started with {args:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
