@@ -474,6 +474,9 @@ catalogue! {
         SessionWaiting "SESSION_WAITING" _
             "`back` while the session waits for a backend step"
             "wait for `sessionUpdated` (or poll `session`) until the step finishes";
+        SubflowNotLoaded "SUBFLOW_NOT_LOADED" _
+            "a session reached a `subflow` node of a flow compiled without its children; the service always runs a session's flow with them, so this is a defect"
+            "report it with the session id; the session's flow and its subflows are in the log";
         ClientUnsupported "CLIENT_UNSUPPORTED" _
             "the client's `capabilities` (or app version) fit neither the screen nor any of its fallbacks; a client is never sent a kind it did not list"
             "list every component kind the client renders in `capabilities` (omit it to mean every core kind), or update the app; the flow author can add a `fallback` this client renders";
@@ -721,6 +724,12 @@ catalogue! {
         UnusedReview "UNUSED_REVIEW" _
             "an `llm` step has `review` but no `judge`, so nothing ever takes the review edge (a warning)"
             "add a `judge`, or remove `review`";
+        UnknownSubflow "UNKNOWN_SUBFLOW" _
+            "a `subflow` step runs a flow that is neither loaded nor published, or `flow` is not a flow id"
+            "load or publish the child flow first, or fix the id (`baton validate` lists the flows it knows)";
+        SubflowCycle "SUBFLOW_CYCLE" _
+            "a `subflow` step runs its own flow, or flows run each other in a cycle (`a` runs `b` runs `a`), or subflows nest deeper than 8"
+            "break the cycle: a child flow must not run any flow above it";
         InvalidWait "INVALID_WAIT" _
             "a `wait` without exactly one of `duration` and `until`"
             "give either `duration` or `until`";

@@ -174,7 +174,7 @@ fn one(flow: &CompiledFlow, cohort: &Cohort) -> CohortReport {
                 }),
                 None => {}
             },
-            NodeDef::Decision(_) | NodeDef::Transform(_) => {}
+            NodeDef::Decision(_) | NodeDef::Transform(_) | NodeDef::Subflow(_) => {}
         }
     }
     out
@@ -274,6 +274,19 @@ fn reachable(flow: &CompiledFlow, context: &Value) -> BTreeSet<NodeIdx> {
                 follow(next);
                 todo.extend(on_timeout);
             }
+            // A child's graph is reached through its start; how it ends
+            // decides which of the subflow's edges the session takes.
+            CompiledKind::Subflow {
+                next,
+                on_abandoned,
+                on_error,
+                enter,
+                ..
+            } => {
+                follow(next);
+                todo.extend(on_abandoned.iter().chain(on_error).chain(enter));
+            }
+            CompiledKind::Return { .. } => {}
         }
         // A step without its own error edge fails over to the flow's.
         if steps_reached && let Some(to) = flow.on_error {

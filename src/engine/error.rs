@@ -32,6 +32,8 @@ pub enum EngineError {
     UnknownOutcome { node: String, outcome: String },
     #[error("the session is waiting for backend step `{node}`")]
     SessionWaiting { node: String },
+    #[error("subflow `{node}` was entered without its child flow")]
+    SubflowNotLoaded { node: String },
     #[error("this client cannot render screen `{screen}`, and no fallback fits it: {reason}")]
     ClientUnsupported { screen: String, reason: String },
 }
@@ -53,6 +55,7 @@ impl EngineError {
             EngineError::UnknownOutcome { .. } => Code::UnknownOutcome,
             EngineError::SessionWaiting { .. } => Code::SessionWaiting,
             EngineError::ClientUnsupported { .. } => Code::ClientUnsupported,
+            EngineError::SubflowNotLoaded { .. } => Code::SubflowNotLoaded,
         }
     }
 
@@ -70,7 +73,10 @@ impl EngineError {
             EngineError::StepLimit { .. } => {
                 "the flow loops through decisions without reaching a screen; `baton validate` finds such cycles".into()
             }
-            EngineError::Rule { .. } | EngineError::Template { .. } | EngineError::UnknownNode { .. } => {
+            EngineError::Rule { .. }
+            | EngineError::Template { .. }
+            | EngineError::UnknownNode { .. }
+            | EngineError::SubflowNotLoaded { .. } => {
                 return None;
             }
             EngineError::ContextTooLarge { .. } => "submit fewer or shorter values".into(),
@@ -99,6 +105,7 @@ impl EngineError {
                 | EngineError::Rule { .. }
                 | EngineError::Template { .. }
                 | EngineError::UnknownNode { .. }
+                | EngineError::SubflowNotLoaded { .. }
         )
     }
 }

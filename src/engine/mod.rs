@@ -15,6 +15,8 @@ pub mod view;
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -23,6 +25,7 @@ pub use input::FieldError;
 pub use view::{ActionView, ClientInfo, ScreenView};
 
 use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, Computed, NodeIdx};
+use crate::flow::compose::local_id;
 use crate::flow::model::{NodeDef, Outcome};
 
 /// Explicit bounds on one session; each is enforced and has an error code.
@@ -94,6 +97,25 @@ pub struct SessionState {
     /// the errors so nothing typed is lost.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft: Option<Map<String, Value>>,
+    /// The subflows the session is inside, outermost first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<Frame>,
+    /// The version of each flow the session ran as a subflow, fixed when
+    /// it first entered it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subflows: BTreeMap<String, i32>,
+}
+
+/// A parent flow's own context while a subflow of it runs: the child sees
+/// fresh `input`, `steps` and `params` and its own Back history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Frame {
+    /// The subflow node, by its id in the session's graph.
+    pub node: String,
+    pub input: Value,
+    pub steps: Value,
+    pub params: Value,
+    pub back: Vec<String>,
 }
 
 /// One entry of the session's append-only log.
@@ -382,6 +404,7 @@ fn start_from(
         "client": input.client.to_context(),
         "input": {},
         "steps": {},
+        "params": {},
         "flags": flags,
         "experiments": {},
         "session": {
@@ -405,6 +428,8 @@ fn start_from(
         back: Vec::new(),
         errors: Vec::new(),
         draft: None,
+        frames: Vec::new(),
+        subflows: BTreeMap::new(),
     };
     let mut events = vec![Event::Started {
         flow_id: flow.id.clone(),
@@ -468,7 +493,10 @@ pub fn submit(
         match input::validate(flow, components, inherited, values, &state.context) {
             Ok(clean) => {
                 if let Some(inputs) = next.context.get_mut("input").and_then(Value::as_object_mut) {
-                    inputs.insert(screen_id.to_string(), Value::Object(clean.clone()));
+                    inputs.insert(
+                        local_id(screen_id).to_string(),
+                        Value::Object(clean.clone()),
+                    );
                 }
                 check_context_size(&next.context, limits)?;
                 events.push(Event::Submitted {
@@ -527,6 +555,14 @@ pub fn back(flow: &CompiledFlow, state: &SessionState) -> Result<Advance, Engine
         });
     }
     let mut next = state.clone();
+    // Back from a subflow's first screen leaves the subflow: the parent's
+    // context comes back as it was before the subflow was entered.
+    while next.back.is_empty() {
+        let Some(frame) = next.frames.pop() else {
+            return Err(EngineError::NoPreviousScreen);
+        };
+        restore(&mut next, frame);
+    }
     let Some(prev) = next.back.pop() else {
         return Err(EngineError::NoPreviousScreen);
     };
@@ -574,7 +610,7 @@ pub fn resume(
     let idx = current_index(flow, state)?;
     let mut next = state.clone();
     if let Some(steps) = next.context.get_mut("steps").and_then(Value::as_object_mut) {
-        steps.insert(node.to_string(), result.output.clone());
+        steps.insert(local_id(node).to_string(), result.output.clone());
     }
     check_context_size(&next.context, limits)?;
     let mut events = vec![Event::StepCompleted {
@@ -592,9 +628,9 @@ pub fn resume(
             ..
         } => match outcome {
             "ok" => Some(pick_edge(edges, &next.context, node)?),
-            "timeout" => on_timeout.or(*on_error).or(flow.on_error),
-            "review" => on_review.or(*on_error).or(flow.on_error),
-            _ => on_error.or(flow.on_error),
+            "timeout" => on_timeout.or(*on_error).or(flow.on_error_at(idx)),
+            "review" => on_review.or(*on_error).or(flow.on_error_at(idx)),
+            _ => on_error.or(flow.on_error_at(idx)),
         },
         CompiledKind::Wait { next: edges, .. } => Some(pick_edge(edges, &next.context, node)?),
         CompiledKind::Event {
@@ -602,7 +638,7 @@ pub fn resume(
             on_timeout,
             ..
         } => match outcome {
-            "timeout" => on_timeout.or(flow.on_error),
+            "timeout" => on_timeout.or(flow.on_error_at(idx)),
             _ => Some(pick_edge(edges, &next.context, node)?),
         },
         CompiledKind::Approval {
@@ -611,7 +647,7 @@ pub fn resume(
             ..
         } => match outcomes.iter().find(|(name, _)| name == outcome) {
             Some((_, to)) => Some(*to),
-            None if outcome == "timeout" => on_timeout.or(flow.on_error),
+            None if outcome == "timeout" => on_timeout.or(flow.on_error_at(idx)),
             None => {
                 return Err(EngineError::UnknownOutcome {
                     node: node.to_string(),
@@ -622,7 +658,9 @@ pub fn resume(
         CompiledKind::Screen { .. }
         | CompiledKind::Decision { .. }
         | CompiledKind::End { .. }
-        | CompiledKind::Transform { .. } => {
+        | CompiledKind::Transform { .. }
+        | CompiledKind::Subflow { .. }
+        | CompiledKind::Return { .. } => {
             return Err(EngineError::StepNotCurrent {
                 node: node.to_string(),
                 current: state.node.clone(),
@@ -780,10 +818,18 @@ fn walk(
     let mut cur = from;
     for _ in 0..limits.max_steps_per_advance {
         let node = &flow.nodes[cur];
-        let (log_id, components) = view::impression(flow, cur, &state.context).unzip();
+        // A child's end is not the session's, and nobody sees its last
+        // screen: analytics must count neither.
+        let (node_kind, (log_id, components)) = match node.kind {
+            CompiledKind::Return { .. } => ("return", (None, None)),
+            _ => (
+                flow.node_def(cur).kind(),
+                view::impression(flow, cur, &state.context).unzip(),
+            ),
+        };
         events.push(Event::Entered {
             node: node.id.clone(),
-            node_kind: flow.node_def(cur).kind().to_string(),
+            node_kind: node_kind.to_string(),
             log_id,
             components: components.unwrap_or_default(),
         });
@@ -797,32 +843,98 @@ fn walk(
                 cur = pick_edge(edges, &state.context, &node.id)?;
             }
             CompiledKind::Transform { set, next } => {
-                let mut out = Map::new();
-                for (key, computed) in set {
-                    let value = match computed {
-                        Computed::Rule(rule) => {
-                            rule.evaluate(&state.context)
-                                .map_err(|err| EngineError::Rule {
-                                    node: node.id.clone(),
-                                    message: err.to_string(),
-                                })?
-                        }
-                        Computed::Template(src) => {
-                            Value::String(view::render_source(flow, src, &state.context)?)
-                        }
-                        Computed::Literal(v) => v.clone(),
-                    };
-                    out.insert(key.clone(), value);
-                }
+                let out = compute(flow, &node.id, set, &state.context)?;
                 if let Some(steps) = state
                     .context
                     .get_mut("steps")
                     .and_then(Value::as_object_mut)
                 {
-                    steps.insert(node.id.clone(), Value::Object(out));
+                    steps.insert(local_id(&node.id).to_string(), Value::Object(out));
                 }
                 check_context_size(&state.context, limits)?;
                 cur = pick_edge(next, &state.context, &node.id)?;
+            }
+            CompiledKind::Subflow { params, enter, .. } => {
+                let (Some(enter), Some(scope)) = (enter, flow.scopes.get(&node.id)) else {
+                    return Err(EngineError::SubflowNotLoaded {
+                        node: node.id.clone(),
+                    });
+                };
+                let params = compute(flow, &node.id, params, &state.context)?;
+                state.subflows.insert(scope.flow_id.clone(), scope.version);
+                let ctx = &mut state.context;
+                let frame = Frame {
+                    node: node.id.clone(),
+                    input: std::mem::replace(&mut ctx["input"], json!({})),
+                    steps: std::mem::replace(&mut ctx["steps"], json!({})),
+                    params: std::mem::replace(&mut ctx["params"], Value::Object(params)),
+                    back: std::mem::take(&mut state.back),
+                };
+                state.frames.push(frame);
+                check_context_size(&state.context, limits)?;
+                cur = *enter;
+            }
+            CompiledKind::Return { outcome, subflow } => {
+                let parent = &flow.nodes[*subflow];
+                let CompiledKind::Subflow {
+                    next,
+                    on_abandoned,
+                    on_error,
+                    ..
+                } = &parent.kind
+                else {
+                    return Err(EngineError::SubflowNotLoaded {
+                        node: parent.id.clone(),
+                    });
+                };
+                let Some(frame) = state.frames.pop().filter(|f| f.node == parent.id) else {
+                    return Err(EngineError::SubflowNotLoaded {
+                        node: parent.id.clone(),
+                    });
+                };
+                let ctx = &mut state.context;
+                let output = json!({
+                    "outcome": outcome,
+                    "input": std::mem::take(&mut ctx["input"]),
+                    "steps": std::mem::take(&mut ctx["steps"]),
+                });
+                restore(state, frame);
+                if let Some(steps) = state
+                    .context
+                    .get_mut("steps")
+                    .and_then(Value::as_object_mut)
+                {
+                    steps.insert(local_id(&parent.id).to_string(), output.clone());
+                }
+                check_context_size(&state.context, limits)?;
+                events.push(Event::StepCompleted {
+                    node: parent.id.clone(),
+                    outcome: outcome.as_str().to_string(),
+                    output,
+                });
+                let target = match outcome {
+                    Outcome::Completed => Some(pick_edge(next, &state.context, &parent.id)?),
+                    Outcome::Abandoned => *on_abandoned,
+                    Outcome::Failed => on_error.or(flow.on_error_at(*subflow)),
+                };
+                match target {
+                    Some(to) => cur = to,
+                    None => {
+                        // No edge for how the child ended: the session ends
+                        // the same way, on the child's end node.
+                        state.node = node.id.clone();
+                        state.status = match outcome {
+                            Outcome::Failed => Status::Failed,
+                            Outcome::Completed | Outcome::Abandoned => Status::Completed,
+                        };
+                        state.outcome = Some(*outcome);
+                        events.push(Event::Ended {
+                            node: node.id.clone(),
+                            outcome: *outcome,
+                        });
+                        return Ok(());
+                    }
+                }
             }
             CompiledKind::Call { .. }
             | CompiledKind::Wait { .. }
@@ -854,6 +966,37 @@ fn walk(
         limit: limits.max_steps_per_advance,
         node: flow.nodes[cur].id.clone(),
     })
+}
+
+/// Puts back the parent's context a subflow's frame kept.
+fn restore(state: &mut SessionState, frame: Frame) {
+    let ctx = &mut state.context;
+    ctx["input"] = frame.input;
+    ctx["steps"] = frame.steps;
+    ctx["params"] = frame.params;
+    state.back = frame.back;
+}
+
+/// The values of a transform's `set` or a subflow's `params`.
+fn compute(
+    flow: &CompiledFlow,
+    node: &str,
+    set: &[(String, Computed)],
+    context: &Value,
+) -> Result<Map<String, Value>, EngineError> {
+    let mut out = Map::new();
+    for (key, computed) in set {
+        let value = match computed {
+            Computed::Rule(rule) => rule.evaluate(context).map_err(|err| EngineError::Rule {
+                node: node.to_string(),
+                message: err.to_string(),
+            })?,
+            Computed::Template(src) => Value::String(view::render_source(flow, src, context)?),
+            Computed::Literal(v) => v.clone(),
+        };
+        out.insert(key.clone(), value);
+    }
+    Ok(out)
 }
 
 /// Describes the durable task for the step at `idx`, rendering what
@@ -896,6 +1039,7 @@ fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepT
             | NodeDef::Decision(_)
             | NodeDef::End(_)
             | NodeDef::Transform(_)
+            | NodeDef::Subflow(_)
             | NodeDef::Wait(_)
             | NodeDef::Approval(_)
             | NodeDef::Event(_),

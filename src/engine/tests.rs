@@ -312,7 +312,7 @@ fn start_builds_the_documented_context() {
         json!({
             "user": { "id": "u-1", "attributes": {} },
             "client": { "platform": "ios", "app_version": "6.1", "locale": "de-DE", "capabilities": ["text"] },
-            "input": {}, "steps": {}, "flags": {}, "experiments": {},
+            "input": {}, "steps": {}, "params": {}, "flags": {}, "experiments": {},
             "session": { "id": "s-1", "flow_id": "steps", "flow_version": 1, "started_at": "2023-11-14T22:13:20.000Z", "mock": null },
         })
     );

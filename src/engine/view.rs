@@ -345,7 +345,7 @@ pub fn render(
             let values = match &state.draft {
                 Some(draft) => draft.clone(),
                 None => ctx["input"]
-                    .get(&screen.id)
+                    .get(crate::flow::compose::local_id(&screen.id))
                     .and_then(Value::as_object)
                     .cloned()
                     .unwrap_or_default(),
@@ -467,16 +467,17 @@ pub fn render(
                 terminal: true,
             }))
         }
-        NodeDef::Decision(d) => {
-            // A session never rests on a decision; a snapshot that does is
-            // corrupt, not a client mistake.
+        node @ (NodeDef::Decision(_) | NodeDef::Subflow(_)) => {
+            // A session never rests on a decision or a subflow node (it
+            // passes into the child); a snapshot that does is corrupt, not
+            // a client mistake.
             debug_assert!(
                 state.status != Status::Active,
-                "session rests on decision `{}`",
-                d.id
+                "session rests on `{}`",
+                node.id()
             );
             Err(EngineError::UnknownNode {
-                node: d.id.clone(),
+                node: node.id().to_string(),
                 version: flow.version,
             })
         }

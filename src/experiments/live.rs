@@ -734,8 +734,11 @@ impl FlowUsage {
                     | CompiledKind::Transform { next: edges, .. }
                     | CompiledKind::Call { next: edges, .. }
                     | CompiledKind::Wait { next: edges, .. }
-                    | CompiledKind::Event { next: edges, .. } => usage.edges = edge_refs(edges),
-                    CompiledKind::End { .. } | CompiledKind::Approval { .. } => {}
+                    | CompiledKind::Event { next: edges, .. }
+                    | CompiledKind::Subflow { next: edges, .. } => usage.edges = edge_refs(edges),
+                    CompiledKind::End { .. }
+                    | CompiledKind::Approval { .. }
+                    | CompiledKind::Return { .. } => {}
                 }
                 match flow.node_def(idx) {
                     NodeDef::Screen(s) => {

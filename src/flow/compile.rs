@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
+use super::compose::{Composition, SEP, children_of};
 use super::error::FlowError;
 use super::model::{ComponentDef, FlowDef, NodeDef, Outcome, Text, walk_components};
 use super::policy::Policy;
@@ -43,6 +44,10 @@ pub struct CompiledFlow {
     pub on_error: Option<NodeIdx>,
     /// Mock scenarios the steps declare, for checking a session's choice.
     pub mock_scenarios: std::collections::BTreeSet<String>,
+    /// The flows this flow's own subflow nodes run.
+    pub children: Vec<String>,
+    /// Inlined children, by the composed id of their subflow node.
+    pub scopes: HashMap<String, CompiledScope>,
 }
 
 /// Which flags a flow reads.
@@ -129,6 +134,30 @@ pub enum CompiledKind {
         /// `timeout`.
         deadline: Option<Duration>,
     },
+    /// Enters a child flow, inlined by [`super::compose`].
+    Subflow {
+        params: Vec<(String, Computed)>,
+        next: Vec<CompiledEdge>,
+        on_abandoned: Option<NodeIdx>,
+        on_error: Option<NodeIdx>,
+        /// The child's start; `None` when the flow was compiled on its own
+        /// (a version's page, a diff), without its children.
+        enter: Option<NodeIdx>,
+    },
+    /// A child flow's `end`: back to the subflow node that entered it.
+    Return {
+        outcome: Outcome,
+        subflow: NodeIdx,
+    },
+}
+
+/// A child flow inlined into a session's graph.
+#[derive(Debug)]
+pub struct CompiledScope {
+    pub flow_id: String,
+    pub version: i32,
+    /// Where a failure inside the child goes when its step has no edge.
+    pub on_error: NodeIdx,
 }
 
 /// An upstream call as the orchestrator makes it: an `http` step, or a
@@ -157,8 +186,11 @@ impl CompiledKind {
             | CompiledKind::Call { next: edges, .. }
             | CompiledKind::Transform { next: edges, .. }
             | CompiledKind::Wait { next: edges, .. }
-            | CompiledKind::Event { next: edges, .. } => edges.iter().collect(),
-            CompiledKind::End { .. } | CompiledKind::Approval { .. } => Vec::new(),
+            | CompiledKind::Event { next: edges, .. }
+            | CompiledKind::Subflow { next: edges, .. } => edges.iter().collect(),
+            CompiledKind::End { .. }
+            | CompiledKind::Approval { .. }
+            | CompiledKind::Return { .. } => Vec::new(),
         }
     }
 }
@@ -190,6 +222,23 @@ impl CompiledFlow {
     /// have caught still fails cleanly here (a flow loaded from the store
     /// was validated by an older build, and must not panic this one).
     pub fn compile(def: FlowDef, version: i32, hash: String) -> Result<CompiledFlow, FlowError> {
+        CompiledFlow::compile_composed(
+            Composition {
+                def,
+                scopes: Default::default(),
+            },
+            version,
+            hash,
+        )
+    }
+
+    /// [`CompiledFlow::compile`] for a flow with its subflows inlined.
+    pub fn compile_composed(
+        composition: Composition,
+        version: i32,
+        hash: String,
+    ) -> Result<CompiledFlow, FlowError> {
+        let Composition { def, scopes } = composition;
         let index: HashMap<String, NodeIdx> = def
             .nodes
             .iter()
@@ -240,6 +289,30 @@ impl CompiledFlow {
                 })
                 .transpose()
         };
+        // A transform's `set` and a subflow's `params`; their templates go
+        // to `raw_templates` at the call.
+        let computed = |set: &std::collections::BTreeMap<String, serde_json::Value>,
+                        node: &str|
+         -> Result<Vec<(String, Computed)>, FlowError> {
+            set.iter()
+                .map(|(key, value)| {
+                    let c =
+                        match value {
+                            serde_json::Value::Object(_) => Computed::Rule(
+                                Rule::compile(value).map_err(|err| FlowError::Compile {
+                                    flow: def.id.clone(),
+                                    message: format!(
+                                        "node `{node}`: rule for `{key}` does not compile: {err}"
+                                    ),
+                                })?,
+                            ),
+                            serde_json::Value::String(src) => Computed::Template(src.clone()),
+                            other => Computed::Literal(other.clone()),
+                        };
+                    Ok((key.clone(), c))
+                })
+                .collect()
+        };
         let mut nodes = Vec::with_capacity(def.nodes.len());
         let mut flag_keys = FlagRefs::None;
         let mut texts: Vec<&Text> = Vec::new();
@@ -285,7 +358,27 @@ impl CompiledFlow {
                 NodeDef::End(e) => {
                     texts.extend(e.title.iter());
                     collect_all(&e.components, &mut texts, &mut pattern_sources);
-                    CompiledKind::End { outcome: e.outcome }
+                    // A child's end returns to the subflow node that holds it.
+                    match e.id.rsplit_once(SEP) {
+                        Some((at, _)) if scopes.contains_key(at) => CompiledKind::Return {
+                            outcome: e.outcome,
+                            subflow: resolve(at, &e.id)?,
+                        },
+                        _ => CompiledKind::End { outcome: e.outcome },
+                    }
+                }
+                NodeDef::Subflow(f) => {
+                    raw_templates.extend(f.params.values().filter_map(serde_json::Value::as_str));
+                    CompiledKind::Subflow {
+                        params: computed(&f.params, &f.id)?,
+                        next: compile_edges(&f.next, &f.id)?,
+                        on_abandoned: resolve_opt(&f.on_abandoned, &f.id)?,
+                        on_error: resolve_opt(&f.on_error, &f.id)?,
+                        enter: scopes
+                            .get(&f.id)
+                            .map(|scope| resolve(&scope.start, &f.id))
+                            .transpose()?,
+                    }
                 }
                 NodeDef::Http(h) => {
                     collect_pending(node, &mut texts, &mut pattern_sources);
@@ -304,27 +397,8 @@ impl CompiledFlow {
                     }
                 }
                 NodeDef::Transform(t) => {
-                    let mut set = Vec::with_capacity(t.set.len());
-                    for (key, value) in &t.set {
-                        let computed =
-                            match value {
-                                serde_json::Value::Object(_) => Computed::Rule(
-                                    Rule::compile(value).map_err(|err| FlowError::Compile {
-                                        flow: def.id.clone(),
-                                        message: format!(
-                                            "node `{}`: rule for `{key}` does not compile: {err}",
-                                            t.id
-                                        ),
-                                    })?,
-                                ),
-                                serde_json::Value::String(src) => {
-                                    raw_templates.push(src);
-                                    Computed::Template(src.clone())
-                                }
-                                other => Computed::Literal(other.clone()),
-                            };
-                        set.push((key.clone(), computed));
-                    }
+                    raw_templates.extend(t.set.values().filter_map(serde_json::Value::as_str));
+                    let set = computed(&t.set, &t.id)?;
                     CompiledKind::Transform {
                         set,
                         next: compile_edges(&t.next, &t.id)?,
@@ -435,7 +509,9 @@ impl CompiledFlow {
                     flag_keys.add_path(&path);
                 }
             }
-            if let CompiledKind::Transform { set, .. } = &node.kind {
+            if let CompiledKind::Transform { set, .. } | CompiledKind::Subflow { params: set, .. } =
+                &node.kind
+            {
                 for (_, computed) in set {
                     if let Computed::Rule(rule) = computed {
                         for path in rule.var_paths() {
@@ -491,8 +567,24 @@ impl CompiledFlow {
 
         let start = resolve(&def.start, "start")?;
         let on_error = resolve_opt(&def.on_error, "on_error")?;
+        let scopes = scopes
+            .into_iter()
+            .map(|(at, scope)| {
+                let on_error = resolve(&scope.on_error, &at)?;
+                Ok((
+                    at,
+                    CompiledScope {
+                        flow_id: scope.flow_id,
+                        version: scope.version,
+                        on_error,
+                    },
+                ))
+            })
+            .collect::<Result<_, FlowError>>()?;
         Ok(CompiledFlow {
             on_error,
+            children: children_of(&def),
+            scopes,
             mock_scenarios: def.mock_scenarios(),
             id: def.id.clone(),
             version,
@@ -511,6 +603,15 @@ impl CompiledFlow {
     /// The compiled form of a component's `visible_when` rule.
     pub fn guard(&self, rule: &serde_json::Value) -> Option<&Rule> {
         self.guards.get(&rule.to_string())
+    }
+
+    /// Where a failed step at `idx` goes when it has no edge of its own:
+    /// the `on_error` of the flow the node belongs to.
+    pub fn on_error_at(&self, idx: NodeIdx) -> Option<NodeIdx> {
+        match self.nodes[idx].id.rsplit_once(SEP) {
+            Some((at, _)) => self.scopes.get(at).map(|s| s.on_error),
+            None => self.on_error,
+        }
     }
 
     pub fn node_index(&self, id: &str) -> Option<NodeIdx> {
@@ -554,7 +655,8 @@ fn component_trees(def: &FlowDef) -> Vec<&[ComponentDef]> {
             | NodeDef::Wait(_)
             | NodeDef::Event(_)
             | NodeDef::Parallel(_)
-            | NodeDef::Llm(_) => {}
+            | NodeDef::Llm(_)
+            | NodeDef::Subflow(_) => {}
         }
         if let Some(p) = node.pending() {
             out.push(&p.components);

@@ -530,6 +530,7 @@ fn locate_node(v: &Value, base: &str) -> (String, String) {
         Some("event") => probe_struct::<EventStep>(&fields),
         Some("parallel") => probe_struct::<ParallelStep>(&fields),
         Some("llm") => probe_struct::<crate::flow::steps::LlmStep>(&fields),
+        Some("subflow") => probe_struct::<crate::flow::steps::SubflowStep>(&fields),
         _ => {
             return (
                 format!("{base}.kind"),

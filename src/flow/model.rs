@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use super::steps::{
-    ApprovalStep, EventStep, HttpStep, LlmStep, ParallelStep, PendingDef, TransformStep, WaitStep,
+    ApprovalStep, EventStep, HttpStep, LlmStep, ParallelStep, PendingDef, SubflowStep,
+    TransformStep, WaitStep,
 };
 
 /// A flow: a directed graph of nodes that a user walks through.
@@ -90,6 +91,8 @@ pub enum NodeDef {
     Parallel(ParallelStep),
     /// Ask a language model for JSON matching a schema (repair, judge).
     Llm(LlmStep),
+    /// Run another flow as part of this session.
+    Subflow(SubflowStep),
 }
 
 impl NodeDef {
@@ -105,7 +108,77 @@ impl NodeDef {
             NodeDef::Event(n) => &n.id,
             NodeDef::Parallel(n) => &n.id,
             NodeDef::Llm(n) => &n.id,
+            NodeDef::Subflow(n) => &n.id,
         }
+    }
+
+    pub fn id_mut(&mut self) -> &mut String {
+        match self {
+            NodeDef::Screen(n) => &mut n.id,
+            NodeDef::Decision(n) => &mut n.id,
+            NodeDef::End(n) => &mut n.id,
+            NodeDef::Http(n) => &mut n.id,
+            NodeDef::Transform(n) => &mut n.id,
+            NodeDef::Wait(n) => &mut n.id,
+            NodeDef::Approval(n) => &mut n.id,
+            NodeDef::Event(n) => &mut n.id,
+            NodeDef::Parallel(n) => &mut n.id,
+            NodeDef::Llm(n) => &mut n.id,
+            NodeDef::Subflow(n) => &mut n.id,
+        }
+    }
+
+    /// Every node id this node's edges name, to rewrite (a subflow's nodes
+    /// get their ids prefixed when it is inlined).
+    pub fn targets_mut(&mut self) -> Vec<&mut String> {
+        fn edges(e: &mut Edges) -> Vec<&mut String> {
+            match e {
+                Edges::To(to) => vec![to],
+                Edges::List(list) => list.iter_mut().map(|e| &mut e.to).collect(),
+            }
+        }
+        let mut out = Vec::new();
+        match self {
+            NodeDef::Screen(n) => {
+                for a in &mut n.actions {
+                    out.extend(edges(&mut a.next));
+                }
+            }
+            NodeDef::Decision(n) => out.extend(edges(&mut n.next)),
+            NodeDef::End(_) => {}
+            NodeDef::Http(n) => {
+                out.extend(edges(&mut n.next));
+                out.extend(n.on_error.as_mut());
+                out.extend(n.on_timeout.as_mut());
+            }
+            NodeDef::Transform(n) => out.extend(edges(&mut n.next)),
+            NodeDef::Wait(n) => out.extend(edges(&mut n.next)),
+            NodeDef::Approval(n) => {
+                out.extend(n.outcomes.values_mut());
+                out.extend(n.on_timeout.as_mut());
+            }
+            NodeDef::Event(n) => {
+                out.extend(edges(&mut n.next));
+                out.extend(n.on_timeout.as_mut());
+            }
+            NodeDef::Parallel(n) => {
+                out.extend(edges(&mut n.next));
+                out.extend(n.on_error.as_mut());
+                out.extend(n.on_timeout.as_mut());
+            }
+            NodeDef::Llm(n) => {
+                out.extend(edges(&mut n.next));
+                out.extend(n.review.as_mut());
+                out.extend(n.on_error.as_mut());
+                out.extend(n.on_timeout.as_mut());
+            }
+            NodeDef::Subflow(n) => {
+                out.extend(edges(&mut n.next));
+                out.extend(n.on_abandoned.as_mut());
+                out.extend(n.on_error.as_mut());
+            }
+        }
+        out
     }
 
     pub fn kind(&self) -> &'static str {
@@ -120,6 +193,7 @@ impl NodeDef {
             NodeDef::Event(_) => "event",
             NodeDef::Parallel(_) => "parallel",
             NodeDef::Llm(_) => "llm",
+            NodeDef::Subflow(_) => "subflow",
         }
     }
 
@@ -133,9 +207,11 @@ impl NodeDef {
             | NodeDef::Event(_)
             | NodeDef::Parallel(_)
             | NodeDef::Llm(_) => true,
-            NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
-                false
-            }
+            NodeDef::Screen(_)
+            | NodeDef::Decision(_)
+            | NodeDef::End(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Subflow(_) => false,
         }
     }
 
@@ -148,9 +224,11 @@ impl NodeDef {
             NodeDef::Event(n) => n.pending.as_ref(),
             NodeDef::Parallel(n) => n.pending.as_ref(),
             NodeDef::Llm(n) => n.pending.as_ref(),
-            NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
-                None
-            }
+            NodeDef::Screen(_)
+            | NodeDef::Decision(_)
+            | NodeDef::End(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Subflow(_) => None,
         }
     }
 }
@@ -298,6 +376,16 @@ pub enum Outcome {
     Completed,
     Abandoned,
     Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Failed => "failed",
+        }
+    }
 }
 
 /// Outgoing edges: either a single target node id, or an ordered list of
@@ -883,6 +971,7 @@ pub const NODE_KINDS: &[&str] = &[
     "event",
     "parallel",
     "llm",
+    "subflow",
 ];
 
 /// Component kinds every client is assumed to render. Anything else

@@ -89,8 +89,10 @@ pub fn record_scenario(def: &mut FlowDef, steps: &Map<String, Value>, name: &str
                 true
             }
             // A timer's mock is its latency, the same in every scenario;
-            // the others make no call to record.
-            NodeDef::Wait(_)
+            // the others make no call to record. A subflow's calls are its
+            // child's mocks, in the child's file.
+            NodeDef::Subflow(_)
+            | NodeDef::Wait(_)
             | NodeDef::Transform(_)
             | NodeDef::Screen(_)
             | NodeDef::Decision(_)

@@ -1,5 +1,6 @@
 //! Backend steps in a flow file: the nodes that do work between screens
-//! (`http`, `parallel`, `llm`, `transform`, `wait`, `approval`, `event`), their retry and
+//! (`http`, `parallel`, `llm`, `transform`, `wait`, `approval`, `event`,
+//! `subflow`), their retry and
 //! timeout policy, the screen shown while they run, and the mock responses
 //! frontend developers build against.
 //!
@@ -298,6 +299,31 @@ pub struct TransformStep {
     pub id: String,
     pub set: BTreeMap<String, Value>,
     pub next: Edges,
+}
+
+/// Runs another flow inside this session: its screens are shown in place,
+/// with its own `input` and `steps`, and `params` set from `params` here.
+/// The child is pinned to the version live for the user when the session
+/// first enters it. When the child ends, what it collected lands at
+/// `steps.<id>` as `{outcome, input, steps}` and its outcome picks the
+/// edge: `completed` follows `next`, `abandoned` follows `on_abandoned`
+/// (default: the session ends abandoned), `failed` follows `on_error`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubflowStep {
+    pub id: String,
+    /// Id of the flow to run.
+    pub flow: String,
+    /// What the child reads as `params.<key>`: each a JsonLogic rule (an
+    /// object), a template (a string) or a literal, over this flow's context.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Value>,
+    pub next: Edges,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_abandoned: Option<String>,
+    /// Default: the flow's `on_error`, else the session fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<String>,
 }
 
 /// A durable timer: waits `duration`, or `until` an RFC 3339 time (a

@@ -37,6 +37,7 @@ pub const CONTEXT_ROOTS: &[&str] = &[
     "client",
     "input",
     "steps",
+    "params",
     "flags",
     "experiments",
     "session",

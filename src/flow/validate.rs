@@ -601,7 +601,8 @@ impl<'a> Validator<'a> {
             | NodeDef::Approval(_)
             | NodeDef::Event(_)
             | NodeDef::Parallel(_)
-            | NodeDef::Llm(_) => self.check_step(i, node, &base),
+            | NodeDef::Llm(_)
+            | NodeDef::Subflow(_) => self.check_step(i, node, &base),
             NodeDef::End(end) => {
                 if let Some(title) = &end.title {
                     self.check_text(title, &format!("{base}.title"), id);
@@ -728,6 +729,38 @@ impl<'a> Validator<'a> {
                         );
                     }
                     self.check_request(&b.as_step(), &bp, id);
+                }
+            }
+            NodeDef::Subflow(f) => {
+                let targets = self.check_edges(&f.next, &format!("{base}.next"), id);
+                self.adjacency[i].extend(targets);
+                edge(self, &f.on_abandoned, "on_abandoned");
+                edge(self, &f.on_error, "on_error");
+                for (key, value) in &f.params {
+                    let path = format!("{base}.params.{key}");
+                    match value {
+                        Value::Object(_) => self.check_rule(value, &path, id),
+                        Value::String(src) => self.check_template_str(src, &path, id),
+                        _ => {}
+                    }
+                }
+                let path = format!("{base}.flow");
+                if !valid_flow_id(&f.flow) {
+                    self.error(
+                        Code::UnknownSubflow,
+                        Some(id),
+                        path,
+                        format!("`{}` is not a flow id", f.flow),
+                        Some("flow ids are lowercase letters, digits, `_` and `-`".into()),
+                    );
+                } else if f.flow == self.flow.id {
+                    self.error(
+                        Code::SubflowCycle,
+                        Some(id),
+                        path,
+                        format!("subflow `{id}` runs its own flow `{}`", f.flow),
+                        Some("a flow cannot run itself; loop back with an edge instead".into()),
+                    );
                 }
             }
             NodeDef::Transform(t) => {
@@ -2202,6 +2235,7 @@ pub fn check_hosts(
             // No upstream call (an `llm` step calls the server's `--llm-url`,
             // checked when the server starts).
             NodeDef::Llm(_)
+            | NodeDef::Subflow(_)
             | NodeDef::Screen(_)
             | NodeDef::Decision(_)
             | NodeDef::End(_)
@@ -2298,7 +2332,8 @@ fn is_step(node: &NodeDef) -> bool {
         | NodeDef::Transform(_)
         | NodeDef::Wait(_)
         | NodeDef::Approval(_)
-        | NodeDef::Event(_) => true,
+        | NodeDef::Event(_)
+        | NodeDef::Subflow(_) => true,
         NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) => false,
     }
 }

@@ -360,7 +360,11 @@ async fn execute(shared: &Shared, task: TaskRecord) -> Result<(), ServiceError> 
         NodeDef::Event(step) => step.run(claimed).await,
         NodeDef::Llm(step) => step.run(claimed).await,
         // Nodes that never have a task: the flow changed under it.
-        NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) | NodeDef::Transform(_) => {
+        NodeDef::Screen(_)
+        | NodeDef::Decision(_)
+        | NodeDef::End(_)
+        | NodeDef::Transform(_)
+        | NodeDef::Subflow(_) => {
             shared.baton.store().abandon_task(&task.id, "stale").await?;
             Ok(())
         }

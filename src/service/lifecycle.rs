@@ -577,7 +577,7 @@ impl Baton {
     /// hosts may have changed since it was saved.
     fn revalidate(&self, rec: &FlowVersionRecord) -> Result<(), ServiceError> {
         let text = serde_json::to_string(&rec.definition).map_err(ServiceError::internal)?;
-        let (_, issues) = load::check_text(
+        let (def, mut issues) = load::check_text(
             Path::new(&format!("{}.json", rec.flow_id)),
             &text,
             &CheckOptions {
@@ -586,6 +586,13 @@ impl Baton {
                 allow_hosts: self.registry().allowed_hosts().cloned(),
             },
         );
+        if let Some(def) = def {
+            let file = format!("{}.json", rec.flow_id);
+            issues.extend(
+                self.registry()
+                    .subflow_issues(&def, &file, &Default::default()),
+            );
+        }
         let errors: Vec<&Issue> = issues
             .iter()
             .filter(|i| i.severity == Severity::Error)

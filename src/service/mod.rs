@@ -259,6 +259,14 @@ impl Baton {
             .ok_or_else(|| ServiceError::FlowNotFound {
                 flow_id: req.flow_id.clone(),
             })?;
+        let flow = if flow.children.is_empty() {
+            flow
+        } else {
+            self.inner
+                .registry
+                .session_flow(&flow.id, flow.version, &Default::default(), &req.user_id)
+                .await?
+        };
         let session_id = uuid::Uuid::now_v7().to_string();
         let mock = match req.mock {
             // A scenario no step declares would silently run the default mocks.
@@ -761,9 +769,7 @@ impl Baton {
         }
         preview::check_not_expired(session_id, &snap.state.context)?;
         let flow = self
-            .inner
-            .registry
-            .version(&snap.flow_id, snap.flow_version)
+            .flow_of(&snap.flow_id, snap.flow_version, &snap.state)
             .await?;
         Ok((snap, flow))
     }
@@ -784,11 +790,23 @@ impl Baton {
     ) -> Result<(Arc<Snapshot>, Arc<CompiledFlow>), ServiceError> {
         let snap = self.snapshot(session_id, read).await?;
         let flow = self
-            .inner
-            .registry
-            .version(&snap.flow_id, snap.flow_version)
+            .flow_of(&snap.flow_id, snap.flow_version, &snap.state)
             .await?;
         Ok((snap, flow))
+    }
+
+    /// The graph a session walks: its pinned version, with its subflows.
+    pub(crate) async fn flow_of(
+        &self,
+        flow_id: &str,
+        version: i32,
+        state: &SessionState,
+    ) -> Result<Arc<CompiledFlow>, ServiceError> {
+        let user = state.context["user"]["id"].as_str().unwrap_or_default();
+        self.inner
+            .registry
+            .session_flow(flow_id, version, &state.subflows, user)
+            .await
     }
 
     async fn snapshot(&self, session_id: &str, read: Read) -> Result<Arc<Snapshot>, ServiceError> {
@@ -868,7 +886,9 @@ fn parked(flow: &CompiledFlow, state: &SessionState) -> Option<Parked> {
         | CompiledKind::Screen { .. }
         | CompiledKind::Decision { .. }
         | CompiledKind::End { .. }
-        | CompiledKind::Transform { .. } => None,
+        | CompiledKind::Transform { .. }
+        | CompiledKind::Subflow { .. }
+        | CompiledKind::Return { .. } => None,
     }
 }
 

@@ -67,9 +67,15 @@ impl Baton {
                 })?,
         };
         let follows_draft = chosen.status == VersionStatus::Draft;
+        // Subflows run the versions live for the previewing user.
         let flow = self
             .registry()
-            .version(&req.flow_id, chosen.record.version)
+            .session_flow(
+                &req.flow_id,
+                chosen.record.version,
+                &Default::default(),
+                req.user_id.as_deref().unwrap_or_default(),
+            )
             .await?;
         if let Some(node) = &req.node
             && flow.node_index(node).is_none()

@@ -12,9 +12,13 @@ use dashmap::DashMap;
 use serde_json::json;
 
 use super::ServiceError;
+use std::collections::BTreeMap;
+
+use crate::codes::Code;
 use crate::flow::compile::CompiledFlow;
+use crate::flow::compose;
 use crate::flow::load;
-use crate::flow::model::FlowDef;
+use crate::flow::model::{FlowDef, NodeDef};
 use crate::flow::validate::{self, Issue, Severity};
 use crate::store::flows::{NewAudit, NewFlowVersion, ReleaseRecord};
 use crate::store::{FILES_AUTHOR, Store};
@@ -30,6 +34,9 @@ pub struct Registry {
     store: Store,
     releases: DashMap<String, Release>,
     versions: DashMap<(String, i32), Arc<CompiledFlow>>,
+    /// Flow versions with their subflows inlined, by the version of each
+    /// child (see [`Registry::session_flow`]).
+    composed: DashMap<ComposedKey, Arc<CompiledFlow>>,
     /// Hosts `http` steps may call; `None` skips the check (tools, tests
     /// that never run steps).
     allowed_hosts: Option<crate::flow::hosts::AllowList>,
@@ -43,6 +50,9 @@ pub struct Registry {
     /// Cohorts every report lists (`--cohorts`).
     declared_cohorts: Vec<crate::engine::compat::Cohort>,
 }
+
+/// A flow version and the version of each flow its subflows run.
+type ComposedKey = (String, i32, Vec<(String, i32)>);
 
 /// What new sessions of one flow start on.
 #[derive(Clone)]
@@ -93,6 +103,7 @@ impl Registry {
             store,
             releases: DashMap::new(),
             versions: DashMap::new(),
+            composed: DashMap::new(),
             allowed_hosts: None,
             files_as_drafts: false,
             require_review: false,
@@ -163,9 +174,17 @@ impl Registry {
             issues: report.issues,
             ..Reload::default()
         };
+        // Subflows may run flows that exist only in the store.
+        self.refresh_all().await?;
+        let in_dir: BTreeMap<String, Vec<String>> = report
+            .flows
+            .iter()
+            .map(|l| (l.def.id.clone(), compose::children_of(&l.def)))
+            .collect();
         for loaded in report.flows {
             let file = loaded.file.display().to_string();
             let mut issues = validate::validate(&loaded.def, &file);
+            issues.extend(self.subflow_issues(&loaded.def, &file, &in_dir));
             if let Some(hosts) = &self.allowed_hosts {
                 issues.extend(validate::check_hosts(&loaded.def, hosts, &file));
             }
@@ -376,6 +395,138 @@ impl Registry {
         let mut ids: Vec<String> = self.releases.iter().map(|e| e.key().clone()).collect();
         ids.sort();
         ids
+    }
+
+    /// What is wrong with `def`'s subflows given the other flows: a child
+    /// that is neither served nor in `pending` (flows loading with it, by
+    /// id, with the flows each runs), and a cycle back to `def`.
+    pub fn subflow_issues(
+        &self,
+        def: &FlowDef,
+        file: &str,
+        pending: &BTreeMap<String, Vec<String>>,
+    ) -> Vec<Issue> {
+        let children = |id: &str| -> Option<Vec<String>> {
+            if id == def.id {
+                return Some(compose::children_of(def));
+            }
+            match pending.get(id) {
+                Some(c) => Some(c.clone()),
+                None => self.releases.get(id).map(|r| r.live.children.clone()),
+            }
+        };
+        let mut out = Vec::new();
+        for (i, node) in def.nodes.iter().enumerate() {
+            let NodeDef::Subflow(f) = node else { continue };
+            if f.flow == def.id {
+                continue; // validation reports a flow running itself
+            }
+            let issue = |code, message: String, hint: &str| Issue {
+                severity: Severity::Error,
+                code,
+                file: file.to_owned(),
+                node: Some(f.id.clone()),
+                path: format!("$.nodes[{i}].flow"),
+                message,
+                hint: Some(hint.to_owned()),
+                line: None,
+                column: None,
+            };
+            if children(&f.flow).is_none() {
+                out.push(issue(
+                    Code::UnknownSubflow,
+                    format!(
+                        "subflow `{}` runs flow `{}`, which is not loaded",
+                        f.id, f.flow
+                    ),
+                    "add the child flow's file, or publish it first",
+                ));
+                continue;
+            }
+            // Depth-first from the child: a path back to `def` is a cycle.
+            let mut stack = vec![vec![def.id.clone(), f.flow.clone()]];
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(path) = stack.pop() {
+                let last = path.last().cloned().unwrap_or_default();
+                if !seen.insert(last.clone()) {
+                    continue;
+                }
+                for next in children(&last).unwrap_or_default() {
+                    let mut longer = path.clone();
+                    longer.push(next.clone());
+                    if next == def.id {
+                        out.push(issue(
+                            Code::SubflowCycle,
+                            format!("subflows form a cycle: {}", longer.join(" -> ")),
+                            "a child flow must not run any flow above it",
+                        ));
+                        stack.clear();
+                        break;
+                    }
+                    stack.push(longer);
+                }
+            }
+        }
+        out
+    }
+
+    /// The graph a session of `user_id` on `flow_id` `version` walks: the
+    /// version itself, or, when it runs subflows, the version with each
+    /// child inlined. A child the session entered before is the version it
+    /// entered (`entered`, from the session's state); one it has not
+    /// entered yet is the version live for the user now, so the session
+    /// pins a child when it first enters it. The same children give the
+    /// same graph, compiled once.
+    pub async fn session_flow(
+        &self,
+        flow_id: &str,
+        version: i32,
+        entered: &std::collections::BTreeMap<String, i32>,
+        user_id: &str,
+    ) -> Result<Arc<CompiledFlow>, ServiceError> {
+        let base = self.version(flow_id, version).await?;
+        if base.children.is_empty() {
+            return Ok(base);
+        }
+        let mut children = std::collections::BTreeMap::new();
+        let mut todo = base.children.clone();
+        while let Some(id) = todo.pop() {
+            if children.contains_key(&id) {
+                continue;
+            }
+            let child = match entered.get(&id) {
+                Some(&v) => self.version(&id, v).await?,
+                None => self
+                    .for_user(&id, user_id)
+                    .ok_or_else(|| ServiceError::FlowNotFound {
+                        flow_id: id.clone(),
+                    })?,
+            };
+            todo.extend(child.children.iter().cloned());
+            children.insert(id, child);
+        }
+        let key = (
+            flow_id.to_string(),
+            version,
+            children
+                .iter()
+                .map(|(id, f)| (id.clone(), f.version))
+                .collect(),
+        );
+        if let Some(f) = self.composed.get(&key) {
+            return Ok(f.clone());
+        }
+        let defs = children
+            .into_iter()
+            .map(|(id, f)| (id, (f.version, f.def.clone())))
+            .collect();
+        let composition = crate::flow::compose::compose(&base.def, &defs)?;
+        let flow = Arc::new(CompiledFlow::compile_composed(
+            composition,
+            version,
+            base.hash.clone(),
+        )?);
+        Ok(self.composed.entry(key).or_insert(flow).clone())
     }
 
     /// A pinned version: from memory, or from the store after a restart or

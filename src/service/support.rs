@@ -55,10 +55,7 @@ impl Baton {
     ) -> Result<SupportView, ServiceError> {
         let state: crate::engine::SessionState =
             serde_json::from_value(rec.state).map_err(ServiceError::internal)?;
-        let flow = self
-            .registry()
-            .version(&rec.flow_id, rec.flow_version)
-            .await?;
+        let flow = self.flow_of(&rec.flow_id, rec.flow_version, &state).await?;
         // A screen this session's client cannot render is still a session
         // support must see: it comes without its screen.
         let view = view_of(&flow, &rec.id, &state).or_else(|_| {

@@ -36,6 +36,7 @@ mod security;
 mod simulate;
 mod steps;
 mod store;
+mod subflow;
 mod subscription;
 mod testapp;
 mod traces;
