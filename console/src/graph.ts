@@ -74,6 +74,8 @@ export function flowGraph(source: string): FlowGraph {
     edgesOf(n.id, n.next, "", edges, "next");
     if (typeof n.on_error === "string") edgesOf(n.id, n.on_error, "on error", edges, "error");
     if (typeof n.on_timeout === "string") edgesOf(n.id, n.on_timeout, "on timeout", edges, "timeout");
+    if (typeof n.on_abandoned === "string") edgesOf(n.id, n.on_abandoned, "on abandoned", edges, "outcome");
+    if (typeof n.review === "string") edgesOf(n.id, n.review, "review", edges, "outcome");
     if (n.outcomes && typeof n.outcomes === "object") {
       for (const [outcome, to] of Object.entries(n.outcomes as Raw)) edgesOf(n.id, to, outcome, edges, "outcome");
     }

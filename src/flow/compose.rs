@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use super::error::FlowError;
 use super::model::{EndNode, FlowDef, NodeDef, Outcome, node_log_id};
+use super::validate::{Issue, Severity};
+use crate::codes::Code;
 
 /// Separates a subflow node's id from its child's node ids.
 pub const SEP: char = '/';
@@ -58,6 +60,80 @@ pub fn children_of(def: &FlowDef) -> Vec<String> {
         .collect();
     out.sort();
     out.dedup();
+    out
+}
+
+/// What is wrong with `def`'s subflows given the other flows: a child
+/// `children` does not know (reported with `missing`: an error where the
+/// set of flows is all there is, a warning where the child may exist
+/// elsewhere), and a cycle back to `def`. `children(id)` is the flows flow
+/// `id` runs, `None` for a flow it does not know.
+pub fn check_subflows(
+    def: &FlowDef,
+    file: &str,
+    missing: Severity,
+    children: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Vec<Issue> {
+    let runs = |id: &str| {
+        if id == def.id {
+            Some(children_of(def))
+        } else {
+            children(id)
+        }
+    };
+    let mut out = Vec::new();
+    for (i, node) in def.nodes.iter().enumerate() {
+        let NodeDef::Subflow(f) = node else { continue };
+        if f.flow == def.id {
+            continue; // validation reports a flow running itself
+        }
+        let issue = |severity, code, message: String, hint: &str| Issue {
+            severity,
+            code,
+            file: file.to_owned(),
+            node: Some(f.id.clone()),
+            path: format!("$.nodes[{i}].flow"),
+            message,
+            hint: Some(hint.to_owned()),
+            line: None,
+            column: None,
+        };
+        if runs(&f.flow).is_none() {
+            out.push(issue(
+                missing,
+                Code::UnknownSubflow,
+                format!(
+                    "subflow `{}` runs flow `{}`, which is not loaded",
+                    f.id, f.flow
+                ),
+                "add the child flow's file, or publish it first",
+            ));
+            continue;
+        }
+        // Depth-first from the child: a path back to `def` is a cycle.
+        let mut stack = vec![vec![def.id.clone(), f.flow.clone()]];
+        let mut seen = std::collections::BTreeSet::new();
+        'search: while let Some(path) = stack.pop() {
+            let last = path.last().cloned().unwrap_or_default();
+            if !seen.insert(last.clone()) {
+                continue;
+            }
+            for next in runs(&last).unwrap_or_default() {
+                let mut longer = path.clone();
+                longer.push(next.clone());
+                if next == def.id {
+                    out.push(issue(
+                        Severity::Error,
+                        Code::SubflowCycle,
+                        format!("subflows form a cycle: {}", longer.join(" -> ")),
+                        "a child flow must not run any flow above it",
+                    ));
+                    break 'search;
+                }
+                stack.push(longer);
+            }
+        }
+    }
     out
 }
 

@@ -143,6 +143,33 @@ fn scan_dir(dir: &Path, checks: Option<&CheckOptions>) -> Result<LoadReport, Flo
             Err(issues) => report.issues.extend(issues),
         }
     }
+    if checks.is_some() {
+        // Subflows across the directory's flows; a child not here may be
+        // published on the server, so its absence is a warning.
+        let runs: HashMap<&str, Vec<String>> = report
+            .flows
+            .iter()
+            .map(|l| (l.def.id.as_str(), super::compose::children_of(&l.def)))
+            .collect();
+        for l in &report.flows {
+            let mut issues = super::compose::check_subflows(
+                &l.def,
+                &l.file.display().to_string(),
+                Severity::Warning,
+                &|id: &str| runs.get(id).cloned(),
+            );
+            let text = fs::read_to_string(&l.file).unwrap_or_default();
+            if let Some(positions) = super::position::Positions::of(&text) {
+                for issue in &mut issues {
+                    if let Some((line, column)) = positions.find(&issue.path) {
+                        issue.line = Some(line);
+                        issue.column = Some(column);
+                    }
+                }
+            }
+            report.issues.extend(issues);
+        }
+    }
     Ok(report)
 }
 

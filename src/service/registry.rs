@@ -14,11 +14,10 @@ use serde_json::json;
 use super::ServiceError;
 use std::collections::BTreeMap;
 
-use crate::codes::Code;
 use crate::flow::compile::CompiledFlow;
 use crate::flow::compose;
 use crate::flow::load;
-use crate::flow::model::{FlowDef, NodeDef};
+use crate::flow::model::FlowDef;
 use crate::flow::validate::{self, Issue, Severity};
 use crate::store::flows::{NewAudit, NewFlowVersion, ReleaseRecord};
 use crate::store::{FILES_AUTHOR, Store};
@@ -397,77 +396,24 @@ impl Registry {
         ids
     }
 
-    /// What is wrong with `def`'s subflows given the other flows: a child
-    /// that is neither served nor in `pending` (flows loading with it, by
-    /// id, with the flows each runs), and a cycle back to `def`.
+    /// What is wrong with `def`'s subflows given the flows this server
+    /// serves and `pending` (flows loading with it, by id, with the flows
+    /// each runs): a child that is in neither, and a cycle back to `def`.
     pub fn subflow_issues(
         &self,
         def: &FlowDef,
         file: &str,
         pending: &BTreeMap<String, Vec<String>>,
     ) -> Vec<Issue> {
-        let children = |id: &str| -> Option<Vec<String>> {
-            if id == def.id {
-                return Some(compose::children_of(def));
-            }
-            match pending.get(id) {
+        compose::check_subflows(
+            def,
+            file,
+            Severity::Error,
+            &|id: &str| match pending.get(id) {
                 Some(c) => Some(c.clone()),
                 None => self.releases.get(id).map(|r| r.live.children.clone()),
-            }
-        };
-        let mut out = Vec::new();
-        for (i, node) in def.nodes.iter().enumerate() {
-            let NodeDef::Subflow(f) = node else { continue };
-            if f.flow == def.id {
-                continue; // validation reports a flow running itself
-            }
-            let issue = |code, message: String, hint: &str| Issue {
-                severity: Severity::Error,
-                code,
-                file: file.to_owned(),
-                node: Some(f.id.clone()),
-                path: format!("$.nodes[{i}].flow"),
-                message,
-                hint: Some(hint.to_owned()),
-                line: None,
-                column: None,
-            };
-            if children(&f.flow).is_none() {
-                out.push(issue(
-                    Code::UnknownSubflow,
-                    format!(
-                        "subflow `{}` runs flow `{}`, which is not loaded",
-                        f.id, f.flow
-                    ),
-                    "add the child flow's file, or publish it first",
-                ));
-                continue;
-            }
-            // Depth-first from the child: a path back to `def` is a cycle.
-            let mut stack = vec![vec![def.id.clone(), f.flow.clone()]];
-            let mut seen = std::collections::BTreeSet::new();
-            while let Some(path) = stack.pop() {
-                let last = path.last().cloned().unwrap_or_default();
-                if !seen.insert(last.clone()) {
-                    continue;
-                }
-                for next in children(&last).unwrap_or_default() {
-                    let mut longer = path.clone();
-                    longer.push(next.clone());
-                    if next == def.id {
-                        out.push(issue(
-                            Code::SubflowCycle,
-                            format!("subflows form a cycle: {}", longer.join(" -> ")),
-                            "a child flow must not run any flow above it",
-                        ));
-                        stack.clear();
-                        break;
-                    }
-                    stack.push(longer);
-                }
-            }
-        }
-        out
+            },
+        )
     }
 
     /// The graph a session of `user_id` on `flow_id` `version` walks: the

@@ -9,6 +9,7 @@ use std::sync::LazyLock;
 
 use baton::engine::{self, ClientInfo, Limits, SessionState, StartInput, Status};
 use baton::flow::compile::CompiledFlow;
+use baton::flow::compose;
 use baton::flow::load;
 use baton::flow::model::{ComponentDef, NodeDef};
 use proptest::prelude::*;
@@ -23,10 +24,20 @@ static FLOWS: LazyLock<Vec<CompiledFlow>> = LazyLock::new(|| {
         "flows/ loads cleanly: {:?}",
         report.issues
     );
+    // Each flow with the flows its subflows run inlined, as a session
+    // walks it.
+    let all: std::collections::BTreeMap<String, (i32, baton::flow::model::FlowDef)> = report
+        .flows
+        .iter()
+        .map(|f| (f.def.id.clone(), (1, f.def.clone())))
+        .collect();
     let flows: Vec<CompiledFlow> = report
         .flows
         .into_iter()
-        .map(|f| CompiledFlow::compile(f.def, 1, f.hash).expect("example flow compiles"))
+        .map(|f| {
+            let composed = compose::compose(&f.def, &all).expect("example flow composes");
+            CompiledFlow::compile_composed(composed, 1, f.hash).expect("example flow compiles")
+        })
         .collect();
     assert!(flows.len() >= 3, "the example flows are there");
     flows

@@ -136,11 +136,18 @@ async fn whole_release(backend: Backend) {
         .collect();
     assert_eq!(
         ids,
-        ["checkout", "loan", "onboarding", "support", "tour"],
+        [
+            "checkout",
+            "contact",
+            "loan",
+            "onboarding",
+            "support",
+            "tour"
+        ],
         "{d}"
     );
     assert_eq!(
-        d["flows"][4],
+        d["flows"][5],
         json!({ "id": "tour", "title": "Product tour", "liveVersion": 1, "rollout": null, "openDraft": null })
     );
 
@@ -195,7 +202,7 @@ async fn whole_release(backend: Backend) {
     assert_eq!(d["saveDraft"]["created"], false);
     assert_eq!(d["saveDraft"]["version"]["number"], 2);
     let d = ok(&app, "viewer-key", "{ flows { id openDraft } }", json!({})).await;
-    assert_eq!(d["flows"][4]["openDraft"], 2, "{d}");
+    assert_eq!(d["flows"][5]["openDraft"], 2, "{d}");
 
     // Its diff names the new node and the changed title.
     let d = ok(
@@ -501,6 +508,7 @@ async fn whole_release(backend: Backend) {
         subjects.into_iter().collect::<Vec<_>>(),
         [
             "flow:checkout",
+            "flow:contact",
             "flow:fresh",
             "flow:loan",
             "flow:onboarding",
@@ -540,9 +548,9 @@ async fn four_eyes(backend: Backend) {
         json!({}),
     )
     .await;
-    assert_eq!(d["flows"][4]["liveVersion"], 1);
+    assert_eq!(d["flows"][5]["liveVersion"], 1);
     assert_eq!(
-        d["flows"][4]["pendingReviews"],
+        d["flows"][5]["pendingReviews"],
         json!([{ "version": 2, "requestedBy": "publisher-1" }])
     );
     let d = ok(&app, "admin-key", PUBLISH, publish).await;
@@ -1028,7 +1036,7 @@ async fn cli(backend: Backend) {
     )
     .await;
     assert_eq!(
-        d["flows"][4]["rollout"],
+        d["flows"][5]["rollout"],
         json!({ "version": 3, "percent": 10 })
     );
 

@@ -174,6 +174,7 @@ function SaveBar(props: {
 
 const KIND_ICON: Record<string, string> = {
   screen: "▭", decision: "◇", end: "■", http: "⇄", transform: "ƒ", wait: "⏱", approval: "✔", event: "⚑", parallel: "⫴",
+  llm: "✦", subflow: "⧉",
 };
 
 type FlowNodeData = { node: GNode; issues: number; funnel?: FunnelNode; match: boolean };
