@@ -2065,3 +2065,111 @@ fn a_task_falls_due_by_its_kind() {
     assert_eq!(event.due_at(now), Due::At(now + 5));
     assert_eq!(event.kind(), StepKind::Event);
 }
+
+// ---- subflows --------------------------------------------------------------
+
+fn def(yaml: &str) -> FlowDef {
+    serde_saphyr::from_str(yaml).expect("test flow parses")
+}
+
+/// `parent` with `children` (flow id, YAML) inlined, each at version 1.
+fn composed(parent: &str, children: &[&str]) -> CompiledFlow {
+    let children = children
+        .iter()
+        .map(|y| {
+            let d = def(y);
+            (d.id.clone(), (1, d))
+        })
+        .collect();
+    let c = crate::flow::compose::compose(&def(parent), &children).expect("composes");
+    CompiledFlow::compile_composed(c, 1, "test-hash".into()).expect("compiles")
+}
+
+const NESTED: [&str; 3] = [
+    r#"
+id: p
+start: sub
+nodes:
+  - { id: sub, kind: subflow, flow: c, params: { who: "{{ user.id }}" }, next: done, on_error: oops }
+  - { id: done, kind: end }
+  - { id: oops, kind: end, title: "Sorry {{ steps.sub.outcome }}" }
+"#,
+    r#"
+id: c
+start: s1
+nodes:
+  - { id: s1, kind: screen, title: "Hi {{ params.who }}", actions: [{ id: go, next: inner }] }
+  - { id: inner, kind: subflow, flow: g, params: { count: 2 }, next: c_end }
+  - { id: c_end, kind: end }
+"#,
+    r#"
+id: g
+start: call
+nodes:
+  - { id: call, kind: http, url: "http://127.0.0.1:9/x?n={{ params.count }}", next: g_end }
+  - { id: g_end, kind: end }
+"#,
+];
+
+#[test]
+fn a_failure_two_subflows_deep_returns_failed_through_each_parent() {
+    let f = composed(NESTED[0], &NESTED[1..]);
+    let s = started(&f);
+    assert_eq!(s.node, "sub/s1");
+    assert_eq!(plain(&view(&f, &s).title), "Hi u-1");
+    assert_eq!(s.context["params"], json!({ "who": "u-1" }));
+    assert_eq!(s.subflows, BTreeMap::from([("c".to_string(), 1)]));
+    let a = submit(&f, &s, "sub/s1", "go", &Map::new(), &Limits::default()).unwrap();
+    let s = a.state;
+    assert_eq!(
+        (s.node.as_str(), s.status),
+        ("sub/inner/call", Status::Waiting)
+    );
+    assert_eq!(s.frames.len(), 2);
+    assert_eq!(s.context["params"], json!({ "count": 2 }));
+    assert_eq!(a.tasks[0].node, "sub/inner/call");
+
+    // `g` and `c` have no on_error: each returns `failed` to its parent,
+    // and `p`'s subflow step takes its own `on_error`.
+    let result = StepResult {
+        outcome: "error".into(),
+        output: json!({ "status": 503 }),
+    };
+    let a = resume(&f, &s, "sub/inner/call", result, &Limits::default()).unwrap();
+    let s = a.state;
+    assert_eq!((s.node.as_str(), s.status), ("oops", Status::Completed));
+    assert!(s.frames.is_empty());
+    assert_eq!(plain(&view(&f, &s).title), "Sorry failed");
+    assert_eq!(
+        s.context["steps"]["sub"]["steps"]["inner"]["steps"]["call"],
+        json!({ "status": 503 })
+    );
+    assert_eq!(
+        s.context["steps"]["sub"]["steps"]["inner"]["outcome"],
+        "failed"
+    );
+    assert_eq!(s.context["params"], json!({}));
+    let completed: Vec<(&str, &str)> = a
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::StepCompleted { node, outcome, .. } => Some((node.as_str(), outcome.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        completed,
+        [
+            ("sub/inner/call", "error"),
+            ("sub/inner", "failed"),
+            ("sub", "failed")
+        ]
+    );
+}
+
+#[test]
+fn a_flow_compiled_without_its_children_cannot_enter_them() {
+    let f = flow(NESTED[0]);
+    let err = start(&f, start_input(client(), Value::Null), &Limits::default()).unwrap_err();
+    assert_eq!(err.code().as_str(), "SUBFLOW_NOT_LOADED");
+}

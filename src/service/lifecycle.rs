@@ -394,7 +394,13 @@ impl Baton {
                 ),
             });
         }
-        let (snap, flow) = self.load_trusted(session_id).await?;
+        let (snap, _) = self.load_trusted(session_id).await?;
+        // The version itself, not the session's graph with its subflows
+        // inlined: a child's steps are the child's to record.
+        let flow = self
+            .registry()
+            .version(&snap.flow_id, snap.flow_version)
+            .await?;
         if snap.state.context["session"]["mock"].is_string() {
             return Err(ServiceError::InvalidInput {
                 field: "sessionId".into(),
