@@ -38,6 +38,7 @@ mod steps;
 mod store;
 mod subflow;
 mod subscription;
+mod support_example;
 mod testapp;
 mod traces;
 mod validate;
