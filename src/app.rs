@@ -186,6 +186,14 @@ impl Application {
             let every = Duration::from_millis(config.rollup_poll_ms);
             tokio::spawn(async move { baton.rollups().run(every, shutdown).await })
         });
+        if let Some(scenario) = &config.record {
+            let (baton, shutdown, scenario) = (baton.clone(), shutdown.clone(), scenario.clone());
+            tracing::warn!(
+                scenario,
+                "--record: every session that ends is recorded into its flow's mocks, as a draft"
+            );
+            tokio::spawn(async move { baton.run_recorder(scenario, shutdown).await });
+        }
         if config.mock {
             tracing::warn!("--mock: every session runs its backend steps against their mocks");
         }

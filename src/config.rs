@@ -174,6 +174,11 @@ pub struct ServeConfig {
     /// mocks and never reach a real upstream.
     #[arg(long, env = "BATON_MOCK")]
     pub mock: bool,
+    /// Record every session that ends: what its backend steps got becomes
+    /// mock scenario NAME of its flow, saved as a draft (for development
+    /// servers that call real upstreams).
+    #[arg(long, env = "BATON_RECORD", value_name = "NAME", value_parser = scenario_name, conflicts_with = "mock")]
+    pub record: Option<String>,
     /// Hosts `http` steps may call, comma separated (exact names or IPs).
     /// A flow calling another host fails to load.
     #[arg(
@@ -255,6 +260,16 @@ pub struct ServeConfig {
 }
 
 /// A NATS subject prefix: dot-separated tokens without wildcards or spaces.
+fn scenario_name(s: &str) -> Result<String, String> {
+    if crate::flow::validate::valid_id(s) && s != "default" {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a scenario name: letters, digits, `_` and `-`, and not `default`"
+        ))
+    }
+}
+
 fn nats_subject(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.split('.').all(|t| {
@@ -360,6 +375,7 @@ impl ServeConfig {
             nats_stream: "BATON_EVENTS".into(),
             nats_from_start: false,
             nats_events_subject: None,
+            record: None,
             llm_url: None,
             llm_model: None,
             llm_key_secret: "LLM_API_KEY".into(),

@@ -10,6 +10,7 @@ pub mod hub;
 mod lane;
 pub mod lifecycle;
 pub mod preview;
+mod recorder;
 pub mod registry;
 pub mod rollups;
 mod snapshots;

@@ -153,3 +153,69 @@ async fn a_real_session_becomes_a_scenario_sqlite() {
 async fn a_real_session_becomes_a_scenario_postgres() {
     a_real_session_becomes_a_scenario(Backend::Postgres).await;
 }
+
+/// `--record live`: every session that ends is recorded, a mock one is
+/// not; the draft's author is `recorder`.
+async fn every_ended_session_is_recorded(backend: Backend) {
+    let port = upstream().await;
+    let Some(app) = TestApp::spawn_configured(
+        backend,
+        &[("quote.yaml", QUOTE_FLOW.replace("PORT", &port.to_string()))],
+        |c, dir| {
+            c.api_keys = Some(crate::testapp::write_test_keys(dir));
+            c.step_budget_ms = 5000;
+            c.secrets = Some([("PRICE_KEY".to_owned(), SECRET.to_owned())].into());
+            c.record = Some("live".into());
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    // Mock first: had it been recorded, it would be version 2.
+    let (_, title) = quote(&app, "Oslo", Some("default")).await;
+    assert_eq!(title, "Price 1 (none)");
+    let (id, title) = quote(&app, "Lisbon", None).await;
+    assert_eq!(title, "Price 60 (Bearer [redacted])");
+
+    let q = "{ flowVersions(flowId: \"quote\") { number author message source } }";
+    for _ in 0..200 {
+        let (_, r) = app.gql_key(q, json!({}), Some("viewer-key")).await;
+        let versions = r["data"]["flowVersions"].as_array().unwrap().clone();
+        if let Some(v) = versions.iter().find(|v| v["author"] == "recorder") {
+            assert_eq!(v["number"], 2, "{r}");
+            let message = v["message"].as_str().unwrap();
+            assert!(
+                message.contains("`live`") && message.contains(&id),
+                "{message}"
+            );
+            let source = v["source"].as_str().unwrap();
+            assert!(
+                source.contains("live:") && source.contains("price: 60"),
+                "{source}"
+            );
+            assert!(!source.contains(SECRET), "{source}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no recorded draft");
+}
+
+#[tokio::test]
+async fn every_ended_session_is_recorded_sqlite() {
+    every_ended_session_is_recorded(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn every_ended_session_is_recorded_postgres() {
+    every_ended_session_is_recorded(Backend::Postgres).await;
+}
+
+#[test]
+fn a_bad_record_flag_stops_the_server() {
+    let err = crate::testapp::refused(&["--record", "default"]);
+    assert!(err.contains("not a scenario name"), "{err}");
+    let err = crate::testapp::refused(&["--record", "live", "--mock"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
