@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::EngineError;
 use super::view::{ClientInfo, Shown, choose_with, lacking_with};
 use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, NodeIdx, lenient_semver};
-use crate::flow::model::{ComponentDef, NodeDef};
+use crate::flow::model::{ComponentDef, NodeDef, Role};
 use crate::rules::Rule;
 
 /// A group of clients that render alike.
@@ -161,20 +161,20 @@ fn one(flow: &CompiledFlow, cohort: &Cohort) -> CohortReport {
                 out.reachable.push(id.clone());
                 last_screen(&mut out, id, &end.components, &client, &shown, renders_text);
             }
-            NodeDef::Http(_)
-            | NodeDef::Wait(_)
-            | NodeDef::Approval(_)
-            | NodeDef::Event(_)
-            | NodeDef::Parallel(_)
-            | NodeDef::Llm(_) => match node.pending() {
-                Some(p) => last_screen(&mut out, id, &p.components, &client, &shown, renders_text),
-                None if !renders_text => out.unrenderable.push(Problem {
-                    node: id,
-                    reason: "the built-in pending screen needs `text`".into(),
-                }),
-                None => {}
+            node => match node.role() {
+                Role::Task => match node.pending() {
+                    Some(p) => {
+                        last_screen(&mut out, id, &p.components, &client, &shown, renders_text)
+                    }
+                    None if !renders_text => out.unrenderable.push(Problem {
+                        node: id,
+                        reason: "the built-in pending screen needs `text`".into(),
+                    }),
+                    None => {}
+                },
+                // Shows nothing. (Screens and ends matched above.)
+                Role::Decision | Role::Inline | Role::Screen | Role::End => {}
             },
-            NodeDef::Decision(_) | NodeDef::Transform(_) | NodeDef::Subflow(_) => {}
         }
     }
     out

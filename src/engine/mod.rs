@@ -27,6 +27,7 @@ pub use view::{ActionView, ClientInfo, ScreenView};
 use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, Computed, NodeIdx};
 use crate::flow::compose::local_id;
 use crate::flow::model::{NodeDef, Outcome};
+pub use crate::flow::steps::StepKind;
 
 /// Explicit bounds on one session; each is enforced and has an error code.
 #[derive(Debug, Clone)]
@@ -205,28 +206,6 @@ pub struct Advance {
     pub tasks: Vec<StepTask>,
 }
 
-/// Which backend step a task runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StepKind {
-    Http,
-    Wait,
-    Approval,
-    Event,
-    Llm,
-}
-
-impl StepKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepKind::Http => "http",
-            StepKind::Wait => "wait",
-            StepKind::Approval => "approval",
-            StepKind::Event => "event",
-            StepKind::Llm => "llm",
-        }
-    }
-}
-
 /// Backend work the session waits for, as the engine describes it; the
 /// orchestrator makes it a durable task. Times are relative (the engine
 /// has no clock) except a rendered `until`.
@@ -240,10 +219,9 @@ pub struct StepTask {
 /// step was entered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskSpec {
-    /// An `http` or `parallel` step: the flow says the rest.
-    Http,
-    /// An `llm` step: the flow says the rest.
-    Llm,
+    /// A step that calls out (`http`, `parallel`, `llm`): the flow says
+    /// the rest.
+    Call(StepKind),
     Wait {
         /// How long.
         delay: Option<std::time::Duration>,
@@ -289,7 +267,7 @@ impl TaskSpec {
             now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         };
         match self {
-            TaskSpec::Http | TaskSpec::Llm => Due::At(now),
+            TaskSpec::Call(_) => Due::At(now),
             TaskSpec::Wait { delay: Some(d), .. } => Due::At(after(d)),
             TaskSpec::Wait {
                 delay: None,
@@ -312,8 +290,7 @@ impl TaskSpec {
 
     pub fn kind(&self) -> StepKind {
         match self {
-            TaskSpec::Http => StepKind::Http,
-            TaskSpec::Llm => StepKind::Llm,
+            TaskSpec::Call(kind) => *kind,
             TaskSpec::Wait { .. } => StepKind::Wait,
             TaskSpec::Approval { .. } => StepKind::Approval,
             TaskSpec::Event { .. } => StepKind::Event,
@@ -1006,50 +983,57 @@ fn step_task(flow: &CompiledFlow, idx: NodeIdx, context: &Value) -> Result<StepT
     let node = flow.node_def(idx);
     let id = node.id().to_string();
     // Durations were parsed when the flow compiled.
-    let spec = match (node, &flow.nodes[idx].kind) {
-        (NodeDef::Http(_) | NodeDef::Parallel(_), _) => TaskSpec::Http,
-        (NodeDef::Llm(_), _) => TaskSpec::Llm,
-        (NodeDef::Wait(w), CompiledKind::Wait { delay, .. }) => TaskSpec::Wait {
-            delay: *delay,
-            until: w
-                .until
-                .as_deref()
-                .map(|src| view::render_source(flow, src, context))
-                .transpose()?,
-        },
-        (NodeDef::Approval(a), CompiledKind::Approval { deadline, .. }) => TaskSpec::Approval {
-            queue: a.role.clone(),
-            title: a
-                .title
-                .as_ref()
-                .map(|t| view::render_text(flow, t, context))
-                .transpose()?,
-            outcomes: a.outcomes.keys().cloned().collect(),
-            deadline: *deadline,
-        },
-        (NodeDef::Event(e), CompiledKind::Event { deadline, .. }) => TaskSpec::Event {
-            name: e.event.clone(),
-            correlation: view::render_source(flow, &e.correlation, context)?,
-            deadline: *deadline,
-        },
-        // Nodes that run inline have no task (and a step compiled as
-        // another kind cannot happen).
-        (
-            NodeDef::Screen(_)
-            | NodeDef::Decision(_)
-            | NodeDef::End(_)
-            | NodeDef::Transform(_)
-            | NodeDef::Subflow(_)
-            | NodeDef::Wait(_)
-            | NodeDef::Approval(_)
-            | NodeDef::Event(_),
-            _,
-        ) => {
-            return Err(EngineError::UnknownNode {
-                node: id,
-                version: flow.version,
-            });
+    let stale = || EngineError::UnknownNode {
+        node: id.clone(),
+        version: flow.version,
+    };
+    let spec = match &flow.nodes[idx].kind {
+        CompiledKind::Call { step, .. } => TaskSpec::Call(*step),
+        CompiledKind::Wait { delay, .. } => {
+            let NodeDef::Wait(w) = node else {
+                return Err(stale());
+            };
+            TaskSpec::Wait {
+                delay: *delay,
+                until: w
+                    .until
+                    .as_deref()
+                    .map(|src| view::render_source(flow, src, context))
+                    .transpose()?,
+            }
         }
+        CompiledKind::Approval { deadline, .. } => {
+            let NodeDef::Approval(a) = node else {
+                return Err(stale());
+            };
+            TaskSpec::Approval {
+                queue: a.role.clone(),
+                title: a
+                    .title
+                    .as_ref()
+                    .map(|t| view::render_text(flow, t, context))
+                    .transpose()?,
+                outcomes: a.outcomes.keys().cloned().collect(),
+                deadline: *deadline,
+            }
+        }
+        CompiledKind::Event { deadline, .. } => {
+            let NodeDef::Event(e) = node else {
+                return Err(stale());
+            };
+            TaskSpec::Event {
+                name: e.event.clone(),
+                correlation: view::render_source(flow, &e.correlation, context)?,
+                deadline: *deadline,
+            }
+        }
+        // Nodes that run inline have no task.
+        CompiledKind::Screen { .. }
+        | CompiledKind::Decision { .. }
+        | CompiledKind::End { .. }
+        | CompiledKind::Transform { .. }
+        | CompiledKind::Subflow { .. }
+        | CompiledKind::Return { .. } => return Err(stale()),
     };
     Ok(StepTask { node: id, spec })
 }

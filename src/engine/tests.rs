@@ -2030,7 +2030,7 @@ fn a_task_falls_due_by_its_kind() {
         delay: delay.map(Duration::from_millis),
         until: until.map(str::to_owned),
     };
-    assert_eq!(TaskSpec::Http.due_at(now), Due::At(now));
+    assert_eq!(TaskSpec::Call(StepKind::Http).due_at(now), Due::At(now));
     assert_eq!(wait(Some(1500), None).due_at(now), Due::At(now + 1500));
     // A duration wins over `until`.
     assert_eq!(

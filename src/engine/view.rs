@@ -10,7 +10,7 @@ use super::input::FieldError;
 use super::{SessionState, Status};
 use crate::flow::compile::{CompiledFlow, lenient_semver};
 use crate::flow::model::{
-    CORE_KINDS, ComponentDef, Fallbacks, NodeDef, Outcome, ScreenNode, SelectOption, Text,
+    CORE_KINDS, ComponentDef, Fallbacks, NodeDef, Outcome, Role, ScreenNode, SelectOption, Text,
     node_log_id,
 };
 use crate::flow::template::RenderContext;
@@ -399,88 +399,76 @@ pub fn render(
             }))
         }
         NodeDef::End(_) => Ok(None),
-        node @ (NodeDef::Http(_)
-        | NodeDef::Wait(_)
-        | NodeDef::Approval(_)
-        | NodeDef::Event(_)
-        | NodeDef::Parallel(_)
-        | NodeDef::Llm(_))
-            if state.status == Status::Waiting =>
-        {
-            let (title, components, fallback) = match node.pending() {
-                Some(p) => {
-                    let title = p.title.as_ref().map(|t| r.text(t)).transpose()?;
-                    match core_or_generic(
-                        flow,
-                        node.id(),
-                        &p.components,
-                        ctx,
-                        r.version.as_ref(),
-                        || default_pending().1,
-                    )? {
-                        Tree::AsDesigned => (title, r.components(&p.components)?, false),
-                        Tree::Generic(list) => (title, list, true),
+        node => match node.role() {
+            Role::Task if state.status == Status::Waiting => {
+                let (title, components, fallback) = match node.pending() {
+                    Some(p) => {
+                        let title = p.title.as_ref().map(|t| r.text(t)).transpose()?;
+                        match core_or_generic(
+                            flow,
+                            node.id(),
+                            &p.components,
+                            ctx,
+                            r.version.as_ref(),
+                            || default_pending().1,
+                        )? {
+                            Tree::AsDesigned => (title, r.components(&p.components)?, false),
+                            Tree::Generic(list) => (title, list, true),
+                        }
                     }
-                }
-                None => {
-                    let (title, list) = default_pending();
-                    require_generic(node.id(), ctx, "the built-in pending screen")?;
-                    (title, list, false)
-                }
-            };
-            Ok(Some(ScreenView {
-                id: node.id().to_string(),
-                log_id: node_log_id(None, &flow.id, node.id()),
-                title,
-                components,
-                actions: Vec::new(),
-                errors: Vec::new(),
-                values: Map::new(),
-                fallback,
-                terminal: false,
-            }))
-        }
-        // A session that failed on a step (no error edge) or was cancelled
-        // while waiting: a generic last screen, never a blank one.
-        node @ (NodeDef::Http(_)
-        | NodeDef::Wait(_)
-        | NodeDef::Approval(_)
-        | NodeDef::Event(_)
-        | NodeDef::Parallel(_)
-        | NodeDef::Llm(_)
-        | NodeDef::Transform(_)) => {
-            require_generic(node.id(), ctx, "the session ended on a step")?;
-            let (title, components) = if state.status == Status::Failed {
-                default_error()
-            } else {
-                default_closed()
-            };
-            Ok(Some(ScreenView {
-                id: node.id().to_string(),
-                log_id: node_log_id(None, &flow.id, node.id()),
-                title,
-                components,
-                actions: Vec::new(),
-                errors: Vec::new(),
-                values: Map::new(),
-                fallback: false,
-                terminal: true,
-            }))
-        }
-        node @ (NodeDef::Decision(_) | NodeDef::Subflow(_)) => {
-            // A session never rests on a decision or a subflow node (it
-            // passes into the child); a snapshot that does is corrupt, not
-            // a client mistake.
-            debug_assert!(
-                state.status != Status::Active,
-                "session rests on `{}`",
-                node.id()
-            );
-            Err(EngineError::UnknownNode {
-                node: node.id().to_string(),
-                version: flow.version,
-            })
-        }
+                    None => {
+                        let (title, list) = default_pending();
+                        require_generic(node.id(), ctx, "the built-in pending screen")?;
+                        (title, list, false)
+                    }
+                };
+                Ok(Some(ScreenView {
+                    id: node.id().to_string(),
+                    log_id: node_log_id(None, &flow.id, node.id()),
+                    title,
+                    components,
+                    actions: Vec::new(),
+                    errors: Vec::new(),
+                    values: Map::new(),
+                    fallback,
+                    terminal: false,
+                }))
+            }
+            // A session that failed on a step (no error edge) or was cancelled
+            // while waiting: a generic last screen, never a blank one.
+            Role::Task | Role::Inline => {
+                require_generic(node.id(), ctx, "the session ended on a step")?;
+                let (title, components) = if state.status == Status::Failed {
+                    default_error()
+                } else {
+                    default_closed()
+                };
+                Ok(Some(ScreenView {
+                    id: node.id().to_string(),
+                    log_id: node_log_id(None, &flow.id, node.id()),
+                    title,
+                    components,
+                    actions: Vec::new(),
+                    errors: Vec::new(),
+                    values: Map::new(),
+                    fallback: false,
+                    terminal: true,
+                }))
+            }
+            // A session never rests on a decision; a snapshot that does is
+            // corrupt, not a client mistake. (Screens and ends matched above.)
+            Role::Decision | Role::Screen | Role::End => {
+                debug_assert!(
+                    state.status != Status::Active,
+                    "session rests on `{}`",
+                    node.id()
+                );
+                Err(EngineError::UnknownNode {
+                    node: node.id().to_string(),
+                    version: flow.version,
+                })
+            }
+        },
     }
 }
 

@@ -12,7 +12,7 @@ use super::compose::{Composition, SEP, children_of};
 use super::error::FlowError;
 use super::model::{ComponentDef, FlowDef, NodeDef, Outcome, Text, walk_components};
 use super::policy::Policy;
-use super::steps::{HttpStep, parse_duration};
+use super::steps::{HttpStep, StepKind, parse_duration};
 use super::template::Template;
 use super::validate;
 use crate::rules::Rule;
@@ -112,6 +112,8 @@ pub enum CompiledKind {
         on_review: Option<NodeIdx>,
         calls: Vec<CompiledCall>,
         answer_schema: Option<Box<jsonschema::Validator>>,
+        /// The task kind that runs it.
+        step: StepKind,
     },
     Transform {
         set: Vec<(String, Computed)>,
@@ -394,6 +396,7 @@ impl CompiledFlow {
                         on_review: None,
                         calls: vec![CompiledCall::of(h.clone())],
                         answer_schema: None,
+                        step: StepKind::Http,
                     }
                 }
                 NodeDef::Transform(t) => {
@@ -446,6 +449,7 @@ impl CompiledFlow {
                             .collect(),
                         on_review: None,
                         answer_schema: None,
+                        step: StepKind::Http,
                     }
                 }
                 NodeDef::Llm(l) => {
@@ -465,6 +469,7 @@ impl CompiledFlow {
                         on_review: resolve_opt(&l.review, &l.id)?,
                         calls: vec![CompiledCall::of(l.as_call())],
                         answer_schema: Some(Box::new(schema)),
+                        step: StepKind::Llm,
                     }
                 }
                 NodeDef::Event(e) => {
@@ -523,7 +528,7 @@ impl CompiledFlow {
         }
         // Component guards, and the patterns of custom components' inputs.
         let mut guards = HashMap::new();
-        for tree in component_trees(&def) {
+        for tree in def.nodes.iter().flat_map(NodeDef::component_trees) {
             walk_components(tree, "", &mut |c, _| {
                 if let ComponentDef::Custom {
                     inputs: Some(inputs),
@@ -534,7 +539,7 @@ impl CompiledFlow {
                 }
             });
         }
-        for tree in component_trees(&def) {
+        for tree in def.nodes.iter().flat_map(NodeDef::component_trees) {
             let mut rules = Vec::new();
             walk_components(tree, "", &mut |c, _| {
                 if let Some(rule @ serde_json::Value::Object(_)) = c.visible_when() {
@@ -630,39 +635,6 @@ impl CompiledFlow {
     pub fn pattern(&self, source: &str) -> Option<&Regex> {
         self.patterns.get(source)
     }
-}
-
-/// Every component tree of the flow: screens and their fallbacks, end
-/// nodes, pending screens and approval fields.
-fn component_trees(def: &FlowDef) -> Vec<&[ComponentDef]> {
-    let mut out: Vec<&[ComponentDef]> = Vec::new();
-    for node in &def.nodes {
-        match node {
-            NodeDef::Screen(s) => {
-                out.push(&s.components);
-                out.extend(
-                    s.fallback
-                        .iter()
-                        .flat_map(|f| f.list())
-                        .map(|f| f.components.as_slice()),
-                );
-            }
-            NodeDef::End(e) => out.push(&e.components),
-            NodeDef::Approval(a) => out.push(&a.fields),
-            NodeDef::Decision(_)
-            | NodeDef::Http(_)
-            | NodeDef::Transform(_)
-            | NodeDef::Wait(_)
-            | NodeDef::Event(_)
-            | NodeDef::Parallel(_)
-            | NodeDef::Llm(_)
-            | NodeDef::Subflow(_) => {}
-        }
-        if let Some(p) = node.pending() {
-            out.push(&p.components);
-        }
-    }
-    out
 }
 
 fn collect_pending<'a>(node: &'a NodeDef, texts: &mut Vec<&'a Text>, patterns: &mut Vec<&'a str>) {

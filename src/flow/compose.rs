@@ -217,25 +217,16 @@ pub fn compose(
 /// Analytics ids stay the child's own (`<child>.<screen>`), whichever
 /// parent runs it.
 fn keep_log_ids(node: &mut NodeDef, flow: &str) {
-    match node {
-        NodeDef::Screen(s) => {
-            let id = node_log_id(s.log_id.as_deref(), flow, &s.id);
-            for a in &mut s.actions {
-                let action = a.log_id_in(flow, &s.id);
-                a.log_id = Some(action);
-            }
-            s.log_id = Some(id);
+    // Only screens (with their actions) and ends have analytics ids.
+    if let NodeDef::Screen(s) = node {
+        let id = node_log_id(s.log_id.as_deref(), flow, &s.id);
+        for a in &mut s.actions {
+            let action = a.log_id_in(flow, &s.id);
+            a.log_id = Some(action);
         }
-        NodeDef::End(e) => e.log_id = Some(node_log_id(e.log_id.as_deref(), flow, &e.id)),
-        NodeDef::Decision(_)
-        | NodeDef::Http(_)
-        | NodeDef::Transform(_)
-        | NodeDef::Wait(_)
-        | NodeDef::Approval(_)
-        | NodeDef::Event(_)
-        | NodeDef::Parallel(_)
-        | NodeDef::Llm(_)
-        | NodeDef::Subflow(_) => {}
+        s.log_id = Some(id);
+    } else if let NodeDef::End(e) = node {
+        e.log_id = Some(node_log_id(e.log_id.as_deref(), flow, &e.id));
     }
 }
 

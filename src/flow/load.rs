@@ -14,10 +14,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::error::FlowError;
-use super::model::{
-    ApprovalStep, ComponentDef, DecisionNode, EndNode, EventStep, FallbackDef, FlowDef, HttpStep,
-    NODE_KINDS, NodeDef, ParallelStep, ScreenNode, SelectOption, TransformStep, WaitStep,
-};
+use super::model::{ComponentDef, FallbackDef, FlowDef, NODE_KINDS, NodeDef, SelectOption};
 use super::validate::{Issue, Severity};
 
 /// Largest flow file read.
@@ -546,28 +543,15 @@ fn locate_node(v: &Value, base: &str) -> (String, String) {
     let mut fields = obj.clone();
     fields.remove("kind");
     let fields = Value::Object(fields);
-    let result = match kind.as_str() {
-        Some("screen") => probe_struct::<ScreenNode>(&fields),
-        Some("decision") => probe_struct::<DecisionNode>(&fields),
-        Some("end") => probe_struct::<EndNode>(&fields),
-        Some("http") => probe_struct::<HttpStep>(&fields),
-        Some("transform") => probe_struct::<TransformStep>(&fields),
-        Some("wait") => probe_struct::<WaitStep>(&fields),
-        Some("approval") => probe_struct::<ApprovalStep>(&fields),
-        Some("event") => probe_struct::<EventStep>(&fields),
-        Some("parallel") => probe_struct::<ParallelStep>(&fields),
-        Some("llm") => probe_struct::<crate::flow::steps::LlmStep>(&fields),
-        Some("subflow") => probe_struct::<crate::flow::steps::SubflowStep>(&fields),
-        _ => {
-            return (
-                format!("{base}.kind"),
-                format!(
-                    "unknown node kind {}, expected one of {}",
-                    show(kind),
-                    kinds()
-                ),
-            );
-        }
+    let Some(result) = kind.as_str().and_then(|k| NodeDef::probe(k, &fields)) else {
+        return (
+            format!("{base}.kind"),
+            format!(
+                "unknown node kind {}, expected one of {}",
+                show(kind),
+                kinds()
+            ),
+        );
     };
     match result {
         Some(err) => descend(&fields, base, err.path(), &err.inner().to_string()),

@@ -95,37 +95,105 @@ pub enum NodeDef {
     Subflow(SubflowStep),
 }
 
+/// Every node kind once: its `NodeDef` variant, the struct it reads and
+/// its name in a flow file. What only differs by kind in name, id and
+/// parsing comes from here; [`NodeDef::role`] classifies kinds for the code
+/// that treats kinds alike.
+macro_rules! node_kinds {
+    ($($variant:ident($ty:ty) = $name:literal),* $(,)?) => {
+        /// Every node kind, as `kind:` names it.
+        pub const NODE_KINDS: &[&str] = &[$($name),*];
+
+        impl NodeDef {
+            pub fn id(&self) -> &str {
+                match self {
+                    $(NodeDef::$variant(n) => &n.id,)*
+                }
+            }
+
+            pub fn id_mut(&mut self) -> &mut String {
+                match self {
+                    $(NodeDef::$variant(n) => &mut n.id,)*
+                }
+            }
+
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(NodeDef::$variant(_) => $name,)*
+                }
+            }
+
+            /// Why `fields` (a node without its `kind`) does not read as a
+            /// node of kind `kind`: `None` for an unknown kind, `Some(None)`
+            /// when it reads.
+            pub fn probe(
+                kind: &str,
+                fields: &Value,
+            ) -> Option<Option<serde_path_to_error::Error<serde_json::Error>>> {
+                match kind {
+                    $($name => Some(serde_path_to_error::deserialize::<_, $ty>(fields).err()),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+node_kinds! {
+    Screen(ScreenNode) = "screen",
+    Decision(DecisionNode) = "decision",
+    End(EndNode) = "end",
+    Http(HttpStep) = "http",
+    Transform(TransformStep) = "transform",
+    Wait(WaitStep) = "wait",
+    Approval(ApprovalStep) = "approval",
+    Event(EventStep) = "event",
+    Parallel(ParallelStep) = "parallel",
+    Llm(LlmStep) = "llm",
+    Subflow(SubflowStep) = "subflow",
+}
+
+/// The part a node kind plays in a session. Code that treats kinds alike
+/// (rendering, the compatibility walk, validation's graph checks) matches
+/// on this, so a new kind is classified once, in [`NodeDef::role`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Shown to the user; waits for one of its actions.
+    Screen,
+    /// Branches inline, stores nothing.
+    Decision,
+    /// Ends the session.
+    End,
+    /// Runs inline and stores `steps.<id>` (`transform`, `subflow`).
+    Inline,
+    /// Parks the session on a durable task until its work finishes.
+    Task,
+}
+
 impl NodeDef {
-    pub fn id(&self) -> &str {
+    pub fn role(&self) -> Role {
         match self {
-            NodeDef::Screen(n) => &n.id,
-            NodeDef::Decision(n) => &n.id,
-            NodeDef::End(n) => &n.id,
-            NodeDef::Http(n) => &n.id,
-            NodeDef::Transform(n) => &n.id,
-            NodeDef::Wait(n) => &n.id,
-            NodeDef::Approval(n) => &n.id,
-            NodeDef::Event(n) => &n.id,
-            NodeDef::Parallel(n) => &n.id,
-            NodeDef::Llm(n) => &n.id,
-            NodeDef::Subflow(n) => &n.id,
+            NodeDef::Screen(_) => Role::Screen,
+            NodeDef::Decision(_) => Role::Decision,
+            NodeDef::End(_) => Role::End,
+            NodeDef::Transform(_) | NodeDef::Subflow(_) => Role::Inline,
+            NodeDef::Http(_)
+            | NodeDef::Wait(_)
+            | NodeDef::Approval(_)
+            | NodeDef::Event(_)
+            | NodeDef::Parallel(_)
+            | NodeDef::Llm(_) => Role::Task,
         }
     }
 
-    pub fn id_mut(&mut self) -> &mut String {
-        match self {
-            NodeDef::Screen(n) => &mut n.id,
-            NodeDef::Decision(n) => &mut n.id,
-            NodeDef::End(n) => &mut n.id,
-            NodeDef::Http(n) => &mut n.id,
-            NodeDef::Transform(n) => &mut n.id,
-            NodeDef::Wait(n) => &mut n.id,
-            NodeDef::Approval(n) => &mut n.id,
-            NodeDef::Event(n) => &mut n.id,
-            NodeDef::Parallel(n) => &mut n.id,
-            NodeDef::Llm(n) => &mut n.id,
-            NodeDef::Subflow(n) => &mut n.id,
-        }
+    /// Backend steps that park the session until work finishes.
+    pub fn is_async_step(&self) -> bool {
+        self.role() == Role::Task
+    }
+
+    /// Whether it stores `steps.<id>` (what `steps.<id>` may name).
+    pub fn is_step(&self) -> bool {
+        matches!(self.role(), Role::Task | Role::Inline)
     }
 
     /// Every node id this node's edges name, to rewrite (a subflow's nodes
@@ -181,40 +249,6 @@ impl NodeDef {
         out
     }
 
-    pub fn kind(&self) -> &'static str {
-        match self {
-            NodeDef::Screen(_) => "screen",
-            NodeDef::Decision(_) => "decision",
-            NodeDef::End(_) => "end",
-            NodeDef::Http(_) => "http",
-            NodeDef::Transform(_) => "transform",
-            NodeDef::Wait(_) => "wait",
-            NodeDef::Approval(_) => "approval",
-            NodeDef::Event(_) => "event",
-            NodeDef::Parallel(_) => "parallel",
-            NodeDef::Llm(_) => "llm",
-            NodeDef::Subflow(_) => "subflow",
-        }
-    }
-
-    /// Backend steps that park the session until work finishes
-    /// (everything but screens, decisions, transforms and ends).
-    pub fn is_async_step(&self) -> bool {
-        match self {
-            NodeDef::Http(_)
-            | NodeDef::Wait(_)
-            | NodeDef::Approval(_)
-            | NodeDef::Event(_)
-            | NodeDef::Parallel(_)
-            | NodeDef::Llm(_) => true,
-            NodeDef::Screen(_)
-            | NodeDef::Decision(_)
-            | NodeDef::End(_)
-            | NodeDef::Transform(_)
-            | NodeDef::Subflow(_) => false,
-        }
-    }
-
     /// The screen shown while this step runs, if it declares one.
     pub fn pending(&self) -> Option<&PendingDef> {
         match self {
@@ -229,6 +263,83 @@ impl NodeDef {
             | NodeDef::End(_)
             | NodeDef::Transform(_)
             | NodeDef::Subflow(_) => None,
+        }
+    }
+
+    /// Its component trees: a screen's and its fallbacks', an end's last
+    /// screen, an approval's fields, and a pending screen.
+    pub fn component_trees(&self) -> Vec<&[ComponentDef]> {
+        let mut out: Vec<&[ComponentDef]> = Vec::new();
+        match self {
+            NodeDef::Screen(s) => {
+                out.push(&s.components);
+                out.extend(
+                    s.fallback
+                        .iter()
+                        .flat_map(|f| f.list())
+                        .map(|f| f.components.as_slice()),
+                );
+            }
+            NodeDef::End(e) => out.push(&e.components),
+            NodeDef::Approval(a) => out.push(&a.fields),
+            NodeDef::Decision(_)
+            | NodeDef::Http(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Wait(_)
+            | NodeDef::Event(_)
+            | NodeDef::Parallel(_)
+            | NodeDef::Llm(_)
+            | NodeDef::Subflow(_) => {}
+        }
+        if let Some(p) = self.pending() {
+            out.push(&p.components);
+        }
+        out
+    }
+
+    /// How its answers become a mock case (`recordScenario`, `--record`);
+    /// `None` for a kind with nothing to record.
+    pub fn recorder(&mut self) -> Option<&mut dyn super::record::Record> {
+        match self {
+            NodeDef::Http(n) => Some(n),
+            NodeDef::Parallel(n) => Some(n),
+            NodeDef::Llm(n) => Some(n),
+            NodeDef::Approval(n) => Some(n),
+            NodeDef::Event(n) => Some(n),
+            // A timer's mock is its latency, the same in every scenario;
+            // the others make no call. A subflow's calls are its child's
+            // mocks, in the child's file.
+            NodeDef::Wait(_)
+            | NodeDef::Subflow(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Screen(_)
+            | NodeDef::Decision(_)
+            | NodeDef::End(_) => None,
+        }
+    }
+
+    /// The upstream URLs it calls (`--allow-hosts` checks them), each with
+    /// its JSON path under the node.
+    pub fn upstream_urls(&self) -> Vec<(String, &str)> {
+        match self {
+            NodeDef::Http(h) => vec![("url".to_owned(), h.url.as_str())],
+            NodeDef::Parallel(p) => p
+                .branches
+                .iter()
+                .enumerate()
+                .map(|(k, b)| (format!("branches[{k}].url"), b.url.as_str()))
+                .collect(),
+            // An `llm` step calls the server's `--llm-url`, checked when
+            // the server starts.
+            NodeDef::Llm(_)
+            | NodeDef::Subflow(_)
+            | NodeDef::Screen(_)
+            | NodeDef::Decision(_)
+            | NodeDef::End(_)
+            | NodeDef::Transform(_)
+            | NodeDef::Wait(_)
+            | NodeDef::Approval(_)
+            | NodeDef::Event(_) => Vec::new(),
         }
     }
 }
@@ -958,21 +1069,6 @@ pub enum StackDirection {
     Vertical,
     Horizontal,
 }
-
-/// Every node `kind`, in the order the docs list them.
-pub const NODE_KINDS: &[&str] = &[
-    "screen",
-    "decision",
-    "end",
-    "http",
-    "transform",
-    "wait",
-    "approval",
-    "event",
-    "parallel",
-    "llm",
-    "subflow",
-];
 
 /// Component kinds every client is assumed to render. Anything else
 /// (`custom:<name>`) needs a capability and a fallback.

@@ -6,10 +6,10 @@
 
 use serde_json::{Map, Value};
 
-use super::model::{FlowDef, NodeDef};
+use super::model::FlowDef;
 use super::steps::{
-    DecisionMock, DecisionMockCase, EventMock, EventMockCase, HttpMock, HttpMockCase, LlmMock,
-    LlmMockCase, MockFailure, Verdict,
+    ApprovalStep, DecisionMock, DecisionMockCase, EventMock, EventMockCase, EventStep, HttpMock,
+    HttpMockCase, HttpStep, LlmMock, LlmMockCase, LlmStep, MockFailure, ParallelStep, Verdict,
 };
 
 /// Writes scenario `name` into the mock of every step `steps` holds an
@@ -21,88 +21,99 @@ pub fn record_scenario(def: &mut FlowDef, steps: &Map<String, Value>, name: &str
     for node in &mut def.nodes {
         let id = node.id().to_owned();
         let Some(out) = steps.get(&id) else { continue };
-        let done = match node {
-            NodeDef::Http(h) => {
-                let case = http_case(out);
-                let mock = h.mock.get_or_insert_with(|| default_http(&case));
-                mock.scenarios.insert(name.to_owned(), case);
-                true
-            }
-            NodeDef::Parallel(p) => {
-                let mut any = false;
-                for b in &mut p.branches {
-                    if let Some(out) = out.get(&b.id) {
-                        let case = http_case(out);
-                        let mock = b.mock.get_or_insert_with(|| default_http(&case));
-                        mock.scenarios.insert(name.to_owned(), case);
-                        any = true;
-                    }
-                }
-                any
-            }
-            NodeDef::Llm(l) => {
-                let case = llm_case(out);
-                let mock = l.mock.get_or_insert_with(|| LlmMock {
-                    answer: case.answer.clone(),
-                    verdict: case.verdict,
-                    fail: case.fail,
-                    latency_ms: 0,
-                    scenarios: Default::default(),
-                });
-                mock.scenarios.insert(name.to_owned(), case);
-                true
-            }
-            NodeDef::Approval(a) => match out["outcome"].as_str() {
-                // A deadline that passed is not an outcome a mock can give.
-                None => false,
-                Some(outcome) => {
-                    let case = DecisionMockCase {
-                        outcome: outcome.to_owned(),
-                        values: out["values"].as_object().cloned().unwrap_or_default(),
-                        comment: out["comment"].as_str().map(str::to_owned),
-                        latency_ms: 0,
-                    };
-                    let mock = a.mock.get_or_insert_with(|| DecisionMock {
-                        outcome: case.outcome.clone(),
-                        values: case.values.clone(),
-                        comment: case.comment.clone(),
-                        latency_ms: 0,
-                        scenarios: Default::default(),
-                    });
-                    mock.scenarios.insert(name.to_owned(), case);
-                    true
-                }
-            },
-            NodeDef::Event(e) => {
-                let case = EventMockCase {
-                    payload: out["payload"].clone(),
-                    timeout: out["timed_out"] == Value::Bool(true),
-                    latency_ms: 0,
-                };
-                let mock = e.mock.get_or_insert_with(|| EventMock {
-                    payload: case.payload.clone(),
-                    timeout: case.timeout,
-                    latency_ms: 0,
-                    scenarios: Default::default(),
-                });
-                mock.scenarios.insert(name.to_owned(), case);
-                true
-            }
-            // A timer's mock is its latency, the same in every scenario;
-            // the others make no call to record. A subflow's calls are its
-            // child's mocks, in the child's file.
-            NodeDef::Subflow(_)
-            | NodeDef::Wait(_)
-            | NodeDef::Transform(_)
-            | NodeDef::Screen(_)
-            | NodeDef::Decision(_)
-            | NodeDef::End(_) => false,
-        };
-        if done {
+        if node.recorder().is_some_and(|r| r.record(out, name)) {
             recorded.push(id);
         }
     }
     recorded
+}
+
+/// A step whose answers can become a mock case: `record` writes its output
+/// `out` as case `name` (the step's default mock too, when it has none)
+/// and says whether there was anything to write.
+pub trait Record {
+    fn record(&mut self, out: &Value, name: &str) -> bool;
+}
+
+impl Record for HttpStep {
+    fn record(&mut self, out: &Value, name: &str) -> bool {
+        let case = http_case(out);
+        let mock = self.mock.get_or_insert_with(|| default_http(&case));
+        mock.scenarios.insert(name.to_owned(), case);
+        true
+    }
+}
+
+impl Record for ParallelStep {
+    fn record(&mut self, out: &Value, name: &str) -> bool {
+        let mut any = false;
+        for b in &mut self.branches {
+            if let Some(out) = out.get(&b.id) {
+                let case = http_case(out);
+                let mock = b.mock.get_or_insert_with(|| default_http(&case));
+                mock.scenarios.insert(name.to_owned(), case);
+                any = true;
+            }
+        }
+        any
+    }
+}
+
+impl Record for LlmStep {
+    fn record(&mut self, out: &Value, name: &str) -> bool {
+        let case = llm_case(out);
+        let mock = self.mock.get_or_insert_with(|| LlmMock {
+            answer: case.answer.clone(),
+            verdict: case.verdict,
+            fail: case.fail,
+            latency_ms: 0,
+            scenarios: Default::default(),
+        });
+        mock.scenarios.insert(name.to_owned(), case);
+        true
+    }
+}
+
+impl Record for ApprovalStep {
+    fn record(&mut self, out: &Value, name: &str) -> bool {
+        // A deadline that passed is not an outcome a mock can give.
+        let Some(outcome) = out["outcome"].as_str() else {
+            return false;
+        };
+        let case = DecisionMockCase {
+            outcome: outcome.to_owned(),
+            values: out["values"].as_object().cloned().unwrap_or_default(),
+            comment: out["comment"].as_str().map(str::to_owned),
+            latency_ms: 0,
+        };
+        let mock = self.mock.get_or_insert_with(|| DecisionMock {
+            outcome: case.outcome.clone(),
+            values: case.values.clone(),
+            comment: case.comment.clone(),
+            latency_ms: 0,
+            scenarios: Default::default(),
+        });
+        mock.scenarios.insert(name.to_owned(), case);
+        true
+    }
+}
+
+impl Record for EventStep {
+    fn record(&mut self, out: &Value, name: &str) -> bool {
+        let case = EventMockCase {
+            payload: out["payload"].clone(),
+            timeout: out["timed_out"] == Value::Bool(true),
+            latency_ms: 0,
+        };
+        let mock = self.mock.get_or_insert_with(|| EventMock {
+            payload: case.payload.clone(),
+            timeout: case.timeout,
+            latency_ms: 0,
+            scenarios: Default::default(),
+        });
+        mock.scenarios.insert(name.to_owned(), case);
+        true
+    }
 }
 
 /// An `http` output `{status, ok, body}` as a mock case; a call that got
@@ -154,6 +165,7 @@ fn llm_case(out: &Value) -> LlmMockCase {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::model::NodeDef;
     use serde_json::json;
 
     fn flow() -> FlowDef {

@@ -662,3 +662,25 @@ pub mod defaults {
     /// Upper bound on `max_attempts`: a step cannot hammer an upstream.
     pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 }
+
+/// Which backend step a task runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Http,
+    Wait,
+    Approval,
+    Event,
+    Llm,
+}
+
+impl StepKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Http => "http",
+            StepKind::Wait => "wait",
+            StepKind::Approval => "approval",
+            StepKind::Event => "event",
+            StepKind::Llm => "llm",
+        }
+    }
+}

@@ -1379,7 +1379,7 @@ impl<'a> Validator<'a> {
             && let Some(step) = segs.next()
         {
             match self.index.get(step) {
-                Some(&i) if is_step(&self.flow.nodes[i]) => {}
+                Some(&i) if self.flow.nodes[i].is_step() => {}
                 found => {
                     let message = match found {
                         Some(&i) => format!(
@@ -2224,27 +2224,12 @@ pub fn check_hosts(
 ) -> Vec<Issue> {
     let mut out = Vec::new();
     for (i, node) in flow.nodes.iter().enumerate() {
-        let urls: Vec<(String, &str)> = match node {
-            NodeDef::Http(h) => vec![(format!("$.nodes[{i}].url"), h.url.as_str())],
-            NodeDef::Parallel(p) => p
-                .branches
-                .iter()
-                .enumerate()
-                .map(|(k, b)| (format!("$.nodes[{i}].branches[{k}].url"), b.url.as_str()))
-                .collect(),
-            // No upstream call (an `llm` step calls the server's `--llm-url`,
-            // checked when the server starts).
-            NodeDef::Llm(_)
-            | NodeDef::Subflow(_)
-            | NodeDef::Screen(_)
-            | NodeDef::Decision(_)
-            | NodeDef::End(_)
-            | NodeDef::Transform(_)
-            | NodeDef::Wait(_)
-            | NodeDef::Approval(_)
-            | NodeDef::Event(_) => continue,
-        };
-        for (path, url) in urls {
+        let urls = node.upstream_urls();
+        if urls.is_empty() {
+            continue;
+        }
+        for (field, url) in urls {
+            let path = format!("$.nodes[{i}].{field}");
             let Ok(origin) = literal_url_origin(url) else {
                 continue; // INVALID_STEP_URL reports it
             };
@@ -2322,20 +2307,6 @@ fn flag_var(v: &Value) -> Option<&str> {
     };
     let key = path.strip_prefix("flags.")?;
     (!key.contains('.') && !key.is_empty()).then_some(key)
-}
-
-fn is_step(node: &NodeDef) -> bool {
-    match node {
-        NodeDef::Http(_)
-        | NodeDef::Parallel(_)
-        | NodeDef::Llm(_)
-        | NodeDef::Transform(_)
-        | NodeDef::Wait(_)
-        | NodeDef::Approval(_)
-        | NodeDef::Event(_)
-        | NodeDef::Subflow(_) => true,
-        NodeDef::Screen(_) | NodeDef::Decision(_) | NodeDef::End(_) => false,
-    }
 }
 
 fn valid_retry_on(cond: &str) -> bool {

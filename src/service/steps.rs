@@ -145,7 +145,7 @@ impl Baton {
                 };
                 match &t.spec {
                     // Run at once by this process: created leased to it.
-                    TaskSpec::Http | TaskSpec::Llm => {
+                    TaskSpec::Call(_) => {
                         task.state = TaskState::Running;
                         task.lease_owner = Some(self.inner.worker_id.clone());
                         task.attempts = 1;
