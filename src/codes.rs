@@ -474,6 +474,9 @@ catalogue! {
         SessionWaiting "SESSION_WAITING" _
             "`back` while the session waits for a backend step"
             "wait for `sessionUpdated` (or poll `session`) until the step finishes";
+        SkipAcrossSubflow "SKIP_ACROSS_SUBFLOW" _
+            "`skipStep` names a node of another flow of the session's graph than the step it waits on (a subflow's node from the parent, or the reverse)"
+            "skip to a node with the same prefix (the same subflow), e.g. a later node of that subflow or its end";
         SubflowNotLoaded "SUBFLOW_NOT_LOADED" _
             "a session reached a `subflow` node of a flow compiled without its children; the service always runs a session's flow with them, so this is a defect"
             "report it with the session id; the session's flow and its subflows are in the log";

@@ -32,6 +32,8 @@ pub enum EngineError {
     UnknownOutcome { node: String, outcome: String },
     #[error("the session is waiting for backend step `{node}`")]
     SessionWaiting { node: String },
+    #[error("`{to}` is in another flow of the session than `{node}`, where it waits")]
+    SkipAcrossSubflow { node: String, to: String },
     #[error("subflow `{node}` was entered without its child flow")]
     SubflowNotLoaded { node: String },
     #[error("this client cannot render screen `{screen}`, and no fallback fits it: {reason}")]
@@ -56,6 +58,7 @@ impl EngineError {
             EngineError::SessionWaiting { .. } => Code::SessionWaiting,
             EngineError::ClientUnsupported { .. } => Code::ClientUnsupported,
             EngineError::SubflowNotLoaded { .. } => Code::SubflowNotLoaded,
+            EngineError::SkipAcrossSubflow { .. } => Code::SkipAcrossSubflow,
         }
     }
 
@@ -88,6 +91,9 @@ impl EngineError {
             }
             EngineError::SessionWaiting { .. } => {
                 "wait for `sessionUpdated` (or poll `session`) until the step finishes".into()
+            }
+            EngineError::SkipAcrossSubflow { .. } => {
+                "skip to a node with the same prefix (the same subflow), e.g. a later node of that subflow or its end".into()
             }
             EngineError::ClientUnsupported { .. } => {
                 "list every component kind the client renders in `capabilities` (omit it to mean every core kind), or update the app; the flow author can add a `fallback` this client renders".into()

@@ -674,6 +674,15 @@ pub fn skip(
             version: flow.version,
         });
     };
+    // The session's context is the current subflow's: a node of another
+    // flow of the graph would run on the wrong `input` and `steps`.
+    let scope = |id: &str| id.rsplit_once('/').map(|(at, _)| at.to_owned());
+    if scope(to) != scope(&state.node) {
+        return Err(EngineError::SkipAcrossSubflow {
+            node: state.node.clone(),
+            to: to.to_string(),
+        });
+    }
     let mut next = state.clone();
     next.errors.clear();
     next.draft = None;

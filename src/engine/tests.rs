@@ -2173,3 +2173,25 @@ fn a_flow_compiled_without_its_children_cannot_enter_them() {
     let err = start(&f, start_input(client(), Value::Null), &Limits::default()).unwrap_err();
     assert_eq!(err.code().as_str(), "SUBFLOW_NOT_LOADED");
 }
+
+#[test]
+fn an_operator_skips_within_a_subflow_only() {
+    let f = composed(NESTED[0], &NESTED[1..]);
+    let s = started(&f);
+    let s = submit(&f, &s, "sub/s1", "go", &Map::new(), &Limits::default())
+        .unwrap()
+        .state;
+    let err = skip(&f, &s, "done", "op", &Limits::default()).unwrap_err();
+    assert_eq!(err.code().as_str(), "SKIP_ACROSS_SUBFLOW");
+    let err = skip(&f, &s, "sub/c_end", "op", &Limits::default()).unwrap_err();
+    assert_eq!(err.code().as_str(), "SKIP_ACROSS_SUBFLOW");
+    // To the child's own end: both subflows return, completed.
+    let s = skip(&f, &s, "sub/inner/g_end", "op", &Limits::default())
+        .unwrap()
+        .state;
+    assert_eq!((s.node.as_str(), s.status), ("done", Status::Completed));
+    assert_eq!(
+        s.context["steps"]["sub"]["steps"]["inner"]["outcome"],
+        "completed"
+    );
+}

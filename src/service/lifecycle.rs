@@ -760,7 +760,17 @@ impl Baton {
             .into());
         }
         self.definition(flow_id, version).await?;
-        let flow = self.registry().version(flow_id, version).await?;
+        // With the live versions of its subflows: their screens are shown
+        // to the same apps. A child that is missing (validation reports it)
+        // leaves the report to the flow's own screens.
+        let registry = self.registry();
+        let flow = match registry
+            .session_flow(flow_id, version, &Default::default(), "")
+            .await
+        {
+            Ok(f) => f,
+            Err(_) => registry.version(flow_id, version).await?,
+        };
         let days = self.registry().cohort_window_days();
         let since = super::now_ms() - i64::from(days) * 86_400_000;
         let mut learned: std::collections::BTreeMap<Cohort, i64> = Default::default();
