@@ -179,6 +179,11 @@ pub struct ServeConfig {
     /// servers that call real upstreams).
     #[arg(long, env = "BATON_RECORD", value_name = "NAME", value_parser = scenario_name, conflicts_with = "mock")]
     pub record: Option<String>,
+    /// Delete idempotency records older than this many hours (checked
+    /// every minute, in batches); 0 keeps them. A retry with a key older
+    /// than that is treated as a new submit.
+    #[arg(long, env = "BATON_IDEMPOTENCY_HOURS", default_value_t = 0)]
+    pub idempotency_hours: u32,
     /// Hosts `http` steps may call, comma separated (exact names or IPs).
     /// A flow calling another host fails to load.
     #[arg(
@@ -376,6 +381,7 @@ impl ServeConfig {
             nats_from_start: false,
             nats_events_subject: None,
             record: None,
+            idempotency_hours: 0,
             llm_url: None,
             llm_model: None,
             llm_key_secret: "LLM_API_KEY".into(),

@@ -12,6 +12,7 @@ pub mod lifecycle;
 pub mod preview;
 mod recorder;
 pub mod registry;
+mod retention;
 pub mod rollups;
 mod snapshots;
 pub mod steps;

@@ -25,6 +25,7 @@ mod error;
 mod group;
 pub mod handoff;
 mod records;
+mod retention;
 
 use std::borrow::Cow;
 use std::str::FromStr;

@@ -30,6 +30,7 @@ mod nats;
 mod record;
 mod releases;
 mod replay;
+mod retention;
 mod rules;
 mod secrets;
 mod security;
