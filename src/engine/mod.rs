@@ -25,7 +25,7 @@ pub use input::FieldError;
 pub use view::{ActionView, ClientInfo, ScreenView};
 
 use crate::flow::compile::{CompiledEdge, CompiledFlow, CompiledKind, Computed, NodeIdx};
-use crate::flow::compose::local_id;
+use crate::flow::compose::{local_id, scope_of};
 use crate::flow::model::{NodeDef, Outcome};
 pub use crate::flow::steps::StepKind;
 
@@ -586,9 +586,7 @@ pub fn resume(
     }
     let idx = current_index(flow, state)?;
     let mut next = state.clone();
-    if let Some(steps) = next.context.get_mut("steps").and_then(Value::as_object_mut) {
-        steps.insert(local_id(node).to_string(), result.output.clone());
-    }
+    set_step(&mut next.context, node, result.output.clone());
     check_context_size(&next.context, limits)?;
     let mut events = vec![Event::StepCompleted {
         node: node.to_string(),
@@ -676,8 +674,7 @@ pub fn skip(
     };
     // The session's context is the current subflow's: a node of another
     // flow of the graph would run on the wrong `input` and `steps`.
-    let scope = |id: &str| id.rsplit_once('/').map(|(at, _)| at.to_owned());
-    if scope(to) != scope(&state.node) {
+    if scope_of(to) != scope_of(&state.node) {
         return Err(EngineError::SkipAcrossSubflow {
             node: state.node.clone(),
             to: to.to_string(),
@@ -766,12 +763,27 @@ pub fn fail_step(state: &SessionState, node: &str, reason: &str) -> Advance {
 }
 
 fn fail_here(state: &mut SessionState, events: &mut Vec<Event>) {
-    state.status = Status::Failed;
-    state.outcome = Some(Outcome::Failed);
-    events.push(Event::Ended {
-        node: state.node.clone(),
-        outcome: Outcome::Failed,
-    });
+    let node = state.node.clone();
+    end_at(state, events, node, Outcome::Failed);
+}
+
+/// Ends the session on `node` with `outcome`.
+fn end_at(state: &mut SessionState, events: &mut Vec<Event>, node: String, outcome: Outcome) {
+    state.status = match outcome {
+        Outcome::Failed => Status::Failed,
+        Outcome::Completed | Outcome::Abandoned => Status::Completed,
+    };
+    state.outcome = Some(outcome);
+    state.node = node.clone();
+    events.push(Event::Ended { node, outcome });
+}
+
+/// Stores a step's output at `steps.<id>`, under the id it has in its own
+/// flow.
+fn set_step(context: &mut Value, node: &str, output: Value) {
+    if let Some(steps) = context.get_mut("steps").and_then(Value::as_object_mut) {
+        steps.insert(local_id(node).to_string(), output);
+    }
 }
 
 fn ensure_active(state: &SessionState) -> Result<(), EngineError> {
@@ -830,13 +842,7 @@ fn walk(
             }
             CompiledKind::Transform { set, next } => {
                 let out = compute(flow, &node.id, set, &state.context)?;
-                if let Some(steps) = state
-                    .context
-                    .get_mut("steps")
-                    .and_then(Value::as_object_mut)
-                {
-                    steps.insert(local_id(&node.id).to_string(), Value::Object(out));
-                }
+                set_step(&mut state.context, &node.id, Value::Object(out));
                 check_context_size(&state.context, limits)?;
                 cur = pick_edge(next, &state.context, &node.id)?;
             }
@@ -885,13 +891,7 @@ fn walk(
                     "steps": std::mem::take(&mut ctx["steps"]),
                 });
                 restore(state, frame);
-                if let Some(steps) = state
-                    .context
-                    .get_mut("steps")
-                    .and_then(Value::as_object_mut)
-                {
-                    steps.insert(local_id(&parent.id).to_string(), output.clone());
-                }
+                set_step(&mut state.context, &parent.id, output.clone());
                 check_context_size(&state.context, limits)?;
                 events.push(Event::StepCompleted {
                     node: parent.id.clone(),
@@ -908,16 +908,7 @@ fn walk(
                     None => {
                         // No edge for how the child ended: the session ends
                         // the same way, on the child's end node.
-                        state.node = node.id.clone();
-                        state.status = match outcome {
-                            Outcome::Failed => Status::Failed,
-                            Outcome::Completed | Outcome::Abandoned => Status::Completed,
-                        };
-                        state.outcome = Some(*outcome);
-                        events.push(Event::Ended {
-                            node: node.id.clone(),
-                            outcome: *outcome,
-                        });
+                        end_at(state, events, node.id.clone(), *outcome);
                         return Ok(());
                     }
                 }
@@ -934,16 +925,7 @@ fn walk(
                 return Ok(());
             }
             CompiledKind::End { outcome } => {
-                state.node = node.id.clone();
-                state.status = match outcome {
-                    Outcome::Failed => Status::Failed,
-                    Outcome::Completed | Outcome::Abandoned => Status::Completed,
-                };
-                state.outcome = Some(*outcome);
-                events.push(Event::Ended {
-                    node: node.id.clone(),
-                    outcome: *outcome,
-                });
+                end_at(state, events, node.id.clone(), *outcome);
                 return Ok(());
             }
         }

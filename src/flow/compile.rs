@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use regex::Regex;
 
-use super::compose::{Composition, SEP, children_of};
+use super::compose::{Composition, children_of, scope_of};
 use super::error::FlowError;
 use super::model::{ComponentDef, FlowDef, NodeDef, Outcome, Text, walk_components};
 use super::policy::Policy;
@@ -361,8 +361,8 @@ impl CompiledFlow {
                     texts.extend(e.title.iter());
                     collect_all(&e.components, &mut texts, &mut pattern_sources);
                     // A child's end returns to the subflow node that holds it.
-                    match e.id.rsplit_once(SEP) {
-                        Some((at, _)) if scopes.contains_key(at) => CompiledKind::Return {
+                    match scope_of(&e.id) {
+                        Some(at) if scopes.contains_key(at) => CompiledKind::Return {
                             outcome: e.outcome,
                             subflow: resolve(at, &e.id)?,
                         },
@@ -613,8 +613,8 @@ impl CompiledFlow {
     /// Where a failed step at `idx` goes when it has no edge of its own:
     /// the `on_error` of the flow the node belongs to.
     pub fn on_error_at(&self, idx: NodeIdx) -> Option<NodeIdx> {
-        match self.nodes[idx].id.rsplit_once(SEP) {
-            Some((at, _)) => self.scopes.get(at).map(|s| s.on_error),
+        match scope_of(&self.nodes[idx].id) {
+            Some(at) => self.scopes.get(at).map(|s| s.on_error),
             None => self.on_error,
         }
     }

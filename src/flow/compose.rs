@@ -27,6 +27,12 @@ pub fn local_id(id: &str) -> &str {
     id.rsplit(SEP).next().unwrap_or(id)
 }
 
+/// The composed id of the subflow node a node belongs to; `None` for a
+/// node of the session's own flow.
+pub fn scope_of(id: &str) -> Option<&str> {
+    id.rsplit_once(SEP).map(|(at, _)| at)
+}
+
 /// Where one child flow sits in a composed graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {

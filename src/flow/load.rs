@@ -155,14 +155,11 @@ fn scan_dir(dir: &Path, checks: Option<&CheckOptions>) -> Result<LoadReport, Flo
                 Severity::Warning,
                 &|id: &str| runs.get(id).cloned(),
             );
-            let text = fs::read_to_string(&l.file).unwrap_or_default();
-            if let Some(positions) = super::position::Positions::of(&text) {
-                for issue in &mut issues {
-                    if let Some((line, column)) = positions.find(&issue.path) {
-                        issue.line = Some(line);
-                        issue.column = Some(column);
-                    }
-                }
+            if !issues.is_empty() {
+                locate_lines(
+                    &mut issues,
+                    &fs::read_to_string(&l.file).unwrap_or_default(),
+                );
             }
             report.issues.extend(issues);
         }
@@ -243,6 +240,13 @@ pub fn check_text(path: &Path, text: &str, opts: &CheckOptions) -> (Option<FlowD
             });
         }
     }
+    locate_lines(&mut issues, text);
+    (def, issues)
+}
+
+/// Gives the issues without a line the line and column of their path in
+/// `text`.
+fn locate_lines(issues: &mut [Issue], text: &str) {
     if let Some(positions) = super::position::Positions::of(text) {
         for issue in issues.iter_mut().filter(|i| i.line.is_none()) {
             if let Some((line, column)) = positions.find(&issue.path) {
@@ -251,7 +255,6 @@ pub fn check_text(path: &Path, text: &str, opts: &CheckOptions) -> (Option<FlowD
             }
         }
     }
-    (def, issues)
 }
 
 /// Like [`parse_flow_value`], but a flow whose only structural problems

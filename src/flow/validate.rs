@@ -631,6 +631,24 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A transform's `set` or a subflow's `params`: each value a rule (an
+    /// object), a template (a string) or a literal.
+    fn check_computed(
+        &mut self,
+        set: &std::collections::BTreeMap<String, Value>,
+        base: &str,
+        id: &str,
+    ) {
+        for (key, value) in set {
+            let path = format!("{base}.{key}");
+            match value {
+                Value::Object(_) => self.check_rule(value, &path, id),
+                Value::String(src) => self.check_template_str(src, &path, id),
+                _ => {}
+            }
+        }
+    }
+
     fn check_step(&mut self, i: usize, node: &'a NodeDef, base: &str) {
         let id = node.id();
         if let Some(p) = node.pending() {
@@ -736,14 +754,7 @@ impl<'a> Validator<'a> {
                 self.adjacency[i].extend(targets);
                 edge(self, &f.on_abandoned, "on_abandoned");
                 edge(self, &f.on_error, "on_error");
-                for (key, value) in &f.params {
-                    let path = format!("{base}.params.{key}");
-                    match value {
-                        Value::Object(_) => self.check_rule(value, &path, id),
-                        Value::String(src) => self.check_template_str(src, &path, id),
-                        _ => {}
-                    }
-                }
+                self.check_computed(&f.params, &format!("{base}.params"), id);
                 let path = format!("{base}.flow");
                 if !valid_flow_id(&f.flow) {
                     self.error(
@@ -766,14 +777,7 @@ impl<'a> Validator<'a> {
             NodeDef::Transform(t) => {
                 let targets = self.check_edges(&t.next, &format!("{base}.next"), id);
                 self.adjacency[i].extend(targets);
-                for (key, value) in &t.set {
-                    let path = format!("{base}.set.{key}");
-                    match value {
-                        Value::Object(_) => self.check_rule(value, &path, id),
-                        Value::String(src) => self.check_template_str(src, &path, id),
-                        _ => {}
-                    }
-                }
+                self.check_computed(&t.set, &format!("{base}.set"), id);
             }
             NodeDef::Wait(w) => {
                 let targets = self.check_edges(&w.next, &format!("{base}.next"), id);
@@ -2224,11 +2228,7 @@ pub fn check_hosts(
 ) -> Vec<Issue> {
     let mut out = Vec::new();
     for (i, node) in flow.nodes.iter().enumerate() {
-        let urls = node.upstream_urls();
-        if urls.is_empty() {
-            continue;
-        }
-        for (field, url) in urls {
+        for (field, url) in node.upstream_urls() {
             let path = format!("$.nodes[{i}].{field}");
             let Ok(origin) = literal_url_origin(url) else {
                 continue; // INVALID_STEP_URL reports it

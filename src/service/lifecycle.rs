@@ -394,7 +394,7 @@ impl Baton {
                 ),
             });
         }
-        let (snap, _) = self.load_trusted(session_id).await?;
+        let snap = self.snapshot(session_id, super::Read::Fresh).await?;
         // The version itself, not the session's graph with its subflows
         // inlined: a child's steps are the child's to record.
         let flow = self
@@ -583,8 +583,9 @@ impl Baton {
     /// hosts may have changed since it was saved.
     fn revalidate(&self, rec: &FlowVersionRecord) -> Result<(), ServiceError> {
         let text = serde_json::to_string(&rec.definition).map_err(ServiceError::internal)?;
+        let file = format!("{}.json", rec.flow_id);
         let (def, mut issues) = load::check_text(
-            Path::new(&format!("{}.json", rec.flow_id)),
+            Path::new(&file),
             &text,
             &CheckOptions {
                 flags: Some(self.flags().current()),
@@ -593,7 +594,6 @@ impl Baton {
             },
         );
         if let Some(def) = def {
-            let file = format!("{}.json", rec.flow_id);
             issues.extend(
                 self.registry()
                     .subflow_issues(&def, &file, &Default::default()),

@@ -5,6 +5,7 @@
 //! behind an `Arc`). Files in the flows directory become versions as they
 //! change; a file that fails validation never becomes one.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,8 +13,6 @@ use dashmap::DashMap;
 use serde_json::json;
 
 use super::ServiceError;
-use std::collections::BTreeMap;
-
 use crate::flow::compile::CompiledFlow;
 use crate::flow::compose;
 use crate::flow::load;
@@ -427,14 +426,14 @@ impl Registry {
         &self,
         flow_id: &str,
         version: i32,
-        entered: &std::collections::BTreeMap<String, i32>,
+        entered: &BTreeMap<String, i32>,
         user_id: &str,
     ) -> Result<Arc<CompiledFlow>, ServiceError> {
         let base = self.version(flow_id, version).await?;
         if base.children.is_empty() {
             return Ok(base);
         }
-        let mut children = std::collections::BTreeMap::new();
+        let mut children = BTreeMap::new();
         let mut todo = base.children.clone();
         while let Some(id) = todo.pop() {
             if children.contains_key(&id) {
@@ -466,7 +465,7 @@ impl Registry {
             .into_iter()
             .map(|(id, f)| (id, (f.version, f.def.clone())))
             .collect();
-        let composition = crate::flow::compose::compose(&base.def, &defs)?;
+        let composition = compose::compose(&base.def, &defs)?;
         let flow = Arc::new(CompiledFlow::compile_composed(
             composition,
             version,

@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -166,14 +165,8 @@ impl Fixture {
         };
         app.submit(&token, &id, "ask", "next", json!({ "text": text }))
             .await;
-        for _ in 0..200 {
-            let s = app.session(Some(&token), &id).await["data"]["session"].clone();
-            if s["status"] != "WAITING" || s["screen"]["id"] == "check" {
-                return (id, s);
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("session {id} did not settle");
+        let s = app.settled(&token, &id, "check").await;
+        (id, s)
     }
 
     async fn attempts(&self, id: &str) -> Value {

@@ -5,7 +5,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -89,14 +88,8 @@ async fn ask(
                 .await;
         }
     }
-    for _ in 0..200 {
-        let s = app.session(Some(&token), &id).await["data"]["session"].clone();
-        if s["status"] != "WAITING" || s["screen"]["id"] == "agent_review" {
-            return (id, s);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("session {id} did not settle");
+    let s = app.settled(&token, &id, "agent_review").await;
+    (id, s)
 }
 
 fn texts(s: &Value) -> Vec<&str> {

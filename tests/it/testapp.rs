@@ -309,6 +309,19 @@ impl TestApp {
         let q = format!("query($s: ID!) {{ session(id: $s) {{ ...S }} }} {SESSION_FIELDS}");
         self.gql(&q, json!({ "s": session }), token).await
     }
+
+    /// Polls the session (up to 5 s) until it no longer waits, or waits
+    /// on screen `parked` (a person's step); returns the FlowSession.
+    pub async fn settled(&self, token: &str, session: &str, parked: &str) -> Value {
+        for _ in 0..200 {
+            let s = self.session(Some(token), session).await["data"]["session"].clone();
+            if s["status"] != "WAITING" || s["screen"]["id"] == parked {
+                return s;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("session {session} did not settle");
+    }
 }
 
 /// The API keys of [`write_test_keys`]: one per role, the key is
