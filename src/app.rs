@@ -186,9 +186,12 @@ impl Application {
             let every = Duration::from_millis(config.rollup_poll_ms);
             tokio::spawn(async move { baton.rollups().run(every, shutdown).await })
         });
-        if config.idempotency_hours > 0 {
+        let keep = crate::service::retention::Retention::from_hours(
+            config.idempotency_hours,
+            config.session_hours,
+        );
+        if !keep.is_off() {
             let (baton, shutdown) = (baton.clone(), shutdown.clone());
-            let keep = Duration::from_secs(u64::from(config.idempotency_hours) * 3600);
             tokio::spawn(async move { baton.run_retention(keep, shutdown).await });
         }
         if let Some(scenario) = &config.record {

@@ -184,6 +184,12 @@ pub struct ServeConfig {
     /// than that is treated as a new submit.
     #[arg(long, env = "BATON_IDEMPOTENCY_HOURS", default_value_t = 0)]
     pub idempotency_hours: u32,
+    /// Delete sessions whose last change is older than this many hours,
+    /// with their log (checked every minute, in batches); 0 keeps them.
+    /// Sessions waiting on a step, and those the funnels have yet to count
+    /// as dropped off (up to 7 days quiet), are kept until they are not.
+    #[arg(long, env = "BATON_SESSION_HOURS", default_value_t = 0)]
+    pub session_hours: u32,
     /// Hosts `http` steps may call, comma separated (exact names or IPs).
     /// A flow calling another host fails to load.
     #[arg(
@@ -382,6 +388,7 @@ impl ServeConfig {
             nats_events_subject: None,
             record: None,
             idempotency_hours: 0,
+            session_hours: 0,
             llm_url: None,
             llm_model: None,
             llm_key_secret: "LLM_API_KEY".into(),

@@ -12,7 +12,7 @@ pub mod lifecycle;
 pub mod preview;
 mod recorder;
 pub mod registry;
-mod retention;
+pub mod retention;
 pub mod rollups;
 mod snapshots;
 pub mod steps;
@@ -533,9 +533,11 @@ impl Baton {
                     }
                     return Ok(latest);
                 }
-                // Someone else advanced the session first: start over from
-                // what they stored.
-                Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
+                // Someone else advanced the session first (or retention
+                // deleted it): start over from what is stored.
+                Err(ServiceError::Store(
+                    StoreError::Conflict { .. } | StoreError::SessionGone { .. },
+                )) => continue,
                 // The key was applied before (the session may have come back
                 // to the same screen since): answer as the first time.
                 Err(ServiceError::Store(StoreError::IdempotencyKeyTaken { .. })) => {
@@ -572,7 +574,9 @@ impl Baton {
                     self.inner.hub.publish(&view);
                     return Ok(view);
                 }
-                Err(ServiceError::Store(StoreError::Conflict { .. })) => continue,
+                Err(ServiceError::Store(
+                    StoreError::Conflict { .. } | StoreError::SessionGone { .. },
+                )) => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -819,11 +823,13 @@ impl Baton {
         let snap = match cached {
             Some(s) => s,
             None => {
-                let record = self.inner.store.session(session_id).await?.ok_or_else(|| {
-                    ServiceError::SessionNotFound {
+                let Some(record) = self.inner.store.session(session_id).await? else {
+                    // Deleted by retention since it was remembered.
+                    self.inner.snapshots.forget(session_id);
+                    return Err(ServiceError::SessionNotFound {
                         session_id: session_id.to_string(),
-                    }
-                })?;
+                    });
+                };
                 let snap = Arc::new(snapshot_of(record)?);
                 self.inner.snapshots.put(snap.clone());
                 snap

@@ -1,25 +1,63 @@
-//! Retention (`--idempotency-hours`): idempotency records older than that
-//! are deleted, a batch at a time, once a minute. A client retries a
-//! submit within seconds or minutes of sending it; a record past the
-//! window only takes space (it holds the whole answer).
+//! Retention: what the operator keeps, by age, deleted a batch at a time
+//! once a minute.
+//! - `--idempotency-hours`: idempotency records. A client retries a submit
+//!   within seconds or minutes of sending it; a record past the window
+//!   only takes space (it holds the whole answer).
+//! - `--session-hours`: sessions whose last change is older, with their
+//!   log, idempotency records and tasks. Sessions something may still
+//!   write to are kept (see [`crate::store::Store::delete_sessions_before`]).
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use super::{Baton, ServiceError, now_ms};
+use crate::store::{SessionSweep, Store, StoreError, Swept};
 
 /// How often a pass runs.
 const EVERY: Duration = Duration::from_secs(60);
-/// Records deleted per statement: small enough that a SQLite write holds
-/// the writer for about a millisecond.
+/// Idempotency records deleted per statement: small enough that a SQLite
+/// write holds the writer for about a millisecond.
 pub const BATCH: i64 = 500;
+/// Sessions looked at per batch. Each takes its whole log with it (tens
+/// of rows for a typical session), hence fewer than records.
+pub const SESSION_BATCH: i64 = 100;
 /// The pause between batches, which lets the writers serving sessions in.
 const BREATHE: Duration = Duration::from_millis(5);
 
+/// How long each kind of record is kept; `None` keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub idempotency: Option<Duration>,
+    pub sessions: Option<Duration>,
+}
+
+impl Retention {
+    pub fn from_hours(idempotency: u32, sessions: u32) -> Retention {
+        let hours = |h: u32| (h > 0).then(|| Duration::from_secs(u64::from(h) * 3600));
+        Retention {
+            idempotency: hours(idempotency),
+            sessions: hours(sessions),
+        }
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.idempotency.is_none() && self.sessions.is_none()
+    }
+}
+
+/// What one pass deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleted {
+    pub idempotency: u64,
+    pub sessions: u64,
+    /// SQLite event-feed rows of deleted events.
+    pub feed_rows: u64,
+}
+
 impl Baton {
     /// Runs a retention pass every minute until `shutdown`.
-    pub async fn run_retention(&self, keep: Duration, shutdown: CancellationToken) {
+    pub async fn run_retention(&self, keep: Retention, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -28,31 +66,78 @@ impl Baton {
                 _ = tick.tick() => {}
             }
             match self.retention_pass(keep).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "retention: deleted old idempotency records"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "retention: deleting old idempotency records failed")
-                }
+                Ok(d) if d == Deleted::default() => {}
+                Ok(d) => tracing::info!(
+                    idempotency_records = d.idempotency,
+                    sessions = d.sessions,
+                    feed_rows = d.feed_rows,
+                    "retention: deleted old records"
+                ),
+                Err(e) => tracing::warn!(error = %e, "retention: deleting old records failed"),
             }
         }
     }
 
-    /// Deletes the idempotency records older than `keep`, in batches;
-    /// returns how many.
-    pub async fn retention_pass(&self, keep: Duration) -> Result<u64, ServiceError> {
-        let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
-        let before = now_ms().saturating_sub(keep_ms);
-        let mut total = 0;
+    /// One pass: deletes what is older than `keep` says, in batches.
+    pub async fn retention_pass(&self, keep: Retention) -> Result<Deleted, ServiceError> {
+        let cutoff =
+            |d: Duration| now_ms().saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut deleted = Deleted::default();
+        if let Some(d) = keep.idempotency {
+            deleted.idempotency = delete_idempotency_before(self.store(), cutoff(d)).await?;
+        }
+        if let Some(d) = keep.sessions {
+            (deleted.sessions, deleted.feed_rows) =
+                delete_sessions_before(self.store(), cutoff(d), SESSION_BATCH).await?;
+        }
+        Ok(deleted)
+    }
+}
+
+async fn delete_idempotency_before(store: &Store, before: i64) -> Result<u64, StoreError> {
+    let mut total = 0;
+    loop {
+        let n = store.delete_idempotency_before(before, BATCH).await?;
+        total += n;
+        if n < BATCH as u64 {
+            return Ok(total);
+        }
+        tokio::time::sleep(BREATHE).await;
+    }
+}
+
+/// Sweeps every flow's sessions older than `before`, then trims the
+/// event feed of what they left there; returns (sessions, feed rows).
+pub async fn delete_sessions_before(
+    store: &Store,
+    before: i64,
+    batch: i64,
+) -> Result<(u64, u64), StoreError> {
+    let mut sessions = 0;
+    for flow in store.flows_with_versions().await? {
+        let mut sweep = SessionSweep::default();
         loop {
-            let n = self
-                .store()
-                .delete_idempotency_before(before, BATCH)
+            let Swept { deleted, done } = store
+                .delete_sessions_before(&flow, before, &mut sweep, batch)
                 .await?;
-            total += n;
-            if n < BATCH as u64 {
-                return Ok(total);
+            sessions += deleted;
+            if done {
+                break;
             }
             tokio::time::sleep(BREATHE).await;
         }
     }
+    let mut feed_rows = 0;
+    if sessions > 0 {
+        let mut after = 0;
+        loop {
+            let Swept { deleted, done } = store.trim_event_feed(before, &mut after, BATCH).await?;
+            feed_rows += deleted;
+            if done {
+                break;
+            }
+            tokio::time::sleep(BREATHE).await;
+        }
+    }
+    Ok((sessions, feed_rows))
 }

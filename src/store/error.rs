@@ -59,6 +59,11 @@ pub enum StoreError {
     #[error("{what} not found")]
     NotFound { what: String },
 
+    /// The session was deleted (by retention) after it was read; nothing
+    /// was written.
+    #[error("session {session_id} no longer exists")]
+    SessionGone { session_id: String },
+
     /// The backend-step task was already finished (by another worker, a
     /// reviewer, an event or an operator); nothing was written.
     #[error("step task {task_id} is already finished")]
@@ -102,6 +107,7 @@ impl StoreError {
             }
             StoreError::IdempotencyKeyTaken { .. } => Code::IdempotencyKeyTaken,
             StoreError::NotFound { .. } => Code::StoreNotFound,
+            StoreError::SessionGone { .. } => Code::SessionNotFound,
             StoreError::SessionExists { .. } => Code::SessionExists,
             StoreError::TaskFinished { .. } => Code::TaskAlreadyFinished,
             StoreError::Corrupt { .. } => Code::StoreCorrupt,
@@ -147,6 +153,11 @@ impl StoreError {
                     .to_owned()
             }
             StoreError::NotFound { what } => format!("check that the {what} exists"),
+            StoreError::SessionGone { .. } => {
+                "the session was deleted after its last change grew older than the server keeps \
+                 sessions (--session-hours); start a new one"
+                    .to_owned()
+            }
             StoreError::SessionExists { .. } => "session ids must be unique".to_owned(),
             StoreError::TaskFinished { .. } => {
                 "the step was completed by someone else first; read the session".to_owned()

@@ -25,7 +25,6 @@ mod error;
 mod group;
 pub mod handoff;
 mod records;
-mod retention;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -230,8 +229,10 @@ pub mod tasks;
 // After the pool macros, which it uses.
 pub mod experiments;
 pub mod feed;
+mod retention;
 pub mod rollups;
 pub mod sinks;
+pub use retention::{SessionSweep, Swept};
 
 /// Starting a write transaction differs per backend.
 trait BeginWrite {
@@ -1048,8 +1049,8 @@ impl Store {
                 expected: expected_seq,
                 actual,
             },
-            Ok(None) => StoreError::NotFound {
-                what: format!("session {session_id}"),
+            Ok(None) => StoreError::SessionGone {
+                session_id: session_id.to_owned(),
             },
             Err(e) => e.into(),
         }

@@ -3,6 +3,21 @@
 
 use super::{Inner, Store, StoreError};
 
+/// Where a sweep through one flow's sessions stands: the last session it
+/// looked at, by `(created_at, id)`.
+#[derive(Debug, Clone, Default)]
+pub struct SessionSweep {
+    after: Option<(i64, String)>,
+}
+
+/// What one batch of a sweep did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    pub deleted: u64,
+    /// Nothing left to look at in this sweep.
+    pub done: bool,
+}
+
 impl Store {
     /// Deletes up to `batch` idempotency records created before `before`
     /// (ms since the epoch); returns how many went. Fewer than `batch`
@@ -38,5 +53,182 @@ impl Store {
             .rows_affected(),
         };
         Ok(deleted)
+    }
+
+    /// The flows that have sessions or had them: a sweep goes flow by flow,
+    /// along the `(flow_id, created_at)` index that listing sessions uses.
+    pub async fn flows_with_versions(&self) -> Result<Vec<String>, StoreError> {
+        Ok(with_read_pool!(self, |pool| {
+            sqlx::query_scalar("SELECT DISTINCT flow_id FROM flow_versions ORDER BY flow_id")
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// One batch of a sweep through `flow_id`'s sessions created before
+    /// `before`: of the next `batch` of them, deletes those whose last
+    /// change is older than `before` too, and which nothing may still
+    /// write to: no step task that is not done, and no drop-off the
+    /// funnel aggregator has yet to settle (it counts a quiet session as
+    /// dropped only once it has been quiet for its longest idle threshold).
+    ///
+    /// A deleted session takes its events, idempotency records, tasks and
+    /// funnel walk with it. Only a session's start bounds its last change
+    /// from below, so the sweep walks sessions by start and tests the
+    /// last change: no index on `updated_at`, which every submit would
+    /// have to update.
+    pub async fn delete_sessions_before(
+        &self,
+        flow_id: &str,
+        before: i64,
+        sweep: &mut SessionSweep,
+        batch: i64,
+    ) -> Result<Swept, StoreError> {
+        let (from_at, from_id) = sweep.after.clone().unwrap_or((i64::MIN, String::new()));
+        let scanned: Vec<(String, i64)> = with_read_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT id, created_at FROM sessions \
+                 WHERE flow_id = $1 AND created_at < $2 AND created_at >= $3 \
+                 AND (created_at > $3 OR id > $4) \
+                 ORDER BY created_at, id LIMIT $5",
+            )
+            .bind(flow_id)
+            .bind(before)
+            .bind(from_at)
+            .bind(&from_id)
+            .bind(batch)
+            .fetch_all(pool)
+            .await?
+        });
+        let Some((last_id, last_at)) = scanned.last().cloned() else {
+            return Ok(Swept {
+                deleted: 0,
+                done: true,
+            });
+        };
+        sweep.after = Some((last_at, last_id));
+        let ids: Vec<String> = scanned.into_iter().map(|(id, _)| id).collect();
+        let done = (ids.len() as i64) < batch;
+        let deleted = match &self.inner {
+            Inner::Sqlite { write, .. } => {
+                let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt {
+                    table: "sessions",
+                    detail: e.to_string(),
+                })?;
+                let mut tx = write.begin().await?;
+                // Foreign keys take the events, idempotency records and
+                // tasks (and their attempts) with each session.
+                let gone: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM sessions WHERE id IN (SELECT value FROM json_each(?1)) \
+                     AND updated_at < ?2 AND status <> 'WAITING' \
+                     AND NOT EXISTS (SELECT 1 FROM step_tasks t \
+                         WHERE t.session_id = sessions.id AND t.state <> 'done') \
+                     AND NOT EXISTS (SELECT 1 FROM funnel_sessions f \
+                         WHERE f.session_id = sessions.id AND f.idle_node IS NOT NULL) \
+                     RETURNING id",
+                )
+                .bind(&ids)
+                .bind(before)
+                .fetch_all(&mut *tx)
+                .await?;
+                if !gone.is_empty() {
+                    sqlx::query(
+                        "DELETE FROM funnel_sessions WHERE session_id IN \
+                         (SELECT value FROM json_each(?1))",
+                    )
+                    .bind(
+                        serde_json::to_string(&gone).map_err(|e| StoreError::Corrupt {
+                            table: "sessions",
+                            detail: e.to_string(),
+                        })?,
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                gone.len() as u64
+            }
+            // A trigger (migration 0005) takes the events and idempotency
+            // records; foreign keys the tasks.
+            Inner::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                let gone: Vec<String> = sqlx::query_scalar(
+                    "DELETE FROM sessions s WHERE s.id = ANY($1) \
+                     AND s.updated_at < $2 AND s.status <> 'WAITING' \
+                     AND NOT EXISTS (SELECT 1 FROM step_tasks t \
+                         WHERE t.session_id = s.id AND t.state <> 'done') \
+                     AND NOT EXISTS (SELECT 1 FROM funnel_sessions f \
+                         WHERE f.session_id = s.id AND f.idle_node IS NOT NULL) \
+                     RETURNING s.id",
+                )
+                .bind(&ids)
+                .bind(before)
+                .fetch_all(&mut *tx)
+                .await?;
+                if !gone.is_empty() {
+                    sqlx::query("DELETE FROM funnel_sessions WHERE session_id = ANY($1)")
+                        .bind(&gone)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                gone.len() as u64
+            }
+        };
+        Ok(Swept { deleted, done })
+    }
+
+    /// One batch of trimming the SQLite event feed's head of rows whose
+    /// event was deleted with its session, after feed id `*after`. Feed
+    /// readers skip such rows already; this gives their space back. Ends
+    /// at the first batch whose remaining events are all from `before` on:
+    /// the feed is in commit order, and every event of a deleted session
+    /// is older than the cutoff that deleted it. PostgreSQL's feed is the
+    /// log itself: nothing to do there.
+    pub async fn trim_event_feed(
+        &self,
+        before: i64,
+        after: &mut i64,
+        batch: i64,
+    ) -> Result<Swept, StoreError> {
+        let (read, write) = match &self.inner {
+            Inner::Sqlite { read, write, .. } => (read, write),
+            Inner::Postgres(_) => {
+                return Ok(Swept {
+                    deleted: 0,
+                    done: true,
+                });
+            }
+        };
+        let (last, oldest_kept, count): (Option<i64>, Option<i64>, i64) = sqlx::query_as(
+            "SELECT MAX(f.id), MIN(e.created_at), COUNT(*) FROM \
+             (SELECT id, session_id, seq FROM event_feed WHERE id > ?1 ORDER BY id LIMIT ?2) f \
+             LEFT JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq",
+        )
+        .bind(*after)
+        .bind(batch)
+        .fetch_one(read)
+        .await?;
+        let Some(last) = last else {
+            return Ok(Swept {
+                deleted: 0,
+                done: true,
+            });
+        };
+        let deleted = sqlx::query(
+            "DELETE FROM event_feed WHERE id > ?1 AND id <= ?2 AND NOT EXISTS \
+             (SELECT 1 FROM session_events e \
+              WHERE e.session_id = event_feed.session_id AND e.seq = event_feed.seq)",
+        )
+        .bind(*after)
+        .bind(last)
+        .execute(write)
+        .await?
+        .rows_affected();
+        *after = last;
+        Ok(Swept {
+            deleted,
+            done: count < batch || oldest_kept.is_some_and(|at| at >= before),
+        })
     }
 }

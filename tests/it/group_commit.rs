@@ -251,7 +251,7 @@ async fn one_batch_keeps_every_commit_isolated(db: TestDb) {
         other => panic!("stale commit: {other:?}"),
     }
     assert_eq!(code(taken_r), "IDEMPOTENCY_KEY_TAKEN");
-    assert_eq!(code(missing_r), "STORE_NOT_FOUND");
+    assert_eq!(code(missing_r), "SESSION_NOT_FOUND");
     assert_eq!(before(&stale).await, stale_before);
     assert_eq!(before(&taken).await, taken_before);
     assert_eq!(store.session(&missing).await.unwrap(), None);

@@ -253,7 +253,7 @@ async fn commit_advances_and_checks_the_expected_seq(db: TestDb) {
             None,
         )
         .await;
-    assert_eq!(code(missing), "STORE_NOT_FOUND");
+    assert_eq!(code(missing), "SESSION_NOT_FOUND");
     let no_events = store
         .commit(&s.id, 3, "ACTIVE", &json!({}), &[], None)
         .await;
@@ -834,7 +834,7 @@ async fn deleting_a_session_deletes_its_log_and_idempotency_records(db: TestDb) 
                 )
                 .await
         ),
-        "STORE_NOT_FOUND"
+        "SESSION_NOT_FOUND"
     );
     assert_eq!(count("session_events", &gone.id).await, 0);
 }
