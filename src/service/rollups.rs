@@ -341,7 +341,8 @@ impl Rollups {
                 }
                 // What was written counts as this step's work, so a
                 // catch-up does not stop before the sums are in.
-                return Ok((n.max(1), false));
+                let settled = self.settle(state, now).await?;
+                return Ok((n.max(1) + settled, settled as i64 >= SETTLE_BATCH));
             }
             // Caught up and all written: time to settle the long quiet.
             let n = self.settle(state, now).await?;
@@ -358,8 +359,15 @@ impl Rollups {
         let due = when == Write::Now
             || state.since.is_some_and(|t| t.elapsed() >= self.write_every)
             || state.dirty.len() + BATCH as usize > self.walk_capacity;
-        if due && !self.write(state).await? {
-            return Ok((0, false));
+        if due {
+            if !self.write(state).await? {
+                return Ok((0, false));
+            }
+            // Nothing folded is unwritten now: the moment to settle. On a
+            // busy server the feed is never empty when the loop looks, so
+            // settling only once caught up would never come.
+            let settled = self.settle(state, now_ms()).await?;
+            return Ok((n + settled, full || settled as i64 >= SETTLE_BATCH));
         }
         Ok((n, full))
     }

@@ -775,3 +775,101 @@ async fn too_large_sqlite() {
 async fn too_large_postgres() {
     too_large(Backend::Postgres).await;
 }
+
+/// A session quiet for longer than any idle threshold is settled into the
+/// rollups while the server stays busy: the aggregator settles after it
+/// writes, not only once the feed runs dry (which on a busy server it
+/// never does when the aggregator looks).
+async fn quiet_sessions_settle_under_load(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_configured(backend, &[("signup.yaml", SIGNUP.into())], |c, _| {
+            c.rollup_poll_ms = 20;
+            c.funnel_write_ms = 200;
+            c.rate_limit_per_address = 0;
+            c.rate_limit_per_session = 0;
+        })
+        .await
+    else {
+        return;
+    };
+    let (s, _) = app
+        .start("signup_funnel", json!({ "id": "quiet" }), json!({}))
+        .await;
+    let quiet = s["id"].as_str().unwrap().to_owned();
+    let walked = format!(
+        "SELECT COUNT(*) FROM funnel_sessions WHERE session_id = '{quiet}' AND idle_node IS NOT NULL"
+    );
+    for i in 0.. {
+        if app.count(&walked).await == 1 {
+            break;
+        }
+        assert!(i < 400, "the aggregator did not walk the session");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    // Eight days quiet, as far as the aggregator can tell.
+    let shift = 8 * 86_400_000i64;
+    app.execute(&format!(
+        "UPDATE funnel_sessions SET created_at = created_at - {shift}, last_at = last_at - {shift} \
+         WHERE session_id = '{quiet}'"
+    ))
+    .await;
+    // Busy: a session walks back and forth without a pause.
+    let (s, token) = app
+        .start("signup_funnel", json!({ "id": "busy" }), json!({}))
+        .await;
+    let busy = s["id"].as_str().unwrap().to_owned();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (app_url, stop) = (app.base.clone(), stop.clone());
+        let (busy, token) = (busy.clone(), token.clone());
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for q in [
+                    "mutation($s: ID!) { submit(input: { sessionId: $s, screenId: \"intro\", action: \"next\" }) { status } }",
+                    "mutation($s: ID!) { back(sessionId: $s) { status } }",
+                ] {
+                    let r: Value = client
+                        .post(format!("{app_url}/graphql"))
+                        .bearer_auth(&token)
+                        .json(&json!({ "query": q, "variables": { "s": busy } }))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    assert!(r.get("errors").is_none(), "{r}");
+                    n += 1;
+                }
+            }
+            n
+        })
+    };
+    let settled = format!(
+        "SELECT COUNT(*) FROM funnel_sessions WHERE session_id = '{quiet}' AND idle_node IS NULL"
+    );
+    let mut done = false;
+    for _ in 0..200 {
+        if app.count(&settled).await == 1 {
+            done = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let submits = load.await.unwrap();
+    assert!(done, "not settled within 5 s of load ({submits} requests)");
+    assert!(submits > 20, "{submits}");
+}
+
+#[tokio::test]
+async fn quiet_sessions_settle_under_load_sqlite() {
+    quiet_sessions_settle_under_load(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn quiet_sessions_settle_under_load_postgres() {
+    quiet_sessions_settle_under_load(Backend::Postgres).await;
+}

@@ -125,33 +125,6 @@ nodes:
   - { id: bye, kind: end }
 "#;
 
-/// `SELECT COUNT(*) …` on the app's database, whichever it is.
-async fn count(app: &TestApp, sql: &str) -> i64 {
-    if app.database_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        n
-    } else {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        n
-    }
-}
-
-async fn execute(app: &TestApp, sql: &str) {
-    if app.database_url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-        sqlx::query(sql).execute(&pool).await.unwrap();
-        pool.close().await;
-    } else {
-        let pool = sqlx::PgPool::connect(&app.database_url).await.unwrap();
-        sqlx::query(sql).execute(&pool).await.unwrap();
-        pool.close().await;
-    }
-}
-
 async fn old_sessions_are_deleted(backend: Backend) {
     let Some(app) =
         TestApp::spawn_configured(backend, &[("keep.yaml", KEEP_FLOW.into())], |c, _| {
@@ -204,17 +177,17 @@ async fn old_sessions_are_deleted(backend: Backend) {
 
     // The funnel aggregator has folded every session.
     for i in 0.. {
-        if count(&app, "SELECT COUNT(*) FROM funnel_sessions").await == 4 {
+        if app.count("SELECT COUNT(*) FROM funnel_sessions").await == 4 {
             break;
         }
         assert!(i < 400, "the aggregator did not fold the four sessions");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    let ended_events = count(
-        &app,
-        &format!("SELECT COUNT(*) FROM session_events WHERE session_id = '{ended}'"),
-    )
-    .await;
+    let ended_events = app
+        .count(&format!(
+            "SELECT COUNT(*) FROM session_events WHERE session_id = '{ended}'"
+        ))
+        .await;
     assert!(ended_events >= 3, "{ended_events}");
 
     // Batches of one: the sweep goes on past the sessions it keeps. Only
@@ -238,13 +211,13 @@ async fn old_sessions_are_deleted(backend: Backend) {
         "funnel_sessions WHERE session_id",
     ] {
         let sql = format!("SELECT COUNT(*) FROM {table} = '{ended}'");
-        assert_eq!(count(&app, &sql).await, 0, "{sql}");
+        assert_eq!(app.count(&sql).await, 0, "{sql}");
     }
-    assert_eq!(count(&app, "SELECT COUNT(*) FROM sessions").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 3);
     if backend == Backend::Sqlite {
         let orphans = "SELECT COUNT(*) FROM event_feed f WHERE NOT EXISTS \
             (SELECT 1 FROM session_events e WHERE e.session_id = f.session_id AND e.seq = f.seq)";
-        assert_eq!(count(&app, orphans).await, 0);
+        assert_eq!(app.count(orphans).await, 0);
     }
     // The feed reads on without it, from the start.
     let feed = store.event_feed(None, 1000).await.unwrap();
@@ -262,20 +235,18 @@ async fn old_sessions_are_deleted(backend: Backend) {
     // Once the aggregator has settled the quiet one (as it does after 7
     // quiet days), it goes too, with its walk; the server that served it
     // finds it gone.
-    execute(
-        &app,
-        &format!("UPDATE funnel_sessions SET idle_node = NULL WHERE session_id = '{quiet}'"),
-    )
+    app.execute(&format!(
+        "UPDATE funnel_sessions SET idle_node = NULL WHERE session_id = '{quiet}'"
+    ))
     .await;
     let (sessions, _) = baton::service::retention::delete_sessions_before(&store, cutoff, 1)
         .await
         .unwrap();
     assert_eq!(sessions, 1);
     assert_eq!(
-        count(
-            &app,
-            &format!("SELECT COUNT(*) FROM funnel_sessions WHERE session_id = '{quiet}'")
-        )
+        app.count(&format!(
+            "SELECT COUNT(*) FROM funnel_sessions WHERE session_id = '{quiet}'"
+        ))
         .await,
         0
     );

@@ -187,6 +187,34 @@ impl TestApp {
             .expect("open the store")
     }
 
+    /// `SELECT COUNT(*) …` (or any one integer) on the app's database.
+    pub async fn count(&self, sql: &str) -> i64 {
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+            pool.close().await;
+            n
+        }
+    }
+
+    /// Runs `sql` on the app's database, behind the server's back.
+    pub async fn execute(&self, sql: &str) {
+        if self.database_url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+            sqlx::query(sql).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+    }
+
     /// Every step attempt of a session: `{node, attempt, outcome, status_code, error}`.
     pub async fn baton_history(&self, session_id: &str) -> Vec<Value> {
         let store = self.store().await;
