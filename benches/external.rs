@@ -19,14 +19,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::baseline::spawn_baseline;
+use support::process::{Server, spawn_bare, spawn_baton};
 use support::{
     Measured, backends, env_or, machine_cpu, measure, process_cpu_of, start_sessions, store_url,
 };
@@ -55,103 +53,6 @@ fn main() {
         return;
     }
     rt.block_on(run());
-}
-
-/// A server process, stopped when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-/// Waits until `url` answers 200, or the process has ended.
-async fn wait_ready(server: &mut Server, url: &str, log: &Path) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!(
-                "the server ended ({status}) before it was ready; its log: {}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        if let Ok(r) = client.get(url).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the server at {url} never got ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn spawn_baton(url: &str, dir: &Path, connections: usize, rollups: bool) -> Server {
-    let addr = free_addr();
-    let empty = dir.join("empty");
-    std::fs::create_dir_all(&empty).unwrap();
-    let log = dir.join(format!("baton-{}.log", addr.port()));
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
-    cmd.arg("serve")
-        .env("BATON_ADDR", addr.to_string())
-        .env("DATABASE_URL", url)
-        .env(
-            "BATON_FLOWS",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/benches/flows"),
-        )
-        .env("BATON_FLAGS", &empty)
-        .env("BATON_EXPERIMENTS", &empty)
-        .env("BATON_DB_CONNECTIONS", connections.to_string())
-        // The bench measures the server, not its limits: all its
-        // connections come from one address.
-        .env("BATON_RATE_LIMIT_PER_ADDRESS", "0")
-        .env("BATON_RATE_LIMIT_PER_SESSION", "0")
-        .env("BATON_LOG", "warn")
-        .env("BATON_ROLLUP_POLL_MS", if rollups { "500" } else { "0" });
-    launch(cmd, addr, &log).await
-}
-
-async fn spawn_bare(url: &str, dir: &Path, connections: usize) -> Server {
-    let addr = free_addr();
-    let log = dir.join(format!("baseline-{}.log", addr.port()));
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--baseline",
-        url,
-        &connections.to_string(),
-        &addr.to_string(),
-    ]);
-    launch(cmd, addr, &log).await
-}
-
-/// Starts `cmd` serving on `addr`, its stderr in `log`, and waits until it
-/// is ready.
-async fn launch(mut cmd: Command, addr: SocketAddr, log: &Path) -> Server {
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut server = Server {
-        child,
-        base: format!("http://{addr}"),
-    };
-    let ready = format!("{}/readyz", server.base);
-    wait_ready(&mut server, &ready, log).await;
-    server
 }
 
 /// What one window measured, with the server's and the machine's CPU.
@@ -261,10 +162,10 @@ async fn run() {
         let dir = tempfile::tempdir().unwrap();
         let url = async |tag: &str| store_url(pg.as_deref(), dir.path(), tag).await;
         let bare = spawn_bare(&url("baseline").await, dir.path(), connections).await;
-        let baton = spawn_baton(&url("baton").await, dir.path(), connections, true).await;
+        let baton = spawn_baton(&url("baton").await, dir.path(), connections, true, &[]).await;
         // The same server without the funnel aggregator: what keeping the
         // rollups costs `submit` with this many sessions.
-        let plain = spawn_baton(&url("plain").await, dir.path(), connections, false).await;
+        let plain = spawn_baton(&url("plain").await, dir.path(), connections, false, &[]).await;
         let t = Instant::now();
         let sessions = Arc::new(start_sessions(&baton.base, "ext", sessions_n, connections).await);
         let plain_sessions =

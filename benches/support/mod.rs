@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod baseline;
+pub mod process;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,481 @@
+//! Soak: `submit` on a `baton serve` process held at a fixed share of its
+//! measured maximum for minutes, with retention deleting a backlog of old
+//! sessions meanwhile, on SQLite and (with BATON_TEST_POSTGRES_URL)
+//! PostgreSQL. The client is this process, the server its own.
+//!
+//! 1. A first server starts `SOAK_AGED` sessions (default 50,000) and
+//!    submits once to each, then `SOAK_SESSIONS` (default 100,000) live
+//!    ones, and measures its maximum `submit` rate in a closed loop
+//!    (10 s, `SOAK_CONNECTIONS`, default 16).
+//! 2. It stops; the aged sessions, their funnel walks and idempotency
+//!    records are moved 8 days into the past in the database.
+//! 3. A second server on the same database runs with
+//!    `--session-hours 24 --idempotency-hours 24`; the client sends
+//!    `SOAK_LOAD` (default 0.7) of the maximum, paced, to the live
+//!    sessions for `SOAK_SECS` (default 600), each request with a fresh
+//!    idempotency key, so the log grows all along, after `SOAK_WARMUP_SECS`
+//!    (default 30) at that rate unmeasured. Meanwhile the funnel
+//!    aggregator settles the aged sessions (8 days quiet) and retention
+//!    deletes them.
+//!
+//! Reported per `SOAK_SLICE_SECS` (default 60): req/s, p50/p99/p99.9
+//! (from when each request was due, so a stall that delays later
+//! requests counts against them too), errors, the server's CPU per
+//! request and resident memory, and the sessions left; then the last
+//! slice against the first.
+//!
+//! `cargo bench --bench soak`
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::process::{Server, spawn_baton};
+use support::{backends, env_or, measure, process_cpu_of, start_sessions, store_url};
+
+const SUBMIT: &str =
+    "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
+const DAY_MS: i64 = 86_400_000;
+
+fn main() {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
+}
+
+fn submit_body(id: &str, n: usize, key: String) -> Value {
+    json!({ "query": SUBMIT, "variables": { "i": {
+        "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n },
+        "idempotencyKey": key } } })
+}
+
+/// Resident memory of process `pid` in MiB (Linux; 0 elsewhere).
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The database's size in MiB: SQLite's file and its WAL (as
+/// "file+WAL"), or the PostgreSQL schema's tables and indexes.
+async fn db_mib(url: &str) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let size = |p: String| std::fs::metadata(p).map_or(0, |m| m.len());
+            format!(
+                "{:.0}+{:.0}",
+                mib(size(path.to_owned())),
+                mib(size(format!("{path}-wal")))
+            )
+        }
+        None => {
+            let bytes = count(
+                url,
+                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+            )
+            .await;
+            format!("{:.0}", mib(bytes as u64))
+        }
+    }
+}
+
+/// Runs `sql` on the bench database.
+async fn execute(url: &str, sql: &str) -> u64 {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let n = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let n = sqlx::query(sql)
+            .execute(&pool)
+            .await
+            .unwrap()
+            .rows_affected();
+        pool.close().await;
+        n
+    }
+}
+
+async fn count(url: &str, sql: &str) -> i64 {
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    }
+}
+
+/// One submit to each session, `connections` at a time.
+async fn submit_each(base: &str, sessions: &[(String, String)], connections: usize, run: &str) {
+    let client = reqwest::Client::new();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sessions = Arc::new(sessions.to_vec());
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (client, next, sessions, base, run) = (
+            client.clone(),
+            next.clone(),
+            sessions.clone(),
+            base.to_owned(),
+            run.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((id, token)) = sessions.get(i) else {
+                    return;
+                };
+                let r: Value = client
+                    .post(format!("{base}/graphql"))
+                    .bearer_auth(token)
+                    .json(&submit_body(id, 1, format!("{run}-aged-{i}")))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert!(r.get("errors").is_none(), "{r}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// What one slice of the soak saw.
+#[derive(Default)]
+struct Slice {
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// `rate` submits per second, paced over `connections` workers, for
+/// `dur`; each worker's latencies by slice.
+async fn paced(
+    base: &str,
+    sessions: Arc<Vec<(String, String)>>,
+    connections: usize,
+    rate: f64,
+    dur: Duration,
+    slice: Duration,
+    run: &str,
+) -> Vec<Slice> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
+    let every = Duration::from_secs_f64(connections as f64 / rate);
+    let slices = dur.as_secs_f64().div_euclid(slice.as_secs_f64()).max(1.0) as usize;
+    let started = tokio::time::Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let (client, sessions, base, run) = (
+            client.clone(),
+            sessions.clone(),
+            base.to_owned(),
+            run.to_owned(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut out: Vec<Slice> = (0..slices).map(|_| Slice::default()).collect();
+            let share = sessions.len().div_ceil(connections).max(1);
+            // Workers start spread over one interval, not all at once.
+            let mut due = started + every.mul_f64(i as f64 / connections as f64);
+            for n in 0.. {
+                // A server that falls behind gets fewer requests, not a
+                // longer run: each worker sends until the time is up.
+                if due.duration_since(started) >= dur || started.elapsed() >= dur {
+                    break;
+                }
+                tokio::time::sleep_until(due).await;
+                let (id, token) = &sessions[(i * share + n % share).min(sessions.len() - 1)];
+                let failure = match client
+                    .post(format!("{base}/graphql"))
+                    .bearer_auth(token)
+                    .json(&submit_body(id, n, format!("{run}-{i}-{n}")))
+                    .send()
+                    .await
+                {
+                    Ok(r) => match r.json::<Value>().await {
+                        Ok(v) => v.get("errors").map(|e| e.to_string()),
+                        Err(e) => Some(e.to_string()),
+                    },
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(f) = &failure
+                    && out.iter().all(|s| s.errors == 0)
+                {
+                    eprintln!("worker {i}: request {n} failed: {f}");
+                }
+                // Counted in the slice it completed in: the rate the
+                // server kept up, not the one asked.
+                let k = ((started.elapsed().as_secs_f64() / slice.as_secs_f64()) as usize)
+                    .min(slices - 1);
+                out[k].latencies.push(due.elapsed());
+                out[k].errors += usize::from(failure.is_some());
+                due += every;
+            }
+            out
+        }));
+    }
+    let mut all: Vec<Slice> = (0..slices).map(|_| Slice::default()).collect();
+    for t in tasks {
+        for (k, s) in t.await.unwrap().into_iter().enumerate() {
+            all[k].latencies.extend(s.latencies);
+            all[k].errors += s.errors;
+        }
+    }
+    for s in &mut all {
+        s.latencies.sort();
+    }
+    all
+}
+
+async fn run() {
+    let secs: u64 = env_or("SOAK_SECS", 600);
+    let slice_secs: u64 = env_or("SOAK_SLICE_SECS", 60u64).clamp(1, secs.max(1));
+    let live_n: usize = env_or("SOAK_SESSIONS", 100_000usize).max(1);
+    let aged_n: usize = env_or("SOAK_AGED", 50_000usize);
+    let load: f64 = env_or("SOAK_LOAD", 0.7);
+    let connections: usize = env_or("SOAK_CONNECTIONS", 16usize).max(1);
+    let warmup: u64 = env_or("SOAK_WARMUP_SECS", 30);
+    println!(
+        "client and server in separate processes; {connections} connections, {live_n} live \
+         sessions, {aged_n} aged 8 days, {secs} s at {:.0}% of the maximum, {} cores",
+        load * 100.0,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    for (name, pg) in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = store_url(pg.as_deref(), dir.path(), "soak").await;
+
+        // 1. Sessions, and the maximum rate.
+        let first = spawn_baton(&url, dir.path(), connections, true, &[]).await;
+        let t = Instant::now();
+        let aged = start_sessions(&first.base, "aged", aged_n, connections).await;
+        submit_each(&first.base, &aged, connections, &run_id).await;
+        let live = Arc::new(start_sessions(&first.base, "live", live_n, connections).await);
+        println!(
+            "{name}: {aged_n} aged sessions started and submitted to, {live_n} live ones started \
+             in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+        let max = {
+            let (base, live, run_id) = (first.base.clone(), live.clone(), run_id.clone());
+            measure(connections, Duration::from_secs(10), move |i, n| {
+                let share = live.len().div_ceil(connections).max(1);
+                let (id, token) = live[(i * share + n % share).min(live.len() - 1)].clone();
+                let body = submit_body(&id, n, format!("{run_id}-max-{i}-{n}"));
+                let base = base.clone();
+                async move { (base, body, Some(token)) }
+            })
+            .await
+        };
+        assert_eq!(max.errors, 0, "the maximum's window had errors");
+        println!(
+            "{name}: maximum {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+            max.rate(),
+            max.percentile_ms(0.5),
+            max.percentile_ms(0.99)
+        );
+        // The aggregator has walked every session before the server stops.
+        let total = (aged_n + live_n) as i64;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while count(&url, "SELECT COUNT(*) FROM funnel_sessions").await < total {
+            assert!(Instant::now() < deadline, "the aggregator fell behind");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        drop(first);
+
+        // 2. Eight days ago.
+        let aged_ids = "(SELECT id FROM sessions WHERE user_id LIKE 'aged-%')";
+        let shift = 8 * DAY_MS;
+        execute(
+            &url,
+            &format!(
+                "UPDATE funnel_sessions SET created_at = created_at - {shift}, \
+                 last_at = last_at - {shift} WHERE session_id IN {aged_ids}"
+            ),
+        )
+        .await;
+        execute(
+            &url,
+            &format!(
+                "UPDATE idempotency SET created_at = created_at - {shift} \
+                 WHERE session_id IN {aged_ids}"
+            ),
+        )
+        .await;
+        let moved = execute(
+            &url,
+            &format!(
+                "UPDATE sessions SET created_at = created_at - {shift}, \
+                 updated_at = updated_at - {shift} WHERE user_id LIKE 'aged-%'"
+            ),
+        )
+        .await;
+        assert_eq!(moved, aged_n as u64);
+
+        // 3. The soak.
+        let server: Server = spawn_baton(
+            &url,
+            dir.path(),
+            connections,
+            true,
+            &[
+                ("BATON_SESSION_HOURS", "24"),
+                ("BATON_IDEMPOTENCY_HOURS", "24"),
+            ],
+        )
+        .await;
+        let pid = server.child.id();
+        let rate = max.rate() * load;
+        let slice = Duration::from_secs(slice_secs);
+        // Its caches are cold after the restart: the first pass over the
+        // live sessions reads each from the store. Not measured.
+        let warm = paced(
+            &server.base,
+            live.clone(),
+            connections,
+            rate,
+            Duration::from_secs(warmup),
+            Duration::from_secs(warmup.max(1)),
+            &format!("{run_id}-warm"),
+        )
+        .await;
+        println!(
+            "{name}: {warmup} s warm-up at that rate: p99 {:.2} ms, {} errors",
+            percentile_ms(&warm[0].latencies, 0.99),
+            warm[0].errors
+        );
+        let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sampler = {
+            // The sampler runs until the soak ends; its samples are kept
+            // as they come.
+            let samples = samples.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut cpu = process_cpu_of(pid);
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + slice, slice);
+                loop {
+                    tick.tick().await;
+                    let now_cpu = process_cpu_of(pid);
+                    let aged_left = count(
+                        &url,
+                        "SELECT COUNT(*) FROM sessions WHERE user_id LIKE 'aged-%'",
+                    )
+                    .await;
+                    let db = db_mib(&url).await;
+                    samples
+                        .lock()
+                        .unwrap()
+                        .push((now_cpu - cpu, rss_mib(pid), aged_left, db));
+                    cpu = now_cpu;
+                }
+            })
+        };
+        let slices = paced(
+            &server.base,
+            live.clone(),
+            connections,
+            rate,
+            Duration::from_secs(secs),
+            slice,
+            &run_id,
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        sampler.abort();
+        let samples = samples.lock().unwrap().clone();
+        println!(
+            "{name}: {:.0} req/s asked ({:.0}% of {:.0})",
+            rate,
+            load * 100.0,
+            max.rate()
+        );
+        println!(
+            "{:<10} {:>6} {:>9} {:>8} {:>8} {:>9} {:>7} {:>14} {:>9} {:>10} {:>10}",
+            "store",
+            "slice",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "errors",
+            "server us/req",
+            "RSS MiB",
+            "aged left",
+            "DB MiB"
+        );
+        for (k, s) in slices.iter().enumerate() {
+            let (cpu, rss, left, db) = samples
+                .get(k)
+                .map_or((None, None, None, None), |(c, r, l, d)| {
+                    (Some(*c), Some(*r), Some(*l), Some(d.clone()))
+                });
+            let n = s.latencies.len().max(1) as f64;
+            println!(
+                "{name:<10} {:>6} {:>9.0} {:>8.2} {:>8.2} {:>9.2} {:>7} {:>14} {:>9} {:>10} {:>10}",
+                k + 1,
+                s.latencies.len() as f64 / slice.as_secs_f64(),
+                percentile_ms(&s.latencies, 0.5),
+                percentile_ms(&s.latencies, 0.99),
+                percentile_ms(&s.latencies, 0.999),
+                s.errors,
+                cpu.map_or("-".into(), |c: Duration| format!(
+                    "{:.0}",
+                    c.as_secs_f64() * 1e6 / n
+                )),
+                rss.map_or("-".into(), |r: f64| format!("{r:.0}")),
+                left.map_or("-".into(), |l: i64| l.to_string()),
+                db.unwrap_or_else(|| "-".into()),
+            );
+        }
+        let (first_s, last_s) = (&slices[0], &slices[slices.len() - 1]);
+        let errors: usize = slices.iter().map(|s| s.errors).sum();
+        println!(
+            "{name}: last slice / first: req/s {:.3}, p99 {:.2}x; RSS {} -> {} MiB; {errors} errors; \
+             aged sessions left {}",
+            last_s.latencies.len() as f64 / first_s.latencies.len().max(1) as f64,
+            percentile_ms(&last_s.latencies, 0.99) / percentile_ms(&first_s.latencies, 0.99),
+            samples.first().map_or(0.0, |s| s.1).round(),
+            samples.last().map_or(0.0, |s| s.1).round(),
+            count(
+                &url,
+                "SELECT COUNT(*) FROM sessions WHERE user_id LIKE 'aged-%'"
+            )
+            .await,
+        );
+    }
+}
