@@ -33,7 +33,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::process::{Server, spawn_baton};
-use support::{backends, env_or, measure, process_cpu_of, start_sessions, store_url};
+use support::{
+    backends, each_concurrently, env_or, graphql_failure, measure, process_cpu_of, start_sessions,
+    store_url,
+};
 
 const SUBMIT: &str =
     "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
@@ -65,106 +68,91 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// The database's size in MiB: SQLite's file and its WAL (as
-/// "file+WAL"), or the PostgreSQL schema's tables and indexes.
-async fn db_mib(url: &str) -> String {
-    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    match url.strip_prefix("sqlite://") {
-        Some(path) => {
-            let size = |p: String| std::fs::metadata(p).map_or(0, |m| m.len());
-            format!(
-                "{:.0}+{:.0}",
-                mib(size(path.to_owned())),
-                mib(size(format!("{path}-wal")))
-            )
-        }
-        None => {
-            let bytes = count(
-                url,
-                "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = current_schema() AND c.relkind = 'r'",
-            )
-            .await;
-            format!("{:.0}", mib(bytes as u64))
-        }
-    }
+/// The bench's own connection to the server's database.
+#[derive(Clone)]
+enum Db {
+    Sqlite(sqlx::SqlitePool, String),
+    Postgres(sqlx::PgPool),
 }
 
-/// Runs `sql` on the bench database.
-async fn execute(url: &str, sql: &str) -> u64 {
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        let n = sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .unwrap()
-            .rows_affected();
-        pool.close().await;
-        n
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let n = sqlx::query(sql)
-            .execute(&pool)
-            .await
-            .unwrap()
-            .rows_affected();
-        pool.close().await;
-        n
+impl Db {
+    /// Opens `url` once the server has created it.
+    async fn open(url: &str) -> Db {
+        match url.strip_prefix("sqlite://") {
+            Some(path) => Db::Sqlite(
+                sqlx::SqlitePool::connect(url).await.unwrap(),
+                path.to_owned(),
+            ),
+            None => Db::Postgres(sqlx::PgPool::connect(url).await.unwrap()),
+        }
     }
-}
 
-async fn count(url: &str, sql: &str) -> i64 {
-    if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        n
-    } else {
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
-        pool.close().await;
-        n
+    /// Runs `sql`; the rows it changed.
+    async fn execute(&self, sql: &str) -> u64 {
+        match self {
+            Db::Sqlite(pool, _) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .unwrap()
+                .rows_affected(),
+            Db::Postgres(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .unwrap()
+                .rows_affected(),
+        }
+    }
+
+    /// One integer: `SELECT COUNT(*) …`.
+    async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Db::Sqlite(pool, _) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+        }
+    }
+
+    /// Its size in MiB: SQLite's file and its WAL (as "file+WAL"), or the
+    /// PostgreSQL schema's tables and indexes.
+    async fn mib(&self) -> String {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        match self {
+            Db::Sqlite(_, path) => {
+                let size = |p: String| std::fs::metadata(p).map_or(0, |m| m.len());
+                format!(
+                    "{:.0}+{:.0}",
+                    mib(size(path.clone())),
+                    mib(size(format!("{path}-wal")))
+                )
+            }
+            Db::Postgres(_) => {
+                let bytes = self
+                    .count(
+                        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::int8 \
+                         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+                    )
+                    .await;
+                format!("{:.0}", mib(bytes as u64))
+            }
+        }
     }
 }
 
 /// One submit to each session, `connections` at a time.
 async fn submit_each(base: &str, sessions: &[(String, String)], connections: usize, run: &str) {
-    let client = reqwest::Client::new();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let sessions = Arc::new(sessions.to_vec());
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (client, next, sessions, base, run) = (
-            client.clone(),
-            next.clone(),
-            sessions.clone(),
-            base.to_owned(),
-            run.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((id, token)) = sessions.get(i) else {
-                    return;
-                };
-                let r: Value = client
-                    .post(format!("{base}/graphql"))
-                    .bearer_auth(token)
-                    .json(&submit_body(id, 1, format!("{run}-aged-{i}")))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                assert!(r.get("errors").is_none(), "{r}");
+    let (base, run, sessions) = (base.to_owned(), run.to_owned(), Arc::new(sessions.to_vec()));
+    let n = sessions.len();
+    each_concurrently(n, connections, move |client, i| {
+        let (base, run, sessions) = (base.clone(), run.clone(), sessions.clone());
+        async move {
+            let (id, token) = &sessions[i];
+            let body = submit_body(id, 1, format!("{run}-aged-{i}"));
+            if let Some(f) = graphql_failure(&client, &base, &body, Some(token)).await {
+                panic!("submit to aged session {id}: {f}");
             }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
+        }
+    })
+    .await;
 }
 
 /// What one slice of the soak saw.
@@ -219,19 +207,8 @@ async fn paced(
                 }
                 tokio::time::sleep_until(due).await;
                 let (id, token) = &sessions[(i * share + n % share).min(sessions.len() - 1)];
-                let failure = match client
-                    .post(format!("{base}/graphql"))
-                    .bearer_auth(token)
-                    .json(&submit_body(id, n, format!("{run}-{i}-{n}")))
-                    .send()
-                    .await
-                {
-                    Ok(r) => match r.json::<Value>().await {
-                        Ok(v) => v.get("errors").map(|e| e.to_string()),
-                        Err(e) => Some(e.to_string()),
-                    },
-                    Err(e) => Some(e.to_string()),
-                };
+                let body = submit_body(id, n, format!("{run}-{i}-{n}"));
+                let failure = graphql_failure(&client, &base, &body, Some(token)).await;
                 if let Some(f) = &failure
                     && out.iter().all(|s| s.errors == 0)
                 {
@@ -282,6 +259,7 @@ async fn run() {
 
         // 1. Sessions, and the maximum rate.
         let first = spawn_baton(&url, dir.path(), connections, true, &[]).await;
+        let db = Db::open(&url).await;
         let t = Instant::now();
         let aged = start_sessions(&first.base, "aged", aged_n, connections).await;
         submit_each(&first.base, &aged, connections, &run_id).await;
@@ -312,7 +290,7 @@ async fn run() {
         // The aggregator has walked every session before the server stops.
         let total = (aged_n + live_n) as i64;
         let deadline = Instant::now() + Duration::from_secs(120);
-        while count(&url, "SELECT COUNT(*) FROM funnel_sessions").await < total {
+        while db.count("SELECT COUNT(*) FROM funnel_sessions").await < total {
             assert!(Instant::now() < deadline, "the aggregator fell behind");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
@@ -321,30 +299,22 @@ async fn run() {
         // 2. Eight days ago.
         let aged_ids = "(SELECT id FROM sessions WHERE user_id LIKE 'aged-%')";
         let shift = 8 * DAY_MS;
-        execute(
-            &url,
-            &format!(
-                "UPDATE funnel_sessions SET created_at = created_at - {shift}, \
+        db.execute(&format!(
+            "UPDATE funnel_sessions SET created_at = created_at - {shift}, \
                  last_at = last_at - {shift} WHERE session_id IN {aged_ids}"
-            ),
-        )
+        ))
         .await;
-        execute(
-            &url,
-            &format!(
-                "UPDATE idempotency SET created_at = created_at - {shift} \
+        db.execute(&format!(
+            "UPDATE idempotency SET created_at = created_at - {shift} \
                  WHERE session_id IN {aged_ids}"
-            ),
-        )
+        ))
         .await;
-        let moved = execute(
-            &url,
-            &format!(
+        let moved = db
+            .execute(&format!(
                 "UPDATE sessions SET created_at = created_at - {shift}, \
                  updated_at = updated_at - {shift} WHERE user_id LIKE 'aged-%'"
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_eq!(moved, aged_n as u64);
 
         // 3. The soak.
@@ -383,20 +353,17 @@ async fn run() {
         let sampler = {
             // The sampler runs until the soak ends; its samples are kept
             // as they come.
-            let samples = samples.clone();
-            let url = url.clone();
+            let (samples, db) = (samples.clone(), db.clone());
             tokio::spawn(async move {
                 let mut cpu = process_cpu_of(pid);
                 let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + slice, slice);
                 loop {
                     tick.tick().await;
                     let now_cpu = process_cpu_of(pid);
-                    let aged_left = count(
-                        &url,
-                        "SELECT COUNT(*) FROM sessions WHERE user_id LIKE 'aged-%'",
-                    )
-                    .await;
-                    let db = db_mib(&url).await;
+                    let aged_left = db
+                        .count("SELECT COUNT(*) FROM sessions WHERE user_id LIKE 'aged-%'")
+                        .await;
+                    let db = db.mib().await;
                     samples
                         .lock()
                         .unwrap()
@@ -471,11 +438,8 @@ async fn run() {
             percentile_ms(&last_s.latencies, 0.99) / percentile_ms(&first_s.latencies, 0.99),
             samples.first().map_or(0.0, |s| s.1).round(),
             samples.last().map_or(0.0, |s| s.1).round(),
-            count(
-                &url,
-                "SELECT COUNT(*) FROM sessions WHERE user_id LIKE 'aged-%'"
-            )
-            .await,
+            db.count("SELECT COUNT(*) FROM sessions WHERE user_id LIKE 'aged-%'")
+                .await,
         );
     }
 }

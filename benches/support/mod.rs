@@ -77,20 +77,7 @@ where
             while Instant::now() < deadline {
                 let (base, body, token) = make(i, n).await;
                 let t = Instant::now();
-                let mut req = client
-                    .post(format!("{base}/graphql"))
-                    .header("accept", "application/json")
-                    .json(&body);
-                if let Some(tok) = token {
-                    req = req.bearer_auth(tok);
-                }
-                let failure = match req.send().await {
-                    Ok(r) => match r.json::<Value>().await {
-                        Ok(v) => v.get("errors").map(|e| e.to_string()),
-                        Err(e) => Some(e.to_string()),
-                    },
-                    Err(e) => Some(e.to_string()),
-                };
+                let failure = graphql_failure(&client, &base, &body, token.as_deref()).await;
                 // The first failure of each worker, so a run with errors
                 // says what they were.
                 if let Some(failure) = &failure
@@ -242,6 +229,37 @@ pub async fn fresh_pg_schema(base: &str) -> String {
     format!("{base}{sep}options=-c%20search_path%3D{schema}")
 }
 
+/// Runs `one(client, i)` for each `i` in `0..n`, `connections` at a time;
+/// what they returned, in no particular order.
+pub async fn each_concurrently<T, F, Fut>(n: usize, connections: usize, one: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(reqwest::Client, usize) -> Fut + Send + Sync + Clone + 'static,
+    Fut: Future<Output = T> + Send,
+{
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections.max(1) {
+        let (client, next, one) = (client.clone(), next.clone(), one.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return out;
+                }
+                out.push(one(client.clone(), i).await);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
 /// `n` sessions of the `tap` flow (`benches/flows`) on the server at
 /// `base`, for users `{prefix}-0…`, started `connections` at a time: each
 /// session's id and token.
@@ -251,48 +269,53 @@ pub async fn start_sessions(
     n: usize,
     connections: usize,
 ) -> Vec<(String, String)> {
-    let client = reqwest::Client::new();
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..connections.max(1) {
-        let (client, next, base, prefix) = (
-            client.clone(),
-            next.clone(),
-            base.to_owned(),
-            prefix.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return out;
-                }
-                let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { id token } }";
-                let v =
-                    json!({ "i": { "flowId": "tap", "user": { "id": format!("{prefix}-{i}") } } });
-                let r: Value = client
-                    .post(format!("{base}/graphql"))
-                    .json(&json!({ "query": q, "variables": v }))
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                let s = &r["data"]["startFlow"];
-                out.push((
-                    s["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned(),
-                    s["token"].as_str().unwrap().to_owned(),
-                ));
-            }
-        }));
+    let (base, prefix) = (base.to_owned(), prefix.to_owned());
+    each_concurrently(n, connections, move |client, i| {
+        let (base, prefix) = (base.clone(), prefix.clone());
+        async move {
+            let q = "mutation($i: StartFlowInput!) { startFlow(input: $i) { id token } }";
+            let v = json!({ "i": { "flowId": "tap", "user": { "id": format!("{prefix}-{i}") } } });
+            let r: Value = client
+                .post(format!("{base}/graphql"))
+                .json(&json!({ "query": q, "variables": v }))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let s = &r["data"]["startFlow"];
+            (
+                s["id"].as_str().unwrap_or_else(|| panic!("{r}")).to_owned(),
+                s["token"].as_str().unwrap().to_owned(),
+            )
+        }
+    })
+    .await
+}
+
+/// Posts a GraphQL request to `base`; what went wrong, if anything (the
+/// transport, a body that is not JSON, or the answer's `errors`).
+pub async fn graphql_failure(
+    client: &reqwest::Client,
+    base: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> Option<String> {
+    let mut req = client
+        .post(format!("{base}/graphql"))
+        .header("accept", "application/json")
+        .json(body);
+    if let Some(tok) = token {
+        req = req.bearer_auth(tok);
     }
-    let mut all = Vec::with_capacity(n);
-    for t in tasks {
-        all.extend(t.await.unwrap());
+    match req.send().await {
+        Ok(r) => match r.json::<Value>().await {
+            Ok(v) => v.get("errors").map(|e| e.to_string()),
+            Err(e) => Some(e.to_string()),
+        },
+        Err(e) => Some(e.to_string()),
     }
-    all
 }
 
 /// A PostgreSQL `CHECKPOINT` (nothing on SQLite): HTTP benches start each

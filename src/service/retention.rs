@@ -94,16 +94,32 @@ impl Baton {
     }
 }
 
-async fn delete_idempotency_before(store: &Store, before: i64) -> Result<u64, StoreError> {
-    let mut total = 0;
-    loop {
-        let n = store.delete_idempotency_before(before, BATCH).await?;
-        total += n;
-        if n < BATCH as u64 {
-            return Ok(total);
+/// Runs `$batch` (an expression giving a [`Swept`]) until it reports
+/// done, pausing between batches so the writers serving sessions get in;
+/// the total deleted. A macro: an async closure borrowing the sweep's
+/// place would not be `Send` for the spawned retention task.
+macro_rules! in_batches {
+    ($batch:expr) => {{
+        let mut total = 0;
+        loop {
+            let Swept { deleted, done } = $batch;
+            total += deleted;
+            if done {
+                break total;
+            }
+            tokio::time::sleep(BREATHE).await;
         }
-        tokio::time::sleep(BREATHE).await;
-    }
+    }};
+}
+
+async fn delete_idempotency_before(store: &Store, before: i64) -> Result<u64, StoreError> {
+    Ok(in_batches!({
+        let deleted = store.delete_idempotency_before(before, BATCH).await?;
+        Swept {
+            deleted,
+            done: deleted < BATCH as u64,
+        }
+    }))
 }
 
 /// Sweeps every flow's sessions older than `before`, then trims the
@@ -116,28 +132,16 @@ pub async fn delete_sessions_before(
     let mut sessions = 0;
     for flow in store.flows_with_versions().await? {
         let mut sweep = SessionSweep::default();
-        loop {
-            let Swept { deleted, done } = store
+        sessions += in_batches!(
+            store
                 .delete_sessions_before(&flow, before, &mut sweep, batch)
-                .await?;
-            sessions += deleted;
-            if done {
-                break;
-            }
-            tokio::time::sleep(BREATHE).await;
-        }
+                .await?
+        );
     }
     let mut feed_rows = 0;
     if sessions > 0 {
         let mut after = 0;
-        loop {
-            let Swept { deleted, done } = store.trim_event_feed(before, &mut after, BATCH).await?;
-            feed_rows += deleted;
-            if done {
-                break;
-            }
-            tokio::time::sleep(BREATHE).await;
-        }
+        feed_rows = in_batches!(store.trim_event_feed(before, &mut after, BATCH).await?);
     }
     Ok((sessions, feed_rows))
 }

@@ -38,6 +38,8 @@ pub const DAY_MS: i64 = 86_400_000;
 /// A session quiet this long has dropped off under any idle threshold a
 /// funnel accepts (at most 7 days): it is settled into the rollups.
 const SETTLE_AFTER_MS: i64 = 7 * DAY_MS;
+/// How often a write goes on to settle (see [`Rollups::step_in`]).
+const SETTLE_EVERY: Duration = Duration::from_secs(1);
 const LEASE: Duration = Duration::from_secs(30);
 /// Sessions whose walk the aggregator keeps in memory by default
 /// (`--funnel-walk-cache`).
@@ -94,6 +96,8 @@ struct State {
     deltas: BTreeMap<RollupKey, Funnel>,
     /// When the first of them was folded.
     since: Option<Instant>,
+    /// When a write last went on to settle the long quiet.
+    settled_at: Option<Instant>,
     /// Commits this process wrote, handed over by the writer: kept across
     /// [`State::reset`], since they say what the store holds.
     handoff: Option<handoff::Receiver>,
@@ -365,9 +369,14 @@ impl Rollups {
             }
             // Nothing folded is unwritten now: the moment to settle. On a
             // busy server the feed is never empty when the loop looks, so
-            // settling only once caught up would never come.
-            let settled = self.settle(state, now_ms()).await?;
-            return Ok((n + settled, full || settled as i64 >= SETTLE_BATCH));
+            // settling only once caught up would never come. At most once
+            // a second: a funnel query's catch-up writes every batch.
+            if state.settled_at.is_none_or(|t| t.elapsed() >= SETTLE_EVERY) {
+                state.settled_at = Some(Instant::now());
+                let settled = self.settle(state, now_ms()).await?;
+                return Ok((n + settled, full || settled as i64 >= SETTLE_BATCH));
+            }
+            return Ok((n, full));
         }
         Ok((n, full))
     }

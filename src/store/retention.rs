@@ -1,7 +1,44 @@
 //! Retention: deleting what is older than the operator keeps, in small
 //! batches, so the writers that serve sessions are never held up long.
 
-use super::{Inner, Store, StoreError};
+use super::{BeginWrite, Inner, Store, StoreError};
+
+/// Deletes, in one transaction on `$pool`, the sessions of `$ids` (bound as
+/// `$1`, matched by `$in_ids`) whose last change is before `$before` and
+/// that nothing may still write to, then the funnel walks of those gone;
+/// the number of sessions deleted. A macro: the body is compiled per
+/// backend.
+macro_rules! delete_sessions {
+    ($pool:expr, $ids:expr, $before:expr, $in_ids:literal) => {{
+        let mut tx = $pool.begin_write().await?;
+        let deleted = sqlx::query(concat!(
+            "DELETE FROM sessions WHERE id ",
+            $in_ids,
+            " AND updated_at < $2 AND status <> 'WAITING' \
+             AND NOT EXISTS (SELECT 1 FROM step_tasks t \
+                 WHERE t.session_id = sessions.id AND t.state <> 'done') \
+             AND NOT EXISTS (SELECT 1 FROM funnel_sessions f \
+                 WHERE f.session_id = sessions.id AND f.idle_node IS NOT NULL)"
+        ))
+        .bind($ids.clone())
+        .bind($before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if deleted > 0 {
+            sqlx::query(concat!(
+                "DELETE FROM funnel_sessions WHERE session_id ",
+                $in_ids,
+                " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = funnel_sessions.session_id)"
+            ))
+            .bind($ids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        deleted
+    }};
+}
 
 /// Where a sweep through one flow's sessions stands: the last session it
 /// looked at, by `(created_at, id)`.
@@ -109,71 +146,18 @@ impl Store {
         sweep.after = Some((last_at, last_id));
         let ids: Vec<String> = scanned.into_iter().map(|(id, _)| id).collect();
         let done = (ids.len() as i64) < batch;
+        // Foreign keys (SQLite) or a trigger (PostgreSQL, migration 0005)
+        // take the events and idempotency records, foreign keys the tasks
+        // and their attempts; the walks of the sessions gone go here.
         let deleted = match &self.inner {
             Inner::Sqlite { write, .. } => {
                 let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt {
                     table: "sessions",
                     detail: e.to_string(),
                 })?;
-                let mut tx = write.begin().await?;
-                // Foreign keys take the events, idempotency records and
-                // tasks (and their attempts) with each session.
-                let gone: Vec<String> = sqlx::query_scalar(
-                    "DELETE FROM sessions WHERE id IN (SELECT value FROM json_each(?1)) \
-                     AND updated_at < ?2 AND status <> 'WAITING' \
-                     AND NOT EXISTS (SELECT 1 FROM step_tasks t \
-                         WHERE t.session_id = sessions.id AND t.state <> 'done') \
-                     AND NOT EXISTS (SELECT 1 FROM funnel_sessions f \
-                         WHERE f.session_id = sessions.id AND f.idle_node IS NOT NULL) \
-                     RETURNING id",
-                )
-                .bind(&ids)
-                .bind(before)
-                .fetch_all(&mut *tx)
-                .await?;
-                if !gone.is_empty() {
-                    sqlx::query(
-                        "DELETE FROM funnel_sessions WHERE session_id IN \
-                         (SELECT value FROM json_each(?1))",
-                    )
-                    .bind(
-                        serde_json::to_string(&gone).map_err(|e| StoreError::Corrupt {
-                            table: "sessions",
-                            detail: e.to_string(),
-                        })?,
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                gone.len() as u64
+                delete_sessions!(write, ids, before, "IN (SELECT value FROM json_each($1))")
             }
-            // A trigger (migration 0005) takes the events and idempotency
-            // records; foreign keys the tasks.
-            Inner::Postgres(pool) => {
-                let mut tx = pool.begin().await?;
-                let gone: Vec<String> = sqlx::query_scalar(
-                    "DELETE FROM sessions s WHERE s.id = ANY($1) \
-                     AND s.updated_at < $2 AND s.status <> 'WAITING' \
-                     AND NOT EXISTS (SELECT 1 FROM step_tasks t \
-                         WHERE t.session_id = s.id AND t.state <> 'done') \
-                     AND NOT EXISTS (SELECT 1 FROM funnel_sessions f \
-                         WHERE f.session_id = s.id AND f.idle_node IS NOT NULL) \
-                     RETURNING s.id",
-                )
-                .bind(&ids)
-                .bind(before)
-                .fetch_all(&mut *tx)
-                .await?;
-                if !gone.is_empty() {
-                    sqlx::query("DELETE FROM funnel_sessions WHERE session_id = ANY($1)")
-                        .bind(&gone)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                gone.len() as u64
-            }
+            Inner::Postgres(pool) => delete_sessions!(pool, &ids, before, "= ANY($1)"),
         };
         Ok(Swept { deleted, done })
     }
