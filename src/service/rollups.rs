@@ -4,8 +4,8 @@
 //! ([`crate::analytics::funnel::Funnel`]), so a funnel over a million
 //! sessions reads a few thousand sums instead of their logs. One replica
 //! aggregates at a time, under a lease; it folds batches in memory and
-//! writes them with its place in the feed in one transaction (see
-//! `State`), so each event counts exactly once.
+//! writes them in a few transactions, its place in the feed with the last
+//! (see `State`), so each event counts exactly once.
 //!
 //! A session falls in the cohort it had when the aggregator first met it
 //! (its experiment arms as pinned when it started).
@@ -47,6 +47,12 @@ pub const WALK_CACHE: usize = 100_000;
 /// How long folded events may wait in memory before they are written
 /// (`--funnel-write-ms`).
 pub const WRITE_EVERY: Duration = Duration::from_secs(5);
+/// Sessions fall into this many buckets by id; a write goes a few whole
+/// buckets per transaction (see [`State`]).
+const BUCKETS: u64 = 64;
+/// Walks per write transaction, about: a transaction holds SQLite's only
+/// writer while it runs, and requests wait behind it.
+const WRITE_CHUNK: usize = 1000;
 /// Commits the SQLite writer may hand over ahead of the aggregator (see
 /// [`crate::store::handoff`]): a few polls' worth on a busy server.
 const HANDOFF_COMMITS: usize = 20_000;
@@ -64,6 +70,7 @@ pub struct Rollups {
     state: tokio::sync::Mutex<State>,
     walk_capacity: usize,
     write_every: Duration,
+    write_chunk: usize,
     /// Started on first use: most processes that build a service never
     /// aggregate.
     lane: std::sync::OnceLock<Lane>,
@@ -74,26 +81,34 @@ pub struct Rollups {
 /// A session's walk and the sums change with nearly every event, and with
 /// many sessions reading, parsing and writing a walk per event was most of
 /// what the aggregator cost a busy server. So batches fold into memory and
-/// are written together (walks, sums and the feed position in one
-/// transaction) every [`WRITE_EVERY`], when a funnel query asks, or when
-/// memory is full: a session that moved several times meanwhile is
-/// written once. A crash or a lost lease loses only what was not written
-/// yet, and the next holder folds it again from the written position.
+/// are written together every [`WRITE_EVERY`], when a funnel query asks,
+/// or when memory is full: a session that moved several times meanwhile
+/// is written once.
+///
+/// A write of a busy server's five seconds touches tens of thousands of
+/// walks; in one transaction it held SQLite's writer for hundreds of
+/// milliseconds, and every request that came meanwhile waited (the soak's
+/// p99). So it goes in transactions of about [`WRITE_CHUNK`] walks, each
+/// with the walks of whole buckets of sessions and the sums their events
+/// add, and the feed position with the last one. A crash or a lost lease
+/// between them leaves some sessions written ahead of the position: the
+/// next holder folds their events again from there, and each walk's `seq`
+/// (its last event folded) makes it skip those it already holds. Nothing
+/// else is lost but what was not written yet, folded again likewise.
 #[derive(Default)]
 struct State {
     /// Until when this replica holds the lease, as last written.
     held_until: i64,
-    /// Walks by session: as written, or (those in `dirty`) ahead of it.
+    /// Walks by session: as written, or (those in `buckets`) ahead of it.
     /// While this replica holds the lease nobody else writes walks, so a
     /// batch reads from the store only the sessions it has not met.
     walks: HashMap<String, Walked>,
-    dirty: HashSet<String>,
+    /// What was folded and not written, by bucket (see [`bucket_of`]).
+    buckets: BTreeMap<u64, Bucket>,
     /// Where the next page starts, once ahead of the written position.
     cursor: Option<String>,
     /// Events folded and not written.
     events: i64,
-    /// What they add, per hour.
-    deltas: BTreeMap<RollupKey, Funnel>,
     /// When the first of them was folded.
     since: Option<Instant>,
     /// When a write last went on to settle the long quiet.
@@ -106,7 +121,12 @@ struct State {
 impl State {
     /// Whether something was folded and not written yet.
     fn unwritten(&self) -> bool {
-        self.events > 0 || !self.dirty.is_empty()
+        self.events > 0 || !self.buckets.is_empty()
+    }
+
+    /// Walks folded and not written.
+    fn dirty(&self) -> usize {
+        self.buckets.values().map(|b| b.dirty.len()).sum()
     }
 
     /// Forgets everything not read back from the store: the lease may
@@ -119,6 +139,22 @@ impl State {
             ..State::default()
         };
     }
+}
+
+/// The sessions of one bucket that were folded and not written, and what
+/// their events add per hour.
+#[derive(Default)]
+struct Bucket {
+    dirty: HashSet<String>,
+    deltas: BTreeMap<RollupKey, Funnel>,
+}
+
+/// The bucket a session falls in: any stable spread will do.
+fn bucket_of(session_id: &str) -> u64 {
+    let h = session_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    h % BUCKETS
 }
 
 /// When [`Rollups::step`] writes what it folded.
@@ -210,6 +246,7 @@ impl Rollups {
             state: tokio::sync::Mutex::default(),
             walk_capacity: WALK_CACHE,
             write_every: WRITE_EVERY,
+            write_chunk: WRITE_CHUNK,
             lane: std::sync::OnceLock::new(),
         }
     }
@@ -219,6 +256,12 @@ impl Rollups {
     pub fn set_memory(&mut self, walks: usize, write_every: Duration) {
         self.walk_capacity = walks;
         self.write_every = write_every;
+    }
+
+    /// Writes about `walks` walks per transaction (default
+    /// [`WRITE_CHUNK`]; at least a bucket's).
+    pub fn set_write_chunk(&mut self, walks: usize) {
+        self.write_chunk = walks;
     }
 
     /// Aggregates until `shutdown`, looking for new events every `poll`
@@ -282,9 +325,16 @@ impl Rollups {
 
     /// Writes what was folded and not written yet.
     pub async fn write_pending(&self) -> Result<(), StoreError> {
+        self.write_some(usize::MAX).await
+    }
+
+    /// Writes what was folded in at most `chunks` transactions (a write
+    /// takes a few; see [`State`]). Fewer than it takes leaves the rest
+    /// unwritten, as a crash midway through a write would.
+    pub async fn write_some(&self, chunks: usize) -> Result<(), StoreError> {
         let mut state = self.state.lock().await;
         if state.unwritten() {
-            let r = self.write(&mut state).await;
+            let r = self.write(&mut state, chunks).await;
             if r.is_err() {
                 state.reset();
             }
@@ -340,7 +390,7 @@ impl Rollups {
         let Some(last) = page.end.clone() else {
             if state.unwritten() {
                 let n = state.events as usize;
-                if !self.write(state).await? {
+                if !self.write(state, usize::MAX).await? {
                     return Ok((0, false));
                 }
                 // What was written counts as this step's work, so a
@@ -362,9 +412,9 @@ impl Rollups {
         let full = n as i64 >= BATCH;
         let due = when == Write::Now
             || state.since.is_some_and(|t| t.elapsed() >= self.write_every)
-            || state.dirty.len() + BATCH as usize > self.walk_capacity;
+            || state.dirty() + BATCH as usize > self.walk_capacity;
         if due {
-            if !self.write(state).await? {
+            if !self.write(state, usize::MAX).await? {
                 return Ok((0, false));
             }
             // Nothing folded is unwritten now: the moment to settle. On a
@@ -427,7 +477,10 @@ impl Rollups {
                     self.cohort_id(&f.flow_id, &cohort).await?
                 };
                 if cohort_id != 0 {
-                    started.push(hour_key(&f.flow_id, f.created_at, cohort_id));
+                    started.push((
+                        bucket_of(&f.id),
+                        hour_key(&f.flow_id, f.created_at, cohort_id),
+                    ));
                 }
                 let row = WalkRow {
                     session_id: f.id.clone(),
@@ -437,6 +490,7 @@ impl Rollups {
                     last_at: f.created_at,
                     idle_node: None,
                     walk: String::new(),
+                    seq: 0,
                 };
                 rows.insert(f.id, row);
             }
@@ -465,43 +519,64 @@ impl Rollups {
                 (deltas, walks)
             })
             .await;
-        for (key, delta) in deltas {
-            state.deltas.entry(key).or_default().merge(&delta, 1);
+        for ((bucket, key), delta) in deltas {
+            let b = state.buckets.entry(bucket).or_default();
+            b.deltas.entry(key).or_default().merge(&delta, 1);
         }
         for (id, walk) in walks {
-            state.dirty.insert(id.clone());
+            let b = state.buckets.entry(bucket_of(&id)).or_default();
+            b.dirty.insert(id.clone());
             state.walks.insert(id, walk);
         }
         Ok(())
     }
 
-    /// Writes what `state` folded with its feed position, at once;
-    /// `false` when the lease turned out lost (nothing written, and
-    /// `state` starts again from the store).
-    async fn write(&self, state: &mut State) -> Result<bool, StoreError> {
-        let walks: Vec<Walked> = state
-            .dirty
-            .iter()
-            .filter_map(|id| state.walks.get(id).cloned())
-            .collect();
-        let rows = self.lane().run(move || walk_rows(walks.into_iter())).await;
-        let batch = self.batch(std::mem::take(&mut state.deltas), rows).await?;
-        let written = self
-            .store
-            .apply_rollups(
-                ROLLUP_SINK,
-                &self.worker,
-                state.cursor.as_deref(),
-                state.events,
-                now_ms(),
-                &batch,
-            )
-            .await?;
-        if !written {
-            state.reset();
-            return Ok(false);
+    /// Writes what `state` folded, in transactions of whole buckets (see
+    /// [`State`]), at most `chunks` of them, the feed position with the
+    /// last; `false` when the lease turned out lost (nothing more written,
+    /// and `state` starts again from the store).
+    async fn write(&self, state: &mut State, chunks: usize) -> Result<bool, StoreError> {
+        for _ in 0..chunks {
+            let mut ids = Vec::new();
+            let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
+            while ids.len() < self.write_chunk.max(1) {
+                let Some((_, b)) = state.buckets.pop_first() else {
+                    break;
+                };
+                ids.extend(b.dirty);
+                for (key, delta) in b.deltas {
+                    deltas.entry(key).or_default().merge(&delta, 1);
+                }
+            }
+            let last = state.buckets.is_empty();
+            let walks: Vec<Walked> = ids
+                .iter()
+                .filter_map(|id| state.walks.get(id).cloned())
+                .collect();
+            let rows = self.lane().run(move || walk_rows(walks.into_iter())).await;
+            let batch = self.batch(deltas, rows).await?;
+            let (cursor, events) = match last {
+                true => (state.cursor.as_deref(), state.events),
+                false => (None, 0),
+            };
+            let written = self
+                .store
+                .apply_rollups(ROLLUP_SINK, &self.worker, cursor, events, now_ms(), &batch)
+                .await?;
+            if !written {
+                state.reset();
+                return Ok(false);
+            }
+            if last {
+                self.written(state);
+                break;
+            }
         }
-        state.dirty.clear();
+        Ok(true)
+    }
+
+    /// After the last transaction of a write.
+    fn written(&self, state: &mut State) {
         state.events = 0;
         state.since = None;
         // The written position is the store's now; memory holds only
@@ -515,7 +590,6 @@ impl Rollups {
                 state.walks.remove(&id);
             }
         }
-        Ok(true)
     }
 
     /// The stored sums plus `deltas` (per hour; their days are added
@@ -642,11 +716,11 @@ fn parse_walks(rows: HashMap<String, WalkRow>) -> HashMap<String, Walked> {
 /// for each of `started`.
 fn apply(
     events: &[FunnelEvent],
-    started: Vec<RollupKey>,
+    started: Vec<(u64, RollupKey)>,
     outcomes: &HashMap<(String, String), Vec<String>>,
     walks: &mut HashMap<String, Walked>,
-) -> BTreeMap<RollupKey, Funnel> {
-    let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
+) -> BTreeMap<(u64, RollupKey), Funnel> {
+    let mut deltas: BTreeMap<(u64, RollupKey), Funnel> = BTreeMap::new();
     for key in started {
         deltas.entry(key).or_default().sessions += 1;
     }
@@ -665,13 +739,18 @@ fn apply(
         let Some((row, walk)) = walks.get_mut(session) else {
             continue;
         };
+        // Already in the walk: written before a write was cut short.
+        let run = &run[run.partition_point(|e| e.seq <= row.seq)..];
+        let Some(newest) = run.last() else {
+            continue;
+        };
+        row.seq = newest.seq;
         row.last_at = run.iter().fold(row.last_at, |t, e| t.max(e.created_at));
         if row.cohort_id == 0 {
             continue;
         }
-        let delta = deltas
-            .entry(hour_key(&row.flow_id, row.created_at, row.cohort_id))
-            .or_default();
+        let key = hour_key(&row.flow_id, row.created_at, row.cohort_id);
+        let delta = deltas.entry((bucket_of(session), key)).or_default();
         for e in run {
             if let Some(step) = step_of(e, outcomes) {
                 walk.apply(&step, delta);

@@ -16,6 +16,8 @@ pub const MAX_FEED_PAGE: i64 = 1000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct FunnelEvent {
     pub session_id: String,
+    /// Its place among the session's events.
+    pub seq: i64,
     pub kind: String,
     pub created_at: i64,
     pub node: Option<String>,
@@ -42,15 +44,15 @@ pub struct FunnelPage {
 /// A page's events as each backend reads them cheapest.
 #[derive(Debug)]
 enum RawPage {
-    /// `(session, kind, created_at, payload)` in feed order.
-    Rows(Vec<(String, String, i64, String)>),
+    /// `(session, seq, kind, created_at, payload)` in feed order.
+    Rows(Vec<(String, i64, String, i64, String)>),
     /// The same as one JSON array: SQLite hands rows over one at a time
     /// through its worker thread, and one row for the page costs less
     /// than a few thousand.
     Json(String),
     /// Parts of commits the writer handed over (see [`super::handoff`])
     /// in feed order, and those not handed over as read: a JSON array of
-    /// `[feed id, session, kind, created_at, payload]` in feed order.
+    /// `[feed id, session, seq, kind, created_at, payload]` in feed order.
     Handed(Vec<Part>, String),
 }
 
@@ -70,20 +72,22 @@ impl FunnelPage {
         let mut events: Vec<FunnelEvent> = match self.raw {
             RawPage::Rows(rows) => rows
                 .into_iter()
-                .map(|(session_id, kind, created_at, payload)| {
+                .map(|(session_id, seq, kind, created_at, payload)| {
                     let p: Payload = serde_json::from_str(&payload).map_err(corrupt)?;
-                    Ok(p.event(session_id, kind, created_at))
+                    Ok(p.event(session_id, seq, kind, created_at))
                 })
                 .collect::<Result<_, StoreError>>()?,
             RawPage::Json(text) => {
-                let rows: Vec<(String, String, i64, Payload)> =
+                let rows: Vec<(String, i64, String, i64, Payload)> =
                     serde_json::from_str(&text).map_err(corrupt)?;
                 rows.into_iter()
-                    .map(|(session_id, kind, created_at, p)| p.event(session_id, kind, created_at))
+                    .map(|(session_id, seq, kind, created_at, p)| {
+                        p.event(session_id, seq, kind, created_at)
+                    })
                     .collect()
             }
             RawPage::Handed(parts, read) => {
-                let read: Vec<(i64, String, String, i64, Payload)> =
+                let read: Vec<(i64, String, i64, String, i64, Payload)> =
                     serde_json::from_str(&read).map_err(corrupt)?;
                 let mut read = read.into_iter().peekable();
                 let mut events = Vec::with_capacity(self.events);
@@ -92,10 +96,10 @@ impl FunnelPage {
                         Part::Handed(slice) => handed(slice, &mut events)?,
                         // Not read: its session was deleted since.
                         Part::Missed(id) => {
-                            if let Some((_, session_id, kind, created_at, p)) =
+                            if let Some((_, session_id, seq, kind, created_at, p)) =
                                 read.next_if(|r| r.0 == id)
                             {
-                                events.push(p.event(session_id, kind, created_at));
+                                events.push(p.event(session_id, seq, kind, created_at));
                             }
                         }
                     }
@@ -130,9 +134,9 @@ fn handed(slice: Slice, events: &mut Vec<FunnelEvent>) -> Result<(), StoreError>
     let part = all
         .get(start..start.saturating_add(len))
         .ok_or_else(|| corrupt(format!("{} events, not {}", all.len(), start + len)))?;
-    for (kind, payload) in part {
+    for ((kind, payload), seq) in part.iter().zip(commit.first_seq + start as i64..) {
         let p: Payload = serde_json::from_str(payload).map_err(|e| corrupt(e.to_string()))?;
-        events.push(p.event(commit.session_id.clone(), kind.clone(), commit.at));
+        events.push(p.event(commit.session_id.clone(), seq, kind.clone(), commit.at));
     }
     Ok(())
 }
@@ -151,9 +155,10 @@ struct Payload {
 }
 
 impl Payload {
-    fn event(self, session_id: String, kind: String, created_at: i64) -> FunnelEvent {
+    fn event(self, session_id: String, seq: i64, kind: String, created_at: i64) -> FunnelEvent {
         FunnelEvent {
             session_id,
+            seq,
             kind,
             created_at,
             node: self.node,
@@ -285,7 +290,8 @@ async fn sqlite_handed_page(
     } else {
         sqlx::query_scalar(
             "SELECT '[' || COALESCE(group_concat('[' || f.id || ',' || json_quote(e.session_id) \
-             || ',' || json_quote(e.kind) || ',' || e.created_at || ',' || e.payload || ']', ',' \
+             || ',' || e.seq || ',' || json_quote(e.kind) || ',' || e.created_at || ',' \
+             || e.payload || ']', ',' \
              ORDER BY f.id), '') || ']' \
              FROM event_feed f \
              JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq \
@@ -458,12 +464,13 @@ impl Store {
                     return sqlite_handed_page(read, id, limit, handoff).await;
                 }
                 let (json, last, count): (String, Option<i64>, i64) = sqlx::query_as(
-                    "WITH page AS (SELECT f.id, e.session_id, e.kind, e.created_at, e.payload \
+                    "WITH page AS (SELECT f.id, e.session_id, e.seq, e.kind, e.created_at, e.payload \
                      FROM event_feed f \
                      JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq \
                      WHERE f.id > ?1 ORDER BY f.id LIMIT ?2) \
                      SELECT '[' || COALESCE(group_concat('[' || json_quote(session_id) || ',' \
-                     || json_quote(kind) || ',' || created_at || ',' || payload || ']', ',' \
+                     || seq || ',' || json_quote(kind) || ',' || created_at || ',' || payload \
+                     || ']', ',' \
                      ORDER BY id), '') || ']', MAX(id), COUNT(*) FROM page",
                 )
                 .bind(id)
@@ -494,8 +501,8 @@ impl Store {
                 page.events = rows.len();
                 page.raw = RawPage::Rows(
                     rows.into_iter()
-                        .map(|(_, session_id, _, kind, created_at, payload)| {
-                            (session_id, kind, created_at, payload)
+                        .map(|(_, session_id, seq, kind, created_at, payload)| {
+                            (session_id, seq, kind, created_at, payload)
                         })
                         .collect(),
                 );

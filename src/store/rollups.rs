@@ -44,6 +44,8 @@ pub struct WalkRow {
     pub last_at: i64,
     pub idle_node: Option<String>,
     pub walk: String,
+    /// The seq of the session's last event folded into `walk`.
+    pub seq: i64,
 }
 
 /// One hour or day of one cohort.
@@ -111,9 +113,9 @@ impl Store {
         Ok(fetch_by_ids!(
             self,
             WalkRow,
-            "SELECT session_id, flow_id, cohort_id, created_at, last_at, idle_node, walk \
+            "SELECT session_id, flow_id, cohort_id, created_at, last_at, idle_node, walk, seq \
              FROM funnel_sessions WHERE session_id IN (SELECT value FROM json_each($1))",
-            "SELECT session_id, flow_id, cohort_id, created_at, last_at, idle_node, walk \
+            "SELECT session_id, flow_id, cohort_id, created_at, last_at, idle_node, walk, seq \
              FROM funnel_sessions WHERE session_id = ANY($1)",
             ids
         ))
@@ -258,7 +260,7 @@ impl Store {
     ) -> Result<Vec<WalkRow>, StoreError> {
         Ok(with_read_pool!(self, |pool| {
             sqlx::query_as(
-                "SELECT session_id, flow_id, cohort_id, created_at, last_at, idle_node, walk \
+                "SELECT session_id, flow_id, cohort_id, created_at, last_at, idle_node, walk, seq \
                  FROM funnel_sessions WHERE idle_node IS NOT NULL AND last_at < $1 \
                  ORDER BY last_at LIMIT $2",
             )
@@ -320,7 +322,7 @@ impl Store {
         }
         const ON_CONFLICT: &str = " ON CONFLICT (session_id) DO UPDATE SET \
              cohort_id = excluded.cohort_id, last_at = excluded.last_at, \
-             idle_node = excluded.idle_node, walk = excluded.walk";
+             idle_node = excluded.idle_node, walk = excluded.walk, seq = excluded.seq";
         let w = &batch.walks;
         match &self.inner {
             Inner::Sqlite { write, .. } => {
@@ -342,6 +344,7 @@ impl Store {
                                 r.last_at,
                                 &r.idle_node,
                                 &r.walk,
+                                r.seq,
                             )
                         })
                         .collect();
@@ -353,8 +356,9 @@ impl Store {
                     // so SQLite reads ON CONFLICT as the upsert's.
                     sqlx::query(&format!(
                         "INSERT INTO funnel_sessions (session_id, flow_id, cohort_id, created_at, \
-                         last_at, idle_node, walk) SELECT value ->> 0, value ->> 1, value ->> 2, \
-                         value ->> 3, value ->> 4, value ->> 5, value ->> 6 FROM json_each($1) \
+                         last_at, idle_node, walk, seq) SELECT value ->> 0, value ->> 1, value ->> 2, \
+                         value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7 \
+                         FROM json_each($1) \
                          WHERE true{ON_CONFLICT}"
                     ))
                     .bind(rows)
@@ -372,8 +376,9 @@ impl Store {
                     let col = |f: fn(&WalkRow) -> i64| w.iter().map(f).collect::<Vec<i64>>();
                     sqlx::query(&format!(
                         "INSERT INTO funnel_sessions (session_id, flow_id, cohort_id, created_at, \
-                         last_at, idle_node, walk) SELECT * FROM UNNEST($1::text[], $2::text[], \
-                         $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::text[]){ON_CONFLICT}"
+                         last_at, idle_node, walk, seq) SELECT * FROM UNNEST($1::text[], $2::text[], \
+                         $3::int8[], $4::int8[], $5::int8[], $6::text[], $7::text[], \
+                         $8::int8[]){ON_CONFLICT}"
                     ))
                     .bind(w.iter().map(|r| r.session_id.as_str()).collect::<Vec<_>>())
                     .bind(w.iter().map(|r| r.flow_id.as_str()).collect::<Vec<_>>())
@@ -382,6 +387,7 @@ impl Store {
                     .bind(col(|r| r.last_at))
                     .bind(w.iter().map(|r| r.idle_node.as_deref()).collect::<Vec<_>>())
                     .bind(w.iter().map(|r| r.walk.as_str()).collect::<Vec<_>>())
+                    .bind(col(|r| r.seq))
                     .execute(&mut *tx)
                     .await?;
                 }
