@@ -11,7 +11,8 @@
 //!    records are moved 8 days into the past in the database.
 //! 3. A second server on the same database runs with
 //!    `--session-hours 24 --idempotency-hours 24`; the client sends
-//!    `SOAK_LOAD` (default 0.7) of the maximum, paced, to the live
+//!    `SOAK_LOAD` (default 0.7) of the maximum (or `SOAK_RATE` req/s when
+//!    set), paced, to the live
 //!    sessions for `SOAK_SECS` (default 600), each request with a fresh
 //!    idempotency key, so the log grows all along, after `SOAK_WARMUP_SECS`
 //!    (default 30) at that rate unmeasured. Meanwhile the funnel
@@ -244,12 +245,19 @@ async fn run() {
     let live_n: usize = env_or("SOAK_SESSIONS", 100_000usize).max(1);
     let aged_n: usize = env_or("SOAK_AGED", 50_000usize);
     let load: f64 = env_or("SOAK_LOAD", 0.7);
+    // A fixed rate instead, so that two builds run side by side are asked
+    // the same whatever their maxima.
+    let fixed: f64 = env_or("SOAK_RATE", 0.0);
     let connections: usize = env_or("SOAK_CONNECTIONS", 16usize).max(1);
     let warmup: u64 = env_or("SOAK_WARMUP_SECS", 30);
+    let asked = if fixed > 0.0 {
+        format!("{fixed:.0} req/s")
+    } else {
+        format!("{:.0}% of the maximum", load * 100.0)
+    };
     println!(
         "client and server in separate processes; {connections} connections, {live_n} live \
-         sessions, {aged_n} aged 8 days, {secs} s at {:.0}% of the maximum, {} cores",
-        load * 100.0,
+         sessions, {aged_n} aged 8 days, {secs} s at {asked}, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -330,7 +338,11 @@ async fn run() {
         )
         .await;
         let pid = server.child.id();
-        let rate = max.rate() * load;
+        let rate = if fixed > 0.0 {
+            fixed
+        } else {
+            max.rate() * load
+        };
         let slice = Duration::from_secs(slice_secs);
         // Its caches are cold after the restart: the first pass over the
         // live sessions reads each from the store. Not measured.
@@ -388,7 +400,7 @@ async fn run() {
         println!(
             "{name}: {:.0} req/s asked ({:.0}% of {:.0})",
             rate,
-            load * 100.0,
+            rate / max.rate() * 100.0,
             max.rate()
         );
         println!(

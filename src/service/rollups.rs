@@ -334,7 +334,7 @@ impl Rollups {
     pub async fn write_some(&self, chunks: usize) -> Result<(), StoreError> {
         let mut state = self.state.lock().await;
         if state.unwritten() {
-            let r = self.write(&mut state, chunks).await;
+            let r = self.write(&mut state, chunks, Write::Now).await;
             if r.is_err() {
                 state.reset();
             }
@@ -390,7 +390,7 @@ impl Rollups {
         let Some(last) = page.end.clone() else {
             if state.unwritten() {
                 let n = state.events as usize;
-                if !self.write(state, usize::MAX).await? {
+                if !self.write(state, usize::MAX, when).await? {
                     return Ok((0, false));
                 }
                 // What was written counts as this step's work, so a
@@ -414,7 +414,7 @@ impl Rollups {
             || state.since.is_some_and(|t| t.elapsed() >= self.write_every)
             || state.dirty() + BATCH as usize > self.walk_capacity;
         if due {
-            if !self.write(state, usize::MAX).await? {
+            if !self.write(state, usize::MAX, when).await? {
                 return Ok((0, false));
             }
             // Nothing folded is unwritten now: the moment to settle. On a
@@ -535,8 +535,21 @@ impl Rollups {
     /// [`State`]), at most `chunks` of them, the feed position with the
     /// last; `false` when the lease turned out lost (nothing more written,
     /// and `state` starts again from the store).
-    async fn write(&self, state: &mut State, chunks: usize) -> Result<bool, StoreError> {
+    ///
+    /// When the write is only due (nobody waits for it), it pauses after
+    /// each transaction twice as long as the transaction took. Splitting
+    /// alone did not shorten the soak's stall: a write of a few seconds'
+    /// walks is a few hundred milliseconds of CPU (serializing them, and
+    /// SQLite parsing and indexing them), and on two cores a burst like
+    /// that leaves requests too little for long enough to queue them.
+    async fn write(
+        &self,
+        state: &mut State,
+        chunks: usize,
+        when: Write,
+    ) -> Result<bool, StoreError> {
         for _ in 0..chunks {
+            let began = Instant::now();
             let mut ids = Vec::new();
             let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
             while ids.len() < self.write_chunk.max(1) {
@@ -570,6 +583,9 @@ impl Rollups {
             if last {
                 self.written(state);
                 break;
+            }
+            if when == Write::Due {
+                tokio::time::sleep(began.elapsed() * 2).await;
             }
         }
         Ok(true)
