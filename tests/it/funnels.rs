@@ -496,20 +496,23 @@ async fn funnel_uncached_postgres() {
     walk(Backend::Postgres, false).await;
 }
 
+/// A server with the signup flow whose own aggregator does not run: only
+/// the aggregators a test makes do.
+async fn signup_without_aggregator(backend: Backend) -> Option<TestApp> {
+    TestApp::spawn_configured(backend, &[("signup.yaml", SIGNUP.into())], |c, dir| {
+        c.api_keys = Some(write_test_keys(dir));
+        c.rollup_poll_ms = 0;
+    })
+    .await
+}
+
 /// What an aggregator folded and had not written is lost with it, and
 /// nothing else: the next holder of the lease folds it again from the
 /// written position, so every count stays exact; a holder that lost the
 /// lease writes nothing.
 async fn unwritten(backend: Backend) {
     use baton::service::rollups::{ROLLUP_SINK, Rollups};
-    let Some(app) =
-        TestApp::spawn_configured(backend, &[("signup.yaml", SIGNUP.into())], |c, dir| {
-            c.api_keys = Some(write_test_keys(dir));
-            // Only the aggregators below run.
-            c.rollup_poll_ms = 0;
-        })
-        .await
-    else {
+    let Some(app) = signup_without_aggregator(backend).await else {
         return;
     };
     let finish = |user: String| {
@@ -648,13 +651,7 @@ async fn unwritten_postgres() {
 /// pass (which, without the skip, counts their edges twice).
 async fn cut_short(backend: Backend) {
     use baton::service::rollups::{ROLLUP_SINK, Rollups};
-    let Some(app) =
-        TestApp::spawn_configured(backend, &[("signup.yaml", SIGNUP.into())], |c, dir| {
-            c.api_keys = Some(write_test_keys(dir));
-            c.rollup_poll_ms = 0;
-        })
-        .await
-    else {
+    let Some(app) = signup_without_aggregator(backend).await else {
         return;
     };
     for i in 0..8 {
