@@ -6,7 +6,8 @@
 //! 1. A first server starts `SOAK_AGED` sessions (default 50,000) and
 //!    submits once to each, then `SOAK_SESSIONS` (default 100,000) live
 //!    ones, and measures its maximum `submit` rate in a closed loop
-//!    (10 s, `SOAK_CONNECTIONS`, default 16).
+//!    (`SOAK_CONNECTIONS`, default 16): the median of `SOAK_MAX_WINDOWS`
+//!    (default 3) windows of 10 s.
 //! 2. It stops; the aged sessions, their funnel walks and idempotency
 //!    records are moved 8 days into the past in the database.
 //! 3. A second server on the same database runs with
@@ -250,6 +251,7 @@ async fn run() {
     let fixed: f64 = env_or("SOAK_RATE", 0.0);
     let connections: usize = env_or("SOAK_CONNECTIONS", 16usize).max(1);
     let warmup: u64 = env_or("SOAK_WARMUP_SECS", 30);
+    let max_windows: usize = env_or("SOAK_MAX_WINDOWS", 3usize).max(1);
     let asked = if fixed > 0.0 {
         format!("{fixed:.0} req/s")
     } else {
@@ -277,21 +279,31 @@ async fn run() {
              in {:.0} s",
             t.elapsed().as_secs_f64()
         );
-        let max = {
+        // One 10 s window's maximum swings by a fifth from run to run on
+        // this machine, and 70% of a high one asks more than the server
+        // sustains once retention runs: the median of a few windows.
+        let mut windows = Vec::new();
+        for w in 0..max_windows {
             let (base, live, run_id) = (first.base.clone(), live.clone(), run_id.clone());
-            measure(connections, Duration::from_secs(10), move |i, n| {
+            let m = measure(connections, Duration::from_secs(10), move |i, n| {
                 let share = live.len().div_ceil(connections).max(1);
                 let (id, token) = live[(i * share + n % share).min(live.len() - 1)].clone();
-                let body = submit_body(&id, n, format!("{run_id}-max-{i}-{n}"));
+                let body = submit_body(&id, n, format!("{run_id}-max{w}-{i}-{n}"));
                 let base = base.clone();
                 async move { (base, body, Some(token)) }
             })
-            .await
-        };
-        assert_eq!(max.errors, 0, "the maximum's window had errors");
+            .await;
+            assert_eq!(m.errors, 0, "a maximum's window had errors");
+            windows.push(m);
+        }
+        let rates: Vec<String> = windows.iter().map(|m| format!("{:.0}", m.rate())).collect();
+        windows.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        let max = windows.swap_remove(windows.len() / 2);
         println!(
-            "{name}: maximum {:.0} req/s (p50 {:.2} ms, p99 {:.2} ms)",
+            "{name}: maximum {:.0} req/s, the median of {max_windows} windows of 10 s ({}) \
+             (p50 {:.2} ms, p99 {:.2} ms)",
             max.rate(),
+            rates.join(", "),
             max.percentile_ms(0.5),
             max.percentile_ms(0.99)
         );
