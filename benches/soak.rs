@@ -12,11 +12,10 @@
 //!    records are moved 8 days into the past in the database.
 //! 3. A second server on the same database runs with
 //!    `--session-hours 24 --idempotency-hours 24`; the client sends
-//!    `SOAK_LOAD` (default 0.7) of the maximum (or `SOAK_RATE` req/s when
-//!    set), paced, to the live
-//!    sessions for `SOAK_SECS` (default 600), each request with a fresh
-//!    idempotency key, so the log grows all along, after `SOAK_WARMUP_SECS`
-//!    (default 30) at that rate unmeasured. Meanwhile the funnel
+//!    `SOAK_LOAD` (default 0.7) of the maximum, or `SOAK_RATE` req/s when
+//!    set, paced, to the live sessions for `SOAK_SECS` (default 600), each
+//!    request with a fresh idempotency key, so the log grows all along,
+//!    after `SOAK_WARMUP_SECS` (default 30) at that rate unmeasured. Meanwhile the funnel
 //!    aggregator settles the aged sessions (8 days quiet) and retention
 //!    deletes them.
 //!

@@ -183,13 +183,17 @@ pub fn backends() -> Vec<(&'static str, Option<String>)> {
     out
 }
 
-/// A bench knob: the environment variable `name`, or `default` when it is
-/// unset or does not parse.
+/// A bench knob from the environment, `default` when unset. A value that
+/// does not parse stops the bench: quietly falling back would measure
+/// something other than what was asked.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={s:?} is not a {}", std::any::type_name::<T>())),
+    }
 }
 
 /// A fresh database for the server `tag` of one store from [`backends`]:
