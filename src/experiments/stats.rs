@@ -207,9 +207,12 @@ pub fn wilson_interval(c: u64, n: u64) -> Option<Interval> {
     let denom = 1.0 + z2 / n;
     let center = (p + z2 / (2.0 * n)) / denom;
     let half = z / denom * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    // The bounds hold the rate exactly; in floating point `center - half`
+    // can land a rounding error above a rate of 0 (0 of 2 gave 5.6e-17),
+    // or `center + half` below a rate of 1.
     Some(Interval {
-        low: (center - half).max(0.0),
-        high: (center + half).min(1.0),
+        low: (center - half).clamp(0.0, p),
+        high: (center + half).clamp(p, 1.0),
     })
 }
 
