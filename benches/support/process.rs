@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A server process, stopped when dropped.
@@ -96,12 +96,13 @@ pub async fn spawn_bare(url: &str, dir: &Path, connections: usize) -> Server {
     launch(cmd, addr, &log).await
 }
 
-/// Starts `cmd` serving on `addr`, its stderr in `log`, and waits until it
-/// is ready.
+/// Starts `cmd` serving on `addr`, its output in `log` (Baton logs to
+/// stdout, a panic goes to stderr), and waits until it is ready.
 pub async fn launch(mut cmd: Command, addr: SocketAddr, log: &Path) -> Server {
+    let out = std::fs::File::create(log).unwrap();
     let child = cmd
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
         .spawn()
         .unwrap();
     let mut server = Server {
