@@ -23,7 +23,9 @@
 //! (from when each request was due, so a stall that delays later
 //! requests counts against them too), errors, the server's CPU per
 //! request and resident memory, and the sessions left; then the last
-//! slice against the first.
+//! slice against the first. `SOAK_SERVER_LOG` sets the soak server's log
+//! filter (default `warn`; `baton=debug` logs each background batch with
+//! its time, to lay beside short slices).
 //!
 //! `cargo bench --bench soak`
 
@@ -251,6 +253,10 @@ async fn run() {
     let connections: usize = env_or("SOAK_CONNECTIONS", 16usize).max(1);
     let warmup: u64 = env_or("SOAK_WARMUP_SECS", 30);
     let max_windows: usize = env_or("SOAK_MAX_WINDOWS", 3usize).max(1);
+    // The soak server's log filter: `debug` shows each retention batch
+    // and each write and settle of the funnel aggregator, with its time,
+    // to lay beside slices of a few seconds.
+    let server_log = std::env::var("SOAK_SERVER_LOG").unwrap_or_else(|_| "warn".into());
     let asked = if fixed > 0.0 {
         format!("{fixed:.0} req/s")
     } else {
@@ -345,6 +351,7 @@ async fn run() {
             &[
                 ("BATON_SESSION_HOURS", "24"),
                 ("BATON_IDEMPOTENCY_HOURS", "24"),
+                ("BATON_LOG", &server_log),
             ],
         )
         .await;
@@ -395,6 +402,14 @@ async fn run() {
                 }
             })
         };
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        println!(
+            "{name}: measuring from {:.3} s since the epoch; server log in {}",
+            since_epoch.as_secs_f64(),
+            dir.path().display()
+        );
         let slices = paced(
             &server.base,
             live.clone(),

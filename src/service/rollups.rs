@@ -395,11 +395,11 @@ impl Rollups {
                 }
                 // What was written counts as this step's work, so a
                 // catch-up does not stop before the sums are in.
-                let settled = self.settle(state, now).await?;
+                let settled = self.settle(state, now, when).await?;
                 return Ok((n.max(1) + settled, settled as i64 >= SETTLE_BATCH));
             }
             // Caught up and all written: time to settle the long quiet.
-            let n = self.settle(state, now).await?;
+            let n = self.settle(state, now, when).await?;
             return Ok((n, n as i64 >= SETTLE_BATCH));
         };
         let n = page.events;
@@ -423,7 +423,7 @@ impl Rollups {
             // a second: a funnel query's catch-up writes every batch.
             if state.settled_at.is_none_or(|t| t.elapsed() >= SETTLE_EVERY) {
                 state.settled_at = Some(Instant::now());
-                let settled = self.settle(state, now_ms()).await?;
+                let settled = self.settle(state, now_ms(), when).await?;
                 return Ok((n + settled, full || settled as i64 >= SETTLE_BATCH));
             }
             return Ok((n, full));
@@ -580,12 +580,21 @@ impl Rollups {
                 state.reset();
                 return Ok(false);
             }
+            tracing::debug!(
+                walks = ids.len(),
+                last,
+                elapsed_us = began.elapsed().as_micros() as u64,
+                "funnel rollups: wrote walks"
+            );
             if last {
                 self.written(state);
-                break;
             }
             if when == Write::Due {
+                // The last transaction rests too: a settle may follow.
                 tokio::time::sleep(began.elapsed() * 2).await;
+            }
+            if last {
+                break;
             }
         }
         Ok(true)
@@ -627,7 +636,8 @@ impl Rollups {
     /// counts only the recently quiet ones itself. The number settled.
     /// Runs only with nothing folded and unwritten, so the stored walks
     /// are the current ones.
-    async fn settle(&self, state: &mut State, now: i64) -> Result<usize, StoreError> {
+    async fn settle(&self, state: &mut State, now: i64, when: Write) -> Result<usize, StoreError> {
+        let began = Instant::now();
         let rows = self
             .store
             .quiet_walks(now - SETTLE_AFTER_MS, SETTLE_BATCH)
@@ -638,20 +648,10 @@ impl Rollups {
         for row in &rows {
             state.walks.remove(&row.session_id);
         }
-        let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
-        let mut walks = Vec::with_capacity(rows.len());
-        for row in rows {
-            let mut walk: Walk =
-                serde_json::from_str(&row.walk).map_err(|e| StoreError::Corrupt {
-                    table: "funnel_sessions",
-                    detail: e.to_string(),
-                })?;
-            let key = hour_key(&row.flow_id, row.created_at, row.cohort_id);
-            walk.settle(deltas.entry(key).or_default());
-            walks.push((row, walk));
-        }
-        let n = walks.len();
-        let rows = walk_rows(walks.into_iter());
+        // Reading and writing back a batch of walks is the same CPU work
+        // as a write's: on the lane, away from the requests.
+        let (deltas, rows) = self.lane().run(move || settled(rows)).await?;
+        let n = rows.len();
         let batch = self.batch(deltas, rows).await?;
         let written = self
             .store
@@ -659,8 +659,18 @@ impl Rollups {
             .await?;
         if !written {
             state.reset();
+            return Ok(0);
         }
-        Ok(if written { n } else { 0 })
+        tracing::debug!(
+            walks = n,
+            elapsed_us = began.elapsed().as_micros() as u64,
+            "funnel rollups: settled quiet walks"
+        );
+        if when == Write::Due {
+            // Paced like a write's transactions (see [`Rollups::write`]).
+            tokio::time::sleep(began.elapsed() * 2).await;
+        }
+        Ok(n)
     }
 
     async fn cohort_id(&self, flow_id: &str, c: &Cohort) -> Result<i64, StoreError> {
@@ -709,6 +719,22 @@ impl Rollups {
         }
         Ok(held)
     }
+}
+
+/// The walks of `rows` settled, and what settling them adds to the sums.
+fn settled(rows: Vec<WalkRow>) -> Result<(BTreeMap<RollupKey, Funnel>, Vec<WalkRow>), StoreError> {
+    let mut deltas: BTreeMap<RollupKey, Funnel> = BTreeMap::new();
+    let mut walks = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut walk: Walk = serde_json::from_str(&row.walk).map_err(|e| StoreError::Corrupt {
+            table: "funnel_sessions",
+            detail: e.to_string(),
+        })?;
+        let key = hour_key(&row.flow_id, row.created_at, row.cohort_id);
+        walk.settle(deltas.entry(key).or_default());
+        walks.push((row, walk));
+    }
+    Ok((deltas, walk_rows(walks.into_iter())))
 }
 
 /// The walks of a page's sessions: as stored, or new.

@@ -3,9 +3,23 @@
 
 use super::{BeginWrite, Inner, Store, StoreError};
 
+/// What a session of `sessions` must be for retention to delete it, with
+/// the cutoff bound as `$2`: unchanged since, and nothing may still write
+/// to it: not waiting, no step task that is not done, and no drop-off the
+/// funnel aggregator has yet to settle.
+macro_rules! gone_sessions {
+    () => {
+        "sessions.updated_at < $2 AND sessions.status <> 'WAITING' \
+         AND NOT EXISTS (SELECT 1 FROM step_tasks t \
+             WHERE t.session_id = sessions.id AND t.state <> 'done') \
+         AND NOT EXISTS (SELECT 1 FROM funnel_sessions f \
+             WHERE f.session_id = sessions.id AND f.idle_node IS NOT NULL)"
+    };
+}
+
 /// Deletes, in one transaction on `$pool`, the sessions of `$ids` (bound as
-/// `$1`, matched by `$in_ids`) whose last change is before `$before` and
-/// that nothing may still write to, then the funnel walks of those gone;
+/// `$1`, matched by `$in_ids`) that are gone by [`gone_sessions`] with
+/// `$before` the cutoff, then the funnel walks of those gone;
 /// the number of sessions deleted. A macro: the body is compiled per
 /// backend.
 macro_rules! delete_sessions {
@@ -14,11 +28,8 @@ macro_rules! delete_sessions {
         let deleted = sqlx::query(concat!(
             "DELETE FROM sessions WHERE id ",
             $in_ids,
-            " AND updated_at < $2 AND status <> 'WAITING' \
-             AND NOT EXISTS (SELECT 1 FROM step_tasks t \
-                 WHERE t.session_id = sessions.id AND t.state <> 'done') \
-             AND NOT EXISTS (SELECT 1 FROM funnel_sessions f \
-                 WHERE f.session_id = sessions.id AND f.idle_node IS NOT NULL)"
+            " AND ",
+            gone_sessions!()
         ))
         .bind($ids.clone())
         .bind($before)
@@ -122,13 +133,20 @@ impl Store {
         batch: i64,
     ) -> Result<Swept, StoreError> {
         let (from_at, from_id) = sweep.after.clone().unwrap_or((i64::MIN, String::new()));
-        let scanned: Vec<(String, i64)> = with_read_pool!(self, |pool| {
-            sqlx::query_as(
-                "SELECT id, created_at FROM sessions \
+        // Which of them may go is read here, off the writer: while the
+        // aggregator works through a backlog of quiet sessions, most of a
+        // sweep's batches hold none that may, and each would otherwise
+        // take SQLite's only writer for an empty transaction. The delete
+        // tests the same again, since a session may change in between.
+        let scanned: Vec<(String, i64, i32)> = with_read_pool!(self, |pool| {
+            sqlx::query_as(concat!(
+                "SELECT id, created_at, CASE WHEN ",
+                gone_sessions!(),
+                " THEN 1 ELSE 0 END FROM sessions \
                  WHERE flow_id = $1 AND created_at < $2 AND created_at >= $3 \
                  AND (created_at > $3 OR id > $4) \
-                 ORDER BY created_at, id LIMIT $5",
-            )
+                 ORDER BY created_at, id LIMIT $5"
+            ))
             .bind(flow_id)
             .bind(before)
             .bind(from_at)
@@ -137,15 +155,22 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        let Some((last_id, last_at)) = scanned.last().cloned() else {
+        let Some((last_id, last_at, _)) = scanned.last().cloned() else {
             return Ok(Swept {
                 deleted: 0,
                 done: true,
             });
         };
         sweep.after = Some((last_at, last_id));
-        let ids: Vec<String> = scanned.into_iter().map(|(id, _)| id).collect();
-        let done = (ids.len() as i64) < batch;
+        let done = (scanned.len() as i64) < batch;
+        let ids: Vec<String> = scanned
+            .into_iter()
+            .filter(|(_, _, gone)| *gone == 1)
+            .map(|(id, _, _)| id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(Swept { deleted: 0, done });
+        }
         // Foreign keys (SQLite) or a trigger (PostgreSQL, migration 0005)
         // take the events and idempotency records, foreign keys the tasks
         // and their attempts; the walks of the sessions gone go here.
@@ -184,21 +209,30 @@ impl Store {
                 });
             }
         };
-        let (last, oldest_kept, count): (Option<i64>, Option<i64>, i64) = sqlx::query_as(
-            "SELECT MAX(f.id), MIN(e.created_at), COUNT(*) FROM \
+        let (last, oldest_kept, count, orphans): (Option<i64>, Option<i64>, i64, i64) =
+            sqlx::query_as(
+                "SELECT MAX(f.id), MIN(e.created_at), COUNT(*), COUNT(*) - COUNT(e.seq) FROM \
              (SELECT id, session_id, seq FROM event_feed WHERE id > ?1 ORDER BY id LIMIT ?2) f \
              LEFT JOIN session_events e ON e.session_id = f.session_id AND e.seq = f.seq",
-        )
-        .bind(*after)
-        .bind(batch)
-        .fetch_one(read)
-        .await?;
+            )
+            .bind(*after)
+            .bind(batch)
+            .fetch_one(read)
+            .await?;
         let Some(last) = last else {
             return Ok(Swept {
                 deleted: 0,
                 done: true,
             });
         };
+        let done = count < batch || oldest_kept.is_some_and(|at| at >= before);
+        // Most of a batch's rows are of sessions still kept while settling
+        // holds them back: the writer is taken only when there is
+        // something to delete.
+        if orphans == 0 {
+            *after = last;
+            return Ok(Swept { deleted: 0, done });
+        }
         let deleted = sqlx::query(
             "DELETE FROM event_feed WHERE id > ?1 AND id <= ?2 AND NOT EXISTS \
              (SELECT 1 FROM session_events e \
@@ -210,9 +244,6 @@ impl Store {
         .await?
         .rows_affected();
         *after = last;
-        Ok(Swept {
-            deleted,
-            done: count < batch || oldest_kept.is_some_and(|at| at >= before),
-        })
+        Ok(Swept { deleted, done })
     }
 }
