@@ -589,10 +589,8 @@ impl Rollups {
             if last {
                 self.written(state);
             }
-            if when == Write::Due {
-                // The last transaction rests too: a settle may follow.
-                tokio::time::sleep(began.elapsed() * 2).await;
-            }
+            // The last transaction rests too: a settle may follow.
+            rest(when, began).await;
             if last {
                 break;
             }
@@ -666,10 +664,7 @@ impl Rollups {
             elapsed_us = began.elapsed().as_micros() as u64,
             "funnel rollups: settled quiet walks"
         );
-        if when == Write::Due {
-            // Paced like a write's transactions (see [`Rollups::write`]).
-            tokio::time::sleep(began.elapsed() * 2).await;
-        }
+        rest(when, began).await;
         Ok(n)
     }
 
@@ -718,6 +713,14 @@ impl Rollups {
             state.reset();
         }
         Ok(held)
+    }
+}
+
+/// After a transaction begun at `began`, when nobody waits for it (see
+/// [`Rollups::write`]): a rest twice as long as it took.
+async fn rest(when: Write, began: Instant) {
+    if when == Write::Due {
+        tokio::time::sleep(began.elapsed() * 2).await;
     }
 }
 
