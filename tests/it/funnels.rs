@@ -902,21 +902,15 @@ async fn quiet_sessions_settle_under_load(backend: Backend) {
         assert!(i < 400, "the aggregator did not walk the session");
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    // Eight days quiet, as far as the aggregator can tell.
-    let shift = 8 * 86_400_000i64;
-    app.execute(&format!(
-        "UPDATE funnel_sessions SET created_at = created_at - {shift}, last_at = last_at - {shift} \
-         WHERE session_id = '{quiet}'"
-    ))
-    .await;
     // Busy: a session walks back and forth without a pause.
     let (s, token) = app
         .start("signup_funnel", json!({ "id": "busy" }), json!({}))
         .await;
     let busy = s["id"].as_str().unwrap().to_owned();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let load = {
-        let (app_url, stop) = (app.base.clone(), stop.clone());
+        let (app_url, stop, sent) = (app.base.clone(), stop.clone(), sent.clone());
         let (busy, token) = (busy.clone(), token.clone());
         tokio::spawn(async move {
             let client = reqwest::Client::new();
@@ -938,11 +932,29 @@ async fn quiet_sessions_settle_under_load(backend: Backend) {
                         .unwrap();
                     assert!(r.get("errors").is_none(), "{r}");
                     n += 1;
+                    sent.store(n, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             n
         })
     };
+    // The session turns quiet for long only once the load runs: under a
+    // slow machine's load the settle must still come, and come with the
+    // feed busy, not before the first requests.
+    for i in 0.. {
+        if sent.load(std::sync::atomic::Ordering::Relaxed) > 20 {
+            break;
+        }
+        assert!(i < 2000, "the load did not get going");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // Eight days quiet, as far as the aggregator can tell.
+    let shift = 8 * 86_400_000i64;
+    app.execute(&format!(
+        "UPDATE funnel_sessions SET created_at = created_at - {shift}, last_at = last_at - {shift} \
+         WHERE session_id = '{quiet}'"
+    ))
+    .await;
     let settled = format!(
         "SELECT COUNT(*) FROM funnel_sessions WHERE session_id = '{quiet}' AND idle_node IS NULL"
     );
