@@ -48,8 +48,7 @@ impl Tracing {
 /// such as `http://127.0.0.1:4318`) Baton's spans exported to
 /// `{otlp}/v1/traces`, whatever the log filter says.
 pub fn init(format: LogFormat, otlp: Option<&str>) -> Result<Tracing, String> {
-    let mut filter =
-        EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter = log_filter(std::env::var("BATON_LOG").ok().as_deref())?;
     if otlp.is_some() {
         // The request span (debug, so free when unused) carries `trace_id`:
         // with traces on, log lines need it, so the log layer keeps it.
@@ -99,6 +98,22 @@ pub fn init(format: LogFormat, otlp: Option<&str>) -> Result<Tracing, String> {
     Ok(Tracing { provider })
 }
 
+/// The log filter `BATON_LOG` names, `info` when it is unset or empty. A
+/// filter that does not parse stops start-up: falling back to `info` would
+/// hide the very lines the operator asked for.
+fn log_filter(spec: Option<&str>) -> Result<EnvFilter, String> {
+    match spec.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(EnvFilter::new("info")),
+        Some(spec) => EnvFilter::builder().parse(spec).map_err(|e| {
+            format!(
+                "BATON_LOG={spec:?} is not a log filter ({e}); \
+                 hint: a level (`debug`) or comma-separated `target=level` \
+                 directives (`info,baton::store=debug`)"
+            )
+        }),
+    }
+}
+
 /// Makes `span` a child of the trace an incoming request names in its
 /// `traceparent` header (if any), and records the trace id on it, so every
 /// log line in the request carries `trace_id`. Without an exporter it does
@@ -126,4 +141,24 @@ pub fn outgoing_headers() -> axum::http::HeaderMap {
         TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut headers));
     }
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn an_unparseable_log_filter_is_refused_not_replaced() {
+        let e = log_filter(Some("baton=nonsense")).unwrap_err();
+        assert!(e.contains("BATON_LOG=\"baton=nonsense\""), "{e}");
+        assert!(e.contains("hint:"), "{e}");
+        assert_eq!(log_filter(None).unwrap().to_string(), "info");
+        assert_eq!(log_filter(Some("  ")).unwrap().to_string(), "info");
+        assert_eq!(
+            log_filter(Some("info,baton::store=debug"))
+                .unwrap()
+                .to_string(),
+            "baton::store=debug,info"
+        );
+    }
 }
