@@ -40,7 +40,7 @@ use crate::flow::compile::{CompiledFlow, CompiledKind, FlagRefs};
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
 use hub::Hub;
 use registry::Registry;
-use snapshots::{Snapshot, Snapshots};
+use snapshots::{RecentKeys, Snapshot, Snapshots};
 
 /// A session as the client sees it: the `FlowSession` of the API. Stored
 /// as the response of an idempotent submit, so it (de)serializes.
@@ -381,6 +381,7 @@ impl Baton {
             flow_version: record.flow_version,
             state: advance.state,
             answered: None,
+            applied_keys: RecentKeys::default(),
         }));
         self.dispatch(&session_id, tasks);
         let view = match waiting {
@@ -449,6 +450,15 @@ impl Baton {
                 return answer_of(done, key, &request_hash);
             }
             let cached = read == Read::Cached;
+            // An older submit's retry: answered from its record, not by
+            // attempting the write again (a screen the session came back
+            // to would let it through the engine).
+            if let Some(key) = key
+                && snap.applied_keys.may_contain(key)
+                && let Some(done) = self.replay(&req.session_id, key, &request_hash).await?
+            {
+                return Ok(done);
+            }
             read = Read::Fresh;
             let (state, experiments) = self.advance_state(&flow, &snap.state).await?;
             let decided =
@@ -743,6 +753,10 @@ impl Baton {
                     flow_version: snap.flow_version,
                     state: advance.state,
                     answered,
+                    applied_keys: match idem {
+                        Some(idem) => snap.applied_keys.with(&idem.key),
+                        None => snap.applied_keys,
+                    },
                 }));
                 Ok(())
             }
@@ -858,6 +872,7 @@ fn snapshot_of(record: SessionRecord) -> Result<Snapshot, ServiceError> {
         flow_version: record.flow_version,
         state,
         answered: None,
+        applied_keys: RecentKeys::default(),
     })
 }
 

@@ -29,6 +29,60 @@ pub struct Snapshot {
     /// it; a recorded answer that may still change (the session waits for
     /// steps) is read from the store.
     pub answered: Option<Arc<NewIdempotency>>,
+    /// The idempotency keys of the last submits this process committed on
+    /// the session. A retry of an older one on a screen the session has
+    /// come back to would pass the engine again; knowing the key was
+    /// applied, `submit` reads the stored answer instead of attempting a
+    /// write that the key's uniqueness must then undo.
+    pub applied_keys: RecentKeys,
+}
+
+/// How many earlier keys a snapshot remembers: a client retries its last
+/// few requests, not its fortieth.
+const RECENT_KEYS: usize = 8;
+
+/// A bounded set of idempotency keys, held as 64-bit hashes (8 bytes each
+/// however long the key; a snapshot is kept per cached session). A hash
+/// that matches by chance costs one read of the idempotency record, which
+/// then says the key is not there: it can never answer a wrong request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecentKeys {
+    hashes: [u64; RECENT_KEYS],
+    len: u8,
+}
+
+impl RecentKeys {
+    /// These keys and `key`, dropping the oldest past the bound.
+    pub fn with(mut self, key: &str) -> RecentKeys {
+        let h = hash_key(key);
+        if self.contains_hash(h) {
+            return self;
+        }
+        if usize::from(self.len) == RECENT_KEYS {
+            self.hashes.copy_within(1.., 0);
+            self.hashes[RECENT_KEYS - 1] = h;
+        } else {
+            self.hashes[usize::from(self.len)] = h;
+            self.len += 1;
+        }
+        self
+    }
+
+    /// Whether `key` may be one of these (see the type's note on chance).
+    pub fn may_contain(&self, key: &str) -> bool {
+        self.contains_hash(hash_key(key))
+    }
+
+    fn contains_hash(&self, h: u64) -> bool {
+        self.hashes[..usize::from(self.len)].contains(&h)
+    }
+}
+
+fn hash_key(key: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    h.finish()
 }
 
 pub struct Snapshots {
@@ -80,5 +134,29 @@ impl Snapshots {
 
     pub fn forget(&self, id: &str) {
         self.map.remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RECENT_KEYS, RecentKeys};
+
+    #[test]
+    fn recent_keys_keep_the_newest_within_the_bound() {
+        let mut keys = RecentKeys::default();
+        assert!(!keys.may_contain("k0"));
+        for i in 0..RECENT_KEYS + 3 {
+            keys = keys.with(&format!("k{i}"));
+        }
+        // The three oldest fell out; the newest RECENT_KEYS are in.
+        for i in 0..3 {
+            assert!(!keys.may_contain(&format!("k{i}")), "k{i}");
+        }
+        for i in 3..RECENT_KEYS + 3 {
+            assert!(keys.may_contain(&format!("k{i}")), "k{i}");
+        }
+        // A key already held is not held twice (it would push out another).
+        let again = keys.with(&format!("k{}", RECENT_KEYS + 2));
+        assert_eq!(again, keys);
     }
 }

@@ -339,6 +339,10 @@ impl Baton {
                     flow_version: snap.flow_version,
                     state: advance.state,
                     answered: None,
+                    applied_keys: match idem {
+                        Some(idem) => snap.applied_keys.with(&idem.key),
+                        None => snap.applied_keys,
+                    },
                 }));
                 self.dispatch(&snap.id, tasks);
                 Ok(())

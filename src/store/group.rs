@@ -104,6 +104,8 @@ pub(super) struct Writer {
 struct Counters {
     /// Commits in the queue, not yet taken by the writer.
     queued: AtomicUsize,
+    /// Commits handed to the writer, ever.
+    received: AtomicU64,
     /// Batch statements run (a batch of one is written alone, not counted).
     batches: AtomicU64,
     /// Batch statements that failed as a whole.
@@ -116,6 +118,9 @@ struct Counters {
 pub struct GroupCommitStats {
     /// Commits waiting for the writer.
     pub queued: usize,
+    /// Commits handed to the writer since it started, written or refused
+    /// (a test's proof that a request attempted no write).
+    pub received: u64,
     /// Statements that wrote several commits at once.
     pub batches: u64,
     /// Of those, how many failed as a whole (their members were then
@@ -146,6 +151,7 @@ impl Writer {
     pub async fn commit(&self, commit: Commit) -> Result<(), Rejected> {
         let (reply, answer) = oneshot::channel();
         self.counters.queued.fetch_add(1, Ordering::Relaxed);
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
         // Either fails only if the writer task is gone (its runtime shut down).
         self.queue
             .send((commit, reply))
@@ -159,6 +165,7 @@ impl Writer {
         let c = &self.counters;
         GroupCommitStats {
             queued: c.queued.load(Ordering::Relaxed),
+            received: c.received.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             failed_batches: c.failed_batches.load(Ordering::Relaxed),
         }

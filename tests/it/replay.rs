@@ -187,6 +187,60 @@ async fn replay_of_a_stale_screen_after_the_session_moved_on(backend: Backend) {
     assert_eq!(now["data"]["session"]["screen"]["id"], "form", "{now}");
 }
 
+/// A retry of an older submit, on a screen the session has come back to,
+/// answers as the first time without attempting the write again.
+async fn replay_of_an_older_key_on_a_screen_come_back_to(backend: Backend) {
+    let Some(app) = app(backend, false, 2000).await else {
+        return;
+    };
+    let (s, token) = app.start("replays", json!({ "id": "u6" }), json!({})).await;
+    let sid = s["id"].as_str().unwrap();
+    let later =
+        |key: &'static str| app.submit_raw(&token, sid, "form", "later", json!({}), Some(key));
+    let first = later("k-later-1").await;
+    assert_eq!(first["data"]["submit"]["screen"]["id"], "other", "{first}");
+    let back = |key: &'static str| {
+        app.submit_raw(&token, sid, "other", "back_to_form", json!({}), Some(key))
+    };
+    back("k-back-1").await;
+    later("k-later-2").await;
+    let on_form = back("k-back-2").await;
+    assert_eq!(
+        on_form["data"]["submit"]["screen"]["id"], "form",
+        "{on_form}"
+    );
+
+    let writes = app.baton.store().group_commit_stats().received;
+    // `form` is current again, so the engine would take `later`: the key
+    // must stop it first.
+    let replay = later("k-later-1").await;
+    assert_eq!(replay, first);
+    assert_eq!(
+        app.baton.store().group_commit_stats().received,
+        writes,
+        "the replay attempted a write"
+    );
+    let now = app.session(Some(&token), sid).await;
+    assert_eq!(now["data"]["session"]["screen"]["id"], "form", "{now}");
+
+    // The same key for another submit is still refused.
+    let reused = app
+        .submit_raw(
+            &token,
+            sid,
+            "form",
+            "send",
+            json!({ "name": "Ada", "route": "end" }),
+            Some("k-later-1"),
+        )
+        .await;
+    assert_eq!(
+        crate::testapp::error_code(&reused),
+        "IDEMPOTENCY_KEY_REUSED",
+        "{reused}"
+    );
+}
+
 async fn replay_of_a_wait(backend: Backend) {
     let Some(app) = app(backend, false, 60_000).await else {
         return;
@@ -271,6 +325,7 @@ replay_tests!(
     replay_after_steps_finished_within_the_budget,
     replay_of_a_validation_error,
     replay_of_a_stale_screen_after_the_session_moved_on,
+    replay_of_an_older_key_on_a_screen_come_back_to,
     replay_of_a_wait,
     unknown_mock_scenarios_are_refused,
     the_outcome_tells_an_abandoned_session_from_a_completed_one,

@@ -52,6 +52,8 @@ pub struct TestApp {
     pub database_url: String,
     pub flows: PathBuf,
     pub config: ServeConfig,
+    /// The server's own service, for counters no API shows.
+    pub baton: baton::service::Baton,
     _dir: TempDir,
     task: tokio::task::JoinHandle<()>,
 }
@@ -163,6 +165,7 @@ impl TestApp {
             .await
             .expect("application builds");
         let base = format!("http://{}", app.local_addr());
+        let baton = app.baton().clone();
         let task = tokio::spawn(async move {
             app.run_until(std::future::pending())
                 .await
@@ -174,6 +177,7 @@ impl TestApp {
             database_url,
             flows,
             config: kept,
+            baton,
             _dir: dir,
             task,
         }
