@@ -5,7 +5,8 @@
 //!
 //! A third server, Baton without the funnel aggregator, shows what keeping
 //! the rollups costs `submit`. Last, a replayed `submit` (a retry under a
-//! key already answered) against a `session` query.
+//! key already answered) and the retry of an older key, on a screen the
+//! session came back to, against a `session` query.
 //!
 //! `cargo bench --bench load`; `LOAD_ROUNDS=n` alternates the servers
 //! n times and reports the median ratios.
@@ -173,6 +174,15 @@ async fn run() {
             100.0 * replay.rate() / read.rate(),
             replay.percentile_ms(0.99) / read.percentile_ms(0.99),
         );
+        // The retry of an older submit, on a screen the session has come
+        // back to (`tap` loops to itself), so the engine would take it again.
+        let older = measure_older_replays(&baton, &sessions, dur).await;
+        report(name, "baton submit, older key replayed", &older);
+        println!(
+            "{name}: an older key replayed / a session query: req/s {:.0}%, p99 {:.2}x",
+            100.0 * older.rate() / read.rate(),
+            older.percentile_ms(0.99) / read.percentile_ms(0.99),
+        );
     }
 }
 
@@ -204,6 +214,33 @@ async fn measure_replays(
     measure_on(base, sessions, dur, |id, i, _| {
         json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap", "action": "next",
             "values": { "n": 1 }, "idempotencyKey": format!("replay-{i}") } } })
+    })
+    .await
+}
+
+/// Each worker's session takes a submit under one key and then one under
+/// another; then the first is sent again and again.
+async fn measure_older_replays(
+    base: &str,
+    sessions: &Arc<Vec<(String, String)>>,
+    dur: Duration,
+) -> support::Measured {
+    let submit = |id: &str, key: String, n: u64| {
+        json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap", "action": "next",
+            "values": { "n": n }, "idempotencyKey": key } } })
+    };
+    let client = reqwest::Client::new();
+    for (i, (id, token)) in sessions.iter().take(CONCURRENCY).enumerate() {
+        for (key, n) in [(format!("older-{i}"), 1), (format!("newer-{i}"), 2)] {
+            let body = submit(id, key, n);
+            if let Some(failure) = support::graphql_failure(&client, base, &body, Some(token)).await
+            {
+                panic!("preparing the older-key replays: {failure}");
+            }
+        }
+    }
+    measure_on(base, sessions, dur, move |id, i, _| {
+        submit(id, format!("older-{i}"), 1)
     })
     .await
 }
