@@ -119,10 +119,12 @@ impl Snapshots {
             }
         }
         // Never replace a newer snapshot with an older one (two requests
-        // on one session finishing out of order).
+        // on one session finishing out of order), nor one of the same seq:
+        // that is the same state, and the one kept by the commit that made
+        // it carries its answer and keys, which a read of it would drop.
         match self.map.entry(snap.id.clone()) {
             dashmap::Entry::Occupied(mut e) => {
-                if e.get().seq <= snap.seq {
+                if e.get().seq < snap.seq {
                     e.insert(snap);
                 }
             }

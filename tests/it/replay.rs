@@ -210,7 +210,12 @@ async fn replay_of_an_older_key_on_a_screen_come_back_to(backend: Backend) {
         "{on_form}"
     );
 
+    // A read of the session in between (it reads the store) must not make
+    // the server forget which keys it applied.
+    let now = app.session(Some(&token), sid).await;
+    assert_eq!(now["data"]["session"]["screen"]["id"], "form", "{now}");
     let writes = app.baton.store().group_commit_stats().received;
+    assert_eq!(back("k-back-2").await, on_form);
     // `form` is current again, so the engine would take `later`: the key
     // must stop it first.
     let replay = later("k-later-1").await;
