@@ -5,7 +5,9 @@
 //! PostgreSQL. Unlike `--bench load`, client and servers do not share a
 //! runtime or an allocator, and each server's CPU is its own process's. A
 //! third process, Baton without the funnel aggregator, shows what keeping
-//! the rollups costs `submit` with this many sessions.
+//! the rollups costs `submit` with this many sessions. Last, replayed
+//! submits (a session's last key, and an older one) against a `session`
+//! query on the same sessions.
 //!
 //! 10,000 sessions (`EXTERNAL_SESSIONS`), a fresh idempotency key per
 //! request, 16 connections (`EXTERNAL_CONNECTIONS`), `EXTERNAL_SECS`
@@ -286,5 +288,105 @@ async fn run() {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+        replays(name, &baton, &sessions, &run_id, connections, dur).await;
     }
+}
+
+/// Replays against a `session` query on the same sessions, one window
+/// each: every session first takes a submit under an older key and one
+/// under a newer key (`tap` loops back to itself, so the engine would take
+/// either again); then the windows send the newer key (a client's retry of
+/// its last submit), the older one, and a `session` query.
+async fn replays(
+    name: &str,
+    baton: &Server,
+    sessions: &Arc<Vec<(String, String)>>,
+    run_id: &str,
+    connections: usize,
+    dur: Duration,
+) {
+    let submit = |id: &str, key: String, n: u64| {
+        json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
+            "action": "next", "values": { "n": n }, "idempotencyKey": key } } })
+    };
+    let (base, all, run) = (baton.base.clone(), sessions.clone(), run_id.to_owned());
+    support::each_concurrently(sessions.len(), connections, move |client, k| {
+        let (base, all, run) = (base.clone(), all.clone(), run.clone());
+        async move {
+            let (id, token) = &all[k];
+            for (key, n) in [
+                (format!("{run}-older-{k}"), 1),
+                (format!("{run}-newer-{k}"), 2),
+            ] {
+                let body = submit(id, key, n);
+                if let Some(failure) =
+                    support::graphql_failure(&client, &base, &body, Some(token)).await
+                {
+                    panic!("preparing the replays: {failure}");
+                }
+            }
+        }
+    })
+    .await;
+    // Which request worker `i` sends as its `n`-th: on the sessions of its
+    // own share in turn.
+    let each = |body: fn(&str, &str, usize) -> Value| {
+        let (base, all, run) = (baton.base.clone(), sessions.clone(), run_id.to_owned());
+        move |i: usize, n: usize| {
+            let share = all.len().div_ceil(connections).max(1);
+            let k = (i * share + n % share).min(all.len() - 1);
+            let (id, token) = all[k].clone();
+            let body = body(&id, &run, k);
+            let base = base.clone();
+            async move { (base, body, Some(token)) }
+        }
+    };
+    let read = window(
+        baton.child.id(),
+        None,
+        connections,
+        dur,
+        each(|id, _, _| {
+            json!({ "query": "query($id: ID!) { session(id: $id) { status screen { id title } } }",
+                "variables": { "id": id } })
+        }),
+    )
+    .await;
+    read.print(name, "session query");
+    let last = window(
+        baton.child.id(),
+        None,
+        connections,
+        dur,
+        each(|id, run, k| {
+            json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
+                "action": "next", "values": { "n": 2 }, "idempotencyKey": format!("{run}-newer-{k}") } } })
+        }),
+    )
+    .await;
+    last.print(name, "replay, last key");
+    let older = window(
+        baton.child.id(),
+        None,
+        connections,
+        dur,
+        each(|id, run, k| {
+            json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
+                "action": "next", "values": { "n": 1 }, "idempotencyKey": format!("{run}-older-{k}") } } })
+        }),
+    )
+    .await;
+    older.print(name, "replay, older");
+    let ratio = |w: &Window| {
+        format!(
+            "req/s {:.0}%, p99 {:.2}x",
+            100.0 * w.m.rate() / read.m.rate(),
+            w.m.percentile_ms(0.99) / read.m.percentile_ms(0.99)
+        )
+    };
+    println!(
+        "{name}: a replayed submit / a session query: the last key {}; an older key {}",
+        ratio(&last),
+        ratio(&older)
+    );
 }
