@@ -305,10 +305,6 @@ async fn replays(
     connections: usize,
     dur: Duration,
 ) {
-    let submit = |id: &str, key: String, n: u64| {
-        json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
-            "action": "next", "values": { "n": n }, "idempotencyKey": key } } })
-    };
     let (base, all, run) = (baton.base.clone(), sessions.clone(), run_id.to_owned());
     support::each_concurrently(sessions.len(), connections, move |client, k| {
         let (base, all, run) = (base.clone(), all.clone(), run.clone());
@@ -318,7 +314,7 @@ async fn replays(
                 (format!("{run}-older-{k}"), 1),
                 (format!("{run}-newer-{k}"), 2),
             ] {
-                let body = submit(id, key, n);
+                let body = tap_submit(id, key, n);
                 if let Some(failure) =
                     support::graphql_failure(&client, &base, &body, Some(token)).await
                 {
@@ -341,42 +337,24 @@ async fn replays(
             async move { (base, body, Some(token)) }
         }
     };
-    let read = window(
-        baton.child.id(),
-        None,
-        connections,
-        dur,
-        each(|id, _, _| {
-            json!({ "query": "query($id: ID!) { session(id: $id) { status screen { id title } } }",
-                "variables": { "id": id } })
-        }),
-    )
+    let measured = async |label: &str, body: fn(&str, &str, usize) -> Value| {
+        let w = window(baton.child.id(), None, connections, dur, each(body)).await;
+        w.print(name, label);
+        w
+    };
+    let read = measured("session query", |id, _, _| {
+        json!({ "query": "query($id: ID!) { session(id: $id) { status screen { id title } } }",
+            "variables": { "id": id } })
+    })
     .await;
-    read.print(name, "session query");
-    let last = window(
-        baton.child.id(),
-        None,
-        connections,
-        dur,
-        each(|id, run, k| {
-            json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
-                "action": "next", "values": { "n": 2 }, "idempotencyKey": format!("{run}-newer-{k}") } } })
-        }),
-    )
+    let last = measured("replay, last key", |id, run, k| {
+        tap_submit(id, format!("{run}-newer-{k}"), 2)
+    })
     .await;
-    last.print(name, "replay, last key");
-    let older = window(
-        baton.child.id(),
-        None,
-        connections,
-        dur,
-        each(|id, run, k| {
-            json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
-                "action": "next", "values": { "n": 1 }, "idempotencyKey": format!("{run}-older-{k}") } } })
-        }),
-    )
+    let older = measured("replay, older", |id, run, k| {
+        tap_submit(id, format!("{run}-older-{k}"), 1)
+    })
     .await;
-    older.print(name, "replay, older");
     let ratio = |w: &Window| {
         format!(
             "req/s {:.0}%, p99 {:.2}x",
@@ -389,4 +367,10 @@ async fn replays(
         ratio(&last),
         ratio(&older)
     );
+}
+
+/// `submit` of `n` on the looping `tap` screen under `key`.
+fn tap_submit(id: &str, key: String, n: u64) -> Value {
+    json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
+        "action": "next", "values": { "n": n }, "idempotencyKey": key } } })
 }

@@ -753,10 +753,7 @@ impl Baton {
                     flow_version: snap.flow_version,
                     state: advance.state,
                     answered,
-                    applied_keys: match idem {
-                        Some(idem) => snap.applied_keys.with(&idem.key),
-                        None => snap.applied_keys,
-                    },
+                    applied_keys: snap.applied_keys.and(idem.map(|i| i.key.as_str())),
                 }));
                 Ok(())
             }

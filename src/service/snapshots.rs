@@ -68,6 +68,11 @@ impl RecentKeys {
         self
     }
 
+    /// These keys, and `key` if a commit applied one.
+    pub fn and(self, key: Option<&str>) -> RecentKeys {
+        key.map_or(self, |k| self.with(k))
+    }
+
     /// Whether `key` may be one of these (see the type's note on chance).
     pub fn may_contain(&self, key: &str) -> bool {
         self.contains_hash(hash_key(key))
