@@ -84,6 +84,7 @@ impl Application {
             },
         )
         .with_experiments(experiments)
+        .with_session_cache(config.session_cache)
         .with_funnel_max_logged(config.funnel_max_logged)
         .with_funnel_memory(
             config.funnel_walk_cache,

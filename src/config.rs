@@ -83,6 +83,11 @@ pub struct ServeConfig {
     #[arg(long, env = "BATON_FUNNEL_MAX_LOGGED", default_value_t = 100_000,
           value_parser = clap::value_parser!(i64).range(1..))]
     pub funnel_max_logged: i64,
+    /// Sessions whose last state (and last answer) this server keeps in
+    /// memory, so a submit to one of them reads nothing first; 0 keeps
+    /// none. Each costs a few KB (about 6 with the benchmarks' flow).
+    #[arg(long, env = "BATON_SESSION_CACHE", default_value_t = crate::service::DEFAULT_SESSION_CACHE)]
+    pub session_cache: usize,
     /// Sessions whose funnel walk the aggregator keeps in memory between
     /// batches (0: none; each one missed is read from the store).
     #[arg(long, env = "BATON_FUNNEL_WALK_CACHE", default_value_t = 100_000)]
@@ -366,6 +371,7 @@ impl ServeConfig {
             release_poll_ms: 1000,
             rollup_poll_ms: 500,
             funnel_max_logged: 100_000,
+            session_cache: crate::service::DEFAULT_SESSION_CACHE,
             funnel_walk_cache: 100_000,
             funnel_write_ms: 5000,
             max_body_bytes: 64 * 1024,

@@ -134,8 +134,9 @@ struct Inner {
     funnel_max_logged: i64,
 }
 
-/// Sessions whose last snapshot is kept for optimistic submits.
-const SNAPSHOT_CAPACITY: usize = 10_000;
+/// Sessions whose last snapshot is kept for optimistic submits, unless
+/// `--session-cache` says otherwise.
+pub const DEFAULT_SESSION_CACHE: usize = 10_000;
 
 impl Baton {
     pub fn new(store: Store, registry: Registry, limits: Limits, flags: FlagStore) -> Baton {
@@ -157,7 +158,7 @@ impl Baton {
                 registry,
                 limits,
                 hub: Hub::default(),
-                snapshots: Snapshots::new(SNAPSHOT_CAPACITY),
+                snapshots: Snapshots::new(DEFAULT_SESSION_CACHE),
                 flags,
                 steps,
                 worker_id,
@@ -200,6 +201,16 @@ impl Baton {
         Arc::get_mut(&mut self.inner)
             .expect("with_funnel_max_logged is called before the service is shared")
             .funnel_max_logged = max.max(1);
+        self
+    }
+
+    /// Sets how many sessions' last snapshots are kept in memory (0: none;
+    /// every request then reads its session). Call before the service is
+    /// shared.
+    pub fn with_session_cache(mut self, sessions: usize) -> Baton {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_session_cache is called before the service is shared")
+            .snapshots = Snapshots::new(sessions);
         self
     }
 

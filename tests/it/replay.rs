@@ -246,6 +246,40 @@ async fn replay_of_an_older_key_on_a_screen_come_back_to(backend: Backend) {
     );
 }
 
+/// With `--session-cache 0` nothing is kept between requests: a retry of
+/// an older key takes the store's path (its write is refused on the key,
+/// then the record answers), and still answers as the first time.
+async fn without_a_session_cache_an_older_key_still_answers_from_its_record(backend: Backend) {
+    let Some(app) =
+        TestApp::spawn_configured(backend, &[("replays.yaml", FLOW.to_owned())], |c, _| {
+            c.session_cache = 0;
+        })
+        .await
+    else {
+        return;
+    };
+    let (s, token) = app.start("replays", json!({ "id": "u7" }), json!({})).await;
+    let sid = s["id"].as_str().unwrap();
+    let later =
+        |key: &'static str| app.submit_raw(&token, sid, "form", "later", json!({}), Some(key));
+    let back = |key: &'static str| {
+        app.submit_raw(&token, sid, "other", "back_to_form", json!({}), Some(key))
+    };
+    let first = later("k-later-1").await;
+    assert_eq!(first["data"]["submit"]["screen"]["id"], "other", "{first}");
+    back("k-back-1").await;
+    let writes = app.baton.store().group_commit_stats().received;
+    assert_eq!(later("k-later-1").await, first);
+    // Nothing cached, so nothing told the server the key was applied.
+    assert_eq!(
+        app.baton.store().group_commit_stats().received,
+        writes + 1,
+        "with no session cache the replay takes the store's path"
+    );
+    let now = app.session(Some(&token), sid).await;
+    assert_eq!(now["data"]["session"]["screen"]["id"], "form", "{now}");
+}
+
 async fn replay_of_a_wait(backend: Backend) {
     let Some(app) = app(backend, false, 60_000).await else {
         return;
@@ -331,6 +365,7 @@ replay_tests!(
     replay_of_a_validation_error,
     replay_of_a_stale_screen_after_the_session_moved_on,
     replay_of_an_older_key_on_a_screen_come_back_to,
+    without_a_session_cache_an_older_key_still_answers_from_its_record,
     replay_of_a_wait,
     unknown_mock_scenarios_are_refused,
     the_outcome_tells_an_abandoned_session_from_a_completed_one,
