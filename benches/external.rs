@@ -29,10 +29,8 @@ use support::baseline::spawn_baseline;
 use support::process::{Server, spawn_bare, spawn_baton};
 use support::{
     Measured, backends, env_or, machine_cpu, measure, process_cpu_of, start_sessions, store_url,
+    tap_submit,
 };
-
-const SUBMIT: &str =
-    "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -224,9 +222,7 @@ async fn run() {
                         let share = sessions.len().div_ceil(connections).max(1);
                         let k = (i * share + n % share).min(sessions.len() - 1);
                         let (id, token) = sessions[k].clone();
-                        let body = json!({ "query": SUBMIT, "variables": { "i": {
-                        "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n },
-                        "idempotencyKey": format!("{run_id}-{round}-{i}-{n}") } } });
+                        let body = tap_submit(&id, format!("{run_id}-{round}-{i}-{n}"), n);
                         let base = base.clone();
                         async move { (base, body, Some(token)) }
                     },
@@ -367,10 +363,4 @@ async fn replays(
         ratio(&last),
         ratio(&older)
     );
-}
-
-/// `submit` of `n` on the looping `tap` screen under `key`.
-fn tap_submit(id: &str, key: String, n: u64) -> Value {
-    json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
-        "action": "next", "values": { "n": n }, "idempotencyKey": key } } })
 }

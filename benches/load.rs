@@ -25,7 +25,7 @@ use baton::app::Application;
 use baton::config::ServeConfig;
 use serde_json::{Value, json};
 use support::baseline::spawn_baseline;
-use support::{backends, env_or, measure, report, start_sessions, store_url};
+use support::{backends, env_or, measure, report, start_sessions, store_url, tap_submit};
 
 const CONCURRENCY: usize = 16;
 
@@ -169,25 +169,23 @@ async fn run() {
         report(name, "baton session query", &read);
         let replay = measure_replays(&baton, &sessions, dur).await;
         report(name, "baton submit replayed", &replay);
-        println!(
-            "{name}: a replayed submit / a session query: req/s {:.0}%, p99 {:.2}x",
-            100.0 * replay.rate() / read.rate(),
-            replay.percentile_ms(0.99) / read.percentile_ms(0.99),
-        );
+        against_query(name, "a replayed submit", &replay, &read);
         // The retry of an older submit, on a screen the session has come
         // back to (`tap` loops to itself), so the engine would take it again.
         let older = measure_older_replays(&baton, &sessions, dur).await;
         report(name, "baton submit, older key replayed", &older);
-        println!(
-            "{name}: an older key replayed / a session query: req/s {:.0}%, p99 {:.2}x",
-            100.0 * older.rate() / read.rate(),
-            older.percentile_ms(0.99) / read.percentile_ms(0.99),
-        );
+        against_query(name, "an older key replayed", &older, &read);
     }
 }
 
-const SUBMIT: &str =
-    "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
+/// `what`'s rate and p99 as a share of the `session` query's.
+fn against_query(name: &str, what: &str, m: &support::Measured, read: &support::Measured) {
+    println!(
+        "{name}: {what} / a session query: req/s {:.0}%, p99 {:.2}x",
+        100.0 * m.rate() / read.rate(),
+        m.percentile_ms(0.99) / read.percentile_ms(0.99),
+    );
+}
 
 /// `submit` on `sessions` of the server at `base`, a fresh idempotency key
 /// per request.
@@ -198,8 +196,7 @@ async fn measure_submits(
     dur: Duration,
 ) -> support::Measured {
     measure_on(base, sessions, dur, move |id, _, n| {
-        json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap", "action": "next",
-            "values": { "n": n }, "idempotencyKey": format!("k{round}-{n}") } } })
+        tap_submit(id, format!("k{round}-{n}"), n)
     })
     .await
 }
@@ -212,8 +209,7 @@ async fn measure_replays(
     dur: Duration,
 ) -> support::Measured {
     measure_on(base, sessions, dur, |id, i, _| {
-        json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap", "action": "next",
-            "values": { "n": 1 }, "idempotencyKey": format!("replay-{i}") } } })
+        tap_submit(id, format!("replay-{i}"), 1)
     })
     .await
 }
@@ -225,14 +221,10 @@ async fn measure_older_replays(
     sessions: &Arc<Vec<(String, String)>>,
     dur: Duration,
 ) -> support::Measured {
-    let submit = |id: &str, key: String, n: u64| {
-        json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap", "action": "next",
-            "values": { "n": n }, "idempotencyKey": key } } })
-    };
     let client = reqwest::Client::new();
     for (i, (id, token)) in sessions.iter().take(CONCURRENCY).enumerate() {
         for (key, n) in [(format!("older-{i}"), 1), (format!("newer-{i}"), 2)] {
-            let body = submit(id, key, n);
+            let body = tap_submit(id, key, n);
             if let Some(failure) = support::graphql_failure(&client, base, &body, Some(token)).await
             {
                 panic!("preparing the older-key replays: {failure}");
@@ -240,7 +232,7 @@ async fn measure_older_replays(
         }
     }
     measure_on(base, sessions, dur, move |id, i, _| {
-        submit(id, format!("older-{i}"), 1)
+        tap_submit(id, format!("older-{i}"), 1)
     })
     .await
 }

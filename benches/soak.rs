@@ -34,15 +34,12 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use support::process::{Server, spawn_baton};
 use support::{
     backends, each_concurrently, env_or, graphql_failure, measure, process_cpu_of, start_sessions,
-    store_url,
+    store_url, tap_submit,
 };
 
-const SUBMIT: &str =
-    "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
 const DAY_MS: i64 = 86_400_000;
 
 fn main() {
@@ -51,12 +48,6 @@ fn main() {
         .build()
         .unwrap()
         .block_on(run());
-}
-
-fn submit_body(id: &str, n: usize, key: String) -> Value {
-    json!({ "query": SUBMIT, "variables": { "i": {
-        "sessionId": id, "screenId": "tap", "action": "next", "values": { "n": n },
-        "idempotencyKey": key } } })
 }
 
 /// Resident memory of process `pid` in MiB (Linux; 0 elsewhere).
@@ -149,7 +140,7 @@ async fn submit_each(base: &str, sessions: &[(String, String)], connections: usi
         let (base, run, sessions) = (base.clone(), run.clone(), sessions.clone());
         async move {
             let (id, token) = &sessions[i];
-            let body = submit_body(id, 1, format!("{run}-aged-{i}"));
+            let body = tap_submit(id, format!("{run}-aged-{i}"), 1);
             if let Some(f) = graphql_failure(&client, &base, &body, Some(token)).await {
                 panic!("submit to aged session {id}: {f}");
             }
@@ -210,7 +201,7 @@ async fn paced(
                 }
                 tokio::time::sleep_until(due).await;
                 let (id, token) = &sessions[(i * share + n % share).min(sessions.len() - 1)];
-                let body = submit_body(id, n, format!("{run}-{i}-{n}"));
+                let body = tap_submit(id, format!("{run}-{i}-{n}"), n);
                 let failure = graphql_failure(&client, &base, &body, Some(token)).await;
                 if let Some(f) = &failure
                     && out.iter().all(|s| s.errors == 0)
@@ -293,7 +284,7 @@ async fn run() {
             let m = measure(connections, Duration::from_secs(10), move |i, n| {
                 let share = live.len().div_ceil(connections).max(1);
                 let (id, token) = live[(i * share + n % share).min(live.len() - 1)].clone();
-                let body = submit_body(&id, n, format!("{run_id}-max{w}-{i}-{n}"));
+                let body = tap_submit(&id, format!("{run_id}-max{w}-{i}-{n}"), n);
                 let base = base.clone();
                 async move { (base, body, Some(token)) }
             })

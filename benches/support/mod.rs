@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// The benches' `submit` mutation.
+pub const SUBMIT: &str =
+    "mutation($i: SubmitInput!) { submit(input: $i) { status screen { id title } } }";
+
+/// `submit` of `n` on the looping `tap` screen of `benches/flows` under
+/// idempotency key `key`.
+pub fn tap_submit(id: &str, key: String, n: usize) -> Value {
+    json!({ "query": SUBMIT, "variables": { "i": { "sessionId": id, "screenId": "tap",
+        "action": "next", "values": { "n": n }, "idempotencyKey": key } } })
+}
+
 pub struct Measured {
     pub count: usize,
     pub errors: usize,

@@ -187,6 +187,18 @@ async fn replay_of_a_stale_screen_after_the_session_moved_on(backend: Backend) {
     assert_eq!(now["data"]["session"]["screen"]["id"], "form", "{now}");
 }
 
+/// `later` on `form` (on to `other`) under `key`.
+async fn submit_later(app: &TestApp, token: &str, sid: &str, key: &str) -> Value {
+    app.submit_raw(token, sid, "form", "later", json!({}), Some(key))
+        .await
+}
+
+/// `back_to_form` on `other` (back to `form`) under `key`.
+async fn submit_back(app: &TestApp, token: &str, sid: &str, key: &str) -> Value {
+    app.submit_raw(token, sid, "other", "back_to_form", json!({}), Some(key))
+        .await
+}
+
 /// A retry of an older submit, on a screen the session has come back to,
 /// answers as the first time without attempting the write again.
 async fn replay_of_an_older_key_on_a_screen_come_back_to(backend: Backend) {
@@ -195,13 +207,10 @@ async fn replay_of_an_older_key_on_a_screen_come_back_to(backend: Backend) {
     };
     let (s, token) = app.start("replays", json!({ "id": "u6" }), json!({})).await;
     let sid = s["id"].as_str().unwrap();
-    let later =
-        |key: &'static str| app.submit_raw(&token, sid, "form", "later", json!({}), Some(key));
+    let later = |key| submit_later(&app, &token, sid, key);
+    let back = |key| submit_back(&app, &token, sid, key);
     let first = later("k-later-1").await;
     assert_eq!(first["data"]["submit"]["screen"]["id"], "other", "{first}");
-    let back = |key: &'static str| {
-        app.submit_raw(&token, sid, "other", "back_to_form", json!({}), Some(key))
-    };
     back("k-back-1").await;
     later("k-later-2").await;
     let on_form = back("k-back-2").await;
@@ -260,11 +269,8 @@ async fn without_a_session_cache_an_older_key_still_answers_from_its_record(back
     };
     let (s, token) = app.start("replays", json!({ "id": "u7" }), json!({})).await;
     let sid = s["id"].as_str().unwrap();
-    let later =
-        |key: &'static str| app.submit_raw(&token, sid, "form", "later", json!({}), Some(key));
-    let back = |key: &'static str| {
-        app.submit_raw(&token, sid, "other", "back_to_form", json!({}), Some(key))
-    };
+    let later = |key| submit_later(&app, &token, sid, key);
+    let back = |key| submit_back(&app, &token, sid, key);
     let first = later("k-later-1").await;
     assert_eq!(first["data"]["submit"]["screen"]["id"], "other", "{first}");
     back("k-back-1").await;
