@@ -711,7 +711,7 @@ impl Baton {
             return Ok(None);
         };
         same_request(&done.request_hash, key, hash)?;
-        let view = serde_json::from_value(done.response).map_err(ServiceError::internal)?;
+        let view = serde_json::from_str(done.response.get()).map_err(ServiceError::internal)?;
         Ok(Some(view))
     }
 

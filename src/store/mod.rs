@@ -33,6 +33,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -467,7 +468,10 @@ struct IdempotencyRow {
 impl IdempotencyRow {
     fn into_record(self) -> Result<IdempotencyRecord, StoreError> {
         Ok(IdempotencyRecord {
-            response: parse_json("idempotency", "response", &self.response)?,
+            response: RawValue::from_string(self.response).map_err(|e| StoreError::Corrupt {
+                table: "idempotency",
+                detail: format!("column response is not valid JSON: {e}"),
+            })?,
             session_id: self.session_id,
             key: self.key,
             request_hash: self.request_hash,

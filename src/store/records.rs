@@ -94,11 +94,25 @@ pub struct NewIdempotency {
 }
 
 /// A stored idempotency record.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct IdempotencyRecord {
     pub session_id: String,
     pub key: String,
     pub request_hash: String,
-    pub response: Value,
+    /// The recorded answer's JSON text, checked but not built into a
+    /// `Value`: a replay parses it once, straight into the answer's type.
+    pub response: Box<RawValue>,
     pub created_at: i64,
+}
+
+/// Records are equal when their fields are, the answer compared as the
+/// text stored (`RawValue` has no equality of its own).
+impl PartialEq for IdempotencyRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.session_id == other.session_id
+            && self.key == other.key
+            && self.request_hash == other.request_hash
+            && self.response.get() == other.response.get()
+            && self.created_at == other.created_at
+    }
 }
