@@ -13,9 +13,13 @@
 //! 3. A second server on the same database runs with
 //!    `--session-hours 24 --idempotency-hours 24`; the client sends
 //!    `SOAK_LOAD` (default 0.7) of the maximum, or `SOAK_RATE` req/s when
-//!    set, paced, to the live sessions for `SOAK_SECS` (default 600), each
+//!    set, to the live sessions for `SOAK_SECS` (default 600), each sent
+//!    when due whatever the answers to earlier ones, at most
+//!    `SOAK_IN_FLIGHT` (default 256) at once, each
 //!    request with a fresh idempotency key, so the log grows all along,
-//!    after `SOAK_WARMUP_SECS` (default 30) at that rate unmeasured. Meanwhile the funnel
+//!    after `SOAK_WARMUP_SECS` (default 30) at that rate unmeasured. Both
+//!    servers keep a snapshot of each live session (`--session-cache`,
+//!    `BATON_SESSION_CACHE` when set). Meanwhile the funnel
 //!    aggregator settles the aged sessions (8 days quiet) and retention
 //!    deletes them.
 //!
@@ -162,70 +166,71 @@ fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64() * 1e3)
 }
 
-/// `rate` submits per second, paced over `connections` workers, for
-/// `dur`; each worker's latencies by slice.
+/// `rate` submits per second for `dur`, sent when due whatever the
+/// answers to earlier ones (an open model: 100,000 users do not wait for
+/// each other), at most `in_flight` at once; latencies by slice.
+///
+/// The cap keeps a server that falls behind from being buried under
+/// connections: past it, requests wait to be sent, and their latency still
+/// counts from when they were due. A client of a few sequential workers
+/// instead could not keep the rate once a request took longer than
+/// `workers / rate` (6 ms for 16 workers at 2,600 req/s), however idle
+/// the machine, and the backlog that left never drained.
 async fn paced(
     base: &str,
     sessions: Arc<Vec<(String, String)>>,
-    connections: usize,
+    in_flight: usize,
     rate: f64,
     dur: Duration,
     slice: Duration,
     run: &str,
 ) -> Vec<Slice> {
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
+        .pool_max_idle_per_host(in_flight)
         .build()
         .unwrap();
-    let every = Duration::from_secs_f64(connections as f64 / rate);
+    let every = Duration::from_secs_f64(1.0 / rate);
     let slices = dur.as_secs_f64().div_euclid(slice.as_secs_f64()).max(1.0) as usize;
+    let out: Arc<std::sync::Mutex<Vec<Slice>>> = Arc::new(std::sync::Mutex::new(
+        (0..slices).map(|_| Slice::default()).collect(),
+    ));
+    let slots = Arc::new(tokio::sync::Semaphore::new(in_flight));
     let started = tokio::time::Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..connections {
-        let (client, sessions, base, run) = (
-            client.clone(),
-            sessions.clone(),
-            base.to_owned(),
-            run.to_owned(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut out: Vec<Slice> = (0..slices).map(|_| Slice::default()).collect();
-            let share = sessions.len().div_ceil(connections).max(1);
-            // Workers start spread over one interval, not all at once.
-            let mut due = started + every.mul_f64(i as f64 / connections as f64);
-            for n in 0.. {
-                // A server that falls behind gets fewer requests, not a
-                // longer run: each worker sends until the time is up.
-                if due.duration_since(started) >= dur || started.elapsed() >= dur {
-                    break;
-                }
-                tokio::time::sleep_until(due).await;
-                let (id, token) = &sessions[(i * share + n % share).min(sessions.len() - 1)];
-                let body = tap_submit(id, format!("{run}-{i}-{n}"), n);
-                let failure = graphql_failure(&client, &base, &body, Some(token)).await;
-                if let Some(f) = &failure
-                    && out.iter().all(|s| s.errors == 0)
-                {
-                    eprintln!("worker {i}: request {n} failed: {f}");
-                }
-                // Counted in the slice it completed in: the rate the
-                // server kept up, not the one asked.
-                let k = ((started.elapsed().as_secs_f64() / slice.as_secs_f64()) as usize)
-                    .min(slices - 1);
-                out[k].latencies.push(due.elapsed());
-                out[k].errors += usize::from(failure.is_some());
-                due += every;
-            }
-            out
-        }));
-    }
-    let mut all: Vec<Slice> = (0..slices).map(|_| Slice::default()).collect();
-    for t in tasks {
-        for (k, s) in t.await.unwrap().into_iter().enumerate() {
-            all[k].latencies.extend(s.latencies);
-            all[k].errors += s.errors;
+    let mut sent = tokio::task::JoinSet::new();
+    for n in 0usize.. {
+        let due = started + every.mul_f64(n as f64);
+        // A server that falls behind gets fewer requests, not a longer
+        // run.
+        if due.duration_since(started) >= dur || started.elapsed() >= dur {
+            break;
         }
+        tokio::time::sleep_until(due).await;
+        let slot = slots.clone().acquire_owned().await.unwrap();
+        let (id, token) = sessions[n % sessions.len()].clone();
+        let body = tap_submit(&id, format!("{run}-{n}"), n);
+        let (client, base, out) = (client.clone(), base.to_owned(), out.clone());
+        sent.spawn(async move {
+            let failure = graphql_failure(&client, &base, &body, Some(&token)).await;
+            drop(slot);
+            // Counted in the slice it completed in: the rate the server
+            // kept up, not the one asked.
+            let k =
+                ((started.elapsed().as_secs_f64() / slice.as_secs_f64()) as usize).min(slices - 1);
+            let mut out = out.lock().unwrap();
+            if let Some(f) = &failure
+                && out.iter().all(|s| s.errors == 0)
+            {
+                eprintln!("request {n} failed: {f}");
+            }
+            out[k].latencies.push(due.elapsed());
+            out[k].errors += usize::from(failure.is_some());
+        });
+        // Reaps what finished, so the set stays as small as what is in
+        // flight.
+        while sent.try_join_next().is_some() {}
     }
+    while sent.join_next().await.is_some() {}
+    let mut all = std::mem::take(&mut *out.lock().unwrap());
     for s in &mut all {
         s.latencies.sort();
     }
@@ -242,20 +247,26 @@ async fn run() {
     // the same whatever their maxima.
     let fixed: f64 = env_or("SOAK_RATE", 0.0);
     let connections: usize = env_or("SOAK_CONNECTIONS", 16usize).max(1);
+    let in_flight: usize = env_or("SOAK_IN_FLIGHT", 256usize).max(1);
     let warmup: u64 = env_or("SOAK_WARMUP_SECS", 30);
     let max_windows: usize = env_or("SOAK_MAX_WINDOWS", 3usize).max(1);
     // The soak server's log filter: `debug` shows each retention batch
     // and each write and settle of the funnel aggregator, with its time,
     // to lay beside slices of a few seconds.
     let server_log = std::env::var("SOAK_SERVER_LOG").unwrap_or_else(|_| "warn".into());
+    // The servers keep every live session's snapshot, as an operator would
+    // size `--session-cache` for this many sessions in use; the default
+    // (10,000) would make every request here a read of the store.
+    let session_cache = std::env::var("BATON_SESSION_CACHE").unwrap_or_else(|_| live_n.to_string());
     let asked = if fixed > 0.0 {
         format!("{fixed:.0} req/s")
     } else {
         format!("{:.0}% of the maximum", load * 100.0)
     };
     println!(
-        "client and server in separate processes; {connections} connections, {live_n} live \
-         sessions, {aged_n} aged 8 days, {secs} s at {asked}, {} cores",
+        "client and server in separate processes; maximum over {connections} connections, \
+         then {asked} sent when due (at most {in_flight} in flight); {live_n} live sessions, \
+         {aged_n} aged 8 days, {secs} s, session cache {session_cache}, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -264,7 +275,14 @@ async fn run() {
         let url = store_url(pg.as_deref(), dir.path(), "soak").await;
 
         // 1. Sessions, and the maximum rate.
-        let first = spawn_baton(&url, dir.path(), connections, true, &[]).await;
+        let first = spawn_baton(
+            &url,
+            dir.path(),
+            connections,
+            true,
+            &[("BATON_SESSION_CACHE", &session_cache)],
+        )
+        .await;
         let db = Db::open(&url).await;
         let t = Instant::now();
         let aged = start_sessions(&first.base, "aged", aged_n, connections).await;
@@ -343,6 +361,7 @@ async fn run() {
                 ("BATON_SESSION_HOURS", "24"),
                 ("BATON_IDEMPOTENCY_HOURS", "24"),
                 ("BATON_LOG", &server_log),
+                ("BATON_SESSION_CACHE", &session_cache),
             ],
         )
         .await;
@@ -358,7 +377,7 @@ async fn run() {
         let warm = paced(
             &server.base,
             live.clone(),
-            connections,
+            in_flight,
             rate,
             Duration::from_secs(warmup),
             Duration::from_secs(warmup.max(1)),
@@ -404,7 +423,7 @@ async fn run() {
         let slices = paced(
             &server.base,
             live.clone(),
-            connections,
+            in_flight,
             rate,
             Duration::from_secs(secs),
             slice,
