@@ -4,7 +4,9 @@
 //! chain (the step budget is long enough that it answers with the finished
 //! flow). Reports flows completed per second at 64 concurrent
 //! clients and the latency of one flow run sequentially, on SQLite and
-//! (with BATON_TEST_POSTGRES_URL) PostgreSQL. Bounded: STEPS_SECS seconds
+//! (with BATON_TEST_POSTGRES_URL) PostgreSQL, each beside the bare chain
+//! (`support::baseline`: the same three calls and four commits, no
+//! engine) in the same process, as a floor. Bounded: STEPS_SECS seconds
 //! per measurement (default 5).
 //!
 //! `cargo bench --bench steps`
@@ -21,6 +23,7 @@ use std::time::Duration;
 use baton::app::Application;
 use baton::config::ServeConfig;
 use serde_json::{Value, json};
+use support::baseline::spawn_chain_baseline;
 use support::{Upstream, backends, fresh_pg_schema, measure, report};
 
 const CONCURRENT: usize = 64;
@@ -60,7 +63,17 @@ async fn run() {
             None => format!("sqlite://{}", dir.path().join("steps.db").display()),
             Some(base) => fresh_pg_schema(base).await,
         };
+        let bare_url = match &pg {
+            None => format!("sqlite://{}", dir.path().join("bare.db").display()),
+            Some(base) => fresh_pg_schema(base).await,
+        };
         let baton = spawn_baton(&url, dir.path(), upstream.port).await;
+        let bare = spawn_chain_baseline(
+            &bare_url,
+            16,
+            format!("http://127.0.0.1:{}/step", upstream.port),
+        )
+        .await;
         let start = move |i: usize, n: usize| {
             let base = baton.clone();
             async move {
@@ -70,16 +83,51 @@ async fn run() {
                 (base, json!({ "query": q, "variables": v }), None)
             }
         };
-        // Sanity: one flow runs to the end.
-        check_one(&baton_url(&start).await).await;
-        let r = measure(1, dur, start.clone()).await;
-        report(name, "1 (sequential)", &r);
-        let r = measure(CONCURRENT, dur, start).await;
-        report(name, &format!("{CONCURRENT} concurrent"), &r);
+        let chain = move |i: usize, n: usize| {
+            let base = bare.clone();
+            async move {
+                let q = "mutation($u: String!) { chain(user: $u) }";
+                (
+                    base,
+                    json!({ "query": q, "variables": { "u": format!("u{i}-{n}") } }),
+                    None,
+                )
+            }
+        };
+        // Sanity: one flow runs to the end on each.
+        let (base, body) = first_request(&start).await;
+        assert_eq!(
+            post(&base, &body).await["data"]["startFlow"]["status"],
+            "COMPLETED",
+            "the chain did not finish within the budget"
+        );
+        let (base, body) = first_request(&chain).await;
+        assert_eq!(post(&base, &body).await["data"]["chain"], "COMPLETED");
+        for (clients, label) in [
+            (1, "1 (sequential)".to_owned()),
+            (CONCURRENT, format!("{CONCURRENT} concurrent")),
+        ] {
+            let b = measure(clients, dur, start.clone()).await;
+            report(name, &label, &b);
+            let f = measure(clients, dur, chain.clone()).await;
+            report(name, &format!("{label}, bare"), &f);
+            println!(
+                "{name:<10} {label}: Baton {:.0}% of the bare chain's flows/s, p50 {:.2}x, \
+                 CPU {:.2}x",
+                b.rate() / f.rate() * 100.0,
+                b.percentile_ms(0.5) / f.percentile_ms(0.5),
+                cpu_per(&b) / cpu_per(&f)
+            );
+        }
     }
 }
 
-async fn baton_url<F, Fut>(make: &F) -> (String, Value)
+fn cpu_per(m: &support::Measured) -> f64 {
+    m.cpu.as_secs_f64() / m.count.max(1) as f64
+}
+
+/// The request `make` builds first, and where it goes.
+async fn first_request<F, Fut>(make: &F) -> (String, Value)
 where
     F: Fn(usize, usize) -> Fut,
     Fut: Future<Output = (String, Value, Option<String>)>,
@@ -88,8 +136,8 @@ where
     (base, body)
 }
 
-async fn check_one((base, body): &(String, Value)) {
-    let r: Value = reqwest::Client::new()
+async fn post(base: &str, body: &Value) -> Value {
+    reqwest::Client::new()
         .post(format!("{base}/graphql"))
         .json(body)
         .send()
@@ -97,11 +145,7 @@ async fn check_one((base, body): &(String, Value)) {
         .unwrap()
         .json()
         .await
-        .unwrap();
-    assert_eq!(
-        r["data"]["startFlow"]["status"], "COMPLETED",
-        "the chain did not finish within the budget: {r}"
-    );
+        .unwrap()
 }
 
 async fn spawn_baton(url: &str, dir: &std::path::Path, upstream: u16) -> String {

@@ -1,5 +1,9 @@
-//! The bare baseline the HTTP benchmarks compare `submit` with: axum +
-//! async-graphql whose one mutation does one INSERT on the same store.
+//! The bare baselines the HTTP benchmarks compare Baton with: axum +
+//! async-graphql on the same store. `insert` (what `submit` is compared
+//! with) does one INSERT; `chain` (what the steps bench's 3-step flow is
+//! compared with) does what that flow's run must at least do: a session
+//! row, then three upstream calls, each followed by a commit of its output
+//! and the session's new node.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -12,6 +16,15 @@ enum Pool {
 }
 
 struct BaselineMutation;
+
+/// Where `chain` sends its calls.
+struct ChainUpstream {
+    url: String,
+    http: reqwest::Client,
+}
+
+/// The chain's nodes in order, each with the node after it.
+const CHAIN: [(&str, &str); 3] = [("a", "b"), ("b", "c"), ("c", "done")];
 
 #[Object]
 impl BaselineMutation {
@@ -32,6 +45,80 @@ impl BaselineMutation {
         }
         Ok(true)
     }
+
+    /// A session walked through three upstream calls; answers its status.
+    async fn chain(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        user: String,
+    ) -> async_graphql::Result<String> {
+        let up = ctx.data::<ChainUpstream>()?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let start = "INSERT INTO baseline_chain (id, user_id, node) VALUES ($1, $2, 'a')";
+        match ctx.data_unchecked::<Pool>() {
+            Pool::Sqlite(p) => {
+                sqlx::query(start).bind(&id).bind(&user).execute(p).await?;
+            }
+            Pool::Postgres(p) => {
+                sqlx::query(start).bind(&id).bind(&user).execute(p).await?;
+            }
+        }
+        let body = serde_json::json!({ "user": user });
+        for (i, &(node, next)) in CHAIN.iter().enumerate() {
+            let output: serde_json::Value = up
+                .http
+                .post(&up.url)
+                .json(&body)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let output = output.to_string();
+            let step = "INSERT INTO baseline_steps (session_id, node, output) VALUES ($1, $2, $3)";
+            let moved = "UPDATE baseline_chain SET node = $2 WHERE id = $1";
+            match ctx.data_unchecked::<Pool>() {
+                Pool::Sqlite(p) => {
+                    let mut tx = p.begin().await?;
+                    sqlx::query(step)
+                        .bind(&id)
+                        .bind(node)
+                        .bind(&output)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(moved)
+                        .bind(&id)
+                        .bind(next)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+                Pool::Postgres(p) => {
+                    let mut tx = p.begin().await?;
+                    // As Baton: a chain's middle commits do not wait for
+                    // the WAL flush; its last one flushes them with it.
+                    if i + 1 < CHAIN.len() {
+                        sqlx::query("SET LOCAL synchronous_commit = off")
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    sqlx::query(step)
+                        .bind(&id)
+                        .bind(node)
+                        .bind(&output)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(moved)
+                        .bind(&id)
+                        .bind(next)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                }
+            }
+        }
+        Ok("COMPLETED".to_owned())
+    }
 }
 
 struct BaselineQuery;
@@ -50,7 +137,40 @@ pub async fn spawn_baseline(
     connections: u32,
     addr: Option<std::net::SocketAddr>,
 ) -> String {
-    let pool = if url.starts_with("sqlite:") {
+    let pool = connect(url, connections).await;
+    let schema = Schema::build(BaselineQuery, BaselineMutation, EmptySubscription)
+        .data(pool)
+        .finish();
+    serve(schema, addr).await
+}
+
+/// The baseline with its `chain` mutation calling `POST upstream`.
+pub async fn spawn_chain_baseline(url: &str, connections: u32, upstream: String) -> String {
+    let pool = connect(url, connections).await;
+    for table in [
+        "CREATE TABLE baseline_chain (id TEXT PRIMARY KEY, user_id TEXT NOT NULL, node TEXT NOT NULL)",
+        "CREATE TABLE baseline_steps (session_id TEXT NOT NULL, node TEXT NOT NULL, \
+         output TEXT NOT NULL, PRIMARY KEY (session_id, node))",
+    ] {
+        match &pool {
+            Pool::Sqlite(p) => sqlx::query(table).execute(p).await.map(|_| ()),
+            Pool::Postgres(p) => sqlx::query(table).execute(p).await.map(|_| ()),
+        }
+        .unwrap();
+    }
+    let schema = Schema::build(BaselineQuery, BaselineMutation, EmptySubscription)
+        .data(pool)
+        .data(ChainUpstream {
+            url: upstream,
+            http: reqwest::Client::new(),
+        })
+        .finish();
+    serve(schema, None).await
+}
+
+/// A pool on `url` with the `baseline` table made.
+async fn connect(url: &str, connections: u32) -> Pool {
+    if url.starts_with("sqlite:") {
         // The same SQLite settings Baton's store uses.
         let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
             .unwrap()
@@ -79,10 +199,13 @@ pub async fn spawn_baseline(
             .await
             .unwrap();
         Pool::Postgres(p)
-    };
-    let schema = Schema::build(BaselineQuery, BaselineMutation, EmptySubscription)
-        .data(pool)
-        .finish();
+    }
+}
+
+async fn serve(
+    schema: Schema<BaselineQuery, BaselineMutation, EmptySubscription>,
+    addr: Option<std::net::SocketAddr>,
+) -> String {
     let app = axum::Router::new()
         .route(
             "/graphql",
