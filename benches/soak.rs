@@ -227,9 +227,13 @@ async fn paced(
         });
         // Reaps what finished, so the set stays as small as what is in
         // flight.
-        while sent.try_join_next().is_some() {}
+        while let Some(done) = sent.try_join_next() {
+            done.expect("a request task panicked");
+        }
     }
-    while sent.join_next().await.is_some() {}
+    while let Some(done) = sent.join_next().await {
+        done.expect("a request task panicked");
+    }
     let mut all = std::mem::take(&mut *out.lock().unwrap());
     for s in &mut all {
         s.latencies.sort();
