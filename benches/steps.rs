@@ -116,14 +116,10 @@ async fn run() {
                  CPU {:.2}x",
                 b.rate() / f.rate() * 100.0,
                 b.percentile_ms(0.5) / f.percentile_ms(0.5),
-                cpu_per(&b) / cpu_per(&f)
+                b.cpu_us() / f.cpu_us()
             );
         }
     }
-}
-
-fn cpu_per(m: &support::Measured) -> f64 {
-    m.cpu.as_secs_f64() / m.count.max(1) as f64
 }
 
 /// The request `make` builds first, and where it goes.

@@ -15,6 +15,22 @@ enum Pool {
     Postgres(sqlx::PgPool),
 }
 
+/// Runs `$body` with `$p` bound to the pool, whichever store it is (the
+/// statements are the same text on both); its value, which differs by
+/// store, is dropped.
+macro_rules! on_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => {
+                $body;
+            }
+            Pool::Postgres($p) => {
+                $body;
+            }
+        }
+    };
+}
+
 struct BaselineMutation;
 
 /// Where `chain` sends its calls.
@@ -35,14 +51,9 @@ impl BaselineMutation {
     ) -> async_graphql::Result<bool> {
         let sql = "INSERT INTO baseline (id, payload) VALUES ($1, $2)";
         let payload = r#"{"kind":"submitted"}"#;
-        match ctx.data_unchecked::<Pool>() {
-            Pool::Sqlite(p) => {
-                sqlx::query(sql).bind(&id).bind(payload).execute(p).await?;
-            }
-            Pool::Postgres(p) => {
-                sqlx::query(sql).bind(&id).bind(payload).execute(p).await?;
-            }
-        }
+        on_pool!(ctx.data_unchecked::<Pool>(), |p| {
+            sqlx::query(sql).bind(&id).bind(payload).execute(p).await?
+        });
         Ok(true)
     }
 
@@ -54,15 +65,13 @@ impl BaselineMutation {
     ) -> async_graphql::Result<String> {
         let up = ctx.data::<ChainUpstream>()?;
         let id = uuid::Uuid::new_v4().to_string();
+        let pool = ctx.data_unchecked::<Pool>();
         let start = "INSERT INTO baseline_chain (id, user_id, node) VALUES ($1, $2, 'a')";
-        match ctx.data_unchecked::<Pool>() {
-            Pool::Sqlite(p) => {
-                sqlx::query(start).bind(&id).bind(&user).execute(p).await?;
-            }
-            Pool::Postgres(p) => {
-                sqlx::query(start).bind(&id).bind(&user).execute(p).await?;
-            }
-        }
+        on_pool!(pool, |p| sqlx::query(start)
+            .bind(&id)
+            .bind(&user)
+            .execute(p)
+            .await?);
         let body = serde_json::json!({ "user": user });
         for (i, &(node, next)) in CHAIN.iter().enumerate() {
             let output: serde_json::Value = up
@@ -77,45 +86,29 @@ impl BaselineMutation {
             let output = output.to_string();
             let step = "INSERT INTO baseline_steps (session_id, node, output) VALUES ($1, $2, $3)";
             let moved = "UPDATE baseline_chain SET node = $2 WHERE id = $1";
-            match ctx.data_unchecked::<Pool>() {
-                Pool::Sqlite(p) => {
-                    let mut tx = p.begin().await?;
-                    sqlx::query(step)
-                        .bind(&id)
-                        .bind(node)
-                        .bind(&output)
+            // As Baton: on PostgreSQL a chain's middle commits do not wait
+            // for the WAL flush; its last one flushes them with it.
+            let flush_later = matches!(pool, Pool::Postgres(_)) && i + 1 < CHAIN.len();
+            on_pool!(pool, |p| {
+                let mut tx = p.begin().await?;
+                if flush_later {
+                    sqlx::query("SET LOCAL synchronous_commit = off")
                         .execute(&mut *tx)
                         .await?;
-                    sqlx::query(moved)
-                        .bind(&id)
-                        .bind(next)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
                 }
-                Pool::Postgres(p) => {
-                    let mut tx = p.begin().await?;
-                    // As Baton: a chain's middle commits do not wait for
-                    // the WAL flush; its last one flushes them with it.
-                    if i + 1 < CHAIN.len() {
-                        sqlx::query("SET LOCAL synchronous_commit = off")
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    sqlx::query(step)
-                        .bind(&id)
-                        .bind(node)
-                        .bind(&output)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(moved)
-                        .bind(&id)
-                        .bind(next)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                }
-            }
+                sqlx::query(step)
+                    .bind(&id)
+                    .bind(node)
+                    .bind(&output)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(moved)
+                    .bind(&id)
+                    .bind(next)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?
+            });
         }
         Ok("COMPLETED".to_owned())
     }
@@ -152,11 +145,7 @@ pub async fn spawn_chain_baseline(url: &str, connections: u32, upstream: String)
         "CREATE TABLE baseline_steps (session_id TEXT NOT NULL, node TEXT NOT NULL, \
          output TEXT NOT NULL, PRIMARY KEY (session_id, node))",
     ] {
-        match &pool {
-            Pool::Sqlite(p) => sqlx::query(table).execute(p).await.map(|_| ()),
-            Pool::Postgres(p) => sqlx::query(table).execute(p).await.map(|_| ()),
-        }
-        .unwrap();
+        on_pool!(&pool, |p| sqlx::query(table).execute(p).await.unwrap());
     }
     let schema = Schema::build(BaselineQuery, BaselineMutation, EmptySubscription)
         .data(pool)
@@ -170,7 +159,7 @@ pub async fn spawn_chain_baseline(url: &str, connections: u32, upstream: String)
 
 /// A pool on `url` with the `baseline` table made.
 async fn connect(url: &str, connections: u32) -> Pool {
-    if url.starts_with("sqlite:") {
+    let pool = if url.starts_with("sqlite:") {
         // The same SQLite settings Baton's store uses.
         let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
             .unwrap()
@@ -178,28 +167,25 @@ async fn connect(url: &str, connections: u32) -> Pool {
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
             .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5));
-        let p = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(connections)
-            .connect_with(opts)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
-            .execute(&p)
-            .await
-            .unwrap();
-        Pool::Sqlite(p)
+        Pool::Sqlite(
+            sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(connections)
+                .connect_with(opts)
+                .await
+                .unwrap(),
+        )
     } else {
-        let p = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(connections)
-            .connect(url)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)")
-            .execute(&p)
-            .await
-            .unwrap();
-        Pool::Postgres(p)
-    }
+        Pool::Postgres(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(connections)
+                .connect(url)
+                .await
+                .unwrap(),
+        )
+    };
+    let table = "CREATE TABLE baseline (id TEXT PRIMARY KEY, payload TEXT NOT NULL)";
+    on_pool!(&pool, |p| sqlx::query(table).execute(p).await.unwrap());
+    pool
 }
 
 async fn serve(

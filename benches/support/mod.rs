@@ -39,6 +39,11 @@ impl Measured {
         self.count as f64 / self.elapsed.as_secs_f64()
     }
 
+    /// CPU time per request, in microseconds.
+    pub fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.count.max(1) as f64
+    }
+
     /// The latency at percentile `p` (0 to 1), in milliseconds.
     pub fn percentile_ms(&self, p: f64) -> f64 {
         let l = &self.latencies;
@@ -55,7 +60,7 @@ pub fn report(store: &str, server: &str, m: &Measured) {
         m.rate(),
         m.percentile_ms(0.50),
         m.percentile_ms(0.99),
-        m.cpu.as_secs_f64() * 1e6 / m.count.max(1) as f64,
+        m.cpu_us(),
         if m.errors > 0 {
             format!("  ({} errors)", m.errors)
         } else {

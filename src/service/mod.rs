@@ -25,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -458,7 +459,7 @@ impl Baton {
                 && let Some(done) = &snap.answered
                 && done.key == key
             {
-                return answer_of(done, key, &request_hash);
+                return answer_of(&done.request_hash, &done.response, key, &request_hash);
             }
             let cached = read == Read::Cached;
             // An older submit's retry: answered from its record, not by
@@ -710,9 +711,7 @@ impl Baton {
         else {
             return Ok(None);
         };
-        same_request(&done.request_hash, key, hash)?;
-        let view = serde_json::from_str(done.response.get()).map_err(ServiceError::internal)?;
-        Ok(Some(view))
+        answer_of(&done.request_hash, &done.response, key, hash).map(Some)
     }
 
     /// Appends the advance's events and its snapshot, expecting the session
@@ -952,16 +951,17 @@ fn to_new_events(advance: &Advance) -> Result<Vec<NewEvent>, ServiceError> {
         .collect()
 }
 
-/// A replay's answer from the snapshot's record: the same answer as the
-/// first time, or `IDEMPOTENCY_KEY_REUSED` for another request under the
-/// same key (as [`Baton::replay`] decides from the store).
+/// A replay's answer from a recorded submit (the snapshot's or the
+/// store's): the same answer as the first time, or
+/// `IDEMPOTENCY_KEY_REUSED` for another request under the same key.
 fn answer_of(
-    done: &NewIdempotency,
+    recorded_hash: &str,
+    response: &RawValue,
     key: &str,
     request_hash: &str,
 ) -> Result<SessionView, ServiceError> {
-    same_request(&done.request_hash, key, request_hash)?;
-    serde_json::from_str(done.response.get()).map_err(ServiceError::internal)
+    same_request(recorded_hash, key, request_hash)?;
+    serde_json::from_str(response.get()).map_err(ServiceError::internal)
 }
 
 /// A key answers only the request it was first sent with.

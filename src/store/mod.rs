@@ -33,7 +33,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::value::RawValue;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -468,10 +467,7 @@ struct IdempotencyRow {
 impl IdempotencyRow {
     fn into_record(self) -> Result<IdempotencyRecord, StoreError> {
         Ok(IdempotencyRecord {
-            response: RawValue::from_string(self.response).map_err(|e| StoreError::Corrupt {
-                table: "idempotency",
-                detail: format!("column response is not valid JSON: {e}"),
-            })?,
+            response: parse_json("idempotency", "response", &self.response)?,
             session_id: self.session_id,
             key: self.key,
             request_hash: self.request_hash,
@@ -480,7 +476,11 @@ impl IdempotencyRow {
     }
 }
 
-fn parse_json(table: &'static str, column: &str, text: &str) -> Result<Value, StoreError> {
+fn parse_json<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    column: &str,
+    text: &str,
+) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
         table,
         detail: format!("column {column} is not valid JSON: {e}"),

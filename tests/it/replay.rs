@@ -199,19 +199,27 @@ async fn submit_back(app: &TestApp, token: &str, sid: &str, key: &str) -> Value 
         .await
 }
 
+/// A session of user `user` sent on to `other` under `k-later-1` and back
+/// to `form` under `k-back-1`: its id, token, and the first answer.
+async fn later_then_back(app: &TestApp, user: &str) -> (String, String, Value) {
+    let (s, token) = app.start("replays", json!({ "id": user }), json!({})).await;
+    let sid = s["id"].as_str().unwrap().to_owned();
+    let first = submit_later(app, &token, &sid, "k-later-1").await;
+    assert_eq!(first["data"]["submit"]["screen"]["id"], "other", "{first}");
+    submit_back(app, &token, &sid, "k-back-1").await;
+    (sid, token, first)
+}
+
 /// A retry of an older submit, on a screen the session has come back to,
 /// answers as the first time without attempting the write again.
 async fn replay_of_an_older_key_on_a_screen_come_back_to(backend: Backend) {
     let Some(app) = app(backend, false, 2000).await else {
         return;
     };
-    let (s, token) = app.start("replays", json!({ "id": "u6" }), json!({})).await;
-    let sid = s["id"].as_str().unwrap();
+    let (sid, token, first) = later_then_back(&app, "u6").await;
+    let sid = sid.as_str();
     let later = |key| submit_later(&app, &token, sid, key);
     let back = |key| submit_back(&app, &token, sid, key);
-    let first = later("k-later-1").await;
-    assert_eq!(first["data"]["submit"]["screen"]["id"], "other", "{first}");
-    back("k-back-1").await;
     later("k-later-2").await;
     let on_form = back("k-back-2").await;
     assert_eq!(
@@ -267,13 +275,8 @@ async fn without_a_session_cache_an_older_key_still_answers_from_its_record(back
     else {
         return;
     };
-    let (s, token) = app.start("replays", json!({ "id": "u7" }), json!({})).await;
-    let sid = s["id"].as_str().unwrap();
-    let later = |key| submit_later(&app, &token, sid, key);
-    let back = |key| submit_back(&app, &token, sid, key);
-    let first = later("k-later-1").await;
-    assert_eq!(first["data"]["submit"]["screen"]["id"], "other", "{first}");
-    back("k-back-1").await;
+    let (sid, token, first) = later_then_back(&app, "u7").await;
+    let later = |key| submit_later(&app, &token, &sid, key);
     let writes = app.baton.store().group_commit_stats().received;
     assert_eq!(later("k-later-1").await, first);
     // Nothing cached, so nothing told the server the key was applied.
@@ -282,7 +285,7 @@ async fn without_a_session_cache_an_older_key_still_answers_from_its_record(back
         writes + 1,
         "with no session cache the replay takes the store's path"
     );
-    let now = app.session(Some(&token), sid).await;
+    let now = app.session(Some(&token), &sid).await;
     assert_eq!(now["data"]["session"]["screen"]["id"], "form", "{now}");
 }
 
