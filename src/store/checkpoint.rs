@@ -4,19 +4,23 @@
 //! `wal_autocheckpoint` pages: that commit copies the WAL back into the
 //! database file and, with `synchronous = NORMAL`, waits for two fsyncs,
 //! while every other commit queues behind the single write connection. Under
-//! load that is a stall every few hundred commits (`cargo bench --bench
-//! load`, session 4's machine: `submit` p99 10.2–11.4 ms with it, 8.3–9.7 ms
-//! with this task, and about 20% more submits per second; see the README).
+//! load that is a stall every few hundred commits.
 //!
-//! So the write connection's automatic checkpoint is only a backstop
-//! ([`BACKSTOP_PAGES`]), and a task checkpoints every [`EVERY`] from a read
-//! connection in `PASSIVE` mode, which neither waits for nor blocks the
-//! writer: commits go on appending to the WAL while the checkpoint copies
-//! and syncs. Once a checkpoint has caught up, the next commit starts the
-//! WAL over from its beginning. Under writes that never pause a checkpoint
-//! may not catch up; the WAL then grows until the backstop checkpoints in
-//! the writer, as before, but at most a tenth as often (10,000 pages
-//! instead of 1,000).
+//! So a task checkpoints every [`EVERY`] from a read connection in
+//! `PASSIVE` mode, which neither waits for nor blocks the writer: commits go
+//! on appending to the WAL while the checkpoint copies and syncs.
+//!
+//! That alone does not keep the WAL short. The WAL starts over only when a
+//! commit begins with all of it copied, and beside a busy writer that
+//! moment rarely comes: commits append while each checkpoint copies. Left
+//! so, the WAL grows until the write connection's own checkpoint (the
+//! backstop, [`BACKSTOP_PAGES`]) runs inside a commit with up to a tick's
+//! frames still to copy (the soak's SQLite writer appends about 2,000
+//! pages a tick). So once the WAL passes [`RESTART_PAGES`], the task copies
+//! again at once until a round finds few new frames, and then checkpoints
+//! once on the write connection, between two commits, where nothing appends
+//! while it copies those last few: the next commit starts the WAL over.
+//! `journal_size_limit` then gives back the space a WAL that did grow took.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -28,18 +32,36 @@ use sqlx::SqlitePool;
 /// meanwhile once.
 pub(super) const EVERY: Duration = Duration::from_millis(100);
 
+/// A WAL this long gets the writer to start it over. Readers look a page up
+/// in the WAL's index, one hash table per 4,096 frames, so a WAL kept under
+/// that is looked up with one table.
+const RESTART_PAGES: i64 = 4_096;
+
+/// A catch-up round that found at most this many new frames leaves the rest
+/// to the write connection: a few milliseconds of its time.
+const FEW_PAGES: i64 = 256;
+
+/// The most catch-up rounds before the writer takes the rest, so a writer
+/// that outruns the copies still gets its WAL started over.
+const CATCH_UP_ROUNDS: usize = 3;
+
 /// The write connection's own `wal_autocheckpoint`: reached only if the task
 /// falls behind (or a long read keeps the WAL from being checkpointed), so
 /// the WAL stays bounded (about 40 MB with 4 KiB pages) either way.
 pub(super) const BACKSTOP_PAGES: u32 = 10_000;
+
+/// `journal_size_limit`: a WAL that grew past this (bytes) is cut back to
+/// it when it starts over, so the file's size on disk follows the WAL.
+pub(super) const WAL_FILE_LIMIT: u64 = BACKSTOP_PAGES as u64 * 4096;
 
 /// Keeps the checkpoint task alive: the task ends once every clone of the
 /// store (each holds one of these) is gone, or the pool is closed.
 #[derive(Debug)]
 pub(super) struct Checkpointer;
 
-/// Starts the task on the current Tokio runtime; checkpoints run on `pool`.
-pub(super) fn spawn(pool: SqlitePool) -> Arc<Checkpointer> {
+/// Starts the task on the current Tokio runtime; checkpoints run on `read`,
+/// and the last copy before the WAL starts over on `write`.
+pub(super) fn spawn(read: SqlitePool, write: SqlitePool) -> Arc<Checkpointer> {
     let alive = Arc::new(Checkpointer);
     let watch: Weak<Checkpointer> = Arc::downgrade(&alive);
     tokio::spawn(async move {
@@ -47,18 +69,52 @@ pub(super) fn spawn(pool: SqlitePool) -> Arc<Checkpointer> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if watch.strong_count() == 0 || pool.is_closed() {
+            if watch.strong_count() == 0 || read.is_closed() {
                 return;
             }
             // A failure (the database busy, the disk full) leaves the WAL
             // to the next tick and, in the end, to the backstop.
-            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
+            if let Err(e) = checkpoint(&read, &write).await {
                 tracing::debug!(error = %e, "WAL checkpoint failed; retrying on the next tick");
             }
         }
     });
     alive
+}
+
+/// Frames in the WAL and frames copied, after one `PASSIVE` checkpoint.
+async fn passive(pool: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
+    let (_busy, wal, copied): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(pool)
+        .await?;
+    Ok((wal, copied))
+}
+
+async fn checkpoint(read: &SqlitePool, write: &SqlitePool) -> Result<(), sqlx::Error> {
+    let (mut wal, _) = passive(read).await?;
+    if wal < RESTART_PAGES {
+        return Ok(());
+    }
+    let mut rounds = 0;
+    while rounds < CATCH_UP_ROUNDS {
+        rounds += 1;
+        let (now, _) = passive(read).await?;
+        let appended = now - wal;
+        wal = now;
+        if appended < 0 {
+            // A commit found it all copied and started it over.
+            return Ok(());
+        }
+        if appended <= FEW_PAGES {
+            break;
+        }
+    }
+    let (wal, copied) = passive(write).await?;
+    tracing::debug!(
+        rounds,
+        wal,
+        copied,
+        "WAL copied out on the writer to start it over"
+    );
+    Ok(())
 }

@@ -610,6 +610,7 @@ impl Store {
             options
                 .clone()
                 .pragma("wal_autocheckpoint", checkpoint::BACKSTOP_PAGES.to_string())
+                .pragma("journal_size_limit", checkpoint::WAL_FILE_LIMIT.to_string())
         };
 
         let write = SqlitePoolOptions::new()
@@ -639,7 +640,7 @@ impl Store {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_lazy_with(options)
         };
-        let checkpointer = (!in_memory).then(|| checkpoint::spawn(read.clone()));
+        let checkpointer = (!in_memory).then(|| checkpoint::spawn(read.clone(), write.clone()));
         let handoff = handoff::Sender::default();
         Ok(Store {
             writer: group::Writer::spawn(group::Target::Sqlite(write.clone(), handoff.clone())),
