@@ -1,6 +1,8 @@
 //! Retention: deleting what is older than the operator keeps, in small
 //! batches, so the writers that serve sessions are never held up long.
 
+use std::time::{Duration, Instant};
+
 use super::{BeginWrite, Inner, Store, StoreError};
 
 /// What a session of `sessions` must be for retention to delete it, with
@@ -20,11 +22,13 @@ macro_rules! gone_sessions {
 /// Deletes, in one transaction on `$pool`, the sessions of `$ids` (bound as
 /// `$1`, matched by `$in_ids`) that are gone by [`gone_sessions`] with
 /// `$before` the cutoff, then the funnel walks of those gone;
-/// the number of sessions deleted. A macro: the body is compiled per
+/// the number of sessions deleted and how long the transaction held the
+/// writer. A macro: the body is compiled per
 /// backend.
 macro_rules! delete_sessions {
     ($pool:expr, $ids:expr, $before:expr, $in_ids:literal) => {{
         let mut tx = $pool.begin_write().await?;
+        let began = Instant::now();
         let deleted = sqlx::query(concat!(
             "DELETE FROM sessions WHERE id ",
             $in_ids,
@@ -47,7 +51,7 @@ macro_rules! delete_sessions {
             .await?;
         }
         tx.commit().await?;
-        deleted
+        (deleted, began.elapsed())
     }};
 }
 
@@ -64,43 +68,71 @@ pub struct Swept {
     pub deleted: u64,
     /// Nothing left to look at in this sweep.
     pub done: bool,
+    /// How long the batch held the writer (not counting the wait for it):
+    /// what the commits queued behind it waited.
+    pub held: Duration,
+}
+
+impl Swept {
+    fn nothing(done: bool) -> Swept {
+        Swept {
+            deleted: 0,
+            done,
+            held: Duration::ZERO,
+        }
+    }
+}
+
+/// Runs `$query` on a connection of `$pool` taken first, so the time it
+/// held the connection leaves out the wait for it: (rows changed, time
+/// held). A macro: the result types' `rows_affected` share no trait.
+macro_rules! timed {
+    ($pool:expr, $query:expr) => {{
+        let mut conn = $pool.acquire().await?;
+        let began = Instant::now();
+        let rows = $query.execute(&mut *conn).await?.rows_affected();
+        (rows, began.elapsed())
+    }};
 }
 
 impl Store {
     /// Deletes up to `batch` idempotency records created before `before`
-    /// (ms since the epoch); returns how many went. Fewer than `batch`
-    /// means the old records are gone (up to a few written out of order,
-    /// which the next pass takes).
+    /// (ms since the epoch). Fewer than `batch` means the old records are
+    /// gone (up to a few written out of order, which the next pass takes).
     pub async fn delete_idempotency_before(
         &self,
         before: i64,
         batch: i64,
-    ) -> Result<u64, StoreError> {
-        let deleted = match &self.inner {
+    ) -> Result<Swept, StoreError> {
+        let (deleted, held) = match &self.inner {
             // Records are appended in time order, so the oldest come first
             // by rowid and a batch reads only its own rows.
-            Inner::Sqlite { write, .. } => sqlx::query(
-                "DELETE FROM idempotency WHERE rowid IN \
-                 (SELECT rowid FROM (SELECT rowid, created_at FROM idempotency ORDER BY rowid LIMIT ?2) \
-                  WHERE created_at < ?1)",
-            )
-            .bind(before)
-            .bind(batch)
-            .execute(write)
-            .await?
-            .rows_affected(),
+            Inner::Sqlite { write, .. } => timed!(
+                write,
+                sqlx::query(
+                    "DELETE FROM idempotency WHERE rowid IN \
+                     (SELECT rowid FROM (SELECT rowid, created_at FROM idempotency ORDER BY rowid LIMIT ?2) \
+                      WHERE created_at < ?1)",
+                )
+                .bind(before)
+                .bind(batch)
+            ),
             // The BRIN index on `created_at` (migration 0013) finds them.
-            Inner::Postgres(pool) => sqlx::query(
-                "DELETE FROM idempotency WHERE ctid = ANY(ARRAY( \
-                 SELECT ctid FROM idempotency WHERE created_at < $1 LIMIT $2))",
-            )
-            .bind(before)
-            .bind(batch)
-            .execute(pool)
-            .await?
-            .rows_affected(),
+            Inner::Postgres(pool) => timed!(
+                pool,
+                sqlx::query(
+                    "DELETE FROM idempotency WHERE ctid = ANY(ARRAY( \
+                     SELECT ctid FROM idempotency WHERE created_at < $1 LIMIT $2))",
+                )
+                .bind(before)
+                .bind(batch)
+            ),
         };
-        Ok(deleted)
+        Ok(Swept {
+            deleted,
+            done: deleted < batch.max(0) as u64,
+            held,
+        })
     }
 
     /// The flows that have sessions or had them: a sweep goes flow by flow,
@@ -156,10 +188,7 @@ impl Store {
             .await?
         });
         let Some((last_id, last_at, _)) = scanned.last().cloned() else {
-            return Ok(Swept {
-                deleted: 0,
-                done: true,
-            });
+            return Ok(Swept::nothing(true));
         };
         sweep.after = Some((last_at, last_id));
         let done = (scanned.len() as i64) < batch;
@@ -169,12 +198,12 @@ impl Store {
             .map(|(id, _, _)| id)
             .collect();
         if ids.is_empty() {
-            return Ok(Swept { deleted: 0, done });
+            return Ok(Swept::nothing(done));
         }
         // Foreign keys (SQLite) or a trigger (PostgreSQL, migration 0005)
         // take the events and idempotency records, foreign keys the tasks
         // and their attempts; the walks of the sessions gone go here.
-        let deleted = match &self.inner {
+        let (deleted, held) = match &self.inner {
             Inner::Sqlite { write, .. } => {
                 let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Corrupt {
                     table: "sessions",
@@ -184,7 +213,11 @@ impl Store {
             }
             Inner::Postgres(pool) => delete_sessions!(pool, &ids, before, "= ANY($1)"),
         };
-        Ok(Swept { deleted, done })
+        Ok(Swept {
+            deleted,
+            done,
+            held,
+        })
     }
 
     /// One batch of trimming the SQLite event feed's head of rows whose
@@ -202,12 +235,7 @@ impl Store {
     ) -> Result<Swept, StoreError> {
         let (read, write) = match &self.inner {
             Inner::Sqlite { read, write, .. } => (read, write),
-            Inner::Postgres(_) => {
-                return Ok(Swept {
-                    deleted: 0,
-                    done: true,
-                });
-            }
+            Inner::Postgres(_) => return Ok(Swept::nothing(true)),
         };
         let (last, oldest_kept, count, orphans): (Option<i64>, Option<i64>, i64, i64) =
             sqlx::query_as(
@@ -220,10 +248,7 @@ impl Store {
             .fetch_one(read)
             .await?;
         let Some(last) = last else {
-            return Ok(Swept {
-                deleted: 0,
-                done: true,
-            });
+            return Ok(Swept::nothing(true));
         };
         let done = count < batch || oldest_kept.is_some_and(|at| at >= before);
         // Most of a batch's rows are of sessions still kept while settling
@@ -231,19 +256,23 @@ impl Store {
         // something to delete.
         if orphans == 0 {
             *after = last;
-            return Ok(Swept { deleted: 0, done });
+            return Ok(Swept::nothing(done));
         }
-        let deleted = sqlx::query(
-            "DELETE FROM event_feed WHERE id > ?1 AND id <= ?2 AND NOT EXISTS \
-             (SELECT 1 FROM session_events e \
-              WHERE e.session_id = event_feed.session_id AND e.seq = event_feed.seq)",
-        )
-        .bind(*after)
-        .bind(last)
-        .execute(write)
-        .await?
-        .rows_affected();
+        let (deleted, held) = timed!(
+            write,
+            sqlx::query(
+                "DELETE FROM event_feed WHERE id > ?1 AND id <= ?2 AND NOT EXISTS \
+                 (SELECT 1 FROM session_events e \
+                  WHERE e.session_id = event_feed.session_id AND e.seq = event_feed.seq)",
+            )
+            .bind(*after)
+            .bind(last)
+        );
         *after = last;
-        Ok(Swept { deleted, done })
+        Ok(Swept {
+            deleted,
+            done,
+            held,
+        })
     }
 }

@@ -53,16 +53,26 @@ async fn old_idempotency_records_are_deleted(backend: Backend) {
         sessions.push((id, token, key));
     }
     let store = app.store().await;
+    let deleted = |batch: Result<baton::store::Swept, _>| {
+        let batch = batch.unwrap();
+        (batch.deleted, batch.done)
+    };
     assert_eq!(
-        store
-            .delete_idempotency_before(cutoff - 60_000, 2)
-            .await
-            .unwrap(),
-        0
+        deleted(store.delete_idempotency_before(cutoff - 60_000, 2).await),
+        (0, true)
     );
-    assert_eq!(store.delete_idempotency_before(cutoff, 2).await.unwrap(), 2);
-    assert_eq!(store.delete_idempotency_before(cutoff, 2).await.unwrap(), 1);
-    assert_eq!(store.delete_idempotency_before(cutoff, 2).await.unwrap(), 0);
+    assert_eq!(
+        deleted(store.delete_idempotency_before(cutoff, 2).await),
+        (2, false)
+    );
+    assert_eq!(
+        deleted(store.delete_idempotency_before(cutoff, 2).await),
+        (1, true)
+    );
+    assert_eq!(
+        deleted(store.delete_idempotency_before(cutoff, 2).await),
+        (0, true)
+    );
     store.close().await;
 
     // A fresh server (no cached answers): the new record still answers its
