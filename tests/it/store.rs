@@ -3,6 +3,7 @@
 //! `on_both_backends!`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use baton::store::tasks::{AttemptOutcome, AttemptRecord, NewTask, StepCommit, TaskState};
@@ -1064,6 +1065,74 @@ async fn sqlite_checkpoints_the_wal_beside_the_writer() {
     assert!(grown > before);
     // And everything committed reads back.
     assert_eq!(store.session(&s.id).await.unwrap().unwrap().seq, seq);
+}
+
+/// The salt SQLite writes into the WAL's header, which changes each time
+/// the WAL starts over from its beginning.
+fn wal_salt(db: &std::path::Path) -> Option<[u8; 8]> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let bytes = std::fs::read(wal).ok()?;
+    bytes.get(16..24)?.try_into().ok()
+}
+
+/// Under commits that never pause, a checkpoint beside the writer copies
+/// the WAL but never leaves it all copied when a commit begins, so the WAL
+/// would not start over before the write connection's backstop (10,000
+/// pages). The checkpoint task has the writer copy the last pages once the
+/// WAL passes 4,096, so it starts over long before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_starts_a_long_wal_over_while_commits_never_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("baton.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()), quick())
+        .await
+        .unwrap();
+    let written = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Each commit adds a 16 KB event: four pages and then some.
+    const EVENT: usize = 16_000;
+    // About 7,000 pages of WAL: past 4,096, short of the backstop.
+    const ENOUGH: u64 = 18_000_000;
+    let mut writers = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let s = seed(&store).await;
+        let (store, written, stop) = (store.clone(), written.clone(), stop.clone());
+        writers.spawn(async move {
+            let mut seq = s.seq;
+            while !stop.load(Ordering::Relaxed) && written.load(Ordering::Relaxed) < ENOUGH {
+                let big = NewEvent::new("step", json!({ "pad": "x".repeat(EVENT) }));
+                seq = store
+                    .commit(&s.id, seq, "ACTIVE", &json!({}), &[big], None)
+                    .await
+                    .unwrap();
+                written.fetch_add(EVENT as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    // Past the start, where an idle moment may still have started it over.
+    while written.load(Ordering::Relaxed) < 2_000_000 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let first = wal_salt(&path).expect("a WAL");
+    let started_over = loop {
+        if wal_salt(&path).is_some_and(|salt| salt != first) {
+            break true;
+        }
+        if written.load(Ordering::Relaxed) >= ENOUGH {
+            break wal_salt(&path).is_some_and(|salt| salt != first);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    stop.store(true, Ordering::Relaxed);
+    while let Some(done) = writers.join_next().await {
+        done.unwrap();
+    }
+    assert!(
+        started_over,
+        "the WAL never started over in {} bytes of commits",
+        written.load(Ordering::Relaxed)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
