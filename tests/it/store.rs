@@ -910,13 +910,18 @@ async fn missing_postgres_database_is_unavailable() {
     assert_eq!(code(result), "STORE_UNAVAILABLE");
 }
 
+/// A store on the SQLite file at `path`.
+async fn sqlite_at(path: &std::path::Path) -> Store {
+    Store::connect(&format!("sqlite://{}", path.display()), quick())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn sqlite_creates_missing_directories() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/deeper/baton.db");
-    let store = Store::connect(&format!("sqlite://{}", path.display()), quick())
-        .await
-        .unwrap();
+    let store = sqlite_at(&path).await;
     store.ping().await.unwrap();
     assert!(path.exists());
 }
@@ -1022,9 +1027,7 @@ async fn sqlite_idempotency_records_survive_their_table_move() {
 async fn sqlite_checkpoints_the_wal_beside_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("baton.db");
-    let store = Store::connect(&format!("sqlite://{}", path.display()), quick())
-        .await
-        .unwrap();
+    let store = sqlite_at(&path).await;
     let s = seed(&store).await;
     // Wait until the checkpoint task has copied the migrations and the seed,
     // so what follows starts from a database file that is up to date.
@@ -1085,9 +1088,7 @@ fn wal_salt(db: &std::path::Path) -> Option<[u8; 8]> {
 async fn sqlite_starts_a_long_wal_over_while_commits_never_pause() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("baton.db");
-    let store = Store::connect(&format!("sqlite://{}", path.display()), quick())
-        .await
-        .unwrap();
+    let store = sqlite_at(&path).await;
     let written = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     // Each commit adds a 16 KB event: four pages and then some.
