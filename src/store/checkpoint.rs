@@ -16,7 +16,8 @@
 //! so, the WAL grows until the write connection's own checkpoint (the
 //! backstop, [`BACKSTOP_PAGES`]) runs inside a commit with up to a tick's
 //! frames still to copy (the soak's SQLite writer appends about 2,000
-//! pages a tick). So once the WAL passes [`RESTART_PAGES`], the task copies
+//! pages a tick). So once the WAL passes [`RESTART_PAGES`], or would pass
+//! it before the next tick at the rate it grew since the last, the task copies
 //! again at once until a round finds few new frames, and then checkpoints
 //! once on the write connection, between two commits, where nothing appends
 //! while it copies those last few: the next commit starts the WAL over.
@@ -67,6 +68,8 @@ pub(super) fn spawn(read: SqlitePool, write: SqlitePool) -> Arc<Checkpointer> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The WAL's length at the last tick, in frames.
+        let mut last = 0;
         loop {
             tick.tick().await;
             if watch.strong_count() == 0 || read.is_closed() {
@@ -74,8 +77,11 @@ pub(super) fn spawn(read: SqlitePool, write: SqlitePool) -> Arc<Checkpointer> {
             }
             // A failure (the database busy, the disk full) leaves the WAL
             // to the next tick and, in the end, to the backstop.
-            if let Err(e) = checkpoint(&read, &write).await {
-                tracing::debug!(error = %e, "WAL checkpoint failed; retrying on the next tick");
+            match checkpoint(&read, &write, last).await {
+                Ok(wal) => last = wal,
+                Err(e) => {
+                    tracing::debug!(error = %e, "WAL checkpoint failed; retrying on the next tick")
+                }
             }
         }
     });
@@ -90,11 +96,22 @@ async fn passive(pool: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
     Ok((wal, copied))
 }
 
-async fn checkpoint(read: &SqlitePool, write: &SqlitePool) -> Result<(), sqlx::Error> {
-    let (mut wal, _) = passive(read).await?;
-    if wal < RESTART_PAGES {
-        return Ok(());
+/// Whether a WAL of `wal` frames, `last` at the tick before, is to be
+/// started over now: it is past [`RESTART_PAGES`] or, growing as it did,
+/// will be by the next tick. A WAL that started over since (shorter than
+/// `last`) grew by at least its length.
+fn restart_due(wal: i64, last: i64) -> bool {
+    let grown = if wal >= last { wal - last } else { wal };
+    wal.saturating_add(grown) >= RESTART_PAGES
+}
+
+/// One tick's checkpoint; returns the WAL's length (frames) it found.
+async fn checkpoint(read: &SqlitePool, write: &SqlitePool, last: i64) -> Result<i64, sqlx::Error> {
+    let (found, _) = passive(read).await?;
+    if !restart_due(found, last) {
+        return Ok(found);
     }
+    let mut wal = found;
     let mut rounds = 0;
     while rounds < CATCH_UP_ROUNDS {
         rounds += 1;
@@ -103,7 +120,7 @@ async fn checkpoint(read: &SqlitePool, write: &SqlitePool) -> Result<(), sqlx::E
         wal = now;
         if appended < 0 {
             // A commit found it all copied and started it over.
-            return Ok(());
+            return Ok(found);
         }
         if appended <= FEW_PAGES {
             break;
@@ -116,5 +133,22 @@ async fn checkpoint(read: &SqlitePool, write: &SqlitePool) -> Result<(), sqlx::E
         copied,
         "WAL copied out on the writer to start it over"
     );
-    Ok(())
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wal_is_started_over_past_the_mark_or_before_it_gets_there() {
+        assert!(!restart_due(100, 0));
+        assert!(restart_due(RESTART_PAGES, RESTART_PAGES));
+        // 1,500 frames a tick: past the mark by the next one.
+        assert!(restart_due(3_000, 1_500));
+        assert!(!restart_due(2_000, 1_500));
+        // Started over since the last tick, and grew 2,100 frames since.
+        assert!(restart_due(2_100, 9_000));
+        assert!(!restart_due(1_000, 9_000));
+    }
 }
