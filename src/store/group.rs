@@ -53,6 +53,21 @@ pub(super) struct Commit {
     pub state: String,
     pub events: Events,
     pub idempotency: Option<Idempotency>,
+    /// What a step commit adds (SQLite; PostgreSQL's step commits have
+    /// writers of their own, in `step_batch.rs`).
+    pub step: Option<StepPart>,
+}
+
+/// The part of a step commit beyond a plain commit: the task it finishes
+/// and the tasks and attempts it records, in the forms the
+/// `session_step_commits` trigger takes.
+pub(super) struct StepPart {
+    /// (task id, outcome).
+    pub finish: Option<(String, String)>,
+    /// JSON array, see the migration.
+    pub tasks: String,
+    /// JSON array, see the migration.
+    pub attempts: String,
 }
 
 /// The events in the form each backend's statement takes.
@@ -75,6 +90,8 @@ pub(super) enum Rejected {
     /// The session is not at the expected seq, or does not exist.
     StaleSeq,
     KeyTaken,
+    /// The task a step commit finishes is finished already.
+    TaskFinished,
     /// The log already has an event with one of the new seqs.
     LogOutOfStep,
     Db(sqlx::Error),
@@ -396,13 +413,16 @@ fn connection_fit(result: &Result<(), Rejected>) -> bool {
 }
 
 /// The SQLite batch statement: one multi-row INSERT into the
-/// `session_commits` view; its trigger runs once per row, in order.
+/// `session_commits` view, or into `session_step_commits` when a member is
+/// a step commit (a plain commit is a step commit that finishes nothing);
+/// the view's trigger runs once per row, in order.
 async fn sqlite_commit_batch(
     conn: &mut PoolConnection<Sqlite>,
     members: &[&Commit],
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    let sql = sqlite_commit_batch_sql(members.len());
+    let steps = members.iter().any(|c| c.step.is_some());
+    let sql = sqlite_commit_batch_sql(members.len(), steps);
     let mut q = sqlx::query(&sql);
     for c in members {
         let idem = c.idempotency.as_ref();
@@ -416,23 +436,44 @@ async fn sqlite_commit_batch(
             .bind(idem.map(|i| i.key.as_str()))
             .bind(idem.map(|i| i.request_hash.as_str()))
             .bind(idem.map(|i| i.response.as_str()));
+        if steps {
+            let step = c.step.as_ref();
+            let finish = step.and_then(|s| s.finish.as_ref());
+            q = q
+                .bind(finish.map(|(task, _)| task.as_str()))
+                .bind(finish.map(|(_, outcome)| outcome.as_str()))
+                .bind(step.map_or("[]", |s| s.tasks.as_str()))
+                .bind(step.map_or("[]", |s| s.attempts.as_str()));
+        }
     }
     q.execute(&mut **conn).await.map(|_| ())
 }
 
-/// `INSERT INTO session_commits (…) VALUES (?, …), (?, …), …` for `n` rows.
-/// Each `n` is its own prepared statement in sqlx's per-connection cache
-/// (100 by default, more than `MAX_BATCH` plus the store's other statements).
-fn sqlite_commit_batch_sql(n: usize) -> String {
-    let mut sql = String::from(
+/// `INSERT INTO session_commits (…) VALUES (?, …), (?, …), …` for `n` rows
+/// (`session_step_commits` with `steps`). Each is its own prepared
+/// statement in sqlx's per-connection cache (100 by default: the plain
+/// and step forms of each size up to `MAX_BATCH` can crowd out the
+/// store's other statements under a mixed load, which then are prepared
+/// again, at some cost and no harm).
+fn sqlite_commit_batch_sql(n: usize, steps: bool) -> String {
+    let mut sql = String::from(if steps {
+        "INSERT INTO session_step_commits (session_id, expected_seq, status, state, at, events, \
+         idem_key, idem_request_hash, idem_response, finish_task, finish_outcome, tasks, \
+         attempts) VALUES "
+    } else {
         "INSERT INTO session_commits (session_id, expected_seq, status, state, at, events, \
-         idem_key, idem_request_hash, idem_response) VALUES ",
-    );
+         idem_key, idem_request_hash, idem_response) VALUES "
+    });
+    let row = if steps {
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    } else {
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    };
     for i in 0..n {
         if i > 0 {
             sql.push_str(", ");
         }
-        sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        sql.push_str(row);
     }
     sql
 }
@@ -451,7 +492,11 @@ async fn sqlite_commit_one(
     now: i64,
 ) -> Result<(), Rejected> {
     let idem = c.idempotency.as_ref();
-    let result = sqlx::query(super::SQLITE_COMMIT)
+    let sql = match c.step {
+        Some(_) => super::tasks::SQLITE_STEP_COMMIT,
+        None => super::SQLITE_COMMIT,
+    };
+    let mut q = sqlx::query(sql)
         .bind(&c.session_id)
         .bind(c.expected_seq)
         .bind(&c.status)
@@ -460,15 +505,25 @@ async fn sqlite_commit_one(
         .bind(sqlite_events(c))
         .bind(idem.map(|i| i.key.as_str()))
         .bind(idem.map(|i| i.request_hash.as_str()))
-        .bind(idem.map(|i| i.response.as_str()))
-        .execute(&mut **conn)
-        .await;
-    match result {
+        .bind(idem.map(|i| i.response.as_str()));
+    if let Some(step) = &c.step {
+        let finish = step.finish.as_ref();
+        q = q
+            .bind(finish.map(|(task, _)| task.as_str()))
+            .bind(finish.map(|(_, outcome)| outcome.as_str()))
+            .bind(step.tasks.as_str())
+            .bind(step.attempts.as_str());
+    }
+    match q.execute(&mut **conn).await {
         Ok(_) => Ok(()),
         Err(e) => Err(match raise_message(&e) {
             Some("baton:stale_seq") => Rejected::StaleSeq,
             Some("baton:idempotency_key_taken") => Rejected::KeyTaken,
-            _ if is_unique_violation(&e) => Rejected::LogOutOfStep,
+            Some("baton:task_finished") => Rejected::TaskFinished,
+            // SQLite names no constraint, only the columns in its message.
+            _ if is_unique_violation(&e) && e.to_string().contains("session_events.") => {
+                Rejected::LogOutOfStep
+            }
             _ => Rejected::Db(e),
         }),
     }

@@ -282,6 +282,11 @@ const INSERT_SESSION: &str = "INSERT INTO sessions (id, flow_id, flow_version, u
 const SQLITE_COMMIT: &str = "INSERT INTO session_commits (session_id, expected_seq, status, \
      state, at, events, idem_key, idem_request_hash, idem_response) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+/// SQLite `create_session`: one INSERT into the `session_starts` view,
+/// whose trigger inserts the session, its events and its tasks.
+const SQLITE_START_SESSION: &str = "INSERT INTO session_starts (id, flow_id, flow_version, \
+     user_id, token_hash, status, state, at, events, tasks) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 /// A keyed answer that is not part of a commit (a stale screen), or that
 /// changed after its commit (steps finished within the budget): stored or
 /// replaced, but never under another request's key.
@@ -294,37 +299,10 @@ const SELECT_IDEMPOTENCY: &str = "SELECT session_id, key, request_hash, response
 const SELECT_EVENTS: &str = "SELECT seq, kind, payload, created_at FROM session_events \
      WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
-/// Statement texts for the common small event counts are built once, so the
-/// hot path neither formats SQL nor misses sqlx's per-connection statement cache.
+/// The PostgreSQL commit statements for the common small event counts are
+/// built once, so the hot path neither formats SQL nor misses sqlx's
+/// per-connection statement cache.
 const PREBUILT_EVENT_COUNTS: usize = 8;
-
-/// `INSERT INTO session_events … VALUES ($1, $3, $4, $5, $2), ($1, $6, …)`:
-/// `$1` session id, `$2` created_at, then (seq, kind, payload) per event.
-fn insert_events_sql(n: usize) -> Cow<'static, str> {
-    static PREBUILT: LazyLock<Vec<String>> = LazyLock::new(|| {
-        (1..=PREBUILT_EVENT_COUNTS)
-            .map(build_insert_events_sql)
-            .collect()
-    });
-    match PREBUILT.get(n.wrapping_sub(1)) {
-        Some(sql) => Cow::Borrowed(sql.as_str()),
-        None => Cow::Owned(build_insert_events_sql(n)),
-    }
-}
-
-fn build_insert_events_sql(n: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO session_events (session_id, seq, kind, payload, created_at) VALUES ",
-    );
-    for i in 0..n {
-        let p = 3 + 3 * i;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        sql.push_str(&format!("($1, ${}, ${}, ${}, $2)", p, p + 1, p + 2));
-    }
-    sql
-}
 
 /// PostgreSQL `commit` as one statement, so one round trip and an implicit
 /// transaction: the UPDATE guards on the expected seq, and the inserts select
@@ -505,6 +483,19 @@ fn sqlite_events_json(events: &[NewEvent], payloads: &[String]) -> Result<String
     serde_json::to_string(&pairs).map_err(|e| StoreError::InvalidInput {
         reason: format!("events cannot be serialized as JSON: {e}"),
     })
+}
+
+/// Why inserting the session row of `s` failed, in the store's terms.
+fn session_not_created(s: &NewSession, e: sqlx::Error) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::SessionExists { id: s.id.clone() }
+    } else if is_foreign_key_violation(&e) {
+        StoreError::NotFound {
+            what: format!("flow version {} of flow {}", s.flow_version, s.flow_id),
+        }
+    } else {
+        e.into()
+    }
 }
 
 /// The message of a `RAISE(ABORT, …)` in one of our SQLite triggers.
@@ -856,51 +847,54 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let seq = seq_after(0, events.len());
         let now = now_ms();
-        if let Inner::Postgres(pool) = &self.inner
-            && !events.is_empty()
-        {
-            return self
-                .create_session_pg(pool, s, &state, &payloads, events, tasks, durable, now)
-                .await;
+        let pool = match &self.inner {
+            Inner::Sqlite { write, .. } => {
+                let started = sqlx::query(SQLITE_START_SESSION)
+                    .bind(&s.id)
+                    .bind(&s.flow_id)
+                    .bind(s.flow_version)
+                    .bind(&s.user_id)
+                    .bind(&s.token_hash)
+                    .bind(&s.status)
+                    .bind(state.as_str())
+                    .bind(now)
+                    .bind(sqlite_events_json(events, &payloads)?)
+                    .bind(tasks::sqlite_tasks_json(tasks)?)
+                    .execute(write)
+                    .await;
+                if let Err(e) = started {
+                    return Err(session_not_created(s, e));
+                }
+                self.hand_over(&s.id, 0, events, payloads, now);
+                return Ok(());
+            }
+            Inner::Postgres(pool) if !events.is_empty() => {
+                return self
+                    .create_session_pg(pool, s, &state, &payloads, events, tasks, durable, now)
+                    .await;
+            }
+            Inner::Postgres(pool) => pool,
+        };
+        // PostgreSQL, a session without events: too rare to want a
+        // statement of its own.
+        let mut tx = pool.begin_write().await?;
+        let inserted = sqlx::query(INSERT_SESSION)
+            .bind(&s.id)
+            .bind(&s.flow_id)
+            .bind(s.flow_version)
+            .bind(&s.user_id)
+            .bind(&s.token_hash)
+            .bind(&s.status)
+            .bind(seq)
+            .bind(state.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await;
+        if let Err(e) = inserted {
+            return Err(session_not_created(s, e));
         }
-        let events_sql = insert_events_sql(events.len());
-
-        with_write_pool!(self, |pool| {
-            let mut tx = pool.begin_write().await?;
-            let inserted = sqlx::query(INSERT_SESSION)
-                .bind(&s.id)
-                .bind(&s.flow_id)
-                .bind(s.flow_version)
-                .bind(&s.user_id)
-                .bind(&s.token_hash)
-                .bind(&s.status)
-                .bind(seq)
-                .bind(state.as_str())
-                .bind(now)
-                .execute(&mut *tx)
-                .await;
-            match inserted {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::SessionExists { id: s.id.clone() });
-                }
-                Err(e) if is_foreign_key_violation(&e) => {
-                    return Err(StoreError::NotFound {
-                        what: format!("flow version {} of flow {}", s.flow_version, s.flow_id),
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            }
-            if !events.is_empty() {
-                let mut q = sqlx::query(&events_sql).bind(&s.id).bind(now);
-                for (i, (e, payload)) in events.iter().zip(&payloads).enumerate() {
-                    q = q.bind(seq_after(1, i)).bind(&e.kind).bind(payload.as_str());
-                }
-                q.execute(&mut *tx).await?;
-            }
-            insert_tasks!(tx, &s.id, tasks, now);
-            tx.commit().await?;
-        });
+        insert_tasks!(tx, &s.id, tasks, now);
+        tx.commit().await?;
         self.hand_over(&s.id, 0, events, payloads, now);
         Ok(())
     }
@@ -1007,22 +1001,42 @@ impl Store {
             state,
             events,
             idempotency: idem,
+            step: None,
         };
         match self.writer.commit(commit).await {
             Ok(()) => Ok(new_seq),
-            Err(group::Rejected::StaleSeq) => Err(self.why_not_at(session_id, expected_seq).await),
-            Err(group::Rejected::KeyTaken) => Err(StoreError::IdempotencyKeyTaken {
+            Err(rejected) => Err(self
+                .why_rejected(rejected, session_id, expected_seq, idempotency, None)
+                .await),
+        }
+    }
+
+    /// The error for a commit the writer refused.
+    async fn why_rejected(
+        &self,
+        rejected: group::Rejected,
+        session_id: &str,
+        expected_seq: i64,
+        idempotency: Option<&NewIdempotency>,
+        finishing: Option<&str>,
+    ) -> StoreError {
+        match rejected {
+            group::Rejected::StaleSeq => self.why_not_at(session_id, expected_seq).await,
+            group::Rejected::KeyTaken => StoreError::IdempotencyKeyTaken {
                 session_id: session_id.to_owned(),
                 key: idempotency.map(|i| i.key.clone()).unwrap_or_default(),
-            }),
-            Err(group::Rejected::LogOutOfStep) => Err(StoreError::Corrupt {
+            },
+            group::Rejected::TaskFinished => StoreError::TaskFinished {
+                task_id: finishing.unwrap_or_default().to_owned(),
+            },
+            group::Rejected::LogOutOfStep => StoreError::Corrupt {
                 table: "session_events",
                 detail: format!(
                     "session {session_id} is at seq {expected_seq} but its log already has \
                      later events"
                 ),
-            }),
-            Err(group::Rejected::Db(e)) => Err(e.into()),
+            },
+            group::Rejected::Db(e) => e.into(),
         }
     }
 
@@ -1125,17 +1139,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_insert_numbers_parameters_after_the_shared_ones() {
-        assert_eq!(
-            build_insert_events_sql(2),
-            "INSERT INTO session_events (session_id, seq, kind, payload, created_at) \
-             VALUES ($1, $3, $4, $5, $2), ($1, $6, $7, $8, $2)"
-        );
-        assert_eq!(insert_events_sql(3), build_insert_events_sql(3));
-        assert_eq!(insert_events_sql(20), build_insert_events_sql(20));
-    }
 
     #[test]
     fn prebuilt_pg_commit_statements_match_the_builder() {

@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use super::error::{constraint, is_unique_violation};
 use super::{
-    BeginWrite, Inner, NewEvent, NewIdempotency, Store, StoreError, check_event_count,
-    insert_events_sql, now_ms, parse_json, seq_after, to_json,
+    BeginWrite, Inner, NewEvent, NewIdempotency, Store, StoreError, check_event_count, now_ms,
+    parse_json, seq_after, to_json,
 };
 
 /// Where a task is in its life; stored as its [`TaskState::as_str`].
@@ -292,11 +292,62 @@ const INSERT_ATTEMPT: &str = "INSERT INTO step_attempts (task_id, attempt, sessi
 const FINISH_TASK: &str = "UPDATE step_tasks SET state = 'done', outcome = $2, due_at = NULL, \
      lease_owner = NULL, updated_at = $3 WHERE id = $1 AND state <> 'done'";
 
-const UPDATE_SESSION: &str = "UPDATE sessions SET status = $3, state = $4, seq = $5, \
-     updated_at = $6 WHERE id = $1 AND seq = $2";
+/// SQLite `commit_step`: one INSERT into the `session_step_commits` view,
+/// whose trigger (see the migration) finishes the task, checks the seq and
+/// the key, advances the session and appends its events, key, tasks and
+/// attempts, atomically as one statement.
+pub(super) const SQLITE_STEP_COMMIT: &str = "INSERT INTO session_step_commits (session_id, expected_seq, \
+     status, state, at, events, idem_key, idem_request_hash, idem_response, finish_task, \
+     finish_outcome, tasks, attempts) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
 
-const INSERT_IDEMPOTENCY: &str = "INSERT INTO idempotency (session_id, key, request_hash, \
-     response, created_at) VALUES ($1, $2, $3, $4, $5)";
+/// `tasks` for [`SQLITE_STEP_COMMIT`]: one array per task, in the trigger's
+/// column order, its input as JSON text.
+pub(super) fn sqlite_tasks_json(tasks: &[NewTask]) -> Result<String, StoreError> {
+    let rows = tasks
+        .iter()
+        .map(|t| {
+            let input = to_json("a task input", &t.input)?;
+            Ok((
+                &t.id,
+                &t.node,
+                &t.kind,
+                t.state.as_str(),
+                t.due_at,
+                t.attempts,
+                &t.lease_owner,
+                &t.queue,
+                &t.event_name,
+                &t.correlation,
+                &t.mock,
+                input,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    to_json("the tasks", &rows)
+}
+
+/// `attempts` for [`SQLITE_STEP_COMMIT`], in the trigger's column order.
+fn sqlite_attempts_json(attempts: &[AttemptRecord]) -> Result<String, StoreError> {
+    let rows: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            (
+                &a.task_id,
+                a.attempt,
+                &a.session_id,
+                &a.node,
+                &a.worker,
+                a.started_at,
+                a.finished_at,
+                a.outcome.as_str(),
+                a.status_code,
+                &a.error,
+            )
+        })
+        .collect();
+    to_json("the attempts", &rows)
+}
 
 /// Most tasks one claim takes.
 pub const MAX_CLAIM: i64 = 256;
@@ -351,97 +402,51 @@ impl Store {
             .map(|e| to_json("an event payload", &e.payload))
             .collect::<Result<Vec<_>, _>>()?;
         let new_seq = seq_after(c.expected_seq, c.events.len());
-        let now = now_ms();
-        let events_sql = insert_events_sql(c.events.len());
         let idem_response = c.idempotency.map(|i| i.response.get().to_owned());
-        if let Some(writer) = &self.step_writer {
+        if let Inner::Postgres(_) = &self.inner {
+            let writer = self
+                .step_writer
+                .as_ref()
+                .expect("a PostgreSQL store is opened with its step writer");
             return self
-                .commit_step_pg(writer, &c, payloads, idem_response, new_seq, now)
+                .commit_step_pg(writer, &c, payloads, idem_response, new_seq, now_ms())
                 .await;
         }
-        let result: Result<(), StoreError> = in_write_tx!(self, |tx| {
-            'tx: {
-                if let Some((task_id, outcome)) = c.finish {
-                    let done = sqlx::query(FINISH_TASK)
-                        .bind(task_id)
-                        .bind(outcome)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    if done.rows_affected() == 0 {
-                        break 'tx Err(StoreError::TaskFinished {
-                            task_id: task_id.to_owned(),
-                        });
-                    }
+        // SQLite: through the group-commit writer, in a batch with whatever
+        // else is committing.
+        let commit = super::group::Commit {
+            session_id: c.session_id.to_owned(),
+            expected_seq: c.expected_seq,
+            new_seq,
+            status: c.status.to_owned(),
+            state: c.state.to_owned(),
+            events: super::group::Events::SqliteJson(super::sqlite_events_json(
+                c.events, &payloads,
+            )?),
+            idempotency: c.idempotency.zip(idem_response).map(|(i, response)| {
+                super::group::Idempotency {
+                    key: i.key.clone(),
+                    request_hash: i.request_hash.clone(),
+                    response,
                 }
-                let updated = sqlx::query(UPDATE_SESSION)
-                    .bind(c.session_id)
-                    .bind(c.expected_seq)
-                    .bind(c.status)
-                    .bind(c.state)
-                    .bind(new_seq)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                if updated.rows_affected() == 0 {
-                    break 'tx Err(StoreError::Conflict {
-                        session_id: c.session_id.to_owned(),
-                        expected: c.expected_seq,
-                        actual: -1,
-                    });
-                }
-                let mut q = sqlx::query(&events_sql).bind(c.session_id).bind(now);
-                for (i, (e, payload)) in c.events.iter().zip(&payloads).enumerate() {
-                    q = q
-                        .bind(seq_after(c.expected_seq + 1, i))
-                        .bind(&e.kind)
-                        .bind(payload.as_str());
-                }
-                q.execute(&mut *tx).await?;
-                if let (Some(i), Some(response)) = (c.idempotency, &idem_response) {
-                    let r = sqlx::query(INSERT_IDEMPOTENCY)
-                        .bind(c.session_id)
-                        .bind(&i.key)
-                        .bind(&i.request_hash)
-                        .bind(response.as_str())
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await;
-                    match r {
-                        Ok(_) => {}
-                        Err(e) if is_unique_violation(&e) => {
-                            break 'tx Err(StoreError::IdempotencyKeyTaken {
-                                session_id: c.session_id.to_owned(),
-                                key: i.key.clone(),
-                            });
-                        }
-                        Err(e) => break 'tx Err(e.into()),
-                    }
-                }
-                insert_tasks!(tx, c.session_id, c.new_tasks, now);
-                for a in c.attempts {
-                    insert_attempt!(tx, a);
-                }
-                if let (Some(payload), Inner::Postgres(_)) = (c.notify, &self.inner) {
-                    sqlx::query("SELECT pg_notify($1, $2)")
-                        .bind(SESSION_CHANNEL)
-                        .bind(payload)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Ok(())
-            }
-        });
-        match result {
-            Ok(()) => {
-                self.hand_over(c.session_id, c.expected_seq, c.events, payloads, now);
-                Ok(new_seq)
-            }
-            // The transaction was rolled back when `tx` dropped.
-            Err(StoreError::Conflict { .. }) => {
-                Err(self.why_not_at(c.session_id, c.expected_seq).await)
-            }
-            Err(e) => Err(e),
+            }),
+            step: Some(super::group::StepPart {
+                finish: c.finish.map(|(t, o)| (t.to_owned(), o.to_owned())),
+                tasks: sqlite_tasks_json(c.new_tasks)?,
+                attempts: sqlite_attempts_json(c.attempts)?,
+            }),
+        };
+        match self.writer.commit(commit).await {
+            Ok(()) => Ok(new_seq),
+            Err(rejected) => Err(self
+                .why_rejected(
+                    rejected,
+                    c.session_id,
+                    c.expected_seq,
+                    c.idempotency,
+                    c.finish.map(|(task, _)| task),
+                )
+                .await),
         }
     }
 
