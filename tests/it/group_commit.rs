@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use baton::store::tasks::{AttemptOutcome, AttemptRecord, NewTask, StepCommit, TaskState};
 use baton::store::{
     GROUP_COMMIT_MAX_BATCH, MAX_HELD_BATCHES, NewEvent, NewIdempotency, NewSession, RawPools,
     Store, StoreError,
@@ -416,4 +417,181 @@ async fn a_queue_longer_than_one_connection_hold_is_answered_in_full(db: TestDb)
     }
     let other = other.await.unwrap();
     assert_eq!(store.events(&other, 0, 100).await.unwrap().len(), 2);
+}
+
+/// A task of `session` (`<session>-<n>`), running, for a step commit to
+/// finish or create.
+fn step_task(session: &str, n: u32) -> NewTask {
+    NewTask {
+        id: format!("{session}-{n}"),
+        node: format!("call{n}"),
+        kind: "http".to_owned(),
+        state: TaskState::Running,
+        due_at: Some(i64::MAX / 2),
+        lease_owner: Some("worker-a".to_owned()),
+        attempts: 1,
+        queue: None,
+        event_name: None,
+        correlation: None,
+        mock: Some("default".to_owned()),
+        input: json!({ "n": n, "text": "quotes \" and \\ and ünïcode" }),
+    }
+}
+
+/// A session at seq 1 waiting on its running task `<id>-1`.
+async fn session_with_task(store: &Store) -> String {
+    let version = store
+        .ensure_flow_version(
+            "signup",
+            "hash-1",
+            &json!({ "id": "signup", "start": "a", "nodes": [] }),
+        )
+        .await
+        .unwrap();
+    let id = Uuid::now_v7().to_string();
+    store
+        .create_session_with_tasks(
+            &NewSession {
+                id: id.clone(),
+                flow_id: "signup".to_owned(),
+                flow_version: version.version,
+                user_id: "user-1".to_owned(),
+                token_hash: "token-hash".to_owned(),
+                status: "WAITING".to_owned(),
+                state: json!({ "node": "call1" }),
+            },
+            &[NewEvent::new("started", json!({}))],
+            &[step_task(&id, 1)],
+            true,
+        )
+        .await
+        .unwrap();
+    id
+}
+
+/// The step commit that finishes `<session>-1` from `expected`, records
+/// its attempt and creates `<session>-2`.
+async fn finish_first_task(
+    store: Store,
+    session: String,
+    expected: i64,
+) -> Result<i64, StoreError> {
+    let finished = format!("{session}-1");
+    let attempt = AttemptRecord {
+        task_id: finished.clone(),
+        attempt: 1,
+        session_id: session.clone(),
+        node: "call1".to_owned(),
+        worker: "worker-a".to_owned(),
+        started_at: 1,
+        finished_at: 2,
+        outcome: AttemptOutcome::Ok,
+        status_code: Some(200),
+        error: None,
+    };
+    store
+        .commit_step(StepCommit {
+            session_id: &session,
+            expected_seq: expected,
+            status: "WAITING",
+            state: r#"{"node":"call2"}"#,
+            events: &[NewEvent::new("step", json!({ "from": expected }))],
+            idempotency: None,
+            finish: Some((&finished, "ok")),
+            new_tasks: &[step_task(&session, 2)],
+            attempts: &[attempt],
+            notify: None,
+            durable: true,
+        })
+        .await
+}
+
+/// On SQLite step commits go through the same writer as submits: one batch
+/// holding both keeps each commit's outcome its own, a step commit whose
+/// task is finished already or whose seq is stale included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_one_batch_of_submits_and_step_commits_keeps_each_isolated() {
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let plain = [session(store).await, session(store).await];
+    let stepping = [
+        session_with_task(store).await,
+        session_with_task(store).await,
+    ];
+    let finished = session_with_task(store).await;
+    assert_eq!(
+        finish_first_task(store.clone(), finished.clone(), 1)
+            .await
+            .unwrap(),
+        2
+    );
+    let stale = session_with_task(store).await;
+
+    let held = hold_writer(store).await;
+    let mut runs: Vec<tokio::task::JoinHandle<Result<i64, StoreError>>> = Vec::new();
+    for id in &plain {
+        runs.push(tokio::spawn(Job::new(id, 2).run(store.clone())));
+    }
+    for id in &stepping {
+        runs.push(tokio::spawn(finish_first_task(
+            store.clone(),
+            id.clone(),
+            1,
+        )));
+    }
+    runs.push(tokio::spawn(finish_first_task(
+        store.clone(),
+        finished.clone(),
+        2,
+    )));
+    runs.push(tokio::spawn(finish_first_task(
+        store.clone(),
+        stale.clone(),
+        0,
+    )));
+    let stats_before = store.group_commit_stats();
+    wait_until_queued(store, runs.len() - 1, Duration::from_secs(4)).await;
+    drop(held);
+    let mut results = Vec::new();
+    for run in runs {
+        results.push(run.await.unwrap());
+    }
+    let stats = store.group_commit_stats();
+    assert_eq!(stats.batches, stats_before.batches + 1, "{stats:?}");
+
+    assert_eq!(results[0].as_ref().unwrap(), &4);
+    assert_eq!(results[1].as_ref().unwrap(), &4);
+    for (id, result) in stepping.iter().zip(&results[2..4]) {
+        assert_eq!(result.as_ref().unwrap(), &2, "{id}");
+        let first = store.task(&format!("{id}-1")).await.unwrap().unwrap();
+        assert_eq!(
+            (first.state, first.outcome.as_deref()),
+            (TaskState::Done, Some("ok"))
+        );
+        let next = store.task(&format!("{id}-2")).await.unwrap().unwrap();
+        assert_eq!((next.node.as_str(), next.attempts), ("call2", 1));
+        assert_eq!(next.mock.as_deref(), Some("default"));
+        assert_eq!(next.input, step_task(id, 2).input);
+        let attempts = store.session_attempts(id).await.unwrap();
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(attempts[0].status_code, Some(200));
+        let events = store.events(id, 0, 100).await.unwrap();
+        assert_eq!(events[1].payload, json!({ "from": 1 }));
+    }
+    assert_eq!(code(&results[4]), "TASK_ALREADY_FINISHED");
+    assert_eq!(store.session(&finished).await.unwrap().unwrap().seq, 2);
+    assert_eq!(code(&results[5]), "STORE_CONFLICT");
+    let untouched = store.session(&stale).await.unwrap().unwrap();
+    assert_eq!(untouched.seq, 1);
+    assert_eq!(
+        store
+            .task(&format!("{stale}-1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        TaskState::Running
+    );
+    assert!(store.task(&format!("{stale}-2")).await.unwrap().is_none());
+    assert!(store.session_attempts(&stale).await.unwrap().is_empty());
 }
