@@ -528,7 +528,7 @@ fn experiment_results(
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("baton experiment results: {e:#}");
+            eprintln!("baton experiment results: {}", chain(&e));
             ExitCode::FAILURE
         }
     }
@@ -589,11 +589,30 @@ fn serve_traced(config: ServeConfig) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("baton: {e:#}");
+            let message = chain(&e);
+            tracing::error!("{message}");
+            eprintln!("baton: {message}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `e` and its causes, joined by `: ` as anyhow's `{:#}` does, leaving out
+/// a cause whose text the message before it already ends with: many of
+/// our errors write their source into their own message as well.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn shutdown_signal() {
@@ -614,4 +633,25 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_its_message_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such directory");
+        let e = anyhow::Error::new(baton::flow::error::FlowError::DirUnreadable {
+            dir: "flows".into(),
+            source: io,
+        })
+        .context("loading flows from flows");
+        assert_eq!(
+            chain(&e),
+            "loading flows from flows: cannot read flow directory flows: no such directory"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain(&plain), "outer: inner");
+    }
 }
