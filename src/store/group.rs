@@ -1,6 +1,8 @@
 //! Group commit: the writer tasks that own the write path of
 //! [`Store::commit`](super::Store::commit) (one on SQLite, which has one
-//! writing connection; [`PG_WRITERS`] on PostgreSQL).
+//! writing connection; [`PG_WRITERS`] on PostgreSQL), and on SQLite of
+//! [`Store::commit_step`](super::Store::commit_step) too, so steps and
+//! submits that commit together share a transaction.
 //!
 //! Commits that arrive while the writers are busy queue up; once a writer has a
 //! connection it takes everything queued (at most [`MAX_BATCH`]) and writes
