@@ -26,6 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use sqlx::pool::PoolConnection;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
 use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
@@ -427,36 +429,48 @@ async fn sqlite_commit_batch(
     let sql = sqlite_commit_batch_sql(members.len(), steps);
     let mut q = sqlx::query(&sql);
     for c in members {
-        let idem = c.idempotency.as_ref();
-        q = q
-            .bind(&c.session_id)
-            .bind(c.expected_seq)
-            .bind(&c.status)
-            .bind(&c.state)
-            .bind(now)
-            .bind(sqlite_events(c))
-            .bind(idem.map(|i| i.key.as_str()))
-            .bind(idem.map(|i| i.request_hash.as_str()))
-            .bind(idem.map(|i| i.response.as_str()));
-        if steps {
-            let step = c.step.as_ref();
-            let finish = step.and_then(|s| s.finish.as_ref());
-            q = q
-                .bind(finish.map(|(task, _)| task.as_str()))
-                .bind(finish.map(|(_, outcome)| outcome.as_str()))
-                .bind(step.map_or("[]", |s| s.tasks.as_str()))
-                .bind(step.map_or("[]", |s| s.attempts.as_str()));
-        }
+        q = bind_sqlite_commit(q, c, now, steps);
     }
     q.execute(&mut **conn).await.map(|_| ())
+}
+
+/// Binds `c`'s row of a SQLite commit statement: the `session_commits`
+/// columns, then with `step_columns` those `session_step_commits` adds (a
+/// plain commit's finish nothing and add no tasks or attempts).
+fn bind_sqlite_commit<'q>(
+    q: Query<'q, Sqlite, SqliteArguments<'q>>,
+    c: &'q Commit,
+    now: i64,
+    step_columns: bool,
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+    let idem = c.idempotency.as_ref();
+    let q = q
+        .bind(&c.session_id)
+        .bind(c.expected_seq)
+        .bind(&c.status)
+        .bind(&c.state)
+        .bind(now)
+        .bind(sqlite_events(c))
+        .bind(idem.map(|i| i.key.as_str()))
+        .bind(idem.map(|i| i.request_hash.as_str()))
+        .bind(idem.map(|i| i.response.as_str()));
+    if !step_columns {
+        return q;
+    }
+    let step = c.step.as_ref();
+    let finish = step.and_then(|s| s.finish.as_ref());
+    q.bind(finish.map(|(task, _)| task.as_str()))
+        .bind(finish.map(|(_, outcome)| outcome.as_str()))
+        .bind(step.map_or("[]", |s| s.tasks.as_str()))
+        .bind(step.map_or("[]", |s| s.attempts.as_str()))
 }
 
 /// `INSERT INTO session_commits (…) VALUES (?, …), (?, …), …` for `n` rows
 /// (`session_step_commits` with `steps`). Each is its own prepared
 /// statement in sqlx's per-connection cache (100 by default: the plain
 /// and step forms of each size up to `MAX_BATCH` can crowd out the
-/// store's other statements under a mixed load, which then are prepared
-/// again, at some cost and no harm).
+/// store's other statements under a mixed load, which are then prepared
+/// again; a cache of 256 measured no faster, see docs/benchmarks.md).
 fn sqlite_commit_batch_sql(n: usize, steps: bool) -> String {
     let mut sql = String::from(if steps {
         "INSERT INTO session_step_commits (session_id, expected_seq, status, state, at, events, \
@@ -493,29 +507,12 @@ async fn sqlite_commit_one(
     c: &Commit,
     now: i64,
 ) -> Result<(), Rejected> {
-    let idem = c.idempotency.as_ref();
-    let sql = match c.step {
-        Some(_) => super::tasks::SQLITE_STEP_COMMIT,
-        None => super::SQLITE_COMMIT,
+    let steps = c.step.is_some();
+    let sql = match steps {
+        true => super::tasks::SQLITE_STEP_COMMIT,
+        false => super::SQLITE_COMMIT,
     };
-    let mut q = sqlx::query(sql)
-        .bind(&c.session_id)
-        .bind(c.expected_seq)
-        .bind(&c.status)
-        .bind(&c.state)
-        .bind(now)
-        .bind(sqlite_events(c))
-        .bind(idem.map(|i| i.key.as_str()))
-        .bind(idem.map(|i| i.request_hash.as_str()))
-        .bind(idem.map(|i| i.response.as_str()));
-    if let Some(step) = &c.step {
-        let finish = step.finish.as_ref();
-        q = q
-            .bind(finish.map(|(task, _)| task.as_str()))
-            .bind(finish.map(|(_, outcome)| outcome.as_str()))
-            .bind(step.tasks.as_str())
-            .bind(step.attempts.as_str());
-    }
+    let q = bind_sqlite_commit(sqlx::query(sql), c, now, steps);
     match q.execute(&mut **conn).await {
         Ok(_) => Ok(()),
         Err(e) => Err(match raise_message(&e) {

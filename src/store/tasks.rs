@@ -403,11 +403,8 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         let new_seq = seq_after(c.expected_seq, c.events.len());
         let idem_response = c.idempotency.map(|i| i.response.get().to_owned());
-        if let Inner::Postgres(_) = &self.inner {
-            let writer = self
-                .step_writer
-                .as_ref()
-                .expect("a PostgreSQL store is opened with its step writer");
+        // PostgreSQL has step writers of its own; SQLite has none.
+        if let Some(writer) = &self.step_writer {
             return self
                 .commit_step_pg(writer, &c, payloads, idem_response, new_seq, now_ms())
                 .await;
