@@ -354,9 +354,6 @@ impl Application {
             futures_util::future::join_all(stopping),
         )
         .await;
-        // Closing the last connection lets SQLite copy its WAL back into the
-        // database file and remove it, so a stopped server leaves one file.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.baton.store().close()).await;
         served?;
         Ok(())
     }

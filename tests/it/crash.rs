@@ -162,17 +162,6 @@ impl Server {
     pub(crate) async fn kill(mut self) {
         self.child.kill().await.expect("kill");
     }
-
-    /// SIGTERM, as a process manager stops it; returns how it exited.
-    async fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().expect("running") as libc::pid_t;
-        // SAFETY: kill(2) with a pid this test started and still owns.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        tokio::time::timeout(Duration::from_secs(20), self.child.wait())
-            .await
-            .expect("stopped within 20 s")
-            .expect("exit status")
-    }
 }
 
 /// The upstream: the first `hang` requests never get an answer (the
@@ -381,32 +370,4 @@ async fn two_processes_share_the_work() {
     assert_eq!(workers.len(), 2, "both processes ran steps: {workers:?}");
     a.kill().await;
     b.kill().await;
-}
-
-/// Stopped by SIGTERM, a server on a SQLite file closes its connections,
-/// so SQLite copies the WAL back into the database and removes it: what is
-/// left is the database file alone, holding everything.
-#[tokio::test]
-async fn a_stopped_sqlite_server_leaves_the_database_file_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = fresh_database_url(Backend::Sqlite, dir.path())
-        .await
-        .unwrap();
-    let port = upstream(Upstream::default()).await;
-    let flows = dir.path().join("flows");
-    std::fs::create_dir(&flows).unwrap();
-    std::fs::write(flows.join("chain.yaml"), chain_flow(port, false)).unwrap();
-    let server = Server::start(&url, &flows).await;
-    let (id, token) = server.start_session("stop-1").await;
-    let s = server.go(&id, &token).await;
-    assert_eq!(s["status"], "WAITING", "{s}");
-    until_completed(&server, &id, &token).await;
-    let wal = dir.path().join("baton.db-wal");
-    assert!(wal.exists(), "a running server has its WAL");
-
-    let status = server.stop().await;
-    assert!(status.success(), "{status:?}");
-    assert!(!wal.exists(), "the WAL outlived the server");
-    assert!(!dir.path().join("baton.db-shm").exists());
-    check_log(&url, &id, &["call"]).await;
 }
