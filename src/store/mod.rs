@@ -63,6 +63,15 @@ pub const FILES_AUTHOR: &str = "files";
 /// How often `ensure_flow_version` re-reads after losing an insert race.
 const FLOW_VERSION_ATTEMPTS: usize = 8;
 
+/// A pooled PostgreSQL connection idle this long is pinged before it is
+/// handed out. sqlx's default pings on every acquire: a round trip in
+/// front of every statement, on the path of every request and step
+/// commit. A connection that answered within the last second is trusted;
+/// one that went away since (a restarted server) fails its statement with
+/// `STORE_UNAVAILABLE`, and sqlx drops it when it comes back. SQLite
+/// pools never ping: an embedded connection cannot hang up.
+const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
+
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {
@@ -606,7 +615,8 @@ impl Store {
 
         let write = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(opts.acquire_timeout);
+            .acquire_timeout(opts.acquire_timeout)
+            .test_before_acquire(false);
         let write = if in_memory {
             // The database lives as long as its last connection: keep that one open.
             write
@@ -629,6 +639,7 @@ impl Store {
             SqlitePoolOptions::new()
                 .max_connections(opts.max_connections.max(1))
                 .acquire_timeout(opts.acquire_timeout)
+                .test_before_acquire(false)
                 .connect_lazy_with(options)
         };
         let checkpointer = (!in_memory).then(|| checkpoint::spawn(read.clone(), write.clone()));
@@ -665,6 +676,15 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(opts.max_connections.max(1))
             .acquire_timeout(opts.acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IDLE_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         Ok(Store {
             writer: group::Writer::spawn(group::Target::Postgres(pool.clone())),

@@ -12,6 +12,7 @@ use baton::store::{
     StoreOptions,
 };
 use serde_json::{Value, json};
+use sqlx::Connection as _;
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
@@ -846,6 +847,68 @@ async fn ping_reports_a_closed_store(db: TestDb) {
     db.store.close().await;
     assert_eq!(code(clone.ping().await), "STORE_UNAVAILABLE");
     assert_eq!(code(clone.session("x").await), "STORE_UNAVAILABLE");
+}
+
+/// PostgreSQL pings a pooled connection before handing it out only once it
+/// sat idle for a second (`PING_IDLE_AFTER`), not before every statement.
+/// One the server closed within that second fails its statement as
+/// `STORE_UNAVAILABLE` and is not used again; one idle longer is found
+/// closed by the ping and replaced before the statement runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_replaces_a_connection_the_server_closed() {
+    let Some(url) = fresh_postgres_url().await else {
+        return;
+    };
+    let one = StoreOptions {
+        max_connections: 1,
+        ..quick()
+    };
+    let store = Store::connect(&url, one).await.unwrap();
+    let RawPools::Postgres(pool) = store.raw_pools() else {
+        unreachable!("a PostgreSQL store")
+    };
+    let mut admin = sqlx::PgConnection::connect(&pg_url().unwrap())
+        .await
+        .unwrap();
+    let mut close_the_connection = async || {
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        let closed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(closed, "backend {pid} was not terminated");
+        for _ in 0..100 {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+                    .bind(pid)
+                    .fetch_one(&mut admin)
+                    .await
+                    .unwrap();
+            if left == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("backend {pid} outlived its termination");
+    };
+
+    close_the_connection().await;
+    assert_eq!(code(store.session("s").await), "STORE_UNAVAILABLE");
+    assert!(
+        store.session("s").await.unwrap().is_none(),
+        "a new connection answers"
+    );
+
+    close_the_connection().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        store.session("s").await.unwrap().is_none(),
+        "the ping finds the closed connection and a new one answers"
+    );
 }
 
 fn quick() -> StoreOptions {
