@@ -83,9 +83,9 @@ pub struct ServeConfig {
     #[arg(long, env = "BATON_FUNNEL_MAX_LOGGED", default_value_t = 100_000,
           value_parser = clap::value_parser!(i64).range(1..))]
     pub funnel_max_logged: i64,
-    /// Sessions whose last state (and last answer) this server keeps in
-    /// memory, so a submit to one of them reads nothing first; 0 keeps
-    /// none. Each costs a few KB (about 6 with the benchmarks' flow).
+    /// Sessions whose last state (and last 3 answers) this server keeps
+    /// in memory, so a submit to one of them reads nothing first; 0 keeps
+    /// none. Each costs a few KB (about 7 with the benchmarks' flow).
     #[arg(long, env = "BATON_SESSION_CACHE", default_value_t = crate::service::DEFAULT_SESSION_CACHE)]
     pub session_cache: usize,
     /// Sessions whose funnel walk the aggregator keeps in memory between

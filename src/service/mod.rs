@@ -41,7 +41,7 @@ use crate::flow::compile::{CompiledFlow, CompiledKind, FlagRefs};
 use crate::store::{NewEvent, NewIdempotency, NewSession, SessionRecord, Store, StoreError};
 use hub::Hub;
 use registry::Registry;
-use snapshots::{RecentKeys, Snapshot, Snapshots};
+use snapshots::{RecentAnswers, RecentKeys, Snapshot, Snapshots};
 
 /// A session as the client sees it: the `FlowSession` of the API. Stored
 /// as the response of an idempotent submit, so it (de)serializes.
@@ -392,7 +392,7 @@ impl Baton {
             flow_id: record.flow_id,
             flow_version: record.flow_version,
             state: advance.state,
-            answered: None,
+            answered: RecentAnswers::default(),
             applied_keys: RecentKeys::default(),
         }));
         self.dispatch(&session_id, tasks);
@@ -456,8 +456,7 @@ impl Baton {
         for _ in 0..MAX_CONFLICT_RETRIES {
             let (snap, flow) = self.load(&req.session_id, token, read).await?;
             if let Some(key) = key
-                && let Some(done) = &snap.answered
-                && done.key == key
+                && let Some(done) = snap.answered.get(key)
             {
                 return answer_of(&done.request_hash, &done.response, key, &request_hash);
             }
@@ -736,9 +735,9 @@ impl Baton {
                 )
                 .await;
         }
-        let answered = idem
-            .filter(|_| advance.state.status != Status::Waiting)
-            .cloned();
+        let answered = snap
+            .answered
+            .and(idem.filter(|_| advance.state.status != Status::Waiting));
         let mut events = to_new_events(&advance)?;
         events.extend(extra_events);
         let result = self
@@ -878,7 +877,7 @@ fn snapshot_of(record: SessionRecord) -> Result<Snapshot, ServiceError> {
         flow_id: record.flow_id,
         flow_version: record.flow_version,
         state,
-        answered: None,
+        answered: RecentAnswers::default(),
         applied_keys: RecentKeys::default(),
     })
 }

@@ -22,19 +22,49 @@ pub struct Snapshot {
     pub flow_id: String,
     pub flow_version: i32,
     pub state: SessionState,
-    /// The answer to the submit that made this snapshot, as recorded with
-    /// it under its idempotency key: a client's retry of that submit (the
-    /// usual replay: the answer was lost on the way) is answered from here
-    /// without touching the store. Only a submit that settled at once sets
-    /// it; a recorded answer that may still change (the session waits for
+    /// The answers to the last submits this process committed on the
+    /// session, as recorded with them under their idempotency keys: a
+    /// client's retry of one of them (the answer was lost on the way, or
+    /// an offline client sends its queue again) is answered from here
+    /// without touching the store. Only a submit that settled at once adds
+    /// one; a recorded answer that may still change (the session waits for
     /// steps) is read from the store.
-    pub answered: Option<Arc<NewIdempotency>>,
+    pub answered: RecentAnswers,
     /// The idempotency keys of the last submits this process committed on
     /// the session. A retry of an older one on a screen the session has
     /// come back to would pass the engine again; knowing the key was
     /// applied, `submit` reads the stored answer instead of attempting a
     /// write that the key's uniqueness must then undo.
     pub applied_keys: RecentKeys,
+}
+
+/// How many answers a snapshot keeps. Each is the rendered screen (about
+/// 1 KB for a small form) held per cached session, so the bound is low:
+/// enough for a retry of the last request or of the one or two before it.
+pub const RECENT_ANSWERS: usize = 3;
+
+/// The recorded answers of a session's last settled submits, newest last.
+/// Cloning shares the answers.
+#[derive(Debug, Clone, Default)]
+pub struct RecentAnswers(Vec<Arc<NewIdempotency>>);
+
+impl RecentAnswers {
+    /// These answers, and `answer` if a commit recorded one, dropping the
+    /// oldest past the bound.
+    pub fn and(&self, answer: Option<&Arc<NewIdempotency>>) -> RecentAnswers {
+        let Some(answer) = answer else {
+            return self.clone();
+        };
+        let skip = (self.0.len() + 1).saturating_sub(RECENT_ANSWERS);
+        let mut kept: Vec<_> = self.0.iter().skip(skip).cloned().collect();
+        kept.push(answer.clone());
+        RecentAnswers(kept)
+    }
+
+    /// The recorded answer to the submit sent with `key`, if kept.
+    pub fn get(&self, key: &str) -> Option<&NewIdempotency> {
+        self.0.iter().rev().map(|a| &**a).find(|a| a.key == key)
+    }
 }
 
 /// How many earlier keys a snapshot remembers: a client retries its last
@@ -139,7 +169,7 @@ impl Snapshots {
 mod tests {
     use std::sync::Arc;
 
-    use super::{RECENT_KEYS, RecentKeys, Snapshot, Snapshots};
+    use super::{RECENT_ANSWERS, RECENT_KEYS, RecentAnswers, RecentKeys, Snapshot, Snapshots};
 
     fn snap(i: usize, seq: i64) -> Arc<Snapshot> {
         keyed(i, seq, RecentKeys::default().with(&format!("k{seq}")))
@@ -157,7 +187,7 @@ mod tests {
             flow_id: "f".into(),
             flow_version: 1,
             state,
-            answered: None,
+            answered: RecentAnswers::default(),
             applied_keys,
         })
     }
@@ -219,5 +249,31 @@ mod tests {
         // A key already held is not held twice (it would push out another).
         let again = keys.with(&format!("k{}", RECENT_KEYS + 2));
         assert_eq!(again, keys);
+    }
+
+    #[test]
+    fn recent_answers_keep_the_newest_within_the_bound() {
+        let answer = |i: usize| {
+            Arc::new(crate::store::NewIdempotency {
+                key: format!("k{i}"),
+                request_hash: format!("h{i}"),
+                response: serde_json::value::to_raw_value(&i).unwrap(),
+            })
+        };
+        let mut answers = RecentAnswers::default();
+        assert!(answers.get("k0").is_none());
+        for i in 0..RECENT_ANSWERS + 2 {
+            answers = answers.and(Some(&answer(i)));
+            // A commit without a key keeps what was there.
+            answers = answers.and(None);
+        }
+        for i in 0..2 {
+            assert!(answers.get(&format!("k{i}")).is_none(), "k{i}");
+        }
+        for i in 2..RECENT_ANSWERS + 2 {
+            let kept = answers.get(&format!("k{i}")).expect("kept");
+            assert_eq!(kept.request_hash, format!("h{i}"));
+            assert_eq!(kept.response.get(), i.to_string());
+        }
     }
 }

@@ -338,7 +338,7 @@ impl Baton {
                     flow_id: snap.flow_id.clone(),
                     flow_version: snap.flow_version,
                     state: advance.state,
-                    answered: None,
+                    answered: snap.answered.clone(),
                     applied_keys: snap.applied_keys.and(idem.map(|i| i.key.as_str())),
                 }));
                 self.dispatch(&snap.id, tasks);

@@ -263,6 +263,27 @@ async fn replay_of_an_older_key_on_a_screen_come_back_to(backend: Backend) {
     );
 }
 
+/// The last few answers are kept with the session's snapshot: a retry of
+/// the submit before last is answered from memory, with neither a read
+/// nor a write. With the stored records gone behind the server's back,
+/// only the kept answer can stop the engine from taking `later` again.
+async fn a_recent_older_key_answers_from_memory(backend: Backend) {
+    let Some(app) = app(backend, false, 2000).await else {
+        return;
+    };
+    let (sid, token, first) = later_then_back(&app, "u8").await;
+    app.execute("DELETE FROM idempotency").await;
+    let writes = app.baton.store().group_commit_stats().received;
+    assert_eq!(submit_later(&app, &token, &sid, "k-later-1").await, first);
+    assert_eq!(
+        app.baton.store().group_commit_stats().received,
+        writes,
+        "the replay attempted a write"
+    );
+    let now = app.session(Some(&token), &sid).await;
+    assert_eq!(now["data"]["session"]["screen"]["id"], "form", "{now}");
+}
+
 /// With `--session-cache 0` nothing is kept between requests: a retry of
 /// an older key takes the store's path (its write is refused on the key,
 /// then the record answers), and still answers as the first time.
@@ -374,6 +395,7 @@ replay_tests!(
     replay_of_a_validation_error,
     replay_of_a_stale_screen_after_the_session_moved_on,
     replay_of_an_older_key_on_a_screen_come_back_to,
+    a_recent_older_key_answers_from_memory,
     without_a_session_cache_an_older_key_still_answers_from_its_record,
     replay_of_a_wait,
     unknown_mock_scenarios_are_refused,
