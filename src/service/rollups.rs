@@ -68,6 +68,9 @@ pub struct Rollups {
     /// One batch at a time in this process (the loop and a query's
     /// catch-up), and what the batches folded.
     state: tokio::sync::Mutex<State>,
+    /// Callers other than the loop that wait for `state`: a paced write
+    /// stops resting while there are any (see [`Urgency`]).
+    urgency: Urgency,
     walk_capacity: usize,
     write_every: Duration,
     write_chunk: usize,
@@ -244,6 +247,7 @@ impl Rollups {
             worker: worker.to_owned(),
             cohorts: Mutex::default(),
             state: tokio::sync::Mutex::default(),
+            urgency: Urgency::default(),
             walk_capacity: WALK_CACHE,
             write_every: WRITE_EVERY,
             write_chunk: WRITE_CHUNK,
@@ -332,7 +336,7 @@ impl Rollups {
     /// takes a few; see [`State`]). Fewer than it takes leaves the rest
     /// unwritten, as a crash midway through a write would.
     pub async fn write_some(&self, chunks: usize) -> Result<(), StoreError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.urgency.lock(&self.state).await;
         if state.unwritten() {
             let r = self.write(&mut state, chunks, Write::Now).await;
             if r.is_err() {
@@ -347,14 +351,17 @@ impl Rollups {
     /// restarted) aggregates at once rather than in up to 30 s; a funnel
     /// query meanwhile would read sums that miss the newest sessions.
     pub async fn release(&self) -> Result<(), StoreError> {
-        let mut state = self.state.lock().await;
+        let mut state = self.urgency.lock(&self.state).await;
         state.reset();
         self.store.release_sink(ROLLUP_SINK, &self.worker).await
     }
 
     /// [`Rollups::step`], and whether the batch was full (more may wait).
     async fn step_sized(&self, when: Write) -> Result<(usize, bool), StoreError> {
-        let mut state = self.state.lock().await;
+        let mut state = match when {
+            Write::Due => self.state.lock().await,
+            Write::Now => self.urgency.lock(&self.state).await,
+        };
         let r = self.step_in(&mut state, when).await;
         if r.is_err() {
             // Whether a failed write committed is unknown: start again
@@ -590,7 +597,7 @@ impl Rollups {
                 self.written(state);
             }
             // The last transaction rests too: a settle may follow.
-            rest(when, began).await;
+            self.urgency.rest(when, began.elapsed() * 2).await;
             if last {
                 break;
             }
@@ -664,7 +671,7 @@ impl Rollups {
             elapsed_us = began.elapsed().as_micros() as u64,
             "funnel rollups: settled quiet walks"
         );
-        rest(when, began).await;
+        self.urgency.rest(when, began.elapsed() * 2).await;
         Ok(n)
     }
 
@@ -716,11 +723,57 @@ impl Rollups {
     }
 }
 
-/// After a transaction begun at `began`, when nobody waits for it (see
-/// [`Rollups::write`]): a rest twice as long as it took.
-async fn rest(when: Write, began: Instant) {
-    if when == Write::Due {
-        tokio::time::sleep(began.elapsed() * 2).await;
+/// Whether anyone but the loop waits for the aggregator's state.
+///
+/// A paced write rests between its transactions while holding the state,
+/// so that requests get the CPU; a funnel query that asks meanwhile needs
+/// the write finished, not paced, so its wait cuts the rests short and the
+/// rest of the write goes at full speed.
+#[derive(Default)]
+struct Urgency {
+    waiting: std::sync::atomic::AtomicUsize,
+    arrived: tokio::sync::Notify,
+}
+
+impl Urgency {
+    /// `state`, counted as waited for until it is held.
+    async fn lock<'a, T>(
+        &self,
+        state: &'a tokio::sync::Mutex<T>,
+    ) -> tokio::sync::MutexGuard<'a, T> {
+        use std::sync::atomic::Ordering;
+        /// Counts down however the wait ends (the caller may be dropped).
+        struct Counted<'c>(&'c std::sync::atomic::AtomicUsize);
+        impl Drop for Counted<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let _counted = Counted(&self.waiting);
+        self.arrived.notify_waiters();
+        state.lock().await
+    }
+
+    /// After a transaction, when nobody waits for it (see
+    /// [`Rollups::write`]): a rest of `length`, ended by anyone waiting.
+    async fn rest(&self, when: Write, length: Duration) {
+        use std::sync::atomic::Ordering;
+        if when == Write::Now {
+            return;
+        }
+        let arrived = self.arrived.notified();
+        tokio::pin!(arrived);
+        // Registered before the count is read: a waiter that comes after
+        // the read is sure to wake this rest.
+        arrived.as_mut().enable();
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(length) => {}
+            () = arrived => {}
+        }
     }
 }
 
@@ -838,4 +891,68 @@ fn sums(
 
 fn to_text<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::{Urgency, Write};
+
+    /// Longer than any test may run: a rest that is not cut short fails
+    /// the test by its guard below rather than passing by chance.
+    const FOREVER: Duration = Duration::from_secs(3600);
+    const GUARD: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_query_waiting_for_the_state_ends_the_rest_of_a_paced_write() {
+        let urgency = Arc::new(Urgency::default());
+        let state = Arc::new(tokio::sync::Mutex::new(()));
+        let held = state.clone().lock_owned().await;
+        let resting = tokio::spawn({
+            let urgency = urgency.clone();
+            async move {
+                urgency.rest(Write::Due, FOREVER).await;
+                drop(held);
+            }
+        });
+        let got = tokio::time::timeout(GUARD, urgency.lock(&state)).await;
+        assert!(
+            got.is_ok(),
+            "the write went on resting while a query waited"
+        );
+        drop(got);
+        resting.await.unwrap();
+        assert_eq!(urgency.waiting.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn a_rest_begun_while_a_query_waits_does_not_start() {
+        let urgency = Urgency::default();
+        urgency.waiting.fetch_add(1, Ordering::SeqCst);
+        let rest = tokio::time::timeout(GUARD, urgency.rest(Write::Due, FOREVER)).await;
+        assert!(rest.is_ok(), "rested with a query waiting");
+        // A write somebody waits for never rests.
+        let urgency = Urgency::default();
+        let rest = tokio::time::timeout(GUARD, urgency.rest(Write::Now, FOREVER)).await;
+        assert!(rest.is_ok(), "a write asked for now rested");
+    }
+
+    #[tokio::test]
+    async fn a_query_that_gave_up_waiting_is_no_longer_counted() {
+        let urgency = Urgency::default();
+        let state = tokio::sync::Mutex::new(());
+        let held = state.lock().await;
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), urgency.lock(&state)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(urgency.waiting.load(Ordering::SeqCst), 0);
+        drop(held);
+        // With nobody waiting, a rest lasts its length.
+        let rest =
+            tokio::time::timeout(Duration::from_millis(20), urgency.rest(Write::Due, FOREVER))
+                .await;
+        assert!(rest.is_err(), "a rest ended with nobody waiting");
+    }
 }
