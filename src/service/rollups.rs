@@ -742,15 +742,11 @@ impl Urgency {
         state: &'a tokio::sync::Mutex<T>,
     ) -> tokio::sync::MutexGuard<'a, T> {
         use std::sync::atomic::Ordering;
-        /// Counts down however the wait ends (the caller may be dropped).
-        struct Counted<'c>(&'c std::sync::atomic::AtomicUsize);
-        impl Drop for Counted<'_> {
-            fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::SeqCst);
-            }
-        }
         self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _counted = Counted(&self.waiting);
+        // Counted down however the wait ends (the caller may be dropped).
+        let _counted = scopeguard::guard(&self.waiting, |n| {
+            n.fetch_sub(1, Ordering::SeqCst);
+        });
         self.arrived.notify_waiters();
         state.lock().await
     }

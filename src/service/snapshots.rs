@@ -44,26 +44,25 @@ pub struct Snapshot {
 pub const RECENT_ANSWERS: usize = 3;
 
 /// The recorded answers of a session's last settled submits, newest last.
-/// Cloning shares the answers.
+/// Cloning shares the answers; nothing is allocated per commit.
 #[derive(Debug, Clone, Default)]
-pub struct RecentAnswers(Vec<Arc<NewIdempotency>>);
+pub struct RecentAnswers([Option<Arc<NewIdempotency>>; RECENT_ANSWERS]);
 
 impl RecentAnswers {
     /// These answers, and `answer` if a commit recorded one, dropping the
     /// oldest past the bound.
     pub fn and(&self, answer: Option<&Arc<NewIdempotency>>) -> RecentAnswers {
-        let Some(answer) = answer else {
-            return self.clone();
-        };
-        let skip = (self.0.len() + 1).saturating_sub(RECENT_ANSWERS);
-        let mut kept: Vec<_> = self.0.iter().skip(skip).cloned().collect();
-        kept.push(answer.clone());
-        RecentAnswers(kept)
+        let mut kept = self.clone();
+        if let Some(answer) = answer {
+            kept.0.rotate_left(1);
+            kept.0[RECENT_ANSWERS - 1] = Some(answer.clone());
+        }
+        kept
     }
 
     /// The recorded answer to the submit sent with `key`, if kept.
     pub fn get(&self, key: &str) -> Option<&NewIdempotency> {
-        self.0.iter().rev().map(|a| &**a).find(|a| a.key == key)
+        self.0.iter().flatten().map(|a| &**a).find(|a| a.key == key)
     }
 }
 

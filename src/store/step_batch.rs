@@ -72,16 +72,6 @@ pub(super) struct StepWriter {
     pool: PgPool,
 }
 
-/// Counts a commit in flight until dropped (the caller may be dropped
-/// midway).
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl StepWriter {
     /// Spawns the writers on the current Tokio runtime.
     pub fn spawn(pool: PgPool) -> StepWriter {
@@ -105,7 +95,10 @@ impl StepWriter {
 
     pub async fn commit(&self, step: PgStep) -> Outcome {
         let alone = self.in_flight.fetch_add(1, Ordering::SeqCst) == 0;
-        let _counted = InFlight(&self.in_flight);
+        // Counted down however the commit ends (the caller may be dropped).
+        let _counted = scopeguard::guard(&self.in_flight, |n| {
+            n.fetch_sub(1, Ordering::SeqCst);
+        });
         if alone {
             // Nothing to share a statement with: the writers would write it
             // alone too, a hand-off there and back later.
